@@ -1,0 +1,141 @@
+//! Connecting to the one database that holds the log and the read models, and
+//! bringing its schema up to date.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// The embedded database's file name inside the data directory.
+pub const SQLITE_FILE: &str = "anamnesis.db";
+
+/// A pool on one of the two backends.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// Why the database could not be used. Messages name the place, never a password.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("cannot reach the database at {place}: {cause}")]
+    Unreachable { place: String, cause: String },
+    #[error("the database schema is at version {version}, newer than this binary knows; run a newer anamnesis")]
+    SchemaTooNew { version: i64 },
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    #[error("cannot use data directory {path}: {cause}")]
+    DataDir { path: PathBuf, cause: String },
+}
+
+impl Db {
+    /// Postgres when `database_url` is set, otherwise the embedded SQLite file
+    /// under `data_dir`.
+    pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Self, DbError> {
+        match database_url {
+            Some(url) if url.starts_with("sqlite:") => Self::sqlite_url(url).await,
+            Some(url) => Self::postgres(url, 32).await,
+            None => Self::sqlite(data_dir).await,
+        }
+    }
+
+    /// A Postgres pool of at most `max_connections`.
+    pub async fn postgres(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        let options = PgConnectOptions::from_str(url).map_err(|e| DbError::Unreachable {
+            place: "DATABASE_URL".into(),
+            cause: format!("not a valid postgres URL ({e})"),
+        })?;
+        let place = format!(
+            "{}:{}/{}",
+            options.get_host(),
+            options.get_port(),
+            options.get_database().unwrap_or("")
+        );
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await
+            .map_err(|e| DbError::Unreachable {
+                place,
+                cause: e.to_string(),
+            })?;
+        Ok(Db::Postgres(pool))
+    }
+
+    /// The embedded database in `data_dir`, created if missing.
+    pub async fn sqlite(data_dir: &Path) -> Result<Self, DbError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| DbError::DataDir {
+            path: data_dir.to_owned(),
+            cause: e.to_string(),
+        })?;
+        let options = SqliteConnectOptions::new().filename(data_dir.join(SQLITE_FILE));
+        Self::sqlite_with(options, data_dir.display().to_string()).await
+    }
+
+    async fn sqlite_url(url: &str) -> Result<Self, DbError> {
+        let options = SqliteConnectOptions::from_str(url).map_err(|e| DbError::Unreachable {
+            place: "DATABASE_URL".into(),
+            cause: format!("not a valid sqlite URL ({e})"),
+        })?;
+        Self::sqlite_with(options, url.to_owned()).await
+    }
+
+    async fn sqlite_with(options: SqliteConnectOptions, place: String) -> Result<Self, DbError> {
+        // WAL lets readers run beside the writer; synchronous=FULL makes every
+        // commit durable before it is acknowledged.
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options)
+            .await
+            .map_err(|e| DbError::Unreachable {
+                place,
+                cause: e.to_string(),
+            })?;
+        Ok(Db::Sqlite(pool))
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Db::Postgres(_) => "postgres",
+            Db::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Applies the migrations this binary carries. A database that has
+    /// migrations this binary does not know is refused, untouched.
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        let result = match self {
+            Db::Postgres(p) => POSTGRES_MIGRATIONS.run(p).await,
+            Db::Sqlite(p) => SQLITE_MIGRATIONS.run(p).await,
+        };
+        result.map_err(|e| match e {
+            MigrateError::VersionMissing(version) => DbError::SchemaTooNew { version },
+            other => DbError::Migration(other.to_string()),
+        })
+    }
+
+    /// Closes every connection (used before exit and by tests).
+    pub async fn close(&self) {
+        match self {
+            Db::Postgres(p) => p.close().await,
+            Db::Sqlite(p) => p.close().await,
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! Command dispatch: load an aggregate from its stream, let it decide, append
+//! what it decided at the sequence it saw. A conflict (someone else appended
+//! first) reloads and decides again, a bounded number of times.
+
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+
+use crate::log::{AppendError, AppendRequest, EventLog, EventMetadata, NewEvent, StoreError};
+
+/// How often a command is tried when its stream keeps moving under it.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// What a successful command did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Executed {
+    /// Global position of the command's last event (or of the stream's last
+    /// event when the command decided nothing): what read-your-writes waits for.
+    pub position: i64,
+    /// How many events the command appended.
+    pub events: usize,
+}
+
+/// Why a command did not take effect. Nothing was written in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError<E: std::error::Error> {
+    /// The aggregate refused the command.
+    #[error(transparent)]
+    Rejected(E),
+    /// The stream still moved under the command after every retry.
+    #[error("the record kept changing; try again")]
+    Conflict,
+    /// The append was malformed (no actor, ...).
+    #[error("{0}")]
+    Invalid(&'static str),
+    /// A stored event could not be read back into the aggregate.
+    #[error("stored event {position} of this record is unreadable: {detail}")]
+    Unreadable { position: i64, detail: String },
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs commands against aggregates stored in the log.
+#[derive(Clone)]
+pub struct CommandBus {
+    log: EventLog,
+}
+
+impl CommandBus {
+    /// A bus over `log`.
+    pub fn new(log: EventLog) -> Self {
+        Self { log }
+    }
+
+    /// The log this bus appends to.
+    pub fn log(&self) -> &EventLog {
+        &self.log
+    }
+
+    /// Loads `A` with id `aggregate_id`, handles `command`, appends the events.
+    pub async fn execute<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        for _ in 0..MAX_ATTEMPTS {
+            let (mut aggregate, sequence, position) = self.load::<A>(aggregate_id).await?;
+            let sink = EventSink::default();
+            aggregate
+                .handle(command.clone(), services, &sink)
+                .await
+                .map_err(CommandError::Rejected)?;
+            let events = sink.collect().await;
+            if events.is_empty() {
+                return Ok(Executed {
+                    position,
+                    events: 0,
+                });
+            }
+            let count = events.len();
+            let request = AppendRequest {
+                aggregate_type: A::TYPE.to_owned(),
+                aggregate_id: aggregate_id.to_owned(),
+                expected_sequence: sequence,
+                events: events
+                    .iter()
+                    .map(|e| NewEvent {
+                        event_type: e.event_type(),
+                        event_version: e.event_version(),
+                        payload: serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
+                    })
+                    .collect(),
+                metadata: metadata.clone(),
+            };
+            match self.log.append(request).await {
+                Ok(appended) => {
+                    return Ok(Executed {
+                        position: appended.last_position,
+                        events: count,
+                    })
+                }
+                Err(AppendError::Conflict { .. }) => continue,
+                Err(AppendError::Invalid(why)) => return Err(CommandError::Invalid(why)),
+                Err(AppendError::Store(e)) => return Err(CommandError::Store(e)),
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// The aggregate's current state, its stream's last sequence and the global
+    /// position of its last event (0 for both when it has none).
+    pub async fn load<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<(A, i64, i64), CommandError<A::Error>> {
+        let stored = self.log.read_stream(A::TYPE, aggregate_id, 0).await?;
+        let mut aggregate = A::default();
+        let (mut sequence, mut position) = (0, 0);
+        for e in stored {
+            let event: A::Event =
+                serde_json::from_str(&e.payload).map_err(|err| CommandError::Unreadable {
+                    position: e.global_position,
+                    detail: err.to_string(),
+                })?;
+            aggregate.apply(event);
+            sequence = e.sequence;
+            position = e.global_position;
+        }
+        Ok((aggregate, sequence, position))
+    }
+}

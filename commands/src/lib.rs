@@ -1,0 +1,13 @@
+//! The write side of Anamnesis: the event log and command dispatch.
+#![forbid(unsafe_code)]
+
+pub mod database;
+pub mod dispatch;
+pub mod log;
+pub mod repository;
+
+pub use database::{Db, DbError};
+pub use log::{
+    Actor, AppendError, AppendRequest, Appended, EventLog, EventMetadata, NewEvent, StoreError,
+    StoredEvent,
+};

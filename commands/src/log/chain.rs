@@ -1,0 +1,90 @@
+//! The hash chain: each event's hash covers the previous hash and every stored
+//! column of the event, so an edited, deleted, inserted or reordered event
+//! breaks verification from that point on.
+
+use sha2::{Digest, Sha256};
+
+use super::StoredEvent;
+
+/// The `prev_hash` of the first event.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// The hash an event must carry, given the hash before it.
+///
+/// Every field is length-prefixed (absent optional fields get a distinct tag),
+/// so no two different events share an encoding.
+pub fn event_hash(prev_hash: &[u8], e: &StoredEvent) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"anamnesis.event.v1");
+    field(&mut h, prev_hash);
+    field(&mut h, &e.global_position.to_be_bytes());
+    field(&mut h, e.event_id.as_bytes());
+    field(&mut h, e.aggregate_type.as_bytes());
+    field(&mut h, e.aggregate_id.as_bytes());
+    field(&mut h, &e.sequence.to_be_bytes());
+    field(&mut h, e.event_type.as_bytes());
+    field(&mut h, e.event_version.as_bytes());
+    field(&mut h, e.payload.as_bytes());
+    field(&mut h, e.metadata.as_bytes());
+    field(&mut h, &e.recorded_at.timestamp_micros().to_be_bytes());
+    field(&mut h, e.actor_id.as_bytes());
+    field(&mut h, e.actor_role.as_bytes());
+    optional(&mut h, e.reason.as_ref().map(|r| r.as_bytes()));
+    optional(&mut h, e.correlation_id.as_ref().map(|u| &u.as_bytes()[..]));
+    optional(&mut h, e.causation_id.as_ref().map(|u| &u.as_bytes()[..]));
+    h.finalize().into()
+}
+
+fn field(h: &mut Sha256, bytes: &[u8]) {
+    h.update((bytes.len() as u64).to_be_bytes());
+    h.update(bytes);
+}
+
+fn optional(h: &mut Sha256, bytes: Option<&[u8]>) {
+    match bytes {
+        None => h.update([0u8]),
+        Some(b) => {
+            h.update([1u8]);
+            field(h, b);
+        }
+    }
+}
+
+/// Where a chain first fails to verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainBreak {
+    #[error("event at position {position} follows position {previous}: a gap or reordering")]
+    Gap { previous: i64, position: i64 },
+    #[error("event at position {position} does not point at the hash of the event before it")]
+    Unlinked { position: i64 },
+    #[error("event at position {position} does not match its hash: it was altered")]
+    Altered { position: i64 },
+}
+
+/// Checks a run of consecutive events, continuing from `(position, hash)`.
+/// Returns the new `(position, hash)` to continue from.
+pub fn verify_run<'a>(
+    mut at: (i64, Vec<u8>),
+    events: impl IntoIterator<Item = &'a StoredEvent>,
+) -> Result<(i64, Vec<u8>), ChainBreak> {
+    for e in events {
+        if e.global_position != at.0 + 1 {
+            return Err(ChainBreak::Gap {
+                previous: at.0,
+                position: e.global_position,
+            });
+        }
+        if e.prev_hash != at.1 {
+            return Err(ChainBreak::Unlinked {
+                position: e.global_position,
+            });
+        }
+        if e.hash.as_slice() != event_hash(&e.prev_hash, e) {
+            return Err(ChainBreak::Altered {
+                position: e.global_position,
+            });
+        }
+        at = (e.global_position, e.hash.clone());
+    }
+    Ok(at)
+}

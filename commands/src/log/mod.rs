@@ -1,0 +1,211 @@
+//! The event log: one append-only, hash-chained table, on Postgres or SQLite.
+//!
+//! Writes go through [`EventLog::append`] to the group-commit writer; reads
+//! ([`EventLog::read_from`], [`EventLog::read_stream`]) are the narrow interface
+//! that projections and replay use.
+
+pub mod chain;
+mod postgres;
+mod sqlite;
+mod types;
+mod writer;
+
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use tokio::sync::{mpsc, oneshot, watch};
+
+pub use crate::database::Db;
+pub use types::{
+    Actor, AppendError, AppendRequest, Appended, EventMetadata, NewEvent, StoreError, StoredEvent,
+};
+
+/// A handle on the log. Cheap to clone; the writer task stops when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct EventLog {
+    db: Db,
+    queue: mpsc::Sender<Vec<writer::Pending>>,
+    head: watch::Receiver<i64>,
+}
+
+impl EventLog {
+    /// Starts the writer (and, on Postgres, a listener for other processes'
+    /// appends) over a migrated database.
+    pub async fn open(db: Db) -> Result<Self, StoreError> {
+        let position = db.head().await?;
+        let (head_tx, head_rx) = watch::channel(position);
+        let (queue_tx, queue_rx) = mpsc::channel(writer::MAX_BATCH_COMMANDS * 4);
+        if let Db::Postgres(pool) = &db {
+            tokio::spawn(listen_for_appends(pool.clone(), head_tx.clone()));
+        }
+        tokio::spawn(writer::run(db.clone(), queue_rx, head_tx));
+        Ok(Self {
+            db,
+            queue: queue_tx,
+            head: head_rx,
+        })
+    }
+
+    /// The database under the log (read models live in the same one).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Appends all events of one command atomically at its expected sequence.
+    pub async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
+        validate(&request)?;
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(vec![writer::Pending { request, reply }])
+            .await
+            .map_err(|_| StoreError::WriterStopped)?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Appends several commands' events in one transaction, each command at
+    /// its own expected sequence: a conflicting command fails alone. The
+    /// results are in request order.
+    pub async fn append_many(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Vec<Result<Appended, AppendError>> {
+        let mut group = Vec::with_capacity(requests.len());
+        let mut answers = Vec::with_capacity(requests.len());
+        let mut results: Vec<Option<Result<Appended, AppendError>>> = Vec::new();
+        for request in requests {
+            match validate(&request) {
+                Err(e) => results.push(Some(Err(e))),
+                Ok(()) => {
+                    let (reply, answer) = oneshot::channel();
+                    group.push(writer::Pending { request, reply });
+                    answers.push((results.len(), answer));
+                    results.push(None);
+                }
+            }
+        }
+        let sent = group.is_empty() || self.queue.send(group).await.is_ok();
+        for (i, answer) in answers {
+            results[i] = Some(if sent {
+                answer
+                    .await
+                    .unwrap_or(Err(StoreError::WriterStopped.into()))
+            } else {
+                Err(StoreError::WriterStopped.into())
+            });
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or(Err(StoreError::WriterStopped.into())))
+            .collect()
+    }
+
+    /// Up to `limit` events after global position `after`, in position order.
+    pub async fn read_from(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
+        match &self.db {
+            Db::Postgres(p) => postgres::read_from(p, after, limit).await,
+            Db::Sqlite(p) => sqlite::read_from(p, after, limit).await,
+        }
+    }
+
+    /// The events of one stream after `after_sequence`, in sequence order.
+    pub async fn read_stream(
+        &self,
+        aggregate_type: &str,
+        aggregate_id: &str,
+        after_sequence: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        match &self.db {
+            Db::Postgres(p) => {
+                postgres::read_stream(p, aggregate_type, aggregate_id, after_sequence).await
+            }
+            Db::Sqlite(p) => {
+                sqlite::read_stream(p, aggregate_type, aggregate_id, after_sequence).await
+            }
+        }
+    }
+
+    /// The position of the last committed event, read from the database.
+    pub async fn head_position(&self) -> Result<i64, StoreError> {
+        self.db.head().await
+    }
+
+    /// A signal that changes whenever the log grows (in this process, or on
+    /// Postgres in any process). Readers still read from the database: the
+    /// signal only says when to look.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.head.clone()
+    }
+}
+
+fn validate(request: &AppendRequest) -> Result<(), AppendError> {
+    if request.events.is_empty() {
+        return Err(AppendError::Invalid(
+            "a command must append at least one event",
+        ));
+    }
+    if request.aggregate_type.is_empty() || request.aggregate_id.is_empty() {
+        return Err(AppendError::Invalid("events need an aggregate type and id"));
+    }
+    if request.metadata.actor.id.trim().is_empty() || request.metadata.actor.role.trim().is_empty()
+    {
+        return Err(AppendError::Invalid(
+            "every event needs an actor id and role",
+        ));
+    }
+    if request.expected_sequence < 0 {
+        return Err(AppendError::Invalid("expected sequence cannot be negative"));
+    }
+    if request.events.iter().any(|e| e.event_type.is_empty()) {
+        return Err(AppendError::Invalid("every event needs a type"));
+    }
+    Ok(())
+}
+
+impl Db {
+    async fn head(&self) -> Result<i64, StoreError> {
+        match self {
+            Db::Postgres(p) => postgres::head(p).await,
+            Db::Sqlite(p) => sqlite::head(p).await,
+        }
+    }
+
+    pub(crate) async fn commit_batch(
+        &self,
+        requests: &[&AppendRequest],
+    ) -> Result<(Vec<Result<Appended, AppendError>>, i64), StoreError> {
+        match self {
+            Db::Postgres(p) => postgres::commit_batch(p, requests).await,
+            Db::Sqlite(p) => sqlite::commit_batch(p, requests).await,
+        }
+    }
+}
+
+/// Forwards NOTIFYs from appends in any process to the head signal. If the
+/// listener connection fails it reconnects; readers also poll slowly, so a
+/// missed notification delays them but loses nothing.
+async fn listen_for_appends(pool: sqlx::PgPool, head: watch::Sender<i64>) {
+    loop {
+        let listener = async {
+            let mut l = PgListener::connect_with(&pool).await?;
+            l.listen(postgres::NOTIFY_CHANNEL).await?;
+            loop {
+                let n = l.recv().await?;
+                if let Ok(position) = n.payload().parse::<i64>() {
+                    writer::advance(&head, position);
+                }
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = listener => {
+                if let Err(error) = result {
+                    tracing::warn!(%error, "event notification listener failed; reconnecting");
+                }
+            }
+            _ = head.closed() => return,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

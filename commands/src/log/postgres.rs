@@ -1,0 +1,167 @@
+//! The Postgres log backend.
+
+use std::collections::HashMap;
+
+use sqlx::postgres::PgRow;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+use super::writer::{now_micros, plan_batch, StreamKey};
+use super::{AppendError, AppendRequest, Appended, StoreError, StoredEvent};
+
+pub(crate) const NOTIFY_CHANNEL: &str = "anamnesis_events";
+
+const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, sequence, \
+     event_type, event_version, payload::text AS payload, metadata::text AS metadata, \
+     recorded_at, actor_id, actor_role, reason, correlation_id, causation_id, prev_hash, hash";
+
+pub(crate) async fn commit_batch(
+    pool: &PgPool,
+    requests: &[&AppendRequest],
+) -> Result<(Vec<Result<Appended, AppendError>>, i64), StoreError> {
+    let mut tx = pool.begin().await?;
+    let (position, hash): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1 FOR UPDATE")
+            .fetch_one(&mut *tx)
+            .await?;
+
+    let (types, ids): (Vec<&str>, Vec<&str>) = requests
+        .iter()
+        .map(|r| (r.aggregate_type.as_str(), r.aggregate_id.as_str()))
+        .unzip();
+    let current: Vec<(String, String, i64)> = sqlx::query_as(
+        "SELECT t.aggregate_type, t.aggregate_id, \
+                COALESCE((SELECT max(e.sequence) FROM events e \
+                          WHERE e.aggregate_type = t.aggregate_type \
+                            AND e.aggregate_id = t.aggregate_id), 0) \
+         FROM UNNEST($1::text[], $2::text[]) AS t(aggregate_type, aggregate_id)",
+    )
+    .bind(&types)
+    .bind(&ids)
+    .fetch_all(&mut *tx)
+    .await?;
+    let sequences: HashMap<StreamKey, i64> =
+        current.into_iter().map(|(t, i, s)| ((t, i), s)).collect();
+
+    let plan = plan_batch((position, hash), sequences, requests, now_micros());
+    if plan.rows.is_empty() {
+        tx.rollback().await?;
+        return Ok((plan.results, position));
+    }
+    insert_rows(&mut tx, &plan.rows).await?;
+    sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
+        .bind(plan.head_position)
+        .bind(&plan.head_hash)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(NOTIFY_CHANNEL)
+        .bind(plan.head_position.to_string())
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((plan.results, plan.head_position))
+}
+
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    rows: &[StoredEvent],
+) -> Result<(), sqlx::Error> {
+    // One statement for the whole batch: column arrays, unnested server-side.
+    let col = |f: fn(&StoredEvent) -> String| rows.iter().map(f).collect::<Vec<_>>();
+    sqlx::query(
+        "INSERT INTO events (global_position, event_id, aggregate_type, aggregate_id, sequence, \
+             event_type, event_version, payload, metadata, recorded_at, actor_id, actor_role, \
+             reason, correlation_id, causation_id, prev_hash, hash) \
+         SELECT p, e, at, ai, s, et, ev, pl::json, md::json, ra, ac, ar, r, c, ca, ph, h \
+         FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
+                     $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], \
+                     $12::text[], $13::text[], $14::uuid[], $15::uuid[], $16::bytea[], $17::bytea[]) \
+              AS t(p, e, at, ai, s, et, ev, pl, md, ra, ac, ar, r, c, ca, ph, h)",
+    )
+    .bind(rows.iter().map(|r| r.global_position).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
+    .bind(col(|r| r.aggregate_type.clone()))
+    .bind(col(|r| r.aggregate_id.clone()))
+    .bind(rows.iter().map(|r| r.sequence).collect::<Vec<_>>())
+    .bind(col(|r| r.event_type.clone()))
+    .bind(col(|r| r.event_version.clone()))
+    .bind(col(|r| r.payload.clone()))
+    .bind(col(|r| r.metadata.clone()))
+    .bind(rows.iter().map(|r| r.recorded_at).collect::<Vec<_>>())
+    .bind(col(|r| r.actor_id.clone()))
+    .bind(col(|r| r.actor_role.clone()))
+    .bind(rows.iter().map(|r| r.reason.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.correlation_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.causation_id).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.prev_hash.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.hash.clone()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn read_from(
+    pool: &PgPool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+pub(crate) async fn read_stream(
+    pool: &PgPool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after_sequence: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         AND sequence > $3 ORDER BY sequence"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(after_sequence)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+pub(crate) async fn head(pool: &PgPool) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+fn decode(row: &PgRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        global_position: row.try_get("global_position")?,
+        event_id: row.try_get::<Uuid, _>("event_id")?,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+        actor_id: row.try_get("actor_id")?,
+        actor_role: row.try_get("actor_role")?,
+        reason: row.try_get("reason")?,
+        correlation_id: row.try_get("correlation_id")?,
+        causation_id: row.try_get("causation_id")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}

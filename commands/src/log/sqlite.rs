@@ -1,0 +1,167 @@
+//! The embedded SQLite log backend.
+//!
+//! Appends run in `BEGIN IMMEDIATE` transactions: the database write lock is
+//! taken up front, so the head is read and advanced by one writer at a time,
+//! across processes too.
+
+use std::collections::HashMap;
+
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, SqlitePool};
+use uuid::Uuid;
+
+use super::writer::{now_micros, plan_batch, StreamKey};
+use super::{AppendError, AppendRequest, Appended, StoreError, StoredEvent};
+
+const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, sequence, \
+     event_type, event_version, payload, metadata, recorded_at, actor_id, actor_role, reason, \
+     correlation_id, causation_id, prev_hash, hash";
+
+pub(crate) async fn commit_batch(
+    pool: &SqlitePool,
+    requests: &[&AppendRequest],
+) -> Result<(Vec<Result<Appended, AppendError>>, i64), StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let (position, hash): (i64, Vec<u8>) =
+        sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+
+    let mut sequences: HashMap<StreamKey, i64> = HashMap::new();
+    for r in requests {
+        let key = (r.aggregate_type.clone(), r.aggregate_id.clone());
+        if sequences.contains_key(&key) {
+            continue;
+        }
+        let current: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(max(sequence), 0) FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2",
+        )
+        .bind(&r.aggregate_type)
+        .bind(&r.aggregate_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        sequences.insert(key, current);
+    }
+
+    let plan = plan_batch((position, hash), sequences, requests, now_micros());
+    if plan.rows.is_empty() {
+        tx.rollback().await?;
+        return Ok((plan.results, position));
+    }
+    for r in &plan.rows {
+        sqlx::query(
+            "INSERT INTO events (global_position, event_id, aggregate_type, aggregate_id, \
+                 sequence, event_type, event_version, payload, metadata, recorded_at, actor_id, \
+                 actor_role, reason, correlation_id, causation_id, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+        )
+        .bind(r.global_position)
+        .bind(r.event_id.to_string())
+        .bind(&r.aggregate_type)
+        .bind(&r.aggregate_id)
+        .bind(r.sequence)
+        .bind(&r.event_type)
+        .bind(&r.event_version)
+        .bind(&r.payload)
+        .bind(&r.metadata)
+        .bind(r.recorded_at)
+        .bind(&r.actor_id)
+        .bind(&r.actor_role)
+        .bind(&r.reason)
+        .bind(r.correlation_id.map(|u| u.to_string()))
+        .bind(r.causation_id.map(|u| u.to_string()))
+        .bind(&r.prev_hash)
+        .bind(&r.hash)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
+        .bind(plan.head_position)
+        .bind(&plan.head_hash)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok((plan.results, plan.head_position))
+}
+
+pub(crate) async fn read_from(
+    pool: &SqlitePool,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE global_position > $1 ORDER BY global_position LIMIT $2"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+pub(crate) async fn read_stream(
+    pool: &SqlitePool,
+    aggregate_type: &str,
+    aggregate_id: &str,
+    after_sequence: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 \
+         AND sequence > $3 ORDER BY sequence"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(aggregate_type)
+        .bind(aggregate_id)
+        .bind(after_sequence)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
+pub(crate) async fn head(pool: &SqlitePool) -> Result<i64, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
+            .fetch_one(pool)
+            .await?,
+    )
+}
+
+fn uuid_column(row: &SqliteRow, name: &str, position: i64) -> Result<Option<Uuid>, StoreError> {
+    let text: Option<String> = row.try_get(name)?;
+    text.map(|t| {
+        Uuid::parse_str(&t).map_err(|e| StoreError::Corrupt {
+            position,
+            detail: format!("{name}: {e}"),
+        })
+    })
+    .transpose()
+}
+
+fn decode(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
+    let global_position: i64 = row.try_get("global_position")?;
+    let event_id = uuid_column(row, "event_id", global_position)?.ok_or(StoreError::Corrupt {
+        position: global_position,
+        detail: "event_id is null".into(),
+    })?;
+    Ok(StoredEvent {
+        global_position,
+        event_id,
+        aggregate_type: row.try_get("aggregate_type")?,
+        aggregate_id: row.try_get("aggregate_id")?,
+        sequence: row.try_get("sequence")?,
+        event_type: row.try_get("event_type")?,
+        event_version: row.try_get("event_version")?,
+        payload: row.try_get("payload")?,
+        metadata: row.try_get("metadata")?,
+        recorded_at: row.try_get("recorded_at")?,
+        actor_id: row.try_get("actor_id")?,
+        actor_role: row.try_get("actor_role")?,
+        reason: row.try_get("reason")?,
+        correlation_id: uuid_column(row, "correlation_id", global_position)?,
+        causation_id: uuid_column(row, "causation_id", global_position)?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}

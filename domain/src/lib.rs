@@ -1,0 +1,5 @@
+//! The Anamnesis domain: aggregates decide, given their state and a command,
+//! which events happen. No I/O and no clock: time and ids arrive in commands.
+#![forbid(unsafe_code)]
+
+pub mod patient;

@@ -1,0 +1,7 @@
+//! The read side: checkpointed catch-up projectors and their read models.
+#![forbid(unsafe_code)]
+
+pub mod activity;
+pub mod runner;
+
+pub use runner::{run, ProjectionError, Projector, RunnerConfig, Tx};

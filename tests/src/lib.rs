@@ -1,0 +1,4 @@
+//! Helpers for tests and benchmarks that run against real services.
+#![forbid(unsafe_code)]
+
+pub mod db;

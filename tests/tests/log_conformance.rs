@@ -1,0 +1,471 @@
+//! The event-log conformance suite: every check runs on Postgres and on SQLite.
+
+use std::collections::{BTreeMap, HashSet};
+
+use anamnesis_commands::log::chain::{self, verify_run};
+use anamnesis_commands::{
+    Actor, AppendError, AppendRequest, Db, EventLog, EventMetadata, NewEvent, StoredEvent,
+};
+use anamnesis_tests::db::{Backend, TestDb};
+use serde_json::json;
+
+/// Generates one `#[tokio::test]` per backend for each check.
+macro_rules! conformance {
+    ($($check:ident),* $(,)?) => {
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() { super::$check(anamnesis_tests::db::Backend::Postgres).await.unwrap() }
+        )* }
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $check() { super::$check(anamnesis_tests::db::Backend::Sqlite).await.unwrap() }
+        )* }
+    };
+}
+
+conformance!(
+    append_and_load,
+    a_stale_sequence_conflicts,
+    only_the_conflicting_command_fails_in_a_mixed_batch,
+    a_multi_event_command_commits_atomically,
+    concurrent_writers_and_a_catch_up_reader_see_every_event_once_in_order,
+    update_and_delete_on_events_are_refused,
+    the_hash_chain_links_every_event,
+    an_event_without_an_actor_is_refused,
+);
+
+fn actor() -> EventMetadata {
+    EventMetadata::by(Actor::new("user-1", "doctor"))
+}
+
+fn request(stream: &str, expected: i64, payloads: &[serde_json::Value]) -> AppendRequest {
+    AppendRequest {
+        aggregate_type: "test".into(),
+        aggregate_id: stream.into(),
+        expected_sequence: expected,
+        events: payloads
+            .iter()
+            .map(|p| NewEvent {
+                event_type: "test.happened".into(),
+                event_version: "1".into(),
+                payload: p.clone(),
+            })
+            .collect(),
+        metadata: actor(),
+    }
+}
+
+async fn open(backend: Backend) -> anyhow::Result<(TestDb, EventLog)> {
+    let t = TestDb::new(backend).await?;
+    let log = EventLog::open(t.db.clone()).await?;
+    Ok((t, log))
+}
+
+async fn all_events(log: &EventLog) -> anyhow::Result<Vec<StoredEvent>> {
+    let mut out = Vec::new();
+    loop {
+        let page = log
+            .read_from(
+                out.last().map_or(0, |e: &StoredEvent| e.global_position),
+                1000,
+            )
+            .await?;
+        if page.is_empty() {
+            return Ok(out);
+        }
+        out.extend(page);
+    }
+}
+
+async fn append_and_load(backend: Backend) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    let mut meta = actor();
+    meta.reason = Some("intake".into());
+    meta.correlation_id = Some(uuid::Uuid::now_v7());
+    meta.extra = BTreeMap::from([("request_id".to_owned(), "r-1".to_owned())]);
+    let mut req = request("a", 0, &[json!({"n": 1, "text": "é \"quoted\""})]);
+    req.metadata = meta.clone();
+    let first = log.append(req).await?;
+    assert_eq!(
+        (
+            first.first_position,
+            first.last_position,
+            first.last_sequence
+        ),
+        (1, 1, 1)
+    );
+    let second = log.append(request("a", 1, &[json!({"n": 2})])).await?;
+    assert_eq!((second.last_position, second.last_sequence), (2, 2));
+
+    let stream = log.read_stream("test", "a", 0).await?;
+    assert_eq!(stream.len(), 2);
+    let e = &stream[0];
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&e.payload)?,
+        json!({"n": 1, "text": "é \"quoted\""})
+    );
+    assert_eq!(
+        (e.actor_id.as_str(), e.actor_role.as_str()),
+        ("user-1", "doctor")
+    );
+    assert_eq!(e.reason.as_deref(), Some("intake"));
+    assert_eq!(e.correlation_id, meta.correlation_id);
+    assert_eq!(
+        serde_json::from_str::<BTreeMap<String, String>>(&e.metadata)?,
+        meta.extra
+    );
+    assert_eq!(e.event_id.get_version_num(), 7);
+    assert_eq!(log.read_stream("test", "a", 1).await?.len(), 1);
+    assert!(log.read_stream("test", "b", 0).await?.is_empty());
+    assert_eq!(log.head_position().await?, 2);
+    t.cleanup().await
+}
+
+async fn a_stale_sequence_conflicts(backend: Backend) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    log.append(request("a", 0, &[json!(1)])).await?;
+    let stale = log.append(request("a", 0, &[json!(2)])).await;
+    assert!(
+        matches!(
+            stale,
+            Err(AppendError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            })
+        ),
+        "{stale:?}"
+    );
+    assert_eq!(log.read_stream("test", "a", 0).await?.len(), 1);
+    assert_eq!(log.head_position().await?, 1);
+    t.cleanup().await
+}
+
+async fn only_the_conflicting_command_fails_in_a_mixed_batch(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    log.append(request("taken", 0, &[json!(0)])).await?;
+    // One group, so one transaction: good commands around a stale one, and a
+    // second command on a stream that an earlier command in the same batch
+    // advanced.
+    let results = log
+        .append_many(vec![
+            request("b", 0, &[json!(1)]),
+            request("taken", 0, &[json!("stale")]),
+            request("c", 0, &[json!(2), json!(3)]),
+            request("b", 1, &[json!(4)]),
+        ])
+        .await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(results[1], Err(AppendError::Conflict { .. })),
+        "{:?}",
+        results[1]
+    );
+    assert!(results[2].is_ok(), "{:?}", results[2]);
+    assert!(results[3].is_ok(), "{:?}", results[3]);
+    // A command the database refuses fails the batch's transaction; the writer
+    // then commits the others one by one, so it fails alone.
+    let mut refused = request("d", 0, &[json!(5)]);
+    refused.events[0].event_type = "Not A Type!".into();
+    let results = log
+        .append_many(vec![
+            request("e", 0, &[json!(6)]),
+            refused,
+            request("f", 0, &[json!(7)]),
+        ])
+        .await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(
+        matches!(results[1], Err(AppendError::Store(_))),
+        "{:?}",
+        results[1]
+    );
+    assert!(results[2].is_ok(), "{:?}", results[2]);
+    let positions: Vec<i64> = all_events(&log)
+        .await?
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(positions, vec![1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(log.read_stream("test", "taken", 0).await?.len(), 1);
+    assert!(log.read_stream("test", "d", 0).await?.is_empty());
+    assert_eq!(log.read_stream("test", "b", 0).await?.len(), 2);
+    t.cleanup().await
+}
+
+async fn a_multi_event_command_commits_atomically(backend: Backend) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    let done = log
+        .append(request("m", 0, &[json!(1), json!(2), json!(3)]))
+        .await?;
+    assert_eq!(
+        (done.first_position, done.last_position, done.last_sequence),
+        (1, 3, 3)
+    );
+    // A stale multi-event command writes none of its events.
+    let stale = log.append(request("m", 1, &[json!(4), json!(5)])).await;
+    assert!(matches!(stale, Err(AppendError::Conflict { .. })));
+    // A multi-event command whose second event the database refuses (event
+    // types are lowercase dotted identifiers) is refused whole, not half-written.
+    let mut bad = request("m", 3, &[json!(6), json!(7)]);
+    bad.events[1].event_type = "Not A Type!".into();
+    assert!(matches!(log.append(bad).await, Err(AppendError::Store(_))));
+    let stream = log.read_stream("test", "m", 0).await?;
+    assert_eq!(
+        stream.iter().map(|e| e.sequence).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(log.head_position().await?, 3);
+    t.cleanup().await
+}
+
+async fn concurrent_writers_and_a_catch_up_reader_see_every_event_once_in_order(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    const WRITERS: usize = 24;
+    const COMMANDS_EACH: usize = 60;
+    const STREAMS: usize = 8; // few streams, so writers collide and retry
+    let (t, log) = open(backend).await?;
+
+    // The reader follows the log while it is written, as a projector does,
+    // until told the final head.
+    let (stop_at, mut stop_rx) = tokio::sync::watch::channel(None::<i64>);
+    let reader = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut wake = log.subscribe();
+            let mut seen: Vec<StoredEvent> = Vec::new();
+            loop {
+                let after = seen.last().map_or(0, |e| e.global_position);
+                let page = log.read_from(after, 37).await?;
+                if let Some(first) = page.first() {
+                    anyhow::ensure!(
+                        first.global_position == after + 1,
+                        "reader saw position {} right after {after}: a gap",
+                        first.global_position
+                    );
+                    seen.extend(page);
+                    continue;
+                }
+                if matches!(*stop_rx.borrow(), Some(head) if after >= head) {
+                    return Ok::<_, anyhow::Error>(seen);
+                }
+                tokio::select! {
+                    _ = wake.changed() => {}
+                    _ = stop_rx.changed() => {}
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {}
+                }
+            }
+        })
+    };
+
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let log = log.clone();
+        writers.push(tokio::spawn(async move {
+            let mut committed: Vec<(i64, i64, String)> = Vec::new();
+            for c in 0..COMMANDS_EACH {
+                let stream = format!("s{}", (w * 7 + c) % STREAMS);
+                let marker = format!("w{w}c{c}");
+                let events = if c % 5 == 0 { 3 } else { 1 };
+                let payloads: Vec<_> = (0..events).map(|i| json!({"m": marker, "i": i})).collect();
+                loop {
+                    let current = log.read_stream("test", &stream, 0).await?;
+                    let expected = current.last().map_or(0, |e| e.sequence);
+                    match log.append(request(&stream, expected, &payloads)).await {
+                        Ok(a) => {
+                            committed.push((a.first_position, a.last_position, marker));
+                            break;
+                        }
+                        Err(AppendError::Conflict { .. }) => continue,
+                        Err(e) => return Err(anyhow::Error::from(e)),
+                    }
+                }
+            }
+            Ok::<_, anyhow::Error>(committed)
+        }));
+    }
+    let mut committed = Vec::new();
+    for w in writers {
+        committed.extend(w.await??);
+    }
+    let head = log.head_position().await?;
+    stop_at.send_replace(Some(head));
+    let seen = tokio::time::timeout(std::time::Duration::from_secs(120), reader).await???;
+
+    let expected_events: usize = (0..WRITERS)
+        .flat_map(|_| (0..COMMANDS_EACH).map(|c| if c % 5 == 0 { 3 } else { 1 }))
+        .sum();
+    assert_eq!(head as usize, expected_events);
+    // Positions 1..N, no gaps, no repeats, in order.
+    let positions: Vec<i64> = seen.iter().map(|e| e.global_position).collect();
+    assert_eq!(positions, (1..=head).collect::<Vec<_>>());
+    // Every committed command's events, exactly once, where the writer was told.
+    let mut by_position = std::collections::HashMap::new();
+    for e in &seen {
+        let v: serde_json::Value = serde_json::from_str(&e.payload)?;
+        by_position.insert(e.global_position, v["m"].as_str().unwrap_or("").to_owned());
+    }
+    let mut markers = HashSet::new();
+    for (first, last, marker) in &committed {
+        assert!(markers.insert(marker.clone()), "{marker} committed twice");
+        for p in *first..=*last {
+            assert_eq!(by_position.get(&p), Some(marker), "position {p}");
+        }
+    }
+    assert_eq!(markers.len(), WRITERS * COMMANDS_EACH);
+    // Per stream, sequences are 1..n in position order.
+    let mut per_stream: std::collections::HashMap<&str, i64> = Default::default();
+    for e in &seen {
+        let s = per_stream.entry(e.aggregate_id.as_str()).or_default();
+        *s += 1;
+        assert_eq!(e.sequence, *s);
+    }
+    verify_run((0, chain::GENESIS.to_vec()), &seen)?;
+    t.cleanup().await
+}
+
+async fn update_and_delete_on_events_are_refused(backend: Backend) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    log.append(request("a", 0, &[json!(1)])).await?;
+    let statements = [
+        "UPDATE events SET payload = '2' WHERE global_position = 1",
+        "UPDATE events SET actor_id = 'someone-else'",
+        "DELETE FROM events WHERE global_position = 1",
+        "DELETE FROM events",
+    ];
+    for sql in statements {
+        let result = match &t.db {
+            Db::Postgres(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+            Db::Sqlite(p) => sqlx::query(sql).execute(p).await.map(|_| ()),
+        };
+        let err = result.expect_err(sql).to_string();
+        assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    if let Db::Postgres(p) = &t.db {
+        let err = sqlx::query("TRUNCATE events")
+            .execute(p)
+            .await
+            .expect_err("truncate");
+        assert!(err.to_string().contains("append-only"), "{err}");
+        // The application role may append and read but holds no UPDATE or
+        // DELETE privilege, whatever the triggers say.
+        let mut tx = p.begin().await?;
+        sqlx::query("SET LOCAL ROLE anamnesis_app")
+            .execute(&mut *tx)
+            .await?;
+        let err = sqlx::query("UPDATE events SET reason = 'x'")
+            .execute(&mut *tx)
+            .await
+            .expect_err("update as app role");
+        assert!(err.to_string().contains("permission denied"), "{err}");
+        tx.rollback().await?;
+        let privileges: Vec<String> = sqlx::query_scalar(
+            "SELECT privilege_type::text FROM information_schema.role_table_grants \
+             WHERE grantee = 'anamnesis_app' AND table_name = 'events' ORDER BY 1",
+        )
+        .fetch_all(p)
+        .await?;
+        assert_eq!(privileges, vec!["INSERT", "SELECT"]);
+    }
+    let stream = log.read_stream("test", "a", 0).await?;
+    assert_eq!((stream.len(), stream[0].payload.as_str()), (1, "1"));
+    t.cleanup().await
+}
+
+async fn the_hash_chain_links_every_event(backend: Backend) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    for i in 0..20 {
+        let stream = format!("h{}", i % 3);
+        let expected = log.read_stream("test", &stream, 0).await?.len() as i64;
+        log.append(request(
+            &stream,
+            expected,
+            &[json!({"i": i}), json!({"j": i})],
+        ))
+        .await?;
+    }
+    let events = all_events(&log).await?;
+    assert_eq!(events.len(), 40);
+    assert_eq!(events[0].prev_hash, chain::GENESIS.to_vec());
+    for pair in events.windows(2) {
+        assert_eq!(
+            pair[1].prev_hash, pair[0].hash,
+            "at {}",
+            pair[1].global_position
+        );
+    }
+    verify_run((0, chain::GENESIS.to_vec()), &events)?;
+    // Verification notices an altered copy, a dropped event and a swap.
+    let mut altered = events.clone();
+    altered[7].payload = r#"{"i":99}"#.into();
+    assert_eq!(
+        verify_run((0, chain::GENESIS.to_vec()), &altered),
+        Err(chain::ChainBreak::Altered { position: 8 })
+    );
+    let mut dropped = events.clone();
+    dropped.remove(5);
+    assert!(verify_run((0, chain::GENESIS.to_vec()), &dropped).is_err());
+    let mut swapped = events.clone();
+    swapped.swap(3, 4);
+    assert!(verify_run((0, chain::GENESIS.to_vec()), &swapped).is_err());
+    // The head row carries the last hash.
+    let head_hash: Vec<u8> = match &t.db {
+        Db::Postgres(p) => {
+            sqlx::query_scalar("SELECT hash FROM log_head")
+                .fetch_one(p)
+                .await?
+        }
+        Db::Sqlite(p) => {
+            sqlx::query_scalar("SELECT hash FROM log_head")
+                .fetch_one(p)
+                .await?
+        }
+    };
+    assert_eq!(Some(&head_hash), events.last().map(|e| &e.hash));
+    t.cleanup().await
+}
+
+async fn an_event_without_an_actor_is_refused(backend: Backend) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    let mut req = request("a", 0, &[json!(1)]);
+    req.metadata.actor = Actor::new("", "doctor");
+    assert!(matches!(
+        log.append(req).await,
+        Err(AppendError::Invalid(_))
+    ));
+    let mut req = request("a", 0, &[json!(1)]);
+    req.metadata.actor = Actor::new("user-1", " ");
+    assert!(matches!(
+        log.append(req).await,
+        Err(AppendError::Invalid(_))
+    ));
+    // The database refuses one too, should any code path skip the check.
+    let sql = "INSERT INTO events (global_position, event_id, aggregate_type, aggregate_id, \
+               sequence, event_type, event_version, payload, metadata, recorded_at, actor_id, \
+               actor_role, prev_hash, hash) VALUES (1, $1, 't', 'a', 1, 'x', '1', '{}', '{}', \
+               $2, '', 'doctor', $3, $3)";
+    let now = chrono::Utc::now();
+    let zero = vec![0u8; 32];
+    let refused = match &t.db {
+        Db::Postgres(p) => sqlx::query(sql)
+            .bind(uuid::Uuid::now_v7())
+            .bind(now)
+            .bind(&zero)
+            .execute(p)
+            .await
+            .is_err(),
+        Db::Sqlite(p) => sqlx::query(sql)
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(now)
+            .bind(&zero)
+            .execute(p)
+            .await
+            .is_err(),
+    };
+    assert!(refused);
+    assert_eq!(log.head_position().await?, 0);
+    t.cleanup().await
+}
