@@ -8,7 +8,7 @@ use std::time::Duration;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -59,15 +59,26 @@ impl Db {
             options.get_port(),
             options.get_database().unwrap_or("")
         );
+        // One connection first: its error says why (refused, no such
+        // database, authentication), where a pool would only time out.
+        let unreachable = |e: sqlx::Error| DbError::Unreachable {
+            place: place.clone(),
+            cause: e.to_string(),
+        };
+        let probe = tokio::time::timeout(Duration::from_secs(10), options.connect())
+            .await
+            .map_err(|_| DbError::Unreachable {
+                place: place.clone(),
+                cause: "no answer within 10 s".into(),
+            })?
+            .map_err(unreachable)?;
+        probe.close().await.map_err(unreachable)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
-            .map_err(|e| DbError::Unreachable {
-                place,
-                cause: e.to_string(),
-            })?;
+            .map_err(unreachable)?;
         Ok(Db::Postgres(pool))
     }
 
@@ -108,6 +119,33 @@ impl Db {
                 cause: e.to_string(),
             })?;
         Ok(Db::Sqlite(pool))
+    }
+
+    /// A second, separate pool of `connections` on the same database: the
+    /// event writer's own, so it never waits behind readers for a connection.
+    pub async fn dedicated(&self, connections: u32) -> Result<Self, DbError> {
+        let unreachable = |e: sqlx::Error| DbError::Unreachable {
+            place: "the database".into(),
+            cause: e.to_string(),
+        };
+        Ok(match self {
+            Db::Postgres(p) => Db::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with((*p.connect_options()).clone())
+                    .await
+                    .map_err(unreachable)?,
+            ),
+            Db::Sqlite(p) => Db::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with((*p.connect_options()).clone())
+                    .await
+                    .map_err(unreachable)?,
+            ),
+        })
     }
 
     /// `postgres` or `sqlite`.

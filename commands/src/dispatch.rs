@@ -35,6 +35,9 @@ pub enum CommandError<E: std::error::Error> {
     /// A stored event could not be read back into the aggregate.
     #[error("stored event {position} of this record is unreadable: {detail}")]
     Unreadable { position: i64, detail: String },
+    /// An event could not be turned into JSON (a bug in its type).
+    #[error("an event could not be serialized: {0}")]
+    Unserializable(String),
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -84,18 +87,20 @@ impl CommandBus {
                 });
             }
             let count = events.len();
+            let mut new_events = Vec::with_capacity(count);
+            for e in &events {
+                new_events.push(NewEvent {
+                    event_type: e.event_type(),
+                    event_version: e.event_version(),
+                    payload: serde_json::to_value(e)
+                        .map_err(|err| CommandError::Unserializable(err.to_string()))?,
+                });
+            }
             let request = AppendRequest {
                 aggregate_type: A::TYPE.to_owned(),
                 aggregate_id: aggregate_id.to_owned(),
                 expected_sequence: sequence,
-                events: events
-                    .iter()
-                    .map(|e| NewEvent {
-                        event_type: e.event_type(),
-                        event_version: e.event_version(),
-                        payload: serde_json::to_value(e).unwrap_or(serde_json::Value::Null),
-                    })
-                    .collect(),
+                events: new_events,
                 metadata: metadata.clone(),
             };
             match self.log.append(request).await {

@@ -37,15 +37,20 @@ pub struct TestDb {
 impl TestDb {
     /// A new database on `backend`, migrated.
     pub async fn new(backend: Backend) -> anyhow::Result<Self> {
+        Self::with_pool(backend, 40).await
+    }
+
+    /// The same, with a Postgres pool of `max_connections`.
+    pub async fn with_pool(backend: Backend, max_connections: u32) -> anyhow::Result<Self> {
         let t = match backend {
-            Backend::Postgres => Self::postgres().await?,
+            Backend::Postgres => Self::postgres(max_connections).await?,
             Backend::Sqlite => Self::sqlite().await?,
         };
         t.db.migrate().await?;
         Ok(t)
     }
 
-    async fn postgres() -> anyhow::Result<Self> {
+    async fn postgres(max_connections: u32) -> anyhow::Result<Self> {
         let server = postgres_server_url();
         let name = format!("{TEST_DB_PREFIX}{}", uuid::Uuid::now_v7().simple());
         let options = PgConnectOptions::from_str(&server)?;
@@ -60,7 +65,7 @@ impl TestDb {
             .await?;
         admin.close().await?;
         let url = options.database(&name).to_url_lossy().to_string();
-        let db = Db::postgres(&url, 40).await?;
+        let db = Db::postgres(&url, max_connections).await?;
         Ok(Self {
             db,
             url: Some(url),

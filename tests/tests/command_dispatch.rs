@@ -1,6 +1,8 @@
 //! Command dispatch over the real log: conflicts are retried against the
 //! reloaded aggregate; the cqrs-es repository interface works over the log.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use std::collections::HashMap;
 
 use anamnesis_commands::dispatch::{CommandBus, CommandError};

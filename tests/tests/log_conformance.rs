@@ -1,5 +1,7 @@
 //! The event-log conformance suite: every check runs on Postgres and on SQLite.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use std::collections::{BTreeMap, HashSet};
 
 use anamnesis_commands::log::chain::{self, verify_run};
@@ -32,6 +34,7 @@ conformance!(
     update_and_delete_on_events_are_refused,
     the_hash_chain_links_every_event,
     an_event_without_an_actor_is_refused,
+    a_database_with_a_newer_schema_is_refused,
 );
 
 fn actor() -> EventMetadata {
@@ -467,5 +470,38 @@ async fn an_event_without_an_actor_is_refused(backend: Backend) -> anyhow::Resul
     };
     assert!(refused);
     assert_eq!(log.head_position().await?, 0);
+    t.cleanup().await
+}
+
+async fn a_database_with_a_newer_schema_is_refused(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::new(backend).await?;
+    // Migrating again is a no-op.
+    t.db.migrate().await?;
+    // A later binary applied a migration this one does not know.
+    let sql =
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+               VALUES (99990101000000, 'from the future', true, $1, 0)";
+    match &t.db {
+        Db::Postgres(p) => sqlx::query(sql)
+            .bind(vec![0u8; 48])
+            .execute(p)
+            .await?
+            .rows_affected(),
+        Db::Sqlite(p) => sqlx::query(sql)
+            .bind(vec![0u8; 48])
+            .execute(p)
+            .await?
+            .rows_affected(),
+    };
+    let refused = t.db.migrate().await;
+    assert!(
+        matches!(
+            refused,
+            Err(anamnesis_commands::DbError::SchemaTooNew {
+                version: 99990101000000
+            })
+        ),
+        "{refused:?}"
+    );
     t.cleanup().await
 }

@@ -1,5 +1,7 @@
 //! The catch-up runner, killed mid-stream and restarted, holds each event once.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
 use std::time::Duration;
 
 use anamnesis_commands::{

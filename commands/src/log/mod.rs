@@ -34,12 +34,16 @@ impl EventLog {
     /// appends) over a migrated database.
     pub async fn open(db: Db) -> Result<Self, StoreError> {
         let position = db.head().await?;
+        let writer_db = db
+            .dedicated(1)
+            .await
+            .map_err(|e| StoreError::WriterFailed(e.to_string()))?;
         let (head_tx, head_rx) = watch::channel(position);
         let (queue_tx, queue_rx) = mpsc::channel(writer::MAX_BATCH_COMMANDS * 4);
         if let Db::Postgres(pool) = &db {
             tokio::spawn(listen_for_appends(pool.clone(), head_tx.clone()));
         }
-        tokio::spawn(writer::run(db.clone(), queue_rx, head_tx));
+        tokio::spawn(writer::run(writer_db, queue_rx, head_tx));
         Ok(Self {
             db,
             queue: queue_tx,

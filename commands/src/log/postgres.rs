@@ -15,69 +15,76 @@ const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, 
      event_type, event_version, payload::text AS payload, metadata::text AS metadata, \
      recorded_at, actor_id, actor_role, reason, correlation_id, causation_id, prev_hash, hash";
 
+/// Four round trips, the lock held for the last three:
+/// 1. `BEGIN` and lock the head row, in one simple query;
+/// 2. read the head and every stream's current sequence (a snapshot taken
+///    after the lock, so it sees every earlier append);
+/// 3. insert the events, advance the head and NOTIFY, in one statement;
+/// 4. `COMMIT`.
 pub(crate) async fn commit_batch(
     pool: &PgPool,
     requests: &[&AppendRequest],
 ) -> Result<(Vec<Result<Appended, AppendError>>, i64), StoreError> {
-    let mut tx = pool.begin().await?;
-    let (position, hash): (i64, Vec<u8>) =
-        sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1 FOR UPDATE")
-            .fetch_one(&mut *tx)
-            .await?;
+    let mut tx = pool
+        .begin_with("BEGIN; SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE")
+        .await?;
 
     let (types, ids): (Vec<&str>, Vec<&str>) = requests
         .iter()
         .map(|r| (r.aggregate_type.as_str(), r.aggregate_id.as_str()))
         .unzip();
-    let current: Vec<(String, String, i64)> = sqlx::query_as(
-        "SELECT t.aggregate_type, t.aggregate_id, \
-                COALESCE((SELECT max(e.sequence) FROM events e \
-                          WHERE e.aggregate_type = t.aggregate_type \
-                            AND e.aggregate_id = t.aggregate_id), 0) \
-         FROM UNNEST($1::text[], $2::text[]) AS t(aggregate_type, aggregate_id)",
+    let (position, hash, current): (i64, Vec<u8>, Vec<i64>) = sqlx::query_as(
+        "SELECT h.position, h.hash, ARRAY( \
+             SELECT COALESCE((SELECT max(e.sequence) FROM events e \
+                              WHERE e.aggregate_type = t.aggregate_type \
+                                AND e.aggregate_id = t.aggregate_id), 0) \
+             FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY \
+                  AS t(aggregate_type, aggregate_id, n) \
+             ORDER BY t.n) \
+         FROM log_head h WHERE h.id = 1",
     )
     .bind(&types)
     .bind(&ids)
-    .fetch_all(&mut *tx)
+    .fetch_one(&mut *tx)
     .await?;
-    let sequences: HashMap<StreamKey, i64> =
-        current.into_iter().map(|(t, i, s)| ((t, i), s)).collect();
+    let sequences: HashMap<StreamKey, i64> = requests
+        .iter()
+        .zip(current)
+        .map(|(r, s)| ((r.aggregate_type.clone(), r.aggregate_id.clone()), s))
+        .collect();
 
     let plan = plan_batch((position, hash), sequences, requests, now_micros());
     if plan.rows.is_empty() {
         tx.rollback().await?;
         return Ok((plan.results, position));
     }
-    insert_rows(&mut tx, &plan.rows).await?;
-    sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
-        .bind(plan.head_position)
-        .bind(&plan.head_hash)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(NOTIFY_CHANNEL)
-        .bind(plan.head_position.to_string())
-        .execute(&mut *tx)
-        .await?;
+    write_rows(&mut tx, &plan.rows, plan.head_position, &plan.head_hash).await?;
     tx.commit().await?;
     Ok((plan.results, plan.head_position))
 }
 
-async fn insert_rows(
+async fn write_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     rows: &[StoredEvent],
+    head_position: i64,
+    head_hash: &[u8],
 ) -> Result<(), sqlx::Error> {
     // One statement for the whole batch: column arrays, unnested server-side.
     let col = |f: fn(&StoredEvent) -> String| rows.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
-        "INSERT INTO events (global_position, event_id, aggregate_type, aggregate_id, sequence, \
-             event_type, event_version, payload, metadata, recorded_at, actor_id, actor_role, \
-             reason, correlation_id, causation_id, prev_hash, hash) \
-         SELECT p, e, at, ai, s, et, ev, pl::json, md::json, ra, ac, ar, r, c, ca, ph, h \
-         FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
-                     $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[], \
-                     $12::text[], $13::text[], $14::uuid[], $15::uuid[], $16::bytea[], $17::bytea[]) \
-              AS t(p, e, at, ai, s, et, ev, pl, md, ra, ac, ar, r, c, ca, ph, h)",
+        "WITH appended AS ( \
+             INSERT INTO events (global_position, event_id, aggregate_type, aggregate_id, \
+                 sequence, event_type, event_version, payload, metadata, recorded_at, actor_id, \
+                 actor_role, reason, correlation_id, causation_id, prev_hash, hash) \
+             SELECT p, e, at, ai, s, et, ev, pl::json, md::json, ra, ac, ar, r, c, ca, ph, h \
+             FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], \
+                         $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], \
+                         $11::text[], $12::text[], $13::text[], $14::uuid[], $15::uuid[], \
+                         $16::bytea[], $17::bytea[]) \
+                  AS t(p, e, at, ai, s, et, ev, pl, md, ra, ac, ar, r, c, ca, ph, h)), \
+         head AS ( \
+             UPDATE log_head SET position = $18, hash = $19 WHERE id = 1 RETURNING position) \
+         SELECT pg_notify($20, position::text) FROM head",
     )
     .bind(rows.iter().map(|r| r.global_position).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.event_id).collect::<Vec<_>>())
@@ -96,7 +103,10 @@ async fn insert_rows(
     .bind(rows.iter().map(|r| r.causation_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.prev_hash.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.hash.clone()).collect::<Vec<_>>())
-    .execute(&mut **tx)
+    .bind(head_position)
+    .bind(head_hash)
+    .bind(NOTIFY_CHANNEL)
+    .fetch_all(&mut **tx)
     .await?;
     Ok(())
 }

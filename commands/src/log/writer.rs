@@ -61,6 +61,7 @@ pub(crate) fn plan_batch(
         }
         let first_position = position + 1;
         let mut sequence = actual;
+        // A map of strings always serializes; the fallback is never taken.
         let extra = serde_json::to_string(&req.metadata.extra).unwrap_or_else(|_| "{}".into());
         for event in &req.events {
             position += 1;
@@ -128,8 +129,14 @@ pub(crate) async fn run(db: Db, mut queue: mpsc::Receiver<Vec<Pending>>, head: w
 
 async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) {
     let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
+    let started = std::time::Instant::now();
     match db.commit_batch(&requests).await {
         Ok((results, position)) => {
+            tracing::debug!(
+                commands = requests.len(),
+                micros = started.elapsed().as_micros() as u64,
+                "batch committed"
+            );
             advance(head, position);
             for (pending, result) in batch.into_iter().zip(results) {
                 let _ = pending.reply.send(result);

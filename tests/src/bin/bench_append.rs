@@ -1,1 +1,240 @@
-fn main() {}
+//! Append throughput and latency: single-event commands through the command
+//! layer (group commit), next to a baseline measured in the same run: the same
+//! number of tasks, each doing one plain single-row INSERT per transaction
+//! into a table of the same shape as `events`.
+//!
+//! cargo run --release -p anamnesis-tests --bin bench-append -- --concurrency 64 --seconds 20
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anamnesis_commands::dispatch::CommandBus;
+use anamnesis_commands::{Actor, Db, EventLog, EventMetadata};
+use anamnesis_domain::patient::{Patient, PatientCommand, Sex};
+use anamnesis_tests::db::{Backend, TestDb};
+use anyhow::Context;
+use chrono::NaiveDate;
+use clap::Parser;
+use hdrhistogram::Histogram;
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Concurrent tasks in each phase.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Measured seconds per phase (after one second of warm-up).
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// `postgres` (a fresh database on TEST_DATABASE_URL's server) or `sqlite`.
+    #[arg(long, default_value = "postgres")]
+    backend: String,
+}
+
+struct Figures {
+    ops: u64,
+    elapsed: Duration,
+    latency_us: Histogram<u64>,
+}
+
+impl Figures {
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+    fn print(&self, name: &str) {
+        println!(
+            "{name:<34} {:>10.0} events/s   p50 {:>8.2} ms   p99 {:>8.2} ms   ({} events in {:.1} s)",
+            self.rate(),
+            self.latency_us.value_at_quantile(0.50) as f64 / 1000.0,
+            self.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
+            self.ops,
+            self.elapsed.as_secs_f64()
+        );
+    }
+}
+
+/// Runs `op` in `concurrency` tasks: one warm-up second, then `seconds` measured.
+async fn measure<F, Fut>(
+    name: &'static str,
+    concurrency: usize,
+    seconds: u64,
+    op: F,
+) -> anyhow::Result<Figures>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    eprintln!("{name}: warming up, then measuring for {seconds} s with {concurrency} tasks");
+    let op = Arc::new(op);
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let stop_at = warm_until + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for t in 0..concurrency {
+        let op = op.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut i = 0u64;
+            loop {
+                let started = Instant::now();
+                if started >= stop_at {
+                    return Ok::<_, anyhow::Error>(h);
+                }
+                op((t as u64) << 32 | i).await?;
+                i += 1;
+                if started >= warm_until {
+                    h.record(started.elapsed().as_micros().max(1) as u64)?;
+                }
+            }
+        }));
+    }
+    let progress = tokio::spawn(async move {
+        let mut n = 0;
+        while Instant::now() < stop_at {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            n += 5;
+            if n < seconds + 1 {
+                eprintln!("  {name}: {n} s");
+            }
+        }
+    });
+    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    for t in tasks {
+        latency_us.add(t.await??)?;
+    }
+    progress.abort();
+    Ok(Figures {
+        ops: latency_us.len(),
+        elapsed: Duration::from_secs(seconds),
+        latency_us,
+    })
+}
+
+async fn baseline(db: &Db, args: &Args) -> anyhow::Result<Figures> {
+    // A table of the same shape as `events` (columns, constraints, indexes),
+    // with positions from a plain sequence.
+    match db {
+        Db::Postgres(p) => {
+            sqlx::query(
+                "CREATE TABLE bench_baseline \
+                 (LIKE events INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES)",
+            )
+            .execute(p)
+            .await?;
+            sqlx::query("CREATE SEQUENCE bench_position")
+                .execute(p)
+                .await?;
+            sqlx::query(
+                "ALTER TABLE bench_baseline ALTER global_position SET DEFAULT nextval('bench_position')",
+            )
+            .execute(p)
+            .await?;
+        }
+        Db::Sqlite(p) => {
+            // INTEGER PRIMARY KEY: SQLite assigns the next rowid when omitted.
+            let ddl: String = sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'events'",
+            )
+            .fetch_one(p)
+            .await?;
+            let ddl = ddl.replacen("CREATE TABLE events", "CREATE TABLE bench_baseline", 1);
+            sqlx::query(&ddl).execute(p).await?;
+        }
+    }
+    const INSERT: &str = "INSERT INTO bench_baseline (event_id, aggregate_type, aggregate_id, \
+        sequence, event_type, event_version, payload, metadata, recorded_at, actor_id, actor_role, \
+        prev_hash, hash) VALUES ($1, 'patient', $2, 1, 'patient.registered', '1', $3, '{}', $4, \
+        'bench', 'staff', $5, $5)";
+    // Postgres wants the payload cast to its `json` column; SQLite knows no casts.
+    let pg_insert: Arc<str> = INSERT.replace("$3,", "$3::json,").into();
+    let db = db.clone();
+    measure(
+        "baseline: 1 INSERT per transaction",
+        args.concurrency,
+        args.seconds,
+        move |i| {
+            let (db, pg_insert) = (db.clone(), pg_insert.clone());
+            async move {
+                let (id, now, hash) = (uuid::Uuid::now_v7(), chrono::Utc::now(), vec![7u8; 32]);
+                match &db {
+                    Db::Postgres(p) => {
+                        let q = sqlx::query(&pg_insert).bind(id).bind(id.to_string());
+                        q.bind(payload(i)).bind(now).bind(hash).execute(p).await?;
+                    }
+                    Db::Sqlite(p) => {
+                        let q = sqlx::query(INSERT)
+                            .bind(id.to_string())
+                            .bind(id.to_string());
+                        q.bind(payload(i)).bind(now).bind(hash).execute(p).await?;
+                    }
+                }
+                Ok(())
+            }
+        },
+    )
+    .await
+}
+
+fn payload(i: u64) -> String {
+    format!(
+        r#"{{"PatientRegistered":{{"birth_date":"1980-01-01","name":{{"family":"Bench","given":"N{i}"}},"sex":"unknown"}}}}"#
+    )
+}
+
+async fn group_commit(db: &Db, args: &Args) -> anyhow::Result<Figures> {
+    let bus = CommandBus::new(EventLog::open(db.clone()).await?);
+    let meta = EventMetadata::by(Actor::new("bench", "staff"));
+    let today = NaiveDate::from_ymd_opt(2026, 11, 23).context("date")?;
+    measure(
+        "anamnesis: command layer, group commit",
+        args.concurrency,
+        args.seconds,
+        move |i| {
+            let (bus, meta) = (bus.clone(), meta.clone());
+            async move {
+                let id = uuid::Uuid::now_v7().to_string();
+                let command = PatientCommand::Register {
+                    family_name: "Bench".into(),
+                    given_name: format!("N{i}"),
+                    birth_date: NaiveDate::from_ymd_opt(1980, 1, 1).context("date")?,
+                    sex: Sex::Unknown,
+                    today,
+                };
+                bus.execute::<Patient>(&id, command, &(), &meta).await?;
+                Ok(())
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let backend = match args.backend.as_str() {
+        "postgres" => Backend::Postgres,
+        "sqlite" => Backend::Sqlite,
+        other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
+    };
+    // Both phases share one pool with a connection per task (Postgres allows 100).
+    let t = TestDb::with_pool(backend, args.concurrency.clamp(2, 90) as u32)
+        .await
+        .context("creating the benchmark database")?;
+    let base = baseline(&t.db, &args).await?;
+    let ours = group_commit(&t.db, &args).await?;
+    println!();
+    println!(
+        "backend {}, {} tasks, {} s per phase",
+        args.backend, args.concurrency, args.seconds
+    );
+    base.print("baseline: 1 INSERT per transaction");
+    ours.print("anamnesis: group commit");
+    println!(
+        "ratio (anamnesis / baseline events/s): {:.2}",
+        ours.rate() / base.rate()
+    );
+    t.cleanup().await
+}

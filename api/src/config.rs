@@ -1,0 +1,61 @@
+//! The one settings struct every subcommand takes, from flags or environment.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where Anamnesis keeps its data.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Postgres URL for the event log and read models. When unset, everything
+    /// lives in the embedded SQLite database under --data-dir.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<Secret>,
+
+    /// Directory of the embedded database.
+    #[arg(
+        long,
+        env = "ANAMNESIS_DATA_DIR",
+        default_value = "./data",
+        global = true
+    )]
+    pub data_dir: PathBuf,
+
+    /// Log lines as JSON objects instead of text.
+    #[arg(long, env = "ANAMNESIS_LOG_JSON", global = true)]
+    pub log_json: bool,
+}
+
+/// A value that must not appear in logs or `Debug` output (it may hold a password).
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secret_is_not_printed_by_debug() {
+        let s: Secret = "postgres://u:hunter2@db/x".parse().unwrap();
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}
