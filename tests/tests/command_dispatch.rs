@@ -8,18 +8,26 @@ use std::collections::HashMap;
 use anamnesis_commands::dispatch::{CommandBus, CommandError};
 use anamnesis_commands::repository::LogRepository;
 use anamnesis_commands::{Actor, EventLog, EventMetadata};
-use anamnesis_domain::patient::{Patient, PatientCommand, PatientError, Sex};
+use anamnesis_domain::patient::{DemographicsInput, Patient, PatientCommand, PatientError, Sex};
 use anamnesis_tests::db::{Backend, TestDb};
 use chrono::NaiveDate;
 use cqrs_es::persist::PersistedEventStore;
 use cqrs_es::{AggregateError, CqrsFramework};
 
-fn register(today: NaiveDate) -> PatientCommand {
-    PatientCommand::Register {
-        family_name: "Lovelace".into(),
+fn demographics(family_name: &str) -> DemographicsInput {
+    DemographicsInput {
+        family_name: family_name.into(),
         given_name: "Ada".into(),
         birth_date: NaiveDate::from_ymd_opt(1985, 12, 10).unwrap(),
-        sex: Sex::Female,
+        sex: Some(Sex::Female),
+        ..DemographicsInput::default()
+    }
+}
+
+fn register(today: NaiveDate) -> PatientCommand {
+    PatientCommand::Register {
+        demographics: demographics("Lovelace"),
+        user_id: None,
         today,
     }
 }
@@ -71,10 +79,8 @@ async fn racing(backend: Backend) -> anyhow::Result<()> {
         .execute::<Patient>(
             "someone-else",
             PatientCommand::Register {
-                family_name: " ".into(),
-                given_name: "X".into(),
-                birth_date: today(),
-                sex: Sex::Unknown,
+                demographics: demographics(" "),
+                user_id: None,
                 today: today(),
             },
             &(),

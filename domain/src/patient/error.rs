@@ -15,10 +15,43 @@ pub enum PatientError {
     /// A field is longer than allowed.
     #[error("{0} is too long")]
     TooLong(&'static str),
+    /// A field has the wrong shape.
+    #[error("{0} is malformed")]
+    Malformed(&'static str),
     /// The birth date is after the day of recording.
-    #[error("birth date is in the future")]
+    #[error("birth_date is in the future")]
     BornInTheFuture,
     /// The birth date is implausibly early.
-    #[error("birth date is implausibly early")]
+    #[error("birth_date is implausibly early")]
     ImplausibleBirthDate,
+    /// A date that must not be in the future is.
+    #[error("{0} is in the future")]
+    DateInTheFuture(&'static str),
+    /// Two identifiers from the same system.
+    #[error("identifiers has two values for one system")]
+    DuplicateIdentifierSystem,
+    /// No allergy with that id is on record.
+    #[error("no such allergy on record")]
+    UnknownAllergy,
+    /// An allergy to the same substance is already on record.
+    #[error("an allergy to this substance is already on record")]
+    DuplicateAllergy,
+    /// No condition with that id is on record.
+    #[error("no such condition on record")]
+    UnknownCondition,
+    /// The condition was already resolved.
+    #[error("the condition is already resolved")]
+    ConditionAlreadyResolved,
+    /// A condition cannot resolve before it began.
+    #[error("resolved_on is before the onset")]
+    ResolvedBeforeOnset,
+    /// The patient is already recorded as deceased.
+    #[error("the patient is already recorded as deceased")]
+    AlreadyDeceased,
+    /// Date of death before date of birth.
+    #[error("deceased_on is before the birth date")]
+    DeathBeforeBirth,
+    /// New clinical facts cannot be added for a deceased patient.
+    #[error("the patient is deceased")]
+    Deceased,
 }

@@ -1,22 +1,75 @@
 //! What has happened to a patient record. Stored forever: change a schema by
 //! adding a version and an upcaster, never by editing one.
 
+use chrono::NaiveDate;
 use cqrs_es::DomainEvent;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-use super::values::{BirthDate, PersonName, Sex};
+use super::values::{Address, Allergy, BirthDate, Condition, Contact, Identifier, PersonName, Sex};
+
+/// A patient's demographics, as registered or last updated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Demographics {
+    /// Name.
+    pub name: PersonName,
+    /// Date of birth.
+    pub birth_date: BirthDate,
+    /// Administrative sex.
+    pub sex: Sex,
+    /// Phone and e-mail.
+    pub contact: Contact,
+    /// Postal address, where known.
+    pub address: Option<Address>,
+    /// Identifiers (MRN, insurance), at most one per system.
+    pub identifiers: Vec<Identifier>,
+}
 
 /// A fact about a patient record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PatientEvent {
-    /// The patient was registered with their demographics.
+    /// The patient was registered.
     PatientRegistered {
-        /// Name at registration.
-        name: PersonName,
-        /// Date of birth.
-        birth_date: BirthDate,
-        /// Administrative sex.
-        sex: Sex,
+        /// Demographics at registration.
+        demographics: Demographics,
+        /// The user account that is this patient, when they registered themselves.
+        user_id: Option<Uuid>,
+    },
+    /// Demographics were replaced.
+    DemographicsUpdated {
+        /// The new demographics.
+        demographics: Demographics,
+    },
+    /// An allergy was recorded.
+    AllergyRecorded {
+        /// Its id within the record.
+        allergy_id: Uuid,
+        /// What, how, how bad.
+        allergy: Allergy,
+    },
+    /// An allergy was removed from the record (entered in error, or refuted).
+    AllergyRemoved {
+        /// Which one.
+        allergy_id: Uuid,
+    },
+    /// A condition was added to the medical history.
+    ConditionAdded {
+        /// Its id within the record.
+        condition_id: Uuid,
+        /// The condition.
+        condition: Condition,
+    },
+    /// A condition resolved.
+    ConditionResolved {
+        /// Which one.
+        condition_id: Uuid,
+        /// When.
+        resolved_on: NaiveDate,
+    },
+    /// The patient died.
+    PatientDeceased {
+        /// Date of death.
+        deceased_on: NaiveDate,
     },
 }
 
@@ -24,6 +77,12 @@ impl DomainEvent for PatientEvent {
     fn event_type(&self) -> String {
         match self {
             PatientEvent::PatientRegistered { .. } => "patient.registered",
+            PatientEvent::DemographicsUpdated { .. } => "patient.demographics_updated",
+            PatientEvent::AllergyRecorded { .. } => "patient.allergy_recorded",
+            PatientEvent::AllergyRemoved { .. } => "patient.allergy_removed",
+            PatientEvent::ConditionAdded { .. } => "patient.condition_added",
+            PatientEvent::ConditionResolved { .. } => "patient.condition_resolved",
+            PatientEvent::PatientDeceased { .. } => "patient.deceased",
         }
         .to_owned()
     }

@@ -5,20 +5,75 @@ mod error;
 mod events;
 mod values;
 
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::NaiveDate;
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
-pub use commands::PatientCommand;
+pub use commands::{AddressInput, DemographicsInput, PatientCommand};
 pub use error::PatientError;
-pub use events::PatientEvent;
-pub use values::{BirthDate, PersonName, Sex};
+pub use events::{Demographics, PatientEvent};
+pub use values::{
+    Address, Allergy, BirthDate, Condition, Contact, Identifier, PersonName, Severity, Sex,
+};
 
-/// A patient record's state, rebuilt from its events.
+/// A patient record's state, rebuilt from its events: what its rules need.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Patient {
-    registered: bool,
-    name: Option<PersonName>,
+    birth_date: Option<NaiveDate>,
+    allergies: BTreeMap<Uuid, String>,
+    /// Condition id → (onset, resolved?).
+    conditions: BTreeMap<Uuid, (Option<NaiveDate>, bool)>,
+    deceased: bool,
+}
+
+impl Patient {
+    fn registered(&self) -> bool {
+        self.birth_date.is_some()
+    }
+}
+
+/// Parses submitted demographics into their checked form.
+pub fn parse_demographics(
+    input: &DemographicsInput,
+    today: NaiveDate,
+) -> Result<Demographics, PatientError> {
+    let name = PersonName::parse(&input.family_name, &input.given_name)?;
+    let birth_date = BirthDate::parse(input.birth_date, today)?;
+    let contact = Contact::parse(input.phone.as_deref(), input.email.as_deref())?;
+    let address = input
+        .address
+        .as_ref()
+        .map(|a| {
+            Address::parse(
+                &a.line,
+                &a.city,
+                &a.postal_code,
+                a.region.as_deref(),
+                &a.country,
+            )
+        })
+        .transpose()?;
+    let mut systems = HashSet::new();
+    let mut identifiers = Vec::with_capacity(input.identifiers.len());
+    for (system, value) in &input.identifiers {
+        let id = Identifier::parse(system, value)?;
+        if !systems.insert(id.system.clone()) {
+            return Err(PatientError::DuplicateIdentifierSystem);
+        }
+        identifiers.push(id);
+    }
+    Ok(Demographics {
+        name,
+        birth_date,
+        sex: input.sex.unwrap_or(Sex::Unknown),
+        contact,
+        address,
+        identifiers,
+    })
 }
 
 impl Aggregate for Patient {
@@ -34,100 +89,151 @@ impl Aggregate for Patient {
         _services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        match command {
-            PatientCommand::Register {
-                family_name,
-                given_name,
-                birth_date,
-                sex,
-                today,
-            } => {
-                if self.registered {
-                    return Err(PatientError::AlreadyRegistered);
-                }
-                let name = PersonName::parse(&family_name, &given_name)?;
-                let birth_date = BirthDate::parse(birth_date, today)?;
-                sink.write(
-                    PatientEvent::PatientRegistered {
-                        name,
-                        birth_date,
-                        sex,
-                    },
-                    self,
-                )
-                .await;
-            }
-        }
+        let event = self.decide(command)?;
+        sink.write(event, self).await;
         Ok(())
     }
 
     fn apply(&mut self, event: Self::Event) {
         match event {
-            PatientEvent::PatientRegistered { name, .. } => {
-                self.registered = true;
-                self.name = Some(name);
+            PatientEvent::PatientRegistered { demographics, .. }
+            | PatientEvent::DemographicsUpdated { demographics } => {
+                self.birth_date = Some(demographics.birth_date.date());
+            }
+            PatientEvent::AllergyRecorded {
+                allergy_id,
+                allergy,
+            } => {
+                self.allergies
+                    .insert(allergy_id, allergy.substance.to_lowercase());
+            }
+            PatientEvent::AllergyRemoved { allergy_id } => {
+                self.allergies.remove(&allergy_id);
+            }
+            PatientEvent::ConditionAdded {
+                condition_id,
+                condition,
+            } => {
+                self.conditions
+                    .insert(condition_id, (condition.onset, false));
+            }
+            PatientEvent::ConditionResolved { condition_id, .. } => {
+                if let Some(c) = self.conditions.get_mut(&condition_id) {
+                    c.1 = true;
+                }
+            }
+            PatientEvent::PatientDeceased { .. } => self.deceased = true,
+        }
+    }
+}
+
+impl Patient {
+    /// Every patient command yields exactly one event or an error.
+    fn decide(&self, command: PatientCommand) -> Result<PatientEvent, PatientError> {
+        use PatientCommand as C;
+        if !matches!(command, C::Register { .. }) && !self.registered() {
+            return Err(PatientError::NotRegistered);
+        }
+        match command {
+            C::Register {
+                demographics,
+                user_id,
+                today,
+            } => {
+                if self.registered() {
+                    return Err(PatientError::AlreadyRegistered);
+                }
+                Ok(PatientEvent::PatientRegistered {
+                    demographics: parse_demographics(&demographics, today)?,
+                    user_id,
+                })
+            }
+            C::UpdateDemographics {
+                demographics,
+                today,
+            } => Ok(PatientEvent::DemographicsUpdated {
+                demographics: parse_demographics(&demographics, today)?,
+            }),
+            C::RecordAllergy {
+                allergy_id,
+                substance,
+                reaction,
+                severity,
+            } => {
+                self.alive()?;
+                let allergy = Allergy::parse(&substance, &reaction, severity)?;
+                let key = allergy.substance.to_lowercase();
+                if self.allergies.values().any(|s| *s == key) {
+                    return Err(PatientError::DuplicateAllergy);
+                }
+                Ok(PatientEvent::AllergyRecorded {
+                    allergy_id,
+                    allergy,
+                })
+            }
+            C::RemoveAllergy { allergy_id } => {
+                if !self.allergies.contains_key(&allergy_id) {
+                    return Err(PatientError::UnknownAllergy);
+                }
+                Ok(PatientEvent::AllergyRemoved { allergy_id })
+            }
+            C::AddCondition {
+                condition_id,
+                code,
+                description,
+                onset,
+                today,
+            } => {
+                self.alive()?;
+                let condition = Condition::parse(code.as_deref(), &description, onset, today)?;
+                Ok(PatientEvent::ConditionAdded {
+                    condition_id,
+                    condition,
+                })
+            }
+            C::ResolveCondition {
+                condition_id,
+                resolved_on,
+                today,
+            } => {
+                let (onset, resolved) = self
+                    .conditions
+                    .get(&condition_id)
+                    .ok_or(PatientError::UnknownCondition)?;
+                if *resolved {
+                    return Err(PatientError::ConditionAlreadyResolved);
+                }
+                if resolved_on > today {
+                    return Err(PatientError::DateInTheFuture("resolved_on"));
+                }
+                if onset.is_some_and(|o| resolved_on < o) {
+                    return Err(PatientError::ResolvedBeforeOnset);
+                }
+                Ok(PatientEvent::ConditionResolved {
+                    condition_id,
+                    resolved_on,
+                })
+            }
+            C::MarkDeceased { deceased_on, today } => {
+                self.alive().map_err(|_| PatientError::AlreadyDeceased)?;
+                if deceased_on > today {
+                    return Err(PatientError::DateInTheFuture("deceased_on"));
+                }
+                if self.birth_date.is_some_and(|b| deceased_on < b) {
+                    return Err(PatientError::DeathBeforeBirth);
+                }
+                Ok(PatientEvent::PatientDeceased { deceased_on })
             }
         }
+    }
+
+    fn alive(&self) -> Result<(), PatientError> {
+        if self.deceased {
+            return Err(PatientError::Deceased);
+        }
+        Ok(())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::NaiveDate;
-    use cqrs_es::test::TestFramework;
-
-    use super::*;
-
-    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
-        NaiveDate::from_ymd_opt(y, m, d).unwrap()
-    }
-
-    fn register() -> PatientCommand {
-        register_born(day(1967, 11, 7))
-    }
-
-    fn register_born(birth_date: NaiveDate) -> PatientCommand {
-        PatientCommand::Register {
-            family_name: "Curie".into(),
-            given_name: "Marie".into(),
-            birth_date,
-            sex: Sex::Female,
-            today: day(2026, 11, 23),
-        }
-    }
-
-    fn registered() -> PatientEvent {
-        PatientEvent::PatientRegistered {
-            name: PersonName::parse("Curie", "Marie").unwrap(),
-            birth_date: BirthDate::parse(day(1967, 11, 7), day(2026, 11, 23)).unwrap(),
-            sex: Sex::Female,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_new_patient_is_registered() {
-        TestFramework::<Patient>::with(())
-            .given_no_previous_events()
-            .when_async(register())
-            .await
-            .then_expect_events(vec![registered()]);
-    }
-
-    #[tokio::test]
-    async fn a_patient_cannot_be_registered_twice() {
-        TestFramework::<Patient>::with(())
-            .given(vec![registered()])
-            .when_async(register())
-            .await
-            .then_expect_error(PatientError::AlreadyRegistered);
-    }
-
-    #[tokio::test]
-    async fn a_patient_born_in_the_future_is_rejected() {
-        TestFramework::<Patient>::with(())
-            .given_no_previous_events()
-            .when_async(register_born(day(2027, 1, 1)))
-            .await
-            .then_expect_error(PatientError::BornInTheFuture);
-    }
-}
+mod tests;

@@ -5,6 +5,25 @@ use serde::{Deserialize, Serialize};
 
 use super::PatientError;
 
+fn trimmed(value: &str, field: &'static str, max_chars: usize) -> Result<String, PatientError> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(PatientError::EmptyField(field));
+    }
+    if value.chars().count() > max_chars {
+        return Err(PatientError::TooLong(field));
+    }
+    Ok(value.to_owned())
+}
+
+fn optional(
+    value: Option<&str>,
+    field: &'static str,
+    max_chars: usize,
+) -> Result<Option<String>, PatientError> {
+    value.map(|v| trimmed(v, field, max_chars)).transpose()
+}
+
 /// A person's name: family name and given names, trimmed, non-empty.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PersonName {
@@ -15,22 +34,11 @@ pub struct PersonName {
 }
 
 impl PersonName {
-    /// Trims both parts and rejects empty or absurdly long ones.
+    /// Trims both parts and rejects empty or overlong ones.
     pub fn parse(family: &str, given: &str) -> Result<Self, PatientError> {
-        let family = family.trim();
-        let given = given.trim();
-        if family.is_empty() {
-            return Err(PatientError::EmptyField("family_name"));
-        }
-        if given.is_empty() {
-            return Err(PatientError::EmptyField("given_name"));
-        }
-        if family.chars().count() > 200 || given.chars().count() > 200 {
-            return Err(PatientError::TooLong("name"));
-        }
         Ok(Self {
-            family: family.to_owned(),
-            given: given.to_owned(),
+            family: trimmed(family, "family_name", 200)?,
+            given: trimmed(given, "given_name", 200)?,
         })
     }
 }
@@ -72,6 +80,166 @@ impl BirthDate {
     }
 }
 
+/// How to reach the patient. Both parts optional; what is given is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    /// Phone number: digits, spaces and `+-()`.
+    pub phone: Option<String>,
+    /// E-mail address.
+    pub email: Option<String>,
+}
+
+impl Contact {
+    /// Checks the shape of each part given.
+    pub fn parse(phone: Option<&str>, email: Option<&str>) -> Result<Self, PatientError> {
+        let phone = optional(phone, "phone", 40)?;
+        if let Some(p) = &phone {
+            let digits = p.chars().filter(char::is_ascii_digit).count();
+            let allowed = p
+                .chars()
+                .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+            if !allowed || digits < 3 {
+                return Err(PatientError::Malformed("phone"));
+            }
+        }
+        let email = optional(email, "email", 254)?;
+        if let Some(e) = &email {
+            let well_formed = e
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+                && !e.contains(char::is_whitespace);
+            if !well_formed {
+                return Err(PatientError::Malformed("email"));
+            }
+        }
+        Ok(Self { phone, email })
+    }
+}
+
+/// A postal address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    /// Street and number.
+    pub line: String,
+    /// City.
+    pub city: String,
+    /// Postal code.
+    pub postal_code: String,
+    /// Region or state, where there is one (analytics group by it).
+    pub region: Option<String>,
+    /// Country (ISO 3166 code or name).
+    pub country: String,
+}
+
+impl Address {
+    /// Trims every part; line, city, postal code and country are required.
+    pub fn parse(
+        line: &str,
+        city: &str,
+        postal_code: &str,
+        region: Option<&str>,
+        country: &str,
+    ) -> Result<Self, PatientError> {
+        Ok(Self {
+            line: trimmed(line, "address.line", 200)?,
+            city: trimmed(city, "address.city", 100)?,
+            postal_code: trimmed(postal_code, "address.postal_code", 20)?,
+            region: optional(region, "address.region", 100)?,
+            country: trimmed(country, "address.country", 100)?,
+        })
+    }
+}
+
+/// An identifier issued by some system: a medical record number, an insurance
+/// member id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Identifier {
+    /// Which system issued it (`mrn`, `ssn`, an insurer's code).
+    pub system: String,
+    /// The identifier within that system.
+    pub value: String,
+}
+
+impl Identifier {
+    /// Both parts required, no surrounding space.
+    pub fn parse(system: &str, value: &str) -> Result<Self, PatientError> {
+        Ok(Self {
+            system: trimmed(system, "identifiers.system", 100)?.to_lowercase(),
+            value: trimmed(value, "identifiers.value", 100)?,
+        })
+    }
+}
+
+/// How bad an allergic reaction is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Mild.
+    Mild,
+    /// Moderate.
+    Moderate,
+    /// Severe.
+    Severe,
+    /// Life-threatening (anaphylaxis).
+    LifeThreatening,
+}
+
+/// A substance the patient reacts to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allergy {
+    /// What the patient is allergic to.
+    pub substance: String,
+    /// What happens (hives, anaphylaxis, ...).
+    pub reaction: String,
+    /// How bad.
+    pub severity: Severity,
+}
+
+impl Allergy {
+    /// Substance and reaction required.
+    pub fn parse(
+        substance: &str,
+        reaction: &str,
+        severity: Severity,
+    ) -> Result<Self, PatientError> {
+        Ok(Self {
+            substance: trimmed(substance, "substance", 200)?,
+            reaction: trimmed(reaction, "reaction", 500)?,
+            severity,
+        })
+    }
+}
+
+/// A medical-history condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// A code (ICD-10, SNOMED CT) where known.
+    pub code: Option<String>,
+    /// What it is, in words.
+    pub description: String,
+    /// When it began, where known.
+    pub onset: Option<NaiveDate>,
+}
+
+impl Condition {
+    /// Description required; onset not after `today`.
+    pub fn parse(
+        code: Option<&str>,
+        description: &str,
+        onset: Option<NaiveDate>,
+        today: NaiveDate,
+    ) -> Result<Self, PatientError> {
+        if onset.is_some_and(|d| d > today) {
+            return Err(PatientError::DateInTheFuture("onset"));
+        }
+        Ok(Self {
+            code: optional(code, "code", 50)?,
+            description: trimmed(description, "description", 500)?,
+            onset,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +273,34 @@ mod tests {
     #[test]
     fn a_birth_date_today_is_accepted() {
         assert!(BirthDate::parse(day(2026, 11, 23), day(2026, 11, 23)).is_ok());
+    }
+
+    #[test]
+    fn a_phone_number_with_letters_is_rejected() {
+        assert_eq!(
+            Contact::parse(Some("call me"), None),
+            Err(PatientError::Malformed("phone"))
+        );
+    }
+
+    #[test]
+    fn an_email_without_a_domain_is_rejected() {
+        assert_eq!(
+            Contact::parse(None, Some("marie@")),
+            Err(PatientError::Malformed("email"))
+        );
+    }
+
+    #[test]
+    fn an_identifier_system_is_lowercased() {
+        assert_eq!(Identifier::parse(" MRN ", "12-34").unwrap().system, "mrn");
+    }
+
+    #[test]
+    fn a_condition_beginning_tomorrow_is_rejected() {
+        assert_eq!(
+            Condition::parse(None, "asthma", Some(day(2026, 11, 24)), day(2026, 11, 23)),
+            Err(PatientError::DateInTheFuture("onset"))
+        );
     }
 }

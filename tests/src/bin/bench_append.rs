@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anamnesis_commands::dispatch::CommandBus;
 use anamnesis_commands::{Actor, Db, EventLog, EventMetadata};
-use anamnesis_domain::patient::{Patient, PatientCommand, Sex};
+use anamnesis_domain::patient::{DemographicsInput, Patient, PatientCommand, Sex};
 use anamnesis_tests::db::{Backend, TestDb};
 use anyhow::Context;
 use chrono::NaiveDate;
@@ -176,7 +176,7 @@ async fn baseline(db: &Db, args: &Args) -> anyhow::Result<Figures> {
 
 fn payload(i: u64) -> String {
     format!(
-        r#"{{"PatientRegistered":{{"birth_date":"1980-01-01","name":{{"family":"Bench","given":"N{i}"}},"sex":"unknown"}}}}"#
+        r#"{{"PatientRegistered":{{"demographics":{{"address":null,"birth_date":"1980-01-01","contact":{{"email":null,"phone":null}},"identifiers":[],"name":{{"family":"Bench","given":"N{i}"}},"sex":"unknown"}},"user_id":null}}}}"#
     )
 }
 
@@ -193,10 +193,14 @@ async fn group_commit(db: &Db, args: &Args) -> anyhow::Result<Figures> {
             async move {
                 let id = uuid::Uuid::now_v7().to_string();
                 let command = PatientCommand::Register {
-                    family_name: "Bench".into(),
-                    given_name: format!("N{i}"),
-                    birth_date: NaiveDate::from_ymd_opt(1980, 1, 1).context("date")?,
-                    sex: Sex::Unknown,
+                    demographics: DemographicsInput {
+                        family_name: "Bench".into(),
+                        given_name: format!("N{i}"),
+                        birth_date: NaiveDate::from_ymd_opt(1980, 1, 1).context("date")?,
+                        sex: Some(Sex::Unknown),
+                        ..DemographicsInput::default()
+                    },
+                    user_id: None,
                     today,
                 };
                 bus.execute::<Patient>(&id, command, &(), &meta).await?;
