@@ -1,0 +1,296 @@
+//! User accounts: who may log in, with which role, and their sessions.
+
+mod error;
+mod values;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Duration, Utc};
+use cqrs_es::event_sink::EventSink;
+use cqrs_es::{Aggregate, DomainEvent};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use error::UserError;
+pub use values::{check_password, Role, Username};
+
+/// Consecutive failed logins that lock an account.
+pub const MAX_FAILED_LOGINS: u32 = 5;
+
+/// How long a locked account stays locked after the last failure.
+pub fn lockout() -> Duration {
+    Duration::minutes(15)
+}
+
+/// A request to change a user account. Passwords arrive hashed: hashing is
+/// slow, salted work that happens outside the domain.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UserCommand {
+    /// Create the account.
+    Create {
+        /// The account's stable id (actor id of its events).
+        user_id: Uuid,
+        /// Login name (also the stream id).
+        username: Username,
+        /// Role.
+        role: Role,
+        /// PHC-format password hash (argon2id).
+        password_hash: String,
+        /// For patients: their patient record.
+        patient_id: Option<Uuid>,
+    },
+    /// A correct password was presented: open a session.
+    RecordLogin {
+        /// The new session.
+        session_id: Uuid,
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// A wrong password was presented.
+    RecordFailedLogin {
+        /// Now.
+        at: DateTime<Utc>,
+    },
+    /// Close a session (logout).
+    EndSession {
+        /// Which one.
+        session_id: Uuid,
+    },
+    /// Stop the account from logging in.
+    Deactivate,
+    /// Let it log in again.
+    Reactivate,
+}
+
+/// A fact about a user account.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum UserEvent {
+    /// The account was created.
+    UserCreated {
+        /// Its id.
+        user_id: Uuid,
+        /// Login name.
+        username: Username,
+        /// Role.
+        role: Role,
+        /// PHC-format password hash.
+        password_hash: String,
+        /// Linked patient record.
+        patient_id: Option<Uuid>,
+    },
+    /// A login succeeded and a session opened.
+    LoginSucceeded {
+        /// The session.
+        session_id: Uuid,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A login failed; `locked_until` is set when this failure locked the account.
+    LoginFailed {
+        /// When.
+        at: DateTime<Utc>,
+        /// Locked until then, if this failure locked it.
+        locked_until: Option<DateTime<Utc>>,
+    },
+    /// A session closed.
+    SessionEnded {
+        /// The session.
+        session_id: Uuid,
+    },
+    /// The account was deactivated.
+    UserDeactivated,
+    /// The account was reactivated.
+    UserReactivated,
+}
+
+impl DomainEvent for UserEvent {
+    fn event_type(&self) -> String {
+        match self {
+            UserEvent::UserCreated { .. } => "user.created",
+            UserEvent::LoginSucceeded { .. } => "user.login_succeeded",
+            UserEvent::LoginFailed { .. } => "user.login_failed",
+            UserEvent::SessionEnded { .. } => "user.session_ended",
+            UserEvent::UserDeactivated => "user.deactivated",
+            UserEvent::UserReactivated => "user.reactivated",
+        }
+        .to_owned()
+    }
+
+    fn event_version(&self) -> String {
+        "1".to_owned()
+    }
+}
+
+/// A user account's state.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    account: Option<Account>,
+    active: bool,
+    failed_logins: u32,
+    locked_until: Option<DateTime<Utc>>,
+    sessions: BTreeSet<Uuid>,
+}
+
+/// What was fixed at creation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Account {
+    /// Stable id.
+    pub user_id: Uuid,
+    /// Login name.
+    pub username: Username,
+    /// Role.
+    pub role: Role,
+    /// PHC-format password hash.
+    pub password_hash: String,
+    /// Linked patient record.
+    pub patient_id: Option<Uuid>,
+}
+
+impl User {
+    /// The account, once created.
+    pub fn account(&self) -> Option<&Account> {
+        self.account.as_ref()
+    }
+
+    /// Whether the account may log in at all.
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    /// When the lock lifts, if the account is locked at `now`.
+    pub fn locked_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        self.locked_until.filter(|until| *until > now)
+    }
+
+    /// Whether `session_id` is open.
+    pub fn has_session(&self, session_id: Uuid) -> bool {
+        self.sessions.contains(&session_id)
+    }
+
+    fn decide(&self, command: UserCommand) -> Result<UserEvent, UserError> {
+        if let UserCommand::Create {
+            user_id,
+            username,
+            role,
+            password_hash,
+            patient_id,
+        } = command
+        {
+            if self.account.is_some() {
+                return Err(UserError::AlreadyExists);
+            }
+            if (role == Role::Patient) != patient_id.is_some() {
+                return Err(UserError::PatientLink);
+            }
+            return Ok(UserEvent::UserCreated {
+                user_id,
+                username,
+                role,
+                password_hash,
+                patient_id,
+            });
+        }
+        if self.account.is_none() {
+            return Err(UserError::NotFound);
+        }
+        match command {
+            UserCommand::Create { .. } => Err(UserError::AlreadyExists),
+            UserCommand::RecordLogin { session_id, at } => {
+                if !self.active {
+                    return Err(UserError::Deactivated);
+                }
+                if let Some(until) = self.locked_at(at) {
+                    return Err(UserError::Locked { until });
+                }
+                Ok(UserEvent::LoginSucceeded { session_id, at })
+            }
+            UserCommand::RecordFailedLogin { at } => {
+                let failures = self.failed_logins + 1;
+                let locked_until = (failures >= MAX_FAILED_LOGINS).then(|| at + lockout());
+                Ok(UserEvent::LoginFailed { at, locked_until })
+            }
+            UserCommand::EndSession { session_id } => {
+                if !self.sessions.contains(&session_id) {
+                    return Err(UserError::UnknownSession);
+                }
+                Ok(UserEvent::SessionEnded { session_id })
+            }
+            UserCommand::Deactivate => {
+                if !self.active {
+                    return Err(UserError::Deactivated);
+                }
+                Ok(UserEvent::UserDeactivated)
+            }
+            UserCommand::Reactivate => {
+                if self.active {
+                    return Err(UserError::AlreadyActive);
+                }
+                Ok(UserEvent::UserReactivated)
+            }
+        }
+    }
+}
+
+impl Aggregate for User {
+    const TYPE: &'static str = "user";
+    type Command = UserCommand;
+    type Event = UserEvent;
+    type Error = UserError;
+    type Services = ();
+
+    async fn handle(
+        &mut self,
+        command: Self::Command,
+        _services: &Self::Services,
+        sink: &EventSink<Self>,
+    ) -> Result<(), Self::Error> {
+        let event = self.decide(command)?;
+        sink.write(event, self).await;
+        Ok(())
+    }
+
+    fn apply(&mut self, event: Self::Event) {
+        match event {
+            UserEvent::UserCreated {
+                user_id,
+                username,
+                role,
+                password_hash,
+                patient_id,
+            } => {
+                self.account = Some(Account {
+                    user_id,
+                    username,
+                    role,
+                    password_hash,
+                    patient_id,
+                });
+                self.active = true;
+            }
+            UserEvent::LoginSucceeded { session_id, .. } => {
+                self.failed_logins = 0;
+                self.locked_until = None;
+                self.sessions.insert(session_id);
+            }
+            UserEvent::LoginFailed { locked_until, .. } => match locked_until {
+                // A lock starts the count afresh for when it lifts.
+                Some(_) => {
+                    self.locked_until = locked_until;
+                    self.failed_logins = 0;
+                }
+                None => self.failed_logins += 1,
+            },
+            UserEvent::SessionEnded { session_id } => {
+                self.sessions.remove(&session_id);
+            }
+            UserEvent::UserDeactivated => {
+                self.active = false;
+                self.sessions.clear();
+            }
+            UserEvent::UserReactivated => self.active = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,254 @@
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use cqrs_es::test::{AggregateResultValidator, TestFramework};
+use uuid::Uuid;
+
+use super::*;
+
+const ID: Uuid = Uuid::from_u128(7);
+const SESSION: Uuid = Uuid::from_u128(8);
+
+fn noon() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 11, 23, 12, 0, 0).unwrap()
+}
+
+fn create(role: Role, patient_id: Option<Uuid>) -> UserCommand {
+    UserCommand::Create {
+        user_id: ID,
+        username: Username::parse("house").unwrap(),
+        role,
+        password_hash: "$argon2id$stub".into(),
+        patient_id,
+    }
+}
+
+fn created() -> UserEvent {
+    UserEvent::UserCreated {
+        user_id: ID,
+        username: Username::parse("house").unwrap(),
+        role: Role::Doctor,
+        password_hash: "$argon2id$stub".into(),
+        patient_id: None,
+    }
+}
+
+fn failed(at: DateTime<Utc>) -> UserEvent {
+    UserEvent::LoginFailed {
+        at,
+        locked_until: None,
+    }
+}
+
+async fn given(events: Vec<UserEvent>, command: UserCommand) -> AggregateResultValidator<User> {
+    TestFramework::<User>::with(())
+        .given(events)
+        .when_async(command)
+        .await
+}
+
+#[tokio::test]
+async fn an_account_is_created() {
+    given(vec![], create(Role::Doctor, None))
+        .await
+        .then_expect_events(vec![created()]);
+}
+
+#[tokio::test]
+async fn a_username_is_taken_once() {
+    given(vec![created()], create(Role::Doctor, None))
+        .await
+        .then_expect_error(UserError::AlreadyExists);
+}
+
+#[tokio::test]
+async fn a_patient_account_needs_its_record() {
+    given(vec![], create(Role::Patient, None))
+        .await
+        .then_expect_error(UserError::PatientLink);
+}
+
+#[tokio::test]
+async fn only_a_patient_account_links_a_record() {
+    given(vec![], create(Role::Nurse, Some(Uuid::from_u128(1))))
+        .await
+        .then_expect_error(UserError::PatientLink);
+}
+
+#[tokio::test]
+async fn a_missing_account_cannot_log_in() {
+    given(
+        vec![],
+        UserCommand::RecordLogin {
+            session_id: SESSION,
+            at: noon(),
+        },
+    )
+    .await
+    .then_expect_error(UserError::NotFound);
+}
+
+#[tokio::test]
+async fn a_login_opens_a_session() {
+    given(
+        vec![created()],
+        UserCommand::RecordLogin {
+            session_id: SESSION,
+            at: noon(),
+        },
+    )
+    .await
+    .then_expect_events(vec![UserEvent::LoginSucceeded {
+        session_id: SESSION,
+        at: noon(),
+    }]);
+}
+
+#[tokio::test]
+async fn a_deactivated_account_cannot_log_in() {
+    given(
+        vec![created(), UserEvent::UserDeactivated],
+        UserCommand::RecordLogin {
+            session_id: SESSION,
+            at: noon(),
+        },
+    )
+    .await
+    .then_expect_error(UserError::Deactivated);
+}
+
+#[tokio::test]
+async fn the_fifth_failure_in_a_row_locks_the_account() {
+    let earlier: Vec<UserEvent> = (0..4)
+        .map(|m| failed(noon() + Duration::minutes(m)))
+        .collect();
+    let at = noon() + Duration::minutes(5);
+    given(
+        [vec![created()], earlier].concat(),
+        UserCommand::RecordFailedLogin { at },
+    )
+    .await
+    .then_expect_events(vec![UserEvent::LoginFailed {
+        at,
+        locked_until: Some(at + lockout()),
+    }]);
+}
+
+#[tokio::test]
+async fn a_success_resets_the_failure_count() {
+    let mut history = vec![created()];
+    history.extend((0..4).map(|m| failed(noon() + Duration::minutes(m))));
+    history.push(UserEvent::LoginSucceeded {
+        session_id: SESSION,
+        at: noon() + Duration::minutes(4),
+    });
+    let at = noon() + Duration::minutes(5);
+    given(history, UserCommand::RecordFailedLogin { at })
+        .await
+        .then_expect_events(vec![failed(at)]);
+}
+
+#[tokio::test]
+async fn a_locked_account_cannot_log_in_even_with_the_right_password() {
+    let until = noon() + lockout();
+    given(
+        vec![
+            created(),
+            UserEvent::LoginFailed {
+                at: noon(),
+                locked_until: Some(until),
+            },
+        ],
+        UserCommand::RecordLogin {
+            session_id: SESSION,
+            at: noon() + Duration::minutes(1),
+        },
+    )
+    .await
+    .then_expect_error(UserError::Locked { until });
+}
+
+#[tokio::test]
+async fn a_lock_lifts_after_its_time() {
+    let at = noon() + lockout() + Duration::seconds(1);
+    given(
+        vec![
+            created(),
+            UserEvent::LoginFailed {
+                at: noon(),
+                locked_until: Some(noon() + lockout()),
+            },
+        ],
+        UserCommand::RecordLogin {
+            session_id: SESSION,
+            at,
+        },
+    )
+    .await
+    .then_expect_events(vec![UserEvent::LoginSucceeded {
+        session_id: SESSION,
+        at,
+    }]);
+}
+
+#[tokio::test]
+async fn logout_ends_an_open_session_only() {
+    given(
+        vec![created()],
+        UserCommand::EndSession {
+            session_id: SESSION,
+        },
+    )
+    .await
+    .then_expect_error(UserError::UnknownSession);
+    given(
+        vec![
+            created(),
+            UserEvent::LoginSucceeded {
+                session_id: SESSION,
+                at: noon(),
+            },
+        ],
+        UserCommand::EndSession {
+            session_id: SESSION,
+        },
+    )
+    .await
+    .then_expect_events(vec![UserEvent::SessionEnded {
+        session_id: SESSION,
+    }]);
+}
+
+#[tokio::test]
+async fn deactivation_ends_every_session() {
+    given(
+        vec![
+            created(),
+            UserEvent::LoginSucceeded {
+                session_id: SESSION,
+                at: noon(),
+            },
+            UserEvent::UserDeactivated,
+        ],
+        UserCommand::EndSession {
+            session_id: SESSION,
+        },
+    )
+    .await
+    .then_expect_error(UserError::UnknownSession);
+}
+
+#[tokio::test]
+async fn an_active_account_cannot_be_reactivated() {
+    given(vec![created()], UserCommand::Reactivate)
+        .await
+        .then_expect_error(UserError::AlreadyActive);
+}
+
+#[tokio::test]
+async fn a_deactivated_account_is_reactivated() {
+    given(
+        vec![created(), UserEvent::UserDeactivated],
+        UserCommand::Reactivate,
+    )
+    .await
+    .then_expect_events(vec![UserEvent::UserReactivated]);
+}
