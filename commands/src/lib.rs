@@ -3,6 +3,7 @@
 
 pub mod database;
 pub mod dispatch;
+pub mod identity;
 pub mod log;
 pub mod repository;
 

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activity;
+pub mod patients;
 pub mod runner;
 
 pub use runner::{run, ProjectionError, Projector, RunnerConfig, Tx};

@@ -1,0 +1,187 @@
+//! Accounts and logins on the write side: password hashing (argon2id, off the
+//! async threads), account creation and the login flow with its lockout.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use anamnesis_domain::user::{check_password, Account, Role, User, UserCommand, UserError, Username};
+
+use crate::dispatch::{CommandBus, CommandError, Executed};
+use crate::log::EventMetadata;
+
+/// The hash of a random password nobody knows, verified when the username is
+/// unknown so that a miss costs as much time as a wrong password.
+static DECOY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(salt.as_str().as_bytes(), &SaltString::generate(&mut OsRng))
+        .map(|h| h.to_string())
+        .unwrap_or_default()
+});
+
+/// Hashes a password with argon2id and a fresh salt.
+pub async fn hash_password(password: String) -> Result<String, CommandError<UserError>> {
+    check_password(&password).map_err(CommandError::Rejected)?;
+    tokio::task::spawn_blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(|e| CommandError::Unserializable(format!("password hashing failed: {e}")))
+    })
+    .await
+    .map_err(|e| CommandError::Unserializable(format!("password hashing task failed: {e}")))?
+}
+
+/// Checks a password against a PHC hash.
+async fn verify_password(password: String, hash: String) -> bool {
+    tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&hash)
+            .map(|parsed| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
+            .unwrap_or(false)
+    })
+    .await
+    .unwrap_or(false)
+}
+
+/// A new account's details, as requested.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+    pub patient_id: Option<Uuid>,
+}
+
+/// What a login yields.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub session_id: Uuid,
+    pub account: Account,
+    pub position: i64,
+}
+
+/// Why a login failed. Deliberately coarse: an unknown user and a wrong
+/// password look the same.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    #[error("wrong username or password")]
+    BadCredentials,
+    #[error("too many failed logins; try again later")]
+    Locked { until: DateTime<Utc> },
+    #[error("the account is deactivated")]
+    Deactivated,
+    #[error(transparent)]
+    Command(#[from] CommandError<UserError>),
+}
+
+/// Accounts over the command bus.
+#[derive(Clone)]
+pub struct Identity {
+    bus: CommandBus,
+}
+
+impl Identity {
+    /// Identity over `bus`.
+    pub fn new(bus: CommandBus) -> Self {
+        Self { bus }
+    }
+
+    /// Creates an account; the username is its stream id.
+    pub async fn create(
+        &self,
+        account: NewAccount,
+        metadata: &EventMetadata,
+    ) -> Result<(Uuid, Executed), CommandError<UserError>> {
+        let username = Username::parse(&account.username).map_err(CommandError::Rejected)?;
+        let password_hash = hash_password(account.password).await?;
+        let user_id = Uuid::now_v7();
+        let command = UserCommand::Create {
+            user_id,
+            username: username.clone(),
+            role: account.role,
+            password_hash,
+            patient_id: account.patient_id,
+        };
+        let done = self
+            .bus
+            .execute::<User>(username.as_str(), command, &(), metadata)
+            .await?;
+        Ok((user_id, done))
+    }
+
+    /// The account's state, if it exists.
+    pub async fn find(&self, username: &str) -> Result<Option<User>, CommandError<UserError>> {
+        let Ok(username) = Username::parse(username) else {
+            return Ok(None);
+        };
+        let (user, _, _) = self.bus.load::<User>(username.as_str()).await?;
+        Ok(user.account().is_some().then_some(user))
+    }
+
+    /// Checks the password and opens a session; records failures.
+    pub async fn login(&self, username: &str, password: String) -> Result<Session, LoginError> {
+        let now = Utc::now();
+        let Some(user) = self.find(username).await? else {
+            let decoy = tokio::task::spawn_blocking(|| DECOY_HASH.clone()).await.unwrap_or_default();
+            verify_password(password, decoy).await;
+            return Err(LoginError::BadCredentials);
+        };
+        let Some(account) = user.account().cloned() else {
+            return Err(LoginError::BadCredentials);
+        };
+        if let Some(until) = user.locked_at(now) {
+            return Err(LoginError::Locked { until });
+        }
+        let as_self = EventMetadata::by(crate::log::Actor::new(
+            account.user_id.to_string(),
+            account.role.as_str(),
+        ));
+        let stream = account.username.as_str().to_owned();
+        if !verify_password(password, account.password_hash.clone()).await {
+            self.bus
+                .execute::<User>(&stream, UserCommand::RecordFailedLogin { at: now }, &(), &as_self)
+                .await?;
+            metrics::counter!("anamnesis_login_failures_total").increment(1);
+            return Err(LoginError::BadCredentials);
+        }
+        if !user.is_active() {
+            return Err(LoginError::Deactivated);
+        }
+        let session_id = Uuid::now_v7();
+        let done = self
+            .bus
+            .execute::<User>(&stream, UserCommand::RecordLogin { session_id, at: now }, &(), &as_self)
+            .await
+            .map_err(|e| match e {
+                CommandError::Rejected(UserError::Locked { until }) => LoginError::Locked { until },
+                CommandError::Rejected(UserError::Deactivated) => LoginError::Deactivated,
+                other => LoginError::Command(other),
+            })?;
+        Ok(Session {
+            session_id,
+            account,
+            position: done.position,
+        })
+    }
+
+    /// Runs any other user command (logout, deactivation) on `username`.
+    pub async fn execute(
+        &self,
+        username: &str,
+        command: UserCommand,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, CommandError<UserError>> {
+        let username = Username::parse(username).map_err(|_| CommandError::Rejected(UserError::NotFound))?;
+        self.bus
+            .execute::<User>(username.as_str(), command, &(), metadata)
+            .await
+    }
+}
