@@ -7,7 +7,9 @@ use argon2::Argon2;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use anamnesis_domain::user::{check_password, Account, Role, User, UserCommand, UserError, Username};
+use anamnesis_domain::user::{
+    check_password, Account, Role, User, UserCommand, UserError, Username,
+};
 
 use crate::dispatch::{CommandBus, CommandError, Executed};
 use crate::log::EventMetadata;
@@ -130,7 +132,9 @@ impl Identity {
     pub async fn login(&self, username: &str, password: String) -> Result<Session, LoginError> {
         let now = Utc::now();
         let Some(user) = self.find(username).await? else {
-            let decoy = tokio::task::spawn_blocking(|| DECOY_HASH.clone()).await.unwrap_or_default();
+            let decoy = tokio::task::spawn_blocking(|| DECOY_HASH.clone())
+                .await
+                .unwrap_or_default();
             verify_password(password, decoy).await;
             return Err(LoginError::BadCredentials);
         };
@@ -147,7 +151,12 @@ impl Identity {
         let stream = account.username.as_str().to_owned();
         if !verify_password(password, account.password_hash.clone()).await {
             self.bus
-                .execute::<User>(&stream, UserCommand::RecordFailedLogin { at: now }, &(), &as_self)
+                .execute::<User>(
+                    &stream,
+                    UserCommand::RecordFailedLogin { at: now },
+                    &(),
+                    &as_self,
+                )
                 .await?;
             metrics::counter!("anamnesis_login_failures_total").increment(1);
             return Err(LoginError::BadCredentials);
@@ -158,7 +167,15 @@ impl Identity {
         let session_id = Uuid::now_v7();
         let done = self
             .bus
-            .execute::<User>(&stream, UserCommand::RecordLogin { session_id, at: now }, &(), &as_self)
+            .execute::<User>(
+                &stream,
+                UserCommand::RecordLogin {
+                    session_id,
+                    at: now,
+                },
+                &(),
+                &as_self,
+            )
             .await
             .map_err(|e| match e {
                 CommandError::Rejected(UserError::Locked { until }) => LoginError::Locked { until },
@@ -179,7 +196,8 @@ impl Identity {
         command: UserCommand,
         metadata: &EventMetadata,
     ) -> Result<Executed, CommandError<UserError>> {
-        let username = Username::parse(username).map_err(|_| CommandError::Rejected(UserError::NotFound))?;
+        let username =
+            Username::parse(username).map_err(|_| CommandError::Rejected(UserError::NotFound))?;
         self.bus
             .execute::<User>(username.as_str(), command, &(), metadata)
             .await

@@ -83,7 +83,10 @@ impl Projector for Patients {
         .fetch_optional(&mut **c)
         .await)?;
         let Some((allergies, conditions, version)) = current else {
-            tracing::warn!(position = e.global_position, "patient event for an unknown patient row; skipped");
+            tracing::warn!(
+                position = e.global_position,
+                "patient event for an unknown patient row; skipped"
+            );
             return Ok(());
         };
         if version >= e.global_position {
@@ -157,7 +160,11 @@ impl Projector for Patients {
     }
 }
 
-async fn write_demographics(tx: &mut Tx, id: &str, d: &Demographics) -> Result<(), ProjectionError> {
+async fn write_demographics(
+    tx: &mut Tx,
+    id: &str,
+    d: &Demographics,
+) -> Result<(), ProjectionError> {
     execute_on!(
         &mut *tx,
         sqlx::query(
@@ -184,10 +191,12 @@ async fn write_demographics(tx: &mut Tx, id: &str, d: &Demographics) -> Result<(
     for i in &d.identifiers {
         execute_on!(
             &mut *tx,
-            sqlx::query("INSERT INTO patient_identifiers (patient_id, system, value) VALUES ($1, $2, $3)")
-                .bind(id)
-                .bind(&i.system)
-                .bind(&i.value)
+            sqlx::query(
+                "INSERT INTO patient_identifiers (patient_id, system, value) VALUES ($1, $2, $3)"
+            )
+            .bind(id)
+            .bind(&i.system)
+            .bind(&i.value)
         )?;
     }
     Ok(())

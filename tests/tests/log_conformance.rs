@@ -35,6 +35,7 @@ conformance!(
     the_hash_chain_links_every_event,
     an_event_without_an_actor_is_refused,
     a_database_with_a_newer_schema_is_refused,
+    an_atomic_group_across_streams_commits_all_or_nothing,
 );
 
 fn actor() -> EventMetadata {
@@ -503,5 +504,54 @@ async fn a_database_with_a_newer_schema_is_refused(backend: Backend) -> anyhow::
         ),
         "{refused:?}"
     );
+    t.cleanup().await
+}
+
+async fn an_atomic_group_across_streams_commits_all_or_nothing(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    let landed = log
+        .append_atomic(vec![
+            request("a", 0, &[json!(1)]),
+            request("b", 0, &[json!(2), json!(3)]),
+        ])
+        .await?;
+    assert_eq!(
+        landed.iter().map(|a| a.last_position).collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    // The second request is stale: the first is not written either.
+    let refused = log
+        .append_atomic(vec![
+            request("c", 0, &[json!(4)]),
+            request("a", 0, &[json!(5)]),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(AppendError::Conflict { .. })),
+        "{refused:?}"
+    );
+    assert!(log.read_stream("test", "c", 0).await?.is_empty());
+    // Groups and single commands queued together: each group stands or falls alone.
+    let (good, bad, single) = tokio::join!(
+        log.append_atomic(vec![
+            request("d", 0, &[json!(6)]),
+            request("e", 0, &[json!(7)])
+        ]),
+        log.append_atomic(vec![
+            request("f", 0, &[json!(8)]),
+            request("b", 0, &[json!(9)])
+        ]),
+        log.append(request("g", 0, &[json!(10)])),
+    );
+    assert!(good.is_ok() && bad.is_err() && single.is_ok());
+    assert!(log.read_stream("test", "f", 0).await?.is_empty());
+    let positions: Vec<i64> = all_events(&log)
+        .await?
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(positions, (1..=6).collect::<Vec<_>>());
     t.cleanup().await
 }

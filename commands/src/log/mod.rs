@@ -58,10 +58,27 @@ impl EventLog {
 
     /// Appends all events of one command atomically at its expected sequence.
     pub async fn append(&self, request: AppendRequest) -> Result<Appended, AppendError> {
-        validate(&request)?;
+        let mut landed = self.append_atomic(vec![request]).await?;
+        landed
+            .pop()
+            .ok_or(AppendError::Invalid("nothing to append"))
+    }
+
+    /// Appends several commands' events, possibly to several streams, all or
+    /// none: if any request's expected sequence is stale, nothing is written.
+    pub async fn append_atomic(
+        &self,
+        requests: Vec<AppendRequest>,
+    ) -> Result<Vec<Appended>, AppendError> {
+        if requests.is_empty() {
+            return Err(AppendError::Invalid("nothing to append"));
+        }
+        for r in &requests {
+            validate(r)?;
+        }
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send(vec![writer::Pending { request, reply }])
+            .send(vec![writer::Pending { requests, reply }])
             .await
             .map_err(|_| StoreError::WriterStopped)?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
@@ -82,7 +99,10 @@ impl EventLog {
                 Err(e) => results.push(Some(Err(e))),
                 Ok(()) => {
                     let (reply, answer) = oneshot::channel();
-                    group.push(writer::Pending { request, reply });
+                    group.push(writer::Pending {
+                        requests: vec![request],
+                        reply,
+                    });
                     answers.push((results.len(), answer));
                     results.push(None);
                 }
@@ -90,13 +110,13 @@ impl EventLog {
         }
         let sent = group.is_empty() || self.queue.send(group).await.is_ok();
         for (i, answer) in answers {
-            results[i] = Some(if sent {
-                answer
-                    .await
-                    .unwrap_or(Err(StoreError::WriterStopped.into()))
-            } else {
-                Err(StoreError::WriterStopped.into())
-            });
+            let landed = match answer.await {
+                Ok(unit) if sent => unit,
+                _ => Err(StoreError::WriterStopped.into()),
+            };
+            results[i] = Some(
+                landed.and_then(|mut v| v.pop().ok_or(AppendError::Invalid("nothing to append"))),
+            );
         }
         results
             .into_iter()
@@ -176,11 +196,11 @@ impl Db {
 
     pub(crate) async fn commit_batch(
         &self,
-        requests: &[&AppendRequest],
-    ) -> Result<(Vec<Result<Appended, AppendError>>, i64), StoreError> {
+        units: &[&[AppendRequest]],
+    ) -> Result<(Vec<writer::UnitResult>, i64), StoreError> {
         match self {
-            Db::Postgres(p) => postgres::commit_batch(p, requests).await,
-            Db::Sqlite(p) => sqlite::commit_batch(p, requests).await,
+            Db::Postgres(p) => postgres::commit_batch(p, units).await,
+            Db::Sqlite(p) => sqlite::commit_batch(p, units).await,
         }
     }
 }

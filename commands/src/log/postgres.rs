@@ -6,8 +6,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::writer::{now_micros, plan_batch, StreamKey};
-use super::{AppendError, AppendRequest, Appended, StoreError, StoredEvent};
+use super::writer::{now_micros, plan_batch, StreamKey, UnitResult};
+use super::{AppendRequest, StoreError, StoredEvent};
 
 pub(crate) const NOTIFY_CHANNEL: &str = "anamnesis_events";
 
@@ -23,8 +23,9 @@ const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, 
 /// 4. `COMMIT`.
 pub(crate) async fn commit_batch(
     pool: &PgPool,
-    requests: &[&AppendRequest],
-) -> Result<(Vec<Result<Appended, AppendError>>, i64), StoreError> {
+    units: &[&[AppendRequest]],
+) -> Result<(Vec<UnitResult>, i64), StoreError> {
+    let requests: Vec<&AppendRequest> = units.iter().flat_map(|u| u.iter()).collect();
     let mut tx = pool
         .begin_with("BEGIN; SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE")
         .await?;
@@ -53,7 +54,7 @@ pub(crate) async fn commit_batch(
         .map(|(r, s)| ((r.aggregate_type.clone(), r.aggregate_id.clone()), s))
         .collect();
 
-    let plan = plan_batch((position, hash), sequences, requests, now_micros());
+    let plan = plan_batch((position, hash), sequences, units, now_micros());
     if plan.rows.is_empty() {
         tx.rollback().await?;
         return Ok((plan.results, position));

@@ -10,8 +10,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use super::writer::{now_micros, plan_batch, StreamKey};
-use super::{AppendError, AppendRequest, Appended, StoreError, StoredEvent};
+use super::writer::{now_micros, plan_batch, StreamKey, UnitResult};
+use super::{AppendRequest, StoreError, StoredEvent};
 
 const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at, actor_id, actor_role, reason, \
@@ -19,8 +19,9 @@ const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, 
 
 pub(crate) async fn commit_batch(
     pool: &SqlitePool,
-    requests: &[&AppendRequest],
-) -> Result<(Vec<Result<Appended, AppendError>>, i64), StoreError> {
+    units: &[&[AppendRequest]],
+) -> Result<(Vec<UnitResult>, i64), StoreError> {
+    let requests: Vec<&AppendRequest> = units.iter().flat_map(|u| u.iter()).collect();
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let (position, hash): (i64, Vec<u8>) =
         sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
@@ -28,7 +29,7 @@ pub(crate) async fn commit_batch(
             .await?;
 
     let mut sequences: HashMap<StreamKey, i64> = HashMap::new();
-    for r in requests {
+    for r in &requests {
         let key = (r.aggregate_type.clone(), r.aggregate_id.clone());
         if sequences.contains_key(&key) {
             continue;
@@ -44,7 +45,7 @@ pub(crate) async fn commit_batch(
         sequences.insert(key, current);
     }
 
-    let plan = plan_batch((position, hash), sequences, requests, now_micros());
+    let plan = plan_batch((position, hash), sequences, units, now_micros());
     if plan.rows.is_empty() {
         tx.rollback().await?;
         return Ok((plan.results, position));

@@ -20,10 +20,15 @@ use super::{AppendError, AppendRequest, Appended, Db, StoreError, StoredEvent};
 /// bind-parameter limit and to keep one transaction short.
 pub(crate) const MAX_BATCH_COMMANDS: usize = 512;
 
+/// One unit of work: the events of one command, or of several commands that
+/// must commit together (all or none).
 pub(crate) struct Pending {
-    pub request: AppendRequest,
-    pub reply: oneshot::Sender<Result<Appended, AppendError>>,
+    pub requests: Vec<AppendRequest>,
+    pub reply: oneshot::Sender<UnitResult>,
 }
+
+/// Where each request of a unit landed, or why the unit was refused.
+pub(crate) type UnitResult = Result<Vec<Appended>, AppendError>;
 
 /// Stream key: (aggregate type, aggregate id).
 pub(crate) type StreamKey = (String, String);
@@ -31,70 +36,93 @@ pub(crate) type StreamKey = (String, String);
 /// The outcome of planning one batch against the head and stream sequences.
 pub(crate) struct Plan {
     pub rows: Vec<StoredEvent>,
-    pub results: Vec<Result<Appended, AppendError>>,
+    pub results: Vec<UnitResult>,
     pub head_position: i64,
     pub head_hash: Vec<u8>,
 }
 
-/// Assigns positions, sequences and hashes to the events of every request
-/// whose expected sequence matches, in queue order.
+/// Assigns positions, sequences and hashes to the events of every unit whose
+/// requests all match their streams' sequences, in queue order. A unit with a
+/// stale request is left out whole.
 pub(crate) fn plan_batch(
     head: (i64, Vec<u8>),
     mut sequences: HashMap<StreamKey, i64>,
-    requests: &[&AppendRequest],
+    units: &[&[AppendRequest]],
     recorded_at: DateTime<Utc>,
 ) -> Plan {
     let (mut position, mut hash) = head;
     let mut rows = Vec::new();
-    let mut results = Vec::with_capacity(requests.len());
-    for req in requests {
-        let key = (req.aggregate_type.clone(), req.aggregate_id.clone());
-        let actual = sequences.get(&key).copied().unwrap_or(0);
-        if actual != req.expected_sequence {
-            results.push(Err(AppendError::Conflict {
-                aggregate_type: req.aggregate_type.clone(),
-                aggregate_id: req.aggregate_id.clone(),
-                expected: req.expected_sequence,
-                actual,
-            }));
-            continue;
+    let mut results = Vec::with_capacity(units.len());
+    for unit in units {
+        // Plan the unit on copies; keep them only if every request fits.
+        let (mut unit_position, mut unit_hash) = (position, hash.clone());
+        let mut unit_sequences: HashMap<StreamKey, i64> = HashMap::new();
+        let mut unit_rows = Vec::new();
+        let mut appended = Vec::with_capacity(unit.len());
+        let mut conflict = None;
+        for req in unit.iter() {
+            let key = (req.aggregate_type.clone(), req.aggregate_id.clone());
+            let actual = unit_sequences
+                .get(&key)
+                .or_else(|| sequences.get(&key))
+                .copied()
+                .unwrap_or(0);
+            if actual != req.expected_sequence {
+                conflict = Some(AppendError::Conflict {
+                    aggregate_type: req.aggregate_type.clone(),
+                    aggregate_id: req.aggregate_id.clone(),
+                    expected: req.expected_sequence,
+                    actual,
+                });
+                break;
+            }
+            let first_position = unit_position + 1;
+            let mut sequence = actual;
+            // A map of strings always serializes; the fallback is never taken.
+            let extra = serde_json::to_string(&req.metadata.extra).unwrap_or_else(|_| "{}".into());
+            for event in &req.events {
+                unit_position += 1;
+                sequence += 1;
+                let mut row = StoredEvent {
+                    global_position: unit_position,
+                    event_id: Uuid::now_v7(),
+                    aggregate_type: req.aggregate_type.clone(),
+                    aggregate_id: req.aggregate_id.clone(),
+                    sequence,
+                    event_type: event.event_type.clone(),
+                    event_version: event.event_version.clone(),
+                    payload: event.payload.to_string(),
+                    metadata: extra.clone(),
+                    recorded_at,
+                    actor_id: req.metadata.actor.id.clone(),
+                    actor_role: req.metadata.actor.role.clone(),
+                    reason: req.metadata.reason.clone(),
+                    correlation_id: req.metadata.correlation_id,
+                    causation_id: req.metadata.causation_id,
+                    prev_hash: unit_hash.clone(),
+                    hash: Vec::new(),
+                };
+                row.hash = event_hash(&row.prev_hash, &row).to_vec();
+                unit_hash = row.hash.clone();
+                unit_rows.push(row);
+            }
+            unit_sequences.insert(key, sequence);
+            appended.push(Appended {
+                first_position,
+                last_position: unit_position,
+                last_sequence: sequence,
+            });
         }
-        let first_position = position + 1;
-        let mut sequence = actual;
-        // A map of strings always serializes; the fallback is never taken.
-        let extra = serde_json::to_string(&req.metadata.extra).unwrap_or_else(|_| "{}".into());
-        for event in &req.events {
-            position += 1;
-            sequence += 1;
-            let mut row = StoredEvent {
-                global_position: position,
-                event_id: Uuid::now_v7(),
-                aggregate_type: req.aggregate_type.clone(),
-                aggregate_id: req.aggregate_id.clone(),
-                sequence,
-                event_type: event.event_type.clone(),
-                event_version: event.event_version.clone(),
-                payload: event.payload.to_string(),
-                metadata: extra.clone(),
-                recorded_at,
-                actor_id: req.metadata.actor.id.clone(),
-                actor_role: req.metadata.actor.role.clone(),
-                reason: req.metadata.reason.clone(),
-                correlation_id: req.metadata.correlation_id,
-                causation_id: req.metadata.causation_id,
-                prev_hash: hash.clone(),
-                hash: Vec::new(),
-            };
-            row.hash = event_hash(&row.prev_hash, &row).to_vec();
-            hash = row.hash.clone();
-            rows.push(row);
+        match conflict {
+            Some(error) => results.push(Err(error)),
+            None => {
+                position = unit_position;
+                hash = unit_hash;
+                sequences.extend(unit_sequences);
+                rows.extend(unit_rows);
+                results.push(Ok(appended));
+            }
         }
-        sequences.insert(key, sequence);
-        results.push(Ok(Appended {
-            first_position,
-            last_position: position,
-            last_sequence: sequence,
-        }));
     }
     Plan {
         rows,
@@ -128,12 +156,12 @@ pub(crate) async fn run(db: Db, mut queue: mpsc::Receiver<Vec<Pending>>, head: w
 }
 
 async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) {
-    let requests: Vec<&AppendRequest> = batch.iter().map(|p| &p.request).collect();
+    let units: Vec<&[AppendRequest]> = batch.iter().map(|p| p.requests.as_slice()).collect();
     let started = std::time::Instant::now();
-    match db.commit_batch(&requests).await {
+    match db.commit_batch(&units).await {
         Ok((results, position)) => {
             tracing::debug!(
-                commands = requests.len(),
+                units = units.len(),
                 micros = started.elapsed().as_micros() as u64,
                 "batch committed"
             );
@@ -144,8 +172,8 @@ async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) {
         }
         Err(error) if batch.len() > 1 => {
             // Something in the batch made the whole transaction fail. Commit each
-            // command on its own so that one bad command fails alone.
-            tracing::warn!(%error, commands = batch.len(), "batch append failed; retrying its commands one by one");
+            // unit on its own so that one bad command fails alone.
+            tracing::warn!(%error, units = batch.len(), "batch append failed; retrying its units one by one");
             for pending in batch {
                 Box::pin(commit(db, vec![pending], head)).await;
             }
