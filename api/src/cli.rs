@@ -1,6 +1,11 @@
 //! The `anamnesis` command line.
 
-use anamnesis_commands::Db;
+use std::io::Read;
+
+use anamnesis_commands::dispatch::CommandBus;
+use anamnesis_commands::identity::{Identity, NewAccount};
+use anamnesis_commands::{Actor, Db, EventLog, EventMetadata};
+use anamnesis_domain::user::Role;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
@@ -23,8 +28,30 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP API and the projectors until SIGINT/SIGTERM.
+    Serve,
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Manage user accounts from the command line.
+    #[command(subcommand)]
+    Users(UsersCommand),
+}
+
+/// User accounts.
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Create an account (the first admin, typically). Reads the password from stdin.
+    Add {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// admin, doctor, nurse, staff, compliance or analyst.
+        #[arg(long)]
+        role: String,
+        /// Read the password from standard input (required: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
 }
 
 /// Connects to the configured database and brings its schema up to date.
@@ -37,11 +64,59 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
 
 /// Runs one subcommand to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = cli.settings;
     match cli.command {
+        Command::Serve => {
+            let listener = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", settings.listen))?;
+            let address = listener.local_addr()?;
+            let backend = match &settings.database_url {
+                Some(_) => "Postgres (DATABASE_URL)".to_owned(),
+                None => format!("embedded SQLite in {}", settings.data_dir.display()),
+            };
+            println!("anamnesis listening on http://{address} ({backend})");
+            println!(
+                "create the first admin with: anamnesis users add --username admin --role admin --password-stdin"
+            );
+            crate::server::launch(&settings, listener, crate::server::shutdown_signal()).await
+        }
         Command::Migrate => {
-            let db = open_database(&cli.settings).await.context("migrate")?;
+            let db = open_database(&settings).await.context("migrate")?;
             println!("{} database schema is up to date", db.backend());
             db.close().await;
+            Ok(())
+        }
+        Command::Users(UsersCommand::Add {
+            username,
+            role,
+            password_stdin: _,
+        }) => {
+            let role = Role::parse(&role).map_err(|e| anyhow::anyhow!("--role: {e}"))?;
+            anyhow::ensure!(
+                role != Role::Patient,
+                "patient accounts are created by POST /v1/auth/register"
+            );
+            let mut password = String::new();
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let db = open_database(&settings).await?;
+            let identity = Identity::new(CommandBus::new(EventLog::open(db.clone()).await?));
+            // The command line acts as the operating-system user who ran it.
+            let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+            let metadata = EventMetadata::by(Actor::new(format!("cli:{operator}"), "operator"));
+            let account = NewAccount {
+                username: username.clone(),
+                password,
+                role,
+                patient_id: None,
+            };
+            let created = identity.create(account, &metadata).await;
+            db.close().await;
+            let (user_id, _) = created.map_err(|e| anyhow::anyhow!("creating {username}: {e}"))?;
+            println!("created {} user {username} ({user_id})", role.as_str());
             Ok(())
         }
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub struct Settings {
     /// Postgres URL for the event log and read models. When unset, everything
     /// lives in the embedded SQLite database under --data-dir.
-    #[arg(long, env = "DATABASE_URL", global = true)]
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
     pub database_url: Option<Secret>,
 
     /// Directory of the embedded database.
@@ -23,7 +23,30 @@ pub struct Settings {
     /// Log lines as JSON objects instead of text.
     #[arg(long, env = "ANAMNESIS_LOG_JSON", global = true)]
     pub log_json: bool,
+
+    /// Address the HTTP API listens on.
+    #[arg(
+        long,
+        env = "ANAMNESIS_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: std::net::SocketAddr,
+
+    /// Secret (32 bytes or more) that signs access tokens. When unset, a key is
+    /// generated once and kept in <data-dir>/token.key; every instance serving
+    /// the same clinic needs the same key.
+    #[arg(
+        long,
+        env = "ANAMNESIS_TOKEN_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub token_key: Option<Secret>,
 }
+
+/// `serve` takes the common settings as they are.
+pub type ServeSettings = Settings;
 
 /// A value that must not appear in logs or `Debug` output (it may hold a password).
 #[derive(Clone)]

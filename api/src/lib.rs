@@ -1,5 +1,13 @@
 //! The `anamnesis` binary's library: command line, configuration, HTTP server.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod policy;
+pub mod routes;
+pub mod server;
+pub mod state;

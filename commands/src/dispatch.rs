@@ -20,6 +20,43 @@ pub struct Executed {
     pub events: usize,
 }
 
+/// What an aggregate decided.
+#[derive(Debug)]
+pub enum Decision {
+    /// Events to append.
+    Append(AppendRequest),
+    /// Nothing to do; `position` is the stream's last event's.
+    Nothing { position: i64 },
+}
+
+/// A conflict is worth another attempt; anything else ends the command.
+pub struct Retry;
+
+/// Turns an append failure into a retry (conflict) or the command's error.
+pub fn retry_or_fail<E: std::error::Error>(e: AppendError) -> Result<Retry, CommandError<E>> {
+    match e {
+        AppendError::Conflict { .. } => Ok(Retry),
+        AppendError::Invalid(why) => Err(CommandError::Invalid(why)),
+        AppendError::Store(e) => Err(CommandError::Store(e)),
+    }
+}
+
+impl<E: std::error::Error> CommandError<E> {
+    /// The same failure, with the rejection turned into another error type.
+    pub fn map_rejected<F: std::error::Error>(self, f: impl FnOnce(E) -> F) -> CommandError<F> {
+        match self {
+            CommandError::Rejected(e) => CommandError::Rejected(f(e)),
+            CommandError::Conflict => CommandError::Conflict,
+            CommandError::Invalid(w) => CommandError::Invalid(w),
+            CommandError::Unreadable { position, detail } => {
+                CommandError::Unreadable { position, detail }
+            }
+            CommandError::Unserializable(d) => CommandError::Unserializable(d),
+            CommandError::Store(e) => CommandError::Store(e),
+        }
+    }
+}
+
 /// Why a command did not take effect. Nothing was written in any case.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError<E: std::error::Error> {
@@ -73,36 +110,19 @@ impl CommandBus {
         A::Command: Clone,
     {
         for _ in 0..MAX_ATTEMPTS {
-            let (mut aggregate, sequence, position) = self.load::<A>(aggregate_id).await?;
-            let sink = EventSink::default();
-            aggregate
-                .handle(command.clone(), services, &sink)
-                .await
-                .map_err(CommandError::Rejected)?;
-            let events = sink.collect().await;
-            if events.is_empty() {
-                return Ok(Executed {
-                    position,
-                    events: 0,
-                });
-            }
-            let count = events.len();
-            let mut new_events = Vec::with_capacity(count);
-            for e in &events {
-                new_events.push(NewEvent {
-                    event_type: e.event_type(),
-                    event_version: e.event_version(),
-                    payload: serde_json::to_value(e)
-                        .map_err(|err| CommandError::Unserializable(err.to_string()))?,
-                });
-            }
-            let request = AppendRequest {
-                aggregate_type: A::TYPE.to_owned(),
-                aggregate_id: aggregate_id.to_owned(),
-                expected_sequence: sequence,
-                events: new_events,
-                metadata: metadata.clone(),
+            let decided = self
+                .decide::<A>(aggregate_id, command.clone(), services, metadata)
+                .await?;
+            let request = match decided {
+                Decision::Append(request) => request,
+                Decision::Nothing { position } => {
+                    return Ok(Executed {
+                        position,
+                        events: 0,
+                    })
+                }
             };
+            let count = request.events.len();
             match self.log.append(request).await {
                 Ok(appended) => {
                     return Ok(Executed {
@@ -110,12 +130,50 @@ impl CommandBus {
                         events: count,
                     })
                 }
-                Err(AppendError::Conflict { .. }) => continue,
-                Err(AppendError::Invalid(why)) => return Err(CommandError::Invalid(why)),
-                Err(AppendError::Store(e)) => return Err(CommandError::Store(e)),
+                Err(e) => {
+                    retry_or_fail::<A::Error>(e)?;
+                }
             }
         }
         Err(CommandError::Conflict)
+    }
+
+    /// Loads `A`, lets it handle `command` and returns what should be appended,
+    /// without appending it: for commands that must commit together
+    /// ([`EventLog::append_atomic`]).
+    pub async fn decide<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        metadata: &EventMetadata,
+    ) -> Result<Decision, CommandError<A::Error>> {
+        let (mut aggregate, sequence, position) = self.load::<A>(aggregate_id).await?;
+        let sink = EventSink::default();
+        aggregate
+            .handle(command, services, &sink)
+            .await
+            .map_err(CommandError::Rejected)?;
+        let events = sink.collect().await;
+        if events.is_empty() {
+            return Ok(Decision::Nothing { position });
+        }
+        let mut new_events = Vec::with_capacity(events.len());
+        for e in &events {
+            new_events.push(NewEvent {
+                event_type: e.event_type(),
+                event_version: e.event_version(),
+                payload: serde_json::to_value(e)
+                    .map_err(|err| CommandError::Unserializable(err.to_string()))?,
+            });
+        }
+        Ok(Decision::Append(AppendRequest {
+            aggregate_type: A::TYPE.to_owned(),
+            aggregate_id: aggregate_id.to_owned(),
+            expected_sequence: sequence,
+            events: new_events,
+            metadata: metadata.clone(),
+        }))
     }
 
     /// The aggregate's current state, its stream's last sequence and the global

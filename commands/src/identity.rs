@@ -7,12 +7,15 @@ use argon2::Argon2;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use anamnesis_domain::patient::{
+    parse_demographics, DemographicsInput, Patient, PatientCommand, PatientError,
+};
 use anamnesis_domain::user::{
     check_password, Account, Role, User, UserCommand, UserError, Username,
 };
 
-use crate::dispatch::{CommandBus, CommandError, Executed};
-use crate::log::EventMetadata;
+use crate::dispatch::{retry_or_fail, CommandBus, CommandError, Decision, Executed, MAX_ATTEMPTS};
+use crate::log::{Actor, EventMetadata};
 
 /// The hash of a random password nobody knows, verified when the username is
 /// unknown so that a miss costs as much time as a wrong password.
@@ -84,6 +87,23 @@ pub enum LoginError {
     Command(#[from] CommandError<UserError>),
 }
 
+/// Why a self-registration was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationError {
+    #[error(transparent)]
+    User(#[from] UserError),
+    #[error(transparent)]
+    Patient(#[from] PatientError),
+}
+
+/// A patient who registered themselves.
+#[derive(Debug, Clone, Copy)]
+pub struct Registered {
+    pub user_id: Uuid,
+    pub patient_id: Uuid,
+    pub position: i64,
+}
+
 /// Accounts over the command bus.
 #[derive(Clone)]
 pub struct Identity {
@@ -119,6 +139,67 @@ impl Identity {
         Ok((user_id, done))
     }
 
+    /// A patient signs up: their account and their patient record are
+    /// created together, or neither is.
+    pub async fn register_patient(
+        &self,
+        username: &str,
+        password: String,
+        demographics: DemographicsInput,
+        today: chrono::NaiveDate,
+    ) -> Result<Registered, CommandError<RegistrationError>> {
+        let rejected = |e: RegistrationError| CommandError::Rejected(e);
+        // Every check that needs no database, before the slow hash.
+        let username = Username::parse(username).map_err(|e| rejected(e.into()))?;
+        check_password(&password).map_err(|e| rejected(e.into()))?;
+        parse_demographics(&demographics, today).map_err(|e| rejected(e.into()))?;
+        let password_hash = hash_password(password)
+            .await
+            .map_err(|e| e.map_rejected(RegistrationError::User))?;
+        let (user_id, patient_id) = (Uuid::now_v7(), Uuid::now_v7());
+        let metadata = EventMetadata::by(Actor::new(user_id.to_string(), Role::Patient.as_str()));
+        let create = UserCommand::Create {
+            user_id,
+            username: username.clone(),
+            role: Role::Patient,
+            password_hash,
+            patient_id: Some(patient_id),
+        };
+        let register = PatientCommand::Register {
+            demographics,
+            user_id: Some(user_id),
+            today,
+        };
+        for _ in 0..MAX_ATTEMPTS {
+            let user = self
+                .bus
+                .decide::<User>(username.as_str(), create.clone(), &(), &metadata)
+                .await
+                .map_err(|e| e.map_rejected(RegistrationError::User))?;
+            let patient = self
+                .bus
+                .decide::<Patient>(&patient_id.to_string(), register.clone(), &(), &metadata)
+                .await
+                .map_err(|e| e.map_rejected(RegistrationError::Patient))?;
+            let (Decision::Append(user), Decision::Append(patient)) = (user, patient) else {
+                return Err(CommandError::Invalid("registration decided nothing"));
+            };
+            match self.bus.log().append_atomic(vec![user, patient]).await {
+                Ok(landed) => {
+                    return Ok(Registered {
+                        user_id,
+                        patient_id,
+                        position: landed.last().map_or(0, |a| a.last_position),
+                    })
+                }
+                Err(e) => {
+                    retry_or_fail::<RegistrationError>(e)?;
+                }
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
     /// The account's state, if it exists.
     pub async fn find(&self, username: &str) -> Result<Option<User>, CommandError<UserError>> {
         let Ok(username) = Username::parse(username) else {
@@ -144,7 +225,7 @@ impl Identity {
         if let Some(until) = user.locked_at(now) {
             return Err(LoginError::Locked { until });
         }
-        let as_self = EventMetadata::by(crate::log::Actor::new(
+        let as_self = EventMetadata::by(Actor::new(
             account.user_id.to_string(),
             account.role.as_str(),
         ));

@@ -160,6 +160,13 @@ async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) {
     let started = std::time::Instant::now();
     match db.commit_batch(&units).await {
         Ok((results, position)) => {
+            let appended: usize = results
+                .iter()
+                .flatten()
+                .flatten()
+                .map(|a| (a.last_position - a.first_position + 1) as usize)
+                .sum();
+            metrics::counter!("anamnesis_events_appended_total").increment(appended as u64);
             tracing::debug!(
                 units = units.len(),
                 micros = started.elapsed().as_micros() as u64,

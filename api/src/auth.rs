@@ -1,0 +1,203 @@
+//! Signed tokens and the authenticated principal.
+//!
+//! Access tokens are short-lived HS256 JWTs checked without a database read;
+//! refresh tokens name a session that logout or deactivation closes.
+
+use std::path::Path;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use chrono::Utc;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use anamnesis_commands::Actor;
+use anamnesis_domain::user::{Account, Role};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Seconds an access token lives.
+pub const ACCESS_TTL: i64 = 15 * 60;
+/// Seconds a refresh token lives.
+pub const REFRESH_TTL: i64 = 12 * 60 * 60;
+/// The key file kept in the data directory when no key is configured.
+pub const KEY_FILE: &str = "token.key";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Access,
+    Refresh,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    /// User id.
+    sub: Uuid,
+    /// Username (the user stream).
+    usr: String,
+    role: Role,
+    /// The patient record, for patient accounts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pid: Option<Uuid>,
+    sid: Uuid,
+    typ: Kind,
+    iat: i64,
+    exp: i64,
+}
+
+/// Who is making a request.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub username: String,
+    pub role: Role,
+    pub patient_id: Option<Uuid>,
+    pub session_id: Uuid,
+}
+
+impl Principal {
+    /// The actor of the events this principal causes.
+    pub fn actor(&self) -> Actor {
+        Actor::new(self.user_id.to_string(), self.role.as_str())
+    }
+}
+
+/// Issues and checks tokens with one symmetric key.
+#[derive(Clone)]
+pub struct Tokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+/// A pair of tokens for a session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TokenPair {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    pub refresh_token: String,
+}
+
+impl Tokens {
+    /// From a configured secret (at least 32 bytes).
+    pub fn from_secret(secret: &[u8]) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            secret.len() >= 32,
+            "the token signing key must be at least 32 bytes"
+        );
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        })
+    }
+
+    /// The key in `dir/token.key`, generated there (readable by the owner
+    /// only) on first use.
+    pub fn from_data_dir(dir: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        use std::io::Write;
+        let path = dir.join(KEY_FILE);
+        if !path.exists() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let key: [u8; 32] = rand::random();
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            match options.open(&path) {
+                Ok(mut f) => f
+                    .write_all(hex::encode(key).as_bytes())
+                    .with_context(|| format!("writing {}", path.display()))?,
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let key =
+            hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
+        Self::from_secret(&key)
+    }
+
+    /// Access and refresh tokens for a fresh session.
+    pub fn issue(&self, account: &Account, session_id: Uuid) -> Result<TokenPair, ApiError> {
+        let make = |typ: Kind, ttl: i64| {
+            let now = Utc::now().timestamp();
+            let claims = Claims {
+                sub: account.user_id,
+                usr: account.username.as_str().to_owned(),
+                role: account.role,
+                pid: account.patient_id,
+                sid: session_id,
+                typ,
+                iat: now,
+                exp: now + ttl,
+            };
+            encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+                .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
+        };
+        Ok(TokenPair {
+            access_token: make(Kind::Access, ACCESS_TTL)?,
+            token_type: "Bearer",
+            expires_in: ACCESS_TTL,
+            refresh_token: make(Kind::Refresh, REFRESH_TTL)?,
+        })
+    }
+
+    fn check(&self, token: &str, kind: Kind) -> Result<Principal, ApiError> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        let claims = decode::<Claims>(token, &self.decoding, &validation)
+            .map_err(|_| ApiError::Unauthorized {
+                code: "invalid_token",
+                detail: "the token is invalid or expired",
+            })?
+            .claims;
+        if claims.typ != kind {
+            return Err(ApiError::Unauthorized {
+                code: "invalid_token",
+                detail: "wrong kind of token",
+            });
+        }
+        Ok(Principal {
+            user_id: claims.sub,
+            username: claims.usr,
+            role: claims.role,
+            patient_id: claims.pid,
+            session_id: claims.sid,
+        })
+    }
+
+    /// The principal of a refresh token (its session is checked by the caller).
+    pub fn check_refresh(&self, token: &str) -> Result<Principal, ApiError> {
+        self.check(token, Kind::Refresh)
+    }
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(ApiError::Unauthorized {
+                code: "unauthenticated",
+                detail: "send Authorization: Bearer <access token>",
+            })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or(ApiError::Unauthorized {
+                code: "unauthenticated",
+                detail: "send Authorization: Bearer <access token>",
+            })?;
+        state.tokens().check(token.trim(), Kind::Access)
+    }
+}

@@ -1,0 +1,287 @@
+//! The one error type of the HTTP API, written as RFC 7807
+//! `application/problem+json` with a stable `code`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use anamnesis_commands::dispatch::CommandError;
+use anamnesis_commands::identity::{LoginError, RegistrationError};
+use anamnesis_domain::patient::PatientError;
+use anamnesis_domain::user::UserError;
+
+/// A problem document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// `/problems/<code>`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong, for a human; never patient data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Stable machine-readable code.
+    pub code: String,
+    /// The request field at fault, where one is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// Every way a request can fail.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request could not be read (malformed JSON, wrong type, unknown field).
+    BadRequest {
+        code: &'static str,
+        field: Option<String>,
+        detail: String,
+    },
+    /// 422: well-formed, but a rule refuses it.
+    Unprocessable {
+        code: &'static str,
+        field: Option<String>,
+        detail: String,
+    },
+    /// 401: no usable credentials.
+    Unauthorized {
+        code: &'static str,
+        detail: &'static str,
+    },
+    /// 403: authenticated, not allowed.
+    Forbidden,
+    /// 404.
+    NotFound,
+    /// 409: the record changed under the command after every retry, or a name is taken.
+    Conflict { code: &'static str, detail: String },
+    /// 413.
+    PayloadTooLarge,
+    /// 415.
+    UnsupportedMediaType,
+    /// 429: login locked.
+    Locked { retry_after_seconds: i64 },
+    /// 503: the read model has not reached the requested position in time.
+    NotCaughtUp { position: i64, reached: i64 },
+    /// 500: logged, never detailed to the client.
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status of each variant.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::NotCaughtUp { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn parts(&self) -> (&'static str, Option<String>, Option<String>) {
+        match self {
+            ApiError::BadRequest {
+                code,
+                field,
+                detail,
+            }
+            | ApiError::Unprocessable {
+                code,
+                field,
+                detail,
+            } => (code, field.clone(), Some(detail.clone())),
+            ApiError::Unauthorized { code, detail } => (code, None, Some((*detail).to_owned())),
+            ApiError::Forbidden => ("forbidden", None, Some("your role may not do this".into())),
+            ApiError::NotFound => ("not_found", None, None),
+            ApiError::Conflict { code, detail } => (code, None, Some(detail.clone())),
+            ApiError::PayloadTooLarge => ("body_too_large", None, None),
+            ApiError::UnsupportedMediaType => (
+                "unsupported_media_type",
+                None,
+                Some("send application/json".into()),
+            ),
+            ApiError::Locked { .. } => (
+                "login_locked",
+                None,
+                Some("too many failed logins; try again later".into()),
+            ),
+            ApiError::NotCaughtUp { position, reached } => (
+                "not_caught_up",
+                None,
+                Some(format!(
+                    "the read model is at position {reached}, not yet {position}; retry shortly"
+                )),
+            ),
+            ApiError::Internal(_) => ("internal", None, None),
+        }
+    }
+
+    /// A rule violation on `field`.
+    pub fn invalid(code: &'static str, field: Option<&str>, detail: impl ToString) -> Self {
+        ApiError::Unprocessable {
+            code,
+            field: field.map(str::to_owned),
+            detail: detail.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status_code();
+        if let ApiError::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
+        let (code, field, detail) = self.parts();
+        let problem = Problem {
+            kind: format!("/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("Error").to_owned(),
+            status: status.as_u16(),
+            detail,
+            code: code.to_owned(),
+            field,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match &self {
+            ApiError::Unauthorized { .. } => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::Locked {
+                retry_after_seconds,
+            } => {
+                if let Ok(v) = HeaderValue::from_str(&(*retry_after_seconds).max(1).to_string()) {
+                    headers.insert(header::RETRY_AFTER, v);
+                }
+            }
+            ApiError::NotCaughtUp { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// Command failures that are not rule violations.
+fn command_failure<E: std::error::Error>(
+    e: CommandError<E>,
+    rejected: impl FnOnce(E) -> ApiError,
+) -> ApiError {
+    match e {
+        CommandError::Rejected(e) => rejected(e),
+        CommandError::Conflict => ApiError::Conflict {
+            code: "conflict",
+            detail: "the record kept changing; try again".into(),
+        },
+        CommandError::Invalid(why) => ApiError::Internal(why.to_owned()),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// The stable code and field of each patient rule.
+pub fn patient_rule(e: PatientError) -> ApiError {
+    use PatientError as P;
+    let (code, field) = match &e {
+        P::AlreadyRegistered => ("already_registered", None),
+        P::NotRegistered => return ApiError::NotFound,
+        P::EmptyField(f) => ("empty_field", Some(*f)),
+        P::TooLong(f) => ("too_long", Some(*f)),
+        P::Malformed(f) => ("malformed", Some(*f)),
+        P::BornInTheFuture => ("born_in_the_future", Some("birth_date")),
+        P::ImplausibleBirthDate => ("implausible_birth_date", Some("birth_date")),
+        P::DateInTheFuture(f) => ("date_in_the_future", Some(*f)),
+        P::DuplicateIdentifierSystem => ("duplicate_identifier_system", Some("identifiers")),
+        P::UnknownAllergy => return ApiError::NotFound,
+        P::DuplicateAllergy => ("duplicate_allergy", Some("substance")),
+        P::UnknownCondition => return ApiError::NotFound,
+        P::ConditionAlreadyResolved => ("condition_already_resolved", None),
+        P::ResolvedBeforeOnset => ("resolved_before_onset", Some("resolved_on")),
+        P::AlreadyDeceased => ("already_deceased", None),
+        P::DeathBeforeBirth => ("death_before_birth", Some("deceased_on")),
+        P::Deceased => ("patient_deceased", None),
+    };
+    ApiError::invalid(code, field, e)
+}
+
+/// The stable code and field of each user rule.
+pub fn user_rule(e: UserError) -> ApiError {
+    use UserError as U;
+    let (code, field) = match &e {
+        U::AlreadyExists => {
+            return ApiError::Conflict {
+                code: "username_taken",
+                detail: e.to_string(),
+            }
+        }
+        U::NotFound | U::UnknownSession => return ApiError::NotFound,
+        U::InvalidUsername => ("invalid_username", Some("username")),
+        U::UnknownRole => ("unknown_role", Some("role")),
+        U::PasswordTooShort => ("password_too_short", Some("password")),
+        U::PasswordTooLong => ("password_too_long", Some("password")),
+        U::Deactivated => ("deactivated", None),
+        U::AlreadyActive => ("already_active", None),
+        U::Locked { .. } => ("login_locked", None),
+        U::PatientLink => ("patient_link", Some("role")),
+    };
+    ApiError::invalid(code, field, e)
+}
+
+impl From<CommandError<PatientError>> for ApiError {
+    fn from(e: CommandError<PatientError>) -> Self {
+        command_failure(e, patient_rule)
+    }
+}
+
+impl From<CommandError<UserError>> for ApiError {
+    fn from(e: CommandError<UserError>) -> Self {
+        command_failure(e, user_rule)
+    }
+}
+
+impl From<CommandError<RegistrationError>> for ApiError {
+    fn from(e: CommandError<RegistrationError>) -> Self {
+        command_failure(e, |r| match r {
+            RegistrationError::User(u) => user_rule(u),
+            RegistrationError::Patient(p) => patient_rule(p),
+        })
+    }
+}
+
+impl From<LoginError> for ApiError {
+    fn from(e: LoginError) -> Self {
+        match e {
+            LoginError::BadCredentials => ApiError::Unauthorized {
+                code: "invalid_credentials",
+                detail: "wrong username or password",
+            },
+            LoginError::Deactivated => ApiError::Unauthorized {
+                code: "account_deactivated",
+                detail: "the account is deactivated",
+            },
+            LoginError::Locked { until } => ApiError::Locked {
+                retry_after_seconds: (until - chrono::Utc::now()).num_seconds(),
+            },
+            LoginError::Command(c) => c.into(),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}

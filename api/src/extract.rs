@@ -1,0 +1,146 @@
+//! Request extractors with errors in our problem format.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::error::ApiError;
+
+/// A JSON body. Errors name the field and the kind of fault, never the value
+/// that was sent (it may be patient data).
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge
+            } else {
+                ApiError::BadRequest {
+                    code: "unreadable_body",
+                    field: None,
+                    detail: "the body could not be read".into(),
+                }
+            }
+        })?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(json_error)?;
+        de.end().map_err(|_| ApiError::BadRequest {
+            code: "malformed_json",
+            field: None,
+            detail: "trailing characters after the JSON value".into(),
+        })?;
+        Ok(Body(value))
+    }
+}
+
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let message = inner.to_string();
+    if matches!(
+        inner.classify(),
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof
+    ) {
+        return ApiError::BadRequest {
+            code: "malformed_json",
+            field: None,
+            detail: format!(
+                "the body is not valid JSON (line {}, column {})",
+                inner.line(),
+                inner.column()
+            ),
+        };
+    }
+    // serde's messages quote field names between backticks; values are never used.
+    let quoted = message.split('`').nth(1).map(str::to_owned);
+    let join = |parent: &str, name: Option<String>| match (parent, name) {
+        (".", Some(n)) | ("", Some(n)) => Some(n),
+        (p, Some(n)) => Some(format!("{p}.{n}")),
+        (p, None) => Some(p.to_owned()),
+    };
+    let (code, field, detail) = if message.starts_with("unknown field") {
+        (
+            "unknown_field",
+            join(&path, None).filter(|p| p != "."),
+            "unknown field",
+        )
+    } else if message.starts_with("missing field") {
+        (
+            "missing_field",
+            join(&path, quoted),
+            "required field is missing",
+        )
+    } else if message.starts_with("invalid type") {
+        ("invalid_type", Some(path), "wrong type")
+    } else {
+        ("invalid_value", Some(path), "invalid value")
+    };
+    ApiError::BadRequest {
+        code,
+        field,
+        detail: detail.to_owned(),
+    }
+}
+
+/// The read-your-writes position a query must reflect (`X-Min-Position`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MinPosition(pub Option<i64>);
+
+/// How long a query waits for its read model to reach `X-Min-Position`.
+pub const MAX_WAIT: Duration = Duration::from_secs(5);
+
+impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get("x-min-position") else {
+            return Ok(MinPosition(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .filter(|p| *p >= 0)
+            .map(|p| MinPosition(Some(p)))
+            .ok_or(ApiError::BadRequest {
+                code: "invalid_header",
+                field: Some("X-Min-Position".into()),
+                detail: "X-Min-Position must be a non-negative integer".into(),
+            })
+    }
+}
+
+impl MinPosition {
+    /// Waits, bounded, until `progress` reaches the requested position.
+    pub async fn wait(self, mut progress: watch::Receiver<i64>) -> Result<(), ApiError> {
+        let Some(position) = self.0 else {
+            return Ok(());
+        };
+        let caught_up = tokio::time::timeout(MAX_WAIT, progress.wait_for(|p| *p >= position))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if caught_up {
+            return Ok(());
+        }
+        Err(ApiError::NotCaughtUp {
+            position,
+            reached: *progress.borrow(),
+        })
+    }
+}

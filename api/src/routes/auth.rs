@@ -1,0 +1,125 @@
+//! Login, refresh, logout and patient self-registration.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use anamnesis_commands::EventMetadata;
+use anamnesis_domain::user::UserCommand;
+
+use super::patients::PatientInput;
+use super::Accepted;
+use crate::auth::{Principal, TokenPair};
+use crate::error::{ApiError, Problem};
+use crate::extract::Body;
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+/// Log in with a username and password.
+#[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
+    responses((status = 200, body = TokenPair),
+              (status = 401, description = "wrong credentials or deactivated", body = Problem),
+              (status = 429, description = "locked after repeated failures", body = Problem)))]
+pub async fn login(
+    State(state): State<AppState>,
+    Body(req): Body<LoginRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let session = state.identity().login(&req.username, req.password).await?;
+    Ok(Json(
+        state.tokens().issue(&session.account, session.session_id)?,
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// Trade a refresh token for a new access token, while its session is open.
+#[utoipa::path(post, path = "/v1/auth/refresh", tag = "auth", request_body = RefreshRequest,
+    responses((status = 200, body = TokenPair), (status = 401, body = Problem)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    Body(req): Body<RefreshRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let who = state.tokens().check_refresh(&req.refresh_token)?;
+    let closed = ApiError::Unauthorized {
+        code: "session_closed",
+        detail: "the session has ended; log in again",
+    };
+    let user = state
+        .identity()
+        .find(&who.username)
+        .await?
+        .ok_or(ApiError::Unauthorized {
+            code: "session_closed",
+            detail: "the session has ended; log in again",
+        })?;
+    let account = user.account().ok_or(ApiError::NotFound)?;
+    if !user.is_active() || !user.has_session(who.session_id) {
+        return Err(closed);
+    }
+    Ok(Json(state.tokens().issue(account, who.session_id)?))
+}
+
+/// End the current session: its refresh token stops working.
+#[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = Problem)))]
+pub async fn logout(State(state): State<AppState>, who: Principal) -> Result<StatusCode, ApiError> {
+    state
+        .identity()
+        .execute(
+            &who.username,
+            UserCommand::EndSession {
+                session_id: who.session_id,
+            },
+            &EventMetadata::by(who.actor()),
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub username: String,
+    pub password: String,
+    /// The new patient's demographics.
+    pub patient: PatientInput,
+}
+
+/// A patient signs up: creates their account and their patient record together.
+#[utoipa::path(post, path = "/v1/auth/register", tag = "auth", request_body = RegisterRequest,
+    responses((status = 201, body = Accepted), (status = 400, body = Problem),
+              (status = 409, description = "username taken", body = Problem),
+              (status = 422, body = Problem)))]
+pub async fn register(
+    State(state): State<AppState>,
+    Body(req): Body<RegisterRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let today = chrono::Utc::now().date_naive();
+    let done = state
+        .identity()
+        .register_patient(
+            &req.username,
+            req.password,
+            req.patient.into_command(),
+            today,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Accepted {
+            id: done.patient_id.to_string(),
+            position: done.position,
+        }),
+    ))
+}

@@ -1,0 +1,73 @@
+//! The HTTP routes, each documented in the OpenAPI document it is registered with.
+
+pub mod auth;
+pub mod ops;
+pub mod patients;
+pub mod users;
+
+use serde::Serialize;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::state::AppState;
+
+/// What every command answers: the id it acted on and the global position of
+/// its last event, to pass back as `X-Min-Position` for read-your-writes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Accepted {
+    pub id: String,
+    pub position: i64,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Anamnesis", description = "Event-sourced clinical records: command and query API."),
+    components(schemas(crate::error::Problem)),
+    modifiers(&BearerAuth)
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route, with its OpenAPI description.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::register))
+        .routes(routes!(users::create_user))
+        .routes(routes!(users::deactivate))
+        .routes(routes!(users::reactivate))
+        .routes(routes!(
+            patients::register_patient,
+            patients::search_patients
+        ))
+        .routes(routes!(patients::get_patient))
+        .routes(routes!(patients::update_demographics))
+        .routes(routes!(patients::record_allergy))
+        .routes(routes!(patients::remove_allergy))
+        .routes(routes!(patients::add_condition))
+        .routes(routes!(patients::resolve_condition))
+        .routes(routes!(patients::mark_deceased))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+}

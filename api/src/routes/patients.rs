@@ -1,0 +1,429 @@
+//! The patients slice: commands to the Patient aggregate, queries to the
+//! `patients` read model. Every route asks the policy first.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use anamnesis_commands::EventMetadata;
+use anamnesis_domain::patient::{
+    AddressInput, DemographicsInput, Patient, PatientCommand, Severity, Sex,
+};
+use anamnesis_projections::patients::{self as read_model, PatientView, Search};
+
+use super::Accepted;
+use crate::auth::Principal;
+use crate::error::{ApiError, Problem};
+use crate::extract::{Body, MinPosition};
+use crate::policy::{authorize, Action, View};
+use crate::state::AppState;
+
+/// A patient's demographics, as sent.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatientInput {
+    pub family_name: String,
+    pub given_name: String,
+    /// `YYYY-MM-DD`, not in the future.
+    pub birth_date: NaiveDate,
+    /// female, male, other or unknown.
+    #[schema(value_type = Option<String>)]
+    pub sex: Option<Sex>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    pub address: Option<AddressBody>,
+    #[serde(default)]
+    pub identifiers: Vec<IdentifierBody>,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddressBody {
+    pub line: String,
+    pub city: String,
+    pub postal_code: String,
+    pub region: Option<String>,
+    pub country: String,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifierBody {
+    /// `mrn`, an insurer's code, ...
+    pub system: String,
+    pub value: String,
+}
+
+impl PatientInput {
+    pub fn into_command(self) -> DemographicsInput {
+        DemographicsInput {
+            family_name: self.family_name,
+            given_name: self.given_name,
+            birth_date: self.birth_date,
+            sex: self.sex,
+            phone: self.phone,
+            email: self.email,
+            address: self.address.map(|a| AddressInput {
+                line: a.line,
+                city: a.city,
+                postal_code: a.postal_code,
+                region: a.region,
+                country: a.country,
+            }),
+            identifiers: self
+                .identifiers
+                .into_iter()
+                .map(|i| (i.system, i.value))
+                .collect(),
+        }
+    }
+}
+
+fn patient_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
+}
+
+fn today() -> NaiveDate {
+    Utc::now().date_naive()
+}
+
+async fn run(
+    state: &AppState,
+    who: &Principal,
+    id: Uuid,
+    command: PatientCommand,
+) -> Result<i64, ApiError> {
+    let done = state
+        .bus()
+        .execute::<Patient>(
+            &id.to_string(),
+            command,
+            &(),
+            &EventMetadata::by(who.actor()),
+        )
+        .await?;
+    Ok(done.position)
+}
+
+/// Register a patient (front desk, doctors).
+#[utoipa::path(post, path = "/v1/patients", tag = "patients", security(("bearer" = [])),
+    request_body = PatientInput,
+    responses((status = 201, body = Accepted), (status = 400, body = Problem),
+              (status = 401, body = Problem), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn register_patient(
+    State(state): State<AppState>,
+    who: Principal,
+    Body(input): Body<PatientInput>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    authorize(&who, Action::RegisterPatient, None)?;
+    let id = Uuid::now_v7();
+    let command = PatientCommand::Register {
+        demographics: input.into_command(),
+        user_id: None,
+        today: today(),
+    };
+    let position = run(&state, &who, id, command).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Accepted {
+            id: id.to_string(),
+            position,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    /// Prefix of the family or given name, any case.
+    pub name: Option<String>,
+    /// `YYYY-MM-DD`.
+    pub birth_date: Option<NaiveDate>,
+    /// An identifier's value (MRN, insurance number).
+    pub identifier: Option<String>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PatientPage {
+    pub items: Vec<PatientView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn shown(mut view: PatientView, as_seen: View) -> PatientView {
+    if as_seen == View::Demographics {
+        view.allergies = None;
+        view.conditions = None;
+    }
+    view
+}
+
+/// Search patients by name prefix, birth date or identifier.
+#[utoipa::path(get, path = "/v1/patients", tag = "patients", security(("bearer" = [])),
+    params(SearchParams, ("X-Min-Position" = Option<i64>, Header, description = "wait for this log position")),
+    responses((status = 200, body = PatientPage), (status = 400, body = Problem),
+              (status = 401, body = Problem), (status = 403, body = Problem), (status = 503, body = Problem)))]
+pub async fn search_patients(
+    State(state): State<AppState>,
+    who: Principal,
+    min: MinPosition,
+    params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PatientPage>, ApiError> {
+    let view = authorize(&who, Action::SearchPatients, None)?;
+    let Query(params) = params.map_err(|_| ApiError::BadRequest {
+        code: "invalid_query",
+        field: None,
+        detail: "query parameters are name, birth_date (YYYY-MM-DD), identifier, cursor, limit"
+            .into(),
+    })?;
+    let limit = params.limit.unwrap_or(20);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::BadRequest {
+            code: "invalid_value",
+            field: Some("limit".into()),
+            detail: "limit is 1 to 100".into(),
+        });
+    }
+    if params.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        return Err(ApiError::BadRequest {
+            code: "empty_field",
+            field: Some("name".into()),
+            detail: "name must not be empty".into(),
+        });
+    }
+    min.wait(state.progress(read_model::NAME)).await?;
+    let search = Search {
+        name: params.name,
+        birth_date: params.birth_date,
+        identifier: params.identifier,
+        after: params.cursor,
+        limit,
+    };
+    let (items, more) = read_model::search(state.db(), &search).await?;
+    let next_cursor = more.then(|| items.last().map(|p| p.id.clone())).flatten();
+    tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), results = items.len(), "patient search");
+    Ok(Json(PatientPage {
+        items: items.into_iter().map(|p| shown(p, view)).collect(),
+        next_cursor,
+    }))
+}
+
+/// One patient's profile: demographics, and for clinical roles allergies and history.
+#[utoipa::path(get, path = "/v1/patients/{id}", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("X-Min-Position" = Option<i64>, Header, description = "wait for this log position")),
+    responses((status = 200, body = PatientView), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 503, body = Problem)))]
+pub async fn get_patient(
+    State(state): State<AppState>,
+    who: Principal,
+    min: MinPosition,
+    Path(id): Path<String>,
+) -> Result<Json<PatientView>, ApiError> {
+    let id = patient_id(&id)?;
+    let view = authorize(&who, Action::ReadPatient, Some(id))?;
+    min.wait(state.progress(read_model::NAME)).await?;
+    let patient = read_model::get(state.db(), &id.to_string())
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient read");
+    Ok(Json(shown(patient, view)))
+}
+
+/// Replace a patient's demographics.
+#[utoipa::path(put, path = "/v1/patients/{id}/demographics", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = PatientInput,
+    responses((status = 200, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_demographics(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Body(input): Body<PatientInput>,
+) -> Result<Json<Accepted>, ApiError> {
+    let id = patient_id(&id)?;
+    authorize(&who, Action::UpdateDemographics, Some(id))?;
+    let command = PatientCommand::UpdateDemographics {
+        demographics: input.into_command(),
+        today: today(),
+    };
+    let position = run(&state, &who, id, command).await?;
+    Ok(Json(Accepted {
+        id: id.to_string(),
+        position,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AllergyBody {
+    pub substance: String,
+    pub reaction: String,
+    /// mild, moderate, severe or life_threatening.
+    #[schema(value_type = String)]
+    pub severity: Severity,
+}
+
+/// Record an allergy.
+#[utoipa::path(post, path = "/v1/patients/{id}/allergies", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = AllergyBody,
+    responses((status = 201, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn record_allergy(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<AllergyBody>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let id = patient_id(&id)?;
+    authorize(&who, Action::RecordAllergy, Some(id))?;
+    let allergy_id = Uuid::now_v7();
+    let command = PatientCommand::RecordAllergy {
+        allergy_id,
+        substance: body.substance,
+        reaction: body.reaction,
+        severity: body.severity,
+    };
+    let position = run(&state, &who, id, command).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Accepted {
+            id: allergy_id.to_string(),
+            position,
+        }),
+    ))
+}
+
+/// Remove an allergy (entered in error, or refuted).
+#[utoipa::path(delete, path = "/v1/patients/{id}/allergies/{allergy_id}", tag = "patients",
+    security(("bearer" = [])), params(("id" = Uuid, Path), ("allergy_id" = Uuid, Path)),
+    responses((status = 200, body = Accepted), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn remove_allergy(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((id, allergy_id)): Path<(String, String)>,
+) -> Result<Json<Accepted>, ApiError> {
+    let id = patient_id(&id)?;
+    authorize(&who, Action::RemoveAllergy, Some(id))?;
+    let allergy_id = patient_id(&allergy_id)?;
+    let position = run(
+        &state,
+        &who,
+        id,
+        PatientCommand::RemoveAllergy { allergy_id },
+    )
+    .await?;
+    Ok(Json(Accepted {
+        id: allergy_id.to_string(),
+        position,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionBody {
+    /// ICD-10 or SNOMED CT code.
+    pub code: Option<String>,
+    pub description: String,
+    pub onset: Option<NaiveDate>,
+}
+
+/// Add a condition to the medical history.
+#[utoipa::path(post, path = "/v1/patients/{id}/conditions", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = ConditionBody,
+    responses((status = 201, body = Accepted), (status = 400, body = Problem), (status = 403, body = Problem),
+              (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn add_condition(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<ConditionBody>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let id = patient_id(&id)?;
+    authorize(&who, Action::ManageConditions, Some(id))?;
+    let condition_id = Uuid::now_v7();
+    let command = PatientCommand::AddCondition {
+        condition_id,
+        code: body.code,
+        description: body.description,
+        onset: body.onset,
+        today: today(),
+    };
+    let position = run(&state, &who, id, command).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Accepted {
+            id: condition_id.to_string(),
+            position,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveBody {
+    pub resolved_on: NaiveDate,
+}
+
+/// Mark a condition resolved.
+#[utoipa::path(post, path = "/v1/patients/{id}/conditions/{condition_id}/resolve", tag = "patients",
+    security(("bearer" = [])), params(("id" = Uuid, Path), ("condition_id" = Uuid, Path)),
+    request_body = ResolveBody,
+    responses((status = 200, body = Accepted), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+pub async fn resolve_condition(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((id, condition_id)): Path<(String, String)>,
+    Body(body): Body<ResolveBody>,
+) -> Result<Json<Accepted>, ApiError> {
+    let id = patient_id(&id)?;
+    authorize(&who, Action::ManageConditions, Some(id))?;
+    let condition_id = patient_id(&condition_id)?;
+    let command = PatientCommand::ResolveCondition {
+        condition_id,
+        resolved_on: body.resolved_on,
+        today: today(),
+    };
+    let position = run(&state, &who, id, command).await?;
+    Ok(Json(Accepted {
+        id: condition_id.to_string(),
+        position,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeceasedBody {
+    pub deceased_on: NaiveDate,
+}
+
+/// Record the patient's death.
+#[utoipa::path(post, path = "/v1/patients/{id}/deceased", tag = "patients", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = DeceasedBody,
+    responses((status = 200, body = Accepted), (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 422, body = Problem)))]
+pub async fn mark_deceased(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<DeceasedBody>,
+) -> Result<Json<Accepted>, ApiError> {
+    let id = patient_id(&id)?;
+    authorize(&who, Action::MarkDeceased, Some(id))?;
+    let command = PatientCommand::MarkDeceased {
+        deceased_on: body.deceased_on,
+        today: today(),
+    };
+    let position = run(&state, &who, id, command).await?;
+    Ok(Json(Accepted {
+        id: id.to_string(),
+        position,
+    }))
+}

@@ -1,0 +1,105 @@
+//! Staff and provider accounts, managed by admins.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::Deserialize;
+
+use anamnesis_commands::identity::NewAccount;
+use anamnesis_commands::EventMetadata;
+use anamnesis_domain::user::{Role, UserCommand};
+
+use super::Accepted;
+use crate::auth::Principal;
+use crate::error::{user_rule, ApiError, Problem};
+use crate::extract::Body;
+use crate::policy::{authorize, Action};
+use crate::state::AppState;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    pub username: String,
+    pub password: String,
+    /// doctor, nurse, staff, admin, compliance or analyst (patients register themselves).
+    pub role: String,
+}
+
+/// Create a staff or provider account (admins only).
+#[utoipa::path(post, path = "/v1/users", tag = "users", security(("bearer" = [])),
+    request_body = CreateUserRequest,
+    responses((status = 201, body = Accepted), (status = 403, body = Problem),
+              (status = 409, body = Problem), (status = 422, body = Problem)))]
+pub async fn create_user(
+    State(state): State<AppState>,
+    who: Principal,
+    Body(req): Body<CreateUserRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    authorize(&who, Action::ManageUsers, None)?;
+    let role = Role::parse(&req.role).map_err(user_rule)?;
+    if role == Role::Patient {
+        return Err(ApiError::invalid(
+            "patient_link",
+            Some("role"),
+            "patient accounts are created by POST /v1/auth/register",
+        ));
+    }
+    let account = NewAccount {
+        username: req.username,
+        password: req.password,
+        role,
+        patient_id: None,
+    };
+    let (user_id, done) = state
+        .identity()
+        .create(account, &EventMetadata::by(who.actor()))
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(Accepted {
+            id: user_id.to_string(),
+            position: done.position,
+        }),
+    ))
+}
+
+async fn set_active(
+    state: &AppState,
+    who: &Principal,
+    username: &str,
+    command: UserCommand,
+) -> Result<Json<Accepted>, ApiError> {
+    authorize(who, Action::ManageUsers, None)?;
+    let done = state
+        .identity()
+        .execute(username, command, &EventMetadata::by(who.actor()))
+        .await?;
+    Ok(Json(Accepted {
+        id: username.to_owned(),
+        position: done.position,
+    }))
+}
+
+/// Stop an account from logging in; its sessions end (admins only).
+#[utoipa::path(post, path = "/v1/users/{username}/deactivate", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = Accepted), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn deactivate(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(username): Path<String>,
+) -> Result<Json<Accepted>, ApiError> {
+    set_active(&state, &who, &username, UserCommand::Deactivate).await
+}
+
+/// Let a deactivated account log in again (admins only).
+#[utoipa::path(post, path = "/v1/users/{username}/reactivate", tag = "users", security(("bearer" = [])),
+    params(("username" = String, Path)),
+    responses((status = 200, body = Accepted), (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn reactivate(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(username): Path<String>,
+) -> Result<Json<Accepted>, ApiError> {
+    set_active(&state, &who, &username, UserCommand::Reactivate).await
+}

@@ -1,0 +1,152 @@
+//! Starting and stopping the server: API, projectors, graceful shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use anamnesis_commands::dispatch::CommandBus;
+use anamnesis_commands::EventLog;
+use anamnesis_projections::activity::Activity;
+use anamnesis_projections::patients::Patients;
+use anamnesis_projections::runner::{self, Projector, RunnerConfig};
+
+use crate::auth::Tokens;
+use crate::config::ServeSettings;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Serves on `listener` until `shutdown` resolves, then stops the projectors
+/// and closes the database.
+pub async fn launch(
+    settings: &ServeSettings,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let db = crate::cli::open_database(settings).await?;
+    let log = EventLog::open(db.clone())
+        .await
+        .context("starting the event log")?;
+    let tokens = match &settings.token_key {
+        Some(key) => Tokens::from_secret(key.expose().as_bytes())?,
+        None => Tokens::from_data_dir(&settings.data_dir)?,
+    };
+    let (stop, stopped) = watch::channel(false);
+    let mut runners = Vec::new();
+    let mut projections = Vec::new();
+    spawn_projector(&log, Activity, &stopped, &mut runners, &mut projections);
+    spawn_projector(&log, Patients, &stopped, &mut runners, &mut projections);
+    let state = AppState::new(
+        CommandBus::new(log),
+        tokens,
+        crate::metrics::handle()?,
+        projections,
+    );
+    let app = router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP")?;
+    tracing::info!("shutting down: stopping projectors");
+    stop.send_replace(true);
+    for r in runners {
+        let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
+    }
+    db.close().await;
+    Ok(())
+}
+
+fn spawn_projector<P: Projector>(
+    log: &EventLog,
+    projector: P,
+    stopped: &watch::Receiver<bool>,
+    runners: &mut Vec<tokio::task::JoinHandle<()>>,
+    projections: &mut Vec<(&'static str, watch::Receiver<i64>)>,
+) {
+    let (progress, watcher) = watch::channel(0);
+    projections.push((projector.name(), watcher));
+    runners.push(tokio::spawn(runner::run(
+        log.clone(),
+        projector,
+        RunnerConfig::default(),
+        progress,
+        stopped.clone(),
+    )));
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState) -> axum::Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let (api, doc) = crate::routes::api().split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    api.route(
+        "/openapi.json",
+        axum::routing::get(move || {
+            let doc = doc.clone();
+            async move { axum::Json(doc.as_ref().clone()) }
+        }),
+    )
+    .fallback(|| async { ApiError::NotFound })
+    .method_not_allowed_fallback(|| async {
+        ApiError::BadRequest {
+            code: "method_not_allowed",
+            field: None,
+            detail: "this path does not take that method".into(),
+        }
+    })
+    .layer(axum::middleware::from_fn(crate::metrics::track))
+    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+    .layer(
+        // Spans carry the method, the route template and the request id:
+        // never the concrete path or query string, which can hold patient data.
+        TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let route = req
+                .extensions()
+                .get::<axum::extract::MatchedPath>()
+                .map(|p| p.as_str().to_owned())
+                .unwrap_or_default();
+            let id = req
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            tracing::info_span!("request", method = %req.method(), route, request_id = id)
+        }),
+    )
+    .layer(PropagateRequestIdLayer::new(request_id.clone()))
+    .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+    .with_state(state)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => futures::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = futures::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,81 @@
+//! What every handler shares.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+
+use anamnesis_commands::dispatch::CommandBus;
+use anamnesis_commands::identity::Identity;
+use anamnesis_commands::{Db, EventLog};
+
+use crate::auth::Tokens;
+
+/// Shared, cheaply cloned state.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+struct Inner {
+    bus: CommandBus,
+    identity: Identity,
+    tokens: Tokens,
+    metrics: PrometheusHandle,
+    /// Each projector's committed checkpoint, by name.
+    projections: Vec<(&'static str, watch::Receiver<i64>)>,
+}
+
+impl AppState {
+    pub fn new(
+        bus: CommandBus,
+        tokens: Tokens,
+        metrics: PrometheusHandle,
+        projections: Vec<(&'static str, watch::Receiver<i64>)>,
+    ) -> Self {
+        let identity = Identity::new(bus.clone());
+        Self(Arc::new(Inner {
+            bus,
+            identity,
+            tokens,
+            metrics,
+            projections,
+        }))
+    }
+
+    pub fn bus(&self) -> &CommandBus {
+        &self.0.bus
+    }
+
+    pub fn log(&self) -> &EventLog {
+        self.0.bus.log()
+    }
+
+    pub fn db(&self) -> &Db {
+        self.0.bus.log().db()
+    }
+
+    pub fn identity(&self) -> &Identity {
+        &self.0.identity
+    }
+
+    pub fn tokens(&self) -> &Tokens {
+        &self.0.tokens
+    }
+
+    pub fn metrics(&self) -> &PrometheusHandle {
+        &self.0.metrics
+    }
+
+    pub fn projections(&self) -> &[(&'static str, watch::Receiver<i64>)] {
+        &self.0.projections
+    }
+
+    /// The progress signal of projector `name`.
+    pub fn progress(&self, name: &str) -> watch::Receiver<i64> {
+        self.0
+            .projections
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, rx)| rx.clone())
+            .unwrap_or_else(|| watch::channel(0).1)
+    }
+}
