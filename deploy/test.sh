@@ -107,5 +107,8 @@ say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-say "cargo test (both backends: every storage test runs on SQLite and on Postgres)"
+say "cargo build (the CLI tests run the anamnesis binary itself)"
+cargo build -p anamnesis-api --locked
+export ANAMNESIS_BIN="$PWD/target/debug/anamnesis"
+say "cargo test (both backends: every storage and HTTP test runs on SQLite and on Postgres)"
 cargo test --workspace --all-targets --locked

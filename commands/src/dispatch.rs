@@ -24,7 +24,7 @@ pub struct Executed {
 #[derive(Debug)]
 pub enum Decision {
     /// Events to append.
-    Append(AppendRequest),
+    Append(Box<AppendRequest>),
     /// Nothing to do; `position` is the stream's last event's.
     Nothing { position: i64 },
 }
@@ -114,7 +114,7 @@ impl CommandBus {
                 .decide::<A>(aggregate_id, command.clone(), services, metadata)
                 .await?;
             let request = match decided {
-                Decision::Append(request) => request,
+                Decision::Append(request) => *request,
                 Decision::Nothing { position } => {
                     return Ok(Executed {
                         position,
@@ -167,13 +167,13 @@ impl CommandBus {
                     .map_err(|err| CommandError::Unserializable(err.to_string()))?,
             });
         }
-        Ok(Decision::Append(AppendRequest {
+        Ok(Decision::Append(Box::new(AppendRequest {
             aggregate_type: A::TYPE.to_owned(),
             aggregate_id: aggregate_id.to_owned(),
             expected_sequence: sequence,
             events: new_events,
             metadata: metadata.clone(),
-        }))
+        })))
     }
 
     /// The aggregate's current state, its stream's last sequence and the global

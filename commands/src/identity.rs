@@ -184,7 +184,7 @@ impl Identity {
             let (Decision::Append(user), Decision::Append(patient)) = (user, patient) else {
                 return Err(CommandError::Invalid("registration decided nothing"));
             };
-            match self.bus.log().append_atomic(vec![user, patient]).await {
+            match self.bus.log().append_atomic(vec![*user, *patient]).await {
                 Ok(landed) => {
                     return Ok(Registered {
                         user_id,

@@ -85,6 +85,11 @@ impl TestDb {
         })
     }
 
+    /// For SQLite: the data directory holding the database file.
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
+
     /// Closes the pool and drops the test's Postgres database.
     pub async fn cleanup(self) -> anyhow::Result<()> {
         self.db.close().await;

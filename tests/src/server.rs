@@ -1,0 +1,242 @@
+//! A real Anamnesis server on a free port, over a test's own database, and a
+//! small HTTP client for it.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anamnesis_api::config::Settings;
+use anyhow::Context;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+
+use crate::db::{Backend, TestDb};
+
+/// A running server; stopped (gracefully) by [`TestServer::stop`].
+pub struct TestServer {
+    pub base: String,
+    pub db: TestDb,
+    pub settings: Settings,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// A response: status and JSON body (`Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub body: Value,
+}
+
+impl Reply {
+    /// The problem `code`, for error responses.
+    pub fn code(&self) -> &str {
+        self.body["code"].as_str().unwrap_or("")
+    }
+    /// The problem `field`.
+    pub fn field(&self) -> &str {
+        self.body["field"].as_str().unwrap_or("")
+    }
+}
+
+impl TestServer {
+    /// Starts a server on `backend` with a fresh database.
+    pub async fn start(backend: Backend) -> anyhow::Result<Self> {
+        let db = TestDb::new(backend).await?;
+        let data_dir = db.data_dir().map(PathBuf::from).unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("anamnesis-test-{}", uuid::Uuid::now_v7()))
+        });
+        let mut args = vec![
+            "anamnesis".to_owned(),
+            "--data-dir".to_owned(),
+            data_dir.display().to_string(),
+            "--listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--token-key".to_owned(),
+            "0123456789abcdef0123456789abcdef-test-key".to_owned(),
+        ];
+        if let Some(url) = &db.url {
+            args.extend(["--database-url".to_owned(), url.clone()]);
+        }
+        args.push("serve".to_owned());
+        let settings = <anamnesis_api::cli::Cli as clap::Parser>::try_parse_from(args)?.settings;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = {
+            let settings = settings.clone();
+            tokio::spawn(async move {
+                anamnesis_api::server::launch(&settings, listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        };
+        let server = Self {
+            base,
+            db,
+            settings,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        };
+        // Bound already; wait until it answers.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = server
+                .http
+                .get(format!("{}/readyz", server.base))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    break;
+                }
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "server did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(server)
+    }
+
+    /// Stops the server gracefully and drops its database.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task).await???;
+        }
+        self.db.cleanup().await
+    }
+
+    /// Sends a request; `token` as Bearer, `body` as JSON, extra headers.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<Reply> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        reply(req.send().await?).await
+    }
+
+    /// Sends a raw body with a content type.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> anyhow::Result<Reply> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        reply(req.send().await?).await
+    }
+
+    /// Logs in and returns the access token.
+    pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
+        let r = self
+            .call(
+                "POST",
+                "/v1/auth/login",
+                None,
+                Some(serde_json::json!({"username": username, "password": password})),
+                &[],
+            )
+            .await?;
+        anyhow::ensure!(r.status == 200, "login {username}: {r:?}");
+        Ok(r.body["access_token"]
+            .as_str()
+            .context("access_token")?
+            .to_owned())
+    }
+
+    /// How many events the log holds.
+    pub async fn event_count(&self) -> anyhow::Result<i64> {
+        let sql = "SELECT count(*) FROM events";
+        Ok(match &self.db.db {
+            anamnesis_commands::Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+            anamnesis_commands::Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+        })
+    }
+
+    /// Runs the real `anamnesis` binary with this server's settings.
+    pub async fn cli(&self, args: &[&str], stdin: &str) -> anyhow::Result<std::process::Output> {
+        let mut cmd = tokio::process::Command::new(binary()?);
+        cmd.arg("--data-dir").arg(&self.settings.data_dir);
+        if let Some(url) = &self.db.url {
+            cmd.arg("--database-url").arg(url);
+        }
+        cmd.args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("starting the anamnesis binary")?;
+        if let Some(mut input) = child.stdin.take() {
+            input.write_all(stdin.as_bytes()).await?;
+        }
+        Ok(child.wait_with_output().await?)
+    }
+}
+
+async fn reply(r: reqwest::Response) -> anyhow::Result<Reply> {
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let bytes = r.bytes().await?;
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Ok(Reply {
+        status,
+        content_type,
+        body,
+    })
+}
+
+/// The `anamnesis` binary: `ANAMNESIS_BIN`, or the workspace's debug build
+/// (`deploy/test.sh` builds it before the tests run).
+pub fn binary() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("ANAMNESIS_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let path = target.join("debug/anamnesis");
+    anyhow::ensure!(
+        path.exists(),
+        "{} is missing: run `cargo build -p anamnesis-api` first (deploy/test.sh does)",
+        path.display()
+    );
+    Ok(path)
+}
