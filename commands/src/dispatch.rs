@@ -138,6 +138,54 @@ impl CommandBus {
         Err(CommandError::Conflict)
     }
 
+    /// For a command that creates `aggregate_id` under a fresh id: decides on
+    /// the empty aggregate without reading the stream, and appends at sequence
+    /// 0. Exactly as safe as [`CommandBus::execute`]: if the stream exists
+    /// after all, the append conflicts and the command runs the ordinary way,
+    /// against the loaded aggregate. Saves one read per creation.
+    pub async fn create<A>(
+        &self,
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Command: Clone,
+    {
+        let decided = decide_on(
+            A::default(),
+            (0, 0),
+            aggregate_id,
+            command.clone(),
+            services,
+            metadata,
+        )
+        .await?;
+        let Decision::Append(request) = decided else {
+            return Ok(Executed {
+                position: 0,
+                events: 0,
+            });
+        };
+        let count = request.events.len();
+        match self.log.append(*request).await {
+            Ok(appended) => Ok(Executed {
+                position: appended.last_position,
+                events: count,
+            }),
+            Err(AppendError::Conflict { .. }) => {
+                self.execute::<A>(aggregate_id, command, services, metadata)
+                    .await
+            }
+            Err(e) => {
+                retry_or_fail::<A::Error>(e)?;
+                Err(CommandError::Conflict)
+            }
+        }
+    }
+
     /// Loads `A`, lets it handle `command` and returns what should be appended,
     /// without appending it: for commands that must commit together
     /// ([`EventLog::append_atomic`]).
@@ -148,32 +196,16 @@ impl CommandBus {
         services: &A::Services,
         metadata: &EventMetadata,
     ) -> Result<Decision, CommandError<A::Error>> {
-        let (mut aggregate, sequence, position) = self.load::<A>(aggregate_id).await?;
-        let sink = EventSink::default();
-        aggregate
-            .handle(command, services, &sink)
-            .await
-            .map_err(CommandError::Rejected)?;
-        let events = sink.collect().await;
-        if events.is_empty() {
-            return Ok(Decision::Nothing { position });
-        }
-        let mut new_events = Vec::with_capacity(events.len());
-        for e in &events {
-            new_events.push(NewEvent {
-                event_type: e.event_type(),
-                event_version: e.event_version(),
-                payload: serde_json::to_value(e)
-                    .map_err(|err| CommandError::Unserializable(err.to_string()))?,
-            });
-        }
-        Ok(Decision::Append(Box::new(AppendRequest {
-            aggregate_type: A::TYPE.to_owned(),
-            aggregate_id: aggregate_id.to_owned(),
-            expected_sequence: sequence,
-            events: new_events,
-            metadata: metadata.clone(),
-        })))
+        let (aggregate, sequence, position) = self.load::<A>(aggregate_id).await?;
+        decide_on(
+            aggregate,
+            (sequence, position),
+            aggregate_id,
+            command,
+            services,
+            metadata,
+        )
+        .await
     }
 
     /// The aggregate's current state, its stream's last sequence and the global
@@ -197,4 +229,41 @@ impl CommandBus {
         }
         Ok((aggregate, sequence, position))
     }
+}
+
+/// Lets `aggregate` (at `sequence`, last event at `position`) decide `command`.
+async fn decide_on<A: Aggregate>(
+    mut aggregate: A,
+    (sequence, position): (i64, i64),
+    aggregate_id: &str,
+    command: A::Command,
+    services: &A::Services,
+    metadata: &EventMetadata,
+) -> Result<Decision, CommandError<A::Error>> {
+    let sink = EventSink::default();
+
+    aggregate
+        .handle(command, services, &sink)
+        .await
+        .map_err(CommandError::Rejected)?;
+    let events = sink.collect().await;
+    if events.is_empty() {
+        return Ok(Decision::Nothing { position });
+    }
+    let mut new_events = Vec::with_capacity(events.len());
+    for e in &events {
+        new_events.push(NewEvent {
+            event_type: e.event_type(),
+            event_version: e.event_version(),
+            payload: serde_json::to_value(e)
+                .map_err(|err| CommandError::Unserializable(err.to_string()))?,
+        });
+    }
+    Ok(Decision::Append(Box::new(AppendRequest {
+        aggregate_type: A::TYPE.to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        expected_sequence: sequence,
+        events: new_events,
+        metadata: metadata.clone(),
+    })))
 }

@@ -27,9 +27,24 @@ static DECOY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         .unwrap_or_default()
 });
 
+/// Argon2 is CPU- and memory-bound by design: run at most one hash per core
+/// and queue the rest, rather than let a login storm start hundreds of
+/// blocking threads (each with 19 MiB) that thrash the machine.
+fn hashing_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
 /// Hashes a password with argon2id and a fresh salt.
 pub async fn hash_password(password: String) -> Result<String, CommandError<UserError>> {
     check_password(&password).map_err(CommandError::Rejected)?;
+    let _slot = hashing_slots()
+        .acquire()
+        .await
+        .map_err(|e| CommandError::Unserializable(format!("hashing queue closed: {e}")))?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -43,6 +58,9 @@ pub async fn hash_password(password: String) -> Result<String, CommandError<User
 
 /// Checks a password against a PHC hash.
 async fn verify_password(password: String, hash: String) -> bool {
+    let Ok(_slot) = hashing_slots().acquire().await else {
+        return false;
+    };
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
             .map(|parsed| {
@@ -132,9 +150,11 @@ impl Identity {
             password_hash,
             patient_id: account.patient_id,
         };
+        // Usernames are mostly new: skip the read (`create` falls back to a
+        // load, and `AlreadyExists`, when the name is taken).
         let done = self
             .bus
-            .execute::<User>(username.as_str(), command, &(), metadata)
+            .create::<User>(username.as_str(), command, &(), metadata)
             .await?;
         Ok((user_id, done))
     }

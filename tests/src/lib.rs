@@ -1,5 +1,6 @@
 //! Helpers for tests and benchmarks that run against real services.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod db;
 pub mod server;

@@ -74,6 +74,24 @@ async fn racing(backend: Backend) -> anyhow::Result<()> {
     }
     assert_eq!(won, 1);
     assert_eq!(bus.log().read_stream("patient", &id, 0).await?.len(), 1);
+    // The optimistic create path skips the read; on an existing stream its
+    // append conflicts and the command is decided against the loaded record.
+    let again = bus
+        .create::<Patient>(&id, register(today()), &(), &meta)
+        .await;
+    assert!(
+        matches!(
+            again,
+            Err(CommandError::Rejected(PatientError::AlreadyRegistered))
+        ),
+        "{again:?}"
+    );
+    let fresh = uuid::Uuid::now_v7().to_string();
+    let created = bus
+        .create::<Patient>(&fresh, register(today()), &(), &meta)
+        .await?;
+    assert_eq!(created.events, 1);
+    assert_eq!(bus.log().read_stream("patient", &id, 0).await?.len(), 1);
     // A rule violation writes nothing.
     let bad = bus
         .execute::<Patient>(
@@ -93,7 +111,7 @@ async fn racing(backend: Backend) -> anyhow::Result<()> {
             "family_name"
         )))
     ));
-    assert_eq!(bus.log().head_position().await?, 1);
+    assert_eq!(bus.log().head_position().await?, 2);
     drop(bus);
     t.cleanup().await
 }

@@ -125,7 +125,17 @@ pub async fn register_patient(
         user_id: None,
         today: today(),
     };
-    let position = run(&state, &who, id, command).await?;
+    // A fresh id: no stream to read (`create` falls back if there is one).
+    let done = state
+        .bus()
+        .create::<Patient>(
+            &id.to_string(),
+            command,
+            &(),
+            &EventMetadata::by(who.actor()),
+        )
+        .await?;
+    let position = done.position;
     Ok((
         StatusCode::CREATED,
         Json(Accepted {

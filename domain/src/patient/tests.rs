@@ -357,3 +357,51 @@ async fn no_new_condition_is_added_after_death() {
     .await
     .then_expect_error(PatientError::Deceased);
 }
+
+#[tokio::test]
+async fn an_overlong_family_name_is_rejected() {
+    let mut d = input();
+    d.family_name = "x".repeat(201);
+    given(vec![], register_with(d))
+        .await
+        .then_expect_error(PatientError::TooLong("family_name"));
+}
+
+#[tokio::test]
+async fn a_birth_date_before_1850_is_implausible() {
+    let mut d = input();
+    d.birth_date = day(1849, 12, 31);
+    given(vec![], register_with(d))
+        .await
+        .then_expect_error(PatientError::ImplausibleBirthDate);
+}
+
+#[tokio::test]
+async fn a_condition_beginning_after_today_is_rejected() {
+    given(
+        vec![registered()],
+        PatientCommand::AddCondition {
+            condition_id: ASTHMA,
+            code: None,
+            description: "asthma".into(),
+            onset: Some(day(2027, 1, 1)),
+            today: today(),
+        },
+    )
+    .await
+    .then_expect_error(PatientError::DateInTheFuture("onset"));
+}
+
+#[tokio::test]
+async fn a_condition_cannot_resolve_in_the_future() {
+    given(
+        vec![registered(), asthma_since_2001()],
+        PatientCommand::ResolveCondition {
+            condition_id: ASTHMA,
+            resolved_on: day(2027, 1, 1),
+            today: today(),
+        },
+    )
+    .await
+    .then_expect_error(PatientError::DateInTheFuture("resolved_on"));
+}

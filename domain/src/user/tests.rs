@@ -252,3 +252,20 @@ async fn a_deactivated_account_is_reactivated() {
     .await
     .then_expect_events(vec![UserEvent::UserReactivated]);
 }
+
+#[tokio::test]
+async fn a_deactivated_account_cannot_be_deactivated_again() {
+    given(
+        vec![created(), UserEvent::UserDeactivated],
+        UserCommand::Deactivate,
+    )
+    .await
+    .then_expect_error(UserError::Deactivated);
+}
+
+#[tokio::test]
+async fn an_account_is_deactivated() {
+    given(vec![created()], UserCommand::Deactivate)
+        .await
+        .then_expect_events(vec![UserEvent::UserDeactivated]);
+}

@@ -122,6 +122,14 @@ mod tests {
     }
 
     #[test]
+    fn a_257_character_password_is_too_long() {
+        assert_eq!(
+            check_password(&"p".repeat(257)),
+            Err(UserError::PasswordTooLong)
+        );
+    }
+
+    #[test]
     fn every_role_parses_from_its_name() {
         for role in Role::ALL {
             assert_eq!(Role::parse(role.as_str()), Ok(role));

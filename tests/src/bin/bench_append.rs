@@ -6,17 +6,16 @@
 //! cargo run --release -p anamnesis-tests --bin bench-append -- --concurrency 64 --seconds 20
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use anamnesis_commands::dispatch::CommandBus;
 use anamnesis_commands::{Actor, Db, EventLog, EventMetadata};
 use anamnesis_domain::patient::{DemographicsInput, Patient, PatientCommand, Sex};
+use std::sync::Arc;
+
+use anamnesis_tests::bench::{closed_loop, Figures};
 use anamnesis_tests::db::{Backend, TestDb};
 use anyhow::Context;
 use chrono::NaiveDate;
 use clap::Parser;
-use hdrhistogram::Histogram;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -29,84 +28,6 @@ struct Args {
     /// `postgres` (a fresh database on TEST_DATABASE_URL's server) or `sqlite`.
     #[arg(long, default_value = "postgres")]
     backend: String,
-}
-
-struct Figures {
-    ops: u64,
-    elapsed: Duration,
-    latency_us: Histogram<u64>,
-}
-
-impl Figures {
-    fn rate(&self) -> f64 {
-        self.ops as f64 / self.elapsed.as_secs_f64()
-    }
-    fn print(&self, name: &str) {
-        println!(
-            "{name:<34} {:>10.0} events/s   p50 {:>8.2} ms   p99 {:>8.2} ms   ({} events in {:.1} s)",
-            self.rate(),
-            self.latency_us.value_at_quantile(0.50) as f64 / 1000.0,
-            self.latency_us.value_at_quantile(0.99) as f64 / 1000.0,
-            self.ops,
-            self.elapsed.as_secs_f64()
-        );
-    }
-}
-
-/// Runs `op` in `concurrency` tasks: one warm-up second, then `seconds` measured.
-async fn measure<F, Fut>(
-    name: &'static str,
-    concurrency: usize,
-    seconds: u64,
-    op: F,
-) -> anyhow::Result<Figures>
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
-{
-    eprintln!("{name}: warming up, then measuring for {seconds} s with {concurrency} tasks");
-    let op = Arc::new(op);
-    let warm_until = Instant::now() + Duration::from_secs(1);
-    let stop_at = warm_until + Duration::from_secs(seconds);
-    let mut tasks = Vec::new();
-    for t in 0..concurrency {
-        let op = op.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-            let mut i = 0u64;
-            loop {
-                let started = Instant::now();
-                if started >= stop_at {
-                    return Ok::<_, anyhow::Error>(h);
-                }
-                op((t as u64) << 32 | i).await?;
-                i += 1;
-                if started >= warm_until {
-                    h.record(started.elapsed().as_micros().max(1) as u64)?;
-                }
-            }
-        }));
-    }
-    let progress = tokio::spawn(async move {
-        let mut n = 0;
-        while Instant::now() < stop_at {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            n += 5;
-            if n < seconds + 1 {
-                eprintln!("  {name}: {n} s");
-            }
-        }
-    });
-    let mut latency_us = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
-    for t in tasks {
-        latency_us.add(t.await??)?;
-    }
-    progress.abort();
-    Ok(Figures {
-        ops: latency_us.len(),
-        elapsed: Duration::from_secs(seconds),
-        latency_us,
-    })
 }
 
 async fn baseline(db: &Db, args: &Args) -> anyhow::Result<Figures> {
@@ -147,7 +68,7 @@ async fn baseline(db: &Db, args: &Args) -> anyhow::Result<Figures> {
     // Postgres wants the payload cast to its `json` column; SQLite knows no casts.
     let pg_insert: Arc<str> = INSERT.replace("$3,", "$3::json,").into();
     let db = db.clone();
-    measure(
+    closed_loop(
         "baseline: 1 INSERT per transaction",
         args.concurrency,
         args.seconds,
@@ -184,7 +105,7 @@ async fn group_commit(db: &Db, args: &Args) -> anyhow::Result<Figures> {
     let bus = CommandBus::new(EventLog::open(db.clone()).await?);
     let meta = EventMetadata::by(Actor::new("bench", "staff"));
     let today = NaiveDate::from_ymd_opt(2026, 11, 23).context("date")?;
-    measure(
+    closed_loop(
         "anamnesis: command layer, group commit",
         args.concurrency,
         args.seconds,
@@ -211,6 +132,60 @@ async fn group_commit(db: &Db, args: &Args) -> anyhow::Result<Figures> {
     .await
 }
 
+/// Demographics updates on existing patients: every command reads its stream
+/// first. Patients are seeded first, many enough that streams stay short.
+async fn update_existing(db: &Db, args: &Args) -> anyhow::Result<Figures> {
+    const PATIENTS: usize = 20_000;
+    eprintln!("seeding {PATIENTS} patients for the update phase");
+    let log = EventLog::open(db.clone()).await?;
+    let meta = EventMetadata::by(Actor::new("bench", "staff"));
+    let today = NaiveDate::from_ymd_opt(2026, 11, 23).context("date")?;
+    let demographics = move |family: String| DemographicsInput {
+        family_name: family,
+        given_name: "Bench".into(),
+        birth_date: NaiveDate::from_ymd_opt(1980, 1, 1).unwrap_or(today),
+        sex: Some(Sex::Unknown),
+        ..DemographicsInput::default()
+    };
+    let bus = CommandBus::new(log);
+    let ids: Vec<String> = (0..PATIENTS)
+        .map(|_| uuid::Uuid::now_v7().to_string())
+        .collect();
+    for chunk in ids.chunks(500) {
+        let seeded = chunk.iter().map(|id| {
+            let command = PatientCommand::Register {
+                demographics: demographics("Seed".into()),
+                user_id: None,
+                today,
+            };
+            let (bus, meta) = (bus.clone(), meta.clone());
+            async move { bus.create::<Patient>(id, command, &(), &meta).await }
+        });
+        for r in futures::future::join_all(seeded).await {
+            r?;
+        }
+    }
+    let ids = Arc::new(ids);
+    closed_loop(
+        "anamnesis: update existing",
+        args.concurrency,
+        args.seconds,
+        move |i| {
+            let (bus, meta, ids) = (bus.clone(), meta.clone(), ids.clone());
+            let command = PatientCommand::UpdateDemographics {
+                demographics: demographics(format!("U{i}")),
+                today,
+            };
+            async move {
+                let id = &ids[(i.wrapping_mul(2654435761) % ids.len() as u64) as usize];
+                bus.execute::<Patient>(id, command, &(), &meta).await?;
+                Ok(())
+            }
+        },
+    )
+    .await
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -229,16 +204,22 @@ async fn main() -> anyhow::Result<()> {
         .context("creating the benchmark database")?;
     let base = baseline(&t.db, &args).await?;
     let ours = group_commit(&t.db, &args).await?;
+    let updates = update_existing(&t.db, &args).await?;
     println!();
     println!(
         "backend {}, {} tasks, {} s per phase",
         args.backend, args.concurrency, args.seconds
     );
-    base.print("baseline: 1 INSERT per transaction");
-    ours.print("anamnesis: group commit");
+    base.print("baseline: 1 INSERT per transaction", "events");
+    ours.print("anamnesis: register (new stream)", "events");
+    updates.print("anamnesis: update (load, decide, append)", "events");
     println!(
-        "ratio (anamnesis / baseline events/s): {:.2}",
+        "ratio (anamnesis register / baseline events/s): {:.2}",
         ours.rate() / base.rate()
+    );
+    println!(
+        "ratio (anamnesis update / baseline events/s): {:.2}",
+        updates.rate() / base.rate()
     );
     t.cleanup().await
 }

@@ -1,0 +1,305 @@
+//! HTTP load: login, patient registration and patient point reads, each at
+//! 1,000 concurrent clients (maximum rate), then at half that rate with a
+//! fixed arrival schedule (latency). A real server on a fresh Postgres
+//! database, spoken to over TCP.
+//!
+//! cargo run --release -p anamnesis-tests --bin bench-http -- --clients 1000 --seconds 10
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anamnesis_tests::bench::{closed_loop, open_loop, Figures};
+use anamnesis_tests::db::{Backend, TestDb};
+use anyhow::Context;
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Concurrent clients in the maximum-rate runs.
+    #[arg(long, default_value_t = 1000)]
+    clients: usize,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Accounts for the login clients (default: one per client; clients
+    /// sharing an account race on its stream, which real users do not).
+    #[arg(long)]
+    users: Option<usize>,
+    /// Patients seeded for the reads.
+    #[arg(long, default_value_t = 2000)]
+    patients: usize,
+    /// `postgres` or `sqlite`.
+    #[arg(long, default_value = "postgres")]
+    backend: String,
+}
+
+const KEY: &str = "bench-signing-key-0123456789abcdef0123456789";
+const PASSWORD: &str = "benchmark password";
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    async fn post(&self, path: &str, token: Option<&str>, body: Value) -> anyhow::Result<Value> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await?;
+        let status = r.status();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "{path}: {status} {body}");
+        Ok(body)
+    }
+
+    async fn get(&self, path: &str, token: &str) -> anyhow::Result<()> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = r.status();
+        let _ = r.bytes().await?;
+        anyhow::ensure!(status.is_success(), "{path}: {status}");
+        Ok(())
+    }
+
+    async fn login(&self, username: &str) -> anyhow::Result<String> {
+        let r = self
+            .post(
+                "/v1/auth/login",
+                None,
+                json!({"username": username, "password": PASSWORD}),
+            )
+            .await?;
+        Ok(r["access_token"].as_str().context("token")?.to_owned())
+    }
+}
+
+fn patient(i: u64) -> Value {
+    json!({"family_name": format!("Bench{i}"), "given_name": "Load", "birth_date": "1980-01-01",
+           "sex": "unknown", "identifiers": [{"system": "mrn", "value": format!("B-{i}")}]})
+}
+
+/// Runs `n` calls of `op`, `parallel` at a time.
+async fn fan_out<F, Fut>(n: usize, parallel: usize, op: F) -> anyhow::Result<Vec<Value>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Value>>,
+{
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    stream::iter(0..n)
+        .map(op)
+        .buffered(parallel)
+        .try_collect()
+        .await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let user_count = args.users.unwrap_or(args.clients).max(1);
+    let backend = match args.backend.as_str() {
+        "postgres" => Backend::Postgres,
+        "sqlite" => Backend::Sqlite,
+        other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
+    };
+    let t = TestDb::with_pool(backend, 2)
+        .await
+        .context("creating the benchmark database")?;
+    let data_dir = t
+        .data_dir()
+        .map(|d| d.to_path_buf())
+        .unwrap_or_else(std::env::temp_dir);
+    let mut cli = vec![
+        "anamnesis".to_owned(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--token-key".into(),
+        KEY.into(),
+    ];
+    if let Some(url) = &t.url {
+        cli.extend(["--database-url".to_owned(), url.clone()]);
+    }
+    cli.push("serve".into());
+    let settings = <anamnesis_api::cli::Cli as Parser>::try_parse_from(cli)?.settings;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        anamnesis_api::server::launch(&settings, listener, async {
+            let _ = stopped.await;
+        })
+        .await
+    });
+    let client = Arc::new(Client {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.clients)
+            .build()?,
+        base,
+    });
+    for _ in 0..500 {
+        if client
+            .http
+            .get(format!("{}/readyz", client.base))
+            .send()
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    eprintln!(
+        "seeding: an admin, {user_count} accounts, {} patients",
+        args.patients
+    );
+    let identity =
+        anamnesis_commands::identity::Identity::new(anamnesis_commands::dispatch::CommandBus::new(
+            anamnesis_commands::EventLog::open(t.db.clone()).await?,
+        ));
+    let operator =
+        anamnesis_commands::EventMetadata::by(anamnesis_commands::Actor::new("bench", "operator"));
+    identity
+        .create(
+            anamnesis_commands::identity::NewAccount {
+                username: "admin".into(),
+                password: PASSWORD.into(),
+                role: anamnesis_domain::user::Role::Admin,
+                patient_id: None,
+            },
+            &operator,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("creating the admin: {e}"))?;
+    let admin = client.login("admin").await?;
+    fan_out(user_count, 8, |i| {
+        let (client, admin) = (client.clone(), admin.clone());
+        async move {
+            client
+                .post("/v1/users", Some(&admin), json!({"username": format!("doctor{i}"), "password": PASSWORD, "role": "doctor"}))
+                .await
+        }
+    })
+    .await?;
+    let doctor = Arc::new(client.login("doctor0").await?);
+    let ids: Vec<String> = fan_out(args.patients, 32, |i| {
+        let (client, doctor) = (client.clone(), doctor.clone());
+        async move {
+            client
+                .post("/v1/patients", Some(&doctor), patient(i as u64))
+                .await
+        }
+    })
+    .await?
+    .iter()
+    .filter_map(|r| r["id"].as_str().map(str::to_owned))
+    .collect();
+    let ids = Arc::new(ids);
+    // Let the read model catch up with the seed before reading.
+    let last = ids.last().context("no patients")?.clone();
+    for _ in 0..1000 {
+        if client
+            .get(&format!("/v1/patients/{last}"), &doctor)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let users = user_count as u64;
+    let login = {
+        let client = client.clone();
+        move |i: u64| {
+            let client = client.clone();
+            async move {
+                client
+                    .login(&format!("doctor{}", (i >> 32) % users))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    };
+    let register = {
+        let (client, doctor) = (client.clone(), doctor.clone());
+        move |i: u64| {
+            let (client, doctor) = (client.clone(), doctor.clone());
+            async move {
+                client
+                    .post("/v1/patients", Some(&doctor), patient(1_000_000 + i))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    };
+    let read = {
+        let (client, doctor, ids) = (client.clone(), doctor.clone(), ids.clone());
+        move |i: u64| {
+            let (client, doctor, ids) = (client.clone(), doctor.clone(), ids.clone());
+            async move {
+                let id =
+                    &ids[((i ^ (i >> 32)).wrapping_mul(2654435761) % ids.len() as u64) as usize];
+                client.get(&format!("/v1/patients/{id}"), &doctor).await
+            }
+        }
+    };
+
+    let mut rows: Vec<(&str, Figures, Figures)> = Vec::new();
+    let max = closed_loop("login: max", args.clients, args.seconds, login.clone()).await?;
+    let half = open_loop(
+        "login: half rate",
+        max.rate() / 2.0,
+        args.seconds,
+        args.clients,
+        login,
+    )
+    .await?;
+    rows.push(("POST /v1/auth/login", max, half));
+    let max = closed_loop(
+        "register: max",
+        args.clients,
+        args.seconds,
+        register.clone(),
+    )
+    .await?;
+    let half = open_loop(
+        "register: half rate",
+        max.rate() / 2.0,
+        args.seconds,
+        args.clients,
+        register,
+    )
+    .await?;
+    rows.push(("POST /v1/patients", max, half));
+    let max = closed_loop("read: max", args.clients, args.seconds, read.clone()).await?;
+    let half = open_loop(
+        "read: half rate",
+        max.rate() / 2.0,
+        args.seconds,
+        args.clients,
+        read,
+    )
+    .await?;
+    rows.push(("GET /v1/patients/{id}", max, half));
+
+    println!();
+    println!(
+        "backend {}, {} clients, {} s per run",
+        args.backend, args.clients, args.seconds
+    );
+    for (route, max, half) in &rows {
+        max.print(&format!("{route} at {} clients", args.clients), "req");
+        half.print(&format!("{route} at half that rate"), "req");
+    }
+    let _ = stop.send(());
+    server.await??;
+    t.cleanup().await
+}
