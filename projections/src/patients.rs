@@ -52,29 +52,17 @@ impl Projector for Patients {
                 detail: err.to_string(),
             })?;
         let id = e.aggregate_id.as_str();
-        if let PatientEvent::PatientRegistered {
-            demographics,
-            user_id,
-        } = &event
-        {
-            let inserted = execute_on!(
-                &mut *tx,
-                sqlx::query(
-                    "INSERT INTO patients (patient_id, family_name, given_name, family_key, \
-                         given_key, birth_date, sex, phone, email, address, identifiers, \
-                         allergies, conditions, user_id, registered_at, updated_at, version) \
-                     VALUES ($1, '', '', '', '', $2, '', NULL, NULL, NULL, '[]', '[]', '[]', \
-                         $3, $4, $4, 0) \
-                     ON CONFLICT (patient_id) DO NOTHING"
-                )
-                .bind(id)
-                .bind(demographics.birth_date.date())
-                .bind(user_id.map(|u| u.to_string()))
-                .bind(e.recorded_at)
-            )?;
-            if inserted == 0 {
-                return Ok(()); // replayed
+        // Demographics have statements of their own: a registration is one
+        // row insert (plus identifiers), an update one guarded update.
+        match &event {
+            PatientEvent::PatientRegistered {
+                demographics,
+                user_id,
+            } => return register(tx, e, demographics, *user_id).await,
+            PatientEvent::DemographicsUpdated { demographics } => {
+                return update_demographics(tx, e, demographics).await
             }
+            _ => {}
         }
         let current: Option<(String, String, i64)> = on_tx!(&mut *tx, |c| sqlx::query_as(
             "SELECT allergies, conditions, version FROM patients WHERE patient_id = $1"
@@ -101,10 +89,7 @@ impl Projector for Patients {
         let (mut allergies, mut conditions) = (parse(&allergies)?, parse(&conditions)?);
         let mut deceased_on: Option<NaiveDate> = None;
         match event {
-            PatientEvent::PatientRegistered { demographics, .. }
-            | PatientEvent::DemographicsUpdated { demographics } => {
-                write_demographics(tx, id, &demographics).await?;
-            }
+            PatientEvent::PatientRegistered { .. } | PatientEvent::DemographicsUpdated { .. } => {}
             PatientEvent::AllergyRecorded {
                 allergy_id,
                 allergy,
@@ -160,34 +145,83 @@ impl Projector for Patients {
     }
 }
 
-async fn write_demographics(
+/// Inserts a new patient's row; a replayed registration changes nothing.
+async fn register(
     tx: &mut Tx,
-    id: &str,
+    e: &StoredEvent,
     d: &Demographics,
+    user_id: Option<uuid::Uuid>,
 ) -> Result<(), ProjectionError> {
-    execute_on!(
+    let inserted = execute_on!(
         &mut *tx,
         sqlx::query(
-            "UPDATE patients SET family_name = $2, given_name = $3, family_key = $4, \
-                 given_key = $5, birth_date = $6, sex = $7, phone = $8, email = $9, \
-                 address = $10, identifiers = $11 WHERE patient_id = $1"
+            "INSERT INTO patients (patient_id, family_name, given_name, family_key, given_key, \
+                 birth_date, sex, phone, email, address, identifiers, allergies, conditions, \
+                 user_id, registered_at, updated_at, version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', '[]', $12, $13, $13, $14) \
+             ON CONFLICT (patient_id) DO NOTHING"
         )
-        .bind(id)
+        .bind(&e.aggregate_id)
         .bind(&d.name.family)
         .bind(&d.name.given)
         .bind(d.name.family.to_lowercase())
         .bind(d.name.given.to_lowercase())
         .bind(d.birth_date.date())
-        .bind(json!(d.sex).as_str().unwrap_or("unknown").to_owned())
+        .bind(sex_name(d))
         .bind(&d.contact.phone)
         .bind(&d.contact.email)
         .bind(d.address.as_ref().map(json_text))
         .bind(json_text(&d.identifiers))
+        .bind(user_id.map(|u| u.to_string()))
+        .bind(e.recorded_at)
+        .bind(e.global_position)
     )?;
-    execute_on!(
+    if inserted == 1 {
+        write_identifiers(tx, &e.aggregate_id, d).await?;
+    }
+    Ok(())
+}
+
+/// Replaces a patient's demographics, unless the row already reflects this event.
+async fn update_demographics(
+    tx: &mut Tx,
+    e: &StoredEvent,
+    d: &Demographics,
+) -> Result<(), ProjectionError> {
+    let updated = execute_on!(
         &mut *tx,
-        sqlx::query("DELETE FROM patient_identifiers WHERE patient_id = $1").bind(id)
+        sqlx::query(
+            "UPDATE patients SET family_name = $2, given_name = $3, family_key = $4, \
+                 given_key = $5, birth_date = $6, sex = $7, phone = $8, email = $9, \
+                 address = $10, identifiers = $11, updated_at = $12, version = $13 \
+             WHERE patient_id = $1 AND version < $13"
+        )
+        .bind(&e.aggregate_id)
+        .bind(&d.name.family)
+        .bind(&d.name.given)
+        .bind(d.name.family.to_lowercase())
+        .bind(d.name.given.to_lowercase())
+        .bind(d.birth_date.date())
+        .bind(sex_name(d))
+        .bind(&d.contact.phone)
+        .bind(&d.contact.email)
+        .bind(d.address.as_ref().map(json_text))
+        .bind(json_text(&d.identifiers))
+        .bind(e.recorded_at)
+        .bind(e.global_position)
     )?;
+    if updated == 1 {
+        execute_on!(
+            &mut *tx,
+            sqlx::query("DELETE FROM patient_identifiers WHERE patient_id = $1")
+                .bind(&e.aggregate_id)
+        )?;
+        write_identifiers(tx, &e.aggregate_id, d).await?;
+    }
+    Ok(())
+}
+
+async fn write_identifiers(tx: &mut Tx, id: &str, d: &Demographics) -> Result<(), ProjectionError> {
     for i in &d.identifiers {
         execute_on!(
             &mut *tx,
@@ -200,6 +234,10 @@ async fn write_demographics(
         )?;
     }
     Ok(())
+}
+
+fn sex_name(d: &Demographics) -> String {
+    json!(d.sex).as_str().unwrap_or("unknown").to_owned()
 }
 
 /// Domain values as JSON text (plain data: serializing cannot fail).
