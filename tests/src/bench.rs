@@ -30,7 +30,7 @@ impl Figures {
     /// One line: rate, p50, p99, counts.
     pub fn print(&self, name: &str, unit: &str) {
         println!(
-            "{name:<44} {:>9.0} {unit}/s   p50 {:>8.2} ms   p99 {:>8.2} ms   ({} ok, {} failed, {:.1} s)",
+            "{name:<50} {:>9.0} {unit}/s   p50 {:>8.2} ms   p99 {:>8.2} ms   ({} ok, {} failed, {:.1} s)",
             self.rate(),
             self.ms(0.50),
             self.ms(0.99),
@@ -39,7 +39,7 @@ impl Figures {
             self.elapsed.as_secs_f64()
         );
         if let Some(e) = &self.sample_error {
-            println!("{:<44} e.g. {e}", "");
+            println!("{:<50} e.g. {e}", "");
         }
     }
 }
