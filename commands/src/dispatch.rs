@@ -36,8 +36,16 @@ pub struct Retry;
 pub fn retry_or_fail<E: std::error::Error>(e: AppendError) -> Result<Retry, CommandError<E>> {
     match e {
         AppendError::Conflict { .. } => Ok(Retry),
-        AppendError::Invalid(why) => Err(CommandError::Invalid(why)),
-        AppendError::Store(e) => Err(CommandError::Store(e)),
+        other => Err(failure(other)),
+    }
+}
+
+/// An append failure as the command's error.
+fn failure<E: std::error::Error>(e: AppendError) -> CommandError<E> {
+    match e {
+        AppendError::Conflict { .. } => CommandError::Conflict,
+        AppendError::Invalid(why) => CommandError::Invalid(why),
+        AppendError::Store(e) => CommandError::Store(e),
     }
 }
 
@@ -113,23 +121,8 @@ impl CommandBus {
             let decided = self
                 .decide::<A>(aggregate_id, command.clone(), services, metadata)
                 .await?;
-            let request = match decided {
-                Decision::Append(request) => *request,
-                Decision::Nothing { position } => {
-                    return Ok(Executed {
-                        position,
-                        events: 0,
-                    })
-                }
-            };
-            let count = request.events.len();
-            match self.log.append(request).await {
-                Ok(appended) => {
-                    return Ok(Executed {
-                        position: appended.last_position,
-                        events: count,
-                    })
-                }
+            match self.commit(decided).await {
+                Ok(done) => return Ok(done),
                 Err(e) => {
                     retry_or_fail::<A::Error>(e)?;
                 }
@@ -163,25 +156,30 @@ impl CommandBus {
             metadata,
         )
         .await?;
-        let Decision::Append(request) = decided else {
-            return Ok(Executed {
-                position: 0,
-                events: 0,
-            });
-        };
-        let count = request.events.len();
-        match self.log.append(*request).await {
-            Ok(appended) => Ok(Executed {
-                position: appended.last_position,
-                events: count,
-            }),
+        match self.commit(decided).await {
+            Ok(done) => Ok(done),
             Err(AppendError::Conflict { .. }) => {
                 self.execute::<A>(aggregate_id, command, services, metadata)
                     .await
             }
-            Err(e) => {
-                retry_or_fail::<A::Error>(e)?;
-                Err(CommandError::Conflict)
+            Err(e) => Err(failure(e)),
+        }
+    }
+
+    /// Appends what was decided (if anything).
+    async fn commit(&self, decided: Decision) -> Result<Executed, AppendError> {
+        match decided {
+            Decision::Nothing { position } => Ok(Executed {
+                position,
+                events: 0,
+            }),
+            Decision::Append(request) => {
+                let events = request.events.len();
+                let appended = self.log.append(*request).await?;
+                Ok(Executed {
+                    position: appended.last_position,
+                    events,
+                })
             }
         }
     }
