@@ -52,15 +52,15 @@ impl Projector for Patients {
                 detail: err.to_string(),
             })?;
         let id = e.aggregate_id.as_str();
-        // Demographics have statements of their own: a registration is one
-        // row insert (plus identifiers), an update one guarded update.
+        // Registration and demographics updates are one guarded upsert
+        // (plus identifiers): no read of the row first.
         match &event {
             PatientEvent::PatientRegistered {
                 demographics,
                 user_id,
-            } => return register(tx, e, demographics, *user_id).await,
+            } => return write_demographics(tx, e, demographics, *user_id).await,
             PatientEvent::DemographicsUpdated { demographics } => {
-                return update_demographics(tx, e, demographics).await
+                return write_demographics(tx, e, demographics, None).await
             }
             _ => {}
         }
@@ -145,21 +145,29 @@ impl Projector for Patients {
     }
 }
 
-/// Inserts a new patient's row; a replayed registration changes nothing.
-async fn register(
+/// Inserts the row on registration, replaces the demographics on an update.
+/// The version guard makes a replayed event (or one older than the row) a
+/// no-op; registration time and account link are never overwritten.
+async fn write_demographics(
     tx: &mut Tx,
     e: &StoredEvent,
     d: &Demographics,
     user_id: Option<uuid::Uuid>,
 ) -> Result<(), ProjectionError> {
-    let inserted = execute_on!(
+    let written = execute_on!(
         &mut *tx,
         sqlx::query(
             "INSERT INTO patients (patient_id, family_name, given_name, family_key, given_key, \
                  birth_date, sex, phone, email, address, identifiers, allergies, conditions, \
                  user_id, registered_at, updated_at, version) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', '[]', $12, $13, $13, $14) \
-             ON CONFLICT (patient_id) DO NOTHING"
+             ON CONFLICT (patient_id) DO UPDATE SET family_name = excluded.family_name, \
+                 given_name = excluded.given_name, family_key = excluded.family_key, \
+                 given_key = excluded.given_key, birth_date = excluded.birth_date, \
+                 sex = excluded.sex, phone = excluded.phone, email = excluded.email, \
+                 address = excluded.address, identifiers = excluded.identifiers, \
+                 updated_at = excluded.updated_at, version = excluded.version \
+             WHERE patients.version < excluded.version"
         )
         .bind(&e.aggregate_id)
         .bind(&d.name.family)
@@ -176,41 +184,7 @@ async fn register(
         .bind(e.recorded_at)
         .bind(e.global_position)
     )?;
-    if inserted == 1 {
-        write_identifiers(tx, &e.aggregate_id, d).await?;
-    }
-    Ok(())
-}
-
-/// Replaces a patient's demographics, unless the row already reflects this event.
-async fn update_demographics(
-    tx: &mut Tx,
-    e: &StoredEvent,
-    d: &Demographics,
-) -> Result<(), ProjectionError> {
-    let updated = execute_on!(
-        &mut *tx,
-        sqlx::query(
-            "UPDATE patients SET family_name = $2, given_name = $3, family_key = $4, \
-                 given_key = $5, birth_date = $6, sex = $7, phone = $8, email = $9, \
-                 address = $10, identifiers = $11, updated_at = $12, version = $13 \
-             WHERE patient_id = $1 AND version < $13"
-        )
-        .bind(&e.aggregate_id)
-        .bind(&d.name.family)
-        .bind(&d.name.given)
-        .bind(d.name.family.to_lowercase())
-        .bind(d.name.given.to_lowercase())
-        .bind(d.birth_date.date())
-        .bind(sex_name(d))
-        .bind(&d.contact.phone)
-        .bind(&d.contact.email)
-        .bind(d.address.as_ref().map(json_text))
-        .bind(json_text(&d.identifiers))
-        .bind(e.recorded_at)
-        .bind(e.global_position)
-    )?;
-    if updated == 1 {
+    if written == 1 {
         execute_on!(
             &mut *tx,
             sqlx::query("DELETE FROM patient_identifiers WHERE patient_id = $1")
