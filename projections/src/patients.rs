@@ -185,11 +185,14 @@ async fn write_demographics(
         .bind(e.global_position)
     )?;
     if written == 1 {
-        execute_on!(
-            &mut *tx,
-            sqlx::query("DELETE FROM patient_identifiers WHERE patient_id = $1")
-                .bind(&e.aggregate_id)
-        )?;
+        // A registration (event 1 of its stream) has none to clear.
+        if e.sequence > 1 {
+            execute_on!(
+                &mut *tx,
+                sqlx::query("DELETE FROM patient_identifiers WHERE patient_id = $1")
+                    .bind(&e.aggregate_id)
+            )?;
+        }
         write_identifiers(tx, &e.aggregate_id, d).await?;
     }
     Ok(())
