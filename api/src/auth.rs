@@ -24,6 +24,12 @@ pub const ACCESS_TTL: i64 = 15 * 60;
 pub const REFRESH_TTL: i64 = 12 * 60 * 60;
 /// The key file kept in the data directory when no key is configured.
 pub const KEY_FILE: &str = "token.key";
+/// Who issues our tokens (`iss`).
+pub const ISSUER: &str = "anamnesis";
+/// Whom they are for (`aud`): this API, not some other service sharing a key.
+pub const AUDIENCE: &str = "anamnesis-api";
+/// Clock skew tolerated between instances, in seconds.
+pub const LEEWAY: u64 = 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -44,6 +50,8 @@ struct Claims {
     pid: Option<Uuid>,
     sid: Uuid,
     typ: Kind,
+    iss: String,
+    aud: String,
     iat: i64,
     exp: i64,
 }
@@ -84,8 +92,15 @@ pub struct TokenPair {
 }
 
 impl Tokens {
-    /// From a configured secret (at least 32 bytes).
-    pub fn from_secret(secret: &[u8]) -> anyhow::Result<Self> {
+    /// From a key as written in the flag, the environment or the key file:
+    /// the same text means the same key wherever it is written. Surrounding
+    /// white space is ignored.
+    pub fn from_key_text(key: &str) -> anyhow::Result<Self> {
+        Self::from_secret(key.trim().as_bytes())
+    }
+
+    /// From a secret of at least 32 bytes.
+    fn from_secret(secret: &[u8]) -> anyhow::Result<Self> {
         anyhow::ensure!(
             secret.len() >= 32,
             "the token signing key must be at least 32 bytes"
@@ -120,9 +135,8 @@ impl Tokens {
         }
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("reading {}", path.display()))?;
-        let key =
-            hex::decode(text.trim()).with_context(|| format!("{} is not hex", path.display()))?;
-        Self::from_secret(&key)
+        // The file's text is the key, exactly as --token-key would take it.
+        Self::from_key_text(&text).with_context(|| format!("the key in {}", path.display()))
     }
 
     /// Access and refresh tokens for a fresh session.
@@ -136,6 +150,8 @@ impl Tokens {
                 pid: account.patient_id,
                 sid: session_id,
                 typ,
+                iss: ISSUER.to_owned(),
+                aud: AUDIENCE.to_owned(),
                 iat: now,
                 exp: now + ttl,
             };
@@ -152,7 +168,10 @@ impl Tokens {
 
     fn check(&self, token: &str, kind: Kind) -> Result<Principal, ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY;
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
         let claims = decode::<Claims>(token, &self.decoding, &validation)
             .map_err(|_| ApiError::Unauthorized {
                 code: "invalid_token",
@@ -198,6 +217,8 @@ impl FromRequestParts<AppState> for Principal {
                 code: "unauthenticated",
                 detail: "send Authorization: Bearer <access token>",
             })?;
-        state.tokens().check(token.trim(), Kind::Access)
+        let who = state.tokens().check(token.trim(), Kind::Access)?;
+        state.sessions().check(&who).await?;
+        Ok(who)
     }
 }

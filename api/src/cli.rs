@@ -9,7 +9,7 @@ use anamnesis_domain::user::Role;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
 
 /// Anamnesis: an event-sourced clinical records backend.
 #[derive(Debug, Parser)]
@@ -30,8 +30,13 @@ pub struct Cli {
 pub enum Command {
     /// Run the HTTP API and the projectors until SIGINT/SIGTERM.
     Serve,
-    /// Create or upgrade the database schema, then exit.
-    Migrate,
+    /// Create or upgrade the database schema, then exit. Run it as the
+    /// schema owner; `serve` can then run as a least-privilege role.
+    Migrate {
+        /// Connect as this (the schema owner) instead of --database-url.
+        #[arg(long, env = "ANAMNESIS_OWNER_URL", hide_env_values = true)]
+        owner_url: Option<Secret>,
+    },
     /// Manage user accounts from the command line.
     #[command(subcommand)]
     Users(UsersCommand),
@@ -54,11 +59,12 @@ pub enum UsersCommand {
     },
 }
 
-/// Connects to the configured database and brings its schema up to date.
+/// Connects to the configured database and makes sure its schema is
+/// current: migrating it when this role may, or saying what to run.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     let url = settings.database_url.as_ref().map(|s| s.expose());
     let db = Db::connect(url, &settings.data_dir).await?;
-    db.migrate().await?;
+    db.ensure_current().await?;
     Ok(db)
 }
 
@@ -81,8 +87,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             crate::server::launch(&settings, listener, crate::server::shutdown_signal()).await
         }
-        Command::Migrate => {
-            let db = open_database(&settings).await.context("migrate")?;
+        Command::Migrate { owner_url } => {
+            let url = owner_url
+                .as_ref()
+                .or(settings.database_url.as_ref())
+                .map(|s| s.expose());
+            let db = Db::connect(url, &settings.data_dir)
+                .await
+                .context("migrate")?;
+            db.migrate().await.context("migrate")?;
             println!("{} database schema is up to date", db.backend());
             db.close().await;
             Ok(())

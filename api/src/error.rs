@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use anamnesis_commands::dispatch::CommandError;
 use anamnesis_commands::identity::{LoginError, RegistrationError};
+use anamnesis_commands::StoreError;
 use anamnesis_domain::patient::PatientError;
 use anamnesis_domain::user::UserError;
 
@@ -62,6 +63,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     /// 429: login locked.
     Locked { retry_after_seconds: i64 },
+    /// 503: the service cannot do this now (the log failed an integrity
+    /// check, the database does not answer).
+    Unavailable { code: &'static str, detail: String },
     /// 503: the read model has not reached the requested position in time.
     NotCaughtUp { position: i64, reached: i64 },
     /// 500: logged, never detailed to the client.
@@ -81,7 +85,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::NotCaughtUp { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::NotCaughtUp { .. } | ApiError::Unavailable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -101,7 +107,9 @@ impl ApiError {
             ApiError::Unauthorized { code, detail } => (code, None, Some((*detail).to_owned())),
             ApiError::Forbidden => ("forbidden", None, Some("your role may not do this".into())),
             ApiError::NotFound => ("not_found", None, None),
-            ApiError::Conflict { code, detail } => (code, None, Some(detail.clone())),
+            ApiError::Conflict { code, detail } | ApiError::Unavailable { code, detail } => {
+                (code, None, Some(detail.clone()))
+            }
             ApiError::PayloadTooLarge => ("body_too_large", None, None),
             ApiError::UnsupportedMediaType => (
                 "unsupported_media_type",
@@ -167,7 +175,7 @@ impl IntoResponse for ApiError {
                     headers.insert(header::RETRY_AFTER, v);
                 }
             }
-            ApiError::NotCaughtUp { .. } => {
+            ApiError::NotCaughtUp { .. } | ApiError::Unavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
@@ -187,8 +195,40 @@ fn command_failure<E: std::error::Error>(
             code: "conflict",
             detail: "the record kept changing; try again".into(),
         },
+        CommandError::Taken { scope } => ApiError::Conflict {
+            code: taken_code(scope),
+            detail: "this value already belongs to another record".into(),
+        },
         CommandError::Invalid(why) => ApiError::Internal(why.to_owned()),
+        CommandError::Store(store) => store.into(),
         other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// The problem code for a unique value held by another record.
+fn taken_code(scope: &str) -> &'static str {
+    match scope {
+        anamnesis_domain::patient::IDENTIFIER_SCOPE => "identifier_taken",
+        _ => "already_taken",
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Integrity(detail) => {
+                // The operator's message goes to the log; the client learns
+                // only that writes are stopped.
+                tracing::error!(%detail, "append refused: event log integrity");
+                ApiError::Unavailable {
+                    code: "log_integrity",
+                    detail: "the event log failed an integrity check; writes are stopped \
+                             until an operator resolves it"
+                        .into(),
+                }
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
     }
 }
 
@@ -205,6 +245,9 @@ pub fn patient_rule(e: PatientError) -> ApiError {
         P::ImplausibleBirthDate => ("implausible_birth_date", Some("birth_date")),
         P::DateInTheFuture(f) => ("date_in_the_future", Some(*f)),
         P::DuplicateIdentifierSystem => ("duplicate_identifier_system", Some("identifiers")),
+        P::InvalidCharacters(f) => ("invalid_characters", Some(*f)),
+        P::ImplausibleDate(f) => ("implausible_date", Some(*f)),
+        P::BeforeBirth(f) => ("before_birth", Some(*f)),
         P::UnknownAllergy => return ApiError::NotFound,
         P::DuplicateAllergy => ("duplicate_allergy", Some("substance")),
         P::UnknownCondition => return ApiError::NotFound,

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
+use chrono::NaiveDate;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
 
@@ -51,6 +52,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
 
 fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();
+    // The path up to the last segment: for an unknown field, the object that
+    // holds it. The unknown name itself is the client's text, never repeated.
+    let segments: Vec<String> = e.path().iter().map(ToString::to_string).collect();
+    let parent = segments
+        .split_last()
+        .map(|(_, init)| init.to_vec())
+        .unwrap_or_default();
     let inner = e.into_inner();
     let message = inner.to_string();
     if matches!(
@@ -77,8 +85,8 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let (code, field, detail) = if message.starts_with("unknown field") {
         (
             "unknown_field",
-            join(&path, None).filter(|p| p != "."),
-            "unknown field",
+            Some(dotted(&parent)).filter(|p| !p.is_empty()),
+            "unknown field (its name is not repeated)",
         )
     } else if message.starts_with("missing field") {
         (
@@ -96,6 +104,51 @@ fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
         field,
         detail: detail.to_owned(),
     }
+}
+
+/// Path segments joined as serde_path_to_error writes them: `a.b[0].c`.
+fn dotted(segments: &[String]) -> String {
+    let mut out = String::new();
+    for s in segments {
+        if !s.starts_with('[') && !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(s);
+    }
+    out
+}
+
+/// A calendar date exactly as `YYYY-MM-DD` (ISO 8601 extended, four-digit
+/// year). chrono alone also takes `2020-1-1` and signed or five-digit years.
+pub fn parse_iso_date(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes();
+    let shaped = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shaped {
+        return None;
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()
+}
+
+/// Deserializes a date that must be `YYYY-MM-DD`.
+pub fn iso_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    parse_iso_date(&text)
+        .ok_or_else(|| serde::de::Error::custom("expected a calendar date as YYYY-MM-DD"))
+}
+
+/// Deserializes an optional date that must be `YYYY-MM-DD` when present.
+pub fn iso_date_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
+    let text = <Option<std::borrow::Cow<'de, str>> as serde::Deserialize>::deserialize(d)?;
+    text.map(|t| {
+        parse_iso_date(&t)
+            .ok_or_else(|| serde::de::Error::custom("expected a calendar date as YYYY-MM-DD"))
+    })
+    .transpose()
 }
 
 /// The read-your-writes position a query must reflect (`X-Min-Position`).
@@ -142,5 +195,32 @@ impl MinPosition {
             position,
             reached: *progress.borrow(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_iso_date_parses() {
+        assert_eq!(
+            parse_iso_date("2020-01-31"),
+            NaiveDate::from_ymd_opt(2020, 1, 31)
+        );
+    }
+
+    #[test]
+    fn short_fields_signed_and_long_years_are_refused() {
+        for bad in [
+            "2020-1-1",
+            "-0001-01-01",
+            "+2020-01-01",
+            "20200-01-01",
+            "2020-02-30",
+            "2020/01/01",
+        ] {
+            assert_eq!(parse_iso_date(bad), None, "{bad}");
+        }
     }
 }

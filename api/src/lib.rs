@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod policy;
 pub mod routes;
 pub mod server;
+pub mod sessions;
 pub mod state;

@@ -1,6 +1,7 @@
 //! Starting and stopping the server: API, projectors, graceful shutdown.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,7 +21,8 @@ use anamnesis_projections::runner::{self, Projector, RunnerConfig};
 use crate::auth::Tokens;
 use crate::config::ServeSettings;
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::sessions::Sessions;
+use crate::state::{AppState, ProjectorHandle};
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -37,7 +39,7 @@ pub async fn launch(
         .await
         .context("starting the event log")?;
     let tokens = match &settings.token_key {
-        Some(key) => Tokens::from_secret(key.expose().as_bytes())?,
+        Some(key) => Tokens::from_key_text(key.expose())?,
         None => Tokens::from_data_dir(&settings.data_dir)?,
     };
     let (stop, stopped) = watch::channel(false);
@@ -45,11 +47,19 @@ pub async fn launch(
     let mut projections = Vec::new();
     spawn_projector(&log, Activity, &stopped, &mut runners, &mut projections);
     spawn_projector(&log, Patients, &stopped, &mut runners, &mut projections);
+    let bus = CommandBus::new(log);
+    let sessions = Arc::new(Sessions::new(bus.clone()));
+    runners.push(tokio::spawn({
+        let sessions = sessions.clone();
+        let stopped = stopped.clone();
+        async move { sessions.follow(stopped).await }
+    }));
     let state = AppState::new(
-        CommandBus::new(log),
+        bus,
         tokens,
         crate::metrics::handle()?,
         projections,
+        sessions,
     );
     let app = router(state);
     axum::serve(listener, app)
@@ -70,15 +80,21 @@ fn spawn_projector<P: Projector>(
     projector: P,
     stopped: &watch::Receiver<bool>,
     runners: &mut Vec<tokio::task::JoinHandle<()>>,
-    projections: &mut Vec<(&'static str, watch::Receiver<i64>)>,
+    projections: &mut Vec<ProjectorHandle>,
 ) {
-    let (progress, watcher) = watch::channel(0);
-    projections.push((projector.name(), watcher));
-    runners.push(tokio::spawn(runner::run(
+    let (progress, progress_rx) = watch::channel(0);
+    let (failure, failure_rx) = watch::channel(None);
+    projections.push(ProjectorHandle {
+        name: projector.name(),
+        progress: progress_rx,
+        failure: failure_rx,
+    });
+    runners.push(tokio::spawn(runner::run_reporting(
         log.clone(),
         projector,
         RunnerConfig::default(),
         progress,
+        failure,
         stopped.clone(),
     )));
 }

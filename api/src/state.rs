@@ -9,7 +9,21 @@ use anamnesis_commands::dispatch::CommandBus;
 use anamnesis_commands::identity::Identity;
 use anamnesis_commands::{Db, EventLog};
 
+use anamnesis_projections::runner::Failure;
+
 use crate::auth::Tokens;
+use crate::sessions::Sessions;
+
+/// What the server knows of one running projector.
+#[derive(Clone)]
+pub struct ProjectorHandle {
+    /// Its stable name.
+    pub name: &'static str,
+    /// Its committed checkpoint.
+    pub progress: watch::Receiver<i64>,
+    /// Whether it is stuck, and on what.
+    pub failure: watch::Receiver<Option<Failure>>,
+}
 
 /// Shared, cheaply cloned state.
 #[derive(Clone)]
@@ -20,8 +34,9 @@ struct Inner {
     identity: Identity,
     tokens: Tokens,
     metrics: PrometheusHandle,
-    /// Each projector's committed checkpoint, by name.
-    projections: Vec<(&'static str, watch::Receiver<i64>)>,
+    /// Each projector's progress and health.
+    projections: Vec<ProjectorHandle>,
+    sessions: Arc<Sessions>,
 }
 
 impl AppState {
@@ -29,7 +44,8 @@ impl AppState {
         bus: CommandBus,
         tokens: Tokens,
         metrics: PrometheusHandle,
-        projections: Vec<(&'static str, watch::Receiver<i64>)>,
+        projections: Vec<ProjectorHandle>,
+        sessions: Arc<Sessions>,
     ) -> Self {
         let identity = Identity::new(bus.clone());
         Self(Arc::new(Inner {
@@ -38,7 +54,13 @@ impl AppState {
             tokens,
             metrics,
             projections,
+            sessions,
         }))
+    }
+
+    /// The session check of every authenticated request.
+    pub fn sessions(&self) -> &Sessions {
+        &self.0.sessions
     }
 
     pub fn bus(&self) -> &CommandBus {
@@ -65,7 +87,7 @@ impl AppState {
         &self.0.metrics
     }
 
-    pub fn projections(&self) -> &[(&'static str, watch::Receiver<i64>)] {
+    pub fn projections(&self) -> &[ProjectorHandle] {
         &self.0.projections
     }
 
@@ -74,8 +96,8 @@ impl AppState {
         self.0
             .projections
             .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, rx)| rx.clone())
+            .find(|p| p.name == name)
+            .map(|p| p.progress.clone())
             .unwrap_or_else(|| watch::channel(0).1)
     }
 }

@@ -32,6 +32,8 @@ pub enum DbError {
     SchemaTooNew { version: i64 },
     #[error("database migration failed: {0}")]
     Migration(String),
+    #[error("the database schema is not current ({pending} migration(s) pending) and this role cannot apply them ({cause}); run `anamnesis migrate` as the schema owner, or with --owner-url")]
+    NotMigrated { pending: usize, cause: String },
     #[error("cannot use data directory {path}: {cause}")]
     DataDir { path: PathBuf, cause: String },
 }
@@ -166,6 +168,46 @@ impl Db {
         result.map_err(|e| match e {
             MigrateError::VersionMissing(version) => DbError::SchemaTooNew { version },
             other => DbError::Migration(other.to_string()),
+        })
+    }
+
+    /// How many of this binary's migrations the database has not applied
+    /// (all of them when it has no schema yet). Needs only read access.
+    pub async fn pending_migrations(&self) -> Result<usize, DbError> {
+        let sql = "SELECT version FROM _sqlx_migrations WHERE success";
+        let applied: Result<Vec<i64>, sqlx::Error> = match self {
+            Db::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        };
+        let migrator = match self {
+            Db::Postgres(_) => &POSTGRES_MIGRATIONS,
+            Db::Sqlite(_) => &SQLITE_MIGRATIONS,
+        };
+        let known: Vec<i64> = migrator.iter().map(|m| m.version).collect();
+        let applied = match applied {
+            Ok(applied) => applied,
+            // No migrations table: nothing applied yet.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+            Err(sqlx::Error::Database(e)) if e.message().contains("no such table") => Vec::new(),
+            Err(e) => return Err(DbError::Migration(e.to_string())),
+        };
+        if let Some(version) = applied.iter().find(|v| !known.contains(v)) {
+            return Err(DbError::SchemaTooNew { version: *version });
+        }
+        Ok(known.iter().filter(|v| !applied.contains(v)).count())
+    }
+
+    /// Makes sure the schema is current: nothing to do when it is, else
+    /// migrates, and when this role lacks the rights (a least-privilege
+    /// server role on Postgres) says exactly what to run instead.
+    pub async fn ensure_current(&self) -> Result<(), DbError> {
+        let pending = self.pending_migrations().await?;
+        if pending == 0 {
+            return Ok(());
+        }
+        self.migrate().await.map_err(|e| match e {
+            DbError::Migration(cause) => DbError::NotMigrated { pending, cause },
+            other => other,
         })
     }
 

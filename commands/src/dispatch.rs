@@ -5,7 +5,11 @@
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::{Aggregate, DomainEvent};
 
-use crate::log::{AppendError, AppendRequest, EventLog, EventMetadata, NewEvent, StoreError};
+use anamnesis_domain::unique::UniqueKeys;
+
+use crate::log::{
+    AppendError, AppendRequest, EventLog, EventMetadata, KeyChanges, NewEvent, StoreError,
+};
 
 /// How often a command is tried when its stream keeps moving under it.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -44,6 +48,7 @@ pub fn retry_or_fail<E: std::error::Error>(e: AppendError) -> Result<Retry, Comm
 fn failure<E: std::error::Error>(e: AppendError) -> CommandError<E> {
     match e {
         AppendError::Conflict { .. } => CommandError::Conflict,
+        AppendError::Taken { scope } => CommandError::Taken { scope },
         AppendError::Invalid(why) => CommandError::Invalid(why),
         AppendError::Store(e) => CommandError::Store(e),
     }
@@ -55,6 +60,7 @@ impl<E: std::error::Error> CommandError<E> {
         match self {
             CommandError::Rejected(e) => CommandError::Rejected(f(e)),
             CommandError::Conflict => CommandError::Conflict,
+            CommandError::Taken { scope } => CommandError::Taken { scope },
             CommandError::Invalid(w) => CommandError::Invalid(w),
             CommandError::Unreadable { position, detail } => {
                 CommandError::Unreadable { position, detail }
@@ -74,6 +80,9 @@ pub enum CommandError<E: std::error::Error> {
     /// The stream still moved under the command after every retry.
     #[error("the record kept changing; try again")]
     Conflict,
+    /// A unique value the command needs (an identifier) belongs to another record.
+    #[error("a unique {scope} belongs to another record")]
+    Taken { scope: &'static str },
     /// The append was malformed (no actor, ...).
     #[error("{0}")]
     Invalid(&'static str),
@@ -114,7 +123,7 @@ impl CommandBus {
         metadata: &EventMetadata,
     ) -> Result<Executed, CommandError<A::Error>>
     where
-        A: Aggregate,
+        A: Aggregate + UniqueKeys,
         A::Command: Clone,
     {
         for _ in 0..MAX_ATTEMPTS {
@@ -144,7 +153,7 @@ impl CommandBus {
         metadata: &EventMetadata,
     ) -> Result<Executed, CommandError<A::Error>>
     where
-        A: Aggregate,
+        A: Aggregate + UniqueKeys,
         A::Command: Clone,
     {
         let decided = decide_on(
@@ -187,7 +196,7 @@ impl CommandBus {
     /// Loads `A`, lets it handle `command` and returns what should be appended,
     /// without appending it: for commands that must commit together
     /// ([`EventLog::append_atomic`]).
-    pub async fn decide<A: Aggregate>(
+    pub async fn decide<A: Aggregate + UniqueKeys>(
         &self,
         aggregate_id: &str,
         command: A::Command,
@@ -219,7 +228,7 @@ impl CommandBus {
             let event: A::Event =
                 serde_json::from_str(&e.payload).map_err(|err| CommandError::Unreadable {
                     position: e.global_position,
-                    detail: err.to_string(),
+                    detail: crate::log::describe_json_error(&err),
                 })?;
             aggregate.apply(event);
             sequence = e.sequence;
@@ -230,7 +239,7 @@ impl CommandBus {
 }
 
 /// Lets `aggregate` (at `sequence`, last event at `position`) decide `command`.
-async fn decide_on<A: Aggregate>(
+async fn decide_on<A: Aggregate + UniqueKeys>(
     mut aggregate: A,
     (sequence, position): (i64, i64),
     aggregate_id: &str,
@@ -239,7 +248,8 @@ async fn decide_on<A: Aggregate>(
     metadata: &EventMetadata,
 ) -> Result<Decision, CommandError<A::Error>> {
     let sink = EventSink::default();
-
+    let keys_before = aggregate.unique_keys();
+    // The sink applies each event to the aggregate as it is written.
     aggregate
         .handle(command, services, &sink)
         .await
@@ -263,5 +273,6 @@ async fn decide_on<A: Aggregate>(
         expected_sequence: sequence,
         events: new_events,
         metadata: metadata.clone(),
+        keys: KeyChanges::between(&keys_before, &aggregate.unique_keys()),
     })))
 }

@@ -290,6 +290,37 @@ impl Identity {
         })
     }
 
+    /// Replaces a password after checking the current one; every open
+    /// session of the account ends.
+    pub async fn change_password(
+        &self,
+        username: &str,
+        current: String,
+        new: String,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, LoginError> {
+        check_password(&new).map_err(|e| LoginError::Command(CommandError::Rejected(e)))?;
+        let Some(user) = self.find(username).await? else {
+            return Err(LoginError::BadCredentials);
+        };
+        let Some(account) = user.account().cloned() else {
+            return Err(LoginError::BadCredentials);
+        };
+        if !verify_password(current, account.password_hash.clone()).await {
+            return Err(LoginError::BadCredentials);
+        }
+        let password_hash = hash_password(new).await?;
+        Ok(self
+            .bus
+            .execute::<User>(
+                account.username.as_str(),
+                UserCommand::ChangePassword { password_hash },
+                &(),
+                metadata,
+            )
+            .await?)
+    }
+
     /// Runs any other user command (logout, deactivation) on `username`.
     pub async fn execute(
         &self,

@@ -9,6 +9,6 @@ pub mod repository;
 
 pub use database::{Db, DbError};
 pub use log::{
-    Actor, AppendError, AppendRequest, Appended, EventLog, EventMetadata, NewEvent, StoreError,
-    StoredEvent,
+    Actor, AppendError, AppendRequest, Appended, EventLog, EventMetadata, KeyChanges, NewEvent,
+    StoreError, StoredEvent,
 };

@@ -155,11 +155,15 @@ impl PersistedEventRepository for LogRepository {
                 })
                 .collect(),
             metadata: metadata_of(first)?,
+            // cqrs-es persists events without the aggregate's state: this
+            // adapter cannot claim unique keys (the command bus does).
+            keys: crate::log::KeyChanges::default(),
         };
         match self.log.append(request).await {
             Ok(_) => Ok(()),
             Err(AppendError::Conflict { .. }) => Err(PersistenceError::OptimisticLockError),
             Err(AppendError::Invalid(why)) => Err(unknown(Refused(why))),
+            Err(AppendError::Taken { .. }) => Err(unknown(Refused("a unique key is taken"))),
             Err(AppendError::Store(e)) => Err(store_error(e)),
         }
     }

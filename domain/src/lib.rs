@@ -2,5 +2,8 @@
 //! which events happen. No I/O and no clock: time and ids arrive in commands.
 #![forbid(unsafe_code)]
 
+pub mod dates;
 pub mod patient;
+pub mod text;
+pub mod unique;
 pub mod user;

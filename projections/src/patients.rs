@@ -1,6 +1,7 @@
 //! The `patients` read model: one row per patient with demographics,
 //! allergies and history, searchable by name prefix, birth date and identifier.
 
+use anamnesis_commands::log::describe_json_error;
 use anamnesis_commands::{Db, StoredEvent};
 use anamnesis_domain::patient::{Demographics, PatientEvent};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -49,7 +50,7 @@ impl Projector for Patients {
         let event: PatientEvent =
             serde_json::from_str(&e.payload).map_err(|err| ProjectionError::Event {
                 position: e.global_position,
-                detail: err.to_string(),
+                detail: describe_json_error(&err),
             })?;
         let id = e.aggregate_id.as_str();
         // Registration and demographics updates are one guarded upsert
@@ -71,11 +72,12 @@ impl Projector for Patients {
         .fetch_optional(&mut **c)
         .await)?;
         let Some((allergies, conditions, version)) = current else {
-            tracing::warn!(
-                position = e.global_position,
-                "patient event for an unknown patient row; skipped"
-            );
-            return Ok(());
+            // Never skipped: a record whose registration was not projected
+            // would be shown without this fact.
+            return Err(ProjectionError::Event {
+                position: e.global_position,
+                detail: "a patient event for a patient the read model does not hold".into(),
+            });
         };
         if version >= e.global_position {
             return Ok(()); // already applied
@@ -83,7 +85,7 @@ impl Projector for Patients {
         let parse = |text: &str| -> Result<Vec<Value>, ProjectionError> {
             serde_json::from_str(text).map_err(|err| ProjectionError::Event {
                 position: e.global_position,
-                detail: err.to_string(),
+                detail: format!("stored read-model list: {}", describe_json_error(&err)),
             })
         };
         let (mut allergies, mut conditions) = (parse(&allergies)?, parse(&conditions)?);
@@ -170,14 +172,14 @@ async fn write_demographics(
              WHERE patients.version < excluded.version"
         )
         .bind(&e.aggregate_id)
-        .bind(&d.name.family)
-        .bind(&d.name.given)
-        .bind(d.name.family.to_lowercase())
-        .bind(d.name.given.to_lowercase())
+        .bind(storable(&d.name.family))
+        .bind(storable(&d.name.given))
+        .bind(storable(&d.name.family.to_lowercase()))
+        .bind(storable(&d.name.given.to_lowercase()))
         .bind(d.birth_date.date())
         .bind(sex_name(d))
-        .bind(&d.contact.phone)
-        .bind(&d.contact.email)
+        .bind(d.contact.phone.as_deref().map(storable))
+        .bind(d.contact.email.as_deref().map(storable))
         .bind(d.address.as_ref().map(json_text))
         .bind(json_text(&d.identifiers))
         .bind(user_id.map(|u| u.to_string()))
@@ -206,11 +208,19 @@ async fn write_identifiers(tx: &mut Tx, id: &str, d: &Demographics) -> Result<()
                 "INSERT INTO patient_identifiers (patient_id, system, value) VALUES ($1, $2, $3)"
             )
             .bind(id)
-            .bind(&i.system)
-            .bind(&i.value)
+            .bind(storable(&i.system))
+            .bind(storable(&i.value))
         )?;
     }
     Ok(())
+}
+
+/// Text as a database column can hold it. The domain refuses NUL since
+/// ADR 0003, but events recorded before then may hold one, and a Postgres
+/// `text` column refuses it: it is shown as U+FFFD instead, so that the read
+/// model can apply those events without the log being rewritten.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{fffd}")
 }
 
 fn sex_name(d: &Demographics) -> String {
@@ -272,10 +282,25 @@ struct PatientRow {
     version: i64,
 }
 
+/// A read-model column that does not hold what it should: an error, never
+/// shown as empty (a patient shown with no allergies is a clinical hazard).
+fn corrupt(column: &'static str, e: &serde_json::Error) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: column.to_owned(),
+        source: describe_json_error(e).into(),
+    }
+}
+
 impl PatientRow {
-    fn view(self) -> PatientView {
-        let array = |t: &str| serde_json::from_str::<Vec<Value>>(t).unwrap_or_default();
-        PatientView {
+    fn view(self) -> Result<PatientView, sqlx::Error> {
+        let array = |column: &'static str, t: &str| {
+            serde_json::from_str::<Vec<Value>>(t).map_err(|e| corrupt(column, &e))
+        };
+        let address = self
+            .address
+            .map(|a| serde_json::from_str(&a).map_err(|e| corrupt("address", &e)))
+            .transpose()?;
+        Ok(PatientView {
             id: self.patient_id,
             family_name: self.family_name,
             given_name: self.given_name,
@@ -283,15 +308,15 @@ impl PatientRow {
             sex: self.sex,
             phone: self.phone,
             email: self.email,
-            address: self.address.and_then(|a| serde_json::from_str(&a).ok()),
-            identifiers: array(&self.identifiers),
+            address,
+            identifiers: array("identifiers", &self.identifiers)?,
             deceased_on: self.deceased_on,
-            allergies: Some(array(&self.allergies)),
-            conditions: Some(array(&self.conditions)),
+            allergies: Some(array("allergies", &self.allergies)?),
+            conditions: Some(array("conditions", &self.conditions)?),
             registered_at: self.registered_at,
             updated_at: self.updated_at,
             version: self.version,
-        }
+        })
     }
 }
 
@@ -305,7 +330,7 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<PatientView>, sqlx::Error> 
         .bind(id)
         .fetch_optional(p)
         .await)?;
-    Ok(row.map(PatientRow::view))
+    row.map(PatientRow::view).transpose()
 }
 
 /// Search filters; all given ones must match.
@@ -379,6 +404,6 @@ pub async fn search(db: &Db, s: &Search) -> Result<(Vec<PatientView>, bool), sql
         .into_iter()
         .take(s.limit as usize)
         .map(PatientRow::view)
-        .collect();
+        .collect::<Result<_, _>>()?;
     Ok((page, more))
 }

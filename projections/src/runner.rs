@@ -93,6 +93,16 @@ pub async fn checkpoint(db: &Db, name: &str) -> Result<i64, sqlx::Error> {
     Ok(found.unwrap_or(0))
 }
 
+/// Why a projector is stuck: the first event it could not get past, and
+/// what went wrong (never patient data).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The projector's committed checkpoint: it is stuck on the event after it.
+    pub checkpoint: i64,
+    /// What failed.
+    pub error: String,
+}
+
 /// Runs `projector` until `shutdown` turns true, publishing the committed
 /// checkpoint on `progress` after every batch.
 pub async fn run<P: Projector>(
@@ -100,17 +110,43 @@ pub async fn run<P: Projector>(
     projector: P,
     config: RunnerConfig,
     progress: watch::Sender<i64>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let (failure, _) = watch::channel(None);
+    run_reporting(log, projector, config, progress, failure, shutdown).await
+}
+
+/// [`run`], also publishing on `failure` whether the projector is stuck. A
+/// batch that fails is retried (with growing pauses, up to 30 s) and never
+/// skipped: the checkpoint does not move past an event that cannot be applied.
+pub async fn run_reporting<P: Projector>(
+    log: EventLog,
+    projector: P,
+    config: RunnerConfig,
+    progress: watch::Sender<i64>,
+    failure: watch::Sender<Option<Failure>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = projector.name();
     let mut wake = log.subscribe();
+    let mut pause = config.retry_delay;
+    // Read-your-writes works from the first moment: publish what is committed.
+    if let Ok(committed) = checkpoint(log.db(), name).await {
+        progress.send_if_modified(|p| advance(p, committed));
+    }
     loop {
         if *shutdown.borrow() {
             return;
         }
         match step(&log, &projector, config.batch_size).await {
             Ok(Some(position)) => {
-                progress.send_replace(position);
+                progress.send_if_modified(|p| advance(p, position));
+                if failure.borrow().is_some() {
+                    tracing::info!(projector = name, position, "projector recovered");
+                    metrics::gauge!("anamnesis_projection_failing", "projection" => name).set(0.0);
+                    failure.send_replace(None);
+                }
+                pause = config.retry_delay;
                 continue;
             }
             Ok(None) => {
@@ -121,14 +157,37 @@ pub async fn run<P: Projector>(
                 }
             }
             Err(error) => {
-                tracing::error!(projector = name, %error, "projection batch failed; retrying");
+                let at = *progress.borrow();
+                tracing::error!(
+                    projector = name,
+                    checkpoint = at,
+                    %error,
+                    "projection batch failed; the projector is stuck until it can apply the next event"
+                );
+                metrics::counter!("anamnesis_projection_failures_total", "projection" => name)
+                    .increment(1);
+                metrics::gauge!("anamnesis_projection_failing", "projection" => name).set(1.0);
+                failure.send_replace(Some(Failure {
+                    checkpoint: at,
+                    error: error.to_string(),
+                }));
                 tokio::select! {
-                    _ = tokio::time::sleep(config.retry_delay) => {}
+                    _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => {}
                 }
+                pause = (pause * 2).min(Duration::from_secs(30));
             }
         }
     }
+}
+
+/// Moves a published position forward, never back.
+fn advance(published: &mut i64, position: i64) -> bool {
+    let newer = position > *published;
+    if newer {
+        *published = position;
+    }
+    newer
 }
 
 /// Projects one batch. Returns the new checkpoint, or `None` when caught up.
@@ -147,8 +206,9 @@ pub async fn step<P: Projector>(
     let mut tx = begin(db).await?;
     // Re-read the checkpoint under the transaction's lock: if another runner of
     // the same projector committed meanwhile, this batch is stale.
-    if locked_checkpoint(&mut tx, name).await? != seen {
-        return Ok(Some(seen));
+    let locked = locked_checkpoint(&mut tx, name).await?;
+    if locked != seen {
+        return Ok(Some(locked));
     }
     for event in &events {
         projector.apply(&mut tx, event).await?;

@@ -84,6 +84,41 @@ pub async fn logout(State(state): State<AppState>, who: Principal) -> Result<Sta
             &EventMetadata::by(who.actor()),
         )
         .await?;
+    state.sessions().invalidate(&who.username);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChange {
+    pub current_password: String,
+    pub new_password: String,
+}
+
+/// Change your own password. Every session of the account ends, this one
+/// included: log in again with the new password.
+#[utoipa::path(post, path = "/v1/auth/password", tag = "auth", security(("bearer" = [])),
+    request_body = PasswordChange,
+    responses((status = 204, description = "changed; every session ended"),
+              (status = 400, description = "unreadable body", body = Problem),
+              (status = 401, description = "not signed in, or the current password is wrong", body = Problem),
+              (status = 422, description = "the new password breaks a rule", body = Problem)))]
+pub async fn change_password(
+    State(state): State<AppState>,
+    who: Principal,
+    Body(req): Body<PasswordChange>,
+) -> Result<StatusCode, ApiError> {
+    let done = state
+        .identity()
+        .change_password(
+            &who.username,
+            req.current_password,
+            req.new_password,
+            &EventMetadata::by(who.actor()),
+        )
+        .await;
+    state.sessions().invalidate(&who.username);
+    done?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -53,6 +53,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::refresh))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::register))
+        .routes(routes!(auth::change_password))
         .routes(routes!(users::create_user))
         .routes(routes!(users::deactivate))
         .routes(routes!(users::reactivate))

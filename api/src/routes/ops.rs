@@ -21,24 +21,84 @@ pub async fn healthz() -> Json<Health> {
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
+    /// `ready` or `not_ready`.
     pub status: &'static str,
+    /// The database answers.
     pub database: bool,
-    /// Projector name → running.
-    pub projections: Vec<(String, bool)>,
+    /// This process can append to the log.
+    pub writer: Component,
+    /// Every projector, by name.
+    pub projections: Vec<ProjectorState>,
 }
 
-/// The database answers and every projector is running.
+/// A part of the server that is up, or why it is not.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Component {
+    pub ready: bool,
+    /// Why not, for an operator (positions and causes, never patient data).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// Why the writer's last transaction failed, while it has not succeeded since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+}
+
+/// One projector's state.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProjectorState {
+    pub name: &'static str,
+    /// Running and not stuck.
+    pub ready: bool,
+    /// Its committed checkpoint.
+    pub position: i64,
+    /// Why it is stuck (it stays on the event after `position` until fixed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+/// Ready when the database answers, this process can append, and no
+/// projector is stopped or stuck; the body names what is not.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+    responses((status = 200, description = "ready", body = Readiness),
+              (status = 503, description = "not ready: the body says what is not", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let database = state.log().head_position().await.is_ok();
-    // A runner holds its progress sender; a stopped runner closes the channel.
-    let projections: Vec<(String, bool)> = state
+    let writer = match state.log().writer_ready().await {
+        Ok(()) => Component {
+            ready: true,
+            problem: None,
+            last_failure: state.log().last_append_failure(),
+        },
+        Err(problem) => Component {
+            ready: false,
+            problem: Some(problem),
+            last_failure: state.log().last_append_failure(),
+        },
+    };
+    let projections: Vec<ProjectorState> = state
         .projections()
         .iter()
-        .map(|(name, rx)| (name.to_string(), rx.has_changed().is_ok()))
+        .map(|p| {
+            // A runner holds its progress sender; a stopped runner closes the channel.
+            let running = p.progress.has_changed().is_ok();
+            let stuck = p.failure.borrow().clone();
+            let problem = match (&stuck, running) {
+                (Some(f), _) => Some(format!(
+                    "stuck after position {}: {}",
+                    f.checkpoint, f.error
+                )),
+                (None, false) => Some("stopped".to_owned()),
+                (None, true) => None,
+            };
+            ProjectorState {
+                name: p.name,
+                ready: problem.is_none(),
+                position: *p.progress.borrow(),
+                problem,
+            }
+        })
         .collect();
-    let ready = database && projections.iter().all(|(_, up)| *up);
+    let ready = database && writer.ready && projections.iter().all(|p| p.ready);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -49,6 +109,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         Json(Readiness {
             status: if ready { "ready" } else { "not_ready" },
             database,
+            writer,
             projections,
         }),
     )
@@ -60,8 +121,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Projection lag, measured at scrape time: events behind the log head, and
     // how long ago the oldest unprojected event was recorded.
     if let Ok(head) = state.log().head_position().await {
-        for (name, rx) in state.projections() {
-            let at = *rx.borrow();
+        for p in state.projections() {
+            let (name, at) = (&p.name, *p.progress.borrow());
             let behind = (head - at).max(0);
             metrics::gauge!("anamnesis_projection_lag_events", "projection" => *name)
                 .set(behind as f64);
@@ -79,6 +140,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 }
             };
             metrics::gauge!("anamnesis_projection_lag_seconds", "projection" => *name).set(seconds);
+            let stuck = if p.failure.borrow().is_some() {
+                1.0
+            } else {
+                0.0
+            };
+            metrics::gauge!("anamnesis_projection_failing", "projection" => *name).set(stuck);
         }
     }
     (

@@ -17,7 +17,7 @@ use anamnesis_projections::patients::{self as read_model, PatientView, Search};
 use super::Accepted;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{Body, MinPosition};
+use crate::extract::{iso_date, iso_date_opt, parse_iso_date, Body, MinPosition};
 use crate::policy::{authorize, Action, View};
 use crate::state::AppState;
 
@@ -28,6 +28,8 @@ pub struct PatientInput {
     pub family_name: String,
     pub given_name: String,
     /// `YYYY-MM-DD`, not in the future.
+    #[serde(deserialize_with = "iso_date")]
+    #[schema(value_type = String, format = Date)]
     pub birth_date: NaiveDate,
     /// female, male, other or unknown.
     #[schema(value_type = Option<String>)]
@@ -147,17 +149,84 @@ pub async fn register_patient(
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SearchParams {
     /// Prefix of the family or given name, any case.
     pub name: Option<String>,
     /// `YYYY-MM-DD`.
-    pub birth_date: Option<NaiveDate>,
+    #[param(value_type = Option<String>, format = Date)]
+    pub birth_date: Option<String>,
     /// An identifier's value (MRN, insurance number).
     pub identifier: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
-    pub limit: Option<i64>,
+    #[param(value_type = Option<i64>)]
+    pub limit: Option<String>,
+}
+
+/// A query parameter that is not acceptable: 400 naming it, never echoing it.
+fn bad_param(field: &str, detail: &str) -> ApiError {
+    ApiError::BadRequest {
+        code: "invalid_value",
+        field: Some(field.to_owned()),
+        detail: detail.to_owned(),
+    }
+}
+
+/// A free-text query value, held to the same rules as stored text.
+fn query_text(value: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
+    use anamnesis_domain::text::{self, Lines, TextError};
+    value
+        .map(|v| {
+            text::parse(&v, Lines::Single, 200).map_err(|e| match e {
+                TextError::Empty => ApiError::BadRequest {
+                    code: "empty_field",
+                    field: Some(field.to_owned()),
+                    detail: format!("{field} must not be empty"),
+                },
+                TextError::TooLong => bad_param(field, "too long"),
+                TextError::InvalidCharacters => {
+                    bad_param(field, "contains control or formatting characters")
+                }
+            })
+        })
+        .transpose()
+}
+
+impl SearchParams {
+    fn parse(self) -> Result<Search, ApiError> {
+        let limit = match self.limit {
+            None => 20,
+            Some(l) => l
+                .parse::<i64>()
+                .ok()
+                .filter(|l| (1..=100).contains(l))
+                .ok_or_else(|| bad_param("limit", "limit is 1 to 100"))?,
+        };
+        let birth_date = self
+            .birth_date
+            .map(|d| {
+                parse_iso_date(&d)
+                    .ok_or_else(|| bad_param("birth_date", "birth_date is YYYY-MM-DD"))
+            })
+            .transpose()?;
+        let after = self
+            .cursor
+            .map(|c| {
+                Uuid::parse_str(&c).map(|u| u.to_string()).map_err(|_| {
+                    bad_param("cursor", "cursor is the next_cursor of a previous page")
+                })
+            })
+            .transpose()?;
+        Ok(Search {
+            name: query_text(self.name, "name")?,
+            birth_date,
+            identifier: query_text(self.identifier, "identifier")?,
+            after,
+            limit,
+        })
+    }
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -193,29 +262,8 @@ pub async fn search_patients(
         detail: "query parameters are name, birth_date (YYYY-MM-DD), identifier, cursor, limit"
             .into(),
     })?;
-    let limit = params.limit.unwrap_or(20);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest {
-            code: "invalid_value",
-            field: Some("limit".into()),
-            detail: "limit is 1 to 100".into(),
-        });
-    }
-    if params.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
-        return Err(ApiError::BadRequest {
-            code: "empty_field",
-            field: Some("name".into()),
-            detail: "name must not be empty".into(),
-        });
-    }
+    let search = params.parse()?;
     min.wait(state.progress(read_model::NAME)).await?;
-    let search = Search {
-        name: params.name,
-        birth_date: params.birth_date,
-        identifier: params.identifier,
-        after: params.cursor,
-        limit,
-    };
     let (items, more) = read_model::search(state.db(), &search).await?;
     let next_cursor = more.then(|| items.last().map(|p| p.id.clone())).flatten();
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), results = items.len(), "patient search");
@@ -341,6 +389,9 @@ pub struct ConditionBody {
     /// ICD-10 or SNOMED CT code.
     pub code: Option<String>,
     pub description: String,
+    /// `YYYY-MM-DD`, not before birth, not in the future.
+    #[serde(default, deserialize_with = "iso_date_opt")]
+    #[schema(value_type = Option<String>, format = Date)]
     pub onset: Option<NaiveDate>,
 }
 
@@ -378,6 +429,9 @@ pub async fn add_condition(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveBody {
+    /// `YYYY-MM-DD`, not before birth or onset, not in the future.
+    #[serde(deserialize_with = "iso_date")]
+    #[schema(value_type = String, format = Date)]
     pub resolved_on: NaiveDate,
 }
 
@@ -411,6 +465,9 @@ pub async fn resolve_condition(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeceasedBody {
+    /// `YYYY-MM-DD`, not before birth, not in the future.
+    #[serde(deserialize_with = "iso_date")]
+    #[schema(value_type = String, format = Date)]
     pub deceased_on: NaiveDate,
 }
 

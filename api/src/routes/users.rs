@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use anamnesis_commands::identity::NewAccount;
 use anamnesis_commands::EventMetadata;
-use anamnesis_domain::user::{Role, UserCommand};
+use anamnesis_domain::user::{Role, UserCommand, Username};
 
 use super::Accepted;
 use crate::auth::Principal;
@@ -74,6 +74,11 @@ async fn set_active(
         .identity()
         .execute(username, command, &EventMetadata::by(who.actor()))
         .await?;
+    // The account's sessions end on this instance before the answer; other
+    // instances learn it from the log.
+    if let Ok(name) = Username::parse(username) {
+        state.sessions().invalidate(name.as_str());
+    }
     Ok(Json(Accepted {
         id: username.to_owned(),
         position: done.position,

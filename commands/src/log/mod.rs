@@ -17,7 +17,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use crate::database::Db;
 pub use types::{
-    Actor, AppendError, AppendRequest, Appended, EventMetadata, NewEvent, StoreError, StoredEvent,
+    Actor, AppendError, AppendRequest, Appended, EventMetadata, KeyChanges, NewEvent, StoreError,
+    StoredEvent, UniqueKey,
 };
 
 /// A handle on the log. Cheap to clone; the writer task stops when the last
@@ -27,6 +28,7 @@ pub struct EventLog {
     db: Db,
     queue: mpsc::Sender<Vec<writer::Pending>>,
     head: watch::Receiver<i64>,
+    health: watch::Receiver<Option<String>>,
 }
 
 impl EventLog {
@@ -43,11 +45,13 @@ impl EventLog {
         if let Db::Postgres(pool) = &db {
             tokio::spawn(listen_for_appends(pool.clone(), head_tx.clone()));
         }
-        tokio::spawn(writer::run(writer_db, queue_rx, head_tx));
+        let (health_tx, health_rx) = watch::channel(None);
+        tokio::spawn(writer::run(writer_db, queue_rx, head_tx, health_tx));
         Ok(Self {
             db,
             queue: queue_tx,
             head: head_rx,
+            health: health_rx,
         })
     }
 
@@ -149,9 +153,73 @@ impl EventLog {
         }
     }
 
+    /// The streams of `aggregate_type` that gained events after position
+    /// `after`, up to position `until`: (global position, aggregate id), in
+    /// position order, at most `limit`. Reads ids only, through the
+    /// `events_by_type` index.
+    pub async fn streams_touched(
+        &self,
+        aggregate_type: &str,
+        after: i64,
+        until: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        let sql = "SELECT global_position, aggregate_id FROM events \
+                   WHERE aggregate_type = $1 AND global_position > $2 AND global_position <= $3 \
+                   ORDER BY global_position LIMIT $4";
+        Ok(match &self.db {
+            Db::Postgres(p) => {
+                sqlx::query_as(sql)
+                    .bind(aggregate_type)
+                    .bind(after)
+                    .bind(until)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+            }
+            Db::Sqlite(p) => {
+                sqlx::query_as(sql)
+                    .bind(aggregate_type)
+                    .bind(after)
+                    .bind(until)
+                    .bind(limit)
+                    .fetch_all(p)
+                    .await?
+            }
+        })
+    }
+
     /// The position of the last committed event, read from the database.
     pub async fn head_position(&self) -> Result<i64, StoreError> {
         self.db.head().await
+    }
+
+    /// Whether this process can append: `Err` names why not (the writer
+    /// stopped, the database does not answer, or the head and the events
+    /// disagree). Checks the head against the events table, read-only.
+    pub async fn writer_ready(&self) -> Result<(), String> {
+        if self.queue.is_closed() {
+            return Err("the event writer has stopped".into());
+        }
+        self.check_head().await.map_err(|e| e.to_string())
+    }
+
+    /// Why the writer's last transaction failed, until one succeeds again.
+    pub fn last_append_failure(&self) -> Option<String> {
+        self.health.borrow().clone()
+    }
+
+    /// Checks that the log head names the last event and its hash.
+    pub async fn check_head(&self) -> Result<(), StoreError> {
+        let sql = "SELECT h.position, h.hash, (SELECT max(global_position) FROM events), \
+                   (SELECT e.hash FROM events e WHERE e.global_position = h.position) \
+                   FROM log_head h WHERE h.id = 1";
+        type Row = (i64, Vec<u8>, Option<i64>, Option<Vec<u8>>);
+        let (position, hash, last, last_hash): Row = match &self.db {
+            Db::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await?,
+            Db::Sqlite(p) => sqlx::query_as(sql).fetch_one(p).await?,
+        };
+        writer::check_head(position, &hash, last, last_hash.as_deref())
     }
 
     /// A signal that changes whenever the log grows (in this process, or on
@@ -160,6 +228,31 @@ impl EventLog {
     pub fn subscribe(&self) -> watch::Receiver<i64> {
         self.head.clone()
     }
+}
+
+/// What went wrong decoding a stored payload, without quoting it: a JSON
+/// parser's message can hold the value it choked on, which may be patient
+/// data, and such messages end up in logs.
+pub fn describe_json_error(e: &serde_json::Error) -> String {
+    let message = e.to_string();
+    // These name a field or variant of our own schema, never a value.
+    let structural = [
+        "missing field",
+        "unknown field",
+        "unknown variant",
+        "duplicate field",
+    ];
+    if structural.iter().any(|s| message.starts_with(s)) {
+        let head = message.split(", expected").next().unwrap_or("");
+        return format!("{head} (line {}, column {})", e.line(), e.column());
+    }
+    let kind = match e.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "malformed JSON",
+        serde_json::error::Category::Data => "a value of the wrong type or shape",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    format!("{kind} at line {}, column {}", e.line(), e.column())
 }
 
 fn validate(request: &AppendRequest) -> Result<(), AppendError> {

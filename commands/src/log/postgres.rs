@@ -6,7 +6,10 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
-use super::writer::{now_micros, plan_batch, StreamKey, UnitResult};
+use super::writer::{
+    check_head, key_digests, now_micros, owners_of, plan_batch, KeyWrite, Plan, StreamKey,
+    UnitResult,
+};
 use super::{AppendRequest, StoreError, StoredEvent};
 
 pub(crate) const NOTIFY_CHANNEL: &str = "anamnesis_events";
@@ -34,42 +37,59 @@ pub(crate) async fn commit_batch(
         .iter()
         .map(|r| (r.aggregate_type.as_str(), r.aggregate_id.as_str()))
         .unzip();
-    let (position, hash, current): (i64, Vec<u8>, Vec<i64>) = sqlx::query_as(
+    let digests = key_digests(units);
+    type Head = (
+        i64,
+        Vec<u8>,
+        Vec<i64>,
+        Option<i64>,
+        Option<Vec<u8>>,
+        Vec<Option<String>>,
+    );
+    let (position, hash, current, last, last_hash, owners): Head = sqlx::query_as(
         "SELECT h.position, h.hash, ARRAY( \
              SELECT COALESCE((SELECT max(e.sequence) FROM events e \
                               WHERE e.aggregate_type = t.aggregate_type \
                                 AND e.aggregate_id = t.aggregate_id), 0) \
              FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY \
                   AS t(aggregate_type, aggregate_id, n) \
-             ORDER BY t.n) \
+             ORDER BY t.n), \
+             (SELECT max(global_position) FROM events), \
+             (SELECT e.hash FROM events e WHERE e.global_position = h.position), \
+             ARRAY(SELECT c.owner FROM UNNEST($3::bytea[]) WITH ORDINALITY AS k(key, n) \
+                   LEFT JOIN unique_claims c ON c.key = k.key ORDER BY k.n) \
          FROM log_head h WHERE h.id = 1",
     )
     .bind(&types)
     .bind(&ids)
+    .bind(&digests)
     .fetch_one(&mut *tx)
     .await?;
+    check_head(position, &hash, last, last_hash.as_deref())?;
     let sequences: HashMap<StreamKey, i64> = requests
         .iter()
         .zip(current)
         .map(|(r, s)| ((r.aggregate_type.clone(), r.aggregate_id.clone()), s))
         .collect();
 
-    let plan = plan_batch((position, hash), sequences, units, now_micros());
+    let owners = owners_of(digests, owners);
+    let plan = plan_batch((position, hash), sequences, owners, units, now_micros());
     if plan.rows.is_empty() {
         tx.rollback().await?;
         return Ok((plan.results, position));
     }
-    write_rows(&mut tx, &plan.rows, plan.head_position, &plan.head_hash).await?;
+    write_rows(&mut tx, &plan).await?;
     tx.commit().await?;
     Ok((plan.results, plan.head_position))
 }
 
 async fn write_rows(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    rows: &[StoredEvent],
-    head_position: i64,
-    head_hash: &[u8],
+    plan: &Plan,
 ) -> Result<(), sqlx::Error> {
+    let rows = &plan.rows;
+    let (released, claimed): (Vec<&KeyWrite>, Vec<&KeyWrite>) =
+        plan.keys.iter().partition(|k| k.owner.is_none());
     // One statement for the whole batch: column arrays, unnested server-side.
     let col = |f: fn(&StoredEvent) -> String| rows.iter().map(f).collect::<Vec<_>>();
     sqlx::query(
@@ -83,6 +103,13 @@ async fn write_rows(
                          $11::text[], $12::text[], $13::text[], $14::uuid[], $15::uuid[], \
                          $16::bytea[], $17::bytea[]) \
                   AS t(p, e, at, ai, s, et, ev, pl, md, ra, ac, ar, r, c, ca, ph, h)), \
+         released AS (DELETE FROM unique_claims WHERE key = ANY($21::bytea[])), \
+         claimed AS ( \
+             INSERT INTO unique_claims (key, scope, owner, claimed_at) \
+             SELECT k, s, o, ($10::timestamptz[])[1] FROM UNNEST($22::bytea[], $23::text[], $24::text[]) \
+                  AS c(k, s, o) \
+             ON CONFLICT (key) DO UPDATE SET scope = excluded.scope, owner = excluded.owner, \
+                  claimed_at = excluded.claimed_at), \
          head AS ( \
              UPDATE log_head SET position = $18, hash = $19 WHERE id = 1 RETURNING position) \
          SELECT pg_notify($20, position::text) FROM head",
@@ -104,9 +131,13 @@ async fn write_rows(
     .bind(rows.iter().map(|r| r.causation_id).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.prev_hash.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.hash.clone()).collect::<Vec<_>>())
-    .bind(head_position)
-    .bind(head_hash)
+    .bind(plan.head_position)
+    .bind(&plan.head_hash)
     .bind(NOTIFY_CHANNEL)
+    .bind(released.iter().map(|k| k.digest.clone()).collect::<Vec<_>>())
+    .bind(claimed.iter().map(|k| k.digest.clone()).collect::<Vec<_>>())
+    .bind(claimed.iter().map(|k| k.scope).collect::<Vec<_>>())
+    .bind(claimed.iter().map(|k| k.owner.clone()).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await?;
     Ok(())

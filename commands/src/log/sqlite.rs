@@ -10,7 +10,9 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use super::writer::{now_micros, plan_batch, StreamKey, UnitResult};
+use super::writer::{
+    check_head, key_digests, now_micros, owners_of, plan_batch, StreamKey, UnitResult,
+};
 use super::{AppendRequest, StoreError, StoredEvent};
 
 const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, sequence, \
@@ -27,6 +29,25 @@ pub(crate) async fn commit_batch(
         sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
+    let (last, last_hash): (Option<i64>, Option<Vec<u8>>) = sqlx::query_as(
+        "SELECT (SELECT max(global_position) FROM events), \
+                (SELECT hash FROM events WHERE global_position = $1)",
+    )
+    .bind(position)
+    .fetch_one(&mut *tx)
+    .await?;
+    check_head(position, &hash, last, last_hash.as_deref())?;
+
+    let digests = key_digests(units);
+    let mut owners = Vec::with_capacity(digests.len());
+    for digest in &digests {
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT owner FROM unique_claims WHERE key = $1")
+                .bind(digest)
+                .fetch_optional(&mut *tx)
+                .await?;
+        owners.push(owner);
+    }
 
     let mut sequences: HashMap<StreamKey, i64> = HashMap::new();
     for r in &requests {
@@ -45,7 +66,8 @@ pub(crate) async fn commit_batch(
         sequences.insert(key, current);
     }
 
-    let plan = plan_batch((position, hash), sequences, units, now_micros());
+    let owners = owners_of(digests, owners);
+    let plan = plan_batch((position, hash), sequences, owners, units, now_micros());
     if plan.rows.is_empty() {
         tx.rollback().await?;
         return Ok((plan.results, position));
@@ -76,6 +98,30 @@ pub(crate) async fn commit_batch(
         .bind(&r.hash)
         .execute(&mut *tx)
         .await?;
+    }
+    let recorded_at = plan.rows.first().map(|r| r.recorded_at);
+    for k in &plan.keys {
+        match &k.owner {
+            None => {
+                sqlx::query("DELETE FROM unique_claims WHERE key = $1")
+                    .bind(&k.digest)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Some(owner) => {
+                sqlx::query(
+                    "INSERT INTO unique_claims (key, scope, owner, claimed_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (key) DO UPDATE SET \
+                     scope = excluded.scope, owner = excluded.owner, claimed_at = excluded.claimed_at",
+                )
+                .bind(&k.digest)
+                .bind(k.scope)
+                .bind(owner)
+                .bind(recorded_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
     }
     sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
         .bind(plan.head_position)

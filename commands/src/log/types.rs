@@ -6,6 +6,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use anamnesis_domain::unique::UniqueKey;
+
 /// Who caused an event. Every event has one; the store refuses events without.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -70,6 +72,52 @@ pub struct AppendRequest {
     pub expected_sequence: i64,
     pub events: Vec<NewEvent>,
     pub metadata: EventMetadata,
+    /// Unique keys the stream takes and gives up with these events.
+    pub keys: KeyChanges,
+}
+
+/// Unique keys a command claims and releases, committed with its events: a
+/// key held by another stream fails the command with [`AppendError::Taken`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KeyChanges {
+    /// Keys the stream holds after the command and did not before.
+    pub claim: Vec<UniqueKey>,
+    /// Keys the stream held before the command and no longer does.
+    pub release: Vec<UniqueKey>,
+}
+
+impl KeyChanges {
+    /// What changed between the keys held `before` and `after` a command.
+    pub fn between(before: &[UniqueKey], after: &[UniqueKey]) -> Self {
+        Self {
+            claim: after
+                .iter()
+                .filter(|k| !before.contains(k))
+                .cloned()
+                .collect(),
+            release: before
+                .iter()
+                .filter(|k| !after.contains(k))
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// True when nothing is claimed or released.
+    pub fn is_empty(&self) -> bool {
+        self.claim.is_empty() && self.release.is_empty()
+    }
+}
+
+/// How the store names a unique key: a SHA-256 digest of scope and value, so
+/// that the claims table holds no identifier in the clear.
+pub(crate) fn key_digest(key: &UniqueKey) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(key.scope.as_bytes());
+    h.update([0]);
+    h.update(key.key.as_bytes());
+    h.finalize().to_vec()
 }
 
 /// Where a command's events landed.
@@ -127,6 +175,9 @@ pub enum AppendError {
         expected: i64,
         actual: i64,
     },
+    /// A unique key the command claims is held by another stream.
+    #[error("a unique {scope} is held by another record")]
+    Taken { scope: &'static str },
     /// The request itself is unacceptable (no events, no actor, ...).
     #[error("invalid append: {0}")]
     Invalid(&'static str),
@@ -146,4 +197,8 @@ pub enum StoreError {
     WriterStopped,
     #[error("the append transaction failed: {0}")]
     WriterFailed(String),
+    /// The log's head and its events disagree: something wrote to the log
+    /// outside the append path. Appends stop until an operator resolves it.
+    #[error("event log integrity: {0}")]
+    Integrity(String),
 }

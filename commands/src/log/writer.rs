@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::chain::event_hash;
+use super::types::key_digest;
 use super::{AppendError, AppendRequest, Appended, Db, StoreError, StoredEvent};
 
 /// The most commands one transaction takes. Large enough that a busy server
@@ -39,6 +40,33 @@ pub(crate) struct Plan {
     pub results: Vec<UnitResult>,
     pub head_position: i64,
     pub head_hash: Vec<u8>,
+    /// The final state of every unique key the committed units touched.
+    pub keys: Vec<KeyWrite>,
+}
+
+/// A unique key's state after the batch: held by `owner`, or free.
+pub(crate) struct KeyWrite {
+    pub digest: Vec<u8>,
+    pub scope: &'static str,
+    pub owner: Option<String>,
+}
+
+/// Every key digest a batch claims or releases, for the backend to look up.
+pub(crate) fn key_digests(units: &[&[AppendRequest]]) -> Vec<Vec<u8>> {
+    let mut digests: Vec<Vec<u8>> = units
+        .iter()
+        .flat_map(|u| u.iter())
+        .flat_map(|r| r.keys.claim.iter().chain(r.keys.release.iter()))
+        .map(key_digest)
+        .collect();
+    digests.sort();
+    digests.dedup();
+    digests
+}
+
+/// How a stream is named as the owner of a key.
+fn owner_name(req: &AppendRequest) -> String {
+    format!("{}/{}", req.aggregate_type, req.aggregate_id)
 }
 
 /// Assigns positions, sequences and hashes to the events of every unit whose
@@ -47,16 +75,20 @@ pub(crate) struct Plan {
 pub(crate) fn plan_batch(
     head: (i64, Vec<u8>),
     mut sequences: HashMap<StreamKey, i64>,
+    mut owners: HashMap<Vec<u8>, Option<String>>,
     units: &[&[AppendRequest]],
     recorded_at: DateTime<Utc>,
 ) -> Plan {
     let (mut position, mut hash) = head;
     let mut rows = Vec::new();
     let mut results = Vec::with_capacity(units.len());
+    let mut touched: Vec<(Vec<u8>, &'static str)> = Vec::new();
     for unit in units {
         // Plan the unit on copies; keep them only if every request fits.
         let (mut unit_position, mut unit_hash) = (position, hash.clone());
         let mut unit_sequences: HashMap<StreamKey, i64> = HashMap::new();
+        let mut unit_owners: HashMap<Vec<u8>, Option<String>> = HashMap::new();
+        let mut unit_touched = Vec::new();
         let mut unit_rows = Vec::new();
         let mut appended = Vec::with_capacity(unit.len());
         let mut conflict = None;
@@ -74,6 +106,38 @@ pub(crate) fn plan_batch(
                     expected: req.expected_sequence,
                     actual,
                 });
+                break;
+            }
+            let me = owner_name(req);
+            for given_up in &req.keys.release {
+                let digest = key_digest(given_up);
+                let held = unit_owners
+                    .get(&digest)
+                    .or_else(|| owners.get(&digest))
+                    .cloned()
+                    .flatten();
+                if held.as_deref() == Some(me.as_str()) {
+                    unit_owners.insert(digest.clone(), None);
+                    unit_touched.push((digest, given_up.scope));
+                }
+            }
+            for wanted in &req.keys.claim {
+                let digest = key_digest(wanted);
+                let held = unit_owners
+                    .get(&digest)
+                    .or_else(|| owners.get(&digest))
+                    .cloned()
+                    .flatten();
+                if held.as_deref().is_some_and(|owner| owner != me) {
+                    conflict = Some(AppendError::Taken {
+                        scope: wanted.scope,
+                    });
+                    break;
+                }
+                unit_owners.insert(digest.clone(), Some(me.clone()));
+                unit_touched.push((digest, wanted.scope));
+            }
+            if conflict.is_some() {
                 break;
             }
             let first_position = unit_position + 1;
@@ -119,17 +183,65 @@ pub(crate) fn plan_batch(
                 position = unit_position;
                 hash = unit_hash;
                 sequences.extend(unit_sequences);
+                owners.extend(unit_owners);
+                touched.extend(unit_touched);
                 rows.extend(unit_rows);
                 results.push(Ok(appended));
             }
         }
     }
+    touched.sort();
+    touched.dedup();
+    let keys = touched
+        .into_iter()
+        .map(|(digest, scope)| KeyWrite {
+            owner: owners.get(&digest).cloned().flatten(),
+            digest,
+            scope,
+        })
+        .collect();
     Plan {
         rows,
         results,
         head_position: position,
         head_hash: hash,
+        keys,
     }
+}
+
+/// Checks, under the head lock, that the head names the log's last event:
+/// anything else means a row was written, or the head moved, outside the
+/// append path, and appending on would fork the chain.
+pub(crate) fn check_head(
+    position: i64,
+    hash: &[u8],
+    last: Option<i64>,
+    last_hash: Option<&[u8]>,
+) -> Result<(), StoreError> {
+    let last = last.unwrap_or(0);
+    if last != position {
+        return Err(StoreError::Integrity(format!(
+            "log_head is at position {position} but the events table ends at position {last}: \
+             the log was written outside anamnesis. Run `anamnesis replay verify`, keep the \
+             database for investigation, and restore from a verified backup"
+        )));
+    }
+    if position > 0 && last_hash != Some(hash) {
+        return Err(StoreError::Integrity(format!(
+            "log_head's hash does not match the event at position {position}: the head or \
+             the event was altered outside anamnesis. Keep the database for investigation \
+             and restore from a verified backup"
+        )));
+    }
+    Ok(())
+}
+
+/// Pairs each looked-up digest with its current owner.
+pub(crate) fn owners_of(
+    digests: Vec<Vec<u8>>,
+    owners: Vec<Option<String>>,
+) -> HashMap<Vec<u8>, Option<String>> {
+    digests.into_iter().zip(owners).collect()
 }
 
 /// The current time at the precision both backends store.
@@ -141,7 +253,12 @@ pub(crate) fn now_micros() -> DateTime<Utc> {
 /// Runs until every sender is dropped.
 /// Each message on the queue is a group of commands that go into one
 /// transaction together (unless that transaction fails, see `commit`).
-pub(crate) async fn run(db: Db, mut queue: mpsc::Receiver<Vec<Pending>>, head: watch::Sender<i64>) {
+pub(crate) async fn run(
+    db: Db,
+    mut queue: mpsc::Receiver<Vec<Pending>>,
+    head: watch::Sender<i64>,
+    health: watch::Sender<Option<String>>,
+) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH_COMMANDS);
     while let Some(first) = queue.recv().await {
         batch.extend(first);
@@ -151,11 +268,18 @@ pub(crate) async fn run(db: Db, mut queue: mpsc::Receiver<Vec<Pending>>, head: w
                 Err(_) => break,
             }
         }
-        commit(&db, std::mem::take(&mut batch), &head).await;
+        let failure = commit(&db, std::mem::take(&mut batch), &head).await;
+        health.send_if_modified(|h| {
+            let changed = *h != failure;
+            *h = failure;
+            changed
+        });
     }
 }
 
-async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) {
+/// Commits one batch and answers its units. Returns why the last attempt
+/// failed, if it did, without patient data: what `/readyz` reports.
+async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) -> Option<String> {
     let units: Vec<&[AppendRequest]> = batch.iter().map(|p| p.requests.as_slice()).collect();
     let started = std::time::Instant::now();
     match db.commit_batch(&units).await {
@@ -176,14 +300,29 @@ async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) {
             for (pending, result) in batch.into_iter().zip(results) {
                 let _ = pending.reply.send(result);
             }
+            None
+        }
+        Err(StoreError::Integrity(detail)) => {
+            tracing::error!(%detail, "event log integrity check failed; appends refused until an operator resolves it");
+            metrics::counter!("anamnesis_append_integrity_failures_total").increment(1);
+            for pending in batch {
+                let _ = pending
+                    .reply
+                    .send(Err(AppendError::Store(StoreError::Integrity(
+                        detail.clone(),
+                    ))));
+            }
+            Some(format!("integrity: {detail}"))
         }
         Err(error) if batch.len() > 1 => {
             // Something in the batch made the whole transaction fail. Commit each
             // unit on its own so that one bad command fails alone.
             tracing::warn!(%error, units = batch.len(), "batch append failed; retrying its units one by one");
+            let mut failure = None;
             for pending in batch {
-                Box::pin(commit(db, vec![pending], head)).await;
+                failure = Box::pin(commit(db, vec![pending], head)).await;
             }
+            failure
         }
         Err(error) => {
             tracing::error!(%error, "append failed");
@@ -194,6 +333,7 @@ async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) {
                         error.to_string(),
                     ))));
             }
+            Some(format!("append failed: {error}"))
         }
     }
 }

@@ -15,6 +15,16 @@ pub enum PatientError {
     /// A field is longer than allowed.
     #[error("{0} is too long")]
     TooLong(&'static str),
+    /// A text field holds control characters, bidirectional overrides or
+    /// non-characters.
+    #[error("{0} contains characters that are not allowed (control or formatting characters)")]
+    InvalidCharacters(&'static str),
+    /// A date is implausibly early.
+    #[error("{0} is implausibly early")]
+    ImplausibleDate(&'static str),
+    /// A date is before the patient's birth date.
+    #[error("{0} is before the birth date")]
+    BeforeBirth(&'static str),
     /// A field has the wrong shape.
     #[error("{0} is malformed")]
     Malformed(&'static str),

@@ -13,6 +13,8 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::unique::{UniqueKey, UniqueKeys};
+
 pub use commands::{AddressInput, DemographicsInput, PatientCommand};
 pub use error::PatientError;
 pub use events::{Demographics, PatientEvent};
@@ -28,6 +30,8 @@ pub struct Patient {
     /// Condition id → (onset, resolved?).
     conditions: BTreeMap<Uuid, (Option<NaiveDate>, bool)>,
     deceased: bool,
+    /// Identifiers as last registered or updated: unique across patients.
+    identifiers: Vec<Identifier>,
 }
 
 impl Patient {
@@ -99,6 +103,7 @@ impl Aggregate for Patient {
             PatientEvent::PatientRegistered { demographics, .. }
             | PatientEvent::DemographicsUpdated { demographics } => {
                 self.birth_date = Some(demographics.birth_date.date());
+                self.identifiers = demographics.identifiers;
             }
             PatientEvent::AllergyRecorded {
                 allergy_id,
@@ -185,7 +190,8 @@ impl Patient {
                 today,
             } => {
                 self.alive()?;
-                let condition = Condition::parse(code.as_deref(), &description, onset, today)?;
+                let condition =
+                    Condition::parse(code.as_deref(), &description, onset, self.birth_date, today)?;
                 Ok(PatientEvent::ConditionAdded {
                     condition_id,
                     condition,
@@ -203,8 +209,9 @@ impl Patient {
                 if *resolved {
                     return Err(PatientError::ConditionAlreadyResolved);
                 }
-                if resolved_on > today {
-                    return Err(PatientError::DateInTheFuture("resolved_on"));
+                let resolved_on = values::past(resolved_on, "resolved_on", today)?;
+                if self.birth_date.is_some_and(|b| resolved_on < b) {
+                    return Err(PatientError::BeforeBirth("resolved_on"));
                 }
                 if onset.is_some_and(|o| resolved_on < o) {
                     return Err(PatientError::ResolvedBeforeOnset);
@@ -216,9 +223,7 @@ impl Patient {
             }
             C::MarkDeceased { deceased_on, today } => {
                 self.alive().map_err(|_| PatientError::AlreadyDeceased)?;
-                if deceased_on > today {
-                    return Err(PatientError::DateInTheFuture("deceased_on"));
-                }
+                let deceased_on = values::past(deceased_on, "deceased_on", today)?;
                 if self.birth_date.is_some_and(|b| deceased_on < b) {
                     return Err(PatientError::DeathBeforeBirth);
                 }
@@ -232,6 +237,22 @@ impl Patient {
             return Err(PatientError::Deceased);
         }
         Ok(())
+    }
+}
+
+/// The scope of patient identifiers among unique keys.
+pub const IDENTIFIER_SCOPE: &str = "patient.identifier";
+
+impl UniqueKeys for Patient {
+    /// Each identifier (system, value) belongs to at most one patient.
+    fn unique_keys(&self) -> Vec<UniqueKey> {
+        self.identifiers
+            .iter()
+            .map(|i| UniqueKey {
+                scope: IDENTIFIER_SCOPE,
+                key: format!("{}\u{0}{}", i.system, i.value),
+            })
+            .collect()
     }
 }
 

@@ -55,7 +55,8 @@ fn peanut_allergy() -> PatientEvent {
 fn asthma_since_2001() -> PatientEvent {
     PatientEvent::ConditionAdded {
         condition_id: ASTHMA,
-        condition: Condition::parse(Some("J45"), "asthma", Some(day(2001, 3, 1)), today()).unwrap(),
+        condition: Condition::parse(Some("J45"), "asthma", Some(day(2001, 3, 1)), None, today())
+            .unwrap(),
     }
 }
 

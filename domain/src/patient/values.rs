@@ -4,16 +4,24 @@ use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
 use super::PatientError;
+use crate::dates::{self, DateError};
+use crate::text::{self, Lines, TextError};
+
+fn text(
+    value: &str,
+    field: &'static str,
+    lines: Lines,
+    max_chars: usize,
+) -> Result<String, PatientError> {
+    text::parse(value, lines, max_chars).map_err(|e| match e {
+        TextError::Empty => PatientError::EmptyField(field),
+        TextError::TooLong => PatientError::TooLong(field),
+        TextError::InvalidCharacters => PatientError::InvalidCharacters(field),
+    })
+}
 
 fn trimmed(value: &str, field: &'static str, max_chars: usize) -> Result<String, PatientError> {
-    let value = value.trim();
-    if value.is_empty() {
-        return Err(PatientError::EmptyField(field));
-    }
-    if value.chars().count() > max_chars {
-        return Err(PatientError::TooLong(field));
-    }
-    Ok(value.to_owned())
+    text(value, field, Lines::Single, max_chars)
 }
 
 fn optional(
@@ -22,6 +30,18 @@ fn optional(
     max_chars: usize,
 ) -> Result<Option<String>, PatientError> {
     value.map(|v| trimmed(v, field, max_chars)).transpose()
+}
+
+/// A date of something that happened: not after `today`, not implausibly early.
+pub(crate) fn past(
+    date: NaiveDate,
+    field: &'static str,
+    today: NaiveDate,
+) -> Result<NaiveDate, PatientError> {
+    dates::past(date, today).map_err(|e| match e {
+        DateError::InTheFuture => PatientError::DateInTheFuture(field),
+        DateError::Implausible => PatientError::ImplausibleDate(field),
+    })
 }
 
 /// A person's name: family name and given names, trimmed, non-empty.
@@ -68,7 +88,7 @@ impl BirthDate {
         if date > today {
             return Err(PatientError::BornInTheFuture);
         }
-        if date < NaiveDate::from_ymd_opt(1850, 1, 1).unwrap_or(NaiveDate::MIN) {
+        if date < dates::earliest() {
             return Err(PatientError::ImplausibleBirthDate);
         }
         Ok(Self(date))
@@ -204,7 +224,7 @@ impl Allergy {
     ) -> Result<Self, PatientError> {
         Ok(Self {
             substance: trimmed(substance, "substance", 200)?,
-            reaction: trimmed(reaction, "reaction", 500)?,
+            reaction: text(reaction, "reaction", Lines::Multi, 500)?,
             severity,
         })
     }
@@ -222,19 +242,21 @@ pub struct Condition {
 }
 
 impl Condition {
-    /// Description required; onset not after `today`.
+    /// Description required; onset not after `today` and not before `born`.
     pub fn parse(
         code: Option<&str>,
         description: &str,
         onset: Option<NaiveDate>,
+        born: Option<NaiveDate>,
         today: NaiveDate,
     ) -> Result<Self, PatientError> {
-        if onset.is_some_and(|d| d > today) {
-            return Err(PatientError::DateInTheFuture("onset"));
+        let onset = onset.map(|d| past(d, "onset", today)).transpose()?;
+        if onset.zip(born).is_some_and(|(onset, born)| onset < born) {
+            return Err(PatientError::BeforeBirth("onset"));
         }
         Ok(Self {
             code: optional(code, "code", 50)?,
-            description: trimmed(description, "description", 500)?,
+            description: text(description, "description", Lines::Multi, 500)?,
             onset,
         })
     }
@@ -299,8 +321,49 @@ mod tests {
     #[test]
     fn a_condition_beginning_tomorrow_is_rejected() {
         assert_eq!(
-            Condition::parse(None, "asthma", Some(day(2026, 11, 24)), day(2026, 11, 23)),
+            Condition::parse(
+                None,
+                "asthma",
+                Some(day(2026, 11, 24)),
+                None,
+                day(2026, 11, 23)
+            ),
             Err(PatientError::DateInTheFuture("onset"))
         );
+    }
+
+    #[test]
+    fn a_condition_beginning_before_birth_is_rejected() {
+        assert_eq!(
+            Condition::parse(
+                None,
+                "asthma",
+                Some(day(1960, 1, 1)),
+                Some(day(1967, 11, 7)),
+                day(2026, 11, 23)
+            ),
+            Err(PatientError::BeforeBirth("onset"))
+        );
+    }
+
+    #[test]
+    fn a_condition_beginning_in_year_zero_is_implausible() {
+        assert_eq!(
+            Condition::parse(None, "asthma", Some(day(0, 1, 1)), None, day(2026, 11, 23)),
+            Err(PatientError::ImplausibleDate("onset"))
+        );
+    }
+
+    #[test]
+    fn a_nul_in_a_family_name_is_refused_naming_the_field() {
+        assert_eq!(
+            PersonName::parse("Cu\u{0}rie", "Marie"),
+            Err(PatientError::InvalidCharacters("family_name"))
+        );
+    }
+
+    #[test]
+    fn a_reaction_may_span_lines() {
+        assert!(Allergy::parse("Latex", "hives\nwheezing", Severity::Mild).is_ok());
     }
 }

@@ -56,6 +56,11 @@ pub enum UserCommand {
         /// Which one.
         session_id: Uuid,
     },
+    /// Replace the password; every open session ends.
+    ChangePassword {
+        /// PHC-format hash of the new password.
+        password_hash: String,
+    },
     /// Stop the account from logging in.
     Deactivate,
     /// Let it log in again.
@@ -97,6 +102,11 @@ pub enum UserEvent {
         /// The session.
         session_id: Uuid,
     },
+    /// The password was replaced; every open session ended.
+    PasswordChanged {
+        /// PHC-format hash of the new password.
+        password_hash: String,
+    },
     /// The account was deactivated.
     UserDeactivated,
     /// The account was reactivated.
@@ -110,6 +120,7 @@ impl DomainEvent for UserEvent {
             UserEvent::LoginSucceeded { .. } => "user.login_succeeded",
             UserEvent::LoginFailed { .. } => "user.login_failed",
             UserEvent::SessionEnded { .. } => "user.session_ended",
+            UserEvent::PasswordChanged { .. } => "user.password_changed",
             UserEvent::UserDeactivated => "user.deactivated",
             UserEvent::UserReactivated => "user.reactivated",
         }
@@ -160,6 +171,11 @@ impl User {
     /// When the lock lifts, if the account is locked at `now`.
     pub fn locked_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.locked_until.filter(|until| *until > now)
+    }
+
+    /// The open sessions.
+    pub fn sessions(&self) -> &BTreeSet<Uuid> {
+        &self.sessions
     }
 
     /// Whether `session_id` is open.
@@ -214,6 +230,12 @@ impl User {
                     return Err(UserError::UnknownSession);
                 }
                 Ok(UserEvent::SessionEnded { session_id })
+            }
+            UserCommand::ChangePassword { password_hash } => {
+                if !self.active {
+                    return Err(UserError::Deactivated);
+                }
+                Ok(UserEvent::PasswordChanged { password_hash })
             }
             UserCommand::Deactivate => {
                 if !self.active {
@@ -283,12 +305,25 @@ impl Aggregate for User {
             UserEvent::SessionEnded { session_id } => {
                 self.sessions.remove(&session_id);
             }
+            UserEvent::PasswordChanged { password_hash } => {
+                if let Some(account) = self.account.as_mut() {
+                    account.password_hash = password_hash;
+                }
+                self.sessions.clear();
+            }
             UserEvent::UserDeactivated => {
                 self.active = false;
                 self.sessions.clear();
             }
             UserEvent::UserReactivated => self.active = true,
         }
+    }
+}
+
+impl crate::unique::UniqueKeys for User {
+    /// The username is the stream id, unique by construction.
+    fn unique_keys(&self) -> Vec<crate::unique::UniqueKey> {
+        Vec::new()
     }
 }
 

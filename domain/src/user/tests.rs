@@ -269,3 +269,34 @@ async fn an_account_is_deactivated() {
         .await
         .then_expect_events(vec![UserEvent::UserDeactivated]);
 }
+
+#[tokio::test]
+async fn a_password_change_ends_every_session() {
+    let opened = UserEvent::LoginSucceeded {
+        session_id: SESSION,
+        at: noon(),
+    };
+    let changed = UserEvent::PasswordChanged {
+        password_hash: "$argon2id$new".into(),
+    };
+    given(
+        vec![created(), opened, changed],
+        UserCommand::EndSession {
+            session_id: SESSION,
+        },
+    )
+    .await
+    .then_expect_error(UserError::UnknownSession);
+}
+
+#[tokio::test]
+async fn a_deactivated_account_cannot_change_its_password() {
+    given(
+        vec![created(), UserEvent::UserDeactivated],
+        UserCommand::ChangePassword {
+            password_hash: "$argon2id$new".into(),
+        },
+    )
+    .await
+    .then_expect_error(UserError::Deactivated);
+}

@@ -1,0 +1,188 @@
+//! Whether an access token's session is still open, checked on every request.
+//!
+//! Access tokens are signed, but a signature cannot be taken back: logout,
+//! deactivation and a password change must end access at once, on every
+//! instance. Each request therefore checks the token's session against the
+//! user's account as the log has it. The answer is cached per user and the
+//! cache is invalidated from the log itself: a follower reads which user
+//! streams gained events (in this process, or on Postgres in any process,
+//! woken by NOTIFY) and drops their entries. A command of this process that
+//! ends sessions also drops its entry before it answers.
+//!
+//! Fail closed: while the follower cannot read the log, nothing is cached and
+//! every request loads the account.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use anamnesis_commands::dispatch::CommandBus;
+use anamnesis_domain::user::User;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+
+/// Entries kept before the cache starts over (a few MB at most).
+const MAX_ENTRIES: usize = 100_000;
+
+/// What a request needs to know of an account.
+#[derive(Debug, Clone)]
+struct Open {
+    active: bool,
+    sessions: BTreeSet<Uuid>,
+}
+
+#[derive(Default)]
+struct Cache {
+    entries: HashMap<String, Open>,
+    /// Bumped on every invalidation of a user, so that a load that raced
+    /// with an invalidation does not put a stale answer back.
+    epochs: HashMap<String, u64>,
+}
+
+/// The session check, shared by every request of this process.
+pub struct Sessions {
+    bus: CommandBus,
+    cache: Mutex<Cache>,
+    following: AtomicBool,
+}
+
+impl Sessions {
+    /// A check over `bus`'s log; nothing is cached until [`follow`] runs.
+    pub fn new(bus: CommandBus) -> Self {
+        Self {
+            bus,
+            cache: Mutex::new(Cache::default()),
+            following: AtomicBool::new(false),
+        }
+    }
+
+    /// Refuses a principal whose session has ended or whose account is
+    /// deactivated.
+    pub async fn check(&self, who: &Principal) -> Result<(), ApiError> {
+        let open = self.open(&who.username).await?;
+        if open.active && open.sessions.contains(&who.session_id) {
+            return Ok(());
+        }
+        Err(ApiError::Unauthorized {
+            code: "session_closed",
+            detail: "the session has ended; log in again",
+        })
+    }
+
+    async fn open(&self, username: &str) -> Result<Open, ApiError> {
+        let following = self.following.load(Ordering::Acquire);
+        let epoch = {
+            let cache = self.lock();
+            if following {
+                if let Some(open) = cache.entries.get(username) {
+                    return Ok(open.clone());
+                }
+            }
+            cache.epochs.get(username).copied().unwrap_or(0)
+        };
+        metrics::counter!("anamnesis_session_cache_misses_total").increment(1);
+        let (user, _, _) = self.bus.load::<User>(username).await?;
+        let open = Open {
+            active: user.account().is_some() && user.is_active(),
+            sessions: user.sessions().clone(),
+        };
+        if following {
+            let mut cache = self.lock();
+            if cache.epochs.get(username).copied().unwrap_or(0) == epoch {
+                if cache.entries.len() >= MAX_ENTRIES {
+                    cache.entries.clear();
+                }
+                cache.entries.insert(username.to_owned(), open.clone());
+            }
+        }
+        Ok(open)
+    }
+
+    /// Forgets what is cached of `username`: their stream has changed.
+    pub fn invalidate(&self, username: &str) {
+        let mut cache = self.lock();
+        cache.entries.remove(username);
+        *cache.epochs.entry(username.to_owned()).or_insert(0) += 1;
+    }
+
+    fn forget_all(&self) {
+        let mut cache = self.lock();
+        cache.entries.clear();
+        // Epochs stay: a load in flight must not repopulate either.
+        for epoch in cache.epochs.values_mut() {
+            *epoch += 1;
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // A panic while holding this lock leaves a cache that is merely
+        // incomplete; keep using it.
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Follows the log's user streams and invalidates their entries, until
+    /// `shutdown` turns true. Caching is on only while this keeps up.
+    pub async fn follow(&self, mut shutdown: watch::Receiver<bool>) {
+        let log = self.bus.log().clone();
+        let mut wake = log.subscribe();
+        let mut seen = match log.head_position().await {
+            Ok(head) => head,
+            Err(error) => {
+                tracing::warn!(%error, "session cache follower cannot read the log head; not caching");
+                return;
+            }
+        };
+        self.following.store(true, Ordering::Release);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let step = async {
+                let head = log.head_position().await?;
+                loop {
+                    let touched = log.streams_touched("user", seen, head, 1000).await?;
+                    for (_, username) in &touched {
+                        self.invalidate(username);
+                    }
+                    match touched.last() {
+                        Some((position, _)) if touched.len() == 1000 => seen = *position,
+                        _ => {
+                            seen = seen.max(head);
+                            return Ok::<(), anamnesis_commands::StoreError>(());
+                        }
+                    }
+                }
+            };
+            match step.await {
+                Ok(()) => {
+                    if !self.following.swap(true, Ordering::AcqRel) {
+                        tracing::info!("session cache follower caught up; caching again");
+                    }
+                    tokio::select! {
+                        _ = wake.changed() => {}
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+                Err(error) => {
+                    if self.following.swap(false, Ordering::AcqRel) {
+                        tracing::warn!(%error, "session cache follower cannot read the log; every request loads its account until it can");
+                    }
+                    self.forget_all();
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                }
+            }
+        }
+        self.following.store(false, Ordering::Release);
+    }
+}
