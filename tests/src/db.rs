@@ -32,6 +32,7 @@ pub struct TestDb {
     pub url: Option<String>,
     name: Option<String>,
     _dir: Option<tempfile::TempDir>,
+    dir_path: Option<std::path::PathBuf>,
 }
 
 impl TestDb {
@@ -48,6 +49,11 @@ impl TestDb {
         };
         t.db.migrate().await?;
         Ok(t)
+    }
+
+    /// A new, empty Postgres database that nobody has migrated.
+    pub async fn new_unmigrated() -> anyhow::Result<Self> {
+        Self::postgres(5).await
     }
 
     async fn postgres(max_connections: u32) -> anyhow::Result<Self> {
@@ -71,6 +77,7 @@ impl TestDb {
             url: Some(url),
             name: Some(name),
             _dir: None,
+            dir_path: None,
         })
     }
 
@@ -81,13 +88,31 @@ impl TestDb {
             db,
             url: None,
             name: None,
+            dir_path: Some(dir.path().to_owned()),
             _dir: Some(dir),
+        })
+    }
+
+    /// Another handle on the same database, with its own pool; dropping or
+    /// cleaning it up leaves the database to its owner.
+    pub async fn attach(&self) -> anyhow::Result<Self> {
+        let db = match (&self.url, &self.dir_path) {
+            (Some(url), _) => Db::postgres(url, 10).await?,
+            (None, Some(dir)) => Db::sqlite(dir).await?,
+            (None, None) => anyhow::bail!("a test database has a URL or a directory"),
+        };
+        Ok(Self {
+            db,
+            url: self.url.clone(),
+            name: None,
+            _dir: None,
+            dir_path: self.dir_path.clone(),
         })
     }
 
     /// For SQLite: the data directory holding the database file.
     pub fn data_dir(&self) -> Option<&std::path::Path> {
-        self._dir.as_ref().map(|d| d.path())
+        self.dir_path.as_deref()
     }
 
     /// Closes the pool and drops the test's Postgres database.

@@ -3,4 +3,5 @@
 
 pub mod bench;
 pub mod db;
+pub mod fixtures;
 pub mod server;

@@ -17,11 +17,17 @@ use crate::db::{Backend, TestDb};
 pub struct TestServer {
     pub base: String,
     pub db: TestDb,
+    /// The database URL the server runs with (Postgres), which may name a
+    /// role other than the test database's owner.
+    pub url: Option<String>,
     pub settings: Settings,
     pub http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
+
+/// The token signing key every test server uses (so tests can sign tokens).
+pub const TEST_TOKEN_KEY: &str = "0123456789abcdef0123456789abcdef-test-key";
 
 /// A response: status and JSON body (`Null` when empty or not JSON).
 #[derive(Debug)]
@@ -46,21 +52,42 @@ impl TestServer {
     /// Starts a server on `backend` with a fresh database.
     pub async fn start(backend: Backend) -> anyhow::Result<Self> {
         let db = TestDb::new(backend).await?;
+        let url = db.url.clone();
+        Self::start_on(db, url, &[]).await
+    }
+
+    /// A second server on this one's database (and token key): another
+    /// instance of the same clinic.
+    pub async fn another(&self) -> anyhow::Result<Self> {
+        Self::start_on(self.db.attach().await?, self.url.clone(), &[]).await
+    }
+
+    /// Starts a server over `db`, connecting with `url` (Postgres; `None`
+    /// for the embedded database), with `extra` arguments before `serve`.
+    pub async fn start_on(db: TestDb, url: Option<String>, extra: &[&str]) -> anyhow::Result<Self> {
         let data_dir = db.data_dir().map(PathBuf::from).unwrap_or_else(|| {
             std::env::temp_dir().join(format!("anamnesis-test-{}", uuid::Uuid::now_v7()))
         });
         let mut args = vec![
             "anamnesis".to_owned(),
-            "--data-dir".to_owned(),
-            data_dir.display().to_string(),
             "--listen".to_owned(),
             "127.0.0.1:0".to_owned(),
-            "--token-key".to_owned(),
-            "0123456789abcdef0123456789abcdef-test-key".to_owned(),
         ];
-        if let Some(url) = &db.url {
+        if !extra.contains(&"--data-dir") {
+            args.extend(["--data-dir".to_owned(), data_dir.display().to_string()]);
+        }
+        if !extra.contains(&"--no-token-key") {
+            args.extend(["--token-key".to_owned(), TEST_TOKEN_KEY.to_owned()]);
+        }
+        if let Some(url) = &url {
             args.extend(["--database-url".to_owned(), url.clone()]);
         }
+        args.extend(
+            extra
+                .iter()
+                .filter(|a| **a != "--no-token-key")
+                .map(|a| a.to_string()),
+        );
         args.push("serve".to_owned());
         let settings = <anamnesis_api::cli::Cli as clap::Parser>::try_parse_from(args)?.settings;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -78,6 +105,7 @@ impl TestServer {
         let server = Self {
             base,
             db,
+            url,
             settings,
             http: reqwest::Client::new(),
             stop: Some(stop),
@@ -191,7 +219,7 @@ impl TestServer {
     pub async fn cli(&self, args: &[&str], stdin: &str) -> anyhow::Result<std::process::Output> {
         let mut cmd = tokio::process::Command::new(binary()?);
         cmd.arg("--data-dir").arg(&self.settings.data_dir);
-        if let Some(url) = &self.db.url {
+        if let Some(url) = &self.url {
             cmd.arg("--database-url").arg(url);
         }
         cmd.args(args)

@@ -4,21 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use anamnesis_tests::db::Backend;
-use anamnesis_tests::server::{Reply, TestServer};
+use anamnesis_tests::fixtures::*;
+use anamnesis_tests::on_both_backends;
+use anamnesis_tests::server::TestServer;
 use serde_json::{json, Value};
-
-macro_rules! on_both_backends {
-    ($($check:ident),* $(,)?) => {
-        mod postgres { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() { super::$check(anamnesis_tests::db::Backend::Postgres).await.unwrap() }
-        )* }
-        mod sqlite { $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() { super::$check(anamnesis_tests::db::Backend::Sqlite).await.unwrap() }
-        )* }
-    };
-}
 
 on_both_backends!(
     walk_through_from_first_admin_to_read_your_writes,
@@ -27,81 +16,6 @@ on_both_backends!(
     sessions_refresh_end_and_lock,
     the_openapi_document_lists_every_route,
 );
-
-const ADMIN_PASSWORD: &str = "correct horse battery";
-const PASSWORD: &str = "a long enough password";
-
-fn patient(family: &str) -> Value {
-    json!({
-        "family_name": family,
-        "given_name": "Marie",
-        "birth_date": "1967-11-07",
-        "sex": "female",
-        "email": "marie@example.org",
-        "identifiers": [{"system": "mrn", "value": format!("MRN-{family}")}]
-    })
-}
-
-async fn admin(s: &TestServer) -> anyhow::Result<String> {
-    let out = s
-        .cli(
-            &[
-                "users",
-                "add",
-                "--username",
-                "admin",
-                "--role",
-                "admin",
-                "--password-stdin",
-            ],
-            ADMIN_PASSWORD,
-        )
-        .await?;
-    anyhow::ensure!(
-        out.status.success(),
-        "users add: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    s.login("admin", ADMIN_PASSWORD).await
-}
-
-async fn user(s: &TestServer, admin: &str, username: &str, role: &str) -> anyhow::Result<String> {
-    let r = s
-        .call(
-            "POST",
-            "/v1/users",
-            Some(admin),
-            Some(json!({"username": username, "password": PASSWORD, "role": role})),
-            &[],
-        )
-        .await?;
-    anyhow::ensure!(r.status == 201, "create {username}: {r:?}");
-    s.login(username, PASSWORD).await
-}
-
-/// Registers a patient account; returns (token, patient id).
-async fn patient_account(
-    s: &TestServer,
-    username: &str,
-    family: &str,
-) -> anyhow::Result<(String, String)> {
-    let r = s
-        .call(
-            "POST",
-            "/v1/auth/register",
-            None,
-            Some(json!({"username": username, "password": PASSWORD, "patient": patient(family)})),
-            &[],
-        )
-        .await?;
-    anyhow::ensure!(r.status == 201, "register {username}: {r:?}");
-    let id = r.body["id"].as_str().unwrap().to_owned();
-    Ok((s.login(username, PASSWORD).await?, id))
-}
-
-fn at(position: &Reply) -> Vec<(&'static str, String)> {
-    vec![("X-Min-Position", position.body["position"].to_string())]
-}
 
 async fn walk_through_from_first_admin_to_read_your_writes(backend: Backend) -> anyhow::Result<()> {
     let s = TestServer::start(backend).await?;

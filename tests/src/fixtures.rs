@@ -1,0 +1,102 @@
+//! What black-box tests share: accounts, a patient, read-your-writes headers,
+//! and running one check on both backends.
+
+use serde_json::{json, Value};
+
+use crate::server::{Reply, TestServer};
+
+/// Runs each named `async fn(Backend) -> anyhow::Result<()>` as two tests,
+/// one per backend, in modules `postgres` and `sqlite`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($check:ident),* $(,)?) => {
+        mod postgres { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() { super::$check(anamnesis_tests::db::Backend::Postgres).await.unwrap() }
+        )* }
+        mod sqlite { $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() { super::$check(anamnesis_tests::db::Backend::Sqlite).await.unwrap() }
+        )* }
+    };
+}
+
+pub const ADMIN_PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "a long enough password";
+
+pub fn patient(family: &str) -> Value {
+    json!({
+        "family_name": family,
+        "given_name": "Marie",
+        "birth_date": "1967-11-07",
+        "sex": "female",
+        "email": "marie@example.org",
+        "identifiers": [{"system": "mrn", "value": format!("MRN-{family}")}]
+    })
+}
+
+pub async fn admin(s: &TestServer) -> anyhow::Result<String> {
+    let out = s
+        .cli(
+            &[
+                "users",
+                "add",
+                "--username",
+                "admin",
+                "--role",
+                "admin",
+                "--password-stdin",
+            ],
+            ADMIN_PASSWORD,
+        )
+        .await?;
+    anyhow::ensure!(
+        out.status.success(),
+        "users add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.login("admin", ADMIN_PASSWORD).await
+}
+
+pub async fn user(
+    s: &TestServer,
+    admin: &str,
+    username: &str,
+    role: &str,
+) -> anyhow::Result<String> {
+    let r = s
+        .call(
+            "POST",
+            "/v1/users",
+            Some(admin),
+            Some(json!({"username": username, "password": PASSWORD, "role": role})),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(r.status == 201, "create {username}: {r:?}");
+    s.login(username, PASSWORD).await
+}
+
+/// Registers a patient account; returns (token, patient id).
+pub async fn patient_account(
+    s: &TestServer,
+    username: &str,
+    family: &str,
+) -> anyhow::Result<(String, String)> {
+    let r = s
+        .call(
+            "POST",
+            "/v1/auth/register",
+            None,
+            Some(json!({"username": username, "password": PASSWORD, "patient": patient(family)})),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(r.status == 201, "register {username}: {r:?}");
+    let id = r.body["id"].as_str().unwrap_or_default().to_owned();
+    Ok((s.login(username, PASSWORD).await?, id))
+}
+
+pub fn at(position: &Reply) -> Vec<(&'static str, String)> {
+    vec![("X-Min-Position", position.body["position"].to_string())]
+}
