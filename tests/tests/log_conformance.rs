@@ -6,8 +6,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use anamnesis_commands::log::chain::{self, verify_run};
 use anamnesis_commands::{
-    Actor, AppendError, AppendRequest, Db, EventLog, EventMetadata, NewEvent, StoredEvent,
+    Actor, AppendError, AppendRequest, Db, EventLog, EventMetadata, KeyChanges, NewEvent,
+    StoredEvent,
 };
+use anamnesis_domain::unique::UniqueKey;
 use anamnesis_tests::db::{Backend, TestDb};
 use serde_json::json;
 
@@ -36,6 +38,8 @@ conformance!(
     an_event_without_an_actor_is_refused,
     a_database_with_a_newer_schema_is_refused,
     an_atomic_group_across_streams_commits_all_or_nothing,
+    a_unique_key_is_held_by_one_stream_even_within_one_batch,
+    the_head_cannot_be_moved_away_from_the_last_event,
 );
 
 fn actor() -> EventMetadata {
@@ -554,5 +558,92 @@ async fn an_atomic_group_across_streams_commits_all_or_nothing(
         .map(|e| e.global_position)
         .collect();
     assert_eq!(positions, (1..=6).collect::<Vec<_>>());
+    t.cleanup().await
+}
+
+fn key(value: &str) -> UniqueKey {
+    UniqueKey {
+        scope: "test.key",
+        key: value.to_owned(),
+    }
+}
+
+fn claiming(stream: &str, expected: i64, claim: &[&str], release: &[&str]) -> AppendRequest {
+    let mut r = request(stream, expected, &[json!({"n": 1})]);
+    r.keys = KeyChanges {
+        claim: claim.iter().map(|k| key(k)).collect(),
+        release: release.iter().map(|k| key(k)).collect(),
+    };
+    r
+}
+
+async fn a_unique_key_is_held_by_one_stream_even_within_one_batch(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    // Three commands in one transaction claim one key: the first wins, the
+    // others fail alone, and a command claiming another key goes on.
+    let results = log
+        .append_many(vec![
+            claiming("a", 0, &["K"], &[]),
+            claiming("b", 0, &["K"], &[]),
+            claiming("c", 0, &["L"], &[]),
+            claiming("d", 0, &["K", "M"], &[]),
+        ])
+        .await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(matches!(
+        results[1],
+        Err(AppendError::Taken { scope: "test.key" })
+    ));
+    assert!(results[2].is_ok());
+    assert!(matches!(results[3], Err(AppendError::Taken { .. })));
+    // M was not claimed by the failed command: another stream may take it.
+    log.append(claiming("e", 0, &["M"], &[])).await?;
+    // The holder may claim again what it holds (an update that keeps it).
+    log.append(claiming("a", 1, &["K"], &[])).await?;
+    // Released, then taken by another, in one batch and in order.
+    let results = log
+        .append_many(vec![
+            claiming("a", 2, &[], &["K"]),
+            claiming("b", 0, &["K"], &[]),
+        ])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert!(matches!(
+        log.append(claiming("a", 3, &["K"], &[])).await,
+        Err(AppendError::Taken { .. })
+    ));
+    // A release by a stream that does not hold the key changes nothing.
+    log.append(claiming("c", 1, &[], &["K"])).await?;
+    assert!(matches!(
+        log.append(claiming("f", 0, &["K"], &[])).await,
+        Err(AppendError::Taken { .. })
+    ));
+    t.cleanup().await
+}
+
+async fn the_head_cannot_be_moved_away_from_the_last_event(backend: Backend) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    log.append(request("a", 0, &[json!({"n": 1}), json!({"n": 2})]))
+        .await?;
+    for attack in [
+        "UPDATE log_head SET position = 1",
+        "UPDATE log_head SET position = 3",
+        "UPDATE log_head SET hash = prev_hash_of_nothing",
+    ] {
+        let sql = attack.replace(
+            "prev_hash_of_nothing",
+            "(SELECT prev_hash FROM events WHERE global_position = 2)",
+        );
+        let refused = match &t.db {
+            Db::Postgres(p) => sqlx::query(&sql).execute(p).await.is_err(),
+            Db::Sqlite(p) => sqlx::query(&sql).execute(p).await.is_err(),
+        };
+        assert!(refused, "{attack} was allowed");
+    }
+    assert_eq!(log.head_position().await?, 2);
+    log.check_head().await?;
+    log.append(request("a", 2, &[json!({"n": 3})])).await?;
     t.cleanup().await
 }
