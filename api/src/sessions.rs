@@ -132,11 +132,18 @@ impl Sessions {
     pub async fn follow(&self, mut shutdown: watch::Receiver<bool>) {
         let log = self.bus.log().clone();
         let mut wake = log.subscribe();
-        let mut seen = match log.head_position().await {
-            Ok(head) => head,
-            Err(error) => {
-                tracing::warn!(%error, "session cache follower cannot read the log head; not caching");
-                return;
+        // Nothing is cached before this succeeds, so starting at the head
+        // misses nothing.
+        let mut seen = loop {
+            match log.head_position().await {
+                Ok(head) => break head,
+                Err(error) => {
+                    tracing::warn!(%error, "session cache follower cannot read the log head; not caching yet");
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                }
             }
         };
         self.following.store(true, Ordering::Release);

@@ -3,8 +3,9 @@
 //! first) reloads and decides again, a bounded number of times.
 
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::Aggregate;
 
+use anamnesis_domain::codec::StoredForm;
 use anamnesis_domain::unique::UniqueKeys;
 
 use crate::log::{
@@ -124,6 +125,7 @@ impl CommandBus {
     ) -> Result<Executed, CommandError<A::Error>>
     where
         A: Aggregate + UniqueKeys,
+        A::Event: StoredForm,
         A::Command: Clone,
     {
         for _ in 0..MAX_ATTEMPTS {
@@ -154,6 +156,7 @@ impl CommandBus {
     ) -> Result<Executed, CommandError<A::Error>>
     where
         A: Aggregate + UniqueKeys,
+        A::Event: StoredForm,
         A::Command: Clone,
     {
         let decided = decide_on(
@@ -196,13 +199,17 @@ impl CommandBus {
     /// Loads `A`, lets it handle `command` and returns what should be appended,
     /// without appending it: for commands that must commit together
     /// ([`EventLog::append_atomic`]).
-    pub async fn decide<A: Aggregate + UniqueKeys>(
+    pub async fn decide<A>(
         &self,
         aggregate_id: &str,
         command: A::Command,
         services: &A::Services,
         metadata: &EventMetadata,
-    ) -> Result<Decision, CommandError<A::Error>> {
+    ) -> Result<Decision, CommandError<A::Error>>
+    where
+        A: Aggregate + UniqueKeys,
+        A::Event: StoredForm,
+    {
         let (aggregate, sequence, position) = self.load::<A>(aggregate_id).await?;
         decide_on(
             aggregate,
@@ -217,18 +224,19 @@ impl CommandBus {
 
     /// The aggregate's current state, its stream's last sequence and the global
     /// position of its last event (0 for both when it has none).
-    pub async fn load<A: Aggregate>(
-        &self,
-        aggregate_id: &str,
-    ) -> Result<(A, i64, i64), CommandError<A::Error>> {
+    pub async fn load<A>(&self, aggregate_id: &str) -> Result<(A, i64, i64), CommandError<A::Error>>
+    where
+        A: Aggregate,
+        A::Event: StoredForm,
+    {
         let stored = self.log.read_stream(A::TYPE, aggregate_id, 0).await?;
         let mut aggregate = A::default();
         let (mut sequence, mut position) = (0, 0);
         for e in stored {
-            let event: A::Event =
-                serde_json::from_str(&e.payload).map_err(|err| CommandError::Unreadable {
+            let event = A::Event::from_stored(&e.event_type, &e.event_version, &e.payload)
+                .map_err(|err| CommandError::Unreadable {
                     position: e.global_position,
-                    detail: crate::log::describe_json_error(&err),
+                    detail: err.to_string(),
                 })?;
             aggregate.apply(event);
             sequence = e.sequence;
@@ -239,14 +247,18 @@ impl CommandBus {
 }
 
 /// Lets `aggregate` (at `sequence`, last event at `position`) decide `command`.
-async fn decide_on<A: Aggregate + UniqueKeys>(
+async fn decide_on<A>(
     mut aggregate: A,
     (sequence, position): (i64, i64),
     aggregate_id: &str,
     command: A::Command,
     services: &A::Services,
     metadata: &EventMetadata,
-) -> Result<Decision, CommandError<A::Error>> {
+) -> Result<Decision, CommandError<A::Error>>
+where
+    A: Aggregate + UniqueKeys,
+    A::Event: StoredForm,
+{
     let sink = EventSink::default();
     let keys_before = aggregate.unique_keys();
     // The sink applies each event to the aggregate as it is written.
@@ -260,11 +272,13 @@ async fn decide_on<A: Aggregate + UniqueKeys>(
     }
     let mut new_events = Vec::with_capacity(events.len());
     for e in &events {
+        let stored = e
+            .to_stored()
+            .map_err(|err| CommandError::Unserializable(err.to_string()))?;
         new_events.push(NewEvent {
-            event_type: e.event_type(),
-            event_version: e.event_version(),
-            payload: serde_json::to_value(e)
-                .map_err(|err| CommandError::Unserializable(err.to_string()))?,
+            event_type: stored.event_type,
+            event_version: stored.event_version,
+            payload: stored.payload,
         });
     }
     Ok(Decision::Append(Box::new(AppendRequest {

@@ -5,7 +5,6 @@ pub mod database;
 pub mod dispatch;
 pub mod identity;
 pub mod log;
-pub mod repository;
 
 pub use database::{Db, DbError};
 pub use log::{

@@ -39,10 +39,6 @@ $$;
 CREATE CONSTRAINT TRIGGER log_head_follows_events AFTER UPDATE ON log_head
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION log_head_follows_events();
 
--- Readers that want only some aggregate types (the session revocation
--- follower, filtered projectors) read by type and position.
-CREATE INDEX events_by_type ON events (aggregate_type, global_position);
-
 -- `serve` as the least-privilege role checks that the schema is current
 -- instead of migrating: it needs to read which migrations ran.
 GRANT SELECT ON _sqlx_migrations TO anamnesis_app;

@@ -17,4 +17,3 @@ BEGIN
     SELECT RAISE(ABORT, 'log_head must name the last event of the log');
 END;
 
-CREATE INDEX events_by_type ON events (aggregate_type, global_position);

@@ -3,6 +3,7 @@
 
 use anamnesis_commands::log::describe_json_error;
 use anamnesis_commands::{Db, StoredEvent};
+use anamnesis_domain::codec::StoredForm;
 use anamnesis_domain::patient::{Demographics, PatientEvent};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
@@ -47,10 +48,10 @@ impl Projector for Patients {
         if e.aggregate_type != "patient" {
             return Ok(());
         }
-        let event: PatientEvent =
-            serde_json::from_str(&e.payload).map_err(|err| ProjectionError::Event {
+        let event = PatientEvent::from_stored(&e.event_type, &e.event_version, &e.payload)
+            .map_err(|err| ProjectionError::Event {
                 position: e.global_position,
-                detail: describe_json_error(&err),
+                detail: err.to_string(),
             })?;
         let id = e.aggregate_id.as_str();
         // Registration and demographics updates are one guarded upsert

@@ -138,15 +138,17 @@ pub async fn run_reporting<P: Projector>(
         if *shutdown.borrow() {
             return;
         }
-        match step(&log, &projector, config.batch_size).await {
+        let stepped = step(&log, &projector, config.batch_size).await;
+        if stepped.is_ok() && failure.borrow().is_some() {
+            // Any step that succeeds, with or without events, clears a failure.
+            tracing::info!(projector = name, "projector recovered");
+            metrics::gauge!("anamnesis_projection_failing", "projection" => name).set(0.0);
+            failure.send_replace(None);
+            pause = config.retry_delay;
+        }
+        match stepped {
             Ok(Some(position)) => {
                 progress.send_if_modified(|p| advance(p, position));
-                if failure.borrow().is_some() {
-                    tracing::info!(projector = name, position, "projector recovered");
-                    metrics::gauge!("anamnesis_projection_failing", "projection" => name).set(0.0);
-                    failure.send_replace(None);
-                }
-                pause = config.retry_delay;
                 continue;
             }
             Ok(None) => {

@@ -111,8 +111,9 @@ impl TestServer {
             stop: Some(stop),
             task: Some(task),
         };
-        // Bound already; wait until it answers.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        // Bound already; wait until it answers ready, or say why not.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut last = String::from("no answer");
         loop {
             if let Ok(r) = server
                 .http
@@ -120,13 +121,22 @@ impl TestServer {
                 .send()
                 .await
             {
-                if r.status().is_success() {
+                let status = r.status();
+                if status.is_success() {
                     break;
                 }
+                last = format!("{status}: {}", r.text().await.unwrap_or_default());
+            }
+            if server.task.as_ref().is_some_and(|t| t.is_finished()) {
+                let mut server = server;
+                if let Some(task) = server.task.take() {
+                    task.await??;
+                }
+                anyhow::bail!("the server stopped before it was ready");
             }
             anyhow::ensure!(
                 tokio::time::Instant::now() < deadline,
-                "server did not become ready"
+                "server did not become ready within 60 s; /readyz said {last}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

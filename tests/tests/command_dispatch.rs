@@ -6,9 +6,9 @@
 use std::collections::HashMap;
 
 use anamnesis_commands::dispatch::{CommandBus, CommandError};
-use anamnesis_commands::repository::LogRepository;
 use anamnesis_commands::{Actor, EventLog, EventMetadata};
 use anamnesis_domain::patient::{DemographicsInput, Patient, PatientCommand, PatientError, Sex};
+use anamnesis_tests::cqrs_repository::LogRepository;
 use anamnesis_tests::db::{Backend, TestDb};
 use chrono::NaiveDate;
 use cqrs_es::persist::PersistedEventStore;

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use anamnesis_commands::{Actor, AppendRequest, Db, EventLog, EventMetadata, NewEvent};
+use anamnesis_domain::codec::StoredForm;
 use anamnesis_domain::patient::{BirthDate, Contact, Demographics, PatientEvent, PersonName, Sex};
 use anamnesis_tests::db::{Backend, TestDb};
 use anamnesis_tests::fixtures::*;
@@ -232,7 +233,7 @@ async fn an_event_a_projector_cannot_apply_stops_it_loudly(backend: Backend) -> 
         &s,
         &uuid::Uuid::now_v7().to_string(),
         "patient.registered",
-        json!({"PatientRegistered": {"demographics": {"name": "not a name"}, "user_id": null}}),
+        json!({"demographics": {"name": "not a name"}, "user_id": null}),
     )
     .await?;
 
@@ -333,13 +334,7 @@ async fn an_old_event_with_a_nul_still_projects_without_rewriting_the_log(
         user_id: None,
     };
     let id = uuid::Uuid::now_v7().to_string();
-    let position = append_raw(
-        &s,
-        &id,
-        "patient.registered",
-        serde_json::to_value(&legacy)?,
-    )
-    .await?;
+    let position = append_raw(&s, &id, "patient.registered", legacy.to_stored()?.payload).await?;
     let read = s
         .call(
             "GET",

@@ -56,8 +56,9 @@ pub(crate) async fn commit_batch(
             continue;
         }
         let current: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(max(sequence), 0) FROM events \
-             WHERE aggregate_type = $1 AND aggregate_id = $2",
+            "SELECT COALESCE((SELECT sequence FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = $2 \
+             ORDER BY sequence DESC LIMIT 1), 0)",
         )
         .bind(&r.aggregate_type)
         .bind(&r.aggregate_id)

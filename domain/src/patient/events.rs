@@ -25,10 +25,13 @@ pub struct Demographics {
     pub identifiers: Vec<Identifier>,
 }
 
-/// A fact about a patient record.
+/// A fact about a patient record. Stored under the stable names below
+/// (`crate::codec`), never the Rust variant names.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
 pub enum PatientEvent {
     /// The patient was registered.
+    #[serde(rename = "patient.registered")]
     PatientRegistered {
         /// Demographics at registration.
         demographics: Demographics,
@@ -36,11 +39,13 @@ pub enum PatientEvent {
         user_id: Option<Uuid>,
     },
     /// Demographics were replaced.
+    #[serde(rename = "patient.demographics_updated")]
     DemographicsUpdated {
         /// The new demographics.
         demographics: Demographics,
     },
     /// An allergy was recorded.
+    #[serde(rename = "patient.allergy_recorded")]
     AllergyRecorded {
         /// Its id within the record.
         allergy_id: Uuid,
@@ -48,11 +53,13 @@ pub enum PatientEvent {
         allergy: Allergy,
     },
     /// An allergy was removed from the record (entered in error, or refuted).
+    #[serde(rename = "patient.allergy_removed")]
     AllergyRemoved {
         /// Which one.
         allergy_id: Uuid,
     },
     /// A condition was added to the medical history.
+    #[serde(rename = "patient.condition_added")]
     ConditionAdded {
         /// Its id within the record.
         condition_id: Uuid,
@@ -60,6 +67,7 @@ pub enum PatientEvent {
         condition: Condition,
     },
     /// A condition resolved.
+    #[serde(rename = "patient.condition_resolved")]
     ConditionResolved {
         /// Which one.
         condition_id: Uuid,
@@ -67,11 +75,14 @@ pub enum PatientEvent {
         resolved_on: NaiveDate,
     },
     /// The patient died.
+    #[serde(rename = "patient.deceased")]
     PatientDeceased {
         /// Date of death.
         deceased_on: NaiveDate,
     },
 }
+
+impl crate::codec::StoredForm for PatientEvent {}
 
 impl DomainEvent for PatientEvent {
     fn event_type(&self) -> String {

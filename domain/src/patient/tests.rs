@@ -406,3 +406,61 @@ async fn a_condition_cannot_resolve_in_the_future() {
     .await
     .then_expect_error(PatientError::DateInTheFuture("resolved_on"));
 }
+
+#[test]
+fn every_event_is_stored_under_its_stable_name_and_reads_back() {
+    use crate::codec::StoredForm;
+    use cqrs_es::DomainEvent;
+    let demographics = match registered() {
+        PatientEvent::PatientRegistered { demographics, .. } => demographics,
+        _ => unreachable!(),
+    };
+    let events = vec![
+        registered(),
+        PatientEvent::DemographicsUpdated { demographics },
+        peanut_allergy(),
+        PatientEvent::AllergyRemoved {
+            allergy_id: Uuid::from_u128(3),
+        },
+        asthma_since_2001(),
+        PatientEvent::ConditionResolved {
+            condition_id: Uuid::from_u128(4),
+            resolved_on: day(2010, 1, 1),
+        },
+        deceased(),
+    ];
+    for event in events {
+        let stored = event.to_stored().unwrap();
+        assert_eq!(stored.event_type, event.event_type());
+        assert_eq!(stored.event_version, event.event_version());
+        // Only the fields: no Rust variant name in the payload.
+        assert!(
+            !stored.payload.to_string().contains("Patient"),
+            "{stored:?}"
+        );
+        let back = PatientEvent::from_stored(
+            &stored.event_type,
+            &stored.event_version,
+            &stored.payload.to_string(),
+        )
+        .unwrap();
+        assert_eq!(back, event);
+    }
+}
+
+#[test]
+fn an_unknown_version_is_refused_by_name() {
+    use crate::codec::{DecodeError, StoredForm};
+    let stored = peanut_allergy().to_stored().unwrap();
+    assert_eq!(
+        PatientEvent::from_stored("patient.allergy_recorded", "9", &stored.payload.to_string()),
+        Err(DecodeError::Unknown {
+            event_type: "patient.allergy_recorded".into(),
+            version: "9".into()
+        })
+    );
+    assert!(matches!(
+        PatientEvent::from_stored("patient.teleported", "1", "{}"),
+        Err(DecodeError::Unknown { .. })
+    ));
+}

@@ -67,10 +67,12 @@ pub enum UserCommand {
     Reactivate,
 }
 
-/// A fact about a user account.
+/// A fact about a user account, stored under the stable names below.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
 pub enum UserEvent {
     /// The account was created.
+    #[serde(rename = "user.created")]
     UserCreated {
         /// Its id.
         user_id: Uuid,
@@ -84,6 +86,7 @@ pub enum UserEvent {
         patient_id: Option<Uuid>,
     },
     /// A login succeeded and a session opened.
+    #[serde(rename = "user.login_succeeded")]
     LoginSucceeded {
         /// The session.
         session_id: Uuid,
@@ -91,6 +94,7 @@ pub enum UserEvent {
         at: DateTime<Utc>,
     },
     /// A login failed; `locked_until` is set when this failure locked the account.
+    #[serde(rename = "user.login_failed")]
     LoginFailed {
         /// When.
         at: DateTime<Utc>,
@@ -98,20 +102,26 @@ pub enum UserEvent {
         locked_until: Option<DateTime<Utc>>,
     },
     /// A session closed.
+    #[serde(rename = "user.session_ended")]
     SessionEnded {
         /// The session.
         session_id: Uuid,
     },
     /// The password was replaced; every open session ended.
+    #[serde(rename = "user.password_changed")]
     PasswordChanged {
         /// PHC-format hash of the new password.
         password_hash: String,
     },
     /// The account was deactivated.
+    #[serde(rename = "user.deactivated")]
     UserDeactivated,
     /// The account was reactivated.
+    #[serde(rename = "user.reactivated")]
     UserReactivated,
 }
+
+impl crate::codec::StoredForm for UserEvent {}
 
 impl DomainEvent for UserEvent {
     fn event_type(&self) -> String {

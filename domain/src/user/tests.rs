@@ -300,3 +300,35 @@ async fn a_deactivated_account_cannot_change_its_password() {
     .await
     .then_expect_error(UserError::Deactivated);
 }
+
+#[test]
+fn every_user_event_is_stored_under_its_stable_name_and_reads_back() {
+    use crate::codec::StoredForm;
+    let events = vec![
+        created(),
+        UserEvent::LoginSucceeded {
+            session_id: SESSION,
+            at: noon(),
+        },
+        failed(noon()),
+        UserEvent::SessionEnded {
+            session_id: SESSION,
+        },
+        UserEvent::PasswordChanged {
+            password_hash: "$argon2id$new".into(),
+        },
+        UserEvent::UserDeactivated,
+        UserEvent::UserReactivated,
+    ];
+    for event in events {
+        let stored = event.to_stored().unwrap();
+        assert_eq!(stored.event_type, event.event_type());
+        let back = UserEvent::from_stored(
+            &stored.event_type,
+            &stored.event_version,
+            &stored.payload.to_string(),
+        )
+        .unwrap();
+        assert_eq!(back, event);
+    }
+}

@@ -97,7 +97,7 @@ async fn baseline(db: &Db, args: &Args) -> anyhow::Result<Figures> {
 
 fn payload(i: u64) -> String {
     format!(
-        r#"{{"PatientRegistered":{{"demographics":{{"address":null,"birth_date":"1980-01-01","contact":{{"email":null,"phone":null}},"identifiers":[],"name":{{"family":"Bench","given":"N{i}"}},"sex":"unknown"}},"user_id":null}}}}"#
+        r#"{{"demographics":{{"address":null,"birth_date":"1980-01-01","contact":{{"email":null,"phone":null}},"identifiers":[],"name":{{"family":"Bench","given":"N{i}"}},"sex":"unknown"}},"user_id":null}}"#
     )
 }
 

@@ -131,6 +131,13 @@ async fn catch_up(client: &Client) -> anyhow::Result<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let user_count = args.users.unwrap_or(args.clients).max(1);
     let backend = match args.backend.as_str() {
         "postgres" => Backend::Postgres,
@@ -256,13 +263,17 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     };
+    // Identifiers are unique across patients: every registration of every
+    // phase gets a number of its own.
+    let registered = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000));
     let register = {
         let (client, doctor) = (client.clone(), doctor.clone());
-        move |i: u64| {
+        move |_: u64| {
             let (client, doctor) = (client.clone(), doctor.clone());
+            let i = registered.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             async move {
                 client
-                    .post("/v1/patients", Some(&doctor), patient(1_000_000 + i))
+                    .post("/v1/patients", Some(&doctor), patient(i))
                     .await
                     .map(|_| ())
             }

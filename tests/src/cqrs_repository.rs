@@ -1,6 +1,11 @@
-//! The log as a cqrs-es `PersistedEventRepository`, for code that wants the
-//! cqrs-es `PersistedEventStore`. Our own [`crate::dispatch::CommandBus`] uses
-//! the log directly because it needs the global position of what it appended.
+//! The log as a cqrs-es `PersistedEventRepository`: proof, in tests, that the
+//! log can stand behind cqrs-es's own `PersistedEventStore`. Nothing in the
+//! server uses it: the command bus uses the log directly, because it needs
+//! the global position of what it appended and claims unique keys.
+//!
+//! Payloads are kept in the log's stored form (`anamnesis_domain::codec`):
+//! cqrs-es serializes an adjacently tagged event, `{"type": …, "data": …}`;
+//! the tag goes to `event_type`, only the data is stored.
 //!
 //! Snapshots are not supported: a snapshot update is refused rather than
 //! silently dropped (cqrs-es 0.5's snapshot store applies events twice).
@@ -14,8 +19,9 @@ use cqrs_es::Aggregate;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::log::{
-    Actor, AppendError, AppendRequest, EventLog, EventMetadata, NewEvent, StoreError, StoredEvent,
+use anamnesis_commands::{
+    Actor, AppendError, AppendRequest, EventLog, EventMetadata, KeyChanges, NewEvent, StoreError,
+    StoredEvent,
 };
 
 /// Metadata keys promoted to columns of `events`.
@@ -66,9 +72,19 @@ pub fn serialized(e: &StoredEvent) -> Result<SerializedEvent, PersistenceError> 
         aggregate_type: e.aggregate_type.clone(),
         event_type: e.event_type.clone(),
         event_version: e.event_version.clone(),
-        payload: serde_json::from_str(&e.payload)?,
+        payload: tagged(&e.event_type, serde_json::from_str(&e.payload)?),
         metadata: serde_json::to_value(metadata)?,
     })
+}
+
+/// A stored payload as cqrs-es serializes the event: tagged with its type.
+fn tagged(event_type: &str, payload: Value) -> Value {
+    let mut tagged = serde_json::Map::new();
+    tagged.insert("type".into(), Value::String(event_type.to_owned()));
+    if !payload.is_null() {
+        tagged.insert("data".into(), payload);
+    }
+    Value::Object(tagged)
 }
 
 /// Splits cqrs-es metadata into the promoted columns and the rest.
@@ -151,13 +167,13 @@ impl PersistedEventRepository for LogRepository {
                 .map(|e| NewEvent {
                     event_type: e.event_type.clone(),
                     event_version: e.event_version.clone(),
-                    payload: e.payload.clone(),
+                    payload: e.payload.get("data").cloned().unwrap_or(Value::Null),
                 })
                 .collect(),
             metadata: metadata_of(first)?,
             // cqrs-es persists events without the aggregate's state: this
             // adapter cannot claim unique keys (the command bus does).
-            keys: crate::log::KeyChanges::default(),
+            keys: KeyChanges::default(),
         };
         match self.log.append(request).await {
             Ok(_) => Ok(()),
