@@ -78,6 +78,10 @@ async fn wait_for(progress: &mut watch::Receiver<i64>, at_least: i64) -> anyhow:
 }
 
 async fn killed_mid_stream(backend: Backend) -> anyhow::Result<()> {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let t = TestDb::new(backend).await?;
     let log = EventLog::open(t.db.clone()).await?;
     append_events(&log, "a", 300).await?;

@@ -314,7 +314,7 @@ async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) -> Opti
             }
             Some(format!("integrity: {detail}"))
         }
-        Err(error) if batch.len() > 1 => {
+        Err(error) if batch.len() > 1 && caused_by_data(&error) => {
             // Something in the batch made the whole transaction fail. Commit each
             // unit on its own so that one bad command fails alone.
             tracing::warn!(%error, units = batch.len(), "batch append failed; retrying its units one by one");
@@ -335,6 +335,28 @@ async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) -> Opti
             }
             Some(format!("append failed: {error}"))
         }
+    }
+}
+
+/// Whether a failed batch may have failed because of one unit's data (a
+/// constraint or a value the database refuses), so that committing each unit
+/// alone lets the others through. A database that does not answer, a lock
+/// that is not granted or a pool that times out fails every unit at once:
+/// retrying them one by one would only make each wait as long again.
+fn caused_by_data(error: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(e)) = error else {
+        return false;
+    };
+    use sqlx::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::UniqueViolation
+        | ErrorKind::ForeignKeyViolation
+        | ErrorKind::NotNullViolation
+        | ErrorKind::CheckViolation => true,
+        // Postgres classes 22 (data exception) and 23 (integrity constraint).
+        _ => e
+            .code()
+            .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
     }
 }
 
