@@ -103,6 +103,14 @@ if command -v psql >/dev/null 2>&1; then
   done
 fi
 
+# The OpenAPI document is checked by a real validator (a Python package).
+if ! python3 -c 'import openapi_spec_validator' >/dev/null 2>&1; then
+  say "installing openapi-spec-validator (PyPI)"
+  python3 -m pip install --quiet openapi-spec-validator >/dev/null 2>&1 ||
+    python3 -m pip install --quiet --break-system-packages openapi-spec-validator >/dev/null 2>&1 ||
+    fail "python3 with openapi-spec-validator is needed (pip install openapi-spec-validator)"
+fi
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 say "cargo clippy --all-targets -- -D warnings"

@@ -227,8 +227,33 @@ impl From<StoreError> for ApiError {
                         .into(),
                 }
             }
+            StoreError::Unavailable(cause) => {
+                tracing::warn!(%cause, "append refused: database unavailable");
+                ApiError::Unavailable {
+                    code: "database_unavailable",
+                    detail: "the database did not answer in time; retry shortly".into(),
+                }
+            }
+            StoreError::Database(e) if unavailable(&e) => {
+                tracing::warn!(error = %e, "database unavailable");
+                ApiError::Unavailable {
+                    code: "database_unavailable",
+                    detail: "the database did not answer in time; retry shortly".into(),
+                }
+            }
             other => ApiError::Internal(other.to_string()),
         }
+    }
+}
+
+/// A database failure that says nothing about the request: retrying later
+/// may work (503), unlike a bug (500).
+fn unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => true,
+        // lock_not_available (lock_timeout), SQLite busy/locked.
+        sqlx::Error::Database(d) => matches!(d.code().as_deref(), Some("55P03" | "5" | "6")),
+        _ => false,
     }
 }
 
@@ -315,8 +340,11 @@ impl From<LoginError> for ApiError {
                 code: "account_deactivated",
                 detail: "the account is deactivated",
             },
-            LoginError::Locked { until } => ApiError::Locked {
-                retry_after_seconds: (until - chrono::Utc::now()).num_seconds(),
+            // A locked account answers exactly as a wrong password does:
+            // the lock is not a way to learn that an account exists.
+            LoginError::Locked { .. } => ApiError::Unauthorized {
+                code: "invalid_credentials",
+                detail: "wrong username or password",
             },
             LoginError::Command(c) => c.into(),
         }
@@ -325,6 +353,6 @@ impl From<LoginError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        ApiError::Internal(e.to_string())
+        StoreError::Database(e).into()
     }
 }

@@ -27,6 +27,32 @@ use crate::state::{AppState, ProjectorHandle};
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The longest any request may take before it is answered `503
+/// deadline_exceeded`: a slow database or a held lock never leaves a client
+/// waiting without an answer. Longer than the read-your-writes wait (5 s).
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(15);
+
+/// Answers a request that ran past [`REQUEST_DEADLINE`]. The work it started
+/// is dropped: a command whose append was already queued may still commit
+/// (its client retries with the same `Idempotency-Key` once that exists).
+async fn deadline(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            metrics::counter!("anamnesis_http_deadline_exceeded_total").increment(1);
+            ApiError::Unavailable {
+                code: "deadline_exceeded",
+                detail: "the request took too long; retry shortly".into(),
+            }
+            .into_response()
+        }
+    }
+}
+
 /// Serves on `listener` until `shutdown` resolves, then stops the projectors
 /// and closes the database.
 pub async fn launch(
@@ -102,7 +128,8 @@ fn spawn_projector<P: Projector>(
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> axum::Router {
     let request_id = HeaderName::from_static("x-request-id");
-    let (api, doc) = crate::routes::api().split_for_parts();
+    let (api, mut doc) = crate::routes::api().split_for_parts();
+    crate::routes::finish(&mut doc);
     let doc = std::sync::Arc::new(doc);
     api.route(
         "/openapi.json",
@@ -119,6 +146,7 @@ pub fn router(state: AppState) -> axum::Router {
             detail: "this path does not take that method".into(),
         }
     })
+    .layer(axum::middleware::from_fn(deadline))
     .layer(axum::middleware::from_fn(crate::metrics::track))
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
     .layer(

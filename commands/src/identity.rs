@@ -243,6 +243,9 @@ impl Identity {
             return Err(LoginError::BadCredentials);
         };
         if let Some(until) = user.locked_at(now) {
+            // As slow as a wrong password, so the answer tells nothing.
+            verify_password(password, DECOY_HASH.clone()).await;
+            metrics::counter!("anamnesis_login_refused_locked_total").increment(1);
             return Err(LoginError::Locked { until });
         }
         let as_self = EventMetadata::by(Actor::new(

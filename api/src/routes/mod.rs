@@ -72,3 +72,34 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))
 }
+
+/// Completes the document the routes built: every response gets a
+/// description (OpenAPI requires one; a route that states none gets the
+/// status's reason phrase).
+pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    for item in doc.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for (status, response) in operation.responses.responses.iter_mut() {
+                if let RefOr::T(response) = response {
+                    if response.description.is_empty() {
+                        response.description = status
+                            .parse::<u16>()
+                            .ok()
+                            .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("Response")
+                            .to_owned();
+                    }
+                }
+            }
+        }
+    }
+}

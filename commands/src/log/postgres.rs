@@ -25,7 +25,8 @@ const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, 
 /// a third).
 ///
 /// Four round trips, the lock held for the last three:
-/// 1. `BEGIN` and lock the head row, in one simple query;
+/// 1. `BEGIN` and lock the head row, in one simple query (waiting at most
+///    5 s for the lock: a stuck holder fails appends, it does not hang them);
 /// 2. read the head and every stream's current sequence (a snapshot taken
 ///    after the lock, so it sees every earlier append);
 /// 3. insert the events, advance the head and NOTIFY, in one statement;
@@ -36,7 +37,9 @@ pub(crate) async fn commit_batch(
 ) -> Result<(Vec<UnitResult>, i64), StoreError> {
     let requests: Vec<&AppendRequest> = units.iter().flat_map(|u| u.iter()).collect();
     let mut tx = pool
-        .begin_with("BEGIN; SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE")
+        .begin_with(
+            "BEGIN; SET LOCAL lock_timeout = '5s'; SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE",
+        )
         .await?;
 
     let (types, ids): (Vec<&str>, Vec<&str>) = requests

@@ -197,6 +197,10 @@ pub enum StoreError {
     WriterStopped,
     #[error("the append transaction failed: {0}")]
     WriterFailed(String),
+    /// The database did not answer, or a lock was not granted in time:
+    /// nothing was written, and a retry later may succeed.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
     /// The log's head and its events disagree: something wrote to the log
     /// outside the append path. Appends stop until an operator resolves it.
     #[error("event log integrity: {0}")]

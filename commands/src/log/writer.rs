@@ -325,13 +325,15 @@ async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) -> Opti
             failure
         }
         Err(error) => {
-            tracing::error!(%error, "append failed");
+            tracing::error!(%error, units = batch.len(), "append failed");
+            let data = caused_by_data(&error);
             for pending in batch {
-                let _ = pending
-                    .reply
-                    .send(Err(AppendError::Store(StoreError::WriterFailed(
-                        error.to_string(),
-                    ))));
+                let failure = if data {
+                    StoreError::WriterFailed(error.to_string())
+                } else {
+                    StoreError::Unavailable(error.to_string())
+                };
+                let _ = pending.reply.send(Err(AppendError::Store(failure)));
             }
             Some(format!("append failed: {error}"))
         }
