@@ -199,9 +199,18 @@ fn command_failure<E: std::error::Error>(
             code: taken_code(scope),
             detail: "this value already belongs to another record".into(),
         },
+        CommandError::Busy => busy(),
         CommandError::Invalid(why) => ApiError::Internal(why.to_owned()),
         CommandError::Store(store) => store.into(),
         other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// Password hashing is saturated: come back in a second.
+fn busy() -> ApiError {
+    ApiError::Unavailable {
+        code: "busy",
+        detail: "too many logins at once; retry shortly".into(),
     }
 }
 
@@ -346,6 +355,7 @@ impl From<LoginError> for ApiError {
                 code: "invalid_credentials",
                 detail: "wrong username or password",
             },
+            LoginError::Busy(_) => busy(),
             LoginError::Command(c) => c.into(),
         }
     }

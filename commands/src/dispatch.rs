@@ -62,6 +62,7 @@ impl<E: std::error::Error> CommandError<E> {
             CommandError::Rejected(e) => CommandError::Rejected(f(e)),
             CommandError::Conflict => CommandError::Conflict,
             CommandError::Taken { scope } => CommandError::Taken { scope },
+            CommandError::Busy => CommandError::Busy,
             CommandError::Invalid(w) => CommandError::Invalid(w),
             CommandError::Unreadable { position, detail } => {
                 CommandError::Unreadable { position, detail }
@@ -84,6 +85,9 @@ pub enum CommandError<E: std::error::Error> {
     /// A unique value the command needs (an identifier) belongs to another record.
     #[error("a unique {scope} belongs to another record")]
     Taken { scope: &'static str },
+    /// A bounded resource (password hashing) is saturated; retry shortly.
+    #[error("the server is busy; retry shortly")]
+    Busy,
     /// The append was malformed (no actor, ...).
     #[error("{0}")]
     Invalid(&'static str),

@@ -28,8 +28,9 @@ static DECOY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 });
 
 /// Argon2 is CPU- and memory-bound by design: run at most one hash per core
-/// and queue the rest, rather than let a login storm start hundreds of
-/// blocking threads (each with 19 MiB) that thrash the machine.
+/// and queue a few more, rather than let a login storm start hundreds of
+/// blocking threads (each with 19 MiB) that thrash the machine, or queue
+/// without bound so that every login waits longer than any client will.
 fn hashing_slots() -> &'static tokio::sync::Semaphore {
     static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
     SLOTS.get_or_init(|| {
@@ -38,13 +39,55 @@ fn hashing_slots() -> &'static tokio::sync::Semaphore {
     })
 }
 
+/// Hashes waiting for a core beyond those running. About two seconds of
+/// work on two cores; more would only make every waiter late.
+const MAX_WAITING_HASHES: usize = 64;
+/// The longest a hash waits for a core before the request is turned away.
+const MAX_HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+static WAITING_HASHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Too many password hashes are queued: the caller should retry shortly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("password hashing is saturated; retry shortly")]
+pub struct Busy;
+
+/// Counts a waiter while it waits, however the wait ends.
+struct Waiting;
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        WAITING_HASHES.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// A core to hash on, or [`Busy`] at once when the queue is full and after
+/// [`MAX_HASH_WAIT`] otherwise.
+async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>, Busy> {
+    use std::sync::atomic::Ordering;
+    let slots = hashing_slots();
+    if let Ok(permit) = slots.try_acquire() {
+        return Ok(permit);
+    }
+    if WAITING_HASHES.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_HASHES {
+        WAITING_HASHES.fetch_sub(1, Ordering::AcqRel);
+        metrics::counter!("anamnesis_password_hashing_refused_total").increment(1);
+        return Err(Busy);
+    }
+    let _waiting = Waiting;
+    match tokio::time::timeout(MAX_HASH_WAIT, slots.acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => {
+            metrics::counter!("anamnesis_password_hashing_refused_total").increment(1);
+            Err(Busy)
+        }
+    }
+}
+
 /// Hashes a password with argon2id and a fresh salt.
 pub async fn hash_password(password: String) -> Result<String, CommandError<UserError>> {
     check_password(&password).map_err(CommandError::Rejected)?;
-    let _slot = hashing_slots()
-        .acquire()
-        .await
-        .map_err(|e| CommandError::Unserializable(format!("hashing queue closed: {e}")))?;
+    let _slot = hashing_slot().await.map_err(|_| CommandError::Busy)?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -57,11 +100,9 @@ pub async fn hash_password(password: String) -> Result<String, CommandError<User
 }
 
 /// Checks a password against a PHC hash.
-async fn verify_password(password: String, hash: String) -> bool {
-    let Ok(_slot) = hashing_slots().acquire().await else {
-        return false;
-    };
-    tokio::task::spawn_blocking(move || {
+async fn verify_password(password: String, hash: String) -> Result<bool, Busy> {
+    let _slot = hashing_slot().await?;
+    Ok(tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
             .map(|parsed| {
                 Argon2::default()
@@ -71,7 +112,7 @@ async fn verify_password(password: String, hash: String) -> bool {
             .unwrap_or(false)
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false))
 }
 
 /// A new account's details, as requested.
@@ -101,6 +142,8 @@ pub enum LoginError {
     Locked { until: DateTime<Utc> },
     #[error("the account is deactivated")]
     Deactivated,
+    #[error(transparent)]
+    Busy(#[from] Busy),
     #[error(transparent)]
     Command(#[from] CommandError<UserError>),
 }
@@ -236,7 +279,7 @@ impl Identity {
             let decoy = tokio::task::spawn_blocking(|| DECOY_HASH.clone())
                 .await
                 .unwrap_or_default();
-            verify_password(password, decoy).await;
+            verify_password(password, decoy).await?;
             return Err(LoginError::BadCredentials);
         };
         let Some(account) = user.account().cloned() else {
@@ -244,7 +287,7 @@ impl Identity {
         };
         if let Some(until) = user.locked_at(now) {
             // As slow as a wrong password, so the answer tells nothing.
-            verify_password(password, DECOY_HASH.clone()).await;
+            verify_password(password, DECOY_HASH.clone()).await?;
             metrics::counter!("anamnesis_login_refused_locked_total").increment(1);
             return Err(LoginError::Locked { until });
         }
@@ -253,7 +296,7 @@ impl Identity {
             account.role.as_str(),
         ));
         let stream = account.username.as_str().to_owned();
-        if !verify_password(password, account.password_hash.clone()).await {
+        if !verify_password(password, account.password_hash.clone()).await? {
             self.bus
                 .execute::<User>(
                     &stream,
@@ -309,7 +352,7 @@ impl Identity {
         let Some(account) = user.account().cloned() else {
             return Err(LoginError::BadCredentials);
         };
-        if !verify_password(current, account.password_hash.clone()).await {
+        if !verify_password(current, account.password_hash.clone()).await? {
             return Err(LoginError::BadCredentials);
         }
         let password_hash = hash_password(new).await?;

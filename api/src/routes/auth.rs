@@ -25,8 +25,8 @@ pub struct LoginRequest {
 /// Log in with a username and password.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = TokenPair),
-              (status = 401, description = "wrong credentials or deactivated", body = Problem),
-              (status = 429, description = "locked after repeated failures", body = Problem)))]
+              (status = 401, description = "wrong credentials, a locked account, or deactivated", body = Problem),
+              (status = 503, description = "too many logins at once: retry after `Retry-After` seconds", body = Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     Body(req): Body<LoginRequest>,
