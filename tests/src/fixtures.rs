@@ -100,3 +100,38 @@ pub async fn patient_account(
 pub fn at(position: &Reply) -> Vec<(&'static str, String)> {
     vec![("X-Min-Position", position.body["position"].to_string())]
 }
+
+/// Records an allergy on `patient_id` as `token`.
+pub async fn record_allergy(
+    s: &TestServer,
+    token: &str,
+    patient_id: &str,
+    allergy: Value,
+) -> anyhow::Result<Reply> {
+    s.call(
+        "POST",
+        &format!("/v1/patients/{patient_id}/allergies"),
+        Some(token),
+        Some(allergy),
+        &[],
+    )
+    .await
+}
+
+/// Reads a patient as `token`, after the position `after` answered (if any).
+pub async fn read_patient(
+    s: &TestServer,
+    token: &str,
+    patient_id: &str,
+    after: Option<&Reply>,
+) -> anyhow::Result<Reply> {
+    let headers = after.map(at).unwrap_or_default();
+    s.call(
+        "GET",
+        &format!("/v1/patients/{patient_id}"),
+        Some(token),
+        None,
+        &headers,
+    )
+    .await
+}

@@ -197,25 +197,15 @@ async fn nul_and_control_characters_are_refused_and_the_read_model_keeps_up(
     assert_eq!(read.status, 200, "{read:?}");
     assert_eq!(read.body["family_name"], "Sklodowska");
     // A life-threatening allergy recorded now shows on the next read.
-    let allergy = s
-        .call(
-            "POST",
-            &format!("/v1/patients/{marie_id}/allergies"),
-            Some(&doctor),
-            Some(json!({"substance": "Latex", "reaction": "anaphylaxis,\nintubated", "severity": "life_threatening"})),
-            &[],
-        )
-        .await?;
+    let allergy = record_allergy(
+        &s,
+        &doctor,
+        marie_id,
+        json!({"substance": "Latex", "reaction": "anaphylaxis,\nintubated", "severity": "life_threatening"}),
+    )
+    .await?;
     assert_eq!(allergy.status, 201, "{allergy:?}");
-    let read = s
-        .call(
-            "GET",
-            &format!("/v1/patients/{marie_id}"),
-            Some(&doctor),
-            None,
-            &at(&allergy),
-        )
-        .await?;
+    let read = read_patient(&s, &doctor, marie_id, Some(&allergy)).await?;
     assert_eq!(
         read.body["allergies"][0]["reaction"],
         "anaphylaxis,\nintubated"
@@ -936,25 +926,10 @@ async fn least_privilege_role() -> anyhow::Result<()> {
         let admin = admin(&s).await?;
         let doctor = user(&s, &admin, "dr.house", "doctor").await?;
         let (_, marie_id) = patient_account(&s, "marie", "Curie").await?;
-        let allergy = s
-            .call(
-                "POST",
-                &format!("/v1/patients/{marie_id}/allergies"),
-                Some(&doctor),
-                Some(json!({"substance": "Latex", "reaction": "rash", "severity": "mild"})),
-                &[],
-            )
-            .await?;
+        let latex = json!({"substance": "Latex", "reaction": "rash", "severity": "mild"});
+        let allergy = record_allergy(&s, &doctor, &marie_id, latex).await?;
         assert_eq!(allergy.status, 201, "{allergy:?}");
-        let read = s
-            .call(
-                "GET",
-                &format!("/v1/patients/{marie_id}"),
-                Some(&doctor),
-                None,
-                &at(&allergy),
-            )
-            .await?;
+        let read = read_patient(&s, &doctor, &marie_id, Some(&allergy)).await?;
         assert_eq!(read.status, 200, "{read:?}");
         assert_eq!(readyz(&s).await?.status, 200);
 
