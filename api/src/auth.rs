@@ -20,8 +20,11 @@ use crate::state::AppState;
 
 /// Seconds an access token lives.
 pub const ACCESS_TTL: i64 = 15 * 60;
-/// Seconds a refresh token lives.
-pub const REFRESH_TTL: i64 = 12 * 60 * 60;
+/// Seconds a refresh token lives: as long as its session
+/// (`anamnesis_domain::user::session_lifetime`).
+pub fn refresh_ttl() -> i64 {
+    anamnesis_domain::user::session_lifetime().num_seconds()
+}
 /// The key file kept in the data directory when no key is configured.
 pub const KEY_FILE: &str = "token.key";
 /// Who issues our tokens (`iss`).
@@ -162,7 +165,7 @@ impl Tokens {
             access_token: make(Kind::Access, ACCESS_TTL)?,
             token_type: "Bearer",
             expires_in: ACCESS_TTL,
-            refresh_token: make(Kind::Refresh, REFRESH_TTL)?,
+            refresh_token: make(Kind::Refresh, refresh_ttl())?,
         })
     }
 

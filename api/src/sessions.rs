@@ -89,7 +89,7 @@ impl Sessions {
         let (user, _, _) = self.bus.load::<User>(username).await?;
         let open = Open {
             active: user.account().is_some() && user.is_active(),
-            sessions: user.sessions().clone(),
+            sessions: user.sessions().collect(),
         };
         if following {
             let mut cache = self.lock();

@@ -3,7 +3,7 @@
 mod error;
 mod values;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
@@ -16,6 +16,11 @@ pub use values::{check_password, Role, Username};
 
 /// Consecutive failed logins that lock an account.
 pub const MAX_FAILED_LOGINS: u32 = 5;
+
+/// How long a session lasts at most (its refresh token's lifetime).
+pub fn session_lifetime() -> Duration {
+    Duration::hours(12)
+}
 
 /// How long a locked account stays locked after the last failure.
 pub fn lockout() -> Duration {
@@ -149,7 +154,10 @@ pub struct User {
     active: bool,
     failed_logins: u32,
     locked_until: Option<DateTime<Utc>>,
-    sessions: BTreeSet<Uuid>,
+    /// Open sessions and when each was opened. Sessions older than
+    /// [`session_lifetime`] drop out at the next login, so the set stays as
+    /// small as the logins of one lifetime.
+    sessions: BTreeMap<Uuid, DateTime<Utc>>,
 }
 
 /// What was fixed at creation.
@@ -184,13 +192,13 @@ impl User {
     }
 
     /// The open sessions.
-    pub fn sessions(&self) -> &BTreeSet<Uuid> {
-        &self.sessions
+    pub fn sessions(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.sessions.keys().copied()
     }
 
     /// Whether `session_id` is open.
     pub fn has_session(&self, session_id: Uuid) -> bool {
-        self.sessions.contains(&session_id)
+        self.sessions.contains_key(&session_id)
     }
 
     fn decide(&self, command: UserCommand) -> Result<UserEvent, UserError> {
@@ -236,7 +244,7 @@ impl User {
                 Ok(UserEvent::LoginFailed { at, locked_until })
             }
             UserCommand::EndSession { session_id } => {
-                if !self.sessions.contains(&session_id) {
+                if !self.sessions.contains_key(&session_id) {
                     return Err(UserError::UnknownSession);
                 }
                 Ok(UserEvent::SessionEnded { session_id })
@@ -299,10 +307,12 @@ impl Aggregate for User {
                 });
                 self.active = true;
             }
-            UserEvent::LoginSucceeded { session_id, .. } => {
+            UserEvent::LoginSucceeded { session_id, at } => {
                 self.failed_logins = 0;
                 self.locked_until = None;
-                self.sessions.insert(session_id);
+                self.sessions.insert(session_id, at);
+                let expired = at - session_lifetime();
+                self.sessions.retain(|_, opened| *opened > expired);
             }
             UserEvent::LoginFailed { locked_until, .. } => match locked_until {
                 // A lock starts the count afresh for when it lifts.

@@ -332,3 +332,17 @@ fn every_user_event_is_stored_under_its_stable_name_and_reads_back() {
         assert_eq!(back, event);
     }
 }
+
+#[tokio::test]
+async fn sessions_older_than_their_lifetime_drop_out_at_the_next_login() {
+    let old = Uuid::from_u128(20);
+    let opened = |session_id, at| UserEvent::LoginSucceeded { session_id, at };
+    let later = noon() + session_lifetime() + Duration::minutes(1);
+    let mut user = User::default();
+    for e in [created(), opened(old, noon()), opened(SESSION, later)] {
+        user.apply(e);
+    }
+    assert!(!user.has_session(old));
+    assert!(user.has_session(SESSION));
+    assert_eq!(user.sessions().count(), 1);
+}

@@ -1,0 +1,83 @@
+//! The two migration folders describe one schema: the same tables, the same
+//! columns and the same explicitly created indexes on Postgres and SQLite, so
+//! that the folders cannot drift apart unnoticed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::collections::BTreeSet;
+
+use anamnesis_commands::Db;
+use anamnesis_tests::db::{Backend, TestDb};
+
+/// (table, column) pairs and index names.
+type Shape = (BTreeSet<(String, String)>, BTreeSet<String>);
+
+async fn shape(db: &Db) -> anyhow::Result<Shape> {
+    Ok(match db {
+        Db::Postgres(p) => {
+            let columns: Vec<(String, String)> = sqlx::query_as(
+                "SELECT table_name::text, column_name::text FROM information_schema.columns \
+                 WHERE table_schema = 'public' AND table_name <> '_sqlx_migrations'",
+            )
+            .fetch_all(p)
+            .await?;
+            // Indexes created by CREATE INDEX, not those backing a constraint.
+            let indexes: Vec<String> = sqlx::query_scalar(
+                "SELECT indexname::text FROM pg_indexes WHERE schemaname = 'public' \
+                 AND indexname NOT IN (SELECT conname FROM pg_constraint)",
+            )
+            .fetch_all(p)
+            .await?;
+            (columns.into_iter().collect(), indexes.into_iter().collect())
+        }
+        Db::Sqlite(p) => {
+            let tables: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'table' \
+                 AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations'",
+            )
+            .fetch_all(p)
+            .await?;
+            let mut columns = BTreeSet::new();
+            for table in tables {
+                let names: Vec<String> =
+                    sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                        .bind(&table)
+                        .fetch_all(p)
+                        .await?;
+                columns.extend(names.into_iter().map(|c| (table.clone(), c)));
+            }
+            let indexes: Vec<String> = sqlx::query_scalar(
+                "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL",
+            )
+            .fetch_all(p)
+            .await?;
+            (columns, indexes.into_iter().collect())
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_and_sqlite_migrate_to_the_same_tables_columns_and_indexes() {
+    let postgres = TestDb::new(Backend::Postgres).await.unwrap();
+    let sqlite = TestDb::new(Backend::Sqlite).await.unwrap();
+    let (pg_columns, pg_indexes) = shape(&postgres.db).await.unwrap();
+    let (lite_columns, lite_indexes) = shape(&sqlite.db).await.unwrap();
+    postgres.cleanup().await.unwrap();
+    sqlite.cleanup().await.unwrap();
+    assert!(pg_columns.len() > 20, "{pg_columns:?}");
+    assert_eq!(
+        pg_columns
+            .symmetric_difference(&lite_columns)
+            .collect::<Vec<_>>(),
+        Vec::<&(String, String)>::new(),
+        "columns on one backend only"
+    );
+    assert!(!pg_indexes.is_empty());
+    assert_eq!(
+        pg_indexes
+            .symmetric_difference(&lite_indexes)
+            .collect::<Vec<_>>(),
+        Vec::<&String>::new(),
+        "indexes on one backend only"
+    );
+}
