@@ -196,6 +196,14 @@ impl Tokens {
         })
     }
 
+    /// The user id of a valid access token, for scoping per-user state
+    /// (idempotency keys); `None` for anything else.
+    pub fn subject(&self, token: &str) -> Option<String> {
+        self.check(token, Kind::Access)
+            .ok()
+            .map(|p| p.user_id.to_string())
+    }
+
     /// The principal of a refresh token (its session is checked by the caller).
     pub fn check_refresh(&self, token: &str) -> Result<Principal, ApiError> {
         self.check(token, Kind::Refresh)

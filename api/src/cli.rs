@@ -121,6 +121,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
             let metadata = EventMetadata::by(Actor::new(format!("cli:{operator}"), "operator"));
             let account = NewAccount {
+                user_id: uuid::Uuid::now_v7(),
                 username: username.clone(),
                 password,
                 role,

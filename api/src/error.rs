@@ -70,6 +70,9 @@ pub enum ApiError {
     NotCaughtUp { position: i64, reached: i64 },
     /// 500: logged, never detailed to the client.
     Internal(String),
+    /// Not a failure: a command with this idempotency key committed before;
+    /// answered with its first outcome.
+    Replay(anamnesis_commands::Outcome),
 }
 
 impl ApiError {
@@ -89,6 +92,7 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Replay(o) => StatusCode::from_u16(o.status).unwrap_or(StatusCode::OK),
         }
     }
 
@@ -129,6 +133,7 @@ impl ApiError {
                 )),
             ),
             ApiError::Internal(_) => ("internal", None, None),
+            ApiError::Replay(_) => ("replayed", None, None),
         }
     }
 
@@ -144,6 +149,9 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let ApiError::Replay(outcome) = &self {
+            return crate::idempotency::replay(outcome);
+        }
         let status = self.status_code();
         if let ApiError::Internal(cause) = &self {
             tracing::error!(%cause, "internal error");
@@ -200,6 +208,7 @@ fn command_failure<E: std::error::Error>(
             detail: "this value already belongs to another record".into(),
         },
         CommandError::Busy => busy(),
+        CommandError::Repeated(outcome) => ApiError::Replay(outcome),
         CommandError::Invalid(why) => ApiError::Internal(why.to_owned()),
         CommandError::Store(store) => store.into(),
         other => ApiError::Internal(other.to_string()),

@@ -146,6 +146,10 @@ pub fn router(state: AppState) -> axum::Router {
             detail: "this path does not take that method".into(),
         }
     })
+    .layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        crate::idempotency::middleware,
+    ))
     .layer(axum::middleware::from_fn(deadline))
     .layer(axum::middleware::from_fn(crate::metrics::track))
     .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -50,6 +50,7 @@ fn failure<E: std::error::Error>(e: AppendError) -> CommandError<E> {
     match e {
         AppendError::Conflict { .. } => CommandError::Conflict,
         AppendError::Taken { scope } => CommandError::Taken { scope },
+        AppendError::Repeated(outcome) => CommandError::Repeated(outcome),
         AppendError::Invalid(why) => CommandError::Invalid(why),
         AppendError::Store(e) => CommandError::Store(e),
     }
@@ -63,6 +64,7 @@ impl<E: std::error::Error> CommandError<E> {
             CommandError::Conflict => CommandError::Conflict,
             CommandError::Taken { scope } => CommandError::Taken { scope },
             CommandError::Busy => CommandError::Busy,
+            CommandError::Repeated(o) => CommandError::Repeated(o),
             CommandError::Invalid(w) => CommandError::Invalid(w),
             CommandError::Unreadable { position, detail } => {
                 CommandError::Unreadable { position, detail }
@@ -85,6 +87,10 @@ pub enum CommandError<E: std::error::Error> {
     /// A unique value the command needs (an identifier) belongs to another record.
     #[error("a unique {scope} belongs to another record")]
     Taken { scope: &'static str },
+    /// A command with the same idempotency key already committed; this is
+    /// what it answered, and nothing was appended.
+    #[error("a command with this idempotency key already committed")]
+    Repeated(crate::log::Outcome),
     /// A bounded resource (password hashing) is saturated; retry shortly.
     #[error("the server is busy; retry shortly")]
     Busy,

@@ -118,6 +118,8 @@ async fn verify_password(password: String, hash: String) -> Result<bool, Busy> {
 /// A new account's details, as requested.
 #[derive(Debug, Clone)]
 pub struct NewAccount {
+    /// The account's id, chosen by the caller (it answers with it).
+    pub user_id: Uuid,
     pub username: String,
     pub password: String,
     pub role: Role,
@@ -185,7 +187,7 @@ impl Identity {
     ) -> Result<(Uuid, Executed), CommandError<UserError>> {
         let username = Username::parse(&account.username).map_err(CommandError::Rejected)?;
         let password_hash = hash_password(account.password).await?;
-        let user_id = Uuid::now_v7();
+        let user_id = account.user_id;
         let command = UserCommand::Create {
             user_id,
             username: username.clone(),
@@ -210,6 +212,8 @@ impl Identity {
         password: String,
         demographics: DemographicsInput,
         today: chrono::NaiveDate,
+        (user_id, patient_id): (Uuid, Uuid),
+        idempotency: Option<crate::log::Idempotency>,
     ) -> Result<Registered, CommandError<RegistrationError>> {
         let rejected = |e: RegistrationError| CommandError::Rejected(e);
         // Every check that needs no database, before the slow hash.
@@ -219,8 +223,9 @@ impl Identity {
         let password_hash = hash_password(password)
             .await
             .map_err(|e| e.map_rejected(RegistrationError::User))?;
-        let (user_id, patient_id) = (Uuid::now_v7(), Uuid::now_v7());
-        let metadata = EventMetadata::by(Actor::new(user_id.to_string(), Role::Patient.as_str()));
+        let mut metadata =
+            EventMetadata::by(Actor::new(user_id.to_string(), Role::Patient.as_str()));
+        metadata.idempotency = idempotency;
         let create = UserCommand::Create {
             user_id,
             username: username.clone(),

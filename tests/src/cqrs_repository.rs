@@ -101,6 +101,7 @@ fn metadata_of(event: &SerializedEvent) -> Result<EventMetadata, PersistenceErro
         correlation_id: parse_id(map.remove(CORRELATION_ID))?,
         causation_id: parse_id(map.remove(CAUSATION_ID))?,
         extra: map,
+        idempotency: None,
     })
 }
 
@@ -180,6 +181,7 @@ impl PersistedEventRepository for LogRepository {
             Err(AppendError::Conflict { .. }) => Err(PersistenceError::OptimisticLockError),
             Err(AppendError::Invalid(why)) => Err(unknown(Refused(why))),
             Err(AppendError::Taken { .. }) => Err(unknown(Refused("a unique key is taken"))),
+            Err(AppendError::Repeated(_)) => Err(unknown(Refused("already committed"))),
             Err(AppendError::Store(e)) => Err(store_error(e)),
         }
     }

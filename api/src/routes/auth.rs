@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
-use anamnesis_commands::EventMetadata;
 use anamnesis_domain::user::UserCommand;
 
 use super::patients::PatientInput;
@@ -13,6 +12,7 @@ use super::Accepted;
 use crate::auth::{Principal, TokenPair};
 use crate::error::{ApiError, Problem};
 use crate::extract::Body;
+use crate::idempotency::{Key, RequestKey};
 use crate::state::AppState;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -73,7 +73,13 @@ pub async fn refresh(
 /// End the current session: its refresh token stops working.
 #[utoipa::path(post, path = "/v1/auth/logout", tag = "auth", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = Problem)))]
-pub async fn logout(State(state): State<AppState>, who: Principal) -> Result<StatusCode, ApiError> {
+pub async fn logout(
+    State(state): State<AppState>,
+    who: Principal,
+    key: RequestKey,
+) -> Result<StatusCode, ApiError> {
+    let session = who.session_id.to_string();
+    let metadata = Key::metadata(key.0.as_ref(), &who, StatusCode::NO_CONTENT, &session);
     state
         .identity()
         .execute(
@@ -81,7 +87,7 @@ pub async fn logout(State(state): State<AppState>, who: Principal) -> Result<Sta
             UserCommand::EndSession {
                 session_id: who.session_id,
             },
-            &EventMetadata::by(who.actor()),
+            &metadata,
         )
         .await?;
     state.sessions().invalidate(&who.username);
@@ -106,15 +112,18 @@ pub struct PasswordChange {
 pub async fn change_password(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Body(req): Body<PasswordChange>,
 ) -> Result<StatusCode, ApiError> {
+    let id = who.user_id.to_string();
+    let metadata = Key::metadata(key.0.as_ref(), &who, StatusCode::NO_CONTENT, &id);
     let done = state
         .identity()
         .change_password(
             &who.username,
             req.current_password,
             req.new_password,
-            &EventMetadata::by(who.actor()),
+            &metadata,
         )
         .await;
     state.sessions().invalidate(&who.username);
@@ -138,9 +147,14 @@ pub struct RegisterRequest {
               (status = 422, body = Problem)))]
 pub async fn register(
     State(state): State<AppState>,
+    key: RequestKey,
     Body(req): Body<RegisterRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let today = chrono::Utc::now().date_naive();
+    let (user_id, patient_id) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let recorded = key
+        .0
+        .map(|k| k.recorded(StatusCode::CREATED, &patient_id.to_string()));
     let done = state
         .identity()
         .register_patient(
@@ -148,6 +162,8 @@ pub async fn register(
             req.password,
             req.patient.into_command(),
             today,
+            (user_id, patient_id),
+            recorded,
         )
         .await?;
     Ok((

@@ -8,7 +8,6 @@ use chrono::{NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use anamnesis_commands::EventMetadata;
 use anamnesis_domain::patient::{
     AddressInput, DemographicsInput, Patient, PatientCommand, Severity, Sex,
 };
@@ -18,6 +17,7 @@ use super::Accepted;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::extract::{iso_date, iso_date_opt, parse_iso_date, Body, MinPosition};
+use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, View};
 use crate::state::AppState;
 
@@ -92,20 +92,19 @@ fn today() -> NaiveDate {
     Utc::now().date_naive()
 }
 
+/// Runs `command` on patient `id` as `who`; a request's idempotency key
+/// goes with it, recorded as answering `status` with `result_id`.
 async fn run(
     state: &AppState,
-    who: &Principal,
+    (who, key): (&Principal, &RequestKey),
     id: Uuid,
     command: PatientCommand,
+    (status, result_id): (StatusCode, Uuid),
 ) -> Result<i64, ApiError> {
+    let metadata = Key::metadata(key.0.as_ref(), who, status, &result_id.to_string());
     let done = state
         .bus()
-        .execute::<Patient>(
-            &id.to_string(),
-            command,
-            &(),
-            &EventMetadata::by(who.actor()),
-        )
+        .execute::<Patient>(&id.to_string(), command, &(), &metadata)
         .await?;
     Ok(done.position)
 }
@@ -118,6 +117,7 @@ async fn run(
 pub async fn register_patient(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Body(input): Body<PatientInput>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     authorize(&who, Action::RegisterPatient, None)?;
@@ -134,7 +134,7 @@ pub async fn register_patient(
             &id.to_string(),
             command,
             &(),
-            &EventMetadata::by(who.actor()),
+            &Key::metadata(key.0.as_ref(), &who, StatusCode::CREATED, &id.to_string()),
         )
         .await?;
     let position = done.position;
@@ -302,6 +302,7 @@ pub async fn get_patient(
 pub async fn update_demographics(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Path(id): Path<String>,
     Body(input): Body<PatientInput>,
 ) -> Result<Json<Accepted>, ApiError> {
@@ -311,7 +312,7 @@ pub async fn update_demographics(
         demographics: input.into_command(),
         today: today(),
     };
-    let position = run(&state, &who, id, command).await?;
+    let position = run(&state, (&who, &key), id, command, (StatusCode::OK, id)).await?;
     Ok(Json(Accepted {
         id: id.to_string(),
         position,
@@ -336,6 +337,7 @@ pub struct AllergyBody {
 pub async fn record_allergy(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Path(id): Path<String>,
     Body(body): Body<AllergyBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -348,7 +350,8 @@ pub async fn record_allergy(
         reaction: body.reaction,
         severity: body.severity,
     };
-    let position = run(&state, &who, id, command).await?;
+    let answer = (StatusCode::CREATED, allergy_id);
+    let position = run(&state, (&who, &key), id, command, answer).await?;
     Ok((
         StatusCode::CREATED,
         Json(Accepted {
@@ -365,18 +368,15 @@ pub async fn record_allergy(
 pub async fn remove_allergy(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Path((id, allergy_id)): Path<(String, String)>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = patient_id(&id)?;
     authorize(&who, Action::RemoveAllergy, Some(id))?;
     let allergy_id = patient_id(&allergy_id)?;
-    let position = run(
-        &state,
-        &who,
-        id,
-        PatientCommand::RemoveAllergy { allergy_id },
-    )
-    .await?;
+    let command = PatientCommand::RemoveAllergy { allergy_id };
+    let answer = (StatusCode::OK, allergy_id);
+    let position = run(&state, (&who, &key), id, command, answer).await?;
     Ok(Json(Accepted {
         id: allergy_id.to_string(),
         position,
@@ -403,6 +403,7 @@ pub struct ConditionBody {
 pub async fn add_condition(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Path(id): Path<String>,
     Body(body): Body<ConditionBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
@@ -416,7 +417,8 @@ pub async fn add_condition(
         onset: body.onset,
         today: today(),
     };
-    let position = run(&state, &who, id, command).await?;
+    let answer = (StatusCode::CREATED, condition_id);
+    let position = run(&state, (&who, &key), id, command, answer).await?;
     Ok((
         StatusCode::CREATED,
         Json(Accepted {
@@ -444,6 +446,7 @@ pub struct ResolveBody {
 pub async fn resolve_condition(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Path((id, condition_id)): Path<(String, String)>,
     Body(body): Body<ResolveBody>,
 ) -> Result<Json<Accepted>, ApiError> {
@@ -455,7 +458,8 @@ pub async fn resolve_condition(
         resolved_on: body.resolved_on,
         today: today(),
     };
-    let position = run(&state, &who, id, command).await?;
+    let answer = (StatusCode::OK, condition_id);
+    let position = run(&state, (&who, &key), id, command, answer).await?;
     Ok(Json(Accepted {
         id: condition_id.to_string(),
         position,
@@ -479,6 +483,7 @@ pub struct DeceasedBody {
 pub async fn mark_deceased(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Path(id): Path<String>,
     Body(body): Body<DeceasedBody>,
 ) -> Result<Json<Accepted>, ApiError> {
@@ -488,7 +493,7 @@ pub async fn mark_deceased(
         deceased_on: body.deceased_on,
         today: today(),
     };
-    let position = run(&state, &who, id, command).await?;
+    let position = run(&state, (&who, &key), id, command, (StatusCode::OK, id)).await?;
     Ok(Json(Accepted {
         id: id.to_string(),
         position,

@@ -6,13 +6,13 @@ use axum::Json;
 use serde::Deserialize;
 
 use anamnesis_commands::identity::NewAccount;
-use anamnesis_commands::EventMetadata;
 use anamnesis_domain::user::{Role, UserCommand, Username};
 
 use super::Accepted;
 use crate::auth::Principal;
 use crate::error::{user_rule, ApiError, Problem};
 use crate::extract::Body;
+use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action};
 use crate::state::AppState;
 
@@ -33,6 +33,7 @@ pub struct CreateUserRequest {
 pub async fn create_user(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Body(req): Body<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     authorize(&who, Action::ManageUsers, None)?;
@@ -44,16 +45,21 @@ pub async fn create_user(
             "patient accounts are created by POST /v1/auth/register",
         ));
     }
+    let user_id = uuid::Uuid::now_v7();
     let account = NewAccount {
+        user_id,
         username: req.username,
         password: req.password,
         role,
         patient_id: None,
     };
-    let (user_id, done) = state
-        .identity()
-        .create(account, &EventMetadata::by(who.actor()))
-        .await?;
+    let metadata = Key::metadata(
+        key.0.as_ref(),
+        &who,
+        StatusCode::CREATED,
+        &user_id.to_string(),
+    );
+    let (user_id, done) = state.identity().create(account, &metadata).await?;
     Ok((
         StatusCode::CREATED,
         Json(Accepted {
@@ -65,14 +71,15 @@ pub async fn create_user(
 
 async fn set_active(
     state: &AppState,
-    who: &Principal,
+    (who, key): (&Principal, RequestKey),
     username: &str,
     command: UserCommand,
 ) -> Result<Json<Accepted>, ApiError> {
     authorize(who, Action::ManageUsers, None)?;
+    let metadata = Key::metadata(key.0.as_ref(), who, StatusCode::OK, username);
     let done = state
         .identity()
-        .execute(username, command, &EventMetadata::by(who.actor()))
+        .execute(username, command, &metadata)
         .await?;
     // The account's sessions end on this instance before the answer; other
     // instances learn it from the log.
@@ -92,9 +99,10 @@ async fn set_active(
 pub async fn deactivate(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Path(username): Path<String>,
 ) -> Result<Json<Accepted>, ApiError> {
-    set_active(&state, &who, &username, UserCommand::Deactivate).await
+    set_active(&state, (&who, key), &username, UserCommand::Deactivate).await
 }
 
 /// Let a deactivated account log in again (admins only).
@@ -104,7 +112,8 @@ pub async fn deactivate(
 pub async fn reactivate(
     State(state): State<AppState>,
     who: Principal,
+    key: RequestKey,
     Path(username): Path<String>,
 ) -> Result<Json<Accepted>, ApiError> {
-    set_active(&state, &who, &username, UserCommand::Reactivate).await
+    set_active(&state, (&who, key), &username, UserCommand::Reactivate).await
 }

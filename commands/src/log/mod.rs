@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use crate::database::Db;
 pub use anamnesis_domain::codec::describe_json_error;
 pub use types::{
-    Actor, AppendError, AppendRequest, Appended, EventMetadata, KeyChanges, NewEvent, StoreError,
-    StoredEvent, UniqueKey,
+    Actor, AppendError, AppendRequest, Appended, EventMetadata, Idempotency, KeyChanges, NewEvent,
+    Outcome, StoreError, StoredEvent, UniqueKey,
 };
 
 /// A handle on the log. Cheap to clone; the writer task stops when the last
@@ -191,6 +191,25 @@ impl EventLog {
                     .await?
             }
         })
+    }
+
+    /// What the command recorded under idempotency key `key` answered, if
+    /// one committed.
+    pub async fn idempotent_outcome(&self, key: &[u8]) -> Result<Option<Outcome>, StoreError> {
+        let sql = "SELECT request_hash, status, result_id, position FROM idempotency_keys \
+                   WHERE key = $1";
+        let row: Option<(Vec<u8>, i32, String, i64)> = match &self.db {
+            Db::Postgres(p) => sqlx::query_as(sql).bind(key).fetch_optional(p).await?,
+            Db::Sqlite(p) => sqlx::query_as(sql).bind(key).fetch_optional(p).await?,
+        };
+        Ok(
+            row.map(|(request_hash, status, result_id, position)| Outcome {
+                request_hash,
+                status: u16::try_from(status).unwrap_or(200),
+                result_id,
+                position,
+            }),
+        )
     }
 
     /// The position of the last committed event, read from the database.

@@ -7,10 +7,10 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::writer::{
-    check_head, key_digests, now_micros, owners_of, plan_batch, KeyWrite, Plan, StreamKey,
-    UnitResult,
+    check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, KeyWrite, Plan,
+    StreamKey, UnitResult,
 };
-use super::{AppendRequest, StoreError, StoredEvent};
+use super::{AppendRequest, Outcome, StoreError, StoredEvent};
 
 pub(crate) const NOTIFY_CHANNEL: &str = "anamnesis_events";
 
@@ -83,7 +83,15 @@ pub(crate) async fn commit_batch(
         .collect();
 
     let owners = owners_of(digests, owners);
-    let plan = plan_batch((position, hash), sequences, owners, units, now_micros());
+    let answered = answered(&mut tx, idempotency_keys(units)).await?;
+    let plan = plan_batch(
+        (position, hash),
+        sequences,
+        owners,
+        answered,
+        units,
+        now_micros(),
+    );
     if plan.rows.is_empty() {
         tx.rollback().await?;
         return Ok((plan.results, position));
@@ -91,6 +99,40 @@ pub(crate) async fn commit_batch(
     write_rows(&mut tx, &plan).await?;
     tx.commit().await?;
     Ok((plan.results, plan.head_position))
+}
+
+/// What the commands with these idempotency keys answered (none is looked
+/// up when the batch carries no key).
+async fn answered(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    keys: Vec<Vec<u8>>,
+) -> Result<HashMap<Vec<u8>, Outcome>, sqlx::Error> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    type Row = (Vec<u8>, Vec<u8>, i32, String, i64);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT key, request_hash, status, result_id, position FROM idempotency_keys \
+         WHERE key = ANY($1::bytea[])",
+    )
+    .bind(&keys)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(key, request_hash, status, result_id, position)| {
+            let status = u16::try_from(status).unwrap_or(200);
+            (
+                key,
+                Outcome {
+                    request_hash,
+                    status,
+                    result_id,
+                    position,
+                },
+            )
+        })
+        .collect())
 }
 
 async fn write_rows(
@@ -120,6 +162,12 @@ async fn write_rows(
                   AS c(k, s, o) \
              ON CONFLICT (key) DO UPDATE SET scope = excluded.scope, owner = excluded.owner, \
                   claimed_at = excluded.claimed_at), \
+         idempotent AS ( \
+             INSERT INTO idempotency_keys (key, request_hash, status, result_id, position, \
+                 recorded_at) \
+             SELECT k, rh, st, ri, p, ($10::timestamptz[])[1] \
+             FROM UNNEST($25::bytea[], $26::bytea[], $27::int[], $28::text[], $29::bigint[]) \
+                  AS i(k, rh, st, ri, p)), \
          head AS ( \
              UPDATE log_head SET position = $18, hash = $19 WHERE id = 1 RETURNING position) \
          SELECT pg_notify($20, position::text) FROM head",
@@ -148,6 +196,11 @@ async fn write_rows(
     .bind(claimed.iter().map(|k| k.digest.clone()).collect::<Vec<_>>())
     .bind(claimed.iter().map(|k| k.scope).collect::<Vec<_>>())
     .bind(claimed.iter().map(|k| k.owner.clone()).collect::<Vec<_>>())
+    .bind(plan.idempotency.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>())
+    .bind(plan.idempotency.iter().map(|(_, o)| o.request_hash.clone()).collect::<Vec<_>>())
+    .bind(plan.idempotency.iter().map(|(_, o)| i32::from(o.status)).collect::<Vec<_>>())
+    .bind(plan.idempotency.iter().map(|(_, o)| o.result_id.clone()).collect::<Vec<_>>())
+    .bind(plan.idempotency.iter().map(|(_, o)| o.position).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await?;
     Ok(())

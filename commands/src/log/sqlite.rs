@@ -11,9 +11,10 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use super::writer::{
-    check_head, key_digests, now_micros, owners_of, plan_batch, StreamKey, UnitResult,
+    check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, StreamKey,
+    UnitResult,
 };
-use super::{AppendRequest, StoreError, StoredEvent};
+use super::{AppendRequest, Outcome, StoreError, StoredEvent};
 
 const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at, actor_id, actor_role, reason, \
@@ -68,7 +69,35 @@ pub(crate) async fn commit_batch(
     }
 
     let owners = owners_of(digests, owners);
-    let plan = plan_batch((position, hash), sequences, owners, units, now_micros());
+    let mut answered = HashMap::new();
+    for key in idempotency_keys(units) {
+        let row: Option<(Vec<u8>, i64, String, i64)> = sqlx::query_as(
+            "SELECT request_hash, status, result_id, position FROM idempotency_keys WHERE key = $1",
+        )
+        .bind(&key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some((request_hash, status, result_id, position)) = row {
+            let status = u16::try_from(status).unwrap_or(200);
+            answered.insert(
+                key,
+                Outcome {
+                    request_hash,
+                    status,
+                    result_id,
+                    position,
+                },
+            );
+        }
+    }
+    let plan = plan_batch(
+        (position, hash),
+        sequences,
+        owners,
+        answered,
+        units,
+        now_micros(),
+    );
     if plan.rows.is_empty() {
         tx.rollback().await?;
         return Ok((plan.results, position));
@@ -123,6 +152,20 @@ pub(crate) async fn commit_batch(
                 .await?;
             }
         }
+    }
+    for (key, outcome) in &plan.idempotency {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (key, request_hash, status, result_id, position, \
+             recorded_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(key)
+        .bind(&outcome.request_hash)
+        .bind(i64::from(outcome.status))
+        .bind(&outcome.result_id)
+        .bind(outcome.position)
+        .bind(recorded_at)
+        .execute(&mut *tx)
+        .await?;
     }
     sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
         .bind(plan.head_position)

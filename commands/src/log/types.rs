@@ -40,6 +40,34 @@ pub struct EventMetadata {
     pub causation_id: Option<Uuid>,
     /// Anything else worth keeping (request id, client); no patient data.
     pub extra: BTreeMap<String, String>,
+    /// The client's idempotency key for this command, recorded with its
+    /// events: a second command with the same key appends nothing and gets
+    /// the first one's outcome.
+    pub idempotency: Option<Idempotency>,
+}
+
+/// An idempotency key, scoped to its caller, and what to answer a repeat with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Idempotency {
+    /// SHA-256 of the caller's scope and the client's key.
+    pub key: Vec<u8>,
+    /// SHA-256 of the request (method, path, body): a key reused for another
+    /// request is refused, not answered with the first outcome.
+    pub request_hash: Vec<u8>,
+    /// What the first command answers (HTTP status).
+    pub status: u16,
+    /// The id the first command answers with.
+    pub result_id: String,
+}
+
+/// What a command with an idempotency key answered the first time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub request_hash: Vec<u8>,
+    pub status: u16,
+    pub result_id: String,
+    /// Global position of the first command's last event.
+    pub position: i64,
 }
 
 impl EventMetadata {
@@ -51,6 +79,7 @@ impl EventMetadata {
             correlation_id: None,
             causation_id: None,
             extra: BTreeMap::new(),
+            idempotency: None,
         }
     }
 }
@@ -175,6 +204,10 @@ pub enum AppendError {
         expected: i64,
         actual: i64,
     },
+    /// A command with the same idempotency key already committed: nothing
+    /// was appended; this is what it answered.
+    #[error("a command with this idempotency key already committed")]
+    Repeated(Outcome),
     /// A unique key the command claims is held by another stream.
     #[error("a unique {scope} is held by another record")]
     Taken { scope: &'static str },

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::chain::event_hash;
 use super::types::key_digest;
-use super::{AppendError, AppendRequest, Appended, Db, StoreError, StoredEvent};
+use super::{AppendError, AppendRequest, Appended, Db, Outcome, StoreError, StoredEvent};
 
 /// The most commands one transaction takes. Large enough that a busy server
 /// amortises its commits, small enough to stay well inside Postgres's
@@ -42,6 +42,20 @@ pub(crate) struct Plan {
     pub head_hash: Vec<u8>,
     /// The final state of every unique key the committed units touched.
     pub keys: Vec<KeyWrite>,
+    /// Idempotency keys of the committed units, with what they answered.
+    pub idempotency: Vec<(Vec<u8>, Outcome)>,
+}
+
+/// Every idempotency key a batch carries, for the backend to look up.
+pub(crate) fn idempotency_keys(units: &[&[AppendRequest]]) -> Vec<Vec<u8>> {
+    let mut keys: Vec<Vec<u8>> = units
+        .iter()
+        .flat_map(|u| u.iter())
+        .filter_map(|r| r.metadata.idempotency.as_ref().map(|i| i.key.clone()))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
 }
 
 /// A unique key's state after the batch: held by `owner`, or free.
@@ -76,14 +90,22 @@ pub(crate) fn plan_batch(
     head: (i64, Vec<u8>),
     mut sequences: HashMap<StreamKey, i64>,
     mut owners: HashMap<Vec<u8>, Option<String>>,
+    mut answered: HashMap<Vec<u8>, Outcome>,
     units: &[&[AppendRequest]],
     recorded_at: DateTime<Utc>,
 ) -> Plan {
+    let mut idempotency = Vec::new();
     let (mut position, mut hash) = head;
     let mut rows = Vec::new();
     let mut results = Vec::with_capacity(units.len());
     let mut touched: Vec<(Vec<u8>, &'static str)> = Vec::new();
     for unit in units {
+        // A unit whose idempotency key already committed appends nothing.
+        let key = unit.iter().find_map(|r| r.metadata.idempotency.as_ref());
+        if let Some(outcome) = key.and_then(|k| answered.get(&k.key)) {
+            results.push(Err(AppendError::Repeated(outcome.clone())));
+            continue;
+        }
         // Plan the unit on copies; keep them only if every request fits.
         let (mut unit_position, mut unit_hash) = (position, hash.clone());
         let mut unit_sequences: HashMap<StreamKey, i64> = HashMap::new();
@@ -180,6 +202,16 @@ pub(crate) fn plan_batch(
         match conflict {
             Some(error) => results.push(Err(error)),
             None => {
+                if let Some(k) = key {
+                    let outcome = Outcome {
+                        request_hash: k.request_hash.clone(),
+                        status: k.status,
+                        result_id: k.result_id.clone(),
+                        position: unit_position,
+                    };
+                    answered.insert(k.key.clone(), outcome.clone());
+                    idempotency.push((k.key.clone(), outcome));
+                }
                 position = unit_position;
                 hash = unit_hash;
                 sequences.extend(unit_sequences);
@@ -206,6 +238,7 @@ pub(crate) fn plan_batch(
         head_position: position,
         head_hash: hash,
         keys,
+        idempotency,
     }
 }
 

@@ -204,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
     identity
         .create(
             anamnesis_commands::identity::NewAccount {
+                user_id: uuid::Uuid::now_v7(),
                 username: "admin".into(),
                 password: PASSWORD.into(),
                 role: anamnesis_domain::user::Role::Admin,
