@@ -81,11 +81,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(_) => "Postgres (DATABASE_URL)".to_owned(),
                 None => format!("embedded SQLite in {}", settings.data_dir.display()),
             };
+            // Announce only once the database is reached and current.
+            let server = crate::server::Prepared::open(&settings).await?;
             println!("anamnesis listening on http://{address} ({backend})");
-            println!(
-                "create the first admin with: anamnesis users add --username admin --role admin --password-stdin"
-            );
-            crate::server::launch(&settings, listener, crate::server::shutdown_signal()).await
+            if !server.has_users().await? {
+                // The program as it was started, so the hint runs as shown.
+                let program = std::env::args()
+                    .next()
+                    .unwrap_or_else(|| "anamnesis".into());
+                let mut hint = program.clone();
+                if let Some(dir) = settings.data_dir.to_str().filter(|d| *d != "./data") {
+                    hint.push_str(&format!(" --data-dir {dir}"));
+                }
+                let env = if settings.database_url.is_some() {
+                    " (with the same DATABASE_URL)"
+                } else {
+                    ""
+                };
+                println!(
+                    "no user accounts yet; create the first admin{env} with:\n  \
+                     echo 'a long passphrase' | {hint} users add --username admin --role admin --password-stdin"
+                );
+            }
+            server
+                .serve(listener, crate::server::shutdown_signal())
+                .await
         }
         Command::Migrate { owner_url } => {
             let url = owner_url

@@ -60,45 +60,91 @@ pub async fn launch(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let db = crate::cli::open_database(settings).await?;
-    let log = EventLog::open(db.clone())
+    Prepared::open(settings)
+        .await?
+        .serve(listener, shutdown)
         .await
-        .context("starting the event log")?;
-    let tokens = match &settings.token_key {
-        Some(key) => Tokens::from_key_text(key.expose())?,
-        None => Tokens::from_data_dir(&settings.data_dir)?,
-    };
-    let (stop, stopped) = watch::channel(false);
-    let mut runners = Vec::new();
-    let mut projections = Vec::new();
-    spawn_projector(&log, Activity, &stopped, &mut runners, &mut projections);
-    spawn_projector(&log, Patients, &stopped, &mut runners, &mut projections);
-    let bus = CommandBus::new(log);
-    let sessions = Arc::new(Sessions::new(bus.clone()));
-    runners.push(tokio::spawn({
-        let sessions = sessions.clone();
-        let stopped = stopped.clone();
-        async move { sessions.follow(stopped).await }
-    }));
-    let state = AppState::new(
-        bus,
-        tokens,
-        crate::metrics::handle()?,
-        projections,
-        sessions,
-    );
-    let app = router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("serving HTTP")?;
-    tracing::info!("shutting down: stopping projectors");
-    stop.send_replace(true);
-    for r in runners {
-        let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
+}
+
+/// A server whose database is reached and current, its projectors running,
+/// not yet answering HTTP.
+pub struct Prepared {
+    db: anamnesis_commands::Db,
+    state: AppState,
+    stop: watch::Sender<bool>,
+    runners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Prepared {
+    /// Reaches the database (creating and migrating it where this role may),
+    /// starts the log writer and the projectors.
+    pub async fn open(settings: &ServeSettings) -> anyhow::Result<Self> {
+        let db = crate::cli::open_database(settings).await?;
+        let log = EventLog::open(db.clone())
+            .await
+            .context("starting the event log")?;
+        let tokens = match &settings.token_key {
+            Some(key) => Tokens::from_key_text(key.expose())?,
+            None => Tokens::from_data_dir(&settings.data_dir)?,
+        };
+        let (stop, stopped) = watch::channel(false);
+        let mut runners = Vec::new();
+        let mut projections = Vec::new();
+        spawn_projector(&log, Activity, &stopped, &mut runners, &mut projections);
+        spawn_projector(&log, Patients, &stopped, &mut runners, &mut projections);
+        let bus = CommandBus::new(log);
+        let sessions = Arc::new(Sessions::new(bus.clone()));
+        runners.push(tokio::spawn({
+            let sessions = sessions.clone();
+            let stopped = stopped.clone();
+            async move { sessions.follow(stopped).await }
+        }));
+        let state = AppState::new(
+            bus,
+            tokens,
+            crate::metrics::handle()?,
+            projections,
+            sessions,
+        );
+        Ok(Self {
+            db,
+            state,
+            stop,
+            runners,
+        })
     }
-    db.close().await;
-    Ok(())
+
+    /// Whether any user account exists yet (a fresh install has none).
+    pub async fn has_users(&self) -> anyhow::Result<bool> {
+        Ok(self
+            .state
+            .log()
+            .streams_touched("user", 0, i64::MAX, 1)
+            .await?
+            .len()
+            == 1)
+    }
+
+    /// Serves until `shutdown` resolves, then stops the projectors and closes
+    /// the database.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = router(self.state);
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP")?;
+        tracing::info!("shutting down: stopping projectors");
+        self.stop.send_replace(true);
+        for r in self.runners {
+            let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
+        }
+        self.db.close().await;
+        Ok(())
+    }
 }
 
 fn spawn_projector<P: Projector>(

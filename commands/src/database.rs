@@ -38,6 +38,39 @@ pub enum DbError {
     DataDir { path: PathBuf, cause: String },
 }
 
+/// Creates the database `options` names, connecting to the server's
+/// `postgres` database with the same credentials.
+async fn create_database(options: &PgConnectOptions, place: &str) -> Result<(), DbError> {
+    let name = options.get_database().unwrap_or("").to_owned();
+    let refused = |cause: String| DbError::Unreachable {
+        place: place.to_owned(),
+        cause: format!(
+            "database {name} does not exist and could not be created ({cause}); \
+             create it with `createdb {name}` as a role that may, then start again"
+        ),
+    };
+    let mut admin = options
+        .clone()
+        .database("postgres")
+        .connect()
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    let quoted = name.replace('"', "\"\"");
+    let created = sqlx::query(&format!("CREATE DATABASE \"{quoted}\""))
+        .execute(&mut admin)
+        .await;
+    let _ = admin.close().await;
+    match created {
+        Ok(_) => {
+            tracing::info!(database = %name, "created the database");
+            Ok(())
+        }
+        // Another process created it meanwhile.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => Ok(()),
+        Err(e) => Err(refused(e.to_string())),
+    }
+}
+
 impl Db {
     /// Postgres when `database_url` is set, otherwise the embedded SQLite file
     /// under `data_dir`.
@@ -67,13 +100,23 @@ impl Db {
             place: place.clone(),
             cause: e.to_string(),
         };
-        let probe = tokio::time::timeout(Duration::from_secs(10), options.connect())
-            .await
-            .map_err(|_| DbError::Unreachable {
-                place: place.clone(),
-                cause: "no answer within 10 s".into(),
-            })?
-            .map_err(unreachable)?;
+        let connect = || async {
+            tokio::time::timeout(Duration::from_secs(10), options.connect())
+                .await
+                .map_err(|_| DbError::Unreachable {
+                    place: place.clone(),
+                    cause: "no answer within 10 s".into(),
+                })
+        };
+        let probe = match connect().await? {
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+                // No such database: create it when this role may, as a
+                // first run on a fresh server expects; otherwise say how.
+                create_database(&options, &place).await?;
+                connect().await?.map_err(unreachable)?
+            }
+            other => other.map_err(unreachable)?,
+        };
         probe.close().await.map_err(unreachable)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)

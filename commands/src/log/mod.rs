@@ -315,6 +315,10 @@ async fn listen_for_appends(pool: sqlx::PgPool, head: watch::Sender<i64>) {
         };
         tokio::select! {
             result = listener => {
+                if pool.is_closed() {
+                    // Shutting down (a CLI command finishing, a server stopping).
+                    return;
+                }
                 if let Err(error) = result {
                     tracing::warn!(%error, "event notification listener failed; reconnecting");
                 }
