@@ -57,6 +57,31 @@ pub enum UsersCommand {
         #[arg(long, required = true)]
         password_stdin: bool,
     },
+    /// Set a new password for an account (a locked-out admin, typically):
+    /// the lock lifts and every session ends. Reads the password from stdin.
+    ResetPassword {
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// Read the password from standard input (required: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+}
+
+/// The new password, from standard input.
+fn password_from_stdin() -> anyhow::Result<String> {
+    let mut password = String::new();
+    std::io::stdin()
+        .read_to_string(&mut password)
+        .context("reading the password from standard input")?;
+    Ok(password.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+/// The command line acts as the operating-system user who ran it.
+fn operator() -> EventMetadata {
+    let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    EventMetadata::by(Actor::new(format!("cli:{operator}"), "operator"))
 }
 
 /// Connects to the configured database and makes sure its schema is
@@ -130,16 +155,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 role != Role::Patient,
                 "patient accounts are created by POST /v1/auth/register"
             );
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .context("reading the password from standard input")?;
-            let password = password.trim_end_matches(['\r', '\n']).to_owned();
+            let password = password_from_stdin()?;
             let db = open_database(&settings).await?;
             let identity = Identity::new(CommandBus::new(EventLog::open(db.clone()).await?));
-            // The command line acts as the operating-system user who ran it.
-            let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-            let metadata = EventMetadata::by(Actor::new(format!("cli:{operator}"), "operator"));
+            let metadata = operator();
             let account = NewAccount {
                 user_id: uuid::Uuid::now_v7(),
                 username: username.clone(),
@@ -151,6 +170,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
             let (user_id, _) = created.map_err(|e| anyhow::anyhow!("creating {username}: {e}"))?;
             println!("created {} user {username} ({user_id})", role.as_str());
+            Ok(())
+        }
+        Command::Users(UsersCommand::ResetPassword {
+            username,
+            password_stdin: _,
+        }) => {
+            let password = password_from_stdin()?;
+            let db = open_database(&settings).await?;
+            let identity = Identity::new(CommandBus::new(EventLog::open(db.clone()).await?));
+            let reset = identity
+                .reset_password(&username, password, &operator())
+                .await;
+            db.close().await;
+            reset.map_err(|e| anyhow::anyhow!("resetting {username}: {e}"))?;
+            println!(
+                "password of {username} reset; the account is unlocked and its sessions ended"
+            );
             Ok(())
         }
     }

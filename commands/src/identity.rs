@@ -372,6 +372,23 @@ impl Identity {
             .await?)
     }
 
+    /// An operator's reset: a new password, the lock lifted, every session
+    /// ended.
+    pub async fn reset_password(
+        &self,
+        username: &str,
+        new: String,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, CommandError<UserError>> {
+        let password_hash = hash_password(new).await?;
+        self.execute(
+            username,
+            UserCommand::ResetPassword { password_hash },
+            metadata,
+        )
+        .await
+    }
+
     /// Runs any other user command (logout, deactivation) on `username`.
     pub async fn execute(
         &self,

@@ -120,3 +120,59 @@ async fn on_postgres_a_missing_database_is_created_and_the_cli_logs_no_warning()
     assert!(added.status.success(), "{stderr}");
     assert!(!stderr.contains("WARN"), "{stderr}");
 }
+
+anamnesis_tests::on_both_backends!(a_locked_out_admin_is_let_back_in_from_the_command_line);
+
+async fn a_locked_out_admin_is_let_back_in_from_the_command_line(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    use anamnesis_tests::fixtures::{admin, ADMIN_PASSWORD};
+    let s = anamnesis_tests::server::TestServer::start(backend).await?;
+    let token = admin(&s).await?;
+    for _ in 0..5 {
+        let r = s
+            .call(
+                "POST",
+                "/v1/auth/login",
+                None,
+                Some(serde_json::json!({"username": "admin", "password": "not the password"})),
+                &[],
+            )
+            .await?;
+        assert_eq!(r.status, 401);
+    }
+    anyhow::ensure!(
+        s.login("admin", ADMIN_PASSWORD).await.is_err(),
+        "not locked"
+    );
+    let out = s
+        .cli(
+            &[
+                "users",
+                "reset-password",
+                "--username",
+                "admin",
+                "--password-stdin",
+            ],
+            "a brand new passphrase",
+        )
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    s.login("admin", "a brand new passphrase").await?;
+    // Every session ended with the reset: the old token is refused.
+    let r = s
+        .call(
+            "POST",
+            "/v1/users/nobody/deactivate",
+            Some(&token),
+            None,
+            &[],
+        )
+        .await?;
+    assert_eq!(r.status, 401, "{r:?}");
+    s.stop().await
+}

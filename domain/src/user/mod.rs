@@ -66,6 +66,12 @@ pub enum UserCommand {
         /// PHC-format hash of the new password.
         password_hash: String,
     },
+    /// An operator sets a new password for a locked-out or forgetful user:
+    /// the lock lifts and every open session ends.
+    ResetPassword {
+        /// PHC-format hash of the new password.
+        password_hash: String,
+    },
     /// Stop the account from logging in.
     Deactivate,
     /// Let it log in again.
@@ -118,6 +124,12 @@ pub enum UserEvent {
         /// PHC-format hash of the new password.
         password_hash: String,
     },
+    /// An operator set a new password; the lock lifted, every session ended.
+    #[serde(rename = "user.password_reset")]
+    PasswordReset {
+        /// PHC-format hash of the new password.
+        password_hash: String,
+    },
     /// The account was deactivated.
     #[serde(rename = "user.deactivated")]
     UserDeactivated,
@@ -136,6 +148,7 @@ impl DomainEvent for UserEvent {
             UserEvent::LoginFailed { .. } => "user.login_failed",
             UserEvent::SessionEnded { .. } => "user.session_ended",
             UserEvent::PasswordChanged { .. } => "user.password_changed",
+            UserEvent::PasswordReset { .. } => "user.password_reset",
             UserEvent::UserDeactivated => "user.deactivated",
             UserEvent::UserReactivated => "user.reactivated",
         }
@@ -255,6 +268,9 @@ impl User {
                 }
                 Ok(UserEvent::PasswordChanged { password_hash })
             }
+            UserCommand::ResetPassword { password_hash } => {
+                Ok(UserEvent::PasswordReset { password_hash })
+            }
             UserCommand::Deactivate => {
                 if !self.active {
                     return Err(UserError::Deactivated);
@@ -329,6 +345,14 @@ impl Aggregate for User {
                 if let Some(account) = self.account.as_mut() {
                     account.password_hash = password_hash;
                 }
+                self.sessions.clear();
+            }
+            UserEvent::PasswordReset { password_hash } => {
+                if let Some(account) = self.account.as_mut() {
+                    account.password_hash = password_hash;
+                }
+                self.failed_logins = 0;
+                self.locked_until = None;
                 self.sessions.clear();
             }
             UserEvent::UserDeactivated => {

@@ -317,6 +317,9 @@ fn every_user_event_is_stored_under_its_stable_name_and_reads_back() {
         UserEvent::PasswordChanged {
             password_hash: "$argon2id$new".into(),
         },
+        UserEvent::PasswordReset {
+            password_hash: "$argon2id$reset".into(),
+        },
         UserEvent::UserDeactivated,
         UserEvent::UserReactivated,
     ];
@@ -345,4 +348,19 @@ async fn sessions_older_than_their_lifetime_drop_out_at_the_next_login() {
     assert!(!user.has_session(old));
     assert!(user.has_session(SESSION));
     assert_eq!(user.sessions().count(), 1);
+}
+
+#[test]
+fn a_password_reset_lifts_the_lock() {
+    let mut user = User::default();
+    user.apply(created());
+    user.apply(UserEvent::LoginFailed {
+        at: noon(),
+        locked_until: Some(noon() + lockout()),
+    });
+    assert!(user.locked_at(noon()).is_some());
+    user.apply(UserEvent::PasswordReset {
+        password_hash: "$argon2id$reset".into(),
+    });
+    assert_eq!(user.locked_at(noon()), None);
 }
