@@ -119,4 +119,4 @@ say "cargo build (the CLI tests run the anamnesis binary itself)"
 cargo build -p anamnesis-api --locked
 export ANAMNESIS_BIN="$PWD/target/debug/anamnesis"
 say "cargo test (both backends: every storage and HTTP test runs on SQLite and on Postgres)"
-cargo test --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked --no-fail-fast
