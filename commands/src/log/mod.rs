@@ -196,20 +196,13 @@ impl EventLog {
     /// What the command recorded under idempotency key `key` answered, if
     /// one committed.
     pub async fn idempotent_outcome(&self, key: &[u8]) -> Result<Option<Outcome>, StoreError> {
-        let sql = "SELECT request_hash, status, result_id, position FROM idempotency_keys \
-                   WHERE key = $1";
-        let row: Option<(Vec<u8>, i32, String, i64)> = match &self.db {
+        let sql = "SELECT request_hash, CAST(status AS BIGINT), result_id, position \
+                   FROM idempotency_keys WHERE key = $1";
+        let row: Option<(Vec<u8>, i64, String, i64)> = match &self.db {
             Db::Postgres(p) => sqlx::query_as(sql).bind(key).fetch_optional(p).await?,
             Db::Sqlite(p) => sqlx::query_as(sql).bind(key).fetch_optional(p).await?,
         };
-        Ok(
-            row.map(|(request_hash, status, result_id, position)| Outcome {
-                request_hash,
-                status: u16::try_from(status).unwrap_or(200),
-                result_id,
-                position,
-            }),
-        )
+        Ok(row.map(Outcome::from_row))
     }
 
     /// The position of the last committed event, read from the database.

@@ -110,9 +110,9 @@ async fn answered(
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
-    type Row = (Vec<u8>, Vec<u8>, i32, String, i64);
+    type Row = (Vec<u8>, Vec<u8>, i64, String, i64);
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT key, request_hash, status, result_id, position FROM idempotency_keys \
+        "SELECT key, request_hash, status::bigint, result_id, position FROM idempotency_keys \
          WHERE key = ANY($1::bytea[])",
     )
     .bind(&keys)
@@ -120,17 +120,8 @@ async fn answered(
     .await?;
     Ok(rows
         .into_iter()
-        .map(|(key, request_hash, status, result_id, position)| {
-            let status = u16::try_from(status).unwrap_or(200);
-            (
-                key,
-                Outcome {
-                    request_hash,
-                    status,
-                    result_id,
-                    position,
-                },
-            )
+        .map(|(key, hash, status, id, position)| {
+            (key, Outcome::from_row((hash, status, id, position)))
         })
         .collect())
 }

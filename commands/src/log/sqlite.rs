@@ -77,17 +77,8 @@ pub(crate) async fn commit_batch(
         .bind(&key)
         .fetch_optional(&mut *tx)
         .await?;
-        if let Some((request_hash, status, result_id, position)) = row {
-            let status = u16::try_from(status).unwrap_or(200);
-            answered.insert(
-                key,
-                Outcome {
-                    request_hash,
-                    status,
-                    result_id,
-                    position,
-                },
-            );
+        if let Some(row) = row {
+            answered.insert(key, Outcome::from_row(row));
         }
     }
     let plan = plan_batch(

@@ -70,6 +70,20 @@ pub struct Outcome {
     pub position: i64,
 }
 
+impl Outcome {
+    /// From a row of `idempotency_keys` (request_hash, status, result_id, position).
+    pub(crate) fn from_row(
+        (request_hash, status, result_id, position): (Vec<u8>, i64, String, i64),
+    ) -> Self {
+        Self {
+            request_hash,
+            status: u16::try_from(status).unwrap_or(200),
+            result_id,
+            position,
+        }
+    }
+}
+
 impl EventMetadata {
     /// Metadata naming only the actor.
     pub fn by(actor: Actor) -> Self {
