@@ -61,8 +61,6 @@ pub enum ApiError {
     PayloadTooLarge,
     /// 415.
     UnsupportedMediaType,
-    /// 429: login locked.
-    Locked { retry_after_seconds: i64 },
     /// 503: the service cannot do this now (the log failed an integrity
     /// check, the database does not answer).
     Unavailable { code: &'static str, detail: String },
@@ -87,7 +85,6 @@ impl ApiError {
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Locked { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::NotCaughtUp { .. } | ApiError::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -119,11 +116,6 @@ impl ApiError {
                 "unsupported_media_type",
                 None,
                 Some("send application/json".into()),
-            ),
-            ApiError::Locked { .. } => (
-                "login_locked",
-                None,
-                Some("too many failed logins; try again later".into()),
             ),
             ApiError::NotCaughtUp { position, reached } => (
                 "not_caught_up",
@@ -175,13 +167,6 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Unauthorized { .. } => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            ApiError::Locked {
-                retry_after_seconds,
-            } => {
-                if let Ok(v) = HeaderValue::from_str(&(*retry_after_seconds).max(1).to_string()) {
-                    headers.insert(header::RETRY_AFTER, v);
-                }
             }
             ApiError::NotCaughtUp { .. } | ApiError::Unavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

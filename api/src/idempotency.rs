@@ -121,14 +121,24 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         .into_response();
     }
     let client_key = raw.as_bytes().to_vec();
-    // Keys are the caller's own: another user's identical key is another key.
-    let scope = req
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| state.tokens().subject(t.trim()))
-        .unwrap_or_else(|| "anonymous".into());
+    // Keys are the caller's own: another user's identical key is another
+    // key. Only a request with no credentials at all is "anonymous"; one
+    // with credentials that do not check out goes on to be refused by its
+    // handler, and is never answered from someone else's outcome.
+    let scope = match req.headers().get(axum::http::header::AUTHORIZATION) {
+        None => "anonymous".to_owned(),
+        Some(value) => {
+            let subject = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .and_then(|t| state.tokens().subject(t.trim()));
+            match subject {
+                Some(user) => user,
+                None => return next.run(req).await,
+            }
+        }
+    };
     let (parts, body) = req.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
         return ApiError::PayloadTooLarge.into_response();

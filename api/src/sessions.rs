@@ -29,8 +29,19 @@ use crate::error::ApiError;
 /// Entries kept before the cache starts over (a few MB at most).
 const MAX_ENTRIES: usize = 100_000;
 
+/// The answer for a session that is open, or not.
+fn decide(open: bool) -> Result<(), ApiError> {
+    if open {
+        return Ok(());
+    }
+    Err(ApiError::Unauthorized {
+        code: "session_closed",
+        detail: "the session has ended; log in again",
+    })
+}
+
 /// What a request needs to know of an account.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Open {
     active: bool,
     sessions: BTreeSet<Uuid>,
@@ -64,43 +75,34 @@ impl Sessions {
     /// Refuses a principal whose session has ended or whose account is
     /// deactivated.
     pub async fn check(&self, who: &Principal) -> Result<(), ApiError> {
-        let open = self.open(&who.username).await?;
-        if open.active && open.sessions.contains(&who.session_id) {
-            return Ok(());
-        }
-        Err(ApiError::Unauthorized {
-            code: "session_closed",
-            detail: "the session has ended; log in again",
-        })
-    }
-
-    async fn open(&self, username: &str) -> Result<Open, ApiError> {
+        let open = |o: &Open| o.active && o.sessions.contains(&who.session_id);
         let following = self.following.load(Ordering::Acquire);
         let epoch = {
             let cache = self.lock();
             if following {
-                if let Some(open) = cache.entries.get(username) {
-                    return Ok(open.clone());
+                if let Some(cached) = cache.entries.get(&who.username) {
+                    return decide(open(cached));
                 }
             }
-            cache.epochs.get(username).copied().unwrap_or(0)
+            cache.epochs.get(&who.username).copied().unwrap_or(0)
         };
         metrics::counter!("anamnesis_session_cache_misses_total").increment(1);
-        let (user, _, _) = self.bus.load::<User>(username).await?;
-        let open = Open {
+        let (user, _, _) = self.bus.load::<User>(&who.username).await?;
+        let loaded = Open {
             active: user.account().is_some() && user.is_active(),
             sessions: user.sessions().collect(),
         };
+        let answer = open(&loaded);
         if following {
             let mut cache = self.lock();
-            if cache.epochs.get(username).copied().unwrap_or(0) == epoch {
+            if cache.epochs.get(&who.username).copied().unwrap_or(0) == epoch {
                 if cache.entries.len() >= MAX_ENTRIES {
                     cache.entries.clear();
                 }
-                cache.entries.insert(username.to_owned(), open.clone());
+                cache.entries.insert(who.username.clone(), loaded);
             }
         }
-        Ok(open)
+        decide(answer)
     }
 
     /// Forgets what is cached of `username`: their stream has changed.

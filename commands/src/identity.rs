@@ -18,13 +18,14 @@ use crate::dispatch::{retry_or_fail, CommandBus, CommandError, Decision, Execute
 use crate::log::{Actor, EventMetadata};
 
 /// The hash of a random password nobody knows, verified when the username is
-/// unknown so that a miss costs as much time as a wrong password.
-static DECOY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+/// unknown (or the account locked) so that a miss costs as much time as a
+/// wrong password. Made on the blocking pool at first use.
+static DECOY_HASH: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::new(|| {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(salt.as_str().as_bytes(), &SaltString::generate(&mut OsRng))
         .map(|h| h.to_string())
-        .unwrap_or_default()
+        .ok()
 });
 
 /// Argon2 is CPU- and memory-bound by design: run at most one hash per core
@@ -99,20 +100,33 @@ pub async fn hash_password(password: String) -> Result<String, CommandError<User
     .map_err(|e| CommandError::Unserializable(format!("password hashing task failed: {e}")))?
 }
 
-/// Checks a password against a PHC hash.
-async fn verify_password(password: String, hash: String) -> Result<bool, Busy> {
+/// Checks a password against a stored PHC hash, or against the decoy when
+/// `stored` is `None`; either way it costs one argon2 verification.
+async fn verify_password(password: String, stored: Option<String>) -> Result<bool, Busy> {
     let _slot = hashing_slot().await?;
-    Ok(tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&hash)
-            .map(|parsed| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &parsed)
-                    .is_ok()
-            })
-            .unwrap_or(false)
+    let checked = tokio::task::spawn_blocking(move || {
+        let Some(hash) = stored.as_deref().or(DECOY_HASH.as_deref()) else {
+            // No decoy could be made: spend a hash's time all the same.
+            let salt = SaltString::generate(&mut OsRng);
+            let _ = Argon2::default().hash_password(password.as_bytes(), &salt);
+            return false;
+        };
+        match PasswordHash::new(hash) {
+            Ok(parsed) => Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok(),
+            Err(_) => {
+                // Refused, and said: a damaged credential is not a wrong password.
+                tracing::error!("a stored password hash is malformed; login refused");
+                false
+            }
+        }
     })
-    .await
-    .unwrap_or(false))
+    .await;
+    Ok(checked.unwrap_or_else(|error| {
+        tracing::error!(%error, "password verification task failed; login refused");
+        false
+    }))
 }
 
 /// A new account's details, as requested.
@@ -281,10 +295,7 @@ impl Identity {
     pub async fn login(&self, username: &str, password: String) -> Result<Session, LoginError> {
         let now = Utc::now();
         let Some(user) = self.find(username).await? else {
-            let decoy = tokio::task::spawn_blocking(|| DECOY_HASH.clone())
-                .await
-                .unwrap_or_default();
-            verify_password(password, decoy).await?;
+            verify_password(password, None).await?;
             return Err(LoginError::BadCredentials);
         };
         let Some(account) = user.account().cloned() else {
@@ -292,7 +303,7 @@ impl Identity {
         };
         if let Some(until) = user.locked_at(now) {
             // As slow as a wrong password, so the answer tells nothing.
-            verify_password(password, DECOY_HASH.clone()).await?;
+            verify_password(password, None).await?;
             metrics::counter!("anamnesis_login_refused_locked_total").increment(1);
             return Err(LoginError::Locked { until });
         }
@@ -301,7 +312,7 @@ impl Identity {
             account.role.as_str(),
         ));
         let stream = account.username.as_str().to_owned();
-        if !verify_password(password, account.password_hash.clone()).await? {
+        if !verify_password(password, Some(account.password_hash.clone())).await? {
             self.bus
                 .execute::<User>(
                     &stream,
@@ -357,7 +368,7 @@ impl Identity {
         let Some(account) = user.account().cloned() else {
             return Err(LoginError::BadCredentials);
         };
-        if !verify_password(current, account.password_hash.clone()).await? {
+        if !verify_password(current, Some(account.password_hash.clone())).await? {
             return Err(LoginError::BadCredentials);
         }
         let password_hash = hash_password(new).await?;

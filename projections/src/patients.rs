@@ -178,7 +178,7 @@ async fn write_demographics(
         .bind(storable(&d.name.family.to_lowercase()))
         .bind(storable(&d.name.given.to_lowercase()))
         .bind(d.birth_date.date())
-        .bind(sex_name(d))
+        .bind(d.sex.as_str())
         .bind(d.contact.phone.as_deref().map(storable))
         .bind(d.contact.email.as_deref().map(storable))
         .bind(d.address.as_ref().map(json_text))
@@ -222,10 +222,6 @@ async fn write_identifiers(tx: &mut Tx, id: &str, d: &Demographics) -> Result<()
 /// model can apply those events without the log being rewritten.
 fn storable(text: &str) -> String {
     text.replace('\0', "\u{fffd}")
-}
-
-fn sex_name(d: &Demographics) -> String {
-    json!(d.sex).as_str().unwrap_or("unknown").to_owned()
 }
 
 /// Domain values as JSON text (plain data: serializing cannot fail).

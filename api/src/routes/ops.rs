@@ -6,6 +6,8 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::Serialize;
 
+use anamnesis_commands::StoreError;
+
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -62,18 +64,19 @@ pub struct ProjectorState {
     responses((status = 200, description = "ready", body = Readiness),
               (status = 503, description = "not ready: the body says what is not", body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let database = state.log().head_position().await.is_ok();
-    let writer = match state.log().writer_ready().await {
-        Ok(()) => Component {
-            ready: true,
-            problem: None,
-            last_failure: state.log().last_append_failure(),
-        },
-        Err(problem) => Component {
-            ready: false,
-            problem: Some(problem),
-            last_failure: state.log().last_append_failure(),
-        },
+    // One read answers both: does the database answer, and does the head
+    // agree with the events (an integrity failure means it does answer).
+    let head = state.log().check_head().await;
+    let database = !matches!(head, Err(StoreError::Database(_)));
+    let problem = match head {
+        Err(e) => Some(e.to_string()),
+        Ok(()) if !state.log().writer_running() => Some("the event writer has stopped".into()),
+        Ok(()) => None,
+    };
+    let writer = Component {
+        ready: problem.is_none(),
+        problem,
+        last_failure: state.log().last_append_failure(),
     };
     let projections: Vec<ProjectorState> = state
         .projections()

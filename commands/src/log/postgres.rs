@@ -106,7 +106,7 @@ pub(crate) async fn commit_batch(
 async fn answered(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     keys: Vec<Vec<u8>>,
-) -> Result<HashMap<Vec<u8>, Outcome>, sqlx::Error> {
+) -> Result<HashMap<Vec<u8>, Outcome>, StoreError> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
@@ -118,12 +118,11 @@ async fn answered(
     .bind(&keys)
     .fetch_all(&mut **tx)
     .await?;
-    Ok(rows
-        .into_iter()
+    rows.into_iter()
         .map(|(key, hash, status, id, position)| {
-            (key, Outcome::from_row((hash, status, id, position)))
+            Ok((key, Outcome::from_row((hash, status, id, position))?))
         })
-        .collect())
+        .collect()
 }
 
 async fn write_rows(

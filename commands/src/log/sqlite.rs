@@ -78,7 +78,7 @@ pub(crate) async fn commit_batch(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = row {
-            answered.insert(key, Outcome::from_row(row));
+            answered.insert(key, Outcome::from_row(row)?);
         }
     }
     let plan = plan_batch(

@@ -71,16 +71,24 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// From a row of `idempotency_keys` (request_hash, status, result_id, position).
+    /// From a row of `idempotency_keys` (request_hash, status, result_id,
+    /// position). A status that is no HTTP status is damage, not a 200.
     pub(crate) fn from_row(
         (request_hash, status, result_id, position): (Vec<u8>, i64, String, i64),
-    ) -> Self {
-        Self {
+    ) -> Result<Self, StoreError> {
+        let status = u16::try_from(status)
+            .ok()
+            .filter(|s| (100..600).contains(s))
+            .ok_or(StoreError::Corrupt {
+                position,
+                detail: "an idempotency key records no valid HTTP status".into(),
+            })?;
+        Ok(Self {
             request_hash,
-            status: u16::try_from(status).unwrap_or(200),
+            status,
             result_id,
             position,
-        }
+        })
     }
 }
 

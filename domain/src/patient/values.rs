@@ -77,6 +77,18 @@ pub enum Sex {
     Unknown,
 }
 
+impl Sex {
+    /// The stable name used in events, read models and the API.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Sex::Female => "female",
+            Sex::Male => "male",
+            Sex::Other => "other",
+            Sex::Unknown => "unknown",
+        }
+    }
+}
+
 /// A birth date that is not after the day it is recorded on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
