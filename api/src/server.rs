@@ -13,7 +13,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use anamnesis_commands::dispatch::CommandBus;
-use anamnesis_commands::EventLog;
+use anamnesis_commands::{Db, EventLog, LogReader};
 use anamnesis_projections::activity::Activity;
 use anamnesis_projections::patients::Patients;
 use anamnesis_projections::runner::{self, Projector, RunnerConfig};
@@ -23,6 +23,9 @@ use crate::config::ServeSettings;
 use crate::error::ApiError;
 use crate::sessions::Sessions;
 use crate::state::{AppState, ProjectorHandle};
+
+/// Connections of the query handlers' and log readers' pool.
+const READ_CONNECTIONS: u32 = 16;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -70,6 +73,7 @@ pub async fn launch(
 /// not yet answering HTTP.
 pub struct Prepared {
     db: anamnesis_commands::Db,
+    reads: anamnesis_commands::Db,
     state: AppState,
     stop: watch::Sender<bool>,
     runners: Vec<tokio::task::JoinHandle<()>>,
@@ -87,11 +91,28 @@ impl Prepared {
             Some(key) => Tokens::from_key_text(key.expose())?,
             None => Tokens::from_data_dir(&settings.data_dir)?,
         };
+        // Queries and log readers get a pool of their own: a burst of reads
+        // never makes a command wait for a connection, nor the reverse.
+        let reads = db
+            .dedicated(READ_CONNECTIONS)
+            .await
+            .context("opening the read pool")?;
+        let reader = log.reader_on(reads.clone());
         let (stop, stopped) = watch::channel(false);
-        let mut runners = Vec::new();
-        let mut projections = Vec::new();
-        spawn_projector(&log, Activity, &stopped, &mut runners, &mut projections);
-        spawn_projector(&log, Patients, &stopped, &mut runners, &mut projections);
+        let mut started = Projectors {
+            reader,
+            db: db.clone(),
+            stopped: stopped.clone(),
+            runners: Vec::new(),
+            handles: Vec::new(),
+        };
+        started.spawn(Activity);
+        started.spawn(Patients);
+        let Projectors {
+            mut runners,
+            handles: projections,
+            ..
+        } = started;
         let bus = CommandBus::new(log);
         let sessions = Arc::new(Sessions::new(bus.clone()));
         runners.push(tokio::spawn({
@@ -101,6 +122,7 @@ impl Prepared {
         }));
         let state = AppState::new(
             bus,
+            reads.clone(),
             tokens,
             crate::metrics::handle()?,
             projections,
@@ -108,6 +130,7 @@ impl Prepared {
         );
         Ok(Self {
             db,
+            reads,
             state,
             stop,
             runners,
@@ -142,33 +165,40 @@ impl Prepared {
         for r in self.runners {
             let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
         }
+        self.reads.close().await;
         self.db.close().await;
         Ok(())
     }
 }
 
-fn spawn_projector<P: Projector>(
-    log: &EventLog,
-    projector: P,
-    stopped: &watch::Receiver<bool>,
-    runners: &mut Vec<tokio::task::JoinHandle<()>>,
-    projections: &mut Vec<ProjectorHandle>,
-) {
-    let (progress, progress_rx) = watch::channel(0);
-    let (failure, failure_rx) = watch::channel(None);
-    projections.push(ProjectorHandle {
-        name: projector.name(),
-        progress: progress_rx,
-        failure: failure_rx,
-    });
-    runners.push(tokio::spawn(runner::run_reporting(
-        log.clone(),
-        projector,
-        RunnerConfig::default(),
-        progress,
-        failure,
-        stopped.clone(),
-    )));
+/// The projectors a server runs, as they are started.
+struct Projectors {
+    reader: LogReader,
+    db: Db,
+    stopped: watch::Receiver<bool>,
+    runners: Vec<tokio::task::JoinHandle<()>>,
+    handles: Vec<ProjectorHandle>,
+}
+
+impl Projectors {
+    fn spawn<P: Projector>(&mut self, projector: P) {
+        let (progress, progress_rx) = watch::channel(0);
+        let (failure, failure_rx) = watch::channel(None);
+        self.handles.push(ProjectorHandle {
+            name: projector.name(),
+            progress: progress_rx,
+            failure: failure_rx,
+        });
+        self.runners.push(tokio::spawn(runner::run_reporting(
+            self.reader.clone(),
+            self.db.clone(),
+            projector,
+            RunnerConfig::default(),
+            progress,
+            failure,
+            self.stopped.clone(),
+        )));
+    }
 }
 
 /// The whole HTTP surface.

@@ -31,6 +31,8 @@ pub struct AppState(Arc<Inner>);
 
 struct Inner {
     bus: CommandBus,
+    /// The query handlers' pool, apart from the write side's.
+    reads: Db,
     identity: Identity,
     tokens: Tokens,
     metrics: PrometheusHandle,
@@ -42,6 +44,7 @@ struct Inner {
 impl AppState {
     pub fn new(
         bus: CommandBus,
+        reads: Db,
         tokens: Tokens,
         metrics: PrometheusHandle,
         projections: Vec<ProjectorHandle>,
@@ -50,6 +53,7 @@ impl AppState {
         let identity = Identity::new(bus.clone());
         Self(Arc::new(Inner {
             bus,
+            reads,
             identity,
             tokens,
             metrics,
@@ -71,8 +75,9 @@ impl AppState {
         self.0.bus.log()
     }
 
-    pub fn db(&self) -> &Db {
-        self.0.bus.log().db()
+    /// The pool for queries of read models.
+    pub fn reads(&self) -> &Db {
+        &self.0.reads
     }
 
     pub fn identity(&self) -> &Identity {

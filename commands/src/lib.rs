@@ -9,5 +9,5 @@ pub mod log;
 pub use database::{Db, DbError};
 pub use log::{
     Actor, AppendError, AppendRequest, Appended, EventLog, EventMetadata, Idempotency, KeyChanges,
-    NewEvent, Outcome, StoreError, StoredEvent,
+    LogReader, NewEvent, Outcome, StoreError, StoredEvent,
 };

@@ -1,36 +1,52 @@
 //! The `activity` read model: one row per event, without its payload: who did
 //! what to which record, and when.
 
-use anamnesis_commands::StoredEvent;
-
-use crate::execute_on;
-use crate::runner::{ProjectionError, Projector, Tx};
+use crate::runner::{Envelope, ProjectionError, Projector, Tx, Unread};
+use crate::sql::{self, Value};
 
 /// Projects every event into `activity`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Activity;
 
 impl Projector for Activity {
+    type Event = Unread;
+
     fn name(&self) -> &'static str {
         "activity"
     }
 
-    async fn apply(&self, tx: &mut Tx, e: &StoredEvent) -> Result<(), ProjectionError> {
-        execute_on!(
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        events: &[Envelope<Unread>],
+    ) -> Result<(), ProjectionError> {
+        let rows: Vec<Vec<Value>> = events
+            .iter()
+            .map(|e| {
+                let s = &e.stored;
+                vec![
+                    s.global_position.into(),
+                    s.aggregate_type.as_str().into(),
+                    s.aggregate_id.as_str().into(),
+                    s.event_type.as_str().into(),
+                    s.actor_id.as_str().into(),
+                    s.actor_role.as_str().into(),
+                    s.recorded_at.into(),
+                ]
+            })
+            .collect();
+        sql::insert_rows(
             tx,
-            sqlx::query(
-                "INSERT INTO activity (global_position, aggregate_type, aggregate_id, \
-                     event_type, actor_id, actor_role, recorded_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)"
-            )
-            .bind(e.global_position)
-            .bind(&e.aggregate_type)
-            .bind(&e.aggregate_id)
-            .bind(&e.event_type)
-            .bind(&e.actor_id)
-            .bind(&e.actor_role)
-            .bind(e.recorded_at)
-        )?;
+            "activity (global_position, aggregate_type, aggregate_id, event_type, actor_id, \
+             actor_role, recorded_at)",
+            "",
+            &rows,
+        )
+        .await?;
         Ok(())
     }
 }

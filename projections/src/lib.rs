@@ -4,5 +4,6 @@
 pub mod activity;
 pub mod patients;
 pub mod runner;
+pub mod sql;
 
-pub use runner::{run, ProjectionError, Projector, RunnerConfig, Tx};
+pub use runner::{run, Envelope, ProjectionError, Projector, RunnerConfig, Tx, Unread};

@@ -1,16 +1,18 @@
 //! The `patients` read model: one row per patient with demographics,
 //! allergies and history, searchable by name prefix, birth date and identifier.
 
+use std::collections::{BTreeMap, HashMap};
+
 use anamnesis_commands::log::describe_json_error;
-use anamnesis_commands::{Db, StoredEvent};
-use anamnesis_domain::codec::StoredForm;
-use anamnesis_domain::patient::{Demographics, PatientEvent};
+use anamnesis_commands::Db;
+use anamnesis_domain::patient::{Allergy, Condition, Demographics, PatientEvent};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
-use crate::execute_on;
-use crate::runner::{ProjectionError, Projector, Tx};
+use crate::runner::{Envelope, ProjectionError, Projector, Tx};
+use crate::sql::{self, Value as Bound};
 
 /// Projects patient events into `patients` and `patient_identifiers`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -40,180 +42,415 @@ macro_rules! on_tx {
 }
 
 impl Projector for Patients {
+    type Event = PatientEvent;
+
     fn name(&self) -> &'static str {
         NAME
     }
 
-    async fn apply(&self, tx: &mut Tx, e: &StoredEvent) -> Result<(), ProjectionError> {
-        if e.aggregate_type != "patient" {
-            return Ok(());
-        }
-        let event = PatientEvent::from_stored(&e.event_type, &e.event_version, &e.payload)
-            .map_err(|err| ProjectionError::Event {
-                position: e.global_position,
-                detail: err.to_string(),
-            })?;
-        let id = e.aggregate_id.as_str();
-        // Registration and demographics updates are one guarded upsert
-        // (plus identifiers): no read of the row first.
-        match &event {
-            PatientEvent::PatientRegistered {
-                demographics,
-                user_id,
-            } => return write_demographics(tx, e, demographics, *user_id).await,
-            PatientEvent::DemographicsUpdated { demographics } => {
-                return write_demographics(tx, e, demographics, None).await
-            }
-            _ => {}
-        }
-        let current: Option<(String, String, i64)> = on_tx!(&mut *tx, |c| sqlx::query_as(
-            "SELECT allergies, conditions, version FROM patients WHERE patient_id = $1"
-        )
-        .bind(id)
-        .fetch_optional(&mut **c)
-        .await)?;
-        let Some((allergies, conditions, version)) = current else {
-            // Never skipped: a record whose registration was not projected
-            // would be shown without this fact.
-            return Err(ProjectionError::Event {
-                position: e.global_position,
-                detail: "a patient event for a patient the read model does not hold".into(),
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["patient"]
+    }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        events: &[Envelope<PatientEvent>],
+    ) -> Result<(), ProjectionError> {
+        let fold = Fold::of(events);
+        fold.check_known(tx).await?;
+        fold.write(tx).await
+    }
+}
+
+/// A batch folded per row: what each statement of [`Fold::write`] writes.
+#[derive(Default)]
+struct Fold {
+    /// Demographics to upsert, one per patient (the batch's last), with
+    /// registration time and account link when the batch registered them.
+    demographics: BTreeMap<String, DemographicsRow>,
+    /// Every patient the batch touched: its last position and time, and a
+    /// date of death if one was recorded; first position, for errors.
+    touched: BTreeMap<String, Touched>,
+    allergies: Vec<AllergyRow>,
+    allergies_removed: Vec<String>,
+    conditions: Vec<ConditionRow>,
+    /// (condition id, resolved on) for conditions recorded before the batch.
+    resolutions: Vec<(String, NaiveDate)>,
+}
+
+struct DemographicsRow {
+    demographics: Demographics,
+    /// When this version was recorded.
+    at: DateTime<Utc>,
+    user_id: Option<Uuid>,
+    registered_at: DateTime<Utc>,
+    /// Registered in this batch: no identifiers to clear.
+    new: bool,
+    position: i64,
+}
+
+struct Touched {
+    first: i64,
+    last: i64,
+    at: DateTime<Utc>,
+    registered: bool,
+    deceased_on: Option<NaiveDate>,
+}
+
+struct AllergyRow {
+    id: String,
+    patient: String,
+    allergy: Allergy,
+    at: DateTime<Utc>,
+    by: String,
+    position: i64,
+}
+
+struct ConditionRow {
+    id: String,
+    patient: String,
+    condition: Condition,
+    resolved_on: Option<NaiveDate>,
+    by: String,
+    position: i64,
+}
+
+impl Fold {
+    fn of(events: &[Envelope<PatientEvent>]) -> Self {
+        let mut f = Fold::default();
+        for e in events {
+            let id = e.id().to_owned();
+            let position = e.position();
+            let at = e.stored.recorded_at;
+            let touched = f.touched.entry(id.clone()).or_insert(Touched {
+                first: position,
+                last: position,
+                at,
+                registered: false,
+                deceased_on: None,
             });
-        };
-        if version >= e.global_position {
-            return Ok(()); // already applied
-        }
-        let parse = |text: &str| -> Result<Vec<Value>, ProjectionError> {
-            serde_json::from_str(text).map_err(|err| ProjectionError::Event {
-                position: e.global_position,
-                detail: format!("stored read-model list: {}", describe_json_error(&err)),
-            })
-        };
-        let (mut allergies, mut conditions) = (parse(&allergies)?, parse(&conditions)?);
-        let mut deceased_on: Option<NaiveDate> = None;
-        match event {
-            PatientEvent::PatientRegistered { .. } | PatientEvent::DemographicsUpdated { .. } => {}
-            PatientEvent::AllergyRecorded {
-                allergy_id,
-                allergy,
-            } => allergies.push(json!({
-                "id": allergy_id,
-                "substance": allergy.substance,
-                "reaction": allergy.reaction,
-                "severity": allergy.severity,
-                "recorded_at": e.recorded_at,
-                "recorded_by": e.actor_id,
-            })),
-            PatientEvent::AllergyRemoved { allergy_id } => {
-                let id = allergy_id.to_string();
-                allergies.retain(|a| a["id"] != Value::String(id.clone()));
-            }
-            PatientEvent::ConditionAdded {
-                condition_id,
-                condition,
-            } => conditions.push(json!({
-                "id": condition_id,
-                "code": condition.code,
-                "description": condition.description,
-                "onset": condition.onset,
-                "resolved_on": null,
-                "recorded_by": e.actor_id,
-            })),
-            PatientEvent::ConditionResolved {
-                condition_id,
-                resolved_on,
-            } => {
-                let id = Value::String(condition_id.to_string());
-                for c in conditions.iter_mut().filter(|c| c["id"] == id) {
-                    c["resolved_on"] = json!(resolved_on);
+            touched.last = position;
+            touched.at = at;
+            match &e.event {
+                PatientEvent::PatientRegistered {
+                    demographics,
+                    user_id,
+                } => {
+                    touched.registered = true;
+                    f.demographics.insert(
+                        id,
+                        DemographicsRow {
+                            demographics: demographics.clone(),
+                            at,
+                            user_id: *user_id,
+                            registered_at: at,
+                            new: e.stored.sequence == 1,
+                            position,
+                        },
+                    );
+                }
+                PatientEvent::DemographicsUpdated { demographics } => {
+                    let row = f.demographics.entry(id).or_insert(DemographicsRow {
+                        demographics: demographics.clone(),
+                        at,
+                        user_id: None,
+                        registered_at: at,
+                        new: false,
+                        position,
+                    });
+                    row.demographics = demographics.clone();
+                    row.at = at;
+                    row.position = position;
+                }
+                PatientEvent::AllergyRecorded {
+                    allergy_id,
+                    allergy,
+                } => f.allergies.push(AllergyRow {
+                    id: allergy_id.to_string(),
+                    patient: id,
+                    allergy: allergy.clone(),
+                    at,
+                    by: e.stored.actor_id.clone(),
+                    position,
+                }),
+                PatientEvent::AllergyRemoved { allergy_id } => {
+                    let gone = allergy_id.to_string();
+                    let before = f.allergies.len();
+                    f.allergies.retain(|a| a.id != gone);
+                    if f.allergies.len() == before {
+                        f.allergies_removed.push(gone);
+                    }
+                }
+                PatientEvent::ConditionAdded {
+                    condition_id,
+                    condition,
+                } => f.conditions.push(ConditionRow {
+                    id: condition_id.to_string(),
+                    patient: id,
+                    condition: condition.clone(),
+                    resolved_on: None,
+                    by: e.stored.actor_id.clone(),
+                    position,
+                }),
+                PatientEvent::ConditionResolved {
+                    condition_id,
+                    resolved_on,
+                } => {
+                    let which = condition_id.to_string();
+                    match f.conditions.iter_mut().find(|c| c.id == which) {
+                        Some(c) => c.resolved_on = Some(*resolved_on),
+                        None => f.resolutions.push((which, *resolved_on)),
+                    }
+                }
+                PatientEvent::PatientDeceased { deceased_on } => {
+                    touched.deceased_on = Some(*deceased_on)
                 }
             }
-            PatientEvent::PatientDeceased { deceased_on: d } => deceased_on = Some(d),
         }
-        execute_on!(
-            &mut *tx,
-            sqlx::query(
-                "UPDATE patients SET allergies = $2, conditions = $3, \
-                     deceased_on = COALESCE($4, deceased_on), updated_at = $5, version = $6 \
-                 WHERE patient_id = $1 AND version < $6"
+        f
+    }
+
+    /// Every patient the batch touches without registering them must be in
+    /// the read model: never skipped, or the record would be shown without
+    /// this fact.
+    async fn check_known(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        let unknown: Vec<(&String, &Touched)> =
+            self.touched.iter().filter(|(_, t)| !t.registered).collect();
+        for chunk in unknown.chunks(400) {
+            let sql = format!(
+                "SELECT patient_id FROM patients WHERE patient_id IN ({})",
+                sql::list(chunk.len())
+            );
+            let ids: Vec<String> = on_tx!(&mut *tx, |c| {
+                let mut q = sqlx::query_scalar(&sql);
+                for (id, _) in chunk {
+                    q = q.bind(id.as_str());
+                }
+                q.fetch_all(&mut **c).await
+            })?;
+            if let Some((_, t)) = chunk.iter().find(|(id, _)| !ids.contains(id)) {
+                return Err(ProjectionError::Event {
+                    position: t.first,
+                    detail: "a patient event for a patient the read model does not hold".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn write(self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        // Demographics: one guarded upsert for every patient registered or
+        // updated. The version guard makes a replayed event (or one older
+        // than the row) a no-op; registration time and account link are
+        // never overwritten.
+        let rows: Vec<Vec<Bound>> = self
+            .demographics
+            .iter()
+            .map(|(id, r)| {
+                let d = &r.demographics;
+                vec![
+                    id.as_str().into(),
+                    storable(&d.name.family).into(),
+                    storable(&d.name.given).into(),
+                    storable(&d.name.family.to_lowercase()).into(),
+                    storable(&d.name.given.to_lowercase()).into(),
+                    d.birth_date.date().into(),
+                    d.sex.as_str().into(),
+                    d.contact.phone.as_deref().map(storable).into(),
+                    d.contact.email.as_deref().map(storable).into(),
+                    d.address.as_ref().map(json_text).into(),
+                    r.user_id.map(|u| u.to_string()).into(),
+                    r.registered_at.into(),
+                    r.at.into(),
+                    r.position.into(),
+                ]
+            })
+            .collect();
+        let written = if rows.is_empty() {
+            Vec::new()
+        } else {
+            sql::insert_rows_returning(
+                tx,
+                "patients (patient_id, family_name, given_name, family_key, given_key, \
+                 birth_date, sex, phone, email, address, user_id, registered_at, updated_at, \
+                 version)",
+                "ON CONFLICT (patient_id) DO UPDATE SET family_name = excluded.family_name, \
+                 given_name = excluded.given_name, family_key = excluded.family_key, \
+                 given_key = excluded.given_key, birth_date = excluded.birth_date, \
+                 sex = excluded.sex, phone = excluded.phone, email = excluded.email, \
+                 address = excluded.address, updated_at = excluded.updated_at, \
+                 version = excluded.version \
+                 WHERE patients.version < excluded.version RETURNING patient_id",
+                &rows,
             )
-            .bind(id)
-            .bind(Value::Array(allergies).to_string())
-            .bind(Value::Array(conditions).to_string())
-            .bind(deceased_on)
-            .bind(e.recorded_at)
-            .bind(e.global_position)
-        )?;
+            .await?
+        };
+        // Identifiers of the rows just written replace the old ones (a
+        // registration has none to clear).
+        let replaced: Vec<Vec<Bound>> = written
+            .iter()
+            .filter(|id| self.demographics.get(*id).is_some_and(|r| !r.new))
+            .map(|id| vec![id.as_str().into()])
+            .collect();
+        if !replaced.is_empty() {
+            sql::with_values(
+                tx,
+                "patient_id",
+                &replaced,
+                "DELETE FROM patient_identifiers WHERE patient_id IN (SELECT patient_id FROM v)",
+            )
+            .await?;
+        }
+        let identifiers: Vec<Vec<Bound>> = written
+            .iter()
+            .filter_map(|id| self.demographics.get(id).map(|r| (id, r)))
+            .flat_map(|(id, r)| {
+                r.demographics
+                    .identifiers
+                    .iter()
+                    .enumerate()
+                    .map(move |(n, i)| {
+                        vec![
+                            id.as_str().into(),
+                            storable(&i.system).into(),
+                            storable(&i.value).into(),
+                            (n as i64).into(),
+                        ]
+                    })
+            })
+            .collect();
+        if !identifiers.is_empty() {
+            sql::insert_rows(
+                tx,
+                "patient_identifiers (patient_id, system, value, ordinal)",
+                "",
+                &identifiers,
+            )
+            .await?;
+        }
+        let allergies: Vec<Vec<Bound>> = self
+            .allergies
+            .iter()
+            .map(|a| {
+                vec![
+                    a.id.as_str().into(),
+                    a.patient.as_str().into(),
+                    storable(&a.allergy.substance).into(),
+                    storable(&a.allergy.reaction).into(),
+                    severity_name(&a.allergy).into(),
+                    a.at.into(),
+                    a.by.as_str().into(),
+                    a.position.into(),
+                ]
+            })
+            .collect();
+        if !allergies.is_empty() {
+            sql::insert_rows(
+                tx,
+                "patient_allergies (allergy_id, patient_id, substance, reaction, severity, \
+                 recorded_at, recorded_by, position)",
+                "ON CONFLICT (allergy_id) DO NOTHING",
+                &allergies,
+            )
+            .await?;
+        }
+        if !self.allergies_removed.is_empty() {
+            let gone: Vec<Vec<Bound>> = self
+                .allergies_removed
+                .iter()
+                .map(|id| vec![id.as_str().into()])
+                .collect();
+            sql::with_values(
+                tx,
+                "allergy_id",
+                &gone,
+                "DELETE FROM patient_allergies WHERE allergy_id IN (SELECT allergy_id FROM v)",
+            )
+            .await?;
+        }
+        let conditions: Vec<Vec<Bound>> = self
+            .conditions
+            .iter()
+            .map(|c| {
+                vec![
+                    c.id.as_str().into(),
+                    c.patient.as_str().into(),
+                    c.condition.code.as_deref().map(storable).into(),
+                    storable(&c.condition.description).into(),
+                    c.condition.onset.into(),
+                    c.resolved_on.into(),
+                    c.by.as_str().into(),
+                    c.position.into(),
+                ]
+            })
+            .collect();
+        if !conditions.is_empty() {
+            sql::insert_rows(
+                tx,
+                "patient_conditions (condition_id, patient_id, code, description, onset, \
+                 resolved_on, recorded_by, position)",
+                "ON CONFLICT (condition_id) DO NOTHING",
+                &conditions,
+            )
+            .await?;
+        }
+        if !self.resolutions.is_empty() {
+            let resolved: Vec<Vec<Bound>> = self
+                .resolutions
+                .iter()
+                .map(|(id, on)| vec![id.as_str().into(), (*on).into()])
+                .collect();
+            sql::with_values(
+                tx,
+                "condition_id, resolved_on",
+                &resolved,
+                "UPDATE patient_conditions SET resolved_on = v.resolved_on FROM v \
+                 WHERE patient_conditions.condition_id = v.condition_id",
+            )
+            .await?;
+        }
+        // Every touched row records the last event it reflects (and a death).
+        let bumps: Vec<Vec<Bound>> = self
+            .touched
+            .iter()
+            .filter(|(id, t)| {
+                t.deceased_on.is_some()
+                    || self
+                        .demographics
+                        .get(*id)
+                        .is_none_or(|r| r.position < t.last)
+            })
+            .map(|(id, t)| {
+                vec![
+                    id.as_str().into(),
+                    t.last.into(),
+                    t.at.into(),
+                    t.deceased_on.into(),
+                ]
+            })
+            .collect();
+        if !bumps.is_empty() {
+            sql::with_values(
+                tx,
+                "patient_id, version, updated_at, deceased_on",
+                &bumps,
+                "UPDATE patients SET version = v.version, updated_at = v.updated_at, \
+                 deceased_on = COALESCE(v.deceased_on, patients.deceased_on) FROM v \
+                 WHERE patients.patient_id = v.patient_id AND patients.version < v.version",
+            )
+            .await?;
+        }
         Ok(())
     }
 }
 
-/// Inserts the row on registration, replaces the demographics on an update.
-/// The version guard makes a replayed event (or one older than the row) a
-/// no-op; registration time and account link are never overwritten.
-async fn write_demographics(
-    tx: &mut Tx,
-    e: &StoredEvent,
-    d: &Demographics,
-    user_id: Option<uuid::Uuid>,
-) -> Result<(), ProjectionError> {
-    let written = execute_on!(
-        &mut *tx,
-        sqlx::query(
-            "INSERT INTO patients (patient_id, family_name, given_name, family_key, given_key, \
-                 birth_date, sex, phone, email, address, identifiers, allergies, conditions, \
-                 user_id, registered_at, updated_at, version) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', '[]', $12, $13, $13, $14) \
-             ON CONFLICT (patient_id) DO UPDATE SET family_name = excluded.family_name, \
-                 given_name = excluded.given_name, family_key = excluded.family_key, \
-                 given_key = excluded.given_key, birth_date = excluded.birth_date, \
-                 sex = excluded.sex, phone = excluded.phone, email = excluded.email, \
-                 address = excluded.address, identifiers = excluded.identifiers, \
-                 updated_at = excluded.updated_at, version = excluded.version \
-             WHERE patients.version < excluded.version"
-        )
-        .bind(&e.aggregate_id)
-        .bind(storable(&d.name.family))
-        .bind(storable(&d.name.given))
-        .bind(storable(&d.name.family.to_lowercase()))
-        .bind(storable(&d.name.given.to_lowercase()))
-        .bind(d.birth_date.date())
-        .bind(d.sex.as_str())
-        .bind(d.contact.phone.as_deref().map(storable))
-        .bind(d.contact.email.as_deref().map(storable))
-        .bind(d.address.as_ref().map(json_text))
-        .bind(json_text(&d.identifiers))
-        .bind(user_id.map(|u| u.to_string()))
-        .bind(e.recorded_at)
-        .bind(e.global_position)
-    )?;
-    if written == 1 {
-        // A registration (event 1 of its stream) has none to clear.
-        if e.sequence > 1 {
-            execute_on!(
-                &mut *tx,
-                sqlx::query("DELETE FROM patient_identifiers WHERE patient_id = $1")
-                    .bind(&e.aggregate_id)
-            )?;
-        }
-        write_identifiers(tx, &e.aggregate_id, d).await?;
+/// The severity's stored name (`mild`, `life_threatening`).
+fn severity_name(allergy: &Allergy) -> String {
+    match serde_json::to_value(allergy.severity) {
+        Ok(Value::String(name)) => name,
+        _ => "unknown".into(),
     }
-    Ok(())
-}
-
-async fn write_identifiers(tx: &mut Tx, id: &str, d: &Demographics) -> Result<(), ProjectionError> {
-    for i in &d.identifiers {
-        execute_on!(
-            &mut *tx,
-            sqlx::query(
-                "INSERT INTO patient_identifiers (patient_id, system, value) VALUES ($1, $2, $3)"
-            )
-            .bind(id)
-            .bind(storable(&i.system))
-            .bind(storable(&i.value))
-        )?;
-    }
-    Ok(())
 }
 
 /// Text as a database column can hold it. The domain refuses NUL since
@@ -270,9 +507,6 @@ struct PatientRow {
     phone: Option<String>,
     email: Option<String>,
     address: Option<String>,
-    identifiers: String,
-    allergies: String,
-    conditions: String,
     deceased_on: Option<NaiveDate>,
     registered_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -288,17 +522,141 @@ fn corrupt(column: &'static str, e: &serde_json::Error) -> sqlx::Error {
     }
 }
 
+/// The list-valued parts of some patients, from the child tables.
+#[derive(Default)]
+struct Lists {
+    identifiers: HashMap<String, Vec<Value>>,
+    allergies: HashMap<String, Vec<Value>>,
+    conditions: HashMap<String, Vec<Value>>,
+}
+
+#[derive(sqlx::FromRow)]
+struct IdentifierRow {
+    patient_id: String,
+    system: String,
+    value: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct AllergyListRow {
+    patient_id: String,
+    allergy_id: String,
+    substance: String,
+    reaction: String,
+    severity: String,
+    recorded_at: DateTime<Utc>,
+    recorded_by: String,
+}
+
+#[derive(sqlx::FromRow)]
+struct ConditionListRow {
+    patient_id: String,
+    condition_id: String,
+    code: Option<String>,
+    description: String,
+    onset: Option<NaiveDate>,
+    resolved_on: Option<NaiveDate>,
+    recorded_by: String,
+}
+
+/// Rows of `sql` (with `{ids}` standing for the id list) for `ids`.
+async fn rows_for<T>(db: &Db, sql: &str, ids: &[&str]) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin,
+{
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = sql.replace("{ids}", &sql::list(ids.len()));
+    on_pool!(db, |p| {
+        let mut q = sqlx::query_as(&sql);
+        for id in ids {
+            q = q.bind(*id);
+        }
+        q.fetch_all(p).await
+    })
+}
+
+impl Lists {
+    async fn of(db: &Db, ids: &[&str]) -> Result<Self, sqlx::Error> {
+        let mut lists = Lists::default();
+        let identifiers: Vec<IdentifierRow> = rows_for(
+            db,
+            "SELECT patient_id, system, value FROM patient_identifiers \
+             WHERE patient_id IN ({ids}) ORDER BY patient_id, ordinal",
+            ids,
+        )
+        .await?;
+        for i in identifiers {
+            lists
+                .identifiers
+                .entry(i.patient_id)
+                .or_default()
+                .push(json!({"system": i.system, "value": i.value}));
+        }
+        let allergies: Vec<AllergyListRow> = rows_for(
+            db,
+            "SELECT patient_id, allergy_id, substance, reaction, severity, recorded_at, \
+             recorded_by FROM patient_allergies WHERE patient_id IN ({ids}) \
+             ORDER BY patient_id, position",
+            ids,
+        )
+        .await?;
+        for a in allergies {
+            lists
+                .allergies
+                .entry(a.patient_id)
+                .or_default()
+                .push(json!({
+                    "id": a.allergy_id,
+                    "substance": a.substance,
+                    "reaction": a.reaction,
+                    "severity": a.severity,
+                    "recorded_at": a.recorded_at,
+                    "recorded_by": a.recorded_by,
+                }));
+        }
+        let conditions: Vec<ConditionListRow> = rows_for(
+            db,
+            "SELECT patient_id, condition_id, code, description, onset, resolved_on, \
+             recorded_by FROM patient_conditions WHERE patient_id IN ({ids}) \
+             ORDER BY patient_id, position",
+            ids,
+        )
+        .await?;
+        for c in conditions {
+            lists
+                .conditions
+                .entry(c.patient_id)
+                .or_default()
+                .push(json!({
+                    "id": c.condition_id,
+                    "code": c.code,
+                    "description": c.description,
+                    "onset": c.onset,
+                    "resolved_on": c.resolved_on,
+                    "recorded_by": c.recorded_by,
+                }));
+        }
+        Ok(lists)
+    }
+}
+
 impl PatientRow {
-    fn view(self) -> Result<PatientView, sqlx::Error> {
-        let array = |column: &'static str, t: &str| {
-            serde_json::from_str::<Vec<Value>>(t).map_err(|e| corrupt(column, &e))
-        };
+    fn view(self, lists: &mut Lists) -> Result<PatientView, sqlx::Error> {
         let address = self
             .address
             .map(|a| serde_json::from_str(&a).map_err(|e| corrupt("address", &e)))
             .transpose()?;
+        let id = self.patient_id;
         Ok(PatientView {
-            id: self.patient_id,
+            identifiers: lists.identifiers.remove(&id).unwrap_or_default(),
+            allergies: Some(lists.allergies.remove(&id).unwrap_or_default()),
+            conditions: Some(lists.conditions.remove(&id).unwrap_or_default()),
+            id,
             family_name: self.family_name,
             given_name: self.given_name,
             birth_date: self.birth_date,
@@ -306,10 +664,7 @@ impl PatientRow {
             phone: self.phone,
             email: self.email,
             address,
-            identifiers: array("identifiers", &self.identifiers)?,
             deceased_on: self.deceased_on,
-            allergies: Some(array("allergies", &self.allergies)?),
-            conditions: Some(array("conditions", &self.conditions)?),
             registered_at: self.registered_at,
             updated_at: self.updated_at,
             version: self.version,
@@ -317,8 +672,15 @@ impl PatientRow {
     }
 }
 
+/// Patients with their lists, in the rows' order.
+async fn views(db: &Db, rows: Vec<PatientRow>) -> Result<Vec<PatientView>, sqlx::Error> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.patient_id.as_str()).collect();
+    let mut lists = Lists::of(db, &ids).await?;
+    rows.into_iter().map(|r| r.view(&mut lists)).collect()
+}
+
 const COLUMNS: &str = "patient_id, family_name, given_name, birth_date, sex, phone, email, \
-    address, identifiers, allergies, conditions, deceased_on, registered_at, updated_at, version";
+    address, deceased_on, registered_at, updated_at, version";
 
 /// One patient, if the read model has them.
 pub async fn get(db: &Db, id: &str) -> Result<Option<PatientView>, sqlx::Error> {
@@ -327,7 +689,10 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<PatientView>, sqlx::Error> 
         .bind(id)
         .fetch_optional(p)
         .await)?;
-    row.map(PatientRow::view).transpose()
+    match row {
+        Some(row) => Ok(views(db, vec![row]).await?.pop()),
+        None => Ok(None),
+    }
 }
 
 /// Search filters; all given ones must match.
@@ -397,10 +762,6 @@ pub async fn search(db: &Db, s: &Search) -> Result<(Vec<PatientView>, bool), sql
         q.fetch_all(p).await
     })?;
     let more = rows.len() as i64 > s.limit;
-    let page = rows
-        .into_iter()
-        .take(s.limit as usize)
-        .map(PatientRow::view)
-        .collect::<Result<_, _>>()?;
-    Ok((page, more))
+    let page: Vec<PatientRow> = rows.into_iter().take(s.limit as usize).collect();
+    Ok((views(db, page).await?, more))
 }

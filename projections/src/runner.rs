@@ -5,12 +5,25 @@
 //! point leaves the read model and the checkpoint consistent, so a restart
 //! neither loses nor repeats an event. It wakes when the log grows (in-process
 //! signal, NOTIFY on Postgres) and also polls slowly, in case a wake-up was missed.
+//!
+//! A projector names the aggregate types it reads; the filter runs in SQL, so
+//! a batch holds only its events, decoded once, before the projector sees
+//! them. A stretch of the log with nothing for it moves its position in
+//! memory only; the checkpoint is written with its next batch, or when it
+//! falls idle (at most once a second): no write per empty batch.
+//!
+//! On Postgres, each projector runs active in one process (a session
+//! advisory lock) while the others stand by, publishing the committed
+//! checkpoint for read-your-writes and taking over when the active one dies.
 
 use std::future::Future;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use anamnesis_commands::{Db, EventLog, StoreError, StoredEvent};
+use anamnesis_commands::{Db, LogReader, StoreError, StoredEvent};
+use anamnesis_domain::codec::{DecodeError, StoredForm};
 use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use sqlx::Connection;
 use tokio::sync::watch;
 
 /// One open read-model transaction, on whichever backend the log is on.
@@ -48,17 +61,54 @@ pub enum ProjectionError {
     Event { position: i64, detail: String },
 }
 
+/// A decoded event with what the log knows of it (position, stream, actor,
+/// time). The stored payload is still there for projectors that keep it.
+#[derive(Debug, Clone)]
+pub struct Envelope<E> {
+    pub stored: StoredEvent,
+    pub event: E,
+}
+
+impl<E> Envelope<E> {
+    pub fn position(&self) -> i64 {
+        self.stored.global_position
+    }
+
+    /// The stream (aggregate) id.
+    pub fn id(&self) -> &str {
+        &self.stored.aggregate_id
+    }
+}
+
+/// The event type of a projector that reads every event's metadata and
+/// none of its payload (the activity log): decoding cannot fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unread;
+
+impl StoredForm for Unread {
+    fn from_stored(_: &str, _: &str, _: &str) -> Result<Self, DecodeError> {
+        Ok(Unread)
+    }
+}
+
 /// Builds one read model from the log.
 pub trait Projector: Send + Sync + 'static {
+    /// What it reads each event as: an aggregate's event enum, or [`Unread`].
+    type Event: StoredForm + Send + Sync;
+
     /// Stable name; the checkpoint is kept under it.
     fn name(&self) -> &'static str;
 
-    /// Applies one event inside the batch's transaction. Must not call out of
-    /// the database: the same code runs during a rebuild.
-    fn apply(
+    /// The aggregate types whose events it reads; every type when empty.
+    fn aggregate_types(&self) -> &'static [&'static str];
+
+    /// Applies a batch of its events, in log order, inside the batch's
+    /// transaction (fold it into a few multi-row statements). Must not call
+    /// out of the database: the same code runs during a rebuild.
+    fn apply_batch(
         &self,
         tx: &mut Tx,
-        event: &StoredEvent,
+        events: &[Envelope<Self::Event>],
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
 }
 
@@ -71,6 +121,9 @@ pub struct RunnerConfig {
     pub poll_interval: Duration,
     /// Wait after a failed batch before trying it again.
     pub retry_delay: Duration,
+    /// How often a standby re-reads the committed checkpoint (for
+    /// read-your-writes) and tries to become active.
+    pub standby_interval: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -79,9 +132,17 @@ impl Default for RunnerConfig {
             batch_size: 500,
             poll_interval: Duration::from_secs(1),
             retry_delay: Duration::from_secs(1),
+            standby_interval: Duration::from_millis(100),
         }
     }
 }
+
+/// Positions scanned per read beyond the cursor, for a projector whose
+/// types are rare in the log: bounds one primary-key range scan.
+const SCAN_WINDOW: i64 = 20_000;
+/// How stale a skipped-over checkpoint may be in the table before it is
+/// written even though the projector had nothing to apply.
+const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The committed checkpoint of projector `name` (0 when it has none).
 pub async fn checkpoint(db: &Db, name: &str) -> Result<i64, sqlx::Error> {
@@ -103,24 +164,56 @@ pub struct Failure {
     pub error: String,
 }
 
-/// Runs `projector` until `shutdown` turns true, publishing the committed
-/// checkpoint on `progress` after every batch.
+/// Where a projector is: what its table says, and how far it has looked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// The committed checkpoint, as last read or written.
+    pub committed: i64,
+    /// Every event up to here is applied or not the projector's.
+    pub scanned: i64,
+    last_write: Option<Instant>,
+}
+
+impl Cursor {
+    /// A cursor at the committed checkpoint.
+    pub fn at(committed: i64) -> Self {
+        Self {
+            committed,
+            scanned: committed,
+            last_write: None,
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stepped {
+    /// Moved to this position (events applied, or a stretch skipped).
+    Advanced(i64),
+    /// Nothing after the position: caught up.
+    CaughtUp(i64),
+}
+
+/// Runs `projector` over `reader`'s log, writing its read model in `db`,
+/// until `shutdown` turns true, publishing its position on `progress`.
 pub async fn run<P: Projector>(
-    log: EventLog,
+    reader: LogReader,
+    db: Db,
     projector: P,
     config: RunnerConfig,
     progress: watch::Sender<i64>,
     shutdown: watch::Receiver<bool>,
 ) {
     let (failure, _) = watch::channel(None);
-    run_reporting(log, projector, config, progress, failure, shutdown).await
+    run_reporting(reader, db, projector, config, progress, failure, shutdown).await
 }
 
 /// [`run`], also publishing on `failure` whether the projector is stuck. A
 /// batch that fails is retried (with growing pauses, up to 30 s) and never
 /// skipped: the checkpoint does not move past an event that cannot be applied.
 pub async fn run_reporting<P: Projector>(
-    log: EventLog,
+    reader: LogReader,
+    db: Db,
     projector: P,
     config: RunnerConfig,
     progress: watch::Sender<i64>,
@@ -128,17 +221,34 @@ pub async fn run_reporting<P: Projector>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = projector.name();
-    let mut wake = log.subscribe();
+    let mut wake = reader.subscribe();
     let mut pause = config.retry_delay;
-    // Read-your-writes works from the first moment: publish what is committed.
-    if let Ok(committed) = checkpoint(log.db(), name).await {
-        progress.send_if_modified(|p| advance(p, committed));
-    }
+    let mut lease = Lease::new(&db, name);
+    let mut cursor = Cursor::default();
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let stepped = step(&log, &projector, config.batch_size).await;
+        // Read-your-writes works from the first moment, active or not:
+        // publish what is committed.
+        if !lease.held().await {
+            cursor = Cursor::default();
+            if let Ok(committed) = checkpoint(&db, name).await {
+                progress.send_if_modified(|p| advance(p, committed));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(config.standby_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        if cursor == Cursor::default() {
+            match checkpoint(&db, name).await {
+                Ok(committed) => cursor = Cursor::at(committed),
+                Err(error) => tracing::warn!(projector = name, %error, "checkpoint unreadable"),
+            }
+        }
+        let stepped = step(&reader, &db, &projector, &mut cursor, config.batch_size).await;
         if stepped.is_ok() && failure.borrow().is_some() {
             // Any step that succeeds, with or without events, clears a failure.
             tracing::info!(projector = name, "projector recovered");
@@ -147,11 +257,11 @@ pub async fn run_reporting<P: Projector>(
             pause = config.retry_delay;
         }
         match stepped {
-            Ok(Some(position)) => {
+            Ok(Stepped::Advanced(position)) => {
                 progress.send_if_modified(|p| advance(p, position));
-                continue;
             }
-            Ok(None) => {
+            Ok(Stepped::CaughtUp(position)) => {
+                progress.send_if_modified(|p| advance(p, position));
                 tokio::select! {
                     _ = wake.changed() => {}
                     _ = tokio::time::sleep(config.poll_interval) => {}
@@ -159,7 +269,7 @@ pub async fn run_reporting<P: Projector>(
                 }
             }
             Err(error) => {
-                let at = *progress.borrow();
+                let at = cursor.committed;
                 tracing::error!(
                     projector = name,
                     checkpoint = at,
@@ -173,6 +283,8 @@ pub async fn run_reporting<P: Projector>(
                     checkpoint: at,
                     error: error.to_string(),
                 }));
+                // Start again from what the table says.
+                cursor = Cursor::default();
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => {}
@@ -192,42 +304,103 @@ fn advance(published: &mut i64, position: i64) -> bool {
     newer
 }
 
-/// Projects one batch. Returns the new checkpoint, or `None` when caught up.
+/// Projects one batch of `projector`'s events after `cursor`, or skips a
+/// stretch with none, or writes an idle checkpoint.
 pub async fn step<P: Projector>(
-    log: &EventLog,
+    reader: &LogReader,
+    db: &Db,
     projector: &P,
+    cursor: &mut Cursor,
     batch_size: i64,
-) -> Result<Option<i64>, ProjectionError> {
-    let name = projector.name();
-    let db = log.db();
-    let seen = checkpoint(db, name).await?;
-    let events = log.read_from(seen, batch_size).await?;
-    let Some(last) = events.last().map(|e| e.global_position) else {
-        return Ok(None);
+) -> Result<Stepped, ProjectionError> {
+    let head = reader.head().await?;
+    if cursor.scanned >= head {
+        let stale = cursor
+            .last_write
+            .is_none_or(|t| t.elapsed() >= IDLE_CHECKPOINT_EVERY);
+        if cursor.scanned > cursor.committed && stale {
+            // Idle: let the table (other instances, restarts) catch up.
+            commit(db, projector, cursor, &[], cursor.scanned).await?;
+        }
+        return Ok(Stepped::CaughtUp(cursor.scanned));
+    }
+    let until = head.min(cursor.scanned + SCAN_WINDOW);
+    let stored = reader
+        .read_types(
+            projector.aggregate_types(),
+            cursor.scanned,
+            until,
+            batch_size,
+        )
+        .await?;
+    let full = stored.len() as i64 >= batch_size;
+    let mut reached = match stored.last() {
+        Some(last) if full => last.global_position,
+        _ => until,
     };
+    if stored.is_empty() {
+        cursor.scanned = reached;
+        return Ok(Stepped::Advanced(reached));
+    }
+    // Decode once, in order; a batch stops short of an event that cannot
+    // be decoded, which then fails alone as the next batch's first.
+    let mut events = Vec::with_capacity(stored.len());
+    for e in stored {
+        match P::Event::from_stored(&e.event_type, &e.event_version, &e.payload) {
+            Ok(event) => events.push(Envelope { stored: e, event }),
+            Err(error) if events.is_empty() => {
+                return Err(ProjectionError::Event {
+                    position: e.global_position,
+                    detail: error.to_string(),
+                })
+            }
+            Err(_) => {
+                reached = e.global_position - 1;
+                break;
+            }
+        }
+    }
+    commit(db, projector, cursor, &events, reached).await?;
+    Ok(Stepped::Advanced(cursor.scanned))
+}
+
+/// Applies `events` and moves the checkpoint to `to`, in one transaction.
+/// If another runner moved the checkpoint meanwhile, nothing is written and
+/// the cursor jumps to where that runner got.
+async fn commit<P: Projector>(
+    db: &Db,
+    projector: &P,
+    cursor: &mut Cursor,
+    events: &[Envelope<P::Event>],
+    to: i64,
+) -> Result<(), ProjectionError> {
+    let name = projector.name();
     let mut tx = begin(db).await?;
     // Re-read the checkpoint under the transaction's lock: if another runner of
     // the same projector committed meanwhile, this batch is stale.
     let locked = locked_checkpoint(&mut tx, name).await?;
-    if locked != seen {
-        return Ok(Some(locked));
+    if locked != cursor.committed {
+        *cursor = Cursor::at(locked.max(cursor.committed));
+        return Ok(());
     }
-    for event in &events {
-        projector.apply(&mut tx, event).await?;
+    if !events.is_empty() {
+        projector.apply_batch(&mut tx, events).await?;
     }
-    let now = Utc::now();
     execute_on!(
         &mut tx,
         sqlx::query("UPDATE checkpoints SET position = $2, updated_at = $3 WHERE name = $1")
             .bind(name)
-            .bind(last)
-            .bind(now)
+            .bind(to)
+            .bind(Utc::now())
     )?;
     match tx {
         Tx::Postgres(t) => t.commit().await?,
         Tx::Sqlite(t) => t.commit().await?,
     }
-    Ok(Some(last))
+    cursor.committed = to;
+    cursor.scanned = to;
+    cursor.last_write = Some(Instant::now());
+    Ok(())
 }
 
 async fn begin(db: &Db) -> Result<Tx, sqlx::Error> {
@@ -262,6 +435,87 @@ async fn locked_checkpoint(tx: &mut Tx, name: &str) -> Result<i64, sqlx::Error> 
                 .bind(name)
                 .fetch_one(&mut **c)
                 .await
+        }
+    }
+}
+
+/// The right to run a projector actively. On Postgres: a session advisory
+/// lock on a connection of its own, so that it ends with the process (or
+/// the connection); the others stand by. SQLite is one process's file:
+/// always held there.
+struct Lease {
+    key: String,
+    options: Option<sqlx::postgres::PgConnectOptions>,
+    connection: Option<sqlx::PgConnection>,
+    holding: bool,
+    checked: Option<Instant>,
+}
+
+/// How often an active runner makes sure its lock connection still lives.
+const LEASE_CHECK_EVERY: Duration = Duration::from_secs(2);
+
+impl Lease {
+    fn new(db: &Db, name: &str) -> Self {
+        Self {
+            key: format!("anamnesis.projector.{name}"),
+            options: match db {
+                Db::Postgres(p) => Some((*p.connect_options()).clone()),
+                Db::Sqlite(_) => None,
+            },
+            connection: None,
+            holding: false,
+            checked: None,
+        }
+    }
+
+    /// Whether this runner may apply batches now: takes the lock when it is
+    /// free, and notices when the connection holding it has gone.
+    async fn held(&mut self) -> bool {
+        let Some(options) = &self.options else {
+            return true;
+        };
+        if self.connection.is_none() {
+            match sqlx::PgConnection::connect_with(options).await {
+                Ok(conn) => self.connection = Some(conn),
+                Err(_) => return false,
+            }
+        }
+        let Some(conn) = self.connection.as_mut() else {
+            return false;
+        };
+        if self.holding {
+            if self
+                .checked
+                .is_some_and(|t| t.elapsed() < LEASE_CHECK_EVERY)
+            {
+                return true;
+            }
+            if conn.ping().await.is_ok() {
+                self.checked = Some(Instant::now());
+                return true;
+            }
+            tracing::warn!(lock = %self.key, "lost the projector lock's connection; standing by");
+            self.connection = None;
+            self.holding = false;
+            return false;
+        }
+        let taken: Result<bool, _> =
+            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+                .bind(&self.key)
+                .fetch_one(&mut *conn)
+                .await;
+        match taken {
+            Ok(true) => {
+                tracing::info!(lock = %self.key, "running the projector here (active)");
+                self.holding = true;
+                self.checked = Some(Instant::now());
+                true
+            }
+            Ok(false) => false,
+            Err(_) => {
+                self.connection = None;
+                false
+            }
         }
     }
 }

@@ -1,15 +1,14 @@
-//! The catch-up runner, killed mid-stream and restarted, holds each event once.
+//! The catch-up runner, killed inside a batch and restarted, holds each event once.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::time::Duration;
 
-use anamnesis_commands::{
-    Actor, AppendRequest, Db, EventLog, EventMetadata, NewEvent, StoredEvent,
-};
+use anamnesis_commands::{Actor, AppendRequest, Db, EventLog, EventMetadata, NewEvent};
 use anamnesis_projections::activity::Activity;
 use anamnesis_projections::runner::{
-    self, checkpoint, ProjectionError, Projector, RunnerConfig, Tx,
+    self, checkpoint, Cursor, Envelope, ProjectionError, Projector, RunnerConfig, Stepped, Tx,
+    Unread,
 };
 use anamnesis_tests::db::{Backend, TestDb};
 use tokio::sync::watch;
@@ -24,16 +23,36 @@ async fn sqlite_runner_killed_mid_stream_resumes_without_loss_or_repeat() {
     killed_mid_stream(Backend::Sqlite).await.unwrap()
 }
 
-/// The real projector, slowed down so that the kill lands inside a batch.
-struct Slow(Activity);
+/// The real projector, which stops for good inside the batch that reaches
+/// `hold_at`, after writing it, and says so: the kill lands inside an open
+/// transaction by construction, not by timing.
+struct Held {
+    hold_at: i64,
+    inside: tokio::sync::mpsc::UnboundedSender<i64>,
+}
 
-impl Projector for Slow {
+impl Projector for Held {
+    type Event = Unread;
+
     fn name(&self) -> &'static str {
-        self.0.name()
+        Activity.name()
     }
-    async fn apply(&self, tx: &mut Tx, event: &StoredEvent) -> Result<(), ProjectionError> {
-        tokio::time::sleep(Duration::from_millis(2)).await;
-        self.0.apply(tx, event).await
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        Activity.aggregate_types()
+    }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        events: &[Envelope<Unread>],
+    ) -> Result<(), ProjectionError> {
+        Activity.apply_batch(tx, events).await?;
+        if events.iter().any(|e| e.position() >= self.hold_at) {
+            let _ = self.inside.send(events[0].position());
+            std::future::pending::<()>().await;
+        }
+        Ok(())
     }
 }
 
@@ -93,25 +112,31 @@ async fn killed_mid_stream(backend: Backend) -> anyhow::Result<()> {
         ..RunnerConfig::default()
     };
     let (_stop, shutdown) = watch::channel(false);
-    let (progress_tx, mut progress) = watch::channel(0);
+    let (progress_tx, _progress) = watch::channel(0);
+    let (inside_tx, mut inside) = tokio::sync::mpsc::unbounded_channel();
+    let held = Held {
+        hold_at: 101,
+        inside: inside_tx,
+    };
     let task = tokio::spawn(runner::run(
-        log.clone(),
-        Slow(Activity),
+        log.reader(),
+        t.db.clone(),
+        held,
         config,
         progress_tx,
         shutdown.clone(),
     ));
-    wait_for(&mut progress, 100).await?;
-    // Kill it: no shutdown signal, the task is dropped wherever it is,
-    // normally inside a batch's open transaction.
+    let batch_start = tokio::time::timeout(Duration::from_secs(60), inside.recv())
+        .await?
+        .expect("the projector reached the held batch");
+    // Kill it: no shutdown signal, the task is dropped inside the batch's
+    // open transaction, its rows written but not committed.
     task.abort();
     assert!(task.await.is_err_and(|e| e.is_cancelled()));
 
     let committed = checkpoint(&t.db, "activity").await?;
-    assert!(
-        committed >= 100 && committed < head,
-        "killed at {committed}"
-    );
+    assert_eq!(committed, batch_start - 1, "only whole batches before it");
+    assert_eq!(committed, 100, "batches of 25 from 1");
     // What was committed is exactly the prefix up to the checkpoint.
     assert_eq!(
         activity_positions(&t.db).await?,
@@ -125,7 +150,8 @@ async fn killed_mid_stream(backend: Backend) -> anyhow::Result<()> {
     let (progress_tx, mut progress) = watch::channel(0);
     let (stop, shutdown) = watch::channel(false);
     let task = tokio::spawn(runner::run(
-        log.clone(),
+        log.reader(),
+        t.db.clone(),
         Activity,
         RunnerConfig::default(),
         progress_tx,
@@ -159,7 +185,11 @@ async fn killed_mid_stream(backend: Backend) -> anyhow::Result<()> {
             .collect::<Vec<_>>()
     );
     // Caught up: one more step finds nothing to do.
-    assert_eq!(runner::step(&log, &Activity, 100).await?, None);
+    let mut cursor = Cursor::at(head);
+    assert_eq!(
+        runner::step(&log.reader(), &t.db, &Activity, &mut cursor, 100).await?,
+        Stepped::CaughtUp(head)
+    );
     drop(log);
     t.cleanup().await
 }
@@ -214,7 +244,16 @@ async fn patients_replay(backend: Backend) -> anyhow::Result<()> {
     };
     bus.execute::<Patient>(&id, allergy, &(), &meta).await?;
     let log = bus.log().clone();
-    while runner::step(&log, &Patients, 2).await?.is_some() {}
+    let catch_up = |mut cursor: Cursor| {
+        let (reader, db) = (log.reader(), t.db.clone());
+        async move {
+            while let Stepped::Advanced(_) =
+                runner::step(&reader, &db, &Patients, &mut cursor, 2).await?
+            {}
+            Ok::<(), ProjectionError>(())
+        }
+    };
+    catch_up(Cursor::at(0)).await?;
 
     let before = patients::get(&t.db, &id).await?.expect("projected");
     assert_eq!(before.family_name, "Lovelace");
@@ -237,7 +276,7 @@ async fn patients_replay(backend: Backend) -> anyhow::Result<()> {
         Db::Postgres(p) => sqlx::query(rewind).execute(p).await?.rows_affected(),
         Db::Sqlite(p) => sqlx::query(rewind).execute(p).await?.rows_affected(),
     };
-    while runner::step(&log, &Patients, 2).await?.is_some() {}
+    catch_up(Cursor::at(0)).await?;
     let after = patients::get(&t.db, &id).await?.expect("still there");
     assert_eq!(
         serde_json::to_value(&after)?,

@@ -264,7 +264,7 @@ pub async fn search_patients(
     })?;
     let search = params.parse()?;
     min.wait(state.progress(read_model::NAME)).await?;
-    let (items, more) = read_model::search(state.db(), &search).await?;
+    let (items, more) = read_model::search(state.reads(), &search).await?;
     let next_cursor = more.then(|| items.last().map(|p| p.id.clone())).flatten();
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), results = items.len(), "patient search");
     Ok(Json(PatientPage {
@@ -287,7 +287,7 @@ pub async fn get_patient(
     let id = patient_id(&id)?;
     let view = authorize(&who, Action::ReadPatient, Some(id))?;
     min.wait(state.progress(read_model::NAME)).await?;
-    let patient = read_model::get(state.db(), &id.to_string())
+    let patient = read_model::get(state.reads(), &id.to_string())
         .await?
         .ok_or(ApiError::NotFound)?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient read");

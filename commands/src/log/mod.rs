@@ -1,11 +1,13 @@
 //! The event log: one append-only, hash-chained table, on Postgres or SQLite.
 //!
-//! Writes go through [`EventLog::append`] to the group-commit writer; reads
-//! ([`EventLog::read_from`], [`EventLog::read_stream`]) are the narrow interface
-//! that projections and replay use.
+//! Writes go through [`EventLog::append`] to the group-commit writer. Whatever
+//! only reads (projections, replay, consumers) gets a [`LogReader`]
+//! ([`EventLog::reader`], [`EventLog::reader_on`]): reads, the head and the
+//! growth signal, and no way to append.
 
 pub mod chain;
 mod postgres;
+mod reader;
 mod sqlite;
 mod types;
 mod writer;
@@ -17,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use crate::database::Db;
 pub use anamnesis_domain::codec::describe_json_error;
+pub use reader::LogReader;
 pub use types::{
     Actor, AppendError, AppendRequest, Appended, EventMetadata, Idempotency, KeyChanges, NewEvent,
     Outcome, StoreError, StoredEvent, UniqueKey,
@@ -27,8 +30,8 @@ pub use types::{
 #[derive(Clone)]
 pub struct EventLog {
     db: Db,
+    reader: LogReader,
     queue: mpsc::Sender<Vec<writer::Pending>>,
-    head: watch::Receiver<i64>,
     health: watch::Receiver<Option<String>>,
 }
 
@@ -49,9 +52,9 @@ impl EventLog {
         let (health_tx, health_rx) = watch::channel(None);
         tokio::spawn(writer::run(writer_db, queue_rx, head_tx, health_tx));
         Ok(Self {
+            reader: LogReader::new(db.clone(), head_rx),
             db,
             queue: queue_tx,
-            head: head_rx,
             health: health_rx,
         })
     }
@@ -59,6 +62,17 @@ impl EventLog {
     /// The database under the log (read models live in the same one).
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// A read-only view of the log over the write side's pool.
+    pub fn reader(&self) -> LogReader {
+        self.reader.clone()
+    }
+
+    /// A read-only view of the log over another pool of the same database
+    /// (a projector's or the query handlers' own), with the same growth signal.
+    pub fn reader_on(&self, db: Db) -> LogReader {
+        LogReader::new(db, self.reader.subscribe())
     }
 
     /// Appends all events of one command atomically at its expected sequence.
@@ -131,10 +145,7 @@ impl EventLog {
 
     /// Up to `limit` events after global position `after`, in position order.
     pub async fn read_from(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
-        match &self.db {
-            Db::Postgres(p) => postgres::read_from(p, after, limit).await,
-            Db::Sqlite(p) => sqlite::read_from(p, after, limit).await,
-        }
+        self.reader.read_from(after, limit).await
     }
 
     /// The events of one stream after `after_sequence`, in sequence order.
@@ -144,14 +155,9 @@ impl EventLog {
         aggregate_id: &str,
         after_sequence: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        match &self.db {
-            Db::Postgres(p) => {
-                postgres::read_stream(p, aggregate_type, aggregate_id, after_sequence).await
-            }
-            Db::Sqlite(p) => {
-                sqlite::read_stream(p, aggregate_type, aggregate_id, after_sequence).await
-            }
-        }
+        self.reader
+            .read_stream(aggregate_type, aggregate_id, after_sequence)
+            .await
     }
 
     /// The streams of `aggregate_type` that gained events after position
@@ -207,7 +213,7 @@ impl EventLog {
 
     /// The position of the last committed event, read from the database.
     pub async fn head_position(&self) -> Result<i64, StoreError> {
-        self.db.head().await
+        self.reader.head().await
     }
 
     /// Whether this process's writer task is still running.
@@ -237,7 +243,7 @@ impl EventLog {
     /// Postgres in any process). Readers still read from the database: the
     /// signal only says when to look.
     pub fn subscribe(&self) -> watch::Receiver<i64> {
-        self.head.clone()
+        self.reader.subscribe()
     }
 }
 

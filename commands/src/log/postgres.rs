@@ -212,6 +212,22 @@ pub(crate) async fn read_from(
     rows.iter().map(decode).collect()
 }
 
+pub(crate) async fn read_types(
+    pool: &PgPool,
+    types: &[&str],
+    after: i64,
+    until: i64,
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let sql = super::reader::types_query(COLUMNS, types);
+    let mut query = sqlx::query(&sql).bind(after).bind(until).bind(limit);
+    for t in types {
+        query = query.bind(*t);
+    }
+    let rows = query.fetch_all(pool).await?;
+    rows.iter().map(decode).collect()
+}
+
 pub(crate) async fn read_stream(
     pool: &PgPool,
     aggregate_type: &str,
