@@ -5,4 +5,5 @@ pub mod bench;
 pub mod cqrs_repository;
 pub mod db;
 pub mod fixtures;
+pub mod own_postgres;
 pub mod server;
