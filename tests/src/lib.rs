@@ -1,6 +1,7 @@
 //! Helpers for tests and benchmarks that run against real services.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod bench;
 pub mod cqrs_repository;
 pub mod db;
