@@ -215,7 +215,8 @@ fn check_binaries(dir: PathBuf) -> anyhow::Result<PathBuf> {
     for program in ["initdb", "pg_ctl"] {
         anyhow::ensure!(
             Path::new(&dir).join(program).exists(),
-            "PG_BIN_DIR={} holds no `{program}`",
+            "this test starts a Postgres of its own and needs `initdb` and `pg_ctl`, but \
+             PG_BIN_DIR={} holds no `{program}`",
             dir.display()
         );
     }

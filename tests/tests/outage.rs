@@ -51,6 +51,19 @@ fn assert_unavailable(what: &str, r: &Reply, took: Duration) {
     );
 }
 
+/// Whether the event at `position` chains onto the one before it.
+async fn chained(s: &TestServer, position: i64) -> anyhow::Result<bool> {
+    let sql = "SELECT (SELECT prev_hash FROM events WHERE global_position = $1) \
+               = (SELECT hash FROM events WHERE global_position = $1 - 1)";
+    match &s.db.db {
+        anamnesis_commands::Db::Postgres(p) => {
+            let same: Option<bool> = sqlx::query_scalar(sql).bind(position).fetch_one(p).await?;
+            Ok(same == Some(true))
+        }
+        anamnesis_commands::Db::Sqlite(_) => anyhow::bail!("this test runs on Postgres"),
+    }
+}
+
 async fn registered_patients(s: &TestServer) -> anyhow::Result<i64> {
     let sql = "SELECT count(*) FROM events WHERE event_type = 'patient.registered'";
     match &s.db.db {
@@ -126,6 +139,10 @@ async fn appends_fail_fast_while_the_database_is_down_and_recover_when_it_return
     assert_eq!(ready.body["status"], "not_ready", "{ready:?}");
     assert_eq!(ready.body["database"], false, "{ready:?}");
     assert_eq!(ready.body["writer"]["ready"], false, "{ready:?}");
+    assert!(
+        ready.body["writer"]["last_failure"].is_string(),
+        "/readyz names why the last append failed: {ready:?}"
+    );
     eprintln!(
         "database down: first append failed in {first:?}, slowest of a burst of 6 in \
          {slowest:?}, a later one in {later:?}, a self-registration in {signup_took:?}; \
@@ -193,6 +210,11 @@ async fn appends_fail_fast_while_the_database_is_down_and_recover_when_it_return
         assert_eq!(r.body["family_name"], *family);
     }
     assert_eq!(registered_patients(&s).await?, before.len() as i64 + 1);
+    let first_after = recovered.body["position"].as_i64().unwrap();
+    assert!(
+        chained(&s, first_after).await?,
+        "the first event after the outage chains onto the last one before it"
+    );
     let after = register(&s, &doctor, "Quinn").await?.0;
     assert_eq!(after.status, 201, "{after:?}");
     assert_eq!(
