@@ -95,6 +95,12 @@ ensure PostgreSQL "$PG_PORT" start_postgres
 ensure Redis "$REDIS_PORT" start_redis
 ensure "NATS (JetStream)" "$NATS_PORT" start_nats
 
+# tests/tests/outage.rs stops a Postgres of its own mid-run: it needs initdb and
+# pg_ctl (under /usr/lib/postgresql/*/bin, or in PG_BIN_DIR), and fails without them.
+if [ -z "${PG_BIN_DIR:-}" ] && ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && can_apt; then
+  apt_install postgresql || true
+fi
+
 # Databases left behind by interrupted test runs.
 if command -v psql >/dev/null 2>&1; then
   for db in $(psql "$TEST_DATABASE_URL" -Atc \

@@ -16,6 +16,10 @@ static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/sqlite");
 /// The embedded database's file name inside the data directory.
 pub const SQLITE_FILE: &str = "anamnesis.db";
 
+/// How long a Postgres pool waits for a connection, a new one included,
+/// before it gives up (then the request answers `503 database_unavailable`).
+const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A pool on one of the two backends.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -120,7 +124,7 @@ impl Db {
         probe.close().await.map_err(unreachable)?;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
             .connect_with(options)
             .await
             .map_err(unreachable)?;
@@ -168,6 +172,10 @@ impl Db {
 
     /// A second, separate pool of `connections` on the same database: the
     /// event writer's own, so it never waits behind readers for a connection.
+    /// Nothing else uses it, so an acquire waits only for a new connection:
+    /// on Postgres that wait is as short as the shared pool's, because sqlx
+    /// retries a refused connection until the acquire times out, and while
+    /// the database is down every append would wait that long to fail.
     pub async fn dedicated(&self, connections: u32) -> Result<Self, DbError> {
         let unreachable = |e: sqlx::Error| DbError::Unreachable {
             place: "the database".into(),
@@ -177,7 +185,7 @@ impl Db {
             Db::Postgres(p) => Db::Postgres(
                 PgPoolOptions::new()
                     .max_connections(connections)
-                    .acquire_timeout(Duration::from_secs(30))
+                    .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
                     .connect_with((*p.connect_options()).clone())
                     .await
                     .map_err(unreachable)?,

@@ -51,6 +51,21 @@ impl TestDb {
         Ok(t)
     }
 
+    /// A migrated database at `url` on a Postgres server of the test's own
+    /// (created when missing); cleaning it up closes the pool and leaves the
+    /// database to that server.
+    pub async fn at_url(url: &str) -> anyhow::Result<Self> {
+        let db = Db::postgres(url, 40).await?;
+        db.migrate().await?;
+        Ok(Self {
+            db,
+            url: Some(url.to_owned()),
+            name: None,
+            _dir: None,
+            dir_path: None,
+        })
+    }
+
     /// A new, empty Postgres database that nobody has migrated.
     pub async fn new_unmigrated() -> anyhow::Result<Self> {
         Self::postgres(5).await

@@ -1,8 +1,10 @@
 //! Helpers for tests and benchmarks that run against real services.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod bench;
 pub mod cqrs_repository;
 pub mod db;
 pub mod fixtures;
+pub mod own_postgres;
 pub mod server;

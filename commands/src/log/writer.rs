@@ -301,7 +301,23 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let failure = commit(&db, std::mem::take(&mut batch), &head).await;
+        let failed = commit(&db, std::mem::take(&mut batch), &head).await;
+        if let Some(Failed {
+            unreachable: Some(cause),
+            ..
+        }) = &failed
+        {
+            // The commands that queued while the database did not answer have
+            // waited as long as the batch did: they fail with it, rather than
+            // each waiting that long again (their clients retry).
+            while let Ok(next) = queue.try_recv() {
+                for pending in next {
+                    let failure = StoreError::Unavailable(cause.clone());
+                    let _ = pending.reply.send(Err(AppendError::Store(failure)));
+                }
+            }
+        }
+        let failure = failed.map(|f| f.detail);
         health.send_if_modified(|h| {
             let changed = *h != failure;
             *h = failure;
@@ -310,9 +326,27 @@ pub(crate) async fn run(
     }
 }
 
+/// Why a batch failed, without patient data.
+struct Failed {
+    /// What `/readyz` reports.
+    detail: String,
+    /// The cause, when the database did not answer (or a lock was not
+    /// granted): nothing about the commands themselves.
+    unreachable: Option<String>,
+}
+
+impl Failed {
+    fn because(detail: String) -> Option<Self> {
+        Some(Self {
+            detail,
+            unreachable: None,
+        })
+    }
+}
+
 /// Commits one batch and answers its units. Returns why the last attempt
-/// failed, if it did, without patient data: what `/readyz` reports.
-async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) -> Option<String> {
+/// failed, if it did.
+async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) -> Option<Failed> {
     let units: Vec<&[AppendRequest]> = batch.iter().map(|p| p.requests.as_slice()).collect();
     let started = std::time::Instant::now();
     match db.commit_batch(&units).await {
@@ -345,7 +379,7 @@ async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) -> Opti
                         detail.clone(),
                     ))));
             }
-            Some(format!("integrity: {detail}"))
+            Failed::because(format!("integrity: {detail}"))
         }
         Err(error) if batch.len() > 1 && caused_by_data(&error) => {
             // Something in the batch made the whole transaction fail. Commit each
@@ -368,7 +402,10 @@ async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) -> Opti
                 };
                 let _ = pending.reply.send(Err(AppendError::Store(failure)));
             }
-            Some(format!("append failed: {error}"))
+            Some(Failed {
+                detail: format!("append failed: {error}"),
+                unreachable: (!data).then(|| error.to_string()),
+            })
         }
     }
 }

@@ -1,0 +1,311 @@
+//! Who may do what, over HTTP: every route of the served OpenAPI document,
+//! called by every role and without a token, held to the endpoint × role
+//! table (`anamnesis_tests::access::TABLE`). Each call is prepared so that it
+//! succeeds when permitted: an allowed call must answer the route's exact
+//! success status, a forbidden one `403 forbidden` and write nothing, a call
+//! without a token to a route that needs one `401 unauthenticated`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use serde_json::{json, Value};
+
+use anamnesis_tests::access::{self, Record, Row, ROLES, TABLE};
+use anamnesis_tests::db::Backend;
+use anamnesis_tests::fixtures::*;
+use anamnesis_tests::on_both_backends;
+use anamnesis_tests::server::TestServer;
+
+on_both_backends!(every_endpoint_answers_every_role_per_the_matrix);
+
+/// A signed-in account of one role.
+struct Account {
+    role: &'static str,
+    username: String,
+    password: &'static str,
+    access: String,
+    refresh: String,
+}
+
+/// One request, ready to send.
+struct Call {
+    path: String,
+    body: Option<Value>,
+    token: Option<String>,
+}
+
+/// The server, an account per role, and the records the calls act on.
+struct World {
+    s: TestServer,
+    accounts: Vec<Account>,
+    own_id: String,
+    other_id: String,
+    /// Makes names, identifiers and substances unique per call.
+    n: usize,
+}
+
+/// Logs in; returns (access token, refresh token).
+async fn login(s: &TestServer, username: &str, password: &str) -> anyhow::Result<(String, String)> {
+    let r = s
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"username": username, "password": password})),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(r.status == 200, "login {username}: {r:?}");
+    let token = |k: &str| r.body[k].as_str().unwrap_or_default().to_owned();
+    Ok((token("access_token"), token("refresh_token")))
+}
+
+impl World {
+    async fn new(backend: Backend) -> anyhow::Result<Self> {
+        let s = TestServer::start(backend).await?;
+        let admin = admin(&s).await?;
+        let (_, own_id) = patient_account(&s, "pat", "Patient").await?;
+        let mut accounts = Vec::new();
+        for role in ROLES {
+            let (username, password) = match role {
+                "admin" => ("admin".to_owned(), ADMIN_PASSWORD),
+                "patient" => ("pat".to_owned(), PASSWORD),
+                _ => {
+                    let name = format!("{role}.user");
+                    user(&s, &admin, &name, role).await?;
+                    (name, PASSWORD)
+                }
+            };
+            let (access, refresh) = login(&s, &username, password).await?;
+            accounts.push(Account {
+                role,
+                username,
+                password,
+                access,
+                refresh,
+            });
+        }
+        let mut world = Self {
+            s,
+            accounts,
+            own_id,
+            other_id: String::new(),
+            n: 0,
+        };
+        world.other_id = world.new_patient().await?;
+        Ok(world)
+    }
+
+    fn account(&self, role: &str) -> &Account {
+        self.accounts.iter().find(|a| a.role == role).unwrap()
+    }
+
+    fn unique(&mut self) -> usize {
+        self.n += 1;
+        self.n
+    }
+
+    /// A command as the doctor that must succeed; returns the id it answers.
+    async fn as_doctor(&self, method: &str, path: &str, body: Value) -> anyhow::Result<String> {
+        let doctor = self.account("doctor").access.clone();
+        let r = self
+            .s
+            .call(method, path, Some(&doctor), Some(body), &[])
+            .await?;
+        anyhow::ensure!(r.status < 300, "setting up {method} {path}: {r:?}");
+        Ok(r.body["id"].as_str().unwrap_or_default().to_owned())
+    }
+
+    async fn new_patient(&mut self) -> anyhow::Result<String> {
+        let family = format!("Fresh{}", self.unique());
+        self.as_doctor("POST", "/v1/patients", patient(&family))
+            .await
+    }
+
+    /// An account for the user routes to act on: new, and deactivated when
+    /// the call is to reactivate it.
+    async fn target_user(&mut self, deactivated: bool) -> anyhow::Result<String> {
+        let name = format!("target{}", self.unique());
+        let admin = self.account("admin").access.clone();
+        let body = json!({"username": name, "password": PASSWORD, "role": "nurse"});
+        let r = self
+            .s
+            .call("POST", "/v1/users", Some(&admin), Some(body), &[])
+            .await?;
+        anyhow::ensure!(r.status == 201, "creating {name}: {r:?}");
+        if deactivated {
+            let path = format!("/v1/users/{name}/deactivate");
+            let r = self.s.call("POST", &path, Some(&admin), None, &[]).await?;
+            anyhow::ensure!(r.status == 200, "deactivating {name}: {r:?}");
+        }
+        Ok(name)
+    }
+
+    /// The request `row` makes for `role` (`None`: without a token), built so
+    /// that it succeeds if the caller is allowed: the same request whoever
+    /// sends it, apart from whose credentials a login or refresh carries.
+    async fn prepare(&mut self, row: &Row, role: Option<&str>) -> anyhow::Result<Call> {
+        let n = self.unique();
+        // Credentials in a body are the caller's; without a token, the doctor's.
+        let me = self.account(role.unwrap_or("doctor"));
+        let (username, password, refresh) = (me.username.clone(), me.password, me.refresh.clone());
+        let token = role.map(|r| self.account(r).access.clone());
+        let id = match row.record {
+            Record::None => String::new(),
+            Record::Own => self.own_id.clone(),
+            Record::Other => self.other_id.clone(),
+            Record::Fresh => self.new_patient().await?,
+        };
+        let family = match row.record {
+            Record::Own => "Patient",
+            _ => "Other",
+        };
+        let (path, body) = match row.route {
+            "POST /v1/auth/login" => (
+                "/v1/auth/login".to_owned(),
+                Some(json!({"username": username, "password": password})),
+            ),
+            "POST /v1/auth/refresh" => (
+                "/v1/auth/refresh".to_owned(),
+                Some(json!({"refresh_token": refresh})),
+            ),
+            "POST /v1/auth/register" => (
+                "/v1/auth/register".to_owned(),
+                Some(json!({
+                    "username": format!("signup{n}"),
+                    "password": PASSWORD,
+                    "patient": patient(&format!("Signup{n}")),
+                })),
+            ),
+            "POST /v1/auth/logout" => {
+                // A session of its own: logging out must not end the one
+                // the other calls use.
+                let token = match role {
+                    Some(_) => Some(login(&self.s, &username, password).await?.0),
+                    None => None,
+                };
+                return Ok(Call {
+                    path: "/v1/auth/logout".to_owned(),
+                    body: None,
+                    token,
+                });
+            }
+            "POST /v1/auth/password" => (
+                "/v1/auth/password".to_owned(),
+                Some(json!({"current_password": password, "new_password": password})),
+            ),
+            "POST /v1/users" => (
+                "/v1/users".to_owned(),
+                Some(
+                    json!({"username": format!("staff{n}"), "password": PASSWORD, "role": "nurse"}),
+                ),
+            ),
+            "POST /v1/users/{username}/deactivate" => {
+                let target = self.target_user(false).await?;
+                (format!("/v1/users/{target}/deactivate"), None)
+            }
+            "POST /v1/users/{username}/reactivate" => {
+                let target = self.target_user(true).await?;
+                (format!("/v1/users/{target}/reactivate"), None)
+            }
+            "POST /v1/patients" => ("/v1/patients".to_owned(), Some(patient(&format!("New{n}")))),
+            "GET /v1/patients" => ("/v1/patients?name=pa".to_owned(), None),
+            "GET /v1/patients/{id}" => (format!("/v1/patients/{id}"), None),
+            "PUT /v1/patients/{id}/demographics" => (
+                format!("/v1/patients/{id}/demographics"),
+                Some(patient(family)),
+            ),
+            "POST /v1/patients/{id}/allergies" => (
+                format!("/v1/patients/{id}/allergies"),
+                Some(json!({"substance": format!("S{n}"), "reaction": "r", "severity": "mild"})),
+            ),
+            "DELETE /v1/patients/{id}/allergies/{allergy_id}" => {
+                let allergy =
+                    json!({"substance": format!("D{n}"), "reaction": "r", "severity": "mild"});
+                let path = format!("/v1/patients/{id}/allergies");
+                let allergy_id = self.as_doctor("POST", &path, allergy).await?;
+                (format!("/v1/patients/{id}/allergies/{allergy_id}"), None)
+            }
+            "POST /v1/patients/{id}/conditions" => (
+                format!("/v1/patients/{id}/conditions"),
+                Some(json!({"description": format!("C{n}")})),
+            ),
+            "POST /v1/patients/{id}/conditions/{condition_id}/resolve" => {
+                let condition = json!({"description": format!("R{n}")});
+                let path = format!("/v1/patients/{id}/conditions");
+                let condition_id = self.as_doctor("POST", &path, condition).await?;
+                (
+                    format!("/v1/patients/{id}/conditions/{condition_id}/resolve"),
+                    Some(json!({"resolved_on": "2020-01-01"})),
+                )
+            }
+            "POST /v1/patients/{id}/deceased" => (
+                format!("/v1/patients/{id}/deceased"),
+                Some(json!({"deceased_on": "2020-01-01"})),
+            ),
+            "GET /healthz" | "GET /readyz" | "GET /metrics" => {
+                (row.route.split_once(' ').unwrap().1.to_owned(), None)
+            }
+            other => anyhow::bail!(
+                "the table has a row for {other}, but this test prepares no request for it: \
+                 add one to World::prepare"
+            ),
+        };
+        Ok(Call { path, body, token })
+    }
+
+    /// After a call that ends every session of the account (a password
+    /// change), signs in again.
+    async fn sign_in_again(&mut self, role: &str) -> anyhow::Result<()> {
+        let (username, password) = {
+            let a = self.account(role);
+            (a.username.clone(), a.password)
+        };
+        let (access, refresh) = login(&self.s, &username, password).await?;
+        let a = self.accounts.iter_mut().find(|a| a.role == role).unwrap();
+        (a.access, a.refresh) = (access, refresh);
+        Ok(())
+    }
+}
+
+async fn every_endpoint_answers_every_role_per_the_matrix(backend: Backend) -> anyhow::Result<()> {
+    let mut w = World::new(backend).await?;
+    // The routes come from the served document: each must have a row, and
+    // each row must name a documented route.
+    let doc = w.s.call("GET", "/openapi.json", None, None, &[]).await?;
+    assert_eq!(doc.status, 200, "{doc:?}");
+    if let Some(differences) = access::differences(&doc.body) {
+        panic!("{differences}");
+    }
+
+    let callers: Vec<Option<&str>> = ROLES.iter().copied().map(Some).chain([None]).collect();
+    let mut calls = 0;
+    for row in TABLE {
+        let (method, _) = row.route.split_once(' ').unwrap();
+        for &role in &callers {
+            let call = w.prepare(row, role).await?;
+            let who = role.unwrap_or("anonymous");
+            let what = format!("{who} {} ({:?} record)", row.route, row.record);
+            let before = w.s.event_count().await?;
+            let r =
+                w.s.call(method, &call.path, call.token.as_deref(), call.body, &[])
+                    .await?;
+            calls += 1;
+            if row.allows(role) {
+                assert_eq!(r.status, row.ok, "{what} is allowed: {r:?}");
+            } else {
+                let refused = match role {
+                    Some(_) => (403, "forbidden"),
+                    None => (401, "unauthenticated"),
+                };
+                assert_eq!((r.status, r.code()), refused, "{what}: {r:?}");
+                assert_eq!(r.content_type, "application/problem+json", "{what}");
+                assert_eq!(w.s.event_count().await?, before, "{what} wrote events");
+            }
+            if row.route == "POST /v1/auth/password" && r.status == 204 {
+                w.sign_in_again(role.unwrap()).await?;
+            }
+        }
+    }
+    assert_eq!(calls, TABLE.len() * (ROLES.len() + 1));
+    w.s.stop().await
+}
