@@ -57,7 +57,7 @@ pub async fn refresh(
     };
     let user = state
         .identity()
-        .find(&who.username)
+        .account(who.user_id)
         .await?
         .ok_or(ApiError::Unauthorized {
             code: "session_closed",
@@ -83,14 +83,14 @@ pub async fn logout(
     state
         .identity()
         .execute(
-            &who.username,
+            who.user_id,
             UserCommand::EndSession {
                 session_id: who.session_id,
             },
             &metadata,
         )
         .await?;
-    state.sessions().invalidate(&who.username);
+    state.sessions().invalidate(who.user_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -120,13 +120,13 @@ pub async fn change_password(
     let done = state
         .identity()
         .change_password(
-            &who.username,
+            who.user_id,
             req.current_password,
             req.new_password,
             &metadata,
         )
         .await;
-    state.sessions().invalidate(&who.username);
+    state.sessions().invalidate(who.user_id);
     done?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,133 +1,32 @@
-//! Accounts and logins on the write side: password hashing (argon2id, off the
-//! async threads), account creation and the login flow with its lockout.
+//! Accounts and logins on the write side: account creation, the login flow
+//! with its lockout, and passwords. An account's stream id is its user id;
+//! its username is a unique claim (`user.username`), looked up by digest at
+//! login. Password hashes live in the credential table, committed with the
+//! event that records they were set (ADR 0006).
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+mod hashing;
+mod legacy;
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use anamnesis_domain::patient::{
     parse_demographics, DemographicsInput, Patient, PatientCommand, PatientError,
 };
+use anamnesis_domain::unique::UniqueKey;
 use anamnesis_domain::user::{
-    check_password, Account, Role, User, UserCommand, UserError, Username,
+    check_password, Account, Role, User, UserCommand, UserError, Username, USERNAME_SCOPE,
 };
 
+use hashing::verify_password;
+pub use hashing::{hash_password, Busy};
+
 use crate::dispatch::{retry_or_fail, CommandBus, CommandError, Decision, Executed, MAX_ATTEMPTS};
-use crate::log::{Actor, EventMetadata};
+use crate::log::{Actor, Credential, EventMetadata};
 
-/// The hash of a random password nobody knows, verified when the username is
-/// unknown (or the account locked) so that a miss costs as much time as a
-/// wrong password. Made on the blocking pool at first use.
-static DECOY_HASH: std::sync::LazyLock<Option<String>> = std::sync::LazyLock::new(|| {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(salt.as_str().as_bytes(), &SaltString::generate(&mut OsRng))
-        .map(|h| h.to_string())
-        .ok()
-});
-
-/// Argon2 is CPU- and memory-bound by design: run at most one hash per core
-/// and queue a few more, rather than let a login storm start hundreds of
-/// blocking threads (each with 19 MiB) that thrash the machine, or queue
-/// without bound so that every login waits longer than any client will.
-fn hashing_slots() -> &'static tokio::sync::Semaphore {
-    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
-    SLOTS.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        tokio::sync::Semaphore::new(cores)
-    })
-}
-
-/// Hashes waiting for a core beyond those running. About two seconds of
-/// work on two cores; more would only make every waiter late.
-const MAX_WAITING_HASHES: usize = 64;
-/// The longest a hash waits for a core before the request is turned away.
-const MAX_HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-static WAITING_HASHES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-/// Too many password hashes are queued: the caller should retry shortly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("password hashing is saturated; retry shortly")]
-pub struct Busy;
-
-/// Counts a waiter while it waits, however the wait ends.
-struct Waiting;
-
-impl Drop for Waiting {
-    fn drop(&mut self) {
-        WAITING_HASHES.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
-    }
-}
-
-/// A core to hash on, or [`Busy`] at once when the queue is full and after
-/// [`MAX_HASH_WAIT`] otherwise.
-async fn hashing_slot() -> Result<tokio::sync::SemaphorePermit<'static>, Busy> {
-    use std::sync::atomic::Ordering;
-    let slots = hashing_slots();
-    if let Ok(permit) = slots.try_acquire() {
-        return Ok(permit);
-    }
-    if WAITING_HASHES.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_HASHES {
-        WAITING_HASHES.fetch_sub(1, Ordering::AcqRel);
-        metrics::counter!("anamnesis_password_hashing_refused_total").increment(1);
-        return Err(Busy);
-    }
-    let _waiting = Waiting;
-    match tokio::time::timeout(MAX_HASH_WAIT, slots.acquire()).await {
-        Ok(Ok(permit)) => Ok(permit),
-        _ => {
-            metrics::counter!("anamnesis_password_hashing_refused_total").increment(1);
-            Err(Busy)
-        }
-    }
-}
-
-/// Hashes a password with argon2id and a fresh salt.
-pub async fn hash_password(password: String) -> Result<String, CommandError<UserError>> {
-    check_password(&password).map_err(CommandError::Rejected)?;
-    let _slot = hashing_slot().await.map_err(|_| CommandError::Busy)?;
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| CommandError::Unserializable(format!("password hashing failed: {e}")))
-    })
-    .await
-    .map_err(|e| CommandError::Unserializable(format!("password hashing task failed: {e}")))?
-}
-
-/// Checks a password against a stored PHC hash, or against the decoy when
-/// `stored` is `None`; either way it costs one argon2 verification.
-async fn verify_password(password: String, stored: Option<String>) -> Result<bool, Busy> {
-    let _slot = hashing_slot().await?;
-    let checked = tokio::task::spawn_blocking(move || {
-        let Some(hash) = stored.as_deref().or(DECOY_HASH.as_deref()) else {
-            // No decoy could be made: spend a hash's time all the same.
-            let salt = SaltString::generate(&mut OsRng);
-            let _ = Argon2::default().hash_password(password.as_bytes(), &salt);
-            return false;
-        };
-        match PasswordHash::new(hash) {
-            Ok(parsed) => Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok(),
-            Err(_) => {
-                // Refused, and said: a damaged credential is not a wrong password.
-                tracing::error!("a stored password hash is malformed; login refused");
-                false
-            }
-        }
-    })
-    .await;
-    Ok(checked.unwrap_or_else(|error| {
-        tracing::error!(%error, "password verification task failed; login refused");
-        false
-    }))
-}
+/// An account as loaded: its state, its stream's last sequence and the
+/// position of its last event (what [`CommandBus::decide_from`] takes).
+type Loaded = (User, i64, i64);
 
 /// A new account's details, as requested.
 #[derive(Debug, Clone)]
@@ -193,7 +92,10 @@ impl Identity {
         Self { bus }
     }
 
-    /// Creates an account; the username is its stream id.
+    /// Creates an account under the stream of its user id; its username is
+    /// claimed in the same transaction (`CommandError::Taken` with scope
+    /// [`USERNAME_SCOPE`] when another account holds it), and its password
+    /// stored beside the event.
     pub async fn create(
         &self,
         account: NewAccount,
@@ -204,16 +106,18 @@ impl Identity {
         let user_id = account.user_id;
         let command = UserCommand::Create {
             user_id,
-            username: username.clone(),
+            username,
             role: account.role,
-            password_hash,
             patient_id: account.patient_id,
         };
-        // Usernames are mostly new: skip the read (`create` falls back to a
-        // load, and `AlreadyExists`, when the name is taken).
+        let credential = Credential {
+            user_id,
+            password_hash,
+        };
+        // A fresh id: decide on the empty account without reading the stream.
+        let fresh = (User::default(), 0, 0);
         let done = self
-            .bus
-            .create::<User>(username.as_str(), command, &(), metadata)
+            .run(user_id, Some(fresh), command, Some(credential), metadata)
             .await?;
         Ok((user_id, done))
     }
@@ -237,14 +141,17 @@ impl Identity {
         let password_hash = hash_password(password)
             .await
             .map_err(|e| e.map_rejected(RegistrationError::User))?;
+        let credential = Credential {
+            user_id,
+            password_hash,
+        };
         let mut metadata =
             EventMetadata::by(Actor::new(user_id.to_string(), Role::Patient.as_str()));
         metadata.idempotency = idempotency;
         let create = UserCommand::Create {
             user_id,
-            username: username.clone(),
+            username,
             role: Role::Patient,
-            password_hash,
             patient_id: Some(patient_id),
         };
         let register = PatientCommand::Register {
@@ -252,10 +159,11 @@ impl Identity {
             user_id: Some(user_id),
             today,
         };
+        let stream = user_id.to_string();
         for _ in 0..MAX_ATTEMPTS {
             let user = self
                 .bus
-                .decide::<User>(username.as_str(), create.clone(), &(), &metadata)
+                .decide::<User>(&stream, create.clone(), &(), &metadata)
                 .await
                 .map_err(|e| e.map_rejected(RegistrationError::User))?;
             let patient = self
@@ -263,9 +171,10 @@ impl Identity {
                 .decide::<Patient>(&patient_id.to_string(), register.clone(), &(), &metadata)
                 .await
                 .map_err(|e| e.map_rejected(RegistrationError::Patient))?;
-            let (Decision::Append(user), Decision::Append(patient)) = (user, patient) else {
+            let (Decision::Append(mut user), Decision::Append(patient)) = (user, patient) else {
                 return Err(CommandError::Invalid("registration decided nothing"));
             };
+            user.credential = Some(credential.clone());
             match self.bus.log().append_atomic(vec![*user, *patient]).await {
                 Ok(landed) => {
                     return Ok(Registered {
@@ -282,22 +191,69 @@ impl Identity {
         Err(CommandError::Conflict)
     }
 
-    /// The account's state, if it exists.
-    pub async fn find(&self, username: &str) -> Result<Option<User>, CommandError<UserError>> {
+    /// The id of the account named `username`, if there is one: one probe
+    /// of the claim table by the name's digest, no stream read.
+    pub async fn user_id_of(
+        &self,
+        username: &str,
+    ) -> Result<Option<Uuid>, CommandError<UserError>> {
         let Ok(username) = Username::parse(username) else {
             return Ok(None);
         };
-        let (user, _, _) = self.bus.load::<User>(username.as_str()).await?;
-        Ok(user.account().is_some().then_some(user))
+        let key = UniqueKey {
+            scope: USERNAME_SCOPE,
+            key: username.as_str().to_owned(),
+        };
+        let holder = self.bus.log().claim_holder(&key).await?;
+        Ok(holder
+            .filter(|(aggregate_type, _)| aggregate_type == "user")
+            .and_then(|(_, id)| Uuid::parse_str(&id).ok()))
     }
 
-    /// Checks the password and opens a session; records failures.
+    /// The id of the account named `username`, or `NotFound`.
+    pub async fn resolve(&self, username: &str) -> Result<Uuid, CommandError<UserError>> {
+        self.user_id_of(username)
+            .await?
+            .ok_or(CommandError::Rejected(UserError::NotFound))
+    }
+
+    /// The account `user_id`, loaded once, if it exists.
+    async fn load(&self, user_id: Uuid) -> Result<Option<Loaded>, CommandError<UserError>> {
+        let loaded = self.bus.load::<User>(&user_id.to_string()).await?;
+        Ok(loaded.0.account().is_some().then_some(loaded))
+    }
+
+    /// The account's state, if it exists.
+    pub async fn account(&self, user_id: Uuid) -> Result<Option<User>, CommandError<UserError>> {
+        Ok(self.load(user_id).await?.map(|(user, _, _)| user))
+    }
+
+    /// The stored password hash of `user_id`; an account without one is
+    /// refused (and said in the log), never let in.
+    async fn password_hash(
+        &self,
+        user_id: Uuid,
+    ) -> Result<Option<String>, CommandError<UserError>> {
+        let hash = self.bus.log().password_hash(user_id).await?;
+        if hash.is_none() {
+            tracing::error!(%user_id, "an account has no stored credential; login refused until its password is reset");
+        }
+        Ok(hash)
+    }
+
+    /// Checks the password and opens a session; records failures. The
+    /// account's stream is read once: the login decides on what was loaded.
     pub async fn login(&self, username: &str, password: String) -> Result<Session, LoginError> {
         let now = Utc::now();
-        let Some(user) = self.find(username).await? else {
+        let loaded = match self.user_id_of(username).await? {
+            Some(user_id) => self.load(user_id).await?,
+            None => None,
+        };
+        let Some(loaded) = loaded else {
             verify_password(password, None).await?;
             return Err(LoginError::BadCredentials);
         };
+        let user = &loaded.0;
         let Some(account) = user.account().cloned() else {
             return Err(LoginError::BadCredentials);
         };
@@ -307,38 +263,33 @@ impl Identity {
             metrics::counter!("anamnesis_login_refused_locked_total").increment(1);
             return Err(LoginError::Locked { until });
         }
+        let active = user.is_active();
         let as_self = EventMetadata::by(Actor::new(
             account.user_id.to_string(),
             account.role.as_str(),
         ));
-        let stream = account.username.as_str().to_owned();
-        if !verify_password(password, Some(account.password_hash.clone())).await? {
-            self.bus
-                .execute::<User>(
-                    &stream,
-                    UserCommand::RecordFailedLogin { at: now },
-                    &(),
-                    &as_self,
-                )
+        let stored = self.password_hash(account.user_id).await?;
+        let Some(stored) = stored else {
+            verify_password(password, None).await?;
+            return Err(LoginError::BadCredentials);
+        };
+        if !verify_password(password, Some(stored)).await? {
+            let failed = UserCommand::RecordFailedLogin { at: now };
+            self.run(account.user_id, Some(loaded), failed, None, &as_self)
                 .await?;
             metrics::counter!("anamnesis_login_failures_total").increment(1);
             return Err(LoginError::BadCredentials);
         }
-        if !user.is_active() {
+        if !active {
             return Err(LoginError::Deactivated);
         }
         let session_id = Uuid::now_v7();
+        let opened = UserCommand::RecordLogin {
+            session_id,
+            at: now,
+        };
         let done = self
-            .bus
-            .execute::<User>(
-                &stream,
-                UserCommand::RecordLogin {
-                    session_id,
-                    at: now,
-                },
-                &(),
-                &as_self,
-            )
+            .run(account.user_id, Some(loaded), opened, None, &as_self)
             .await
             .map_err(|e| match e {
                 CommandError::Rejected(UserError::Locked { until }) => LoginError::Locked { until },
@@ -356,61 +307,99 @@ impl Identity {
     /// session of the account ends.
     pub async fn change_password(
         &self,
-        username: &str,
+        user_id: Uuid,
         current: String,
         new: String,
         metadata: &EventMetadata,
     ) -> Result<Executed, LoginError> {
         check_password(&new).map_err(|e| LoginError::Command(CommandError::Rejected(e)))?;
-        let Some(user) = self.find(username).await? else {
+        let Some(loaded) = self.load(user_id).await? else {
             return Err(LoginError::BadCredentials);
         };
-        let Some(account) = user.account().cloned() else {
+        let Some(stored) = self.password_hash(user_id).await? else {
             return Err(LoginError::BadCredentials);
         };
-        if !verify_password(current, Some(account.password_hash.clone())).await? {
+        if !verify_password(current, Some(stored)).await? {
             return Err(LoginError::BadCredentials);
         }
-        let password_hash = hash_password(new).await?;
+        let credential = Credential {
+            user_id,
+            password_hash: hash_password(new).await?,
+        };
+        let change = UserCommand::ChangePassword;
         Ok(self
-            .bus
-            .execute::<User>(
-                account.username.as_str(),
-                UserCommand::ChangePassword { password_hash },
-                &(),
-                metadata,
-            )
+            .run(user_id, Some(loaded), change, Some(credential), metadata)
             .await?)
     }
 
-    /// An operator's reset: a new password, the lock lifted, every session
-    /// ended.
+    /// An operator's reset of the account named `username`: a new password,
+    /// the lock lifted, every session ended.
     pub async fn reset_password(
         &self,
         username: &str,
         new: String,
         metadata: &EventMetadata,
     ) -> Result<Executed, CommandError<UserError>> {
-        let password_hash = hash_password(new).await?;
-        self.execute(
-            username,
-            UserCommand::ResetPassword { password_hash },
-            metadata,
-        )
-        .await
+        let user_id = self.resolve(username).await?;
+        let credential = Credential {
+            user_id,
+            password_hash: hash_password(new).await?,
+        };
+        let reset = UserCommand::ResetPassword;
+        self.run(user_id, None, reset, Some(credential), metadata)
+            .await
     }
 
-    /// Runs any other user command (logout, deactivation) on `username`.
+    /// Runs any other user command (logout, deactivation) on `user_id`.
     pub async fn execute(
         &self,
-        username: &str,
+        user_id: Uuid,
         command: UserCommand,
         metadata: &EventMetadata,
     ) -> Result<Executed, CommandError<UserError>> {
-        let username =
-            Username::parse(username).map_err(|_| CommandError::Rejected(UserError::NotFound))?;
-        self.bus
-            .execute::<User>(username.as_str(), command, &(), metadata)
-            .await
+        if matches!(
+            command,
+            UserCommand::Create { .. } | UserCommand::ChangePassword | UserCommand::ResetPassword
+        ) {
+            // These need a credential: `create`, `change_password`, `reset_password`.
+            return Err(CommandError::Invalid(
+                "a password command needs its credential",
+            ));
+        }
+        self.run(user_id, None, command, None, metadata).await
+    }
+
+    /// Runs `command` on the account `user_id`, deciding on `loaded` when
+    /// the caller has just loaded it (a conflict reloads), and commits
+    /// `credential` in the transaction of the command's event.
+    async fn run(
+        &self,
+        user_id: Uuid,
+        mut loaded: Option<Loaded>,
+        command: UserCommand,
+        credential: Option<Credential>,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, CommandError<UserError>> {
+        let stream = user_id.to_string();
+        for _ in 0..MAX_ATTEMPTS {
+            let current = match loaded.take() {
+                Some(current) => current,
+                None => self.bus.load::<User>(&stream).await?,
+            };
+            let mut decided = self
+                .bus
+                .decide_from(current, &stream, command.clone(), &(), metadata)
+                .await?;
+            if let Decision::Append(request) = &mut decided {
+                request.credential.clone_from(&credential);
+            }
+            match self.bus.commit(decided).await {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    retry_or_fail::<UserError>(e)?;
+                }
+            }
+        }
+        Err(CommandError::Conflict)
     }
 }
