@@ -5,7 +5,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
-use anamnesis_commands::{Actor, AppendRequest, Db, EventLog, EventMetadata, NewEvent};
+use anamnesis_commands::{
+    Actor, AppendError, AppendRequest, Credential, Db, EventLog, EventMetadata, NewEvent,
+};
 use anamnesis_tests::db::{Backend, TestDb};
 use anamnesis_tests::fixtures::*;
 use anamnesis_tests::on_both_backends;
@@ -19,6 +21,7 @@ on_both_backends!(
     one_username_registers_once_however_the_requests_race,
     only_the_newest_password_logs_in,
     an_account_of_an_earlier_release_is_moved_once_and_logs_in,
+    a_credential_commits_with_its_event_or_not_at_all,
 );
 
 /// One row of `events`, as text.
@@ -454,4 +457,77 @@ async fn an_account_of_an_earlier_release_is_moved_once_and_logs_in(
     let stored = credentials(&s.db.db).await?;
     assert_eq!(stored.len(), 2, "{stored:?}");
     s.stop().await
+}
+
+/// A password event for `user_id`'s stream at `expected`, with its credential.
+fn password_set(user_id: Uuid, expected: i64, hash: &str) -> AppendRequest {
+    AppendRequest {
+        aggregate_type: "user".into(),
+        aggregate_id: user_id.to_string(),
+        expected_sequence: expected,
+        events: vec![NewEvent {
+            event_type: "test.password_set".into(),
+            event_version: "1".into(),
+            payload: Value::Null,
+        }],
+        metadata: EventMetadata::by(Actor::new("test", "operator")),
+        keys: Default::default(),
+        credential: Some(Credential {
+            user_id,
+            password_hash: hash.into(),
+        }),
+    }
+}
+
+async fn a_credential_commits_with_its_event_or_not_at_all(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::new(backend).await?;
+    let log = EventLog::open(t.db.clone()).await?;
+    let (ada, bob) = (Uuid::now_v7(), Uuid::now_v7());
+    let first = password_set(ada, 0, "$argon2id$first");
+    assert!(
+        !format!("{first:?}").contains("$argon2id$first"),
+        "Debug shows no hash"
+    );
+    log.append(first).await?;
+    let stored = |hash: &str| vec![(ada.to_string(), hash.to_owned())];
+    assert_eq!(credentials(&t.db).await?, stored("$argon2id$first"));
+
+    // A stale command writes neither its event nor its credential.
+    let stale = log.append(password_set(ada, 0, "$argon2id$stale")).await;
+    assert!(
+        matches!(stale, Err(AppendError::Conflict { .. })),
+        "{stale:?}"
+    );
+    // Nor does a unit of which one part conflicts, for any of its parts.
+    let unit = log
+        .append_atomic(vec![
+            password_set(bob, 0, "$argon2id$bob"),
+            password_set(ada, 0, "$argon2id$unit"),
+        ])
+        .await;
+    assert!(
+        matches!(unit, Err(AppendError::Conflict { .. })),
+        "{unit:?}"
+    );
+    assert_eq!(credentials(&t.db).await?, stored("$argon2id$first"));
+    assert_eq!(events(&t.db).await?.len(), 1);
+
+    // In one batch, each command's credential lands with its own event.
+    let results = log
+        .append_many(vec![
+            password_set(ada, 1, "$argon2id$second"),
+            password_set(bob, 0, "$argon2id$bob"),
+            password_set(ada, 1, "$argon2id$loser"),
+        ])
+        .await;
+    assert!(results[0].is_ok() && results[1].is_ok(), "{results:?}");
+    assert!(matches!(results[2], Err(AppendError::Conflict { .. })));
+    let mut expected = vec![
+        (ada.to_string(), "$argon2id$second".to_owned()),
+        (bob.to_string(), "$argon2id$bob".to_owned()),
+    ];
+    expected.sort();
+    assert_eq!(credentials(&t.db).await?, expected);
+    drop(log);
+    t.cleanup().await
 }
