@@ -16,7 +16,8 @@ use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+// No `Debug`: it holds a password, which must never reach a log.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     pub username: String,

@@ -28,8 +28,8 @@ use crate::log::{Actor, Credential, EventMetadata};
 /// position of its last event (what [`CommandBus::decide_from`] takes).
 type Loaded = (User, i64, i64);
 
-/// A new account's details, as requested.
-#[derive(Debug, Clone)]
+/// A new account's details, as requested. Its `Debug` shows no password.
+#[derive(Clone)]
 pub struct NewAccount {
     /// The account's id, chosen by the caller (it answers with it).
     pub user_id: Uuid,
@@ -37,6 +37,16 @@ pub struct NewAccount {
     pub password: String,
     pub role: Role,
     pub patient_id: Option<Uuid>,
+}
+
+impl std::fmt::Debug for NewAccount {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewAccount")
+            .field("user_id", &self.user_id)
+            .field("role", &self.role)
+            .field("password", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a login yields.
