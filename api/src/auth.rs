@@ -43,10 +43,8 @@ enum Kind {
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Claims {
-    /// User id.
+    /// User id (also the id of the user's stream).
     sub: Uuid,
-    /// Username (the user stream).
-    usr: String,
     role: Role,
     /// The patient record, for patient accounts.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,8 +60,8 @@ struct Claims {
 /// Who is making a request.
 #[derive(Debug, Clone)]
 pub struct Principal {
+    /// The account's id, and its stream's.
     pub user_id: Uuid,
-    pub username: String,
     pub role: Role,
     pub patient_id: Option<Uuid>,
     pub session_id: Uuid,
@@ -148,7 +146,6 @@ impl Tokens {
             let now = Utc::now().timestamp();
             let claims = Claims {
                 sub: account.user_id,
-                usr: account.username.as_str().to_owned(),
                 role: account.role,
                 pid: account.patient_id,
                 sid: session_id,
@@ -189,7 +186,6 @@ impl Tokens {
         }
         Ok(Principal {
             user_id: claims.sub,
-            username: claims.usr,
             role: claims.role,
             patient_id: claims.pid,
             session_id: claims.sid,

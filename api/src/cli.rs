@@ -84,6 +84,17 @@ fn operator() -> EventMetadata {
     EventMetadata::by(Actor::new(format!("cli:{operator}"), "operator"))
 }
 
+/// Accounts over `db`, those of earlier releases moved to their user ids
+/// first (ADR 0006), so that they can be found by name.
+async fn open_identity(db: &Db) -> anyhow::Result<Identity> {
+    let identity = Identity::new(CommandBus::new(EventLog::open(db.clone()).await?));
+    identity
+        .adopt_legacy_accounts()
+        .await
+        .context("moving accounts of an earlier release to their user ids")?;
+    Ok(identity)
+}
+
 /// Connects to the configured database and makes sure its schema is
 /// current: migrating it when this role may, or saying what to run.
 pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
@@ -157,7 +168,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let password = password_from_stdin()?;
             let db = open_database(&settings).await?;
-            let identity = Identity::new(CommandBus::new(EventLog::open(db.clone()).await?));
+            let identity = open_identity(&db).await?;
             let metadata = operator();
             let account = NewAccount {
                 user_id: uuid::Uuid::now_v7(),
@@ -178,7 +189,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let password = password_from_stdin()?;
             let db = open_database(&settings).await?;
-            let identity = Identity::new(CommandBus::new(EventLog::open(db.clone()).await?));
+            let identity = open_identity(&db).await?;
             let reset = identity
                 .reset_password(&username, password, &operator())
                 .await;

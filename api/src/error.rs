@@ -212,6 +212,7 @@ fn busy() -> ApiError {
 fn taken_code(scope: &str) -> &'static str {
     match scope {
         anamnesis_domain::patient::IDENTIFIER_SCOPE => "identifier_taken",
+        anamnesis_domain::user::USERNAME_SCOPE => "username_taken",
         _ => "already_taken",
     }
 }

@@ -90,7 +90,6 @@ mod tests {
     fn principal(role: Role, patient_id: Option<Uuid>) -> Principal {
         Principal {
             user_id: Uuid::from_u128(1),
-            username: "u".into(),
             role,
             patient_id,
             session_id: Uuid::from_u128(2),

@@ -114,6 +114,12 @@ impl Prepared {
             ..
         } = started;
         let bus = CommandBus::new(log);
+        // Before the first request: accounts of earlier releases get their
+        // opaque stream and their credential (ADR 0006).
+        anamnesis_commands::identity::Identity::new(bus.clone())
+            .adopt_legacy_accounts()
+            .await
+            .context("moving accounts of an earlier release to their user ids")?;
         let sessions = Arc::new(Sessions::new(bus.clone()));
         runners.push(tokio::spawn({
             let sessions = sessions.clone();

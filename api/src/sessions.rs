@@ -49,10 +49,10 @@ struct Open {
 
 #[derive(Default)]
 struct Cache {
-    entries: HashMap<String, Open>,
+    entries: HashMap<Uuid, Open>,
     /// Bumped on every invalidation of a user, so that a load that raced
     /// with an invalidation does not put a stale answer back.
-    epochs: HashMap<String, u64>,
+    epochs: HashMap<Uuid, u64>,
 }
 
 /// The session check, shared by every request of this process.
@@ -80,14 +80,14 @@ impl Sessions {
         let epoch = {
             let cache = self.lock();
             if following {
-                if let Some(cached) = cache.entries.get(&who.username) {
+                if let Some(cached) = cache.entries.get(&who.user_id) {
                     return decide(open(cached));
                 }
             }
-            cache.epochs.get(&who.username).copied().unwrap_or(0)
+            cache.epochs.get(&who.user_id).copied().unwrap_or(0)
         };
         metrics::counter!("anamnesis_session_cache_misses_total").increment(1);
-        let (user, _, _) = self.bus.load::<User>(&who.username).await?;
+        let (user, _, _) = self.bus.load::<User>(&who.user_id.to_string()).await?;
         let loaded = Open {
             active: user.account().is_some() && user.is_active(),
             sessions: user.sessions().collect(),
@@ -95,21 +95,21 @@ impl Sessions {
         let answer = open(&loaded);
         if following {
             let mut cache = self.lock();
-            if cache.epochs.get(&who.username).copied().unwrap_or(0) == epoch {
+            if cache.epochs.get(&who.user_id).copied().unwrap_or(0) == epoch {
                 if cache.entries.len() >= MAX_ENTRIES {
                     cache.entries.clear();
                 }
-                cache.entries.insert(who.username.clone(), loaded);
+                cache.entries.insert(who.user_id, loaded);
             }
         }
         decide(answer)
     }
 
-    /// Forgets what is cached of `username`: their stream has changed.
-    pub fn invalidate(&self, username: &str) {
+    /// Forgets what is cached of `user_id`: their stream has changed.
+    pub fn invalidate(&self, user_id: Uuid) {
         let mut cache = self.lock();
-        cache.entries.remove(username);
-        *cache.epochs.entry(username.to_owned()).or_insert(0) += 1;
+        cache.entries.remove(&user_id);
+        *cache.epochs.entry(user_id).or_insert(0) += 1;
     }
 
     fn forget_all(&self) {
@@ -157,8 +157,12 @@ impl Sessions {
                 let head = log.head_position().await?;
                 loop {
                     let touched = log.streams_touched("user", seen, head, 1000).await?;
-                    for (_, username) in &touched {
-                        self.invalidate(username);
+                    // A stream id that is no user id is a pre-ADR 0006
+                    // username stream: no session is checked against it.
+                    for (_, stream) in &touched {
+                        if let Ok(user_id) = Uuid::parse_str(stream) {
+                            self.invalidate(user_id);
+                        }
                     }
                     match touched.last() {
                         Some((position, _)) if touched.len() == 1000 => seen = *position,

@@ -189,7 +189,7 @@ impl CommandBus {
     }
 
     /// Appends what was decided (if anything).
-    async fn commit(&self, decided: Decision) -> Result<Executed, AppendError> {
+    pub async fn commit(&self, decided: Decision) -> Result<Executed, AppendError> {
         match decided {
             Decision::Nothing { position } => Ok(Executed {
                 position,
@@ -221,6 +221,32 @@ impl CommandBus {
         A::Event: StoredForm,
     {
         let (aggregate, sequence, position) = self.load::<A>(aggregate_id).await?;
+        decide_on(
+            aggregate,
+            (sequence, position),
+            aggregate_id,
+            command,
+            services,
+            metadata,
+        )
+        .await
+    }
+
+    /// Lets an aggregate the caller has already loaded (with [`CommandBus::load`])
+    /// decide `command`, without reading its stream again. The append is as
+    /// safe as ever: if the stream moved since the load, it conflicts.
+    pub async fn decide_from<A>(
+        &self,
+        (aggregate, sequence, position): (A, i64, i64),
+        aggregate_id: &str,
+        command: A::Command,
+        services: &A::Services,
+        metadata: &EventMetadata,
+    ) -> Result<Decision, CommandError<A::Error>>
+    where
+        A: Aggregate + UniqueKeys,
+        A::Event: StoredForm,
+    {
         decide_on(
             aggregate,
             (sequence, position),
@@ -298,5 +324,6 @@ where
         events: new_events,
         metadata: metadata.clone(),
         keys: KeyChanges::between(&keys_before, &aggregate.unique_keys()),
+        credential: None,
     })))
 }

@@ -11,8 +11,7 @@
 //! one by the enum's [`StoredForm::upcast`] before it is deserialized; stored
 //! events are never rewritten.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use cqrs_es::DomainEvent;
 use serde_json::{Map, Value};
 
 /// An event in its stored form.
@@ -50,15 +49,16 @@ pub enum DecodeError {
     },
 }
 
-/// The version every event type is written at today.
+/// The version an event type is written at until its schema changes.
 pub const CURRENT_VERSION: &str = "1";
 
 /// An event enum with a stored form. Implement it (usually with no body) for
-/// every aggregate's event type; override [`StoredForm::upcast`] when a
-/// schema gains a version.
-pub trait StoredForm: Serialize + DeserializeOwned {
+/// every aggregate's event type; when a schema gains a version, return the
+/// new one from `DomainEvent::event_version` and override
+/// [`StoredForm::upcast`] to read the old ones.
+pub trait StoredForm: DomainEvent {
     /// The payload of `event_type` at `version`, as the current version's.
-    /// Version 1 is current for every event today.
+    /// The default knows only version 1.
     fn upcast(event_type: &str, version: &str, payload: Value) -> Result<Value, DecodeError> {
         if version == CURRENT_VERSION {
             Ok(payload)
@@ -70,30 +70,31 @@ pub trait StoredForm: Serialize + DeserializeOwned {
         }
     }
 
-    /// The stored form: type, current version, fields.
+    /// The stored form: type, current version (`event_version`), fields.
     fn to_stored(&self) -> Result<Encoded, DecodeError> {
+        let version = self.event_version();
         let tagged = serde_json::to_value(self).map_err(|e| DecodeError::Payload {
             event_type: String::new(),
-            version: CURRENT_VERSION.to_owned(),
+            version: version.clone(),
             detail: describe_json_error(&e),
         })?;
         let Value::Object(mut tagged) = tagged else {
             return Err(DecodeError::Payload {
                 event_type: String::new(),
-                version: CURRENT_VERSION.to_owned(),
+                version: version.clone(),
                 detail: "an event enum must be adjacently tagged".into(),
             });
         };
         let Some(Value::String(event_type)) = tagged.remove("type") else {
             return Err(DecodeError::Payload {
                 event_type: String::new(),
-                version: CURRENT_VERSION.to_owned(),
+                version: version.clone(),
                 detail: "an event enum must be tagged with \"type\"".into(),
             });
         };
         Ok(Encoded {
             event_type,
-            event_version: CURRENT_VERSION.to_owned(),
+            event_version: version,
             payload: tagged.remove("data").unwrap_or(Value::Null),
         })
     }

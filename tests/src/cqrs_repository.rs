@@ -175,6 +175,7 @@ impl PersistedEventRepository for LogRepository {
             // cqrs-es persists events without the aggregate's state: this
             // adapter cannot claim unique keys (the command bus does).
             keys: KeyChanges::default(),
+            credential: None,
         };
         match self.log.append(request).await {
             Ok(_) => Ok(()),

@@ -96,6 +96,7 @@ async fn append_raw(
             }],
             metadata: EventMetadata::by(Actor::new("test:legacy", "operator")),
             keys: Default::default(),
+            credential: None,
         })
         .await?;
     Ok(done.last_position)

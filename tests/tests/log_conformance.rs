@@ -61,6 +61,7 @@ fn request(stream: &str, expected: i64, payloads: &[serde_json::Value]) -> Appen
             .collect(),
         metadata: actor(),
         keys: Default::default(),
+        credential: None,
     }
 }
 

@@ -71,6 +71,7 @@ async fn append_events(log: &EventLog, prefix: &str, commands: usize) -> anyhow:
                 .collect(),
             metadata: EventMetadata::by(Actor::new("user-1", "nurse")),
             keys: Default::default(),
+            credential: None,
         })
         .collect();
     for r in log.append_many(requests).await {

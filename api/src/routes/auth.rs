@@ -15,7 +15,8 @@ use crate::extract::Body;
 use crate::idempotency::{Key, RequestKey};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+// No `Debug`: it holds a password, which must never reach a log.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     pub username: String,
@@ -57,7 +58,7 @@ pub async fn refresh(
     };
     let user = state
         .identity()
-        .find(&who.username)
+        .account(who.user_id)
         .await?
         .ok_or(ApiError::Unauthorized {
             code: "session_closed",
@@ -83,18 +84,19 @@ pub async fn logout(
     state
         .identity()
         .execute(
-            &who.username,
+            who.user_id,
             UserCommand::EndSession {
                 session_id: who.session_id,
             },
             &metadata,
         )
         .await?;
-    state.sessions().invalidate(&who.username);
+    state.sessions().invalidate(who.user_id);
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+// No `Debug`: it holds a password, which must never reach a log.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
     pub current_password: String,
@@ -120,18 +122,19 @@ pub async fn change_password(
     let done = state
         .identity()
         .change_password(
-            &who.username,
+            who.user_id,
             req.current_password,
             req.new_password,
             &metadata,
         )
         .await;
-    state.sessions().invalidate(&who.username);
+    state.sessions().invalidate(who.user_id);
     done?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+// No `Debug`: it holds a password, which must never reach a log.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     pub username: String,

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use anamnesis_commands::identity::NewAccount;
-use anamnesis_domain::user::{Role, UserCommand, Username};
+use anamnesis_domain::user::{Role, UserCommand};
 
 use super::Accepted;
 use crate::auth::Principal;
@@ -16,7 +16,8 @@ use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action};
 use crate::state::AppState;
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+// No `Debug`: it holds a password, which must never reach a log.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUserRequest {
     pub username: String,
@@ -76,18 +77,18 @@ async fn set_active(
     command: UserCommand,
 ) -> Result<Json<Accepted>, ApiError> {
     authorize(who, Action::ManageUsers, None)?;
-    let metadata = Key::metadata(key.0.as_ref(), who, StatusCode::OK, username);
+    let user_id = state.identity().resolve(username).await?;
+    let id = user_id.to_string();
+    let metadata = Key::metadata(key.0.as_ref(), who, StatusCode::OK, &id);
     let done = state
         .identity()
-        .execute(username, command, &metadata)
+        .execute(user_id, command, &metadata)
         .await?;
     // The account's sessions end on this instance before the answer; other
     // instances learn it from the log.
-    if let Ok(name) = Username::parse(username) {
-        state.sessions().invalidate(name.as_str());
-    }
+    state.sessions().invalidate(user_id);
     Ok(Json(Accepted {
-        id: username.to_owned(),
+        id,
         position: done.position,
     }))
 }

@@ -21,8 +21,8 @@ pub use crate::database::Db;
 pub use anamnesis_domain::codec::describe_json_error;
 pub use reader::LogReader;
 pub use types::{
-    Actor, AppendError, AppendRequest, Appended, EventMetadata, Idempotency, KeyChanges, NewEvent,
-    Outcome, StoreError, StoredEvent, UniqueKey,
+    Actor, AppendError, AppendRequest, Appended, Credential, EventMetadata, Idempotency,
+    KeyChanges, NewEvent, Outcome, StoreError, StoredEvent, UniqueKey,
 };
 
 /// A handle on the log. Cheap to clone; the writer task stops when the last
@@ -209,6 +209,49 @@ impl EventLog {
             Db::Sqlite(p) => sqlx::query_as(sql).bind(key).fetch_optional(p).await?,
         };
         row.map(Outcome::from_row).transpose()
+    }
+
+    /// The stream holding a unique key, as (aggregate type, aggregate id):
+    /// one probe of `unique_claims` by the key's digest.
+    pub async fn claim_holder(
+        &self,
+        key: &UniqueKey,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        let digest = types::key_digest(key);
+        let sql = "SELECT owner FROM unique_claims WHERE key = $1";
+        let owner: Option<String> = match &self.db {
+            Db::Postgres(p) => {
+                sqlx::query_scalar(sql)
+                    .bind(digest)
+                    .fetch_optional(p)
+                    .await?
+            }
+            Db::Sqlite(p) => {
+                sqlx::query_scalar(sql)
+                    .bind(digest)
+                    .fetch_optional(p)
+                    .await?
+            }
+        };
+        Ok(owner.and_then(|o| writer::owner_stream(&o)))
+    }
+
+    /// The user streams earlier releases kept under a username, listed once
+    /// by migration 0006 (ADR 0006).
+    pub async fn legacy_user_streams(&self) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT aggregate_id FROM legacy_user_streams ORDER BY aggregate_id";
+        Ok(match &self.db {
+            Db::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await?,
+            Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await?,
+        })
+    }
+
+    /// The stored password hash of `user_id` (ADR 0006), if one was set.
+    pub async fn password_hash(&self, user_id: uuid::Uuid) -> Result<Option<String>, StoreError> {
+        match &self.db {
+            Db::Postgres(p) => postgres::password_hash(p, user_id).await,
+            Db::Sqlite(p) => sqlite::password_hash(p, user_id).await,
+        }
     }
 
     /// The position of the last committed event, read from the database.

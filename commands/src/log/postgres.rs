@@ -158,6 +158,11 @@ async fn write_rows(
              SELECT k, rh, st, ri, p, ($10::timestamptz[])[1] \
              FROM UNNEST($25::bytea[], $26::bytea[], $27::int[], $28::text[], $29::bigint[]) \
                   AS i(k, rh, st, ri, p)), \
+         credential AS ( \
+             INSERT INTO credentials (user_id, password_hash, updated_at) \
+             SELECT u, ph, ($10::timestamptz[])[1] FROM UNNEST($30::uuid[], $31::text[]) AS cr(u, ph) \
+             ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash, \
+                  updated_at = excluded.updated_at), \
          head AS ( \
              UPDATE log_head SET position = $18, hash = $19 WHERE id = 1 RETURNING position) \
          SELECT pg_notify($20, position::text) FROM head",
@@ -191,6 +196,8 @@ async fn write_rows(
     .bind(plan.idempotency.iter().map(|(_, o)| i32::from(o.status)).collect::<Vec<_>>())
     .bind(plan.idempotency.iter().map(|(_, o)| o.result_id.clone()).collect::<Vec<_>>())
     .bind(plan.idempotency.iter().map(|(_, o)| o.position).collect::<Vec<_>>())
+    .bind(plan.credentials.iter().map(|c| c.user_id).collect::<Vec<_>>())
+    .bind(plan.credentials.iter().map(|c| c.password_hash.clone()).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await?;
     Ok(())
@@ -245,6 +252,18 @@ pub(crate) async fn read_stream(
         .fetch_all(pool)
         .await?;
     rows.iter().map(decode).collect()
+}
+
+pub(crate) async fn password_hash(
+    pool: &PgPool,
+    user_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT password_hash FROM credentials WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 pub(crate) async fn head(pool: &PgPool) -> Result<i64, StoreError> {

@@ -158,6 +158,18 @@ pub(crate) async fn commit_batch(
         .execute(&mut *tx)
         .await?;
     }
+    for c in &plan.credentials {
+        sqlx::query(
+            "INSERT INTO credentials (user_id, password_hash, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(c.user_id.to_string())
+        .bind(&c.password_hash)
+        .bind(recorded_at)
+        .execute(&mut *tx)
+        .await?;
+    }
     sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
         .bind(plan.head_position)
         .bind(&plan.head_hash)
@@ -216,6 +228,18 @@ pub(crate) async fn read_stream(
         .fetch_all(pool)
         .await?;
     rows.iter().map(decode).collect()
+}
+
+pub(crate) async fn password_hash(
+    pool: &SqlitePool,
+    user_id: Uuid,
+) -> Result<Option<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT password_hash FROM credentials WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .fetch_optional(pool)
+            .await?,
+    )
 }
 
 pub(crate) async fn head(pool: &SqlitePool) -> Result<i64, StoreError> {

@@ -125,6 +125,28 @@ pub struct AppendRequest {
     pub metadata: EventMetadata,
     /// Unique keys the stream takes and gives up with these events.
     pub keys: KeyChanges,
+    /// A password to store with these events (the event records that it
+    /// was set; the credential table holds it): both commit, or neither.
+    pub credential: Option<Credential>,
+}
+
+/// A user's password credential, kept in the mutable `credentials` table,
+/// never in the log (ADR 0006). Its `Debug` shows no hash.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// Whose.
+    pub user_id: Uuid,
+    /// PHC-format argon2id hash.
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("user_id", &self.user_id)
+            .field("password_hash", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Unique keys a command claims and releases, committed with its events: a

@@ -14,7 +14,9 @@ use uuid::Uuid;
 
 use super::chain::event_hash;
 use super::types::key_digest;
-use super::{AppendError, AppendRequest, Appended, Db, Outcome, StoreError, StoredEvent};
+use super::{
+    AppendError, AppendRequest, Appended, Credential, Db, Outcome, StoreError, StoredEvent,
+};
 
 /// The most commands one transaction takes. Large enough that a busy server
 /// amortises its commits, small enough to stay well inside Postgres's
@@ -44,6 +46,8 @@ pub(crate) struct Plan {
     pub keys: Vec<KeyWrite>,
     /// Idempotency keys of the committed units, with what they answered.
     pub idempotency: Vec<(Vec<u8>, Outcome)>,
+    /// The credentials the committed units set, one per user (the last).
+    pub credentials: Vec<Credential>,
 }
 
 /// Every idempotency key a batch carries, for the backend to look up.
@@ -83,6 +87,14 @@ fn owner_name(req: &AppendRequest) -> String {
     format!("{}/{}", req.aggregate_type, req.aggregate_id)
 }
 
+/// The (aggregate type, aggregate id) of an owner's name. Aggregate types
+/// hold no `/`; ids may.
+pub(crate) fn owner_stream(owner: &str) -> Option<(String, String)> {
+    owner
+        .split_once('/')
+        .map(|(t, id)| (t.to_owned(), id.to_owned()))
+}
+
 /// Assigns positions, sequences and hashes to the events of every unit whose
 /// requests all match their streams' sequences, in queue order. A unit with a
 /// stale request is left out whole.
@@ -95,6 +107,7 @@ pub(crate) fn plan_batch(
     recorded_at: DateTime<Utc>,
 ) -> Plan {
     let mut idempotency = Vec::new();
+    let mut credentials: HashMap<Uuid, Credential> = HashMap::new();
     let (mut position, mut hash) = head;
     let mut rows = Vec::new();
     let mut results = Vec::with_capacity(units.len());
@@ -218,6 +231,9 @@ pub(crate) fn plan_batch(
                 owners.extend(unit_owners);
                 touched.extend(unit_touched);
                 rows.extend(unit_rows);
+                for c in unit.iter().filter_map(|r| r.credential.as_ref()) {
+                    credentials.insert(c.user_id, c.clone());
+                }
                 results.push(Ok(appended));
             }
         }
@@ -239,6 +255,7 @@ pub(crate) fn plan_batch(
         head_hash: hash,
         keys,
         idempotency,
+        credentials: credentials.into_values().collect(),
     }
 }
 

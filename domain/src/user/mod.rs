@@ -1,18 +1,24 @@
 //! User accounts: who may log in, with which role, and their sessions.
 
 mod error;
+mod events;
 mod values;
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use cqrs_es::event_sink::EventSink;
-use cqrs_es::{Aggregate, DomainEvent};
+use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use error::UserError;
+pub use events::{UserEvent, LEGACY_HASH_FIELD};
 pub use values::{check_password, Role, Username};
+
+/// The unique-claim scope of usernames: one account per name, claimed with
+/// the account's creation (ADR 0006).
+pub const USERNAME_SCOPE: &str = "user.username";
 
 /// Consecutive failed logins that lock an account.
 pub const MAX_FAILED_LOGINS: u32 = 5;
@@ -27,20 +33,20 @@ pub fn lockout() -> Duration {
     Duration::minutes(15)
 }
 
-/// A request to change a user account. Passwords arrive hashed: hashing is
-/// slow, salted work that happens outside the domain.
+/// A request to change a user account. No command carries a password or its
+/// hash: the credential is checked and stored by the write side, beside the
+/// event that records it was set (ADR 0006).
 #[derive(Debug, Clone, PartialEq)]
 pub enum UserCommand {
     /// Create the account.
     Create {
-        /// The account's stable id (actor id of its events).
+        /// The account's stable id (its stream id, and the actor id of its
+        /// events).
         user_id: Uuid,
-        /// Login name (also the stream id).
+        /// Login name, unique among accounts.
         username: Username,
         /// Role.
         role: Role,
-        /// PHC-format password hash (argon2id).
-        password_hash: String,
         /// For patients: their patient record.
         patient_id: Option<Uuid>,
     },
@@ -62,102 +68,14 @@ pub enum UserCommand {
         session_id: Uuid,
     },
     /// Replace the password; every open session ends.
-    ChangePassword {
-        /// PHC-format hash of the new password.
-        password_hash: String,
-    },
+    ChangePassword,
     /// An operator sets a new password for a locked-out or forgetful user:
     /// the lock lifts and every open session ends.
-    ResetPassword {
-        /// PHC-format hash of the new password.
-        password_hash: String,
-    },
+    ResetPassword,
     /// Stop the account from logging in.
     Deactivate,
     /// Let it log in again.
     Reactivate,
-}
-
-/// A fact about a user account, stored under the stable names below.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum UserEvent {
-    /// The account was created.
-    #[serde(rename = "user.created")]
-    UserCreated {
-        /// Its id.
-        user_id: Uuid,
-        /// Login name.
-        username: Username,
-        /// Role.
-        role: Role,
-        /// PHC-format password hash.
-        password_hash: String,
-        /// Linked patient record.
-        patient_id: Option<Uuid>,
-    },
-    /// A login succeeded and a session opened.
-    #[serde(rename = "user.login_succeeded")]
-    LoginSucceeded {
-        /// The session.
-        session_id: Uuid,
-        /// When.
-        at: DateTime<Utc>,
-    },
-    /// A login failed; `locked_until` is set when this failure locked the account.
-    #[serde(rename = "user.login_failed")]
-    LoginFailed {
-        /// When.
-        at: DateTime<Utc>,
-        /// Locked until then, if this failure locked it.
-        locked_until: Option<DateTime<Utc>>,
-    },
-    /// A session closed.
-    #[serde(rename = "user.session_ended")]
-    SessionEnded {
-        /// The session.
-        session_id: Uuid,
-    },
-    /// The password was replaced; every open session ended.
-    #[serde(rename = "user.password_changed")]
-    PasswordChanged {
-        /// PHC-format hash of the new password.
-        password_hash: String,
-    },
-    /// An operator set a new password; the lock lifted, every session ended.
-    #[serde(rename = "user.password_reset")]
-    PasswordReset {
-        /// PHC-format hash of the new password.
-        password_hash: String,
-    },
-    /// The account was deactivated.
-    #[serde(rename = "user.deactivated")]
-    UserDeactivated,
-    /// The account was reactivated.
-    #[serde(rename = "user.reactivated")]
-    UserReactivated,
-}
-
-impl crate::codec::StoredForm for UserEvent {}
-
-impl DomainEvent for UserEvent {
-    fn event_type(&self) -> String {
-        match self {
-            UserEvent::UserCreated { .. } => "user.created",
-            UserEvent::LoginSucceeded { .. } => "user.login_succeeded",
-            UserEvent::LoginFailed { .. } => "user.login_failed",
-            UserEvent::SessionEnded { .. } => "user.session_ended",
-            UserEvent::PasswordChanged { .. } => "user.password_changed",
-            UserEvent::PasswordReset { .. } => "user.password_reset",
-            UserEvent::UserDeactivated => "user.deactivated",
-            UserEvent::UserReactivated => "user.reactivated",
-        }
-        .to_owned()
-    }
-
-    fn event_version(&self) -> String {
-        "1".to_owned()
-    }
 }
 
 /// A user account's state.
@@ -182,8 +100,6 @@ pub struct Account {
     pub username: Username,
     /// Role.
     pub role: Role,
-    /// PHC-format password hash.
-    pub password_hash: String,
     /// Linked patient record.
     pub patient_id: Option<Uuid>,
 }
@@ -219,7 +135,6 @@ impl User {
             user_id,
             username,
             role,
-            password_hash,
             patient_id,
         } = command
         {
@@ -233,7 +148,6 @@ impl User {
                 user_id,
                 username,
                 role,
-                password_hash,
                 patient_id,
             });
         }
@@ -262,15 +176,13 @@ impl User {
                 }
                 Ok(UserEvent::SessionEnded { session_id })
             }
-            UserCommand::ChangePassword { password_hash } => {
+            UserCommand::ChangePassword => {
                 if !self.active {
                     return Err(UserError::Deactivated);
                 }
-                Ok(UserEvent::PasswordChanged { password_hash })
+                Ok(UserEvent::PasswordChanged)
             }
-            UserCommand::ResetPassword { password_hash } => {
-                Ok(UserEvent::PasswordReset { password_hash })
-            }
+            UserCommand::ResetPassword => Ok(UserEvent::PasswordReset),
             UserCommand::Deactivate => {
                 if !self.active {
                     return Err(UserError::Deactivated);
@@ -311,14 +223,12 @@ impl Aggregate for User {
                 user_id,
                 username,
                 role,
-                password_hash,
                 patient_id,
             } => {
                 self.account = Some(Account {
                     user_id,
                     username,
                     role,
-                    password_hash,
                     patient_id,
                 });
                 self.active = true;
@@ -341,16 +251,8 @@ impl Aggregate for User {
             UserEvent::SessionEnded { session_id } => {
                 self.sessions.remove(&session_id);
             }
-            UserEvent::PasswordChanged { password_hash } => {
-                if let Some(account) = self.account.as_mut() {
-                    account.password_hash = password_hash;
-                }
-                self.sessions.clear();
-            }
-            UserEvent::PasswordReset { password_hash } => {
-                if let Some(account) = self.account.as_mut() {
-                    account.password_hash = password_hash;
-                }
+            UserEvent::PasswordChanged => self.sessions.clear(),
+            UserEvent::PasswordReset => {
                 self.failed_logins = 0;
                 self.locked_until = None;
                 self.sessions.clear();
@@ -365,9 +267,16 @@ impl Aggregate for User {
 }
 
 impl crate::unique::UniqueKeys for User {
-    /// The username is the stream id, unique by construction.
+    /// The username, from creation on: a name is never given up, so that
+    /// the log never names two accounts by it.
     fn unique_keys(&self) -> Vec<crate::unique::UniqueKey> {
-        Vec::new()
+        self.account
+            .iter()
+            .map(|a| crate::unique::UniqueKey {
+                scope: USERNAME_SCOPE,
+                key: a.username.as_str().to_owned(),
+            })
+            .collect()
     }
 }
 

@@ -1,5 +1,6 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
+use cqrs_es::DomainEvent;
 use uuid::Uuid;
 
 use super::*;
@@ -16,7 +17,6 @@ fn create(role: Role, patient_id: Option<Uuid>) -> UserCommand {
         user_id: ID,
         username: Username::parse("house").unwrap(),
         role,
-        password_hash: "$argon2id$stub".into(),
         patient_id,
     }
 }
@@ -26,7 +26,6 @@ fn created() -> UserEvent {
         user_id: ID,
         username: Username::parse("house").unwrap(),
         role: Role::Doctor,
-        password_hash: "$argon2id$stub".into(),
         patient_id: None,
     }
 }
@@ -276,11 +275,8 @@ async fn a_password_change_ends_every_session() {
         session_id: SESSION,
         at: noon(),
     };
-    let changed = UserEvent::PasswordChanged {
-        password_hash: "$argon2id$new".into(),
-    };
     given(
-        vec![created(), opened, changed],
+        vec![created(), opened, UserEvent::PasswordChanged],
         UserCommand::EndSession {
             session_id: SESSION,
         },
@@ -293,9 +289,7 @@ async fn a_password_change_ends_every_session() {
 async fn a_deactivated_account_cannot_change_its_password() {
     given(
         vec![created(), UserEvent::UserDeactivated],
-        UserCommand::ChangePassword {
-            password_hash: "$argon2id$new".into(),
-        },
+        UserCommand::ChangePassword,
     )
     .await
     .then_expect_error(UserError::Deactivated);
@@ -314,18 +308,15 @@ fn every_user_event_is_stored_under_its_stable_name_and_reads_back() {
         UserEvent::SessionEnded {
             session_id: SESSION,
         },
-        UserEvent::PasswordChanged {
-            password_hash: "$argon2id$new".into(),
-        },
-        UserEvent::PasswordReset {
-            password_hash: "$argon2id$reset".into(),
-        },
+        UserEvent::PasswordChanged,
+        UserEvent::PasswordReset,
         UserEvent::UserDeactivated,
         UserEvent::UserReactivated,
     ];
     for event in events {
         let stored = event.to_stored().unwrap();
         assert_eq!(stored.event_type, event.event_type());
+        assert_eq!(stored.event_version, event.event_version());
         let back = UserEvent::from_stored(
             &stored.event_type,
             &stored.event_version,
@@ -359,8 +350,96 @@ fn a_password_reset_lifts_the_lock() {
         locked_until: Some(noon() + lockout()),
     });
     assert!(user.locked_at(noon()).is_some());
-    user.apply(UserEvent::PasswordReset {
-        password_hash: "$argon2id$reset".into(),
-    });
+    user.apply(UserEvent::PasswordReset);
     assert_eq!(user.locked_at(noon()), None);
+}
+
+#[tokio::test]
+async fn a_password_change_is_recorded_without_the_password() {
+    given(vec![created()], UserCommand::ChangePassword)
+        .await
+        .then_expect_events(vec![UserEvent::PasswordChanged]);
+}
+
+#[tokio::test]
+async fn a_password_reset_is_recorded_without_the_password() {
+    given(vec![created()], UserCommand::ResetPassword)
+        .await
+        .then_expect_events(vec![UserEvent::PasswordReset]);
+}
+
+#[test]
+fn no_stored_user_event_holds_a_password_hash() {
+    use crate::codec::StoredForm;
+    for event in [
+        created(),
+        UserEvent::PasswordChanged,
+        UserEvent::PasswordReset,
+    ] {
+        let stored = event.to_stored().unwrap();
+        assert_eq!(stored.event_version, "2");
+        let payload = stored.payload.to_string();
+        assert!(!payload.contains(LEGACY_HASH_FIELD), "{payload}");
+        assert!(!payload.contains("$argon2"), "{payload}");
+    }
+}
+
+#[test]
+fn a_version_1_creation_is_read_without_its_hash() {
+    use crate::codec::StoredForm;
+    let legacy = serde_json::json!({
+        "user_id": ID,
+        "username": "house",
+        "role": "doctor",
+        "password_hash": "$argon2id$v=19$legacy",
+        "patient_id": null,
+    });
+    let read = UserEvent::from_stored("user.created", "1", &legacy.to_string()).unwrap();
+    assert_eq!(read, created());
+}
+
+#[test]
+fn version_1_password_events_are_read_without_their_hash() {
+    use crate::codec::StoredForm;
+    let legacy = r#"{"password_hash":"$argon2id$v=19$legacy"}"#;
+    assert_eq!(
+        UserEvent::from_stored("user.password_changed", "1", legacy).unwrap(),
+        UserEvent::PasswordChanged
+    );
+    assert_eq!(
+        UserEvent::from_stored("user.password_reset", "1", legacy).unwrap(),
+        UserEvent::PasswordReset
+    );
+}
+
+#[test]
+fn a_version_no_release_wrote_is_unknown() {
+    use crate::codec::{DecodeError, StoredForm};
+    let unknown = |t: &str, v: &str| {
+        matches!(
+            UserEvent::from_stored(t, v, "null"),
+            Err(DecodeError::Unknown { .. })
+        )
+    };
+    assert!(unknown("user.deactivated", "2"));
+    assert!(unknown("user.password_changed", "3"));
+}
+
+#[test]
+fn an_account_holds_its_username_from_creation() {
+    use crate::unique::{UniqueKey, UniqueKeys};
+    let mut user = User::default();
+    assert!(user.unique_keys().is_empty());
+    user.apply(created());
+    let held = vec![UniqueKey {
+        scope: USERNAME_SCOPE,
+        key: "house".into(),
+    }];
+    assert_eq!(user.unique_keys(), held);
+    user.apply(UserEvent::UserDeactivated);
+    assert_eq!(
+        user.unique_keys(),
+        held,
+        "a deactivated account keeps its name"
+    );
 }
