@@ -530,116 +530,87 @@ struct Lists {
     conditions: HashMap<String, Vec<Value>>,
 }
 
+/// One item of one of a patient's lists: the three child tables read in
+/// one round trip (`kind` 1 identifier, 2 allergy, 3 condition).
 #[derive(sqlx::FromRow)]
-struct IdentifierRow {
+struct ListRow {
+    kind: i64,
     patient_id: String,
-    system: String,
-    value: String,
+    item_id: Option<String>,
+    t1: Option<String>,
+    t2: Option<String>,
+    t3: Option<String>,
+    d1: Option<NaiveDate>,
+    d2: Option<NaiveDate>,
+    at_time: Option<DateTime<Utc>>,
+    actor: Option<String>,
 }
 
-#[derive(sqlx::FromRow)]
-struct AllergyListRow {
-    patient_id: String,
-    allergy_id: String,
-    substance: String,
-    reaction: String,
-    severity: String,
-    recorded_at: DateTime<Utc>,
-    recorded_by: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct ConditionListRow {
-    patient_id: String,
-    condition_id: String,
-    code: Option<String>,
-    description: String,
-    onset: Option<NaiveDate>,
-    resolved_on: Option<NaiveDate>,
-    recorded_by: String,
-}
-
-/// Rows of `sql` (with `{ids}` standing for the id list) for `ids`.
-async fn rows_for<T>(db: &Db, sql: &str, ids: &[&str]) -> Result<Vec<T>, sqlx::Error>
-where
-    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
-        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
-        + Send
-        + Unpin,
-{
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = sql.replace("{ids}", &sql::list(ids.len()));
-    on_pool!(db, |p| {
-        let mut q = sqlx::query_as(&sql);
-        for id in ids {
-            q = q.bind(*id);
-        }
-        q.fetch_all(p).await
-    })
-}
+/// The lists of the patients `{ids}`, in list order. The same text on
+/// both backends (`CAST(NULL AS …)` types the empty columns for Postgres).
+const LISTS: &str = "\
+    SELECT CAST(1 AS bigint) AS kind, patient_id, CAST(NULL AS text) AS item_id, system AS t1, value AS t2, \
+        CAST(NULL AS text) AS t3, CAST(NULL AS date) AS d1, CAST(NULL AS date) AS d2, \
+        CAST(NULL AS timestamptz) AS at_time, CAST(NULL AS text) AS actor, ordinal AS ord \
+        FROM patient_identifiers WHERE patient_id IN ({ids}) \
+    UNION ALL \
+    SELECT 2, patient_id, allergy_id, substance, reaction, severity, NULL, NULL, recorded_at, \
+        recorded_by, position FROM patient_allergies WHERE patient_id IN ({ids}) \
+    UNION ALL \
+    SELECT 3, patient_id, condition_id, code, description, NULL, onset, resolved_on, NULL, \
+        recorded_by, position FROM patient_conditions WHERE patient_id IN ({ids}) \
+    ORDER BY patient_id, kind, ord";
 
 impl Lists {
     async fn of(db: &Db, ids: &[&str]) -> Result<Self, sqlx::Error> {
         let mut lists = Lists::default();
-        let identifiers: Vec<IdentifierRow> = rows_for(
-            db,
-            "SELECT patient_id, system, value FROM patient_identifiers \
-             WHERE patient_id IN ({ids}) ORDER BY patient_id, ordinal",
-            ids,
-        )
-        .await?;
-        for i in identifiers {
-            lists
-                .identifiers
-                .entry(i.patient_id)
-                .or_default()
-                .push(json!({"system": i.system, "value": i.value}));
+        if ids.is_empty() {
+            return Ok(lists);
         }
-        let allergies: Vec<AllergyListRow> = rows_for(
-            db,
-            "SELECT patient_id, allergy_id, substance, reaction, severity, recorded_at, \
-             recorded_by FROM patient_allergies WHERE patient_id IN ({ids}) \
-             ORDER BY patient_id, position",
-            ids,
-        )
-        .await?;
-        for a in allergies {
-            lists
-                .allergies
-                .entry(a.patient_id)
-                .or_default()
-                .push(json!({
-                    "id": a.allergy_id,
-                    "substance": a.substance,
-                    "reaction": a.reaction,
-                    "severity": a.severity,
-                    "recorded_at": a.recorded_at,
-                    "recorded_by": a.recorded_by,
-                }));
-        }
-        let conditions: Vec<ConditionListRow> = rows_for(
-            db,
-            "SELECT patient_id, condition_id, code, description, onset, resolved_on, \
-             recorded_by FROM patient_conditions WHERE patient_id IN ({ids}) \
-             ORDER BY patient_id, position",
-            ids,
-        )
-        .await?;
-        for c in conditions {
-            lists
-                .conditions
-                .entry(c.patient_id)
-                .or_default()
-                .push(json!({
-                    "id": c.condition_id,
-                    "code": c.code,
-                    "description": c.description,
-                    "onset": c.onset,
-                    "resolved_on": c.resolved_on,
-                    "recorded_by": c.recorded_by,
-                }));
+        let sql = LISTS.replace("{ids}", &sql::list(ids.len()));
+        let rows: Vec<ListRow> = on_pool!(db, |p| {
+            let mut q = sqlx::query_as(&sql);
+            for id in ids {
+                q = q.bind(*id);
+            }
+            q.fetch_all(p).await
+        })?;
+        for r in rows {
+            let missing = |column: &str| sqlx::Error::ColumnDecode {
+                index: column.to_owned(),
+                source: "a list item lacks a required value".into(),
+            };
+            match r.kind {
+                1 => lists
+                    .identifiers
+                    .entry(r.patient_id)
+                    .or_default()
+                    .push(json!({"system": r.t1, "value": r.t2})),
+                2 => lists
+                    .allergies
+                    .entry(r.patient_id)
+                    .or_default()
+                    .push(json!({
+                        "id": r.item_id.ok_or_else(|| missing("allergy_id"))?,
+                        "substance": r.t1,
+                        "reaction": r.t2,
+                        "severity": r.t3,
+                        "recorded_at": r.at_time.ok_or_else(|| missing("recorded_at"))?,
+                        "recorded_by": r.actor,
+                    })),
+                _ => lists
+                    .conditions
+                    .entry(r.patient_id)
+                    .or_default()
+                    .push(json!({
+                        "id": r.item_id.ok_or_else(|| missing("condition_id"))?,
+                        "code": r.t1,
+                        "description": r.t2,
+                        "onset": r.d1,
+                        "resolved_on": r.d2,
+                        "recorded_by": r.actor,
+                    })),
+            }
         }
         Ok(lists)
     }

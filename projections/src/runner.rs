@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use anamnesis_commands::{Db, LogReader, StoreError, StoredEvent};
 use anamnesis_domain::codec::{DecodeError, StoredForm};
 use chrono::Utc;
-use serde::{Deserialize, Serialize};
 use sqlx::Connection;
 use tokio::sync::watch;
 
@@ -80,13 +79,25 @@ impl<E> Envelope<E> {
     }
 }
 
+/// How a projector reads an event: an aggregate's event enum through its
+/// stored form (decoded once, version-aware), or [`Unread`].
+pub trait Decode: Sized + Send + Sync {
+    fn decode(event_type: &str, version: &str, payload: &str) -> Result<Self, DecodeError>;
+}
+
+impl<E: StoredForm> Decode for E {
+    fn decode(event_type: &str, version: &str, payload: &str) -> Result<Self, DecodeError> {
+        E::from_stored(event_type, version, payload)
+    }
+}
+
 /// The event type of a projector that reads every event's metadata and
 /// none of its payload (the activity log): decoding cannot fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Unread;
 
-impl StoredForm for Unread {
-    fn from_stored(_: &str, _: &str, _: &str) -> Result<Self, DecodeError> {
+impl Decode for Unread {
+    fn decode(_: &str, _: &str, _: &str) -> Result<Self, DecodeError> {
         Ok(Unread)
     }
 }
@@ -94,7 +105,7 @@ impl StoredForm for Unread {
 /// Builds one read model from the log.
 pub trait Projector: Send + Sync + 'static {
     /// What it reads each event as: an aggregate's event enum, or [`Unread`].
-    type Event: StoredForm + Send + Sync;
+    type Event: Decode;
 
     /// Stable name; the checkpoint is kept under it.
     fn name(&self) -> &'static str;
@@ -124,6 +135,10 @@ pub struct RunnerConfig {
     /// How often a standby re-reads the committed checkpoint (for
     /// read-your-writes) and tries to become active.
     pub standby_interval: Duration,
+    /// The shortest time between two batches: under a stream of small
+    /// appends, events gather into fewer, larger batches (each batch costs a
+    /// transaction whatever its size). Bounds the lag it adds.
+    pub min_batch_interval: Duration,
 }
 
 impl Default for RunnerConfig {
@@ -133,6 +148,7 @@ impl Default for RunnerConfig {
             poll_interval: Duration::from_secs(1),
             retry_delay: Duration::from_secs(1),
             standby_interval: Duration::from_millis(100),
+            min_batch_interval: Duration::from_millis(10),
         }
     }
 }
@@ -248,6 +264,12 @@ pub async fn run_reporting<P: Projector>(
                 Err(error) => tracing::warn!(projector = name, %error, "checkpoint unreadable"),
             }
         }
+        if let Some(wait) = cursor
+            .last_write
+            .and_then(|t| config.min_batch_interval.checked_sub(t.elapsed()))
+        {
+            tokio::time::sleep(wait).await;
+        }
         let stepped = step(&reader, &db, &projector, &mut cursor, config.batch_size).await;
         if stepped.is_ok() && failure.borrow().is_some() {
             // Any step that succeeds, with or without events, clears a failure.
@@ -313,7 +335,14 @@ pub async fn step<P: Projector>(
     cursor: &mut Cursor,
     batch_size: i64,
 ) -> Result<Stepped, ProjectionError> {
-    let head = reader.head().await?;
+    // The growth signal is an upper bound on what is committed; when it
+    // says there is nothing new, the database has the last word.
+    let signalled = *reader.subscribe().borrow();
+    let head = if signalled > cursor.scanned {
+        signalled
+    } else {
+        reader.head().await?
+    };
     if cursor.scanned >= head {
         let stale = cursor
             .last_write
@@ -346,7 +375,7 @@ pub async fn step<P: Projector>(
     // be decoded, which then fails alone as the next batch's first.
     let mut events = Vec::with_capacity(stored.len());
     for e in stored {
-        match P::Event::from_stored(&e.event_type, &e.event_version, &e.payload) {
+        match P::Event::decode(&e.event_type, &e.event_version, &e.payload) {
             Ok(event) => events.push(Envelope { stored: e, event }),
             Err(error) if events.is_empty() => {
                 return Err(ProjectionError::Event {
@@ -365,8 +394,9 @@ pub async fn step<P: Projector>(
 }
 
 /// Applies `events` and moves the checkpoint to `to`, in one transaction.
-/// If another runner moved the checkpoint meanwhile, nothing is written and
-/// the cursor jumps to where that runner got.
+/// The checkpoint moves only from where this runner last saw it: if another
+/// runner moved it meanwhile, the transaction is rolled back, nothing is
+/// written, and the cursor jumps to where that runner got.
 async fn commit<P: Projector>(
     db: &Db,
     projector: &P,
@@ -375,24 +405,32 @@ async fn commit<P: Projector>(
     to: i64,
 ) -> Result<(), ProjectionError> {
     let name = projector.name();
-    let mut tx = begin(db).await?;
-    // Re-read the checkpoint under the transaction's lock: if another runner of
-    // the same projector committed meanwhile, this batch is stale.
-    let locked = locked_checkpoint(&mut tx, name).await?;
-    if locked != cursor.committed {
-        *cursor = Cursor::at(locked.max(cursor.committed));
-        return Ok(());
+    if cursor.last_write.is_none() {
+        ensure_checkpoint_row(db, name).await?;
     }
+    let mut tx = begin(db).await?;
     if !events.is_empty() {
         projector.apply_batch(&mut tx, events).await?;
     }
-    execute_on!(
+    // Compare-and-set, last: on Postgres the row lock orders two runners,
+    // and the second sees the first's position, not its own.
+    let moved = execute_on!(
         &mut tx,
-        sqlx::query("UPDATE checkpoints SET position = $2, updated_at = $3 WHERE name = $1")
-            .bind(name)
-            .bind(to)
-            .bind(Utc::now())
+        sqlx::query(
+            "UPDATE checkpoints SET position = $3, updated_at = $4 \
+             WHERE name = $1 AND position = $2"
+        )
+        .bind(name)
+        .bind(cursor.committed)
+        .bind(to)
+        .bind(Utc::now())
     )?;
+    if moved != 1 {
+        drop(tx);
+        let now = checkpoint(db, name).await?;
+        *cursor = Cursor::at(now.max(cursor.committed));
+        return Ok(());
+    }
     match tx {
         Tx::Postgres(t) => t.commit().await?,
         Tx::Sqlite(t) => t.commit().await?,
@@ -412,31 +450,27 @@ async fn begin(db: &Db) -> Result<Tx, sqlx::Error> {
     })
 }
 
-async fn locked_checkpoint(tx: &mut Tx, name: &str) -> Result<i64, sqlx::Error> {
-    let now = Utc::now();
-    execute_on!(
-        &mut *tx,
-        sqlx::query(
-            "INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, 0, $2) \
-             ON CONFLICT (name) DO NOTHING"
-        )
-        .bind(name)
-        .bind(now)
-    )?;
-    match tx {
-        Tx::Postgres(c) => {
-            sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE")
+/// Makes sure projector `name` has a checkpoint row (at 0 when new).
+async fn ensure_checkpoint_row(db: &Db, name: &str) -> Result<(), sqlx::Error> {
+    let sql = "INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, 0, $2) \
+               ON CONFLICT (name) DO NOTHING";
+    match db {
+        Db::Postgres(p) => {
+            sqlx::query(sql)
                 .bind(name)
-                .fetch_one(&mut **c)
-                .await
+                .bind(Utc::now())
+                .execute(p)
+                .await?;
         }
-        Tx::Sqlite(c) => {
-            sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = $1")
+        Db::Sqlite(p) => {
+            sqlx::query(sql)
                 .bind(name)
-                .fetch_one(&mut **c)
-                .await
+                .bind(Utc::now())
+                .execute(p)
+                .await?;
         }
     }
+    Ok(())
 }
 
 /// The right to run a projector actively. On Postgres: a session advisory

@@ -128,6 +128,57 @@ async fn catch_up(client: &Client) -> anyhow::Result<f64> {
     }
 }
 
+/// Projection lag (the age of the oldest event not yet in every read model,
+/// from `/metrics`), sampled every 20 ms while a phase runs.
+struct LagSampler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Vec<f64>>,
+}
+
+impl LagSampler {
+    fn start(client: Arc<Client>) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !*stopped.borrow() {
+                if let Ok(r) = client
+                    .http
+                    .get(format!("{}/metrics", client.base))
+                    .send()
+                    .await
+                {
+                    if let Ok(text) = r.text().await {
+                        let lag = text
+                            .lines()
+                            .filter(|l| l.starts_with("anamnesis_projection_lag_seconds"))
+                            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                            .fold(0.0, f64::max);
+                        samples.push(lag * 1000.0);
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            samples
+        });
+        Self { stop, task }
+    }
+
+    /// (p50, p99, max) lag in milliseconds, and the number of samples.
+    async fn finish(self) -> anyhow::Result<(f64, f64, f64, usize)> {
+        self.stop.send_replace(true);
+        let mut samples = self.task.await?;
+        if samples.is_empty() {
+            return Ok((0.0, 0.0, 0.0, 0));
+        }
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Ok((at(0.5), at(0.99), at(1.0), samples.len()))
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -295,20 +346,24 @@ async fn main() -> anyhow::Result<()> {
     // The maximum rate of a command leaves projection work behind. What the
     // system sustains is the commands over the time until the read models
     // have caught up too; "half rate" is half of that.
-    let mut rows: Vec<(&str, Figures, f64, Figures)> = Vec::new();
+    type Lag = (f64, f64, f64, usize);
+    let mut rows: Vec<(&str, Figures, f64, Figures, Lag, Lag)> = Vec::new();
     let phases: [(&'static str, &'static str, &'static str); 3] = [
         ("POST /v1/auth/login", "login: max", "login: half rate"),
         ("POST /v1/patients", "register: max", "register: half rate"),
         ("GET /v1/patients/{id}", "read: max", "read: half rate"),
     ];
     for (k, (route, max_name, half_name)) in phases.into_iter().enumerate() {
+        let sampler = LagSampler::start(client.clone());
         let max = match k {
             0 => closed_loop(max_name, args.clients, args.seconds, login.clone()).await?,
             1 => closed_loop(max_name, args.clients, args.seconds, register.clone()).await?,
             _ => closed_loop(max_name, args.clients, args.seconds, read.clone()).await?,
         };
         let sustained = max.ops as f64 / (args.seconds as f64 + catch_up(&client).await?);
+        let max_lag = sampler.finish().await?;
         let rate = sustained / 2.0;
+        let sampler = LagSampler::start(client.clone());
         let half = match k {
             0 => open_loop(half_name, rate, args.seconds, args.clients, login.clone()).await?,
             1 => {
@@ -324,7 +379,8 @@ async fn main() -> anyhow::Result<()> {
             _ => open_loop(half_name, rate, args.seconds, args.clients, read.clone()).await?,
         };
         catch_up(&client).await?;
-        rows.push((route, max, sustained, half));
+        let half_lag = sampler.finish().await?;
+        rows.push((route, max, sustained, half, max_lag, half_lag));
     }
 
     println!();
@@ -332,13 +388,22 @@ async fn main() -> anyhow::Result<()> {
         "backend {}, {} clients, {} s per run",
         args.backend, args.clients, args.seconds
     );
-    for (route, max, sustained, half) in &rows {
-        max.print(&format!("{route} at {} clients", args.clients), "req");
-        println!(
-            "{:<50} {sustained:>9.0} req/s   sustained (read models caught up)",
-            ""
+    let lag = |(p50, p99, max, n): &Lag| {
+        format!("projection lag p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms ({n} samples)")
+    };
+    for (route, max, sustained, half, max_lag, half_lag) in &rows {
+        max.print(
+            &format!("{route} at {} clients (command-only)", args.clients),
+            "req",
         );
+        println!(
+            "{:<50} {sustained:>9.0} req/s   with read models caught up: {:.2} x command-only",
+            "",
+            sustained / max.rate()
+        );
+        println!("{:<50} {}", "", lag(max_lag));
         half.print(&format!("{route} at half the sustained rate"), "req");
+        println!("{:<50} {}", "", lag(half_lag));
     }
     let _ = stop.send(());
     server.await??;
