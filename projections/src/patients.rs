@@ -31,16 +31,6 @@ macro_rules! on_pool {
     };
 }
 
-/// Runs a query builder expression in whichever transaction `tx` is.
-macro_rules! on_tx {
-    ($tx:expr, |$c:ident| $body:expr) => {
-        match $tx {
-            Tx::Postgres($c) => $body,
-            Tx::Sqlite($c) => $body,
-        }
-    };
-}
-
 impl Projector for Patients {
     type Event = PatientEvent;
 
@@ -218,18 +208,29 @@ impl Fold {
         let unknown: Vec<(&String, &Touched)> =
             self.touched.iter().filter(|(_, t)| !t.registered).collect();
         for chunk in unknown.chunks(400) {
-            let sql = format!(
-                "SELECT patient_id FROM patients WHERE patient_id IN ({})",
-                sql::list(chunk.len())
-            );
-            let ids: Vec<String> = on_tx!(&mut *tx, |c| {
-                let mut q = sqlx::query_scalar(&sql);
-                for (id, _) in chunk {
-                    q = q.bind(id.as_str());
+            let ids: Vec<String> = chunk.iter().map(|(id, _)| (*id).clone()).collect();
+            let found: Vec<String> = match &mut *tx {
+                // One statement text whatever the count: prepared once.
+                Tx::Postgres(c) => {
+                    sqlx::query_scalar("SELECT patient_id FROM patients WHERE patient_id = ANY($1)")
+                        .bind(&ids)
+                        .fetch_all(&mut **c)
+                        .await?
                 }
-                q.fetch_all(&mut **c).await
-            })?;
-            if let Some((_, t)) = chunk.iter().find(|(id, _)| !ids.contains(id)) {
+                Tx::Sqlite(c) => {
+                    let sql = format!(
+                        "SELECT patient_id FROM patients WHERE patient_id IN ({})",
+                        sql::list(ids.len())
+                    );
+                    let mut q = sqlx::query_scalar(&sql);
+                    for id in &ids {
+                        q = q.bind(id.as_str());
+                    }
+                    q.fetch_all(&mut **c).await?
+                }
+            };
+            let found: std::collections::HashSet<String> = found.into_iter().collect();
+            if let Some((_, t)) = chunk.iter().find(|(id, _)| !found.contains(*id)) {
                 return Err(ProjectionError::Event {
                     position: t.first,
                     detail: "a patient event for a patient the read model does not hold".into(),

@@ -82,6 +82,9 @@ impl<E> Envelope<E> {
 /// How a projector reads an event: an aggregate's event enum through its
 /// stored form (decoded once, version-aware), or [`Unread`].
 pub trait Decode: Sized + Send + Sync {
+    /// Whether decoding looks at the payload (else it is not even read).
+    const PAYLOAD: bool = true;
+
     fn decode(event_type: &str, version: &str, payload: &str) -> Result<Self, DecodeError>;
 }
 
@@ -97,6 +100,8 @@ impl<E: StoredForm> Decode for E {
 pub struct Unread;
 
 impl Decode for Unread {
+    const PAYLOAD: bool = false;
+
     fn decode(_: &str, _: &str, _: &str) -> Result<Self, DecodeError> {
         Ok(Unread)
     }
@@ -357,9 +362,9 @@ pub async fn step<P: Projector>(
     let stored = reader
         .read_types(
             projector.aggregate_types(),
-            cursor.scanned,
-            until,
+            (cursor.scanned, until),
             batch_size,
+            P::Event::PAYLOAD,
         )
         .await?;
     let full = stored.len() as i64 >= batch_size;

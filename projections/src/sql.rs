@@ -3,7 +3,7 @@
 //! A projector folds a batch into a few statements (one multi-row `INSERT`,
 //! one `DELETE … IN (…)`, one `UPDATE … FROM` a `VALUES` list) instead of a
 //! round trip per event. Values are typed so that Postgres sees the column's
-//! type; the SQL text (`$n` parameters) is the same on both backends.
+//! type; on Postgres the rows travel as one array per column.
 
 use chrono::{DateTime, NaiveDate, Utc};
 
@@ -54,8 +54,8 @@ impl From<DateTime<Utc>> for Value {
     }
 }
 
-/// Rows per statement: well under both backends' parameter limits
-/// (65,535 on Postgres, 32,766 on SQLite) for any read-model width.
+/// Rows per SQLite statement: well under its parameter limit (32,766) for
+/// any read-model width.
 const ROWS_PER_STATEMENT: usize = 400;
 
 macro_rules! bind_all {
@@ -127,9 +127,14 @@ fn tuples(rows: usize, width: usize) -> String {
     out
 }
 
-/// `INSERT INTO <into> VALUES (…), (…) <tail>` for every row, in as few
-/// statements as the parameter limits allow. `into` is `table (columns)`;
-/// `tail` is an `ON CONFLICT …` clause or empty. Returns rows affected.
+/// `INSERT INTO <into> … <tail>` for every row, in as few statements as
+/// the parameter limits allow. `into` is `table (columns)`; `tail` is an
+/// `ON CONFLICT …` clause or empty. Returns rows affected.
+///
+/// On Postgres the rows go as one array per column (`SELECT * FROM
+/// UNNEST($1::text[], …)`): the statement text does not depend on the
+/// number of rows, so it is prepared once, not per batch. SQLite (in
+/// process, cheap to prepare) gets a `VALUES` list.
 pub async fn insert_rows(
     tx: &mut Tx,
     into: &str,
@@ -137,8 +142,9 @@ pub async fn insert_rows(
     rows: &[Vec<Value>],
 ) -> Result<u64, sqlx::Error> {
     let mut affected = 0;
-    for (sql, params) in inserts(into, tail, rows) {
-        affected += execute(tx, &sql, &params).await?;
+    for chunk in chunks(tx, rows) {
+        let sql = format!("INSERT INTO {into} {} {tail}", rows_source(tx, chunk));
+        affected += run(tx, &sql, chunk).await?;
     }
     Ok(affected)
 }
@@ -152,28 +158,22 @@ pub async fn insert_rows_returning(
     rows: &[Vec<Value>],
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut written = Vec::new();
-    for (sql, params) in inserts(into, tail, rows) {
-        written.extend(returning(tx, &sql, &params).await?);
+    for chunk in chunks(tx, rows) {
+        let sql = format!("INSERT INTO {into} {} {tail}", rows_source(tx, chunk));
+        written.extend(match tx {
+            Tx::Postgres(c) => {
+                bind_columns(sqlx::query_scalar(&sql), chunk)
+                    .fetch_all(&mut **c)
+                    .await?
+            }
+            Tx::Sqlite(_) => returning(tx, &sql, &chunk.concat()).await?,
+        });
     }
     Ok(written)
 }
 
-fn inserts(into: &str, tail: &str, rows: &[Vec<Value>]) -> Vec<(String, Vec<Value>)> {
-    rows.chunks(ROWS_PER_STATEMENT)
-        .map(|chunk| {
-            let width = chunk[0].len();
-            let sql = format!(
-                "INSERT INTO {into} VALUES {} {tail}",
-                tuples(chunk.len(), width)
-            );
-            (sql, chunk.iter().flatten().cloned().collect())
-        })
-        .collect()
-}
-
-/// `WITH v(<columns>) AS (VALUES (…), (…)) <statement>`: a statement (an
-/// `UPDATE … FROM v`, a `DELETE … WHERE … IN (SELECT … FROM v)`) over a
-/// list of rows, in as few statements as the parameter limits allow.
+/// `WITH v(<columns>) AS (<rows>) <statement>`: a statement (an `UPDATE …
+/// FROM v`, a `DELETE … WHERE … IN (SELECT … FROM v)`) over a list of rows.
 pub async fn with_values(
     tx: &mut Tx,
     columns: &str,
@@ -181,16 +181,144 @@ pub async fn with_values(
     statement: &str,
 ) -> Result<u64, sqlx::Error> {
     let mut affected = 0;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-        let width = chunk[0].len();
+    for chunk in chunks(tx, rows) {
         let sql = format!(
-            "WITH v({columns}) AS (VALUES {}) {statement}",
-            tuples(chunk.len(), width)
+            "WITH v({columns}) AS ({}) {statement}",
+            rows_source(tx, chunk)
         );
-        let params: Vec<Value> = chunk.iter().flatten().cloned().collect();
-        affected += execute(tx, &sql, &params).await?;
+        affected += run(tx, &sql, chunk).await?;
     }
     Ok(affected)
+}
+
+/// All rows at once on Postgres (arrays have no parameter limit); slices
+/// within SQLite's parameter limit there.
+fn chunks<'a>(tx: &Tx, rows: &'a [Vec<Value>]) -> Vec<&'a [Vec<Value>]> {
+    if rows.is_empty() {
+        return Vec::new();
+    }
+    match tx {
+        Tx::Postgres(_) => vec![rows],
+        Tx::Sqlite(_) => rows.chunks(ROWS_PER_STATEMENT).collect(),
+    }
+}
+
+/// The rows as a query: `SELECT * FROM UNNEST(…)` or `VALUES (…), (…)`.
+fn rows_source(tx: &Tx, rows: &[Vec<Value>]) -> String {
+    let first = &rows[0];
+    match tx {
+        Tx::Postgres(_) => {
+            let arrays: Vec<String> = first
+                .iter()
+                .enumerate()
+                .map(|(i, v)| format!("${}::{}[]", i + 1, pg_type(v)))
+                .collect();
+            format!("SELECT * FROM UNNEST({})", arrays.join(", "))
+        }
+        Tx::Sqlite(_) => format!("VALUES {}", tuples(rows.len(), first.len())),
+    }
+}
+
+fn pg_type(v: &Value) -> &'static str {
+    match v {
+        Value::Text(_) => "text",
+        Value::Int(_) => "int8",
+        Value::Date(_) => "date",
+        Value::Time(_) => "timestamptz",
+    }
+}
+
+/// Runs a statement made by [`rows_source`] over `rows`.
+async fn run(tx: &mut Tx, sql: &str, rows: &[Vec<Value>]) -> Result<u64, sqlx::Error> {
+    match tx {
+        Tx::Postgres(c) => Ok(bind_columns(sqlx::query(sql), rows)
+            .execute(&mut **c)
+            .await?
+            .rows_affected()),
+        Tx::Sqlite(_) => execute(tx, sql, &rows.concat()).await,
+    }
+}
+
+/// Binds `rows` column by column, one typed array per column (Postgres).
+fn bind_columns<'q, Q: BindArrays<'q>>(mut query: Q, rows: &[Vec<Value>]) -> Q {
+    for column in 0..rows[0].len() {
+        let cells = rows.iter().map(|r| r.get(column));
+        query = match rows[0][column] {
+            Value::Text(_) => query.bind_texts(
+                cells
+                    .map(|c| match c {
+                        Some(Value::Text(t)) => t.clone(),
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Value::Int(_) => query.bind_ints(
+                cells
+                    .map(|c| match c {
+                        Some(Value::Int(i)) => *i,
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Value::Date(_) => query.bind_dates(
+                cells
+                    .map(|c| match c {
+                        Some(Value::Date(d)) => *d,
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+            Value::Time(_) => query.bind_times(
+                cells
+                    .map(|c| match c {
+                        Some(Value::Time(t)) => *t,
+                        _ => None,
+                    })
+                    .collect(),
+            ),
+        };
+    }
+    query
+}
+
+/// The Postgres query kinds [`bind_columns`] binds arrays to.
+trait BindArrays<'q>: Sized {
+    fn bind_texts(self, v: Vec<Option<String>>) -> Self;
+    fn bind_ints(self, v: Vec<Option<i64>>) -> Self;
+    fn bind_dates(self, v: Vec<Option<NaiveDate>>) -> Self;
+    fn bind_times(self, v: Vec<Option<DateTime<Utc>>>) -> Self;
+}
+
+impl<'q> BindArrays<'q> for sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    fn bind_texts(self, v: Vec<Option<String>>) -> Self {
+        self.bind(v)
+    }
+    fn bind_ints(self, v: Vec<Option<i64>>) -> Self {
+        self.bind(v)
+    }
+    fn bind_dates(self, v: Vec<Option<NaiveDate>>) -> Self {
+        self.bind(v)
+    }
+    fn bind_times(self, v: Vec<Option<DateTime<Utc>>>) -> Self {
+        self.bind(v)
+    }
+}
+
+impl<'q> BindArrays<'q>
+    for sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments>
+{
+    fn bind_texts(self, v: Vec<Option<String>>) -> Self {
+        self.bind(v)
+    }
+    fn bind_ints(self, v: Vec<Option<i64>>) -> Self {
+        self.bind(v)
+    }
+    fn bind_dates(self, v: Vec<Option<NaiveDate>>) -> Self {
+        self.bind(v)
+    }
+    fn bind_times(self, v: Vec<Option<DateTime<Utc>>>) -> Self {
+        self.bind(v)
+    }
 }
 
 /// `$1, $2, …` for an `IN (…)` list of `n` values.

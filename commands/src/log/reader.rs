@@ -35,16 +35,19 @@ impl LogReader {
     /// the scan: a caller pages through a log where its types are rare in
     /// windows, and knows it has seen everything up to `until` when fewer
     /// than `limit` events come back.
+    ///
+    /// Without `payload`, events come with an empty payload and metadata
+    /// (`null`, `{}`): for readers of who-did-what that never look inside.
     pub async fn read_types(
         &self,
         types: &[&str],
-        after: i64,
-        until: i64,
+        (after, until): (i64, i64),
         limit: i64,
+        payload: bool,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         match &self.db {
-            Db::Postgres(p) => postgres::read_types(p, types, after, until, limit).await,
-            Db::Sqlite(p) => sqlite::read_types(p, types, after, until, limit).await,
+            Db::Postgres(p) => postgres::read_types(p, types, (after, until), limit, payload).await,
+            Db::Sqlite(p) => sqlite::read_types(p, types, (after, until), limit, payload).await,
         }
     }
 
@@ -87,7 +90,12 @@ impl LogReader {
 /// `SELECT … WHERE global_position > $1 AND global_position <= $2 [AND
 /// aggregate_type IN ($4, …)] ORDER BY global_position LIMIT $3`, the same
 /// text on both backends.
-pub(crate) fn types_query(columns: &str, types: &[&str]) -> String {
+pub(crate) fn types_query(columns: &str, types: &[&str], payload: bool) -> String {
+    let columns = if payload {
+        columns.to_owned()
+    } else {
+        without_payload(columns)
+    };
     let mut sql = format!(
         "SELECT {columns} FROM events WHERE global_position > $1 AND global_position <= $2"
     );
@@ -97,4 +105,38 @@ pub(crate) fn types_query(columns: &str, types: &[&str]) -> String {
     }
     sql.push_str(" ORDER BY global_position LIMIT $3");
     sql
+}
+
+/// `columns` with the payload and metadata replaced by empty constants.
+fn without_payload(columns: &str) -> String {
+    columns
+        .split(',')
+        .map(|c| {
+            let c = c.trim();
+            if c.starts_with("payload") {
+                "'null' AS payload"
+            } else if c.starts_with("metadata") {
+                "'{}' AS metadata"
+            } else {
+                c
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_headers_only_read_selects_no_payload() {
+        let sql = super::types_query(
+            "global_position, payload::text AS payload, metadata::text AS metadata, hash",
+            &["patient"],
+            false,
+        );
+        assert!(sql.starts_with(
+            "SELECT global_position, 'null' AS payload, '{}' AS metadata, hash FROM events"
+        ));
+        assert!(sql.contains("aggregate_type IN ($4)"));
+    }
 }

@@ -198,11 +198,11 @@ pub(crate) async fn read_from(
 pub(crate) async fn read_types(
     pool: &SqlitePool,
     types: &[&str],
-    after: i64,
-    until: i64,
+    (after, until): (i64, i64),
     limit: i64,
+    payload: bool,
 ) -> Result<Vec<StoredEvent>, StoreError> {
-    let sql = super::reader::types_query(COLUMNS, types);
+    let sql = super::reader::types_query(COLUMNS, types, payload);
     let mut query = sqlx::query(&sql).bind(after).bind(until).bind(limit);
     for t in types {
         query = query.bind(*t);
