@@ -177,13 +177,24 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// A domain's rule violations as problems: each domain error type says
+/// once, here at the HTTP edge, which stable code (and field) each of its
+/// variants is. Every command failure of a domain whose error implements
+/// it maps to a problem through the one `From<CommandError<E>>` below.
+pub trait Rule: std::error::Error + Sized {
+    fn problem(self) -> ApiError;
+}
+
+impl<E: Rule> From<CommandError<E>> for ApiError {
+    fn from(e: CommandError<E>) -> Self {
+        command_failure(e)
+    }
+}
+
 /// Command failures that are not rule violations.
-fn command_failure<E: std::error::Error>(
-    e: CommandError<E>,
-    rejected: impl FnOnce(E) -> ApiError,
-) -> ApiError {
+fn command_failure<E: Rule>(e: CommandError<E>) -> ApiError {
     match e {
-        CommandError::Rejected(e) => rejected(e),
+        CommandError::Rejected(e) => e.problem(),
         CommandError::Conflict => ApiError::Conflict {
             code: "conflict",
             detail: "the record kept changing; try again".into(),
@@ -261,8 +272,29 @@ fn unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
+impl Rule for PatientError {
+    fn problem(self) -> ApiError {
+        patient_rule(self)
+    }
+}
+
+impl Rule for UserError {
+    fn problem(self) -> ApiError {
+        user_rule(self)
+    }
+}
+
+impl Rule for RegistrationError {
+    fn problem(self) -> ApiError {
+        match self {
+            RegistrationError::User(u) => u.problem(),
+            RegistrationError::Patient(p) => p.problem(),
+        }
+    }
+}
+
 /// The stable code and field of each patient rule.
-pub fn patient_rule(e: PatientError) -> ApiError {
+fn patient_rule(e: PatientError) -> ApiError {
     use PatientError as P;
     let (code, field) = match &e {
         P::AlreadyRegistered => ("already_registered", None),
@@ -290,7 +322,7 @@ pub fn patient_rule(e: PatientError) -> ApiError {
 }
 
 /// The stable code and field of each user rule.
-pub fn user_rule(e: UserError) -> ApiError {
+fn user_rule(e: UserError) -> ApiError {
     use UserError as U;
     let (code, field) = match &e {
         U::AlreadyExists => {
@@ -310,27 +342,6 @@ pub fn user_rule(e: UserError) -> ApiError {
         U::PatientLink => ("patient_link", Some("role")),
     };
     ApiError::invalid(code, field, e)
-}
-
-impl From<CommandError<PatientError>> for ApiError {
-    fn from(e: CommandError<PatientError>) -> Self {
-        command_failure(e, patient_rule)
-    }
-}
-
-impl From<CommandError<UserError>> for ApiError {
-    fn from(e: CommandError<UserError>) -> Self {
-        command_failure(e, user_rule)
-    }
-}
-
-impl From<CommandError<RegistrationError>> for ApiError {
-    fn from(e: CommandError<RegistrationError>) -> Self {
-        command_failure(e, |r| match r {
-            RegistrationError::User(u) => user_rule(u),
-            RegistrationError::Patient(p) => patient_rule(p),
-        })
-    }
 }
 
 impl From<LoginError> for ApiError {

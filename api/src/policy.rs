@@ -10,33 +10,51 @@ use uuid::Uuid;
 use crate::auth::Principal;
 use crate::error::ApiError;
 
-/// Something a request wants to do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    RegisterPatient,
-    SearchPatients,
-    ReadPatient,
-    UpdateDemographics,
-    RecordAllergy,
-    RemoveAllergy,
-    ManageConditions,
-    MarkDeceased,
-    ManageUsers,
+/// Declares the whole policy in one place: each action once, with the
+/// roles it is open to and the conditions that open it to others. It
+/// generates [`Action`], [`Action::ALL`] and the rule table, so that the
+/// three cannot disagree.
+///
+/// `Action => [roles]` opens the action to those roles; `+ own` also to a
+/// patient acting on their own record. A condition that depends on data
+/// (the care team, a break-the-glass grant, the provider of an
+/// appointment) becomes a keyword here and a fact on [`Context`], which
+/// the handler passes in or the policy layer looks up; `domain/` never
+/// decides access.
+macro_rules! policy {
+    ($($action:ident => [$($role:ident),* $(,)?] $(+ $own:ident)?;)*) => {
+        /// Something a request wants to do.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Action { $($action),* }
+
+        impl Action {
+            /// Every action, for tables and tests.
+            pub const ALL: &'static [Action] = &[$(Action::$action),*];
+        }
+
+        fn rule(action: Action) -> Rule {
+            match action {
+                $(Action::$action => Rule {
+                    roles: &[$(Role::$role),*],
+                    own: policy!(@own $($own)?),
+                },)*
+            }
+        }
+    };
+    (@own own) => { true };
+    (@own) => { false };
 }
 
-impl Action {
-    /// Every action, for tables and tests.
-    pub const ALL: [Action; 9] = [
-        Action::RegisterPatient,
-        Action::SearchPatients,
-        Action::ReadPatient,
-        Action::UpdateDemographics,
-        Action::RecordAllergy,
-        Action::RemoveAllergy,
-        Action::ManageConditions,
-        Action::MarkDeceased,
-        Action::ManageUsers,
-    ];
+policy! {
+    RegisterPatient => [Doctor, Staff];
+    SearchPatients => [Doctor, Nurse, Staff, Compliance];
+    ReadPatient => [Doctor, Nurse, Staff, Compliance] + own;
+    UpdateDemographics => [Doctor, Staff] + own;
+    RecordAllergy => [Doctor, Nurse];
+    RemoveAllergy => [Doctor];
+    ManageConditions => [Doctor];
+    MarkDeceased => [Doctor];
+    ManageUsers => [Admin];
 }
 
 /// How much of a patient record a permitted read may show.
@@ -54,26 +72,31 @@ struct Rule {
     own: bool,
 }
 
-fn rule(action: Action) -> Rule {
-    use Role::*;
-    let (roles, own): (&'static [Role], bool) = match action {
-        Action::RegisterPatient => (&[Doctor, Staff], false),
-        Action::SearchPatients => (&[Doctor, Nurse, Staff, Compliance], false),
-        Action::ReadPatient => (&[Doctor, Nurse, Staff, Compliance], true),
-        Action::UpdateDemographics => (&[Doctor, Staff], true),
-        Action::RecordAllergy => (&[Doctor, Nurse], false),
-        Action::RemoveAllergy | Action::ManageConditions | Action::MarkDeceased => {
-            (&[Doctor], false)
-        }
-        Action::ManageUsers => (&[Admin], false),
-    };
-    Rule { roles, own }
+/// What the decision may depend on besides the caller and the action: the
+/// record acted on, and the facts that relate the caller to it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Context {
+    /// The patient record the action is about, if any.
+    pub patient: Option<Uuid>,
 }
 
-/// Allows or forbids `action` on the patient record `patient` (if any).
-pub fn authorize(who: &Principal, action: Action, patient: Option<Uuid>) -> Result<View, ApiError> {
+impl Context {
+    /// An action about no particular record (search, user management).
+    pub const NONE: Context = Context { patient: None };
+
+    /// An action on patient `id`'s record.
+    pub fn patient(id: Uuid) -> Self {
+        Context { patient: Some(id) }
+    }
+}
+
+/// Allows or forbids `action` in `context`.
+pub fn authorize(who: &Principal, action: Action, context: &Context) -> Result<View, ApiError> {
     let r = rule(action);
-    let own = r.own && who.role == Role::Patient && patient.is_some() && who.patient_id == patient;
+    let own = r.own
+        && who.role == Role::Patient
+        && context.patient.is_some()
+        && who.patient_id == context.patient;
     if !(own || r.roles.contains(&who.role)) {
         return Err(ApiError::Forbidden);
     }
@@ -103,41 +126,44 @@ mod tests {
     fn a_patient_reads_and_edits_only_their_own_record() {
         let me = principal(Role::Patient, Some(MINE));
         assert_eq!(
-            authorize(&me, Action::ReadPatient, Some(MINE)).ok(),
+            authorize(&me, Action::ReadPatient, &Context::patient(MINE)).ok(),
             Some(View::Clinical)
         );
-        assert!(authorize(&me, Action::UpdateDemographics, Some(MINE)).is_ok());
-        assert!(authorize(&me, Action::ReadPatient, Some(THEIRS)).is_err());
-        assert!(authorize(&me, Action::SearchPatients, None).is_err());
-        assert!(authorize(&me, Action::RecordAllergy, Some(MINE)).is_err());
+        assert!(authorize(&me, Action::UpdateDemographics, &Context::patient(MINE)).is_ok());
+        assert!(authorize(&me, Action::ReadPatient, &Context::patient(THEIRS)).is_err());
+        assert!(authorize(&me, Action::SearchPatients, &Context::NONE).is_err());
+        assert!(authorize(&me, Action::RecordAllergy, &Context::patient(MINE)).is_err());
     }
 
     #[test]
     fn staff_see_demographics_but_not_history() {
         let staff = principal(Role::Staff, None);
         assert_eq!(
-            authorize(&staff, Action::ReadPatient, Some(THEIRS)).ok(),
+            authorize(&staff, Action::ReadPatient, &Context::patient(THEIRS)).ok(),
             Some(View::Demographics)
         );
-        assert!(authorize(&staff, Action::RecordAllergy, Some(THEIRS)).is_err());
+        assert!(authorize(&staff, Action::RecordAllergy, &Context::patient(THEIRS)).is_err());
     }
 
     #[test]
     fn admin_and_analyst_read_no_patient_data() {
         for role in [Role::Admin, Role::Analyst] {
             let p = principal(role, None);
-            assert!(authorize(&p, Action::ReadPatient, Some(THEIRS)).is_err());
-            assert!(authorize(&p, Action::SearchPatients, None).is_err());
+            assert!(authorize(&p, Action::ReadPatient, &Context::patient(THEIRS)).is_err());
+            assert!(authorize(&p, Action::SearchPatients, &Context::NONE).is_err());
         }
     }
 
     #[test]
     fn compliance_reads_but_never_writes() {
         let c = principal(Role::Compliance, None);
-        assert!(authorize(&c, Action::ReadPatient, Some(THEIRS)).is_ok());
-        for action in Action::ALL {
+        assert!(authorize(&c, Action::ReadPatient, &Context::patient(THEIRS)).is_ok());
+        for &action in Action::ALL {
             if !matches!(action, Action::ReadPatient | Action::SearchPatients) {
-                assert!(authorize(&c, action, Some(THEIRS)).is_err(), "{action:?}");
+                assert!(
+                    authorize(&c, action, &Context::patient(THEIRS)).is_err(),
+                    "{action:?}"
+                );
             }
         }
     }

@@ -190,18 +190,24 @@ impl Projectors {
     fn spawn<P: Projector>(&mut self, projector: P) {
         let (progress, progress_rx) = watch::channel(0);
         let (failure, failure_rx) = watch::channel(None);
+        let (active, active_rx) = watch::channel(false);
         self.handles.push(ProjectorHandle {
             name: projector.name(),
             progress: progress_rx,
             failure: failure_rx,
+            active: active_rx,
         });
+        let report = runner::Report {
+            progress,
+            failure,
+            active,
+        };
         self.runners.push(tokio::spawn(runner::run_reporting(
             self.reader.clone(),
             self.db.clone(),
             projector,
             RunnerConfig::default(),
-            progress,
-            failure,
+            report,
             self.stopped.clone(),
         )));
     }

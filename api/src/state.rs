@@ -23,6 +23,8 @@ pub struct ProjectorHandle {
     pub progress: watch::Receiver<i64>,
     /// Whether it is stuck, and on what.
     pub failure: watch::Receiver<Option<Failure>>,
+    /// Whether it runs in this process or stands by for another.
+    pub active: watch::Receiver<bool>,
 }
 
 /// Shared, cheaply cloned state.

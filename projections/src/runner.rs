@@ -225,11 +225,25 @@ pub async fn run<P: Projector>(
     progress: watch::Sender<i64>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let (failure, _) = watch::channel(None);
-    run_reporting(reader, db, projector, config, progress, failure, shutdown).await
+    let report = Report {
+        progress,
+        failure: watch::channel(None).0,
+        active: watch::channel(false).0,
+    };
+    run_reporting(reader, db, projector, config, report, shutdown).await
 }
 
-/// [`run`], also publishing on `failure` whether the projector is stuck. A
+/// What a runner publishes about itself.
+pub struct Report {
+    /// Its position: everything up to it is in the read model (or not its).
+    pub progress: watch::Sender<i64>,
+    /// Whether it is stuck, and on what.
+    pub failure: watch::Sender<Option<Failure>>,
+    /// Whether it runs here (true) or stands by for another process.
+    pub active: watch::Sender<bool>,
+}
+
+/// [`run`], also publishing whether the projector is stuck or active. A
 /// batch that fails is retried (with growing pauses, up to 30 s) and never
 /// skipped: the checkpoint does not move past an event that cannot be applied.
 pub async fn run_reporting<P: Projector>(
@@ -237,10 +251,14 @@ pub async fn run_reporting<P: Projector>(
     db: Db,
     projector: P,
     config: RunnerConfig,
-    progress: watch::Sender<i64>,
-    failure: watch::Sender<Option<Failure>>,
+    report: Report,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Report {
+        progress,
+        failure,
+        active,
+    } = report;
     let name = projector.name();
     let mut wake = reader.subscribe();
     let mut pause = config.retry_delay;
@@ -252,7 +270,9 @@ pub async fn run_reporting<P: Projector>(
         }
         // Read-your-writes works from the first moment, active or not:
         // publish what is committed.
-        if !lease.held().await {
+        let held = lease.held().await;
+        active.send_if_modified(|a| std::mem::replace(a, held) != held);
+        if !held {
             cursor = Cursor::default();
             if let Ok(committed) = checkpoint(&db, name).await {
                 progress.send_if_modified(|p| advance(p, committed));

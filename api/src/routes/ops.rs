@@ -51,8 +51,11 @@ pub struct ProjectorState {
     pub name: &'static str,
     /// Running and not stuck.
     pub ready: bool,
-    /// Its committed checkpoint.
+    /// Its position (read-your-writes waits for it).
     pub position: i64,
+    /// Applying events in this process; false: standing by while another
+    /// instance does (Postgres, one active instance per projector).
+    pub active: bool,
     /// Why it is stuck (it stays on the event after `position` until fixed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
@@ -97,6 +100,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
                 name: p.name,
                 ready: problem.is_none(),
                 position: *p.progress.borrow(),
+                active: *p.active.borrow(),
                 problem,
             }
         })

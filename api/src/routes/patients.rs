@@ -18,7 +18,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::extract::{iso_date, iso_date_opt, parse_iso_date, Body, MinPosition};
 use crate::idempotency::{Key, RequestKey};
-use crate::policy::{authorize, Action, View};
+use crate::policy::{authorize, Action, Context, View};
 use crate::state::AppState;
 
 /// A patient's demographics, as sent.
@@ -120,7 +120,7 @@ pub async fn register_patient(
     key: RequestKey,
     Body(input): Body<PatientInput>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    authorize(&who, Action::RegisterPatient, None)?;
+    authorize(&who, Action::RegisterPatient, &Context::NONE)?;
     let id = Uuid::now_v7();
     let command = PatientCommand::Register {
         demographics: input.into_command(),
@@ -255,7 +255,7 @@ pub async fn search_patients(
     min: MinPosition,
     params: Result<Query<SearchParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PatientPage>, ApiError> {
-    let view = authorize(&who, Action::SearchPatients, None)?;
+    let view = authorize(&who, Action::SearchPatients, &Context::NONE)?;
     let Query(params) = params.map_err(|_| ApiError::BadRequest {
         code: "invalid_query",
         field: None,
@@ -285,7 +285,7 @@ pub async fn get_patient(
     Path(id): Path<String>,
 ) -> Result<Json<PatientView>, ApiError> {
     let id = patient_id(&id)?;
-    let view = authorize(&who, Action::ReadPatient, Some(id))?;
+    let view = authorize(&who, Action::ReadPatient, &Context::patient(id))?;
     min.wait(state.progress(read_model::NAME)).await?;
     let patient = read_model::get(state.reads(), &id.to_string())
         .await?
@@ -307,7 +307,7 @@ pub async fn update_demographics(
     Body(input): Body<PatientInput>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::UpdateDemographics, Some(id))?;
+    authorize(&who, Action::UpdateDemographics, &Context::patient(id))?;
     let command = PatientCommand::UpdateDemographics {
         demographics: input.into_command(),
         today: today(),
@@ -342,7 +342,7 @@ pub async fn record_allergy(
     Body(body): Body<AllergyBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::RecordAllergy, Some(id))?;
+    authorize(&who, Action::RecordAllergy, &Context::patient(id))?;
     let allergy_id = Uuid::now_v7();
     let command = PatientCommand::RecordAllergy {
         allergy_id,
@@ -372,7 +372,7 @@ pub async fn remove_allergy(
     Path((id, allergy_id)): Path<(String, String)>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::RemoveAllergy, Some(id))?;
+    authorize(&who, Action::RemoveAllergy, &Context::patient(id))?;
     let allergy_id = patient_id(&allergy_id)?;
     let command = PatientCommand::RemoveAllergy { allergy_id };
     let answer = (StatusCode::OK, allergy_id);
@@ -408,7 +408,7 @@ pub async fn add_condition(
     Body(body): Body<ConditionBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::ManageConditions, Some(id))?;
+    authorize(&who, Action::ManageConditions, &Context::patient(id))?;
     let condition_id = Uuid::now_v7();
     let command = PatientCommand::AddCondition {
         condition_id,
@@ -451,7 +451,7 @@ pub async fn resolve_condition(
     Body(body): Body<ResolveBody>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::ManageConditions, Some(id))?;
+    authorize(&who, Action::ManageConditions, &Context::patient(id))?;
     let condition_id = patient_id(&condition_id)?;
     let command = PatientCommand::ResolveCondition {
         condition_id,
@@ -488,7 +488,7 @@ pub async fn mark_deceased(
     Body(body): Body<DeceasedBody>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::MarkDeceased, Some(id))?;
+    authorize(&who, Action::MarkDeceased, &Context::patient(id))?;
     let command = PatientCommand::MarkDeceased {
         deceased_on: body.deceased_on,
         today: today(),

@@ -10,10 +10,10 @@ use anamnesis_domain::user::{Role, UserCommand};
 
 use super::Accepted;
 use crate::auth::Principal;
-use crate::error::{user_rule, ApiError, Problem};
+use crate::error::{ApiError, Problem, Rule};
 use crate::extract::Body;
 use crate::idempotency::{Key, RequestKey};
-use crate::policy::{authorize, Action};
+use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
 
 // No `Debug`: it holds a password, which must never reach a log.
@@ -37,8 +37,8 @@ pub async fn create_user(
     key: RequestKey,
     Body(req): Body<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    authorize(&who, Action::ManageUsers, None)?;
-    let role = Role::parse(&req.role).map_err(user_rule)?;
+    authorize(&who, Action::ManageUsers, &Context::NONE)?;
+    let role = Role::parse(&req.role).map_err(Rule::problem)?;
     if role == Role::Patient {
         return Err(ApiError::invalid(
             "patient_link",
@@ -76,7 +76,7 @@ async fn set_active(
     username: &str,
     command: UserCommand,
 ) -> Result<Json<Accepted>, ApiError> {
-    authorize(who, Action::ManageUsers, None)?;
+    authorize(who, Action::ManageUsers, &Context::NONE)?;
     let user_id = state.identity().resolve(username).await?;
     let id = user_id.to_string();
     let metadata = Key::metadata(key.0.as_ref(), who, StatusCode::OK, &id);
