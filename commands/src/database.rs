@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migrator};
@@ -269,4 +270,24 @@ impl Db {
             Db::Sqlite(p) => p.close().await,
         }
     }
+}
+
+/// One gate per SQLite database file, shared by every writer in this
+/// process (the event writer, the projectors). SQLite lets one transaction
+/// write at a time; a writer that finds the lock taken sleeps and polls
+/// (its busy handler backs off up to 100 ms a try), so two writers of one
+/// process that meet at the lock lose tens of milliseconds each time.
+/// Queueing on this gate first hands the lock over the moment it is free.
+/// Other processes (a CLI command beside a server) still meet at SQLite's
+/// own lock and its busy timeout.
+pub fn sqlite_write_gate(pool: &sqlx::SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
+    static GATES: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
+    > = std::sync::OnceLock::new();
+    let file = pool.connect_options().get_filename().to_path_buf();
+    let mut gates = GATES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    gates.entry(file).or_default().clone()
 }

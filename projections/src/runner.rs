@@ -433,6 +433,16 @@ async fn commit<P: Projector>(
     if cursor.last_write.is_none() {
         ensure_checkpoint_row(db, name).await?;
     }
+    // SQLite: wait for this process's other writers in line, not in
+    // SQLite's sleeping busy handler.
+    let gate = match db {
+        Db::Sqlite(p) => Some(anamnesis_commands::database::sqlite_write_gate(p)),
+        Db::Postgres(_) => None,
+    };
+    let _turn = match &gate {
+        Some(g) => Some(g.lock().await),
+        None => None,
+    };
     let mut tx = begin(db).await?;
     if !events.is_empty() {
         projector.apply_batch(&mut tx, events).await?;
