@@ -26,6 +26,8 @@ use crate::state::{AppState, ProjectorHandle};
 
 /// Connections of the query handlers' and log readers' pool.
 const READ_CONNECTIONS: u32 = 16;
+/// Connections of the projectors' pool (a runner holds one per batch).
+const PROJECTOR_CONNECTIONS: u32 = 4;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -74,6 +76,7 @@ pub async fn launch(
 pub struct Prepared {
     db: anamnesis_commands::Db,
     reads: anamnesis_commands::Db,
+    read_models: anamnesis_commands::Db,
     state: AppState,
     stop: watch::Sender<bool>,
     runners: Vec<tokio::task::JoinHandle<()>>,
@@ -99,9 +102,13 @@ impl Prepared {
             .context("opening the read pool")?;
         let reader = log.reader_on(reads.clone());
         let (stop, stopped) = watch::channel(false);
+        let read_models = db
+            .for_read_models(PROJECTOR_CONNECTIONS)
+            .await
+            .context("opening the projectors' pool")?;
         let mut started = Projectors {
             reader,
-            db: db.clone(),
+            db: read_models.clone(),
             stopped: stopped.clone(),
             runners: Vec::new(),
             handles: Vec::new(),
@@ -137,6 +144,7 @@ impl Prepared {
         Ok(Self {
             db,
             reads,
+            read_models,
             state,
             stop,
             runners,
@@ -172,6 +180,7 @@ impl Prepared {
             let _ = tokio::time::timeout(Duration::from_secs(10), r).await;
         }
         self.reads.close().await;
+        self.read_models.close().await;
         self.db.close().await;
         Ok(())
     }

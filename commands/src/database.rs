@@ -202,6 +202,46 @@ impl Db {
         })
     }
 
+    /// A separate pool of `connections` for writing read models, whose
+    /// commits do not wait for the disk: `synchronous_commit = off` on
+    /// Postgres, `synchronous = NORMAL` (WAL) on SQLite. A read model is
+    /// derived and commits its checkpoint with its output, so a crash loses
+    /// at most its last few batches, atomically, and they are projected
+    /// again from the log, which stays fully durable. The disk's flushes
+    /// are left to the event writer, whose commits clients wait for.
+    pub async fn for_read_models(&self, connections: u32) -> Result<Self, DbError> {
+        let unreachable = |e: sqlx::Error| DbError::Unreachable {
+            place: "the database".into(),
+            cause: e.to_string(),
+        };
+        Ok(match self {
+            Db::Postgres(p) => Db::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
+                    .connect_with(
+                        (*p.connect_options())
+                            .clone()
+                            .options([("synchronous_commit", "off")]),
+                    )
+                    .await
+                    .map_err(unreachable)?,
+            ),
+            Db::Sqlite(p) => Db::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(connections)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(
+                        (*p.connect_options())
+                            .clone()
+                            .synchronous(SqliteSynchronous::Normal),
+                    )
+                    .await
+                    .map_err(unreachable)?,
+            ),
+        })
+    }
+
     /// `postgres` or `sqlite`.
     pub fn backend(&self) -> &'static str {
         match self {

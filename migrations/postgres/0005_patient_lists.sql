@@ -1,7 +1,7 @@
 -- The patients read model keeps its lists (identifiers, allergies,
 -- conditions) in child tables, one row per item, so that the projector
 -- writes a batch with a few multi-row statements instead of rewriting a JSON
--- array per event (docs/adr/0006-batch-projectors.md). Read models are
+-- array per event (docs/adr/0007-batch-projectors.md). Read models are
 -- derived: the tables are rebuilt from the log by resetting the checkpoint.
 DROP TABLE patient_identifiers;
 DROP TABLE patients;

@@ -143,6 +143,19 @@ impl TestServer {
         Ok(server)
     }
 
+    /// Stops the server gracefully and starts it again on the same
+    /// database and key: a restart.
+    pub async fn restart(mut self) -> anyhow::Result<Self> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task).await???;
+        }
+        let Self { db, url, .. } = self;
+        Self::start_on(db, url, &[]).await
+    }
+
     /// Stops the server gracefully and drops its database.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {

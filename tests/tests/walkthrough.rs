@@ -9,7 +9,10 @@ use anamnesis_tests::on_both_backends;
 use anamnesis_tests::server::TestServer;
 use serde_json::json;
 
-on_both_backends!(walk_through_from_first_admin_to_read_your_writes);
+on_both_backends!(
+    walk_through_from_first_admin_to_read_your_writes,
+    read_your_writes_right_after_a_restart_without_a_new_write
+);
 
 async fn walk_through_from_first_admin_to_read_your_writes(backend: Backend) -> anyhow::Result<()> {
     let s = TestServer::start(backend).await?;
@@ -175,5 +178,45 @@ async fn walk_through_from_first_admin_to_read_your_writes(backend: Backend) -> 
     };
     assert!(actors.contains(&("patient.allergy_recorded".into(), "doctor".into())));
     assert!(actors.contains(&("user.created".into(), "operator".into())));
+    s.stop().await
+}
+
+/// A restarted server publishes its projectors' committed positions from the
+/// start: a read that waits for a position written before the restart is
+/// answered at once, with nothing written in between to wake anything.
+async fn read_your_writes_right_after_a_restart_without_a_new_write(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let s = TestServer::start(backend).await?;
+    let admin = admin(&s).await?;
+    let doctor = user(&s, &admin, "dr.house", "doctor").await?;
+    let registered = s
+        .call(
+            "POST",
+            "/v1/patients",
+            Some(&doctor),
+            Some(patient("Curie")),
+            &[],
+        )
+        .await?;
+    assert_eq!(registered.status, 201, "{registered:?}");
+    let id = registered.body["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    // Projected before the restart, so that nothing is left to catch up.
+    assert_eq!(
+        read_patient(&s, &doctor, &id, Some(&registered))
+            .await?
+            .status,
+        200
+    );
+
+    let s = s.restart().await?;
+    let events = s.event_count().await?;
+    let read = read_patient(&s, &doctor, &id, Some(&registered)).await?;
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.body["family_name"], "Curie");
+    assert_eq!(s.event_count().await?, events, "the read wrote nothing");
     s.stop().await
 }

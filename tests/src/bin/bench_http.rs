@@ -33,6 +33,9 @@ struct Args {
     /// `postgres` or `sqlite`.
     #[arg(long, default_value = "postgres")]
     backend: String,
+    /// Which phases to run: any of `login`, `register`, `read`.
+    #[arg(long, value_delimiter = ',', default_value = "login,register,read")]
+    phases: Vec<String>,
 }
 
 const KEY: &str = "bench-signing-key-0123456789abcdef0123456789";
@@ -217,11 +220,20 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        anamnesis_api::server::launch(&settings, listener, async {
-            let _ = stopped.await;
+    // The server runs on a runtime of its own, as in production: the load
+    // generator's thousand tasks do not queue in front of its requests.
+    let listener = listener.into_std()?;
+    let server = std::thread::spawn(move || -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            anamnesis_api::server::launch(&settings, listener, async {
+                let _ = stopped.await;
+            })
+            .await
         })
-        .await
     });
     let client = Arc::new(Client {
         http: reqwest::Client::builder()
@@ -354,6 +366,10 @@ async fn main() -> anyhow::Result<()> {
         ("GET /v1/patients/{id}", "read: max", "read: half rate"),
     ];
     for (k, (route, max_name, half_name)) in phases.into_iter().enumerate() {
+        let wanted = ["login", "register", "read"][k];
+        if !args.phases.iter().any(|p| p == wanted) {
+            continue;
+        }
         let sampler = LagSampler::start(client.clone());
         let max = match k {
             0 => closed_loop(max_name, args.clients, args.seconds, login.clone()).await?,
@@ -406,6 +422,8 @@ async fn main() -> anyhow::Result<()> {
         println!("{:<50} {}", "", lag(half_lag));
     }
     let _ = stop.send(());
-    server.await??;
+    server
+        .join()
+        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
     t.cleanup().await
 }
