@@ -173,33 +173,8 @@ impl Db {
 
     /// A second, separate pool of `connections` on the same database: the
     /// event writer's own, so it never waits behind readers for a connection.
-    /// Nothing else uses it, so an acquire waits only for a new connection:
-    /// on Postgres that wait is as short as the shared pool's, because sqlx
-    /// retries a refused connection until the acquire times out, and while
-    /// the database is down every append would wait that long to fail.
     pub async fn dedicated(&self, connections: u32) -> Result<Self, DbError> {
-        let unreachable = |e: sqlx::Error| DbError::Unreachable {
-            place: "the database".into(),
-            cause: e.to_string(),
-        };
-        Ok(match self {
-            Db::Postgres(p) => Db::Postgres(
-                PgPoolOptions::new()
-                    .max_connections(connections)
-                    .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
-                    .connect_with((*p.connect_options()).clone())
-                    .await
-                    .map_err(unreachable)?,
-            ),
-            Db::Sqlite(p) => Db::Sqlite(
-                SqlitePoolOptions::new()
-                    .max_connections(connections)
-                    .acquire_timeout(Duration::from_secs(30))
-                    .connect_with((*p.connect_options()).clone())
-                    .await
-                    .map_err(unreachable)?,
-            ),
-        })
+        self.another_pool(connections, |o| o, |o| o).await
     }
 
     /// A separate pool of `connections` for writing read models, whose
@@ -210,6 +185,21 @@ impl Db {
     /// again from the log, which stays fully durable. The disk's flushes
     /// are left to the event writer, whose commits clients wait for.
     pub async fn for_read_models(&self, connections: u32) -> Result<Self, DbError> {
+        self.another_pool(
+            connections,
+            |o| o.options([("synchronous_commit", "off")]),
+            |o| o.synchronous(SqliteSynchronous::Normal),
+        )
+        .await
+    }
+
+    /// Another pool on this database, its connection options adjusted.
+    async fn another_pool(
+        &self,
+        connections: u32,
+        postgres: impl FnOnce(PgConnectOptions) -> PgConnectOptions,
+        sqlite: impl FnOnce(SqliteConnectOptions) -> SqliteConnectOptions,
+    ) -> Result<Self, DbError> {
         let unreachable = |e: sqlx::Error| DbError::Unreachable {
             place: "the database".into(),
             cause: e.to_string(),
@@ -219,11 +209,7 @@ impl Db {
                 PgPoolOptions::new()
                     .max_connections(connections)
                     .acquire_timeout(POSTGRES_ACQUIRE_TIMEOUT)
-                    .connect_with(
-                        (*p.connect_options())
-                            .clone()
-                            .options([("synchronous_commit", "off")]),
-                    )
+                    .connect_with(postgres((*p.connect_options()).clone()))
                     .await
                     .map_err(unreachable)?,
             ),
@@ -231,11 +217,7 @@ impl Db {
                 SqlitePoolOptions::new()
                     .max_connections(connections)
                     .acquire_timeout(Duration::from_secs(30))
-                    .connect_with(
-                        (*p.connect_options())
-                            .clone()
-                            .synchronous(SqliteSynchronous::Normal),
-                    )
+                    .connect_with(sqlite((*p.connect_options()).clone()))
                     .await
                     .map_err(unreachable)?,
             ),

@@ -289,37 +289,30 @@ trait BindArrays<'q>: Sized {
     fn bind_times(self, v: Vec<Option<DateTime<Utc>>>) -> Self;
 }
 
-impl<'q> BindArrays<'q> for sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    fn bind_texts(self, v: Vec<Option<String>>) -> Self {
-        self.bind(v)
-    }
-    fn bind_ints(self, v: Vec<Option<i64>>) -> Self {
-        self.bind(v)
-    }
-    fn bind_dates(self, v: Vec<Option<NaiveDate>>) -> Self {
-        self.bind(v)
-    }
-    fn bind_times(self, v: Vec<Option<DateTime<Utc>>>) -> Self {
-        self.bind(v)
-    }
+/// The same four binds for each Postgres query kind.
+macro_rules! bind_arrays {
+    ($($kind:ty),*) => {$(
+        impl<'q> BindArrays<'q> for $kind {
+            fn bind_texts(self, v: Vec<Option<String>>) -> Self {
+                self.bind(v)
+            }
+            fn bind_ints(self, v: Vec<Option<i64>>) -> Self {
+                self.bind(v)
+            }
+            fn bind_dates(self, v: Vec<Option<NaiveDate>>) -> Self {
+                self.bind(v)
+            }
+            fn bind_times(self, v: Vec<Option<DateTime<Utc>>>) -> Self {
+                self.bind(v)
+            }
+        }
+    )*};
 }
 
-impl<'q> BindArrays<'q>
-    for sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments>
-{
-    fn bind_texts(self, v: Vec<Option<String>>) -> Self {
-        self.bind(v)
-    }
-    fn bind_ints(self, v: Vec<Option<i64>>) -> Self {
-        self.bind(v)
-    }
-    fn bind_dates(self, v: Vec<Option<NaiveDate>>) -> Self {
-        self.bind(v)
-    }
-    fn bind_times(self, v: Vec<Option<DateTime<Utc>>>) -> Self {
-        self.bind(v)
-    }
-}
+bind_arrays!(
+    sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    sqlx::query::QueryScalar<'q, sqlx::Postgres, String, sqlx::postgres::PgArguments>
+);
 
 /// `$1, $2, …` for an `IN (…)` list of `n` values.
 pub fn list(n: usize) -> String {
