@@ -43,7 +43,9 @@ impl Projector for Activity {
             tx,
             "activity (global_position, aggregate_type, aggregate_id, event_type, actor_id, \
              actor_role, recorded_at)",
-            "",
+            // Replayable: a reset checkpoint projects again without a
+            // key violation.
+            "ON CONFLICT (global_position) DO NOTHING",
             &rows,
         )
         .await?;

@@ -436,9 +436,13 @@ impl Fold {
                 tx,
                 "patient_id, version, updated_at, deceased_on",
                 &bumps,
+                // `<=`: the upsert above may already have moved the row to
+                // this batch's last position (a death, then a demographics
+                // update); the death must still be written. Equal values on
+                // a replay change nothing.
                 "UPDATE patients SET version = v.version, updated_at = v.updated_at, \
                  deceased_on = COALESCE(v.deceased_on, patients.deceased_on) FROM v \
-                 WHERE patients.patient_id = v.patient_id AND patients.version < v.version",
+                 WHERE patients.patient_id = v.patient_id AND patients.version <= v.version",
             )
             .await?;
         }

@@ -10,7 +10,8 @@
 //! a batch holds only its events, decoded once, before the projector sees
 //! them. A stretch of the log with nothing for it moves its position in
 //! memory only; the checkpoint is written with its next batch, or when it
-//! falls idle (at most once a second): no write per empty batch.
+//! falls idle, and at most once a second while it skips other domains' events:
+//! no write per empty batch.
 //!
 //! On Postgres, each projector runs active in one process (a session
 //! advisory lock) while the others stand by, publishing the committed
@@ -162,7 +163,8 @@ impl Default for RunnerConfig {
 /// types are rare in the log: bounds one primary-key range scan.
 const SCAN_WINDOW: i64 = 20_000;
 /// How stale a skipped-over checkpoint may be in the table before it is
-/// written even though the projector had nothing to apply.
+/// written even though the projector had nothing to apply (idle, or busy
+/// skipping other domains' events).
 const IDLE_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 /// The committed checkpoint of projector `name` (0 when it has none).
@@ -286,7 +288,15 @@ pub async fn run_reporting<P: Projector>(
         if cursor == Cursor::default() {
             match checkpoint(&db, name).await {
                 Ok(committed) => cursor = Cursor::at(committed),
-                Err(error) => tracing::warn!(projector = name, %error, "checkpoint unreadable"),
+                Err(error) => {
+                    // Never a step from 0 over a read model that holds more.
+                    tracing::warn!(projector = name, %error, "checkpoint unreadable; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(config.retry_delay) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    continue;
+                }
             }
         }
         if let Some(wait) = cursor
@@ -360,18 +370,20 @@ pub async fn step<P: Projector>(
     cursor: &mut Cursor,
     batch_size: i64,
 ) -> Result<Stepped, ProjectionError> {
-    // The growth signal is an upper bound on what is committed; when it
-    // says there is nothing new, the database has the last word.
+    // Every event at or before the growth signal is committed (it moves
+    // after a commit; NOTIFYs from other processes are checked against the
+    // head before they move it); when it says there is nothing new, the
+    // database has the last word.
     let signalled = *reader.subscribe().borrow();
     let head = if signalled > cursor.scanned {
         signalled
     } else {
         reader.head().await?
     };
+    let stale = cursor
+        .last_write
+        .is_none_or(|t| t.elapsed() >= IDLE_CHECKPOINT_EVERY);
     if cursor.scanned >= head {
-        let stale = cursor
-            .last_write
-            .is_none_or(|t| t.elapsed() >= IDLE_CHECKPOINT_EVERY);
         if cursor.scanned > cursor.committed && stale {
             // Idle: let the table (other instances, restarts) catch up.
             commit(db, projector, cursor, &[], cursor.scanned).await?;
@@ -394,6 +406,11 @@ pub async fn step<P: Projector>(
     };
     if stored.is_empty() {
         cursor.scanned = reached;
+        if stale {
+            // Busy with other domains' events: the table (other instances,
+            // a restart) still learns this position once a second.
+            commit(db, projector, cursor, &[], reached).await?;
+        }
         return Ok(Stepped::Advanced(reached));
     }
     // Decode once, in order; a batch stops short of an event that cannot
@@ -462,8 +479,20 @@ async fn commit<P: Projector>(
     )?;
     if moved != 1 {
         drop(tx);
+        // The table has the last word: another runner moved it, or an
+        // operator reset it for a rebuild.
         let now = checkpoint(db, name).await?;
-        *cursor = Cursor::at(now.max(cursor.committed));
+        if now < cursor.committed {
+            tracing::warn!(
+                projector = name,
+                from = cursor.committed,
+                to = now,
+                "checkpoint moved back (a rebuild?); projecting again from there"
+            );
+        }
+        *cursor = Cursor::at(now);
+        // Keep the batch pacing: a lost race is not a reason to spin.
+        cursor.last_write = Some(Instant::now());
         return Ok(());
     }
     match tx {
@@ -518,10 +547,13 @@ struct Lease {
     connection: Option<sqlx::PgConnection>,
     holding: bool,
     checked: Option<Instant>,
+    complained: bool,
 }
 
 /// How often an active runner makes sure its lock connection still lives.
 const LEASE_CHECK_EVERY: Duration = Duration::from_secs(2);
+/// The longest a lock call (connect, ping, try-lock) may take.
+const LEASE_CALL_LIMIT: Duration = Duration::from_secs(5);
 
 impl Lease {
     fn new(db: &Db, name: &str) -> Self {
@@ -534,6 +566,7 @@ impl Lease {
             connection: None,
             holding: false,
             checked: None,
+            complained: false,
         }
     }
 
@@ -544,9 +577,26 @@ impl Lease {
             return true;
         };
         if self.connection.is_none() {
-            match sqlx::PgConnection::connect_with(options).await {
-                Ok(conn) => self.connection = Some(conn),
-                Err(_) => return false,
+            // Keepalives: when the holder's host vanishes (not just its
+            // process), the server drops the session, and the lock, within
+            // about 25 s instead of the system's default two hours.
+            let options = options.clone().options([
+                ("tcp_keepalives_idle", "10"),
+                ("tcp_keepalives_interval", "5"),
+                ("tcp_keepalives_count", "3"),
+            ]);
+            match tokio::time::timeout(LEASE_CALL_LIMIT, sqlx::PgConnection::connect_with(&options))
+                .await
+            {
+                Ok(Ok(conn)) => self.connection = Some(conn),
+                outcome => {
+                    let error = match outcome {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "no answer".to_owned(),
+                    };
+                    self.complain(&error);
+                    return false;
+                }
             }
         }
         let Some(conn) = self.connection.as_mut() else {
@@ -559,7 +609,10 @@ impl Lease {
             {
                 return true;
             }
-            if conn.ping().await.is_ok() {
+            if matches!(
+                tokio::time::timeout(LEASE_CALL_LIMIT, conn.ping()).await,
+                Ok(Ok(()))
+            ) {
                 self.checked = Some(Instant::now());
                 return true;
             }
@@ -568,23 +621,43 @@ impl Lease {
             self.holding = false;
             return false;
         }
-        let taken: Result<bool, _> =
-            sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtext($1))")
+        let taken = tokio::time::timeout(
+            LEASE_CALL_LIMIT,
+            sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_lock(hashtext($1))")
                 .bind(&self.key)
-                .fetch_one(&mut *conn)
-                .await;
+                .fetch_one(&mut *conn),
+        )
+        .await;
         match taken {
-            Ok(true) => {
+            Ok(Ok(true)) => {
                 tracing::info!(lock = %self.key, "running the projector here (active)");
                 self.holding = true;
+                self.complained = false;
                 self.checked = Some(Instant::now());
                 true
             }
-            Ok(false) => false,
-            Err(_) => {
+            Ok(Ok(false)) => {
+                self.complained = false;
+                false
+            }
+            Ok(Err(e)) => {
+                self.complain(&e.to_string());
                 self.connection = None;
                 false
             }
+            Err(_) => {
+                self.complain("no answer");
+                self.connection = None;
+                false
+            }
+        }
+    }
+
+    /// Says once per failure streak that the lock cannot be reached.
+    fn complain(&mut self, error: &str) {
+        if !self.complained {
+            tracing::warn!(lock = %self.key, %error, "cannot reach the projector lock; standing by");
+            self.complained = true;
         }
     }
 }

@@ -159,6 +159,7 @@ pub async fn insert_rows_returning(
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut written = Vec::new();
     for chunk in chunks(tx, rows) {
+        check_shape(chunk)?;
         let sql = format!("INSERT INTO {into} {} {tail}", rows_source(tx, chunk));
         written.extend(match tx {
             Tx::Postgres(c) => {
@@ -228,8 +229,29 @@ fn pg_type(v: &Value) -> &'static str {
     }
 }
 
+/// Every row has the first row's width and kinds of value: a column is
+/// bound as one typed array, so a cell of another kind would otherwise
+/// become NULL without a word.
+fn check_shape(rows: &[Vec<Value>]) -> Result<(), sqlx::Error> {
+    let first = &rows[0];
+    let same = rows.iter().all(|r| {
+        r.len() == first.len()
+            && r.iter()
+                .zip(first)
+                .all(|(a, b)| std::mem::discriminant(a) == std::mem::discriminant(b))
+    });
+    if same {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Encode(
+            "rows of one statement differ in width or column types".into(),
+        ))
+    }
+}
+
 /// Runs a statement made by [`rows_source`] over `rows`.
 async fn run(tx: &mut Tx, sql: &str, rows: &[Vec<Value>]) -> Result<u64, sqlx::Error> {
+    check_shape(rows)?;
     match tx {
         Tx::Postgres(c) => Ok(bind_columns(sqlx::query(sql), rows)
             .execute(&mut **c)
@@ -325,6 +347,13 @@ pub fn list(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_of_mixed_kinds_are_refused() {
+        let rows = vec![vec![Value::from(1_i64)], vec![Value::from("one")]];
+        assert!(check_shape(&rows).is_err());
+        assert!(check_shape(&rows[..1]).is_ok());
+    }
 
     #[test]
     fn tuples_number_parameters_row_by_row() {

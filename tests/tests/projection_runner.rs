@@ -287,3 +287,63 @@ async fn patients_replay(backend: Backend) -> anyhow::Result<()> {
     drop((bus, log));
     t.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_death_then_an_update_in_one_batch_keeps_the_death() {
+    death_then_update(Backend::Postgres).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_death_then_an_update_in_one_batch_keeps_the_death() {
+    death_then_update(Backend::Sqlite).await.unwrap()
+}
+
+/// Registration, death and a later demographics update of one patient,
+/// folded into one batch: the row ends at the update's position with the
+/// update's demographics, and the death is not lost on the way.
+async fn death_then_update(backend: Backend) -> anyhow::Result<()> {
+    use anamnesis_commands::dispatch::CommandBus;
+    use anamnesis_domain::patient::{DemographicsInput, Patient, PatientCommand, Sex};
+    use anamnesis_projections::patients::{self, Patients};
+
+    let t = TestDb::new(backend).await?;
+    let bus = CommandBus::new(EventLog::open(t.db.clone()).await?);
+    let meta = EventMetadata::by(Actor::new("u-1", "doctor"));
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+    let died = chrono::NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let input = |family: &str| DemographicsInput {
+        family_name: family.into(),
+        given_name: "Ada".into(),
+        birth_date: chrono::NaiveDate::from_ymd_opt(1985, 12, 10).unwrap(),
+        sex: Some(Sex::Female),
+        ..DemographicsInput::default()
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    let register = PatientCommand::Register {
+        demographics: input("Byron"),
+        user_id: None,
+        today,
+    };
+    bus.create::<Patient>(&id, register, &(), &meta).await?;
+    let death = PatientCommand::MarkDeceased {
+        deceased_on: died,
+        today,
+    };
+    bus.execute::<Patient>(&id, death, &(), &meta).await?;
+    let update = PatientCommand::UpdateDemographics {
+        demographics: input("Lovelace"),
+        today,
+    };
+    bus.execute::<Patient>(&id, update, &(), &meta).await?;
+
+    let log = bus.log().clone();
+    let mut cursor = Cursor::at(0);
+    let stepped = runner::step(&log.reader(), &t.db, &Patients, &mut cursor, 100).await?;
+    assert_eq!(stepped, Stepped::Advanced(3), "one batch of all three");
+    let shown = patients::get(&t.db, &id).await?.expect("projected");
+    assert_eq!(shown.family_name, "Lovelace");
+    assert_eq!(shown.deceased_on, Some(died));
+    assert_eq!(shown.version, 3);
+    drop((bus, log));
+    t.cleanup().await
+}

@@ -344,7 +344,14 @@ async fn listen_for_appends(pool: sqlx::PgPool, head: watch::Sender<i64>) {
             loop {
                 let n = l.recv().await?;
                 if let Ok(position) = n.payload().parse::<i64>() {
-                    writer::advance(&head, position);
+                    // Any session may NOTIFY: a position beyond what this
+                    // process knows is checked against the head, so that
+                    // readers never take an uncommitted position as safe.
+                    if position > *head.borrow() {
+                        if let Ok(committed) = postgres::head(&pool).await {
+                            writer::advance(&head, position.min(committed));
+                        }
+                    }
                 }
             }
             #[allow(unreachable_code)]
