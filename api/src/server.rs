@@ -107,7 +107,7 @@ impl Prepared {
             .await
             .context("opening the projectors' pool")?;
         let mut started = Projectors {
-            reader,
+            reader: reader.clone(),
             db: read_models.clone(),
             stopped: stopped.clone(),
             runners: Vec::new(),
@@ -131,7 +131,7 @@ impl Prepared {
         runners.push(tokio::spawn({
             let sessions = sessions.clone();
             let stopped = stopped.clone();
-            async move { sessions.follow(stopped).await }
+            async move { sessions.follow(reader, stopped).await }
         }));
         let state = AppState::new(
             bus,

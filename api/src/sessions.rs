@@ -21,6 +21,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use anamnesis_commands::dispatch::CommandBus;
+use anamnesis_commands::LogReader;
 use anamnesis_domain::user::User;
 
 use crate::auth::Principal;
@@ -131,13 +132,12 @@ impl Sessions {
 
     /// Follows the log's user streams and invalidates their entries, until
     /// `shutdown` turns true. Caching is on only while this keeps up.
-    pub async fn follow(&self, mut shutdown: watch::Receiver<bool>) {
-        let log = self.bus.log().clone();
+    pub async fn follow(&self, log: LogReader, mut shutdown: watch::Receiver<bool>) {
         let mut wake = log.subscribe();
         // Nothing is cached before this succeeds, so starting at the head
         // misses nothing.
         let mut seen = loop {
-            match log.head_position().await {
+            match log.head().await {
                 Ok(head) => break head,
                 Err(error) => {
                     tracing::warn!(%error, "session cache follower cannot read the log head; not caching yet");
@@ -154,7 +154,7 @@ impl Sessions {
                 break;
             }
             let step = async {
-                let head = log.head_position().await?;
+                let head = log.head().await?;
                 loop {
                     let touched = log.streams_touched("user", seen, head, 1000).await?;
                     // A stream id that is no user id is a pre-ADR 0006

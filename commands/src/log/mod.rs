@@ -160,13 +160,8 @@ impl EventLog {
             .await
     }
 
-    /// The streams of `aggregate_type` that gained events after position
-    /// `after`, up to position `until`: (global position, aggregate id), in
-    /// position order, at most `limit`. Reads ids only, over the primary key
-    /// range (followers read a short range of new positions). An index on
-    /// `(aggregate_type, global_position)` was tried and dropped: with young
-    /// statistics Postgres chose it for the stream lookups of every append,
-    /// and appends fell from ~3,600 to ~600 events/s (bench-append).
+    /// The streams of `aggregate_type` that gained events in `(after,
+    /// until]` ([`LogReader::streams_touched`]).
     pub async fn streams_touched(
         &self,
         aggregate_type: &str,
@@ -174,29 +169,9 @@ impl EventLog {
         until: i64,
         limit: i64,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        let sql = "SELECT global_position, aggregate_id FROM events \
-                   WHERE aggregate_type = $1 AND global_position > $2 AND global_position <= $3 \
-                   ORDER BY global_position LIMIT $4";
-        Ok(match &self.db {
-            Db::Postgres(p) => {
-                sqlx::query_as(sql)
-                    .bind(aggregate_type)
-                    .bind(after)
-                    .bind(until)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-            }
-            Db::Sqlite(p) => {
-                sqlx::query_as(sql)
-                    .bind(aggregate_type)
-                    .bind(after)
-                    .bind(until)
-                    .bind(limit)
-                    .fetch_all(p)
-                    .await?
-            }
-        })
+        self.reader
+            .streams_touched(aggregate_type, after, until, limit)
+            .await
     }
 
     /// What the command recorded under idempotency key `key` answered, if
