@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 on_both_backends!(
     nul_and_control_characters_are_refused_and_the_read_model_keeps_up,
     an_event_a_projector_cannot_apply_stops_it_loudly,
+    an_event_of_a_type_this_release_does_not_know_stops_its_projector,
     an_old_event_with_a_nul_still_projects_without_rewriting_the_log,
     bad_query_values_get_400_naming_the_parameter,
     a_forged_row_in_the_log_stops_appends_with_an_integrity_error,
@@ -212,6 +213,63 @@ async fn nul_and_control_characters_are_refused_and_the_read_model_keeps_up(
         "anaphylaxis,\nintubated"
     );
     assert_eq!(readyz(&s).await?.status, 200);
+    s.stop().await
+}
+
+/// An event type of its aggregate that this release does not know (written
+/// by a newer release, say) stops that projector before it, never skipped;
+/// a projector that reads no payloads goes on.
+async fn an_event_of_a_type_this_release_does_not_know_stops_its_projector(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let s = TestServer::start(backend).await?;
+    let unknown = append_raw(
+        &s,
+        &uuid::Uuid::now_v7().to_string(),
+        "patient.teleported",
+        json!({"to": "elsewhere"}),
+    )
+    .await?;
+    let stuck = eventually(10, || async {
+        let r = readyz(&s).await?;
+        Ok(r.status == 503
+            && r.body["projections"].as_array().is_some_and(|ps| {
+                ps.iter()
+                    .any(|p| p["name"] == "patients" && p["ready"] == false)
+            }))
+    })
+    .await?;
+    assert!(stuck, "readyz did not report the stuck projector");
+    let r = readyz(&s).await?;
+    let projections = r.body["projections"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let patients = projections
+        .iter()
+        .find(|p| p["name"] == "patients")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        patients["position"].as_i64(),
+        Some(unknown - 1),
+        "{patients}"
+    );
+    let problem = patients["problem"].as_str().unwrap_or_default();
+    assert!(
+        problem.contains(&format!("position {unknown}")),
+        "{problem}"
+    );
+    assert!(
+        problem.contains("unknown event patient.teleported"),
+        "{problem}"
+    );
+    let activity = projections
+        .iter()
+        .find(|p| p["name"] == "activity")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(activity["ready"], true, "{activity}");
     s.stop().await
 }
 
