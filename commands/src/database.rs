@@ -294,15 +294,26 @@ impl Db {
     }
 }
 
-/// One gate per SQLite database file, shared by every writer in this
-/// process (the event writer, the projectors). SQLite lets one transaction
-/// write at a time; a writer that finds the lock taken sleeps and polls
-/// (its busy handler backs off up to 100 ms a try), so two writers of one
-/// process that meet at the lock lose tens of milliseconds each time.
-/// Queueing on this gate first hands the lock over the moment it is free.
-/// Other processes (a CLI command beside a server) still meet at SQLite's
-/// own lock and its busy timeout.
-pub fn sqlite_write_gate(pool: &sqlx::SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
+impl Db {
+    /// This process's turn to write, on SQLite: one gate per database file,
+    /// shared by every writer in the process (the event writer, the
+    /// projectors), held until the returned guard drops. SQLite lets one
+    /// transaction write at a time, and a writer that finds the lock taken
+    /// sleeps and polls (its busy handler backs off up to 100 ms a try), so
+    /// two writers of one process meeting at the lock lose tens of
+    /// milliseconds each time; queueing here first hands the lock over the
+    /// moment it is free. Other processes (a CLI command beside a server)
+    /// still meet at SQLite's own lock. `None` on Postgres, whose writers
+    /// wait on row locks without sleeping.
+    pub async fn write_turn(&self) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        match self {
+            Db::Sqlite(pool) => Some(sqlite_write_gate(pool).lock_owned().await),
+            Db::Postgres(_) => None,
+        }
+    }
+}
+
+fn sqlite_write_gate(pool: &sqlx::SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
     static GATES: std::sync::OnceLock<
         std::sync::Mutex<std::collections::HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
     > = std::sync::OnceLock::new();

@@ -220,16 +220,9 @@ impl CommandBus {
         A: Aggregate + UniqueKeys,
         A::Event: StoredForm,
     {
-        let (aggregate, sequence, position) = self.load::<A>(aggregate_id).await?;
-        decide_on(
-            aggregate,
-            (sequence, position),
-            aggregate_id,
-            command,
-            services,
-            metadata,
-        )
-        .await
+        let loaded = self.load::<A>(aggregate_id).await?;
+        self.decide_from(loaded, aggregate_id, command, services, metadata)
+            .await
     }
 
     /// Lets an aggregate the caller has already loaded (with [`CommandBus::load`])

@@ -84,7 +84,6 @@ struct Touched {
     first: i64,
     last: i64,
     at: DateTime<Utc>,
-    registered: bool,
     deceased_on: Option<NaiveDate>,
 }
 
@@ -117,7 +116,6 @@ impl Fold {
                 first: position,
                 last: position,
                 at,
-                registered: false,
                 deceased_on: None,
             });
             touched.last = position;
@@ -127,7 +125,6 @@ impl Fold {
                     demographics,
                     user_id,
                 } => {
-                    touched.registered = true;
                     f.demographics.insert(
                         id,
                         DemographicsRow {
@@ -205,8 +202,11 @@ impl Fold {
     /// the read model: never skipped, or the record would be shown without
     /// this fact.
     async fn check_known(&self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        let unknown: Vec<(&String, &Touched)> =
-            self.touched.iter().filter(|(_, t)| !t.registered).collect();
+        let unknown: Vec<(&String, &Touched)> = self
+            .touched
+            .iter()
+            .filter(|(id, _)| !self.demographics.get(*id).is_some_and(|r| r.new))
+            .collect();
         for chunk in unknown.chunks(400) {
             let ids: Vec<String> = chunk.iter().map(|(id, _)| (*id).clone()).collect();
             let found: Vec<String> = match &mut *tx {
@@ -629,6 +629,8 @@ impl PatientRow {
             .transpose()?;
         let id = self.patient_id;
         Ok(PatientView {
+            // No entry: no child rows, an empty list. A damaged row fails
+            // decoding in `Lists::of`; it never reads as empty.
             identifiers: lists.identifiers.remove(&id).unwrap_or_default(),
             allergies: Some(lists.allergies.remove(&id).unwrap_or_default()),
             conditions: Some(lists.conditions.remove(&id).unwrap_or_default()),

@@ -32,23 +32,6 @@ pub enum Tx {
     Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
 }
 
-/// Runs the same statement on either backend and returns the rows affected:
-/// `execute_on!(tx, sqlx::query("...").bind(x))`. For SQL that both dialects
-/// accept (`$n` parameters, `ON CONFLICT`); write two statements where they differ.
-#[macro_export]
-macro_rules! execute_on {
-    ($tx:expr, $query:expr) => {
-        match $tx {
-            $crate::runner::Tx::Postgres(c) => {
-                $query.execute(&mut **c).await.map(|r| r.rows_affected())
-            }
-            $crate::runner::Tx::Sqlite(c) => {
-                $query.execute(&mut **c).await.map(|r| r.rows_affected())
-            }
-        }
-    };
-}
-
 /// Why a projector could not apply an event. The batch is rolled back and
 /// retried; the checkpoint does not move past an event that failed.
 #[derive(Debug, thiserror::Error)]
@@ -452,31 +435,25 @@ async fn commit<P: Projector>(
     }
     // SQLite: wait for this process's other writers in line, not in
     // SQLite's sleeping busy handler.
-    let gate = match db {
-        Db::Sqlite(p) => Some(anamnesis_commands::database::sqlite_write_gate(p)),
-        Db::Postgres(_) => None,
-    };
-    let _turn = match &gate {
-        Some(g) => Some(g.lock().await),
-        None => None,
-    };
+    let _turn = db.write_turn().await;
     let mut tx = begin(db).await?;
     if !events.is_empty() {
         projector.apply_batch(&mut tx, events).await?;
     }
     // Compare-and-set, last: on Postgres the row lock orders two runners,
     // and the second sees the first's position, not its own.
-    let moved = execute_on!(
+    let moved = crate::sql::execute(
         &mut tx,
-        sqlx::query(
-            "UPDATE checkpoints SET position = $3, updated_at = $4 \
-             WHERE name = $1 AND position = $2"
-        )
-        .bind(name)
-        .bind(cursor.committed)
-        .bind(to)
-        .bind(Utc::now())
-    )?;
+        "UPDATE checkpoints SET position = $3, updated_at = $4 \
+         WHERE name = $1 AND position = $2",
+        &[
+            name.into(),
+            cursor.committed.into(),
+            to.into(),
+            Utc::now().into(),
+        ],
+    )
+    .await?;
     if moved != 1 {
         drop(tx);
         // The table has the last word: another runner moved it, or an

@@ -8,7 +8,7 @@
 use cqrs_es::Aggregate;
 use serde_json::Value;
 
-use anamnesis_domain::codec::StoredForm;
+use anamnesis_domain::codec::{describe_json_error, StoredForm};
 use anamnesis_domain::unique::UniqueKeys;
 use anamnesis_domain::user::{User, UserError, UserEvent, LEGACY_HASH_FIELD};
 
@@ -54,7 +54,7 @@ impl Identity {
                     detail: err.to_string(),
                 })?;
             user.apply(event);
-            hash = legacy_hash(e).or(hash);
+            hash = legacy_hash(e)?.or(hash);
         }
         let Some(account) = user.account().cloned() else {
             return Ok(false);
@@ -118,15 +118,25 @@ impl Identity {
     }
 }
 
-/// The password hash a version 1 event of a legacy account carried.
-fn legacy_hash(e: &StoredEvent) -> Option<String> {
+/// The password hash a version 1 event of a legacy account carried. Such
+/// an event without a readable hash is damage, said as such: the account is
+/// not moved without its credential (it could never log in again).
+fn legacy_hash(e: &StoredEvent) -> Result<Option<String>, CommandError<UserError>> {
     let hash_bearing = matches!(
         e.event_type.as_str(),
         "user.created" | "user.password_changed" | "user.password_reset"
     );
     if e.event_version != "1" || !hash_bearing {
-        return None;
+        return Ok(None);
     }
-    let payload: Value = serde_json::from_str(&e.payload).ok()?;
-    payload.get(LEGACY_HASH_FIELD)?.as_str().map(str::to_owned)
+    let unreadable = |detail: &str| CommandError::Unreadable {
+        position: e.global_position,
+        detail: detail.to_owned(),
+    };
+    let payload: Value =
+        serde_json::from_str(&e.payload).map_err(|err| unreadable(&describe_json_error(&err)))?;
+    match payload.get(LEGACY_HASH_FIELD).and_then(Value::as_str) {
+        Some(hash) => Ok(Some(hash.to_owned())),
+        None => Err(unreadable("a version 1 password event without its hash")),
+    }
 }

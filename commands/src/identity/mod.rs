@@ -215,9 +215,16 @@ impl Identity {
             key: username.as_str().to_owned(),
         };
         let holder = self.bus.log().claim_holder(&key).await?;
-        Ok(holder
-            .filter(|(aggregate_type, _)| aggregate_type == "user")
-            .and_then(|(_, id)| Uuid::parse_str(&id).ok()))
+        match holder {
+            Some((aggregate_type, id)) if aggregate_type == "user" => {
+                // User streams are named by their UUID (ADR 0006): any other
+                // holder is damage, not "no such user".
+                Uuid::parse_str(&id).map(Some).map_err(|_| {
+                    CommandError::Invalid("a username claim is held by a stream that is no user id")
+                })
+            }
+            _ => Ok(None),
+        }
     }
 
     /// The id of the account named `username`, or `NotFound`.

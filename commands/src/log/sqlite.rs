@@ -25,8 +25,8 @@ pub(crate) async fn commit_batch(
     units: &[&[AppendRequest]],
 ) -> Result<(Vec<UnitResult>, i64), StoreError> {
     let requests: Vec<&AppendRequest> = units.iter().flat_map(|u| u.iter()).collect();
-    let gate = crate::database::sqlite_write_gate(pool);
-    let _turn = gate.lock().await;
+    // In line behind this process's other writers (`Db::write_turn`).
+    let _turn = crate::database::Db::Sqlite(pool.clone()).write_turn().await;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let (position, hash): (i64, Vec<u8>) =
         sqlx::query_as("SELECT position, hash FROM log_head WHERE id = 1")
