@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod dates;
 pub mod patient;
+pub mod schedule;
 pub mod text;
 pub mod unique;
 pub mod user;

@@ -38,6 +38,16 @@ impl Patient {
     fn registered(&self) -> bool {
         self.birth_date.is_some()
     }
+
+    /// Whether the record exists.
+    pub fn is_registered(&self) -> bool {
+        self.registered()
+    }
+
+    /// Whether the patient is recorded as deceased.
+    pub fn is_deceased(&self) -> bool {
+        self.deceased
+    }
 }
 
 /// Parses submitted demographics into their checked form.
