@@ -43,6 +43,29 @@ pub struct Settings {
         hide_env_values = true
     )]
     pub token_key: Option<Secret>,
+
+    /// The clinic's time zone, an IANA name (`America/Los_Angeles`): working
+    /// hours and whole-day closures are local time in it.
+    #[arg(long, env = "ANAMNESIS_TIME_ZONE", default_value = "UTC", global = true)]
+    pub time_zone: String,
+
+    /// How far ahead free-slot queries reach, in weeks.
+    #[arg(long, env = "ANAMNESIS_SLOT_HORIZON_WEEKS", default_value_t = 12, global = true,
+          value_parser = clap::value_parser!(i64).range(1..=104))]
+    pub slot_horizon_weeks: i64,
+}
+
+impl Settings {
+    /// The clinic's zone, or an error naming the setting.
+    pub fn zone(&self) -> anyhow::Result<anamnesis_domain::schedule::ClinicZone> {
+        anamnesis_domain::schedule::ClinicZone::parse(&self.time_zone).ok_or_else(|| {
+            anyhow::anyhow!(
+                "--time-zone / ANAMNESIS_TIME_ZONE: {:?} is not an IANA time zone name \
+                 (e.g. UTC, Europe/Paris, America/Los_Angeles)",
+                self.time_zone
+            )
+        })
+    }
 }
 
 /// `serve` takes the common settings as they are.

@@ -9,6 +9,7 @@ use anamnesis_commands::dispatch::CommandError;
 use anamnesis_commands::identity::{LoginError, RegistrationError};
 use anamnesis_commands::StoreError;
 use anamnesis_domain::patient::PatientError;
+use anamnesis_domain::schedule;
 use anamnesis_domain::user::UserError;
 
 /// A problem document.
@@ -29,6 +30,9 @@ pub struct Problem {
     /// The request field at fault, where one is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// The appointments a refused closure covers (`closure_over_bookings`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub appointments: Option<Vec<String>>,
 }
 
 /// Every way a request can fail.
@@ -57,6 +61,8 @@ pub enum ApiError {
     NotFound,
     /// 409: the record changed under the command after every retry, or a name is taken.
     Conflict { code: &'static str, detail: String },
+    /// 409: a closure over booked appointments, naming them.
+    OverBookings { appointments: Vec<String> },
     /// 413.
     PayloadTooLarge,
     /// 415.
@@ -82,7 +88,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::OverBookings { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotCaughtUp { .. } | ApiError::Unavailable { .. } => {
@@ -111,6 +117,15 @@ impl ApiError {
             ApiError::Conflict { code, detail } | ApiError::Unavailable { code, detail } => {
                 (code, None, Some(detail.clone()))
             }
+            ApiError::OverBookings { appointments } => (
+                "closure_over_bookings",
+                None,
+                Some(format!(
+                    "the closure covers {} booked appointment(s); cancel them, or send \
+                     cancel_affected: true to have the clinic cancel them",
+                    appointments.len()
+                )),
+            ),
             ApiError::PayloadTooLarge => ("body_too_large", None, None),
             ApiError::UnsupportedMediaType => (
                 "unsupported_media_type",
@@ -156,6 +171,10 @@ impl IntoResponse for ApiError {
             detail,
             code: code.to_owned(),
             field,
+            appointments: match &self {
+                ApiError::OverBookings { appointments } => Some(appointments.clone()),
+                _ => None,
+            },
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
@@ -201,7 +220,7 @@ fn command_failure<E: Rule>(e: CommandError<E>) -> ApiError {
         },
         CommandError::Taken { scope } => ApiError::Conflict {
             code: taken_code(scope),
-            detail: "this value already belongs to another record".into(),
+            detail: taken_detail(scope).into(),
         },
         CommandError::Busy => busy(),
         CommandError::Repeated(outcome) => ApiError::Replay(outcome),
@@ -224,8 +243,61 @@ fn taken_code(scope: &str) -> &'static str {
     match scope {
         anamnesis_domain::patient::IDENTIFIER_SCOPE => "identifier_taken",
         anamnesis_domain::user::USERNAME_SCOPE => "username_taken",
+        schedule::PROVIDER_SCOPE => "slot_taken",
+        schedule::PATIENT_SCOPE => "patient_double_booked",
+        schedule::USER_SCOPE => "already_a_provider",
         _ => "already_taken",
     }
+}
+
+/// What a client is told about a unique value held by another record.
+fn taken_detail(scope: &str) -> &'static str {
+    match scope {
+        schedule::PROVIDER_SCOPE => "the provider is already booked at that time",
+        schedule::PATIENT_SCOPE => "the patient already has an appointment at that time",
+        schedule::USER_SCOPE => "this user is already a provider",
+        _ => "this value already belongs to another record",
+    }
+}
+
+/// The stable code and field of each scheduling rule.
+pub(crate) fn schedule_rule(e: schedule::ScheduleError) -> ApiError {
+    use schedule::ScheduleError as S;
+    let (code, field) = match &e {
+        S::EmptyField(f) => ("empty_field", Some(*f)),
+        S::TooLong(f) => ("too_long", Some(*f)),
+        S::InvalidCharacters(f) => ("invalid_characters", Some(*f)),
+        S::OffGrain(f) => ("off_grain", Some(*f)),
+        S::InvalidSlotLength => ("invalid_slot_length", Some("slot_minutes")),
+        S::InvalidDefaultLength => ("invalid_default_length", Some("default_minutes")),
+        S::EffectiveDatesReversed => ("effective_dates_reversed", Some("effective_to")),
+        S::DayTwice => ("day_twice", Some("hours")),
+        S::InvalidInterval => ("invalid_interval", Some("hours")),
+        S::OverlappingHours => ("overlapping_hours", Some("hours")),
+        S::InvalidPeriod => ("invalid_period", Some("ends_at")),
+        S::ClosureTooLong => ("closure_too_long", None),
+        S::InThePast => ("in_the_past", Some("starts_at")),
+        S::TooFarAhead => ("too_far_ahead", Some("starts_at")),
+        S::NotAClinician => ("not_a_clinician", Some("user_id")),
+        S::UnknownUser => ("unknown_user", Some("user_id")),
+        S::AlreadyEnrolled => ("already_enrolled", None),
+        S::UnknownProvider => ("unknown_provider", Some("provider_id")),
+        S::UnknownClosure => return ApiError::NotFound,
+        S::UnknownPatient => ("unknown_patient", Some("patient_id")),
+        S::PatientDeceased => ("patient_deceased", Some("patient_id")),
+        S::OutsideWorkingHours => ("outside_working_hours", Some("starts_at")),
+        S::Closed { .. } => ("closed", Some("starts_at")),
+        S::UnknownAppointment => return ApiError::NotFound,
+        S::AlreadyBooked => ("already_booked", None),
+        S::InvalidTransition { .. } => ("invalid_transition", None),
+        S::NotStartedYet => ("not_started_yet", None),
+        S::OverBookings { appointments } => {
+            return ApiError::OverBookings {
+                appointments: appointments.iter().map(|a| a.to_string()).collect(),
+            }
+        }
+    };
+    ApiError::invalid(code, field, e)
 }
 
 impl From<StoreError> for ApiError {

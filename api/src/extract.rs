@@ -224,3 +224,35 @@ mod tests {
         }
     }
 }
+
+/// An instant as RFC 3339 with an offset (`2026-12-01T09:30:00-08:00`), as UTC.
+pub fn parse_instant(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// Deserializes an RFC 3339 instant with its offset.
+pub fn instant<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<chrono::DateTime<chrono::Utc>, D::Error> {
+    let text = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+    parse_instant(&text).ok_or_else(|| {
+        serde::de::Error::custom("expected an RFC 3339 time with offset, e.g. 2026-12-01T09:30:00Z")
+    })
+}
+
+/// [`instant`] for an optional field.
+pub fn instant_opt<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, D::Error> {
+    let text = <Option<std::borrow::Cow<'de, str>> as serde::Deserialize>::deserialize(d)?;
+    text.map(|t| {
+        parse_instant(&t).ok_or_else(|| {
+            serde::de::Error::custom(
+                "expected an RFC 3339 time with offset, e.g. 2026-12-01T09:30:00Z",
+            )
+        })
+    })
+    .transpose()
+}

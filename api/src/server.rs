@@ -16,6 +16,7 @@ use anamnesis_commands::dispatch::CommandBus;
 use anamnesis_commands::{Db, EventLog, LogReader};
 use anamnesis_projections::activity::Activity;
 use anamnesis_projections::patients::Patients;
+use anamnesis_projections::schedule::Schedule;
 use anamnesis_projections::runner::{self, Projector, RunnerConfig};
 
 use crate::auth::Tokens;
@@ -86,6 +87,7 @@ impl Prepared {
     /// Reaches the database (creating and migrating it where this role may),
     /// starts the log writer and the projectors.
     pub async fn open(settings: &ServeSettings) -> anyhow::Result<Self> {
+        let zone = settings.zone()?;
         let db = crate::cli::open_database(settings).await?;
         let log = EventLog::open(db.clone())
             .await
@@ -115,6 +117,7 @@ impl Prepared {
         };
         started.spawn(Activity);
         started.spawn(Patients);
+        started.spawn(Schedule);
         let Projectors {
             mut runners,
             handles: projections,
@@ -140,6 +143,7 @@ impl Prepared {
             crate::metrics::handle()?,
             projections,
             sessions,
+            (zone, settings.slot_horizon_weeks * 7),
         );
         Ok(Self {
             db,

@@ -7,6 +7,8 @@ use tokio::sync::watch;
 
 use anamnesis_commands::dispatch::CommandBus;
 use anamnesis_commands::identity::Identity;
+use anamnesis_commands::schedule::Scheduler;
+use anamnesis_domain::schedule::ClinicZone;
 use anamnesis_commands::{Db, EventLog};
 
 use anamnesis_projections::runner::Failure;
@@ -41,6 +43,9 @@ struct Inner {
     /// Each projector's progress and health.
     projections: Vec<ProjectorHandle>,
     sessions: Arc<Sessions>,
+    scheduler: Scheduler,
+    /// How many days ahead free-slot queries reach.
+    horizon_days: i64,
 }
 
 impl AppState {
@@ -51,8 +56,10 @@ impl AppState {
         metrics: PrometheusHandle,
         projections: Vec<ProjectorHandle>,
         sessions: Arc<Sessions>,
+        (zone, horizon_days): (ClinicZone, i64),
     ) -> Self {
         let identity = Identity::new(bus.clone());
+        let scheduler = Scheduler::new(bus.clone(), zone);
         Self(Arc::new(Inner {
             bus,
             reads,
@@ -61,12 +68,24 @@ impl AppState {
             metrics,
             projections,
             sessions,
+            scheduler,
+            horizon_days,
         }))
     }
 
     /// The session check of every authenticated request.
     pub fn sessions(&self) -> &Sessions {
         &self.0.sessions
+    }
+
+    /// Scheduling commands, in the clinic's zone.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.0.scheduler
+    }
+
+    /// How many days ahead free-slot queries reach.
+    pub fn horizon_days(&self) -> i64 {
+        self.0.horizon_days
     }
 
     pub fn bus(&self) -> &CommandBus {

@@ -4,6 +4,7 @@
 pub mod database;
 pub mod dispatch;
 pub mod identity;
+pub mod schedule;
 pub mod log;
 
 pub use database::{Db, DbError};

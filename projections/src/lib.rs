@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod patients;
 pub mod runner;
+pub mod schedule;
 pub mod sql;
 
 pub use runner::{run, Envelope, ProjectionError, Projector, RunnerConfig, Tx, Unread};

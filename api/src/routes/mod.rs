@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod ops;
 pub mod patients;
+pub mod schedule;
 pub mod users;
 
 use serde::Serialize;
@@ -68,6 +69,33 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(patients::add_condition))
         .routes(routes!(patients::resolve_condition))
         .routes(routes!(patients::mark_deceased))
+        .routes(routes!(
+            schedule::enroll_provider,
+            schedule::list_providers
+        ))
+        .routes(routes!(schedule::get_provider))
+        .routes(routes!(schedule::set_availability))
+        .routes(routes!(schedule::add_time_off))
+        .routes(routes!(schedule::remove_time_off))
+        .routes(routes!(schedule::add_holiday))
+        .routes(routes!(schedule::remove_holiday))
+        .routes(routes!(schedule::provider_slots))
+        .routes(routes!(schedule::next_slots))
+        .routes(routes!(
+            schedule::book_appointment,
+            schedule::list_appointments
+        ))
+        .routes(routes!(schedule::overbook_appointment))
+        .routes(routes!(schedule::get_appointment))
+        .routes(routes!(schedule::cancel_appointment))
+        .routes(routes!(schedule::reschedule_appointment))
+        .routes(routes!(schedule::check_in))
+        .routes(routes!(schedule::start_visit))
+        .routes(routes!(schedule::complete_visit))
+        .routes(routes!(schedule::no_show))
+        .routes(routes!(schedule::provider_schedule))
+        .routes(routes!(schedule::patient_appointments))
+        .routes(routes!(schedule::my_provider))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

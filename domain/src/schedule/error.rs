@@ -88,6 +88,9 @@ pub enum ScheduleError {
         status: &'static str,
         wanted: &'static str,
     },
+    /// A closure over active appointments, without leave to cancel them.
+    #[error("the closure covers {} active appointment(s); cancel them or ask to", appointments.len())]
+    OverBookings { appointments: Vec<Uuid> },
     /// A no-show before the appointment's start.
     #[error("a no-show can be recorded only after the start time")]
     NotStartedYet,

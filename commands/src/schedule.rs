@@ -1,0 +1,409 @@
+//! Scheduling commands that span streams (ADR 0008).
+//!
+//! A booking appends to its appointment's stream only, claiming the
+//! appointment's period on the provider's and the patient's calendars (unique
+//! keys, one per five minutes): two overlapping bookings cannot both commit.
+//! It is decided against the provider's hours and time off and the clinic's
+//! holidays as loaded from their streams, and it fences both streams: if
+//! either moved before the booking commits, the booking is decided again.
+//! A closure appends to the provider's (or the clinic's) stream and checks
+//! that no appointment holds a key in its period; over bookings it is
+//! refused with their ids, or cancels them in the same atomic append.
+
+use chrono::{DateTime, Duration, Utc};
+use uuid::Uuid;
+
+use anamnesis_domain::patient::Patient;
+use anamnesis_domain::schedule::{
+    Appointment, AppointmentCommand, Calendar, ClinicCalendar, ClinicCommand, ClinicZone,
+    Closure, ClosureSpan, PatientStanding, Period, Provider, ProviderCommand, ScheduleError,
+    CLINIC_CALENDAR_ID, PROVIDER_SCOPE,
+};
+use anamnesis_domain::unique::UniqueKey;
+use cqrs_es::Aggregate;
+
+use crate::dispatch::{retry_or_fail, CommandBus, CommandError, Decision, Executed, MAX_ATTEMPTS};
+use crate::log::{AppendError, AppendRequest, EventMetadata, StreamAt};
+
+type Result<T> = std::result::Result<T, CommandError<ScheduleError>>;
+
+/// A booking as requested.
+#[derive(Debug, Clone)]
+pub struct BookingRequest {
+    pub provider_id: Uuid,
+    pub patient_id: Uuid,
+    pub starts_at: DateTime<Utc>,
+    /// `None`: the provider's default appointment length.
+    pub ends_at: Option<DateTime<Utc>>,
+    pub reason_for_visit: String,
+    /// Staff only: book over the provider's other appointments.
+    pub overbook_reason: Option<String>,
+}
+
+/// A closure as requested.
+#[derive(Debug, Clone)]
+pub struct ClosureRequest {
+    pub closure_id: Uuid,
+    /// `None`: a clinic-wide holiday.
+    pub provider_id: Option<Uuid>,
+    pub span: ClosureSpan,
+    pub reason: String,
+    /// Cancel the appointments it covers instead of refusing.
+    pub cancel_affected: bool,
+}
+
+/// What adding a closure did.
+#[derive(Debug, Clone)]
+pub struct ClosureAdded {
+    pub executed: Executed,
+    /// The appointments it cancelled.
+    pub cancelled: Vec<Uuid>,
+}
+
+/// Runs scheduling commands in the clinic's time zone.
+#[derive(Clone)]
+pub struct Scheduler {
+    bus: CommandBus,
+    zone: ClinicZone,
+}
+
+/// A provider's calendar as loaded, with the sequences to fence.
+struct Loaded {
+    provider: Provider,
+    calendar: Calendar,
+    fences: Vec<StreamAt>,
+}
+
+impl Scheduler {
+    pub fn new(bus: CommandBus, zone: ClinicZone) -> Self {
+        Self { bus, zone }
+    }
+
+    /// The clinic's zone.
+    pub fn zone(&self) -> ClinicZone {
+        self.zone
+    }
+
+    /// A provider's state and calendar (hours, time off, clinic holidays),
+    /// read from the log.
+    pub async fn calendar(&self, provider_id: Uuid) -> Result<(Provider, Calendar)> {
+        let loaded = self.load_calendar(provider_id).await?;
+        Ok((loaded.provider, loaded.calendar))
+    }
+
+    async fn load_calendar(&self, provider_id: Uuid) -> Result<Loaded> {
+        let (provider, p_seq, _) = self
+            .bus
+            .load::<Provider>(&provider_id.to_string())
+            .await?;
+        let (clinic, c_seq, _) = self
+            .bus
+            .load::<ClinicCalendar>(CLINIC_CALENDAR_ID)
+            .await?;
+        let mut closures: Vec<Closure> = provider.time_off().to_vec();
+        closures.extend(clinic.holidays().iter().cloned());
+        let calendar = Calendar {
+            zone: self.zone,
+            availability: provider.availability().cloned(),
+            closures,
+        };
+        let fences = vec![
+            StreamAt {
+                aggregate_type: Provider::TYPE.to_owned(),
+                aggregate_id: provider_id.to_string(),
+                sequence: p_seq,
+            },
+            StreamAt {
+                aggregate_type: ClinicCalendar::TYPE.to_owned(),
+                aggregate_id: CLINIC_CALENDAR_ID.to_owned(),
+                sequence: c_seq,
+            },
+        ];
+        Ok(Loaded {
+            provider,
+            calendar,
+            fences,
+        })
+    }
+
+    async fn patient_standing(&self, patient_id: Uuid) -> Result<PatientStanding> {
+        let (patient, _, _) = self
+            .bus
+            .load::<Patient>(&patient_id.to_string())
+            .await
+            .map_err(|e| e.map_rejected(|_| ScheduleError::UnknownPatient))?;
+        Ok(if !patient.is_registered() {
+            PatientStanding::Unknown
+        } else if patient.is_deceased() {
+            PatientStanding::Deceased
+        } else {
+            PatientStanding::Registered
+        })
+    }
+
+    /// Books appointment `id` (a fresh id).
+    pub async fn book(
+        &self,
+        id: Uuid,
+        request: BookingRequest,
+        metadata: &EventMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<Executed> {
+        let patient = self.patient_standing(request.patient_id).await?;
+        for _ in 0..MAX_ATTEMPTS {
+            let loaded = self.load_calendar(request.provider_id).await?;
+            let profile = loaded.provider.profile().cloned();
+            let ends_at = request.ends_at.unwrap_or_else(|| {
+                let minutes = profile.as_ref().map_or(0, |p| p.default_minutes);
+                request.starts_at + Duration::minutes(minutes)
+            });
+            let command = AppointmentCommand::Book {
+                provider_id: request.provider_id,
+                calendar: profile.is_some().then_some(loaded.calendar),
+                patient_id: request.patient_id,
+                patient,
+                starts_at: request.starts_at,
+                ends_at,
+                reason_for_visit: request.reason_for_visit.clone(),
+                overbook_reason: request.overbook_reason.clone(),
+                now,
+            };
+            // A fresh id: nothing to load; the append at sequence 0
+            // conflicts if the stream exists after all.
+            let decided = self
+                .bus
+                .decide_from(
+                    (Appointment::default(), 0, 0),
+                    &id.to_string(),
+                    command,
+                    &(),
+                    metadata,
+                )
+                .await?;
+            match self.bus.commit(fenced(decided, loaded.fences)).await {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    retry_or_fail::<ScheduleError>(e)?;
+                }
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// Moves appointment `id` to another time with the same provider: the
+    /// old time is released and the new one claimed in one append.
+    pub async fn reschedule(
+        &self,
+        id: Uuid,
+        starts_at: DateTime<Utc>,
+        ends_at: Option<DateTime<Utc>>,
+        metadata: &EventMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<Executed> {
+        for _ in 0..MAX_ATTEMPTS {
+            let loaded_appointment = self.bus.load::<Appointment>(&id.to_string()).await?;
+            let Some(booking) = loaded_appointment.0.booking().cloned() else {
+                return Err(CommandError::Rejected(ScheduleError::UnknownAppointment));
+            };
+            let loaded = self.load_calendar(booking.provider_id).await?;
+            let ends_at = ends_at.unwrap_or(starts_at + (booking.period.end - booking.period.start));
+            let command = AppointmentCommand::Reschedule {
+                calendar: loaded.calendar,
+                starts_at,
+                ends_at,
+                now,
+            };
+            let decided = self
+                .bus
+                .decide_from(
+                    loaded_appointment,
+                    &id.to_string(),
+                    command,
+                    &(),
+                    metadata,
+                )
+                .await?;
+            match self.bus.commit(fenced(decided, loaded.fences)).await {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    retry_or_fail::<ScheduleError>(e)?;
+                }
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// Cancels, checks in, starts, completes or marks a no-show.
+    pub async fn appointment(
+        &self,
+        id: Uuid,
+        command: AppointmentCommand,
+        metadata: &EventMetadata,
+    ) -> Result<Executed> {
+        self.bus
+            .execute::<Appointment>(&id.to_string(), command, &(), metadata)
+            .await
+    }
+
+    /// Adds a provider's time off or a clinic holiday. Over active
+    /// appointments it is refused with their ids
+    /// ([`ScheduleError::OverBookings`]) unless `cancel_affected`, when each is
+    /// cancelled by the clinic, with the closure's reason, in the same commit.
+    pub async fn add_closure(
+        &self,
+        request: ClosureRequest,
+        metadata: &EventMetadata,
+        now: DateTime<Utc>,
+    ) -> Result<ClosureAdded> {
+        let closure = Closure::parse(
+            request.closure_id,
+            request.span.clone(),
+            &request.reason,
+            self.zone,
+            now,
+        )
+        .map_err(CommandError::Rejected)?;
+        for _ in 0..MAX_ATTEMPTS {
+            let (decided, keys) = match request.provider_id {
+                Some(provider_id) => {
+                    let command = ProviderCommand::AddTimeOff {
+                        closure_id: request.closure_id,
+                        span: request.span.clone(),
+                        reason: request.reason.clone(),
+                        zone: self.zone,
+                        now,
+                    };
+                    let decided = self
+                        .bus
+                        .decide::<Provider>(&provider_id.to_string(), command, &(), metadata)
+                        .await?;
+                    (decided, closure.period.calendar_keys(PROVIDER_SCOPE, provider_id))
+                }
+                None => {
+                    let command = ClinicCommand::AddHoliday {
+                        closure_id: request.closure_id,
+                        span: request.span.clone(),
+                        reason: request.reason.clone(),
+                        zone: self.zone,
+                        now,
+                    };
+                    let decided = self
+                        .bus
+                        .decide::<ClinicCalendar>(CLINIC_CALENDAR_ID, command, &(), metadata)
+                        .await?;
+                    (decided, self.every_provider_keys(&closure.period).await?)
+                }
+            };
+            let Decision::Append(mut closing) = decided else {
+                return Err(CommandError::Invalid("a closure always appends"));
+            };
+            closing.guards.free = keys.clone();
+            let affected = match self.bus.commit(Decision::Append(closing.clone())).await {
+                Ok(executed) => {
+                    return Ok(ClosureAdded {
+                        executed,
+                        cancelled: Vec::new(),
+                    })
+                }
+                Err(AppendError::Taken { .. }) => self.holders(&keys).await?,
+                Err(e) => {
+                    retry_or_fail::<ScheduleError>(e)?;
+                    continue;
+                }
+            };
+            if affected.is_empty() {
+                // Released between the check and the lookup: try again.
+                continue;
+            }
+            if !request.cancel_affected {
+                return Err(CommandError::Rejected(ScheduleError::OverBookings {
+                    appointments: affected,
+                }));
+            }
+            let mut unit: Vec<AppendRequest> = Vec::with_capacity(affected.len() + 1);
+            let mut cancel_metadata = metadata.clone();
+            cancel_metadata.reason = Some(closure.reason.clone());
+            cancel_metadata.idempotency = None;
+            for appointment in &affected {
+                let command = AppointmentCommand::Cancel {
+                    reason: closure.reason.clone(),
+                    by_clinic: true,
+                    now,
+                };
+                match self
+                    .bus
+                    .decide::<Appointment>(
+                        &appointment.to_string(),
+                        command,
+                        &(),
+                        &cancel_metadata,
+                    )
+                    .await?
+                {
+                    Decision::Append(r) => unit.push(*r),
+                    Decision::Nothing { .. } => {}
+                }
+            }
+            // The cancellations release the keys before the closure checks them.
+            unit.push(*closing);
+            match self.bus.log().append_atomic(unit).await {
+                Ok(landed) => {
+                    let last = landed.last().map_or(0, |a| a.last_position);
+                    return Ok(ClosureAdded {
+                        executed: Executed {
+                            position: last,
+                            events: landed.len(),
+                        },
+                        cancelled: affected,
+                    });
+                }
+                Err(e) => {
+                    retry_or_fail::<ScheduleError>(e)?;
+                }
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+
+    /// The calendar keys of every provider over `period` (a clinic holiday).
+    async fn every_provider_keys(&self, period: &Period) -> Result<Vec<UniqueKey>> {
+        let ids = self
+            .bus
+            .log()
+            .reader()
+            .stream_ids(Provider::TYPE)
+            .await?;
+        let mut keys = Vec::new();
+        for id in ids {
+            // Provider streams are named by UUID; another id holds no calendar.
+            if let Ok(provider) = Uuid::parse_str(&id) {
+                keys.extend(period.calendar_keys(PROVIDER_SCOPE, provider));
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The appointments holding any of `keys`.
+    async fn holders(&self, keys: &[UniqueKey]) -> Result<Vec<Uuid>> {
+        let holders = self.bus.log().claim_holders(keys).await?;
+        let mut ids: Vec<Uuid> = holders
+            .into_iter()
+            .filter(|(kind, _)| kind == Appointment::TYPE)
+            .filter_map(|(_, id)| Uuid::parse_str(&id).ok())
+            .collect();
+        ids.sort();
+        ids.dedup();
+        Ok(ids)
+    }
+}
+
+/// The decision, committing only if the fenced streams have not moved.
+fn fenced(decided: Decision, fences: Vec<StreamAt>) -> Decision {
+    match decided {
+        Decision::Append(mut request) => {
+            request.guards.streams = fences;
+            Decision::Append(request)
+        }
+        nothing => nothing,
+    }
+}
