@@ -21,8 +21,8 @@ pub use crate::database::Db;
 pub use anamnesis_domain::codec::describe_json_error;
 pub use reader::LogReader;
 pub use types::{
-    Actor, AppendError, AppendRequest, Appended, Credential, EventMetadata, Idempotency,
-    KeyChanges, NewEvent, Outcome, StoreError, StoredEvent, UniqueKey,
+    Actor, AppendError, AppendRequest, Appended, Credential, EventMetadata, Guards, Idempotency,
+    KeyChanges, NewEvent, Outcome, StoreError, StoredEvent, StreamAt, UniqueKey,
 };
 
 /// A handle on the log. Cheap to clone; the writer task stops when the last
@@ -285,6 +285,20 @@ fn validate(request: &AppendRequest) -> Result<(), AppendError> {
     }
     if request.events.iter().any(|e| e.event_type.is_empty()) {
         return Err(AppendError::Invalid("every event needs a type"));
+    }
+    let fences = &request.guards.streams;
+    if fences
+        .iter()
+        .any(|f| f.aggregate_type.is_empty() || f.aggregate_id.is_empty())
+    {
+        return Err(AppendError::Invalid(
+            "a fenced stream needs an aggregate type and id",
+        ));
+    }
+    if fences.iter().any(|f| f.sequence < 0) {
+        return Err(AppendError::Invalid(
+            "a fenced stream's sequence cannot be negative",
+        ));
     }
     Ok(())
 }

@@ -11,8 +11,8 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use super::writer::{
-    check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, StreamKey,
-    UnitResult,
+    check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, stream_keys,
+    StreamKey, UnitResult,
 };
 use super::{AppendRequest, Outcome, StoreError, StoredEvent};
 
@@ -24,7 +24,6 @@ pub(crate) async fn commit_batch(
     pool: &SqlitePool,
     units: &[&[AppendRequest]],
 ) -> Result<(Vec<UnitResult>, i64), StoreError> {
-    let requests: Vec<&AppendRequest> = units.iter().flat_map(|u| u.iter()).collect();
     // In line behind this process's other writers (`Db::write_turn`).
     let _turn = crate::database::Db::Sqlite(pool.clone()).write_turn().await;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -41,6 +40,7 @@ pub(crate) async fn commit_batch(
     .await?;
     check_head(position, &hash, last, last_hash.as_deref())?;
 
+    // Every key the batch claims, releases or needs free.
     let digests = key_digests(units);
     let mut owners = Vec::with_capacity(digests.len());
     for digest in &digests {
@@ -52,22 +52,19 @@ pub(crate) async fn commit_batch(
         owners.push(owner);
     }
 
+    // Every stream the batch appends to or fences.
     let mut sequences: HashMap<StreamKey, i64> = HashMap::new();
-    for r in &requests {
-        let key = (r.aggregate_type.clone(), r.aggregate_id.clone());
-        if sequences.contains_key(&key) {
-            continue;
-        }
+    for (aggregate_type, aggregate_id) in stream_keys(units) {
         let current: i64 = sqlx::query_scalar(
             "SELECT COALESCE((SELECT sequence FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2 \
              ORDER BY sequence DESC LIMIT 1), 0)",
         )
-        .bind(&r.aggregate_type)
-        .bind(&r.aggregate_id)
+        .bind(&aggregate_type)
+        .bind(&aggregate_id)
         .fetch_one(&mut *tx)
         .await?;
-        sequences.insert(key, current);
+        sequences.insert((aggregate_type, aggregate_id), current);
     }
 
     let owners = owners_of(digests, owners);
