@@ -46,6 +46,8 @@ conformance!(
     a_key_that_must_be_free_is_taken_when_another_stream_holds_it,
     a_key_is_free_when_unheld_held_by_the_appender_or_released_earlier_in_the_unit,
     a_later_unit_in_a_batch_sees_an_earlier_units_claim_and_append,
+    claim_holders_names_each_stream_holding_any_of_the_keys,
+    stream_ids_lists_the_streams_of_one_type,
 );
 
 fn actor() -> EventMetadata {
@@ -856,5 +858,49 @@ async fn a_later_unit_in_a_batch_sees_an_earlier_units_claim_and_append(
         .map(|e| e.global_position)
         .collect();
     assert_eq!(positions, (1..=5).collect::<Vec<_>>());
+    t.cleanup().await
+}
+
+async fn claim_holders_names_each_stream_holding_any_of_the_keys(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    assert!(log.claim_holders(&[]).await?.is_empty());
+    log.append(claiming("a", 0, &["K1", "K2"], &[])).await?;
+    log.append(claiming("b", 0, &["K3"], &[])).await?;
+    log.append(claiming("c", 0, &["K4"], &[])).await?;
+    let holders = log
+        .claim_holders(&[key("K2"), key("K1"), key("K3"), key("free"), key("K1")])
+        .await?;
+    assert_eq!(
+        holders,
+        vec![("test".into(), "a".into()), ("test".into(), "b".into())]
+    );
+    // A few thousand keys (more than one SQLite statement binds), held at
+    // the far end of the list.
+    let mut r = request("granules", 0, &[json!({"n": 1})]);
+    r.keys.claim = (2_900..3_000).map(|i| key(&format!("g{i}"))).collect();
+    log.append(r).await?;
+    let wanted: Vec<UniqueKey> = (0..3_000).map(|i| key(&format!("g{i}"))).collect();
+    assert_eq!(
+        log.claim_holders(&wanted).await?,
+        vec![("test".into(), "granules".into())]
+    );
+    t.cleanup().await
+}
+
+async fn stream_ids_lists_the_streams_of_one_type(backend: Backend) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    let reader = log.reader();
+    assert!(reader.stream_ids("test").await?.is_empty());
+    log.append(request("b", 0, &[json!(1), json!(2)])).await?;
+    log.append(request("a", 0, &[json!(3)])).await?;
+    log.append(request("b", 2, &[json!(4)])).await?;
+    let mut other = request("z", 0, &[json!(5)]);
+    other.aggregate_type = "other".into();
+    log.append(other).await?;
+    assert_eq!(reader.stream_ids("test").await?, vec!["a", "b"]);
+    assert_eq!(reader.stream_ids("other").await?, vec!["z"]);
+    assert!(reader.stream_ids("none").await?.is_empty());
     t.cleanup().await
 }

@@ -211,6 +211,32 @@ impl EventLog {
         Ok(owner.and_then(|o| writer::owner_stream(&o)))
     }
 
+    /// The streams holding any of these unique keys, once each, as
+    /// (aggregate type, aggregate id), sorted: what holds a range of
+    /// calendar granules, say. By the keys' digests, one query on Postgres,
+    /// a few hundred keys a query on SQLite.
+    pub async fn claim_holders(
+        &self,
+        keys: &[UniqueKey],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut digests: Vec<Vec<u8>> = keys.iter().map(types::key_digest).collect();
+        digests.sort();
+        digests.dedup();
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut owners = match &self.db {
+            Db::Postgres(p) => postgres::claim_owners(p, &digests).await?,
+            Db::Sqlite(p) => sqlite::claim_owners(p, &digests).await?,
+        };
+        owners.sort();
+        owners.dedup();
+        Ok(owners
+            .iter()
+            .filter_map(|o| writer::owner_stream(o))
+            .collect())
+    }
+
     /// The user streams earlier releases kept under a username, listed once
     /// by migration 0006 (ADR 0006).
     pub async fn legacy_user_streams(&self) -> Result<Vec<String>, StoreError> {

@@ -263,6 +263,20 @@ pub(crate) async fn password_hash(
     )
 }
 
+/// The owners of the claims with these digests (an owner once per key it
+/// holds), in one query: an index probe per key.
+pub(crate) async fn claim_owners(
+    pool: &PgPool,
+    digests: &[Vec<u8>],
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT owner FROM unique_claims WHERE key = ANY($1::bytea[])")
+            .bind(digests)
+            .fetch_all(pool)
+            .await?,
+    )
+}
+
 pub(crate) async fn head(pool: &PgPool) -> Result<i64, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")

@@ -241,6 +241,32 @@ pub(crate) async fn password_hash(
     )
 }
 
+/// The most parameters one statement binds: well inside SQLite's limit
+/// (32,766 since 3.32, 999 before).
+const MAX_BINDS: usize = 500;
+
+/// The owners of the claims with these digests (an owner once per key it
+/// holds), [`MAX_BINDS`] keys a query.
+pub(crate) async fn claim_owners(
+    pool: &SqlitePool,
+    digests: &[Vec<u8>],
+) -> Result<Vec<String>, StoreError> {
+    let mut owners = Vec::new();
+    for chunk in digests.chunks(MAX_BINDS) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT owner FROM unique_claims WHERE key IN ({})",
+            list.join(", ")
+        );
+        let mut query = sqlx::query_scalar(&sql);
+        for digest in chunk {
+            query = query.bind(digest);
+        }
+        owners.extend(query.fetch_all(pool).await?);
+    }
+    Ok(owners)
+}
+
 pub(crate) async fn head(pool: &SqlitePool) -> Result<i64, StoreError> {
     Ok(
         sqlx::query_scalar("SELECT position FROM log_head WHERE id = 1")
