@@ -318,5 +318,6 @@ where
         metadata: metadata.clone(),
         keys: KeyChanges::between(&keys_before, &aggregate.unique_keys()),
         credential: None,
+        guards: Default::default(),
     })))
 }

@@ -9,6 +9,6 @@ pub mod log;
 
 pub use database::{Db, DbError};
 pub use log::{
-    Actor, AppendError, AppendRequest, Appended, Credential, EventLog, EventMetadata, Idempotency,
-    KeyChanges, LogReader, NewEvent, Outcome, StoreError, StoredEvent,
+    Actor, AppendError, AppendRequest, Appended, Credential, EventLog, EventMetadata, Guards,
+    Idempotency, KeyChanges, LogReader, NewEvent, Outcome, StoreError, StoredEvent, StreamAt,
 };

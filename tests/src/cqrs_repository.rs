@@ -176,6 +176,7 @@ impl PersistedEventRepository for LogRepository {
             // adapter cannot claim unique keys (the command bus does).
             keys: KeyChanges::default(),
             credential: None,
+            guards: Default::default(),
         };
         match self.log.append(request).await {
             Ok(_) => Ok(()),

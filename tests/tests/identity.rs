@@ -337,6 +337,7 @@ async fn append_legacy(
         metadata: EventMetadata::by(Actor::new("cli:root", "operator")),
         keys: Default::default(),
         credential: None,
+        guards: Default::default(),
     })
     .await?;
     Ok(())
@@ -476,6 +477,7 @@ fn password_set(user_id: Uuid, expected: i64, hash: &str) -> AppendRequest {
             user_id,
             password_hash: hash.into(),
         }),
+        guards: Default::default(),
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashSet};
 use anamnesis_commands::log::chain::{self, verify_run};
 use anamnesis_commands::{
     Actor, AppendError, AppendRequest, Db, EventLog, EventMetadata, KeyChanges, NewEvent,
-    StoredEvent,
+    StoredEvent, StreamAt,
 };
 use anamnesis_domain::unique::UniqueKey;
 use anamnesis_tests::db::{Backend, TestDb};
@@ -40,6 +40,14 @@ conformance!(
     an_atomic_group_across_streams_commits_all_or_nothing,
     a_unique_key_is_held_by_one_stream_even_within_one_batch,
     the_head_cannot_be_moved_away_from_the_last_event,
+    a_fence_on_an_unmoved_stream_commits,
+    a_fence_on_a_moved_stream_conflicts_and_writes_nothing,
+    appends_fencing_one_stream_do_not_conflict_with_each_other,
+    a_key_that_must_be_free_is_taken_when_another_stream_holds_it,
+    a_key_is_free_when_unheld_held_by_the_appender_or_released_earlier_in_the_unit,
+    a_later_unit_in_a_batch_sees_an_earlier_units_claim_and_append,
+    claim_holders_names_each_stream_holding_any_of_the_keys,
+    stream_ids_lists_the_streams_of_one_type,
 );
 
 fn actor() -> EventMetadata {
@@ -62,6 +70,7 @@ fn request(stream: &str, expected: i64, payloads: &[serde_json::Value]) -> Appen
         metadata: actor(),
         keys: Default::default(),
         credential: None,
+        guards: Default::default(),
     }
 }
 
@@ -646,5 +655,252 @@ async fn the_head_cannot_be_moved_away_from_the_last_event(backend: Backend) -> 
     assert_eq!(log.head_position().await?, 2);
     log.check_head().await?;
     log.append(request("a", 2, &[json!({"n": 3})])).await?;
+    t.cleanup().await
+}
+
+/// A command on `stream` that needs `fenced` still at sequence `at`.
+fn fencing(stream: &str, expected: i64, fenced: &str, at: i64) -> AppendRequest {
+    let mut r = request(stream, expected, &[json!({"n": 1})]);
+    r.guards.streams.push(StreamAt {
+        aggregate_type: "test".into(),
+        aggregate_id: fenced.into(),
+        sequence: at,
+    });
+    r
+}
+
+/// A command on `stream` that needs `keys` held by no other stream.
+fn needing_free(stream: &str, expected: i64, keys: &[&str]) -> AppendRequest {
+    let mut r = request(stream, expected, &[json!({"n": 1})]);
+    r.guards.free = keys.iter().map(|k| key(k)).collect();
+    r
+}
+
+async fn a_fence_on_an_unmoved_stream_commits(backend: Backend) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    // A stream with no events is at sequence 0.
+    log.append(fencing("a", 0, "provider", 0)).await?;
+    log.append(request("provider", 0, &[json!("hours")]))
+        .await?;
+    log.append(fencing("b", 0, "provider", 1)).await?;
+    // Nothing is written to the fenced stream.
+    assert_eq!(log.read_stream("test", "provider", 0).await?.len(), 1);
+    assert_eq!(log.head_position().await?, 3);
+    t.cleanup().await
+}
+
+async fn a_fence_on_a_moved_stream_conflicts_and_writes_nothing(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    log.append(request("provider", 0, &[json!("hours")]))
+        .await?;
+    log.append(request("provider", 1, &[json!("closure")]))
+        .await?;
+    let stale = log.append(fencing("a", 0, "provider", 1)).await;
+    assert!(
+        matches!(
+            &stale,
+            Err(AppendError::Conflict { aggregate_id, expected: 1, actual: 2, .. })
+                if aggregate_id == "provider"
+        ),
+        "{stale:?}"
+    );
+    // In an atomic unit, the fence fails the other requests too.
+    let stale = log
+        .append_atomic(vec![
+            request("b", 0, &[json!(1)]),
+            fencing("a", 0, "provider", 1),
+        ])
+        .await;
+    assert!(
+        matches!(stale, Err(AppendError::Conflict { .. })),
+        "{stale:?}"
+    );
+    assert!(log.read_stream("test", "a", 0).await?.is_empty());
+    assert!(log.read_stream("test", "b", 0).await?.is_empty());
+    assert_eq!(log.head_position().await?, 2);
+    // A fence at a negative sequence is refused before it reaches the writer.
+    assert!(matches!(
+        log.append(fencing("a", 0, "provider", -1)).await,
+        Err(AppendError::Invalid(_))
+    ));
+    t.cleanup().await
+}
+
+async fn appends_fencing_one_stream_do_not_conflict_with_each_other(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    log.append(request("provider", 0, &[json!("hours")]))
+        .await?;
+    // Two bookings of one provider, one after the other and in one batch.
+    log.append(fencing("a", 0, "provider", 1)).await?;
+    log.append(fencing("b", 0, "provider", 1)).await?;
+    let results = log
+        .append_many(vec![
+            fencing("c", 0, "provider", 1),
+            fencing("d", 0, "provider", 1),
+            fencing("a", 1, "provider", 1),
+        ])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(log.read_stream("test", "provider", 0).await?.len(), 1);
+    assert_eq!(log.head_position().await?, 6);
+    t.cleanup().await
+}
+
+async fn a_key_that_must_be_free_is_taken_when_another_stream_holds_it(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    log.append(claiming("appointment", 0, &["K"], &[])).await?;
+    let refused = log.append(needing_free("provider", 0, &["L", "K"])).await;
+    assert!(
+        matches!(refused, Err(AppendError::Taken { scope: "test.key" })),
+        "{refused:?}"
+    );
+    assert!(log.read_stream("test", "provider", 0).await?.is_empty());
+    assert_eq!(log.head_position().await?, 1);
+    // The check claimed nothing: L is free, and K still the appointment's.
+    assert_eq!(log.claim_holder(&key("L")).await?, None);
+    assert_eq!(
+        log.claim_holder(&key("K")).await?,
+        Some(("test".into(), "appointment".into()))
+    );
+    // Two checks of one free key do not collide (overlapping closures).
+    let results = log
+        .append_many(vec![
+            needing_free("provider", 0, &["L"]),
+            needing_free("other-provider", 0, &["L"]),
+        ])
+        .await;
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    log.append(needing_free("provider", 1, &["L"])).await?;
+    assert_eq!(log.claim_holder(&key("L")).await?, None);
+    t.cleanup().await
+}
+
+async fn a_key_is_free_when_unheld_held_by_the_appender_or_released_earlier_in_the_unit(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    log.append(needing_free("provider", 0, &["K"])).await?;
+    log.append(claiming("appointment", 0, &["K"], &[])).await?;
+    // Held by the appending stream itself.
+    log.append(needing_free("appointment", 1, &["K"])).await?;
+    // Released after the check, in the same unit: still held when checked.
+    let refused = log
+        .append_atomic(vec![
+            needing_free("provider", 1, &["K"]),
+            claiming("appointment", 2, &[], &["K"]),
+        ])
+        .await;
+    assert!(
+        matches!(refused, Err(AppendError::Taken { .. })),
+        "{refused:?}"
+    );
+    // Released before the check, in the same unit (a cancellation).
+    log.append_atomic(vec![
+        claiming("appointment", 2, &[], &["K"]),
+        needing_free("provider", 1, &["K"]),
+    ])
+    .await?;
+    assert_eq!(log.claim_holder(&key("K")).await?, None);
+    assert_eq!(log.head_position().await?, 5);
+    t.cleanup().await
+}
+
+async fn a_later_unit_in_a_batch_sees_an_earlier_units_claim_and_append(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    // One transaction, in queue order: checks before the claim and the
+    // append pass, checks after them fail, and each failure fails alone.
+    let results = log
+        .append_many(vec![
+            needing_free("x", 0, &["K"]),
+            fencing("y", 0, "provider", 0),
+            claiming("appointment", 0, &["K"], &[]),
+            request("provider", 0, &[json!("closure")]),
+            needing_free("z", 0, &["K"]),
+            fencing("w", 0, "provider", 0),
+            fencing("v", 0, "provider", 1),
+        ])
+        .await;
+    assert!(results[0].is_ok(), "{:?}", results[0]);
+    assert!(results[1].is_ok(), "{:?}", results[1]);
+    assert!(results[2].is_ok(), "{:?}", results[2]);
+    assert!(results[3].is_ok(), "{:?}", results[3]);
+    assert!(
+        matches!(results[4], Err(AppendError::Taken { .. })),
+        "{:?}",
+        results[4]
+    );
+    assert!(
+        matches!(
+            results[5],
+            Err(AppendError::Conflict {
+                expected: 0,
+                actual: 1,
+                ..
+            })
+        ),
+        "{:?}",
+        results[5]
+    );
+    assert!(results[6].is_ok(), "{:?}", results[6]);
+    assert!(log.read_stream("test", "z", 0).await?.is_empty());
+    assert!(log.read_stream("test", "w", 0).await?.is_empty());
+    let positions: Vec<i64> = all_events(&log)
+        .await?
+        .iter()
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(positions, (1..=5).collect::<Vec<_>>());
+    t.cleanup().await
+}
+
+async fn claim_holders_names_each_stream_holding_any_of_the_keys(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    assert!(log.claim_holders(&[]).await?.is_empty());
+    log.append(claiming("a", 0, &["K1", "K2"], &[])).await?;
+    log.append(claiming("b", 0, &["K3"], &[])).await?;
+    log.append(claiming("c", 0, &["K4"], &[])).await?;
+    let holders = log
+        .claim_holders(&[key("K2"), key("K1"), key("K3"), key("free"), key("K1")])
+        .await?;
+    assert_eq!(
+        holders,
+        vec![("test".into(), "a".into()), ("test".into(), "b".into())]
+    );
+    // A few thousand keys (more than one SQLite statement binds), held at
+    // the far end of the list.
+    let mut r = request("granules", 0, &[json!({"n": 1})]);
+    r.keys.claim = (2_900..3_000).map(|i| key(&format!("g{i}"))).collect();
+    log.append(r).await?;
+    let wanted: Vec<UniqueKey> = (0..3_000).map(|i| key(&format!("g{i}"))).collect();
+    assert_eq!(
+        log.claim_holders(&wanted).await?,
+        vec![("test".into(), "granules".into())]
+    );
+    t.cleanup().await
+}
+
+async fn stream_ids_lists_the_streams_of_one_type(backend: Backend) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    let reader = log.reader();
+    assert!(reader.stream_ids("test").await?.is_empty());
+    log.append(request("b", 0, &[json!(1), json!(2)])).await?;
+    log.append(request("a", 0, &[json!(3)])).await?;
+    log.append(request("b", 2, &[json!(4)])).await?;
+    let mut other = request("z", 0, &[json!(5)]);
+    other.aggregate_type = "other".into();
+    log.append(other).await?;
+    assert_eq!(reader.stream_ids("test").await?, vec!["a", "b"]);
+    assert_eq!(reader.stream_ids("other").await?, vec!["z"]);
+    assert!(reader.stream_ids("none").await?.is_empty());
     t.cleanup().await
 }

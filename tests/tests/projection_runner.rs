@@ -72,6 +72,7 @@ async fn append_events(log: &EventLog, prefix: &str, commands: usize) -> anyhow:
             metadata: EventMetadata::by(Actor::new("user-1", "nurse")),
             keys: Default::default(),
             credential: None,
+            guards: Default::default(),
         })
         .collect();
     for r in log.append_many(requests).await {

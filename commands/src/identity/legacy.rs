@@ -105,6 +105,7 @@ impl Identity {
                 user_id,
                 password_hash,
             }),
+            guards: Default::default(),
         };
         match log.append(request).await {
             Ok(_) => Ok(true),

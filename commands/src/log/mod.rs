@@ -21,8 +21,8 @@ pub use crate::database::Db;
 pub use anamnesis_domain::codec::describe_json_error;
 pub use reader::LogReader;
 pub use types::{
-    Actor, AppendError, AppendRequest, Appended, Credential, EventMetadata, Idempotency,
-    KeyChanges, NewEvent, Outcome, StoreError, StoredEvent, UniqueKey,
+    Actor, AppendError, AppendRequest, Appended, Credential, EventMetadata, Guards, Idempotency,
+    KeyChanges, NewEvent, Outcome, StoreError, StoredEvent, StreamAt, UniqueKey,
 };
 
 /// A handle on the log. Cheap to clone; the writer task stops when the last
@@ -211,6 +211,32 @@ impl EventLog {
         Ok(owner.and_then(|o| writer::owner_stream(&o)))
     }
 
+    /// The streams holding any of these unique keys, once each, as
+    /// (aggregate type, aggregate id), sorted: what holds a range of
+    /// calendar granules, say. By the keys' digests, one query on Postgres,
+    /// a few hundred keys a query on SQLite.
+    pub async fn claim_holders(
+        &self,
+        keys: &[UniqueKey],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let mut digests: Vec<Vec<u8>> = keys.iter().map(types::key_digest).collect();
+        digests.sort();
+        digests.dedup();
+        if digests.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut owners = match &self.db {
+            Db::Postgres(p) => postgres::claim_owners(p, &digests).await?,
+            Db::Sqlite(p) => sqlite::claim_owners(p, &digests).await?,
+        };
+        owners.sort();
+        owners.dedup();
+        Ok(owners
+            .iter()
+            .filter_map(|o| writer::owner_stream(o))
+            .collect())
+    }
+
     /// The user streams earlier releases kept under a username, listed once
     /// by migration 0006 (ADR 0006).
     pub async fn legacy_user_streams(&self) -> Result<Vec<String>, StoreError> {
@@ -285,6 +311,20 @@ fn validate(request: &AppendRequest) -> Result<(), AppendError> {
     }
     if request.events.iter().any(|e| e.event_type.is_empty()) {
         return Err(AppendError::Invalid("every event needs a type"));
+    }
+    let fences = &request.guards.streams;
+    if fences
+        .iter()
+        .any(|f| f.aggregate_type.is_empty() || f.aggregate_id.is_empty())
+    {
+        return Err(AppendError::Invalid(
+            "a fenced stream needs an aggregate type and id",
+        ));
+    }
+    if fences.iter().any(|f| f.sequence < 0) {
+        return Err(AppendError::Invalid(
+            "a fenced stream's sequence cannot be negative",
+        ));
     }
     Ok(())
 }

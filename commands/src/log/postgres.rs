@@ -7,8 +7,8 @@ use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 use super::writer::{
-    check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, KeyWrite, Plan,
-    StreamKey, UnitResult,
+    check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, stream_keys,
+    KeyWrite, Plan, StreamKey, UnitResult,
 };
 use super::{AppendRequest, Outcome, StoreError, StoredEvent};
 
@@ -27,24 +27,25 @@ const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, 
 /// Four round trips, the lock held for the last three:
 /// 1. `BEGIN` and lock the head row, in one simple query (waiting at most
 ///    5 s for the lock: a stuck holder fails appends, it does not hang them);
-/// 2. read the head and every stream's current sequence (a snapshot taken
-///    after the lock, so it sees every earlier append);
+/// 2. read the head, the current sequence of every stream the batch appends
+///    to or fences, and the holder of every key it claims, releases or needs
+///    free (a snapshot taken after the lock, so it sees every earlier append);
 /// 3. insert the events, advance the head and NOTIFY, in one statement;
 /// 4. `COMMIT`.
 pub(crate) async fn commit_batch(
     pool: &PgPool,
     units: &[&[AppendRequest]],
 ) -> Result<(Vec<UnitResult>, i64), StoreError> {
-    let requests: Vec<&AppendRequest> = units.iter().flat_map(|u| u.iter()).collect();
     let mut tx = pool
         .begin_with(
             "BEGIN; SET LOCAL lock_timeout = '5s'; SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE",
         )
         .await?;
 
-    let (types, ids): (Vec<&str>, Vec<&str>) = requests
+    let streams = stream_keys(units);
+    let (types, ids): (Vec<&str>, Vec<&str>) = streams
         .iter()
-        .map(|r| (r.aggregate_type.as_str(), r.aggregate_id.as_str()))
+        .map(|(t, id)| (t.as_str(), id.as_str()))
         .unzip();
     let digests = key_digests(units);
     type Head = (
@@ -76,11 +77,7 @@ pub(crate) async fn commit_batch(
     .fetch_one(&mut *tx)
     .await?;
     check_head(position, &hash, last, last_hash.as_deref())?;
-    let sequences: HashMap<StreamKey, i64> = requests
-        .iter()
-        .zip(current)
-        .map(|(r, s)| ((r.aggregate_type.clone(), r.aggregate_id.clone()), s))
-        .collect();
+    let sequences: HashMap<StreamKey, i64> = streams.into_iter().zip(current).collect();
 
     let owners = owners_of(digests, owners);
     let answered = answered(&mut tx, idempotency_keys(units)).await?;
@@ -262,6 +259,20 @@ pub(crate) async fn password_hash(
         sqlx::query_scalar("SELECT password_hash FROM credentials WHERE user_id = $1")
             .bind(user_id)
             .fetch_optional(pool)
+            .await?,
+    )
+}
+
+/// The owners of the claims with these digests (an owner once per key it
+/// holds), in one query: an index probe per key.
+pub(crate) async fn claim_owners(
+    pool: &PgPool,
+    digests: &[Vec<u8>],
+) -> Result<Vec<String>, StoreError> {
+    Ok(
+        sqlx::query_scalar("SELECT owner FROM unique_claims WHERE key = ANY($1::bytea[])")
+            .bind(digests)
+            .fetch_all(pool)
             .await?,
     )
 }

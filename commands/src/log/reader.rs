@@ -107,6 +107,29 @@ impl LogReader {
         })
     }
 
+    /// The ids of every stream of `aggregate_type`, sorted. Every stream has
+    /// exactly one event at sequence 1, so this reads the index behind
+    /// `UNIQUE (aggregate_type, aggregate_id, sequence)` over the type's
+    /// range, already in id order, with no sort and no `DISTINCT`.
+    pub async fn stream_ids(&self, aggregate_type: &str) -> Result<Vec<String>, StoreError> {
+        let sql = "SELECT aggregate_id FROM events WHERE aggregate_type = $1 AND sequence = 1 \
+                   ORDER BY aggregate_id";
+        Ok(match &self.db {
+            Db::Postgres(p) => {
+                sqlx::query_scalar(sql)
+                    .bind(aggregate_type)
+                    .fetch_all(p)
+                    .await?
+            }
+            Db::Sqlite(p) => {
+                sqlx::query_scalar(sql)
+                    .bind(aggregate_type)
+                    .fetch_all(p)
+                    .await?
+            }
+        })
+    }
+
     /// The position of the last committed event, read from the database.
     /// Every event at or before it is committed and visible.
     pub async fn head(&self) -> Result<i64, StoreError> {

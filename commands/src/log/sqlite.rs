@@ -11,8 +11,8 @@ use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
 use super::writer::{
-    check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, StreamKey,
-    UnitResult,
+    check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, stream_keys,
+    StreamKey, UnitResult,
 };
 use super::{AppendRequest, Outcome, StoreError, StoredEvent};
 
@@ -24,7 +24,6 @@ pub(crate) async fn commit_batch(
     pool: &SqlitePool,
     units: &[&[AppendRequest]],
 ) -> Result<(Vec<UnitResult>, i64), StoreError> {
-    let requests: Vec<&AppendRequest> = units.iter().flat_map(|u| u.iter()).collect();
     // In line behind this process's other writers (`Db::write_turn`).
     let _turn = crate::database::Db::Sqlite(pool.clone()).write_turn().await;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -41,6 +40,7 @@ pub(crate) async fn commit_batch(
     .await?;
     check_head(position, &hash, last, last_hash.as_deref())?;
 
+    // Every key the batch claims, releases or needs free.
     let digests = key_digests(units);
     let mut owners = Vec::with_capacity(digests.len());
     for digest in &digests {
@@ -52,22 +52,19 @@ pub(crate) async fn commit_batch(
         owners.push(owner);
     }
 
+    // Every stream the batch appends to or fences.
     let mut sequences: HashMap<StreamKey, i64> = HashMap::new();
-    for r in &requests {
-        let key = (r.aggregate_type.clone(), r.aggregate_id.clone());
-        if sequences.contains_key(&key) {
-            continue;
-        }
+    for (aggregate_type, aggregate_id) in stream_keys(units) {
         let current: i64 = sqlx::query_scalar(
             "SELECT COALESCE((SELECT sequence FROM events \
              WHERE aggregate_type = $1 AND aggregate_id = $2 \
              ORDER BY sequence DESC LIMIT 1), 0)",
         )
-        .bind(&r.aggregate_type)
-        .bind(&r.aggregate_id)
+        .bind(&aggregate_type)
+        .bind(&aggregate_id)
         .fetch_one(&mut *tx)
         .await?;
-        sequences.insert(key, current);
+        sequences.insert((aggregate_type, aggregate_id), current);
     }
 
     let owners = owners_of(digests, owners);
@@ -242,6 +239,32 @@ pub(crate) async fn password_hash(
             .fetch_optional(pool)
             .await?,
     )
+}
+
+/// The most parameters one statement binds: well inside SQLite's limit
+/// (32,766 since 3.32, 999 before).
+const MAX_BINDS: usize = 500;
+
+/// The owners of the claims with these digests (an owner once per key it
+/// holds), [`MAX_BINDS`] keys a query.
+pub(crate) async fn claim_owners(
+    pool: &SqlitePool,
+    digests: &[Vec<u8>],
+) -> Result<Vec<String>, StoreError> {
+    let mut owners = Vec::new();
+    for chunk in digests.chunks(MAX_BINDS) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT owner FROM unique_claims WHERE key IN ({})",
+            list.join(", ")
+        );
+        let mut query = sqlx::query_scalar(&sql);
+        for digest in chunk {
+            query = query.bind(digest);
+        }
+        owners.extend(query.fetch_all(pool).await?);
+    }
+    Ok(owners)
 }
 
 pub(crate) async fn head(pool: &SqlitePool) -> Result<i64, StoreError> {

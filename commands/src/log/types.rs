@@ -128,6 +128,38 @@ pub struct AppendRequest {
     /// A password to store with these events (the event records that it
     /// was set; the credential table holds it): both commit, or neither.
     pub credential: Option<Credential>,
+    /// Conditions the append commits under and writes nothing for: other
+    /// streams that must not have moved, keys no other stream may hold.
+    pub guards: Guards,
+}
+
+/// What must still hold when an append commits, checked under the head lock
+/// in commit order (a command earlier in the same batch, or earlier in the
+/// same atomic unit, counts as before), and written nowhere: a booking fences
+/// its provider's stream without appending to it, so two bookings of one
+/// provider do not conflict with each other; a closure checks that no
+/// appointment holds its granules without claiming them, so two overlapping
+/// closures do not collide (ADR 0003).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Guards {
+    /// Streams this append does not write to that must still be at the given
+    /// sequence; one that moved fails the append with [`AppendError::Conflict`]
+    /// naming it.
+    pub streams: Vec<StreamAt>,
+    /// Unique keys no other stream may hold when this append commits; one
+    /// that is held fails the append with [`AppendError::Taken`]. A key the
+    /// appending stream holds itself, or that an earlier request of the same
+    /// unit released, is free.
+    pub free: Vec<UniqueKey>,
+}
+
+/// A stream at a sequence: the last sequence the command saw (0 for a stream
+/// with no events).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamAt {
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
 }
 
 /// A user's password credential, kept in the mutable `credentials` table,
@@ -240,7 +272,8 @@ mod hex_bytes {
 /// Why an append did not happen. Nothing of the command was written in any case.
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
-    /// Another command appended to the stream since this one loaded it.
+    /// Another command appended to the stream since this one loaded it (the
+    /// stream appended to, or one the command fenced, [`Guards::streams`]).
     #[error("stream {aggregate_type}/{aggregate_id} is at sequence {actual}, not {expected}")]
     Conflict {
         aggregate_type: String,
@@ -252,7 +285,8 @@ pub enum AppendError {
     /// was appended; this is what it answered.
     #[error("a command with this idempotency key already committed")]
     Repeated(Outcome),
-    /// A unique key the command claims is held by another stream.
+    /// A unique key the command claims, or needs free ([`Guards::free`]), is
+    /// held by another stream.
     #[error("a unique {scope} is held by another record")]
     Taken { scope: &'static str },
     /// The request itself is unacceptable (no events, no actor, ...).

@@ -4,7 +4,8 @@
 //! Positions and the hash chain are assigned in `plan_batch`, inside the
 //! backend's transaction and under its lock on the one-row log head, so they
 //! are gap-free and in commit order. A command whose expected sequence is stale
-//! is answered with a conflict and left out; the others in its batch go on.
+//! (or whose guards do not hold) is answered with a conflict and left out; the
+//! others in its batch go on.
 
 use std::collections::HashMap;
 
@@ -69,17 +70,94 @@ pub(crate) struct KeyWrite {
     pub owner: Option<String>,
 }
 
-/// Every key digest a batch claims or releases, for the backend to look up.
+/// Every key digest a batch claims, releases or needs free, for the backend
+/// to look up.
 pub(crate) fn key_digests(units: &[&[AppendRequest]]) -> Vec<Vec<u8>> {
     let mut digests: Vec<Vec<u8>> = units
         .iter()
         .flat_map(|u| u.iter())
-        .flat_map(|r| r.keys.claim.iter().chain(r.keys.release.iter()))
+        .flat_map(|r| {
+            r.keys
+                .claim
+                .iter()
+                .chain(&r.keys.release)
+                .chain(&r.guards.free)
+        })
         .map(key_digest)
         .collect();
     digests.sort();
     digests.dedup();
     digests
+}
+
+/// Every stream a batch appends to or fences, once, for the backend to look
+/// up.
+pub(crate) fn stream_keys(units: &[&[AppendRequest]]) -> Vec<StreamKey> {
+    let mut keys: Vec<StreamKey> = units
+        .iter()
+        .flat_map(|u| u.iter())
+        .flat_map(|r| {
+            let fenced = r.guards.streams.iter();
+            std::iter::once((r.aggregate_type.clone(), r.aggregate_id.clone()))
+                .chain(fenced.map(|f| (f.aggregate_type.clone(), f.aggregate_id.clone())))
+        })
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
+
+/// A stream's sequence as a unit sees it: the unit's own appends so far,
+/// over the batch's committed units, over the database.
+fn sequence_in(
+    unit: &HashMap<StreamKey, i64>,
+    batch: &HashMap<StreamKey, i64>,
+    stream: &StreamKey,
+) -> i64 {
+    unit.get(stream)
+        .or_else(|| batch.get(stream))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// A key's holder as a unit sees it, the same way.
+fn holder_in(
+    unit: &HashMap<Vec<u8>, Option<String>>,
+    batch: &HashMap<Vec<u8>, Option<String>>,
+    digest: &[u8],
+) -> Option<String> {
+    unit.get(digest)
+        .or_else(|| batch.get(digest))
+        .cloned()
+        .flatten()
+}
+
+/// Why a request's guards fail, if they do, given each stream's `sequence`
+/// and each key digest's `holder` where the unit has got to: a fenced stream
+/// that moved, or a key that must be free and is held by another stream than
+/// `me`.
+fn broken_guard(
+    req: &AppendRequest,
+    me: &str,
+    sequence: impl Fn(&StreamKey) -> i64,
+    holder: impl Fn(&[u8]) -> Option<String>,
+) -> Option<AppendError> {
+    let moved = req.guards.streams.iter().find_map(|f| {
+        let actual = sequence(&(f.aggregate_type.clone(), f.aggregate_id.clone()));
+        (actual != f.sequence).then(|| AppendError::Conflict {
+            aggregate_type: f.aggregate_type.clone(),
+            aggregate_id: f.aggregate_id.clone(),
+            expected: f.sequence,
+            actual,
+        })
+    });
+    moved.or_else(|| {
+        req.guards
+            .free
+            .iter()
+            .find(|k| holder(&key_digest(k)).is_some_and(|owner| owner != me))
+            .map(|k| AppendError::Taken { scope: k.scope })
+    })
 }
 
 /// How a stream is named as the owner of a key.
@@ -96,8 +174,13 @@ pub(crate) fn owner_stream(owner: &str) -> Option<(String, String)> {
 }
 
 /// Assigns positions, sequences and hashes to the events of every unit whose
-/// requests all match their streams' sequences, in queue order. A unit with a
-/// stale request is left out whole.
+/// requests all match their streams' sequences and whose guards hold, in queue
+/// order. A unit with a stale request, a broken guard or a taken key is left
+/// out whole.
+///
+/// `sequences` holds every stream the batch appends to or fences
+/// ([`stream_keys`]), `owners` every key it claims, releases or needs free
+/// ([`key_digests`]).
 pub(crate) fn plan_batch(
     head: (i64, Vec<u8>),
     mut sequences: HashMap<StreamKey, i64>,
@@ -129,11 +212,7 @@ pub(crate) fn plan_batch(
         let mut conflict = None;
         for req in unit.iter() {
             let key = (req.aggregate_type.clone(), req.aggregate_id.clone());
-            let actual = unit_sequences
-                .get(&key)
-                .or_else(|| sequences.get(&key))
-                .copied()
-                .unwrap_or(0);
+            let actual = sequence_in(&unit_sequences, &sequences, &key);
             if actual != req.expected_sequence {
                 conflict = Some(AppendError::Conflict {
                     aggregate_type: req.aggregate_type.clone(),
@@ -144,13 +223,18 @@ pub(crate) fn plan_batch(
                 break;
             }
             let me = owner_name(req);
+            conflict = broken_guard(
+                req,
+                &me,
+                |stream| sequence_in(&unit_sequences, &sequences, stream),
+                |digest| holder_in(&unit_owners, &owners, digest),
+            );
+            if conflict.is_some() {
+                break;
+            }
             for given_up in &req.keys.release {
                 let digest = key_digest(given_up);
-                let held = unit_owners
-                    .get(&digest)
-                    .or_else(|| owners.get(&digest))
-                    .cloned()
-                    .flatten();
+                let held = holder_in(&unit_owners, &owners, &digest);
                 if held.as_deref() == Some(me.as_str()) {
                     unit_owners.insert(digest.clone(), None);
                     unit_touched.push((digest, given_up.scope));
@@ -158,11 +242,7 @@ pub(crate) fn plan_batch(
             }
             for wanted in &req.keys.claim {
                 let digest = key_digest(wanted);
-                let held = unit_owners
-                    .get(&digest)
-                    .or_else(|| owners.get(&digest))
-                    .cloned()
-                    .flatten();
+                let held = holder_in(&unit_owners, &owners, &digest);
                 if held.as_deref().is_some_and(|owner| owner != me) {
                     conflict = Some(AppendError::Taken {
                         scope: wanted.scope,
