@@ -277,6 +277,16 @@ fn instant_on_grain(t: DateTime<Utc>) -> bool {
     t.timestamp_subsec_nanos() == 0 && t.timestamp() % (60 * GRANULE_MINUTES) == 0
 }
 
+/// `OffGrain(field)` unless `t` is on the grain: the error names the field
+/// that is off, start or end.
+fn on_grain_or(field: &'static str, t: DateTime<Utc>) -> Result<(), ScheduleError> {
+    if instant_on_grain(t) {
+        Ok(())
+    } else {
+        Err(ScheduleError::OffGrain(field))
+    }
+}
+
 /// Parses an appointment's time: on the grain, start before end, at most
 /// [`MAX_APPOINTMENT_MINUTES`] long, in the future and not too far ahead.
 pub fn appointment_period(
@@ -284,9 +294,8 @@ pub fn appointment_period(
     end: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<Period, ScheduleError> {
-    if !instant_on_grain(start) || !instant_on_grain(end) {
-        return Err(ScheduleError::OffGrain("starts_at"));
-    }
+    on_grain_or("starts_at", start)?;
+    on_grain_or("ends_at", end)?;
     let period = Period { start, end };
     if end <= start || period.minutes() > MAX_APPOINTMENT_MINUTES {
         return Err(ScheduleError::InvalidPeriod);
@@ -327,8 +336,8 @@ pub struct Closure {
 impl Closure {
     /// Checks a submitted closure: whole days are local midnight to local
     /// midnight in the clinic's zone (23 or 25 hours on DST days); a period
-    /// is on the grain; at most [`MAX_CLOSURE_DAYS`] long, ending in the
-    /// future, not too far ahead.
+    /// is on the grain; at most [`MAX_CLOSURE_DAYS`] long (local days, or
+    /// 24-hour days for a period), ending in the future, not too far ahead.
     pub fn parse(
         closure_id: Uuid,
         span: ClosureSpan,
@@ -341,6 +350,11 @@ impl Closure {
                 if to < from {
                     return Err(ScheduleError::InvalidPeriod);
                 }
+                // Counted in local days: a day the clocks fall back is
+                // 25 hours, and 62 such days are still 62 days.
+                if (to - from).num_days() >= MAX_CLOSURE_DAYS {
+                    return Err(ScheduleError::ClosureTooLong);
+                }
                 let period = Period {
                     start: zone.day(from).0,
                     end: zone.day(to).1,
@@ -348,18 +362,17 @@ impl Closure {
                 (period, true)
             }
             ClosureSpan::Period { start, end } => {
-                if !instant_on_grain(start) || !instant_on_grain(end) {
-                    return Err(ScheduleError::OffGrain("starts_at"));
-                }
+                on_grain_or("starts_at", start)?;
+                on_grain_or("ends_at", end)?;
                 if end <= start {
                     return Err(ScheduleError::InvalidPeriod);
+                }
+                if end - start > Duration::days(MAX_CLOSURE_DAYS) {
+                    return Err(ScheduleError::ClosureTooLong);
                 }
                 (Period { start, end }, false)
             }
         };
-        if period.end - period.start > Duration::days(MAX_CLOSURE_DAYS) {
-            return Err(ScheduleError::ClosureTooLong);
-        }
         if period.end <= now {
             return Err(ScheduleError::InThePast);
         }
