@@ -198,33 +198,6 @@ impl MinPosition {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn an_iso_date_parses() {
-        assert_eq!(
-            parse_iso_date("2020-01-31"),
-            NaiveDate::from_ymd_opt(2020, 1, 31)
-        );
-    }
-
-    #[test]
-    fn short_fields_signed_and_long_years_are_refused() {
-        for bad in [
-            "2020-1-1",
-            "-0001-01-01",
-            "+2020-01-01",
-            "20200-01-01",
-            "2020-02-30",
-            "2020/01/01",
-        ] {
-            assert_eq!(parse_iso_date(bad), None, "{bad}");
-        }
-    }
-}
-
 /// An instant as RFC 3339 with an offset (`2026-12-01T09:30:00-08:00`), as UTC.
 pub fn parse_instant(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(text)
@@ -256,3 +229,31 @@ pub fn instant_opt<'de, D: serde::Deserializer<'de>>(
     })
     .transpose()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_iso_date_parses() {
+        assert_eq!(
+            parse_iso_date("2020-01-31"),
+            NaiveDate::from_ymd_opt(2020, 1, 31)
+        );
+    }
+
+    #[test]
+    fn short_fields_signed_and_long_years_are_refused() {
+        for bad in [
+            "2020-1-1",
+            "-0001-01-01",
+            "+2020-01-01",
+            "20200-01-01",
+            "2020-02-30",
+            "2020/01/01",
+        ] {
+            assert_eq!(parse_iso_date(bad), None, "{bad}");
+        }
+    }
+}
+

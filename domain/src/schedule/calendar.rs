@@ -196,6 +196,15 @@ impl Availability {
             if day.intervals.windows(2).any(|p| p[1].start < p[0].end) {
                 return Err(ScheduleError::OverlappingHours);
             }
+            // Touching intervals (09:00–12:00, 12:00–17:00) are one span: a
+            // booking across the seam is inside working hours.
+            day.intervals.dedup_by(|later, earlier| {
+                let touching = later.start == earlier.end;
+                if touching {
+                    earlier.end = later.end;
+                }
+                touching
+            });
         }
         hours.retain(|d| !d.intervals.is_empty());
         Ok(Self {

@@ -188,3 +188,22 @@ async fn new_hours_replace_the_old_ones() {
             .unwrap(),
         }]);
 }
+
+#[tokio::test]
+async fn touching_intervals_are_stored_as_one_span() {
+    let command = set_hours(
+        monday(&[interval((12, 0), (17, 0)), interval((9, 0), (12, 0))]),
+        30,
+    );
+    let expected = Availability {
+        hours: vec![on(Day::Monday, &[interval((9, 0), (17, 0))])],
+        slot_minutes: 30,
+        effective_from: None,
+        effective_to: None,
+    };
+    given(vec![enrolled()], command)
+        .await
+        .then_expect_events(vec![ProviderEvent::AvailabilitySet {
+            availability: expected,
+        }]);
+}
