@@ -46,7 +46,12 @@ pub struct Settings {
 
     /// The clinic's time zone, an IANA name (`America/Los_Angeles`): working
     /// hours and whole-day closures are local time in it.
-    #[arg(long, env = "ANAMNESIS_TIME_ZONE", default_value = "UTC", global = true)]
+    #[arg(
+        long,
+        env = "ANAMNESIS_TIME_ZONE",
+        default_value = "UTC",
+        global = true
+    )]
     pub time_zone: String,
 
     /// How far ahead free-slot queries reach, in weeks.

@@ -16,8 +16,8 @@ use anamnesis_commands::dispatch::CommandBus;
 use anamnesis_commands::{Db, EventLog, LogReader};
 use anamnesis_projections::activity::Activity;
 use anamnesis_projections::patients::Patients;
-use anamnesis_projections::schedule::Schedule;
 use anamnesis_projections::runner::{self, Projector, RunnerConfig};
+use anamnesis_projections::schedule::Schedule;
 
 use crate::auth::Tokens;
 use crate::config::ServeSettings;

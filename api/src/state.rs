@@ -8,8 +8,8 @@ use tokio::sync::watch;
 use anamnesis_commands::dispatch::CommandBus;
 use anamnesis_commands::identity::Identity;
 use anamnesis_commands::schedule::Scheduler;
-use anamnesis_domain::schedule::ClinicZone;
 use anamnesis_commands::{Db, EventLog};
+use anamnesis_domain::schedule::ClinicZone;
 
 use anamnesis_projections::runner::Failure;
 

@@ -4,8 +4,8 @@
 pub mod database;
 pub mod dispatch;
 pub mod identity;
-pub mod schedule;
 pub mod log;
+pub mod schedule;
 
 pub use database::{Db, DbError};
 pub use log::{

@@ -15,8 +15,8 @@ use uuid::Uuid;
 
 use anamnesis_domain::patient::Patient;
 use anamnesis_domain::schedule::{
-    Appointment, AppointmentCommand, Calendar, ClinicCalendar, ClinicCommand, ClinicZone,
-    Closure, ClosureSpan, PatientStanding, Period, Provider, ProviderCommand, ScheduleError,
+    Appointment, AppointmentCommand, Calendar, ClinicCalendar, ClinicCommand, ClinicZone, Closure,
+    ClosureSpan, PatientStanding, Period, Provider, ProviderCommand, ScheduleError,
     CLINIC_CALENDAR_ID, PROVIDER_SCOPE,
 };
 use anamnesis_domain::unique::UniqueKey;
@@ -92,14 +92,8 @@ impl Scheduler {
     }
 
     async fn load_calendar(&self, provider_id: Uuid) -> Result<Loaded> {
-        let (provider, p_seq, _) = self
-            .bus
-            .load::<Provider>(&provider_id.to_string())
-            .await?;
-        let (clinic, c_seq, _) = self
-            .bus
-            .load::<ClinicCalendar>(CLINIC_CALENDAR_ID)
-            .await?;
+        let (provider, p_seq, _) = self.bus.load::<Provider>(&provider_id.to_string()).await?;
+        let (clinic, c_seq, _) = self.bus.load::<ClinicCalendar>(CLINIC_CALENDAR_ID).await?;
         let mut closures: Vec<Closure> = provider.time_off().to_vec();
         closures.extend(clinic.holidays().iter().cloned());
         let calendar = Calendar {
@@ -206,7 +200,8 @@ impl Scheduler {
                 return Err(CommandError::Rejected(ScheduleError::UnknownAppointment));
             };
             let loaded = self.load_calendar(booking.provider_id).await?;
-            let ends_at = ends_at.unwrap_or(starts_at + (booking.period.end - booking.period.start));
+            let ends_at =
+                ends_at.unwrap_or(starts_at + (booking.period.end - booking.period.start));
             let command = AppointmentCommand::Reschedule {
                 calendar: loaded.calendar,
                 starts_at,
@@ -215,13 +210,7 @@ impl Scheduler {
             };
             let decided = self
                 .bus
-                .decide_from(
-                    loaded_appointment,
-                    &id.to_string(),
-                    command,
-                    &(),
-                    metadata,
-                )
+                .decide_from(loaded_appointment, &id.to_string(), command, &(), metadata)
                 .await?;
             match self.bus.commit(fenced(decided, loaded.fences)).await {
                 Ok(done) => return Ok(done),
@@ -277,7 +266,10 @@ impl Scheduler {
                         .bus
                         .decide::<Provider>(&provider_id.to_string(), command, &(), metadata)
                         .await?;
-                    (decided, closure.period.calendar_keys(PROVIDER_SCOPE, provider_id))
+                    (
+                        decided,
+                        closure.period.calendar_keys(PROVIDER_SCOPE, provider_id),
+                    )
                 }
                 None => {
                     let command = ClinicCommand::AddHoliday {
@@ -332,12 +324,7 @@ impl Scheduler {
                 };
                 match self
                     .bus
-                    .decide::<Appointment>(
-                        &appointment.to_string(),
-                        command,
-                        &(),
-                        &cancel_metadata,
-                    )
+                    .decide::<Appointment>(&appointment.to_string(), command, &(), &cancel_metadata)
                     .await?
                 {
                     Decision::Append(r) => unit.push(*r),
@@ -367,12 +354,7 @@ impl Scheduler {
 
     /// The calendar keys of every provider over `period` (a clinic holiday).
     async fn every_provider_keys(&self, period: &Period) -> Result<Vec<UniqueKey>> {
-        let ids = self
-            .bus
-            .log()
-            .reader()
-            .stream_ids(Provider::TYPE)
-            .await?;
+        let ids = self.bus.log().reader().stream_ids(Provider::TYPE).await?;
         let mut keys = Vec::new();
         for id in ids {
             // Provider streams are named by UUID; another id holds no calendar.

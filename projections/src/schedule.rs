@@ -38,9 +38,9 @@ impl Decode for ScheduleEvent {
             "clinic_calendar" => {
                 Self::Clinic(ClinicEvent::from_stored(event_type, version, payload)?)
             }
-            "appointment" => Self::Appointment(AppointmentEvent::from_stored(
-                event_type, version, payload,
-            )?),
+            "appointment" => {
+                Self::Appointment(AppointmentEvent::from_stored(event_type, version, payload)?)
+            }
             _ => {
                 return Err(DecodeError::Unknown {
                     event_type: event_type.to_owned(),
@@ -292,9 +292,11 @@ impl Fold {
                 }
                 None => {
                     let (cancel_reason, late, by_clinic) = match &c.cancelled {
-                        Some((r, late, clinic)) => {
-                            (Some(r.clone()), Some(i64::from(*late)), Some(i64::from(*clinic)))
-                        }
+                        Some((r, late, clinic)) => (
+                            Some(r.clone()),
+                            Some(i64::from(*late)),
+                            Some(i64::from(*clinic)),
+                        ),
                         None => (None, None, None),
                     };
                     updates.push((
@@ -404,7 +406,10 @@ const PROVIDER_COLUMNS: &str =
 /// One provider.
 pub async fn provider(db: &Db, id: &str) -> Result<Option<ProviderView>, sqlx::Error> {
     let sql = format!("SELECT {PROVIDER_COLUMNS} FROM providers WHERE provider_id = $1");
-    on_pool!(db, |p| sqlx::query_as(&sql).bind(id).fetch_optional(p).await)
+    on_pool!(db, |p| sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(p)
+        .await)
 }
 
 /// Providers, by specialty (exact, any case) when given, in id order after
@@ -461,7 +466,10 @@ pub async fn appointment(db: &Db, id: &str) -> Result<Option<AppointmentRow>, sq
         "SELECT {APPOINTMENT_COLUMNS} FROM appointments a \
          LEFT JOIN patients p ON p.patient_id = a.patient_id WHERE a.appointment_id = $1"
     );
-    on_pool!(db, |p| sqlx::query_as(&sql).bind(id).fetch_optional(p).await)
+    on_pool!(db, |p| sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(p)
+        .await)
 }
 
 /// Which appointments a query wants.
@@ -540,7 +548,10 @@ pub async fn busy(
         .await)?;
     rows.into_iter()
         .map(|(s, e)| {
-            match (DateTime::from_timestamp(s, 0), DateTime::from_timestamp(e, 0)) {
+            match (
+                DateTime::from_timestamp(s, 0),
+                DateTime::from_timestamp(e, 0),
+            ) {
                 (Some(start), Some(end)) => Ok(Period { start, end }),
                 _ => Err(sqlx::Error::Decode(
                     "an appointment's time is out of range".into(),

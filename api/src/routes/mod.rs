@@ -69,10 +69,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(patients::add_condition))
         .routes(routes!(patients::resolve_condition))
         .routes(routes!(patients::mark_deceased))
-        .routes(routes!(
-            schedule::enroll_provider,
-            schedule::list_providers
-        ))
+        .routes(routes!(schedule::enroll_provider, schedule::list_providers))
         .routes(routes!(schedule::get_provider))
         .routes(routes!(schedule::set_availability))
         .routes(routes!(schedule::add_time_off))

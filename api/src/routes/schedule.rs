@@ -23,7 +23,9 @@ use anamnesis_projections::schedule::{
 use super::Accepted;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{instant, instant_opt, iso_date_opt, parse_instant, parse_iso_date, Body, MinPosition};
+use crate::extract::{
+    instant, instant_opt, iso_date_opt, parse_instant, parse_iso_date, Body, MinPosition,
+};
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
@@ -106,10 +108,7 @@ pub async fn enroll_provider(
         .load::<User>(&body.user_id.to_string())
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let user_role = user
-        .account()
-        .filter(|_| user.is_active())
-        .map(|a| a.role);
+    let user_role = user.account().filter(|_| user.is_active()).map(|a| a.role);
     let id = Uuid::now_v7();
     let command = ProviderCommand::Enroll {
         user_id: body.user_id,
@@ -178,7 +177,8 @@ pub async fn list_providers(
     params: Result<Query<ProviderParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ProviderPage>, ApiError> {
     authorize(&who, Action::ListProviders, &Context::NONE)?;
-    let Query(p) = params.map_err(|_| bad_query("query parameters are specialty, cursor, limit"))?;
+    let Query(p) =
+        params.map_err(|_| bad_query("query parameters are specialty, cursor, limit"))?;
     let limit = limit(p.limit)?;
     let specialty = p
         .specialty
@@ -189,7 +189,11 @@ pub async fn list_providers(
         .transpose()?;
     let after = p
         .cursor
-        .map(|c| id_of(&c).map(|u| u.to_string()).map_err(|_| bad_param("cursor", "cursor is a next_cursor")))
+        .map(|c| {
+            id_of(&c)
+                .map(|u| u.to_string())
+                .map_err(|_| bad_param("cursor", "cursor is a next_cursor"))
+        })
         .transpose()?;
     min.wait(state.progress(read_model::NAME)).await?;
     let (items, more) =
@@ -718,8 +722,8 @@ pub async fn next_slots(
     params: Result<Query<NextSlotParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SlotList>, ApiError> {
     authorize(&who, Action::ListProviders, &Context::NONE)?;
-    let Query(p) =
-        params.map_err(|_| bad_query("query parameters are specialty, from (YYYY-MM-DD), limit"))?;
+    let Query(p) = params
+        .map_err(|_| bad_query("query parameters are specialty, from (YYYY-MM-DD), limit"))?;
     let max = match p.limit {
         None => 10,
         Some(l) => l
@@ -849,7 +853,13 @@ pub async fn overbook_appointment(
     Body(body): Body<OverbookBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     authorize(&who, Action::Overbook, &Context::NONE)?;
-    book(&state, (&who, &key), body.booking, Some(body.overbook_reason)).await
+    book(
+        &state,
+        (&who, &key),
+        body.booking,
+        Some(body.overbook_reason),
+    )
+    .await
 }
 
 /// An appointment as shown.
@@ -858,7 +868,7 @@ pub struct AppointmentView {
     pub appointment_id: String,
     pub provider_id: String,
     pub patient_id: String,
-    /// The patient's name, for staff, compliance and the provider.
+    /// The patient's name, for staff, compliance, the patient and the provider.
     pub patient_name: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     pub starts_at: DateTime<FixedOffset>,
@@ -866,8 +876,10 @@ pub struct AppointmentView {
     pub ends_at: DateTime<FixedOffset>,
     /// booked, checked_in, in_progress, completed, cancelled or no_show.
     pub status: String,
-    pub reason_for_visit: String,
+    /// Shown with the patient's name only.
+    pub reason_for_visit: Option<String>,
     pub overbook_reason: Option<String>,
+    /// Shown with the patient's name only.
     pub cancel_reason: Option<String>,
     /// Cancelled less than 24 h ahead.
     pub late_cancellation: bool,
@@ -875,6 +887,8 @@ pub struct AppointmentView {
     pub cancelled_by_clinic: bool,
 }
 
+/// An appointment row as shown; without `names` (a role that may see the
+/// calendar but not who is on it) no patient name or reason is shown.
 fn view(state: &AppState, row: AppointmentRow, names: bool) -> Result<AppointmentView, ApiError> {
     let zone = state.scheduler().zone();
     let at = |s: i64| {
@@ -893,9 +907,9 @@ fn view(state: &AppState, row: AppointmentRow, names: bool) -> Result<Appointmen
         provider_id: row.provider_id,
         patient_id: row.patient_id,
         status: row.status,
-        reason_for_visit: row.reason_for_visit,
+        reason_for_visit: names.then_some(row.reason_for_visit),
         overbook_reason: row.overbook_reason,
-        cancel_reason: row.cancel_reason,
+        cancel_reason: row.cancel_reason.filter(|_| names),
         late_cancellation: row.late != 0,
         cancelled_by_clinic: row.by_clinic != 0,
     })
@@ -951,7 +965,11 @@ pub async fn cancel_appointment(
     Body(body): Body<CancelBody>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = id_of(&id)?;
-    authorize(&who, Action::ChangeAppointment, &appointment_context(&state, id).await?)?;
+    authorize(
+        &who,
+        Action::ChangeAppointment,
+        &appointment_context(&state, id).await?,
+    )?;
     let command = AppointmentCommand::Cancel {
         reason: body.reason,
         by_clinic: false,
@@ -995,7 +1013,11 @@ pub async fn reschedule_appointment(
     Body(body): Body<RescheduleBody>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = id_of(&id)?;
-    authorize(&who, Action::ChangeAppointment, &appointment_context(&state, id).await?)?;
+    authorize(
+        &who,
+        Action::ChangeAppointment,
+        &appointment_context(&state, id).await?,
+    )?;
     let done = state
         .scheduler()
         .reschedule(
@@ -1020,10 +1042,18 @@ async fn visit_step(
     step: fn(DateTime<Utc>) -> AppointmentCommand,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = id_of(id)?;
-    authorize(who, Action::RunVisit, &appointment_context(state, id).await?)?;
+    authorize(
+        who,
+        Action::RunVisit,
+        &appointment_context(state, id).await?,
+    )?;
     let done = state
         .scheduler()
-        .appointment(id, step(Utc::now()), &metadata(key, who, StatusCode::OK, id))
+        .appointment(
+            id,
+            step(Utc::now()),
+            &metadata(key, who, StatusCode::OK, id),
+        )
         .await?;
     Ok(Json(Accepted {
         id: id.to_string(),
@@ -1042,7 +1072,10 @@ pub async fn check_in(
     key: RequestKey,
     Path(id): Path<String>,
 ) -> Result<Json<Accepted>, ApiError> {
-    visit_step(&state, (&who, &key), &id, |now| AppointmentCommand::CheckIn { now }).await
+    visit_step(&state, (&who, &key), &id, |now| {
+        AppointmentCommand::CheckIn { now }
+    })
+    .await
 }
 
 /// The visit began (staff, the provider).
@@ -1056,7 +1089,10 @@ pub async fn start_visit(
     key: RequestKey,
     Path(id): Path<String>,
 ) -> Result<Json<Accepted>, ApiError> {
-    visit_step(&state, (&who, &key), &id, |now| AppointmentCommand::Start { now }).await
+    visit_step(&state, (&who, &key), &id, |now| AppointmentCommand::Start {
+        now,
+    })
+    .await
 }
 
 /// The visit ended (staff, the provider).
@@ -1070,7 +1106,10 @@ pub async fn complete_visit(
     key: RequestKey,
     Path(id): Path<String>,
 ) -> Result<Json<Accepted>, ApiError> {
-    visit_step(&state, (&who, &key), &id, |now| AppointmentCommand::Complete { now }).await
+    visit_step(&state, (&who, &key), &id, |now| {
+        AppointmentCommand::Complete { now }
+    })
+    .await
 }
 
 /// The patient did not come (staff, the provider; only after the start time).
@@ -1084,7 +1123,10 @@ pub async fn no_show(
     key: RequestKey,
     Path(id): Path<String>,
 ) -> Result<Json<Accepted>, ApiError> {
-    visit_step(&state, (&who, &key), &id, |now| AppointmentCommand::NoShow { now }).await
+    visit_step(&state, (&who, &key), &id, |now| {
+        AppointmentCommand::NoShow { now }
+    })
+    .await
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -1115,7 +1157,9 @@ pub struct AppointmentPage {
 }
 
 fn statuses(raw: Option<String>) -> Result<Vec<String>, ApiError> {
-    let Some(raw) = raw else { return Ok(Vec::new()) };
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
     raw.split(',')
         .map(|s| {
             anamnesis_domain::schedule::Status::parse(s.trim())
@@ -1128,7 +1172,12 @@ fn statuses(raw: Option<String>) -> Result<Vec<String>, ApiError> {
 fn cursor(raw: Option<String>) -> Result<Option<(i64, String)>, ApiError> {
     raw.map(|c| {
         c.split_once('_')
-            .and_then(|(s, id)| Some((s.parse::<i64>().ok()?, Uuid::parse_str(id).ok()?.to_string())))
+            .and_then(|(s, id)| {
+                Some((
+                    s.parse::<i64>().ok()?,
+                    Uuid::parse_str(id).ok()?.to_string(),
+                ))
+            })
             .ok_or_else(|| bad_param("cursor", "cursor is the next_cursor of a previous page"))
     })
     .transpose()
@@ -1169,8 +1218,12 @@ pub async fn list_appointments(
         bad_query("query parameters are status, provider_id, patient_id, from, to, cursor, limit")
     })?;
     let uuid = |field: &str, v: Option<String>| {
-        v.map(|v| Uuid::parse_str(&v).map(|u| u.to_string()).map_err(|_| bad_param(field, "an id is a UUID")))
-            .transpose()
+        v.map(|v| {
+            Uuid::parse_str(&v)
+                .map(|u| u.to_string())
+                .map_err(|_| bad_param(field, "an id is a UUID"))
+        })
+        .transpose()
     };
     let filter = AppointmentFilter {
         provider_id: uuid("provider_id", p.provider_id)?,
@@ -1238,7 +1291,8 @@ pub async fn provider_schedule(
     if user.is_none() {
         return Err(ApiError::NotFound);
     }
-    let Query(p) = params.map_err(|_| bad_query("query parameters are date (YYYY-MM-DD), days (1 or 7)"))?;
+    let Query(p) =
+        params.map_err(|_| bad_query("query parameters are date (YYYY-MM-DD), days (1 or 7)"))?;
     let zone = state.scheduler().zone();
     let from = match p.date {
         None => zone.date_of(Utc::now()),
@@ -1302,7 +1356,8 @@ pub async fn patient_appointments(
 ) -> Result<Json<AppointmentPage>, ApiError> {
     let id = id_of(&id)?;
     authorize(&who, Action::PatientAppointments, &Context::patient(id))?;
-    let Query(p) = params.map_err(|_| bad_query("query parameters are when (upcoming or past), cursor, limit"))?;
+    let Query(p) = params
+        .map_err(|_| bad_query("query parameters are when (upcoming or past), cursor, limit"))?;
     let now = Utc::now().timestamp();
     let (from, to) = match p.when.as_deref() {
         None | Some("upcoming") => (Some(now), None),
