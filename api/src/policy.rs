@@ -73,6 +73,7 @@ policy! {
     ListAppointments => [Staff, Compliance];
     ReadSchedule => [Doctor, Nurse, Staff, Admin, Compliance] + provider;
     PatientAppointments => [Doctor, Nurse, Staff, Compliance] + own;
+    ReadHistory => [Compliance];
 }
 
 /// How much of a patient record a permitted read may show.
@@ -242,6 +243,7 @@ mod tests {
                     | Action::ListAppointments
                     | Action::ReadSchedule
                     | Action::PatientAppointments
+                    | Action::ReadHistory
             ) {
                 assert!(
                     authorize(&c, action, &Context::patient(THEIRS)).is_err(),

@@ -142,6 +142,30 @@ impl Db {
         Self::sqlite_with(options, data_dir.display().to_string()).await
     }
 
+    /// A private, migrated, in-memory SQLite database, gone when dropped:
+    /// where replay folds a record as of a moment with the live projectors.
+    pub async fn scratch() -> Result<Self, DbError> {
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|e| DbError::Migration(e.to_string()))?
+            .foreign_keys(true);
+        // One connection that never closes: an in-memory database lives
+        // and dies with its connection.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| DbError::Unreachable {
+                place: "in-memory scratch database".into(),
+                cause: e.to_string(),
+            })?;
+        let db = Db::Sqlite(pool);
+        db.migrate().await?;
+        Ok(db)
+    }
+
     async fn sqlite_url(url: &str) -> Result<Self, DbError> {
         let options = SqliteConnectOptions::from_str(url).map_err(|e| DbError::Unreachable {
             place: "DATABASE_URL".into(),

@@ -6,6 +6,7 @@ use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 
 use anamnesis_domain::codec::StoredForm;
+use anamnesis_domain::subject::Subject;
 use anamnesis_domain::unique::UniqueKeys;
 
 use crate::log::{
@@ -134,7 +135,7 @@ impl CommandBus {
         metadata: &EventMetadata,
     ) -> Result<Executed, CommandError<A::Error>>
     where
-        A: Aggregate + UniqueKeys,
+        A: Aggregate + UniqueKeys + Subject,
         A::Event: StoredForm,
         A::Command: Clone,
     {
@@ -165,7 +166,7 @@ impl CommandBus {
         metadata: &EventMetadata,
     ) -> Result<Executed, CommandError<A::Error>>
     where
-        A: Aggregate + UniqueKeys,
+        A: Aggregate + UniqueKeys + Subject,
         A::Event: StoredForm,
         A::Command: Clone,
     {
@@ -217,7 +218,7 @@ impl CommandBus {
         metadata: &EventMetadata,
     ) -> Result<Decision, CommandError<A::Error>>
     where
-        A: Aggregate + UniqueKeys,
+        A: Aggregate + UniqueKeys + Subject,
         A::Event: StoredForm,
     {
         let loaded = self.load::<A>(aggregate_id).await?;
@@ -237,7 +238,7 @@ impl CommandBus {
         metadata: &EventMetadata,
     ) -> Result<Decision, CommandError<A::Error>>
     where
-        A: Aggregate + UniqueKeys,
+        A: Aggregate + UniqueKeys + Subject,
         A::Event: StoredForm,
     {
         decide_on(
@@ -285,7 +286,7 @@ async fn decide_on<A>(
     metadata: &EventMetadata,
 ) -> Result<Decision, CommandError<A::Error>>
 where
-    A: Aggregate + UniqueKeys,
+    A: Aggregate + UniqueKeys + Subject,
     A::Event: StoredForm,
 {
     let sink = EventSink::default();
@@ -318,6 +319,7 @@ where
         metadata: metadata.clone(),
         keys: KeyChanges::between(&keys_before, &aggregate.unique_keys()),
         credential: None,
+        patient_id: aggregate.patient(aggregate_id),
         guards: Default::default(),
     })))
 }

@@ -6,6 +6,7 @@ pub mod codec;
 pub mod dates;
 pub mod patient;
 pub mod schedule;
+pub mod subject;
 pub mod text;
 pub mod unique;
 pub mod user;

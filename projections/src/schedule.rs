@@ -437,8 +437,8 @@ pub async fn providers(
     Ok((rows, more))
 }
 
-/// An appointment as the read model holds it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// An appointment as the read model holds it (times in seconds since the epoch).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AppointmentRow {
     pub appointment_id: String,
     pub provider_id: String,

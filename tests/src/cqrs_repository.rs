@@ -177,6 +177,7 @@ impl PersistedEventRepository for LogRepository {
             keys: KeyChanges::default(),
             credential: None,
             guards: Default::default(),
+            patient_id: None,
         };
         match self.log.append(request).await {
             Ok(_) => Ok(()),

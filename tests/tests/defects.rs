@@ -99,6 +99,7 @@ async fn append_raw(
             keys: Default::default(),
             credential: None,
             guards: Default::default(),
+            patient_id: None,
         })
         .await?;
     Ok(done.last_position)

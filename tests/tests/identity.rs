@@ -338,6 +338,7 @@ async fn append_legacy(
         keys: Default::default(),
         credential: None,
         guards: Default::default(),
+        patient_id: None,
     })
     .await?;
     Ok(())
@@ -478,6 +479,7 @@ fn password_set(user_id: Uuid, expected: i64, hash: &str) -> AppendRequest {
             password_hash: hash.into(),
         }),
         guards: Default::default(),
+        patient_id: None,
     }
 }
 

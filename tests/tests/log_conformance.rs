@@ -71,6 +71,7 @@ fn request(stream: &str, expected: i64, payloads: &[serde_json::Value]) -> Appen
         keys: Default::default(),
         credential: None,
         guards: Default::default(),
+        patient_id: None,
     }
 }
 

@@ -73,6 +73,7 @@ async fn append_events(log: &EventLog, prefix: &str, commands: usize) -> anyhow:
             keys: Default::default(),
             credential: None,
             guards: Default::default(),
+            patient_id: None,
         })
         .collect();
     for r in log.append_many(requests).await {

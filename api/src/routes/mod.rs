@@ -1,6 +1,7 @@
 //! The HTTP routes, each documented in the OpenAPI document it is registered with.
 
 pub mod auth;
+pub mod compliance;
 pub mod ops;
 pub mod patients;
 pub mod schedule;
@@ -93,6 +94,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(schedule::provider_schedule))
         .routes(routes!(schedule::patient_appointments))
         .routes(routes!(schedule::my_provider))
+        .routes(routes!(compliance::patient_history))
+        .routes(routes!(compliance::patient_as_of))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

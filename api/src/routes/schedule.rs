@@ -889,7 +889,7 @@ pub struct AppointmentView {
 
 /// An appointment row as shown; without `names` (a role that may see the
 /// calendar but not who is on it) no patient name or reason is shown.
-fn view(state: &AppState, row: AppointmentRow, names: bool) -> Result<AppointmentView, ApiError> {
+pub(crate) fn appointment_view(state: &AppState, row: AppointmentRow, names: bool) -> Result<AppointmentView, ApiError> {
     let zone = state.scheduler().zone();
     let at = |s: i64| {
         DateTime::from_timestamp(s, 0)
@@ -934,7 +934,7 @@ pub async fn get_appointment(
         .await?
         .ok_or(ApiError::NotFound)?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), appointment = %id, "appointment read");
-    Ok(Json(view(&state, row, true)?))
+    Ok(Json(appointment_view(&state, row, true)?))
 }
 
 /// Whose appointment `id` is, from the write side: 404 when there is none.
@@ -1238,7 +1238,7 @@ pub async fn list_appointments(
     let (rows, more) = read_model::appointments(state.reads(), &filter).await?;
     let items = rows
         .into_iter()
-        .map(|r| view(&state, r, true))
+        .map(|r| appointment_view(&state, r, true))
         .collect::<Result<Vec<_>, _>>()?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), results = items.len(), "appointment list");
     Ok(Json(AppointmentPage {
@@ -1316,7 +1316,7 @@ pub async fn provider_schedule(
     let (rows, _) = read_model::appointments(state.reads(), &filter).await?;
     let appointments = rows
         .into_iter()
-        .map(|r| view(&state, r, names))
+        .map(|r| appointment_view(&state, r, names))
         .collect::<Result<Vec<_>, _>>()?;
     if names {
         tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), results = appointments.len(), "provider schedule read");
@@ -1376,7 +1376,7 @@ pub async fn patient_appointments(
     let (rows, more) = read_model::appointments(state.reads(), &filter).await?;
     let items = rows
         .into_iter()
-        .map(|r| view(&state, r, true))
+        .map(|r| appointment_view(&state, r, true))
         .collect::<Result<Vec<_>, _>>()?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient appointments read");
     Ok(Json(AppointmentPage {

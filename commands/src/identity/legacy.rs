@@ -91,6 +91,7 @@ impl Identity {
         let mut metadata = EventMetadata::by(Actor::new(MOVER, "system"));
         metadata.reason =
             Some("account moved from its username stream to its user id (ADR 0006)".into());
+        let patient_id = anamnesis_domain::subject::Subject::patient(&user, &stream);
         let request = AppendRequest {
             aggregate_type: "user".into(),
             aggregate_id: stream,
@@ -106,6 +107,7 @@ impl Identity {
                 password_hash,
             }),
             guards: Default::default(),
+            patient_id,
         };
         match log.append(request).await {
             Ok(_) => Ok(true),

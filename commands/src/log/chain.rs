@@ -32,6 +32,13 @@ pub fn event_hash(prev_hash: &[u8], e: &StoredEvent) -> [u8; 32] {
     optional(&mut h, e.reason.as_ref().map(|r| r.as_bytes()));
     optional(&mut h, e.correlation_id.as_ref().map(|u| &u.as_bytes()[..]));
     optional(&mut h, e.causation_id.as_ref().map(|u| &u.as_bytes()[..]));
+    // Added by migration 0008: covered when present, so that events written
+    // before it (all without a patient) keep their hashes, and setting or
+    // clearing it afterwards breaks the event's hash either way.
+    if let Some(patient) = &e.patient_id {
+        h.update(b"patient");
+        field(&mut h, patient.as_bytes());
+    }
     h.finalize().into()
 }
 

@@ -16,7 +16,8 @@ pub(crate) const NOTIFY_CHANNEL: &str = "anamnesis_events";
 
 const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload::text AS payload, metadata::text AS metadata, \
-     recorded_at, actor_id, actor_role, reason, correlation_id, causation_id, prev_hash, hash";
+     recorded_at, actor_id, actor_role, reason, correlation_id, causation_id, patient_id, \
+     prev_hash, hash";
 
 /// Lookups are written as one index probe per key (a correlated subquery),
 /// not a join: Postgres estimates an `UNNEST` at 100 rows and, before
@@ -135,13 +136,13 @@ async fn write_rows(
         "WITH appended AS ( \
              INSERT INTO events (global_position, event_id, aggregate_type, aggregate_id, \
                  sequence, event_type, event_version, payload, metadata, recorded_at, actor_id, \
-                 actor_role, reason, correlation_id, causation_id, prev_hash, hash) \
-             SELECT p, e, at, ai, s, et, ev, pl::json, md::json, ra, ac, ar, r, c, ca, ph, h \
+                 actor_role, reason, correlation_id, causation_id, prev_hash, hash, patient_id) \
+             SELECT p, e, at, ai, s, et, ev, pl::json, md::json, ra, ac, ar, r, c, ca, ph, h, pa \
              FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::bigint[], \
                          $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], \
                          $11::text[], $12::text[], $13::text[], $14::uuid[], $15::uuid[], \
-                         $16::bytea[], $17::bytea[]) \
-                  AS t(p, e, at, ai, s, et, ev, pl, md, ra, ac, ar, r, c, ca, ph, h)), \
+                         $16::bytea[], $17::bytea[], $32::uuid[]) \
+                  AS t(p, e, at, ai, s, et, ev, pl, md, ra, ac, ar, r, c, ca, ph, h, pa)), \
          released AS (DELETE FROM unique_claims WHERE key = ANY($21::bytea[])), \
          claimed AS ( \
              INSERT INTO unique_claims (key, scope, owner, claimed_at) \
@@ -195,6 +196,7 @@ async fn write_rows(
     .bind(plan.idempotency.iter().map(|(_, o)| o.position).collect::<Vec<_>>())
     .bind(plan.credentials.iter().map(|c| c.user_id).collect::<Vec<_>>())
     .bind(plan.credentials.iter().map(|c| c.password_hash.clone()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.patient_id).collect::<Vec<_>>())
     .fetch_all(&mut **tx)
     .await?;
     Ok(())
@@ -251,6 +253,30 @@ pub(crate) async fn read_stream(
     rows.iter().map(decode).collect()
 }
 
+pub(crate) async fn read_patient(
+    pool: &PgPool,
+    patient: Uuid,
+    (after, until): (i64, i64),
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    // Two indexed reads (events_by_patient; the patient's own stream by
+    // the stream index) under one position range.
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE global_position > $3 AND global_position <= $4 \
+         AND (patient_id = $1 OR (aggregate_type = 'patient' AND aggregate_id = $2)) \
+         ORDER BY global_position LIMIT $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(patient)
+        .bind(patient.to_string())
+        .bind(after)
+        .bind(until)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
 pub(crate) async fn password_hash(
     pool: &PgPool,
     user_id: Uuid,
@@ -302,6 +328,7 @@ fn decode(row: &PgRow) -> Result<StoredEvent, StoreError> {
         reason: row.try_get("reason")?,
         correlation_id: row.try_get("correlation_id")?,
         causation_id: row.try_get("causation_id")?,
+        patient_id: row.try_get("patient_id")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })

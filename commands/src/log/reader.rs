@@ -51,6 +51,22 @@ impl LogReader {
         }
     }
 
+    /// Up to `limit` events about patient `patient` after position `after`
+    /// and up to `until`, in position order: those naming them (every
+    /// aggregate, migration 0008) and their own record's stream (which
+    /// events written before 0008 are found by). One indexed read.
+    pub async fn read_patient(
+        &self,
+        patient: uuid::Uuid,
+        (after, until): (i64, i64),
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        match &self.db {
+            Db::Postgres(p) => postgres::read_patient(p, patient, (after, until), limit).await,
+            Db::Sqlite(p) => sqlite::read_patient(p, patient, (after, until), limit).await,
+        }
+    }
+
     /// The events of one stream after `after_sequence`, in sequence order.
     pub async fn read_stream(
         &self,

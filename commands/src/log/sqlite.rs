@@ -18,7 +18,7 @@ use super::{AppendRequest, Outcome, StoreError, StoredEvent};
 
 const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at, actor_id, actor_role, reason, \
-     correlation_id, causation_id, prev_hash, hash";
+     correlation_id, causation_id, patient_id, prev_hash, hash";
 
 pub(crate) async fn commit_batch(
     pool: &SqlitePool,
@@ -96,8 +96,9 @@ pub(crate) async fn commit_batch(
         sqlx::query(
             "INSERT INTO events (global_position, event_id, aggregate_type, aggregate_id, \
                  sequence, event_type, event_version, payload, metadata, recorded_at, actor_id, \
-                 actor_role, reason, correlation_id, causation_id, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                 actor_role, reason, correlation_id, causation_id, prev_hash, hash, patient_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                 $18)",
         )
         .bind(r.global_position)
         .bind(r.event_id.to_string())
@@ -116,6 +117,7 @@ pub(crate) async fn commit_batch(
         .bind(r.causation_id.map(|u| u.to_string()))
         .bind(&r.prev_hash)
         .bind(&r.hash)
+        .bind(r.patient_id.map(|u| u.to_string()))
         .execute(&mut *tx)
         .await?;
     }
@@ -229,6 +231,30 @@ pub(crate) async fn read_stream(
     rows.iter().map(decode).collect()
 }
 
+pub(crate) async fn read_patient(
+    pool: &SqlitePool,
+    patient: Uuid,
+    (after, until): (i64, i64),
+    limit: i64,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    // Two indexed reads (events_by_patient; the patient's own stream by
+    // the stream index) under one position range.
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE global_position > $3 AND global_position <= $4 \
+         AND (patient_id = $1 OR (aggregate_type = 'patient' AND aggregate_id = $2)) \
+         ORDER BY global_position LIMIT $5"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(patient.to_string())
+        .bind(patient.to_string())
+        .bind(after)
+        .bind(until)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?;
+    rows.iter().map(decode).collect()
+}
+
 pub(crate) async fn password_hash(
     pool: &SqlitePool,
     user_id: Uuid,
@@ -308,6 +334,7 @@ fn decode(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         reason: row.try_get("reason")?,
         correlation_id: uuid_column(row, "correlation_id", global_position)?,
         causation_id: uuid_column(row, "causation_id", global_position)?,
+        patient_id: uuid_column(row, "patient_id", global_position)?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })

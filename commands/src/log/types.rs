@@ -131,6 +131,9 @@ pub struct AppendRequest {
     /// Conditions the append commits under and writes nothing for: other
     /// streams that must not have moved, keys no other stream may hold.
     pub guards: Guards,
+    /// The patient these events are about, if any (the aggregate says,
+    /// `anamnesis_domain::subject::Subject`): an indexed, hashed column.
+    pub patient_id: Option<Uuid>,
 }
 
 /// What must still hold when an append commits, checked under the head lock
@@ -257,6 +260,8 @@ pub struct StoredEvent {
     pub reason: Option<String>,
     pub correlation_id: Option<Uuid>,
     pub causation_id: Option<Uuid>,
+    /// The patient the event is about, where it has one (migration 0008).
+    pub patient_id: Option<Uuid>,
     #[serde(with = "hex_bytes")]
     pub prev_hash: Vec<u8>,
     #[serde(with = "hex_bytes")]

@@ -278,6 +278,7 @@ pub(crate) fn plan_batch(
                     reason: req.metadata.reason.clone(),
                     correlation_id: req.metadata.correlation_id,
                     causation_id: req.metadata.causation_id,
+                    patient_id: req.patient_id,
                     prev_hash: unit_hash.clone(),
                     hash: Vec::new(),
                 };

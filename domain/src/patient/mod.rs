@@ -13,6 +13,7 @@ use cqrs_es::Aggregate;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::subject::Subject;
 use crate::unique::{UniqueKey, UniqueKeys};
 
 pub use commands::{AddressInput, DemographicsInput, PatientCommand};
@@ -268,3 +269,10 @@ impl UniqueKeys for Patient {
 
 #[cfg(test)]
 mod tests;
+
+impl Subject for Patient {
+    /// A patient record's stream is the patient's.
+    fn patient(&self, aggregate_id: &str) -> Option<Uuid> {
+        Uuid::parse_str(aggregate_id).ok()
+    }
+}

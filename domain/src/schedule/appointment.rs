@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::StoredForm;
+use crate::subject::Subject;
 use crate::unique::{UniqueKey, UniqueKeys};
 
 use super::calendar::{appointment_period, Calendar, Period, PATIENT_SCOPE, PROVIDER_SCOPE};
@@ -365,5 +366,11 @@ impl UniqueKeys for Appointment {
             keys.extend(b.period.calendar_keys(PROVIDER_SCOPE, b.provider_id));
         }
         keys
+    }
+}
+
+impl Subject for Appointment {
+    fn patient(&self, _aggregate_id: &str) -> Option<Uuid> {
+        self.booking.as_ref().map(|b| b.patient_id)
     }
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::StoredForm;
+use crate::subject::Subject;
 use crate::unique::{UniqueKey, UniqueKeys};
 
 use super::calendar::{ClinicZone, Closure, ClosureSpan};
@@ -120,5 +121,12 @@ impl Aggregate for ClinicCalendar {
 impl UniqueKeys for ClinicCalendar {
     fn unique_keys(&self) -> Vec<UniqueKey> {
         Vec::new()
+    }
+}
+
+impl Subject for ClinicCalendar {
+    /// About no patient: a calendar holds no one's data.
+    fn patient(&self, _aggregate_id: &str) -> Option<Uuid> {
+        None
     }
 }

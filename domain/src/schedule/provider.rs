@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::StoredForm;
+use crate::subject::Subject;
 use crate::unique::{UniqueKey, UniqueKeys};
 use crate::user::Role;
 
@@ -236,5 +237,12 @@ impl UniqueKeys for Provider {
                 key: p.user_id.to_string(),
             })
             .collect()
+    }
+}
+
+impl Subject for Provider {
+    /// About no patient: a calendar holds no one's data.
+    fn patient(&self, _aggregate_id: &str) -> Option<Uuid> {
+        None
     }
 }

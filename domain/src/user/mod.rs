@@ -282,3 +282,11 @@ impl crate::unique::UniqueKeys for User {
 
 #[cfg(test)]
 mod tests;
+
+impl crate::subject::Subject for User {
+    /// A patient's own account is about them (its sign-up, logins and
+    /// password changes belong to their history); staff accounts are not.
+    fn patient(&self, _aggregate_id: &str) -> Option<Uuid> {
+        self.account.as_ref().and_then(|a| a.patient_id)
+    }
+}

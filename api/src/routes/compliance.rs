@@ -1,0 +1,201 @@
+//! Compliance: a patient's history and their record as of any moment
+//! (`anamnesis_replay`), for the compliance role. Both are reads of patient
+//! data, attributed like every other.
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use anamnesis_projections::patients::PatientView;
+use anamnesis_replay::as_of::{self, Point};
+use anamnesis_replay::history::{self, Entry};
+use anamnesis_replay::ReplayError;
+
+use super::schedule::{appointment_view, AppointmentView};
+use crate::auth::Principal;
+use crate::error::{ApiError, Problem};
+use crate::extract::parse_instant;
+use crate::policy::{authorize, Action, Context};
+use crate::state::AppState;
+
+impl From<ReplayError> for ApiError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::Store(s) => s.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+fn bad(field: &str, detail: &str) -> ApiError {
+    ApiError::BadRequest {
+        code: "invalid_value",
+        field: Some(field.to_owned()),
+        detail: detail.to_owned(),
+    }
+}
+
+fn time(field: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    v.map(|t| parse_instant(&t).ok_or_else(|| bad(field, "a time is RFC 3339 with offset")))
+        .transpose()
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// RFC 3339: from this time (inclusive).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<String>,
+    /// RFC 3339: up to this time (inclusive).
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<String>,
+}
+
+/// One event of a patient's history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct HistoryEntry {
+    pub position: i64,
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: DateTime<Utc>,
+    pub actor_id: String,
+    pub actor_role: String,
+    pub reason: Option<String>,
+    pub break_glass: bool,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub event_type: String,
+    /// What changed: field, before, after.
+    #[schema(value_type = Vec<Object>)]
+    pub changes: Vec<anamnesis_replay::history::Change>,
+}
+
+impl From<Entry> for HistoryEntry {
+    fn from(e: Entry) -> Self {
+        Self {
+            position: e.position,
+            recorded_at: e.recorded_at,
+            actor_id: e.actor_id,
+            actor_role: e.actor_role,
+            reason: e.reason,
+            break_glass: e.break_glass,
+            aggregate_type: e.aggregate_type,
+            aggregate_id: e.aggregate_id,
+            event_type: e.event_type,
+            changes: e.changes,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct History {
+    pub patient_id: String,
+    pub items: Vec<HistoryEntry>,
+}
+
+/// Every event about a patient, in order: who, role, when, why, what changed
+/// (compliance).
+#[utoipa::path(get, path = "/v1/patients/{id}/history", tag = "compliance", security(("bearer" = [])),
+    params(("id" = Uuid, Path), HistoryParams),
+    responses((status = 200, body = History), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn patient_history(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    params: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<History>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    authorize(&who, Action::ReadHistory, &Context::patient(id))?;
+    let Query(p) = params.map_err(|_| ApiError::BadRequest {
+        code: "invalid_query",
+        field: None,
+        detail: "query parameters are from and to (RFC 3339)".into(),
+    })?;
+    let (from, to) = (time("from", p.from)?, time("to", p.to)?);
+    let items = history::history(&state.log().reader(), id, from, to).await?;
+    if items.is_empty() && from.is_none() && to.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient history read");
+    Ok(Json(History {
+        patient_id: id.to_string(),
+        items: items.into_iter().map(HistoryEntry::from).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AsOfParams {
+    /// RFC 3339: the record as known at this time.
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub at: Option<String>,
+    /// Or: as known at this log position.
+    #[param(value_type = Option<i64>)]
+    pub position: Option<String>,
+}
+
+/// A patient's record as it was known at a moment.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RecordAsOf {
+    /// The last event about the patient included.
+    pub position: i64,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub recorded_at: Option<DateTime<Utc>>,
+    /// Demographics, allergies, history; absent before registration.
+    pub patient: Option<PatientView>,
+    pub appointments: Vec<AppointmentView>,
+}
+
+/// A patient's whole record as it was known at a time or log position,
+/// folded from the log by the live projectors (compliance).
+#[utoipa::path(get, path = "/v1/patients/{id}/as-of", tag = "compliance", security(("bearer" = [])),
+    params(("id" = Uuid, Path), AsOfParams),
+    responses((status = 200, body = RecordAsOf), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn patient_as_of(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    params: Result<Query<AsOfParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RecordAsOf>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    authorize(&who, Action::ReadHistory, &Context::patient(id))?;
+    let Query(p) = params.map_err(|_| ApiError::BadRequest {
+        code: "invalid_query",
+        field: None,
+        detail: "query parameters are at (RFC 3339) or position".into(),
+    })?;
+    let point = match (time("at", p.at)?, p.position) {
+        (Some(t), None) => Point::Time(t),
+        (None, Some(n)) => Point::Position(
+            n.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| bad("position", "position is a log position (0 or more)"))?,
+        ),
+        _ => {
+            return Err(ApiError::BadRequest {
+                code: "invalid_query",
+                field: None,
+                detail: "give exactly one of at (RFC 3339) and position".into(),
+            })
+        }
+    };
+    let record = as_of::as_of(&state.log().reader(), id, point).await?;
+    tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient record as-of read");
+    let appointments = record
+        .appointments
+        .into_iter()
+        .map(|row| appointment_view(&state, row, true))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(RecordAsOf {
+        position: record.position,
+        recorded_at: record.recorded_at,
+        patient: record.patient,
+        appointments,
+    }))
+}

@@ -1,0 +1,131 @@
+//! A patient's whole record as it was known at a position or a time, folded
+//! from the log by the live projectors (the same code that builds the live
+//! read models) into a private in-memory database, and read back with the
+//! live queries. A domain is covered once its projector is listed in
+//! [`fold`] and its events name the patient.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use anamnesis_commands::{Db, LogReader, StoredEvent};
+use anamnesis_projections::patients::{self, Patients, PatientView};
+use anamnesis_projections::runner::{Decode, Envelope, Projector, Tx};
+use anamnesis_projections::schedule::{self, AppointmentFilter, AppointmentRow, Schedule};
+
+use crate::{ReplayError, PAGE};
+
+/// Where to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Point {
+    /// Everything committed at or before this global position.
+    Position(i64),
+    /// Everything recorded at or before this time.
+    Time(DateTime<Utc>),
+}
+
+/// The record as it was known at a point.
+#[derive(Debug, Clone, Serialize)]
+pub struct AsOf {
+    /// The last event about the patient that is included (0: none).
+    pub position: i64,
+    /// When that event was recorded.
+    pub recorded_at: Option<DateTime<Utc>>,
+    /// Demographics, allergies, history; `None` before registration.
+    pub patient: Option<PatientView>,
+    /// Every appointment, with its status then.
+    pub appointments: Vec<AppointmentRow>,
+}
+
+/// Folds every event about `patient` up to `point`.
+pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<AsOf, ReplayError> {
+    let head = reader.head().await?;
+    let until = match point {
+        Point::Position(p) => p.min(head),
+        Point::Time(_) => head,
+    };
+    let scratch = Db::scratch()
+        .await
+        .map_err(|e| ReplayError::Scratch(e.to_string()))?;
+    let mut result = AsOf {
+        position: 0,
+        recorded_at: None,
+        patient: None,
+        appointments: Vec::new(),
+    };
+    let mut after = 0;
+    loop {
+        let mut page = reader.read_patient(patient, (after, until), PAGE).await?;
+        let full = page.len() as i64 == PAGE;
+        let Some(last) = page.last() else { break };
+        after = last.global_position;
+        let mut done = false;
+        if let Point::Time(t) = point {
+            if let Some(cut) = page.iter().position(|e| e.recorded_at > t) {
+                page.truncate(cut);
+                done = true;
+            }
+        }
+        if let Some(last) = page.last() {
+            result.position = last.global_position;
+            result.recorded_at = Some(last.recorded_at);
+        }
+        fold(&scratch, &page).await?;
+        if done || !full {
+            break;
+        }
+    }
+    let id = patient.to_string();
+    result.patient = patients::get(&scratch, &id).await?;
+    let filter = AppointmentFilter {
+        patient_id: Some(id),
+        limit: i64::MAX / 2,
+        ..Default::default()
+    };
+    result.appointments = schedule::appointments(&scratch, &filter).await?.0;
+    scratch.close().await;
+    Ok(result)
+}
+
+/// Applies a page of events with every projector of patient data.
+async fn fold(db: &Db, page: &[StoredEvent]) -> Result<(), ReplayError> {
+    apply(db, &Patients, page).await?;
+    apply(db, &Schedule, page).await?;
+    Ok(())
+}
+
+/// Applies the events of `projector`'s aggregate types, decoded as it reads them.
+async fn apply<P: Projector>(db: &Db, projector: &P, page: &[StoredEvent]) -> Result<(), ReplayError> {
+    let types = projector.aggregate_types();
+    let mut envelopes = Vec::new();
+    for stored in page
+        .iter()
+        .filter(|e| types.is_empty() || types.contains(&e.aggregate_type.as_str()))
+    {
+        let event = P::Event::decode(&stored.event_type, &stored.event_version, &stored.payload)
+            .map_err(|e| ReplayError::Unreadable {
+                position: stored.global_position,
+                detail: e.to_string(),
+            })?;
+        envelopes.push(Envelope {
+            stored: stored.clone(),
+            event,
+        });
+    }
+    if envelopes.is_empty() {
+        return Ok(());
+    }
+    let Db::Sqlite(pool) = db else {
+        return Err(ReplayError::Scratch("the scratch database is SQLite".into()));
+    };
+    let mut tx = Tx::Sqlite(pool.begin().await?);
+    projector
+        .apply_batch(&mut tx, &envelopes)
+        .await
+        .map_err(|e| ReplayError::Projection(e.to_string()))?;
+    match tx {
+        Tx::Sqlite(t) => t.commit().await?,
+        Tx::Postgres(t) => t.commit().await?,
+    }
+    Ok(())
+}
