@@ -1,6 +1,6 @@
 //! The endpoint × role table: for every route of the served OpenAPI document,
 //! who may call it and what a permitted call answers. It is the one hand-kept
-//! list of routes in the tests: `tests/tests/access.rs` runs it against a
+//! list of routes in the tests: `tests/tests/access/` runs it against a
 //! real server and `tests/tests/openapi.rs` holds the document to it, so a
 //! route added to the API without a row here (or a row for a route that is
 //! gone) fails both.
@@ -22,7 +22,8 @@ pub enum Who {
     Roles(&'static [&'static str]),
 }
 
-/// Whose patient record a route's `{id}` names.
+/// Whose patient record a route acts on: the one its `{id}` names, or, for
+/// an appointment, the patient it books or names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Record {
     /// The route names no patient record.
@@ -35,22 +36,82 @@ pub enum Record {
     Fresh,
 }
 
+/// Whose provider calendar a scheduling route acts on: the provider its
+/// `{id}` names, or the provider of the appointment it books or names. It
+/// is what `+ provider` in the policy asks about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Calendar {
+    /// The route acts on no provider's calendar, or the policy does not ask whose.
+    None,
+    /// The doctor account's own provider record: the nurse's is another's.
+    Doctor,
+    /// The nurse account's own provider record: to the doctor, another
+    /// provider's calendar.
+    Nurse,
+}
+
 /// One row: a route as the document names it (`METHOD /path/{param}`), the
-/// record it acts on, who may call it, and the status a permitted call gets.
+/// records it acts on, who may call it, and what a permitted call answers.
 #[derive(Debug, Clone, Copy)]
 pub struct Row {
     pub route: &'static str,
     pub record: Record,
+    pub calendar: Calendar,
     pub who: Who,
+    /// The status a permitted call succeeds with.
     pub ok: u16,
+    /// For a call that cannot succeed in a test: the problem code of the
+    /// domain rule that answers every caller the policy lets through with
+    /// `422` (a no-show needs its start time to have passed, and the test
+    /// does not wait). The policy is decided before the domain, so that
+    /// `422` shows the caller was permitted, while a caller who is not still
+    /// gets `403`. Such a row says where the success itself is tested.
+    pub refusal: Option<&'static str>,
 }
 
 const fn row(route: &'static str, record: Record, who: Who, ok: u16) -> Row {
     Row {
         route,
         record,
+        calendar: Calendar::None,
         who,
         ok,
+        refusal: None,
+    }
+}
+
+impl Row {
+    /// This row, acting on `calendar`.
+    const fn on(self, calendar: Calendar) -> Row {
+        Row { calendar, ..self }
+    }
+
+    /// This row, whose permitted calls the domain refuses in a test with
+    /// `422 code` (see [`Row::refusal`]).
+    const fn refused_by_domain(self, code: &'static str) -> Row {
+        Row {
+            refusal: Some(code),
+            ..self
+        }
+    }
+
+    /// The status a permitted call answers in the test: `ok`, or `422` for
+    /// a row with a `refusal`.
+    pub fn permitted_status(&self) -> u16 {
+        match self.refusal {
+            Some(_) => 422,
+            None => self.ok,
+        }
+    }
+
+    /// Whether `role` (`None`: no token) may make this call.
+    pub fn allows(&self, role: Option<&str>) -> bool {
+        match (self.who, role) {
+            (Who::Anyone, _) => true,
+            (_, None) => false,
+            (Who::SignedIn, Some(_)) => true,
+            (Who::Roles(roles), Some(role)) => roles.contains(&role),
+        }
     }
 }
 
@@ -69,9 +130,22 @@ pub const ROLES: [&str; 7] = [
 /// `403 forbidden` (the policy never hides a record behind a 404); a call
 /// without a token to a route that needs one is `401 unauthenticated`.
 pub const TABLE: &[Row] = {
+    use Calendar::{Doctor, Nurse};
     use Record::*;
     use Who::*;
     const CLINICAL_READERS: Who = Roles(&["doctor", "nurse", "staff", "compliance"]);
+    // Scheduling: `+ own` is the patient on their own appointment, `+
+    // provider` the doctor or nurse on their own calendar. A route with
+    // either has a row for the patient account's appointment with the
+    // doctor and one for another patient's with the nurse, so that each of
+    // the three is seen both permitted and refused.
+    const OWN_WITH_DOCTOR: Who = Roles(&["patient", "doctor", "staff"]);
+    const OTHER_WITH_NURSE: Who = Roles(&["nurse", "staff"]);
+    const CALENDAR_KEEPERS_DOCTOR: Who = Roles(&["admin", "doctor", "staff"]);
+    const CALENDAR_KEEPERS_NURSE: Who = Roles(&["admin", "nurse", "staff"]);
+    const VISIT_DOCTOR: Who = Roles(&["doctor", "staff"]);
+    // Doctors and nurses read any provider's schedule by role.
+    const SCHEDULE_READERS: Who = Roles(&["admin", "doctor", "nurse", "staff", "compliance"]);
     &[
         row("POST /v1/auth/login", None, Anyone, 200),
         row("POST /v1/auth/refresh", None, Anyone, 200),
@@ -142,23 +216,202 @@ pub const TABLE: &[Row] = {
             Roles(&["doctor"]),
             200,
         ),
+        row("POST /v1/providers", None, Roles(&["admin"]), 201),
+        row("GET /v1/providers", None, SignedIn, 200),
+        row("GET /v1/providers/{id}", None, SignedIn, 200).on(Doctor),
+        row(
+            "PUT /v1/providers/{id}/availability",
+            None,
+            CALENDAR_KEEPERS_DOCTOR,
+            200,
+        )
+        .on(Doctor),
+        row(
+            "PUT /v1/providers/{id}/availability",
+            None,
+            CALENDAR_KEEPERS_NURSE,
+            200,
+        )
+        .on(Nurse),
+        row(
+            "POST /v1/providers/{id}/time-off",
+            None,
+            CALENDAR_KEEPERS_DOCTOR,
+            201,
+        )
+        .on(Doctor),
+        row(
+            "POST /v1/providers/{id}/time-off",
+            None,
+            CALENDAR_KEEPERS_NURSE,
+            201,
+        )
+        .on(Nurse),
+        row(
+            "DELETE /v1/providers/{id}/time-off/{closure_id}",
+            None,
+            CALENDAR_KEEPERS_DOCTOR,
+            200,
+        )
+        .on(Doctor),
+        row(
+            "DELETE /v1/providers/{id}/time-off/{closure_id}",
+            None,
+            CALENDAR_KEEPERS_NURSE,
+            200,
+        )
+        .on(Nurse),
+        row("POST /v1/holidays", None, Roles(&["admin"]), 201),
+        row(
+            "DELETE /v1/holidays/{closure_id}",
+            None,
+            Roles(&["admin"]),
+            200,
+        ),
+        row("GET /v1/providers/{id}/slots", None, SignedIn, 200).on(Doctor),
+        row("GET /v1/slots", None, SignedIn, 200),
+        row("POST /v1/appointments", Own, OWN_WITH_DOCTOR, 201).on(Doctor),
+        row("POST /v1/appointments", Other, OTHER_WITH_NURSE, 201).on(Nurse),
+        // Neither the patient nor the provider may overbook, not even their own.
+        row(
+            "POST /v1/appointments/overbook",
+            Own,
+            Roles(&["staff"]),
+            201,
+        )
+        .on(Doctor),
+        row(
+            "GET /v1/appointments/{id}",
+            Own,
+            Roles(&["patient", "doctor", "staff", "compliance"]),
+            200,
+        )
+        .on(Doctor),
+        row(
+            "GET /v1/appointments/{id}",
+            Other,
+            Roles(&["nurse", "staff", "compliance"]),
+            200,
+        )
+        .on(Nurse),
+        row(
+            "POST /v1/appointments/{id}/cancel",
+            Own,
+            OWN_WITH_DOCTOR,
+            200,
+        )
+        .on(Doctor),
+        row(
+            "POST /v1/appointments/{id}/cancel",
+            Other,
+            OTHER_WITH_NURSE,
+            200,
+        )
+        .on(Nurse),
+        row(
+            "POST /v1/appointments/{id}/reschedule",
+            Own,
+            OWN_WITH_DOCTOR,
+            200,
+        )
+        .on(Doctor),
+        row(
+            "POST /v1/appointments/{id}/reschedule",
+            Other,
+            OTHER_WITH_NURSE,
+            200,
+        )
+        .on(Nurse),
+        // The visit is run by staff and the provider; the patient, even on
+        // their own appointment, may not.
+        row(
+            "POST /v1/appointments/{id}/check-in",
+            Own,
+            VISIT_DOCTOR,
+            200,
+        )
+        .on(Doctor),
+        row(
+            "POST /v1/appointments/{id}/check-in",
+            Other,
+            OTHER_WITH_NURSE,
+            200,
+        )
+        .on(Nurse),
+        row("POST /v1/appointments/{id}/start", Own, VISIT_DOCTOR, 200).on(Doctor),
+        row(
+            "POST /v1/appointments/{id}/start",
+            Other,
+            OTHER_WITH_NURSE,
+            200,
+        )
+        .on(Nurse),
+        row(
+            "POST /v1/appointments/{id}/complete",
+            Own,
+            VISIT_DOCTOR,
+            200,
+        )
+        .on(Doctor),
+        row(
+            "POST /v1/appointments/{id}/complete",
+            Other,
+            OTHER_WITH_NURSE,
+            200,
+        )
+        .on(Nurse),
+        // Recorded only after the start time: the success is tested in
+        // domain/src/schedule/tests/appointment_transitions.rs
+        // (a_no_show_is_recorded_after_the_start_time).
+        row("POST /v1/appointments/{id}/no-show", Own, VISIT_DOCTOR, 200)
+            .on(Doctor)
+            .refused_by_domain("not_started_yet"),
+        row(
+            "POST /v1/appointments/{id}/no-show",
+            Other,
+            OTHER_WITH_NURSE,
+            200,
+        )
+        .on(Nurse)
+        .refused_by_domain("not_started_yet"),
+        row(
+            "GET /v1/appointments",
+            None,
+            Roles(&["staff", "compliance"]),
+            200,
+        ),
+        row(
+            "GET /v1/providers/{id}/schedule",
+            None,
+            SCHEDULE_READERS,
+            200,
+        )
+        .on(Doctor),
+        row(
+            "GET /v1/providers/{id}/schedule",
+            None,
+            SCHEDULE_READERS,
+            200,
+        )
+        .on(Nurse),
+        row(
+            "GET /v1/patients/{id}/appointments",
+            Own,
+            Roles(&["patient", "doctor", "nurse", "staff", "compliance"]),
+            200,
+        ),
+        row(
+            "GET /v1/patients/{id}/appointments",
+            Other,
+            CLINICAL_READERS,
+            200,
+        ),
+        row("GET /v1/me/provider", None, SignedIn, 200),
         row("GET /healthz", None, Anyone, 200),
         row("GET /readyz", None, Anyone, 200),
         row("GET /metrics", None, Anyone, 200),
     ]
 };
-
-impl Row {
-    /// Whether `role` (`None`: no token) may make this call.
-    pub fn allows(&self, role: Option<&str>) -> bool {
-        match (self.who, role) {
-            (Who::Anyone, _) => true,
-            (_, None) => false,
-            (Who::SignedIn, Some(_)) => true,
-            (Who::Roles(roles), Some(role)) => roles.contains(&role),
-        }
-    }
-}
 
 /// The routes the table has rows for.
 pub fn routes() -> BTreeSet<String> {

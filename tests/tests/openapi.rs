@@ -27,6 +27,7 @@ async fn the_openapi_document_lists_every_route(backend: Backend) -> anyhow::Res
             .replace("{id}", &uuid::Uuid::now_v7().to_string())
             .replace("{allergy_id}", &uuid::Uuid::now_v7().to_string())
             .replace("{condition_id}", &uuid::Uuid::now_v7().to_string())
+            .replace("{closure_id}", &uuid::Uuid::now_v7().to_string())
             .replace("{username}", "nobody");
         let r = s.call(method, &concrete, None, None, &[]).await?;
         // Unauthenticated calls stop at 401 (or 415 without a body) before

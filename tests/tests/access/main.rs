@@ -3,7 +3,12 @@
 //! table (`anamnesis_tests::access::TABLE`). Each call is prepared so that it
 //! succeeds when permitted: an allowed call must answer the route's exact
 //! success status, a forbidden one `403 forbidden` and write nothing, a call
-//! without a token to a route that needs one `401 unauthenticated`.
+//! without a token to a route that needs one `401 unauthenticated`. A row
+//! that cannot succeed in a test (a no-show before the start) names the
+//! domain's refusal instead, which only a permitted caller gets.
+//!
+//! The scheduling routes and their setup (two providers, appointments) are
+//! in `schedule.rs`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -13,7 +18,9 @@ use anamnesis_tests::access::{self, Record, Row, ROLES, TABLE};
 use anamnesis_tests::db::Backend;
 use anamnesis_tests::fixtures::*;
 use anamnesis_tests::on_both_backends;
-use anamnesis_tests::server::TestServer;
+use anamnesis_tests::server::{Reply, TestServer};
+
+mod schedule;
 
 on_both_backends!(every_endpoint_answers_every_role_per_the_matrix);
 
@@ -39,8 +46,25 @@ struct World {
     accounts: Vec<Account>,
     own_id: String,
     other_id: String,
+    /// The providers and appointments the scheduling routes act on.
+    clinic: schedule::Clinic,
     /// Makes names, identifiers and substances unique per call.
     n: usize,
+}
+
+/// Creates an account as `admin`; returns its user id.
+async fn create_user(
+    s: &TestServer,
+    admin: &str,
+    username: &str,
+    role: &str,
+) -> anyhow::Result<String> {
+    let body = json!({"username": username, "password": PASSWORD, "role": role});
+    let r = s
+        .call("POST", "/v1/users", Some(admin), Some(body), &[])
+        .await?;
+    anyhow::ensure!(r.status == 201, "creating {username}: {r:?}");
+    Ok(r.body["id"].as_str().unwrap_or_default().to_owned())
 }
 
 /// Logs in; returns (access token, refresh token).
@@ -65,13 +89,14 @@ impl World {
         let admin = admin(&s).await?;
         let (_, own_id) = patient_account(&s, "pat", "Patient").await?;
         let mut accounts = Vec::new();
+        let mut user_ids = Vec::new();
         for role in ROLES {
             let (username, password) = match role {
                 "admin" => ("admin".to_owned(), ADMIN_PASSWORD),
                 "patient" => ("pat".to_owned(), PASSWORD),
                 _ => {
                     let name = format!("{role}.user");
-                    user(&s, &admin, &name, role).await?;
+                    user_ids.push((role, create_user(&s, &admin, &name, role).await?));
                     (name, PASSWORD)
                 }
             };
@@ -89,9 +114,20 @@ impl World {
             accounts,
             own_id,
             other_id: String::new(),
+            clinic: schedule::Clinic::default(),
             n: 0,
         };
         world.other_id = world.new_patient().await?;
+        let user_id = |role| {
+            user_ids
+                .iter()
+                .find(|(r, _)| *r == role)
+                .map(|(_, id)| id.clone())
+                .unwrap()
+        };
+        world
+            .open_clinic(&user_id("doctor"), &user_id("nurse"))
+            .await?;
         Ok(world)
     }
 
@@ -104,15 +140,38 @@ impl World {
         self.n
     }
 
+    /// A call as `role` that must succeed.
+    async fn setup(
+        &self,
+        role: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Reply> {
+        let token = self.account(role).access.clone();
+        let r = self.s.call(method, path, Some(&token), body, &[]).await?;
+        anyhow::ensure!(
+            r.status < 300,
+            "setting up {method} {path} as {role}: {r:?}"
+        );
+        Ok(r)
+    }
+
+    /// A command as `role` that must succeed; returns the id it answers.
+    async fn as_role(
+        &self,
+        role: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<String> {
+        let r = self.setup(role, method, path, body).await?;
+        Ok(r.body["id"].as_str().unwrap_or_default().to_owned())
+    }
+
     /// A command as the doctor that must succeed; returns the id it answers.
     async fn as_doctor(&self, method: &str, path: &str, body: Value) -> anyhow::Result<String> {
-        let doctor = self.account("doctor").access.clone();
-        let r = self
-            .s
-            .call(method, path, Some(&doctor), Some(body), &[])
-            .await?;
-        anyhow::ensure!(r.status < 300, "setting up {method} {path}: {r:?}");
-        Ok(r.body["id"].as_str().unwrap_or_default().to_owned())
+        self.as_role("doctor", method, path, Some(body)).await
     }
 
     async fn new_patient(&mut self) -> anyhow::Result<String> {
@@ -126,12 +185,7 @@ impl World {
     async fn target_user(&mut self, deactivated: bool) -> anyhow::Result<String> {
         let name = format!("target{}", self.unique());
         let admin = self.account("admin").access.clone();
-        let body = json!({"username": name, "password": PASSWORD, "role": "nurse"});
-        let r = self
-            .s
-            .call("POST", "/v1/users", Some(&admin), Some(body), &[])
-            .await?;
-        anyhow::ensure!(r.status == 201, "creating {name}: {r:?}");
+        create_user(&self.s, &admin, &name, "nurse").await?;
         if deactivated {
             let path = format!("/v1/users/{name}/deactivate");
             let r = self.s.call("POST", &path, Some(&admin), None, &[]).await?;
@@ -155,6 +209,9 @@ impl World {
             Record::Other => self.other_id.clone(),
             Record::Fresh => self.new_patient().await?,
         };
+        if let Some((path, body)) = self.schedule_request(row, &id).await? {
+            return Ok(Call { path, body, token });
+        }
         let family = match row.record {
             Record::Own => "Patient",
             _ => "Other",
@@ -247,7 +304,7 @@ impl World {
             }
             other => anyhow::bail!(
                 "the table has a row for {other}, but this test prepares no request for it: \
-                 add one to World::prepare"
+                 add one to World::prepare (or World::schedule_request)"
             ),
         };
         Ok(Call { path, body, token })
@@ -284,14 +341,22 @@ async fn every_endpoint_answers_every_role_per_the_matrix(backend: Backend) -> a
         for &role in &callers {
             let call = w.prepare(row, role).await?;
             let who = role.unwrap_or("anonymous");
-            let what = format!("{who} {} ({:?} record)", row.route, row.record);
+            let what = format!(
+                "{who} {} ({:?} record, {:?} calendar)",
+                row.route, row.record, row.calendar
+            );
             let before = w.s.event_count().await?;
             let r =
                 w.s.call(method, &call.path, call.token.as_deref(), call.body, &[])
                     .await?;
             calls += 1;
             if row.allows(role) {
-                assert_eq!(r.status, row.ok, "{what} is allowed: {r:?}");
+                assert_eq!(r.status, row.permitted_status(), "{what} is allowed: {r:?}");
+                if let Some(refusal) = row.refusal {
+                    // Past the policy, refused by the domain: nothing written.
+                    assert_eq!(r.code(), refusal, "{what}: {r:?}");
+                    assert_eq!(w.s.event_count().await?, before, "{what} wrote events");
+                }
             } else {
                 let refused = match role {
                     Some(_) => (403, "forbidden"),
