@@ -7,4 +7,5 @@ pub mod cqrs_repository;
 pub mod db;
 pub mod fixtures;
 pub mod own_postgres;
+pub mod schedule;
 pub mod server;

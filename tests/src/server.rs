@@ -22,6 +22,8 @@ pub struct TestServer {
     pub url: Option<String>,
     pub settings: Settings,
     pub http: reqwest::Client,
+    /// The extra arguments it was started with, kept for restarts.
+    extra: Vec<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -59,7 +61,8 @@ impl TestServer {
     /// A second server on this one's database (and token key): another
     /// instance of the same clinic.
     pub async fn another(&self) -> anyhow::Result<Self> {
-        Self::start_on(self.db.attach().await?, self.url.clone(), &[]).await
+        let extra: Vec<&str> = self.extra.iter().map(String::as_str).collect();
+        Self::start_on(self.db.attach().await?, self.url.clone(), &extra).await
     }
 
     /// Starts a server over `db`, connecting with `url` (Postgres; `None`
@@ -108,6 +111,7 @@ impl TestServer {
             url,
             settings,
             http: reqwest::Client::new(),
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             stop: Some(stop),
             task: Some(task),
         };
@@ -144,7 +148,7 @@ impl TestServer {
     }
 
     /// Stops the server gracefully and starts it again on the same
-    /// database and key: a restart.
+    /// database and key, with the same extra arguments: a restart.
     pub async fn restart(mut self) -> anyhow::Result<Self> {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -152,8 +156,9 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             tokio::time::timeout(Duration::from_secs(30), task).await???;
         }
-        let Self { db, url, .. } = self;
-        Self::start_on(db, url, &[]).await
+        let Self { db, url, extra, .. } = self;
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Self::start_on(db, url, &extra).await
     }
 
     /// Stops the server gracefully and drops its database.

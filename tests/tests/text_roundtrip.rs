@@ -2,7 +2,9 @@
 //! both backends: each value is either refused with a 422 naming its field
 //! (and nothing is written), or stored, projected and read back exactly as
 //! the domain keeps it (surrounding white space trimmed; identifier systems
-//! lowercased).
+//! lowercased). The scheduling free text too: a provider's display name and
+//! specialty, a visit's reason, an overbooking's, a cancellation's and a
+//! closure's.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -10,7 +12,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anamnesis_tests::db::Backend;
 use anamnesis_tests::fixtures::{admin, at, patient, user};
+use anamnesis_tests::schedule::{enroll, hours, set_hours, user_id, EVERY_DAY};
 use anamnesis_tests::server::TestServer;
+use chrono::{DateTime, Duration, NaiveTime, Utc};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
@@ -37,9 +41,13 @@ enum Field {
     IdentifierValue,
     Allergy(&'static str),
     Condition(&'static str),
+    Provider(&'static str),
+    Booking(&'static str),
+    CancelReason,
+    ClosureReason,
 }
 
-const FIELDS: [Field; 15] = [
+const FIELDS: [Field; 21] = [
     Field::Demographic("family_name"),
     Field::Demographic("given_name"),
     Field::Demographic("phone"),
@@ -55,7 +63,23 @@ const FIELDS: [Field; 15] = [
     Field::Allergy("reaction"),
     Field::Condition("code"),
     Field::Condition("description"),
+    Field::Provider("display_name"),
+    Field::Provider("specialty"),
+    Field::Booking("reason_for_visit"),
+    Field::Booking("overbook_reason"),
+    Field::CancelReason,
+    Field::ClosureReason,
 ];
+
+/// What the scheduling fields need: an admin and the front desk, and a
+/// provider who works round the clock from `start` (each case books its own
+/// five minutes after it).
+struct Scheduling {
+    admin: String,
+    staff: String,
+    provider: String,
+    start: DateTime<Utc>,
+}
 
 /// Text from anywhere in Unicode, weighted towards what breaks things:
 /// controls, NUL, bidirectional and zero-width characters, odd white space.
@@ -115,11 +139,29 @@ fn roundtrip(backend: Backend) {
         .enable_all()
         .build()
         .unwrap();
-    let (s, doctor, record) = rt
+    let (s, doctor, record, scheduling) = rt
         .block_on(async {
             let s = TestServer::start(backend).await?;
             let admin = admin(&s).await?;
             let doctor = user(&s, &admin, "dr.house", "doctor").await?;
+            let staff = user(&s, &admin, "front.desk", "staff").await?;
+            let clinician = user_id(&s, &admin, "dr.slots", "doctor").await?;
+            let provider = enroll(&s, &admin, &clinician, "Dr Slots", "General").await?;
+            set_hours(
+                &s,
+                &admin,
+                &provider,
+                hours(&EVERY_DAY, &[("00:00", "23:55")]),
+                5,
+            )
+            .await?;
+            let tomorrow = Utc::now().date_naive() + Duration::days(1);
+            let scheduling = Scheduling {
+                admin,
+                staff,
+                provider,
+                start: tomorrow.and_time(NaiveTime::MIN).and_utc(),
+            };
             let record = s
                 .call(
                     "POST",
@@ -130,7 +172,8 @@ fn roundtrip(backend: Backend) {
                 )
                 .await?;
             anyhow::ensure!(record.status == 201, "{record:?}");
-            Ok::<_, anyhow::Error>((s, doctor, record.body["id"].as_str().unwrap().to_owned()))
+            let record = record.body["id"].as_str().unwrap().to_owned();
+            Ok::<_, anyhow::Error>((s, doctor, record, scheduling))
         })
         .unwrap();
     let n = AtomicUsize::new(0);
@@ -143,7 +186,17 @@ fn roundtrip(backend: Backend) {
     let strategy = (0..FIELDS.len(), arbitrary_text());
     let result = runner.run(&strategy, |(i, text)| {
         let case = n.fetch_add(1, Ordering::Relaxed);
-        let outcome = rt.block_on(one_case(&s, &doctor, &record, case, FIELDS[i], &text));
+        let outcome = rt.block_on(async {
+            match FIELDS[i] {
+                field @ (Field::Provider(_)
+                | Field::Booking(_)
+                | Field::CancelReason
+                | Field::ClosureReason) => {
+                    scheduling_case(&s, &scheduling, &record, case, field, &text).await
+                }
+                field => one_case(&s, &doctor, &record, case, field, &text).await,
+            }
+        });
         match outcome {
             Ok(true) => accepted.fetch_add(1, Ordering::Relaxed),
             Ok(false) => refused.fetch_add(1, Ordering::Relaxed),
@@ -217,6 +270,9 @@ async fn one_case(
                 a,
             )
         }
+        Field::Provider(_) | Field::Booking(_) | Field::CancelReason | Field::ClosureReason => {
+            anyhow::bail!("a scheduling field in a patient case")
+        }
         Field::Condition(name) => {
             let mut c = json!({"code": "J45", "description": "asthma"});
             c[name] = json!(text);
@@ -271,6 +327,7 @@ async fn one_case(
         Field::IdentifierValue => read.body["identifiers"][0]["value"].clone(),
         Field::Allergy(name) => find("allergies")[name].clone(),
         Field::Condition(name) => find("conditions")[name].clone(),
+        _ => anyhow::bail!("a scheduling field in a patient case"),
     };
     let sent = match field {
         Field::IdentifierValue => format!("{text}#{case}"),
@@ -280,6 +337,127 @@ async fn one_case(
     anyhow::ensure!(
         back.as_str() == Some(expected.as_str()),
         "read back {back:?}, expected {expected:?}"
+    );
+    Ok(true)
+}
+
+/// One value in one scheduling field, as [`one_case`] does for the record.
+async fn scheduling_case(
+    s: &TestServer,
+    sc: &Scheduling,
+    record: &str,
+    case: usize,
+    field: Field,
+    text: &str,
+) -> anyhow::Result<bool> {
+    let slot = sc.start + Duration::minutes(5 * case as i64);
+    let booking = json!({"provider_id": sc.provider, "patient_id": record,
+                         "starts_at": slot.to_rfc3339(),
+                         "ends_at": (slot + Duration::minutes(5)).to_rfc3339(),
+                         "reason_for_visit": "Check-up"});
+    let provider = format!("/v1/providers/{}", sc.provider);
+    let (token, path, sent_field, body, read_path) = match field {
+        Field::Provider(name) => {
+            let user = user_id(s, &sc.admin, &format!("dr.case{case}"), "doctor").await?;
+            let mut body = json!({"user_id": user, "display_name": "Dr Case",
+                                  "specialty": "General", "default_minutes": 30});
+            body[name] = json!(text);
+            (
+                &sc.admin,
+                "/v1/providers".to_owned(),
+                name,
+                body,
+                String::new(),
+            )
+        }
+        Field::Booking(name) => {
+            let mut body = booking;
+            body[name] = json!(text);
+            let path = match name {
+                "overbook_reason" => "/v1/appointments/overbook",
+                _ => "/v1/appointments",
+            };
+            (
+                &sc.staff,
+                path.to_owned(),
+                name,
+                body,
+                "/v1/appointments/".to_owned(),
+            )
+        }
+        Field::CancelReason => {
+            let booked = s
+                .call(
+                    "POST",
+                    "/v1/appointments",
+                    Some(&sc.staff),
+                    Some(booking),
+                    &[],
+                )
+                .await?;
+            anyhow::ensure!(booked.status == 201, "not booked: {booked:?}");
+            let id = booked.body["id"].as_str().unwrap_or_default();
+            (
+                &sc.staff,
+                format!("/v1/appointments/{id}/cancel"),
+                "reason",
+                json!({"reason": text}),
+                "/v1/appointments/".to_owned(),
+            )
+        }
+        Field::ClosureReason => {
+            let start = slot + Duration::days(2);
+            (
+                &sc.staff,
+                format!("{provider}/time-off"),
+                "reason",
+                json!({"starts_at": start.to_rfc3339(),
+                       "ends_at": (start + Duration::minutes(5)).to_rfc3339(), "reason": text}),
+                provider.clone(),
+            )
+        }
+        _ => anyhow::bail!("a patient field in a scheduling case"),
+    };
+    let before = s.event_count().await?;
+    let r = s.call("POST", &path, Some(token), Some(body), &[]).await?;
+    if r.status == 422 {
+        anyhow::ensure!(
+            r.field() == sent_field,
+            "refused naming another field: {r:?}"
+        );
+        anyhow::ensure!(
+            s.event_count().await? == before,
+            "a refused request wrote events"
+        );
+        return Ok(false);
+    }
+    anyhow::ensure!(
+        r.status == 201 || r.status == 200,
+        "neither stored nor refused: {r:?}"
+    );
+    let id = r.body["id"].as_str().unwrap_or_default().to_owned();
+    let read_path = match field {
+        Field::Provider(_) => format!("/v1/providers/{id}"),
+        Field::ClosureReason => read_path,
+        _ => format!("{read_path}{id}"),
+    };
+    let read = s
+        .call("GET", &read_path, Some(&sc.staff), None, &at(&r))
+        .await?;
+    anyhow::ensure!(read.status == 200, "not read back: {read:?}");
+    let back = match field {
+        Field::Provider(name) | Field::Booking(name) => read.body[name].clone(),
+        Field::CancelReason => read.body["cancel_reason"].clone(),
+        _ => read.body["time_off"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["closure_id"] == json!(id)))
+            .map(|c| c["reason"].clone())
+            .unwrap_or(Value::Null),
+    };
+    anyhow::ensure!(
+        back.as_str() == Some(text.trim()),
+        "read back {back:?}, expected {:?}",
+        text.trim()
     );
     Ok(true)
 }

@@ -1,0 +1,269 @@
+//! Scheduling under contention and hostile input, over HTTP, on each backend:
+//! fifty bookings racing for one slot, one patient racing across fifty
+//! providers, overbooking, and malformed or rule-breaking requests that must
+//! write nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::sync::Arc;
+
+use anamnesis_tests::db::Backend;
+use anamnesis_tests::fixtures::*;
+use anamnesis_tests::on_both_backends;
+use anamnesis_tests::schedule::*;
+use anamnesis_tests::server::{Reply, TestServer};
+use chrono::{Duration, Weekday};
+use serde_json::json;
+
+on_both_backends!(
+    fifty_patients_racing_for_one_slot_leave_one_appointment,
+    one_patient_racing_across_fifty_providers_gets_one_appointment,
+    hostile_bookings_are_refused_and_write_nothing,
+);
+
+const RACERS: usize = 50;
+
+/// Sends every body at once to POST /v1/appointments as `token`.
+async fn race(
+    s: Arc<TestServer>,
+    token: &str,
+    bodies: Vec<serde_json::Value>,
+) -> anyhow::Result<Vec<Reply>> {
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let (s, token) = (s.clone(), token.to_owned());
+            tokio::spawn(async move {
+                s.call("POST", "/v1/appointments", Some(&token), Some(body), &[])
+                    .await
+            })
+        })
+        .collect();
+    let mut replies = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        replies.push(t.await??);
+    }
+    Ok(replies)
+}
+
+/// (201s, 409s with `code`, anything else).
+fn tally<'a>(replies: &'a [Reply], code: &str) -> (usize, usize, Vec<&'a Reply>) {
+    let won = replies.iter().filter(|r| r.status == 201).count();
+    let lost = replies
+        .iter()
+        .filter(|r| r.status == 409 && r.code() == code)
+        .count();
+    let other = replies
+        .iter()
+        .filter(|r| r.status != 201 && !(r.status == 409 && r.code() == code))
+        .collect();
+    (won, lost, other)
+}
+
+async fn fifty_patients_racing_for_one_slot_leave_one_appointment(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let s = start_in(backend, LOS_ANGELES).await?;
+    let clinic = Clinic::new(LOS_ANGELES)?;
+    let admin = admin(&s).await?;
+    let staff = user(&s, &admin, "front.desk", "staff").await?;
+    let doctor_user = user_id(&s, &admin, "dr.house", "doctor").await?;
+    let dr = enroll(
+        &s,
+        &admin,
+        &doctor_user,
+        "Dr Gregory House",
+        "Internal medicine",
+    )
+    .await?;
+    set_hours(&s, &admin, &dr, hours(&WEEKDAYS, &[("09:00", "17:00")]), 30).await?;
+    let mut patients = Vec::with_capacity(RACERS);
+    for i in 0..RACERS {
+        let r = post(
+            &s,
+            &staff,
+            "/v1/patients",
+            Some(patient(&format!("Racer{i}"))),
+        )
+        .await?;
+        assert_eq!(r.status, 201, "{r:?}");
+        patients.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let monday = clinic.next(Weekday::Mon);
+    let slot = clinic.at(monday, "10:00");
+    let bodies = patients
+        .iter()
+        .map(|p| {
+            json!({"provider_id": dr, "patient_id": p, "starts_at": slot,
+                   "reason_for_visit": "Check-up"})
+        })
+        .collect();
+
+    let before = s.event_count().await?;
+    let s = Arc::new(s);
+    let replies = race(s.clone(), &staff, bodies).await?;
+    let (won, lost, other) = tally(&replies, "slot_taken");
+    assert_eq!((won, lost), (1, RACERS - 1), "{other:?}");
+    assert_eq!(s.event_count().await?, before + 1);
+    let winner = replies.iter().find(|r| r.status == 201).unwrap();
+    let active = read(
+        &s,
+        &staff,
+        &format!("/v1/appointments?provider_id={dr}&status=booked,checked_in,in_progress"),
+        winner,
+    )
+    .await?;
+    assert_eq!(
+        active.body["items"].as_array().unwrap().len(),
+        1,
+        "{active:?}"
+    );
+
+    // Staff may overbook the taken slot, with a reason; a patient may not.
+    let (marie, marie_id) = patient_account(&s, "marie", "Curie").await?;
+    let overbook = json!({"provider_id": dr, "patient_id": marie_id, "starts_at": slot,
+                          "reason_for_visit": "Acute pain",
+                          "overbook_reason": "Urgent: seen between patients"});
+    let refused = post(
+        &s,
+        &marie,
+        "/v1/appointments/overbook",
+        Some(overbook.clone()),
+    )
+    .await?;
+    assert_eq!((refused.status, refused.code()), (403, "forbidden"));
+    let squeezed = post(&s, &staff, "/v1/appointments/overbook", Some(overbook)).await?;
+    assert_eq!(squeezed.status, 201, "{squeezed:?}");
+    let day = read(
+        &s,
+        &staff,
+        &format!("/v1/providers/{dr}/schedule?date={monday}"),
+        &squeezed,
+    )
+    .await?;
+    let items = day.body["appointments"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{day:?}");
+    assert!(items
+        .iter()
+        .any(|a| a["overbook_reason"] == "Urgent: seen between patients"));
+    // The patient's own calendar still holds for an overbooking.
+    let twice = json!({"provider_id": dr, "patient_id": marie_id, "starts_at": slot,
+                       "reason_for_visit": "Acute pain", "overbook_reason": "Again"});
+    let twice = post(&s, &staff, "/v1/appointments/overbook", Some(twice)).await?;
+    assert_eq!(
+        (twice.status, twice.code()),
+        (409, "patient_double_booked"),
+        "{twice:?}"
+    );
+    Arc::into_inner(s).unwrap().stop().await
+}
+
+async fn one_patient_racing_across_fifty_providers_gets_one_appointment(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let s = start_in(backend, LOS_ANGELES).await?;
+    let clinic = Clinic::new(LOS_ANGELES)?;
+    let admin = admin(&s).await?;
+    let mut providers = Vec::with_capacity(RACERS);
+    for i in 0..RACERS {
+        let user = user_id(&s, &admin, &format!("dr.{i}"), "doctor").await?;
+        let dr = enroll(&s, &admin, &user, &format!("Dr {i}"), "General practice").await?;
+        set_hours(&s, &admin, &dr, hours(&WEEKDAYS, &[("09:00", "12:00")]), 30).await?;
+        providers.push(dr);
+    }
+    let (marie, marie_id) = patient_account(&s, "marie", "Curie").await?;
+    let friday = clinic.next(Weekday::Fri);
+    // 10:00-10:30, 10:05-10:35, ... 10:25-10:55, again: all overlap, few alike.
+    let bodies = providers
+        .iter()
+        .enumerate()
+        .map(|(i, dr)| {
+            let start = clinic.instant(friday, "10:00") + Duration::minutes(5 * (i as i64 % 6));
+            json!({"provider_id": dr, "patient_id": marie_id,
+                   "starts_at": clinic.rfc3339(start), "reason_for_visit": "Second opinion"})
+        })
+        .collect();
+
+    let before = s.event_count().await?;
+    let s = Arc::new(s);
+    let replies = race(s.clone(), &marie, bodies).await?;
+    let (won, lost, other) = tally(&replies, "patient_double_booked");
+    assert_eq!((won, lost), (1, RACERS - 1), "{other:?}");
+    assert_eq!(s.event_count().await?, before + 1);
+    let winner = replies.iter().find(|r| r.status == 201).unwrap();
+    let own = read(
+        &s,
+        &marie,
+        &format!("/v1/patients/{marie_id}/appointments"),
+        winner,
+    )
+    .await?;
+    assert_eq!(own.body["items"].as_array().unwrap().len(), 1, "{own:?}");
+    Arc::into_inner(s).unwrap().stop().await
+}
+
+async fn hostile_bookings_are_refused_and_write_nothing(backend: Backend) -> anyhow::Result<()> {
+    let s = start_in(backend, LOS_ANGELES).await?;
+    let clinic = Clinic::new(LOS_ANGELES)?;
+    let admin = admin(&s).await?;
+    let staff = user(&s, &admin, "front.desk", "staff").await?;
+    let doctor_user = user_id(&s, &admin, "dr.house", "doctor").await?;
+    let dr = enroll(
+        &s,
+        &admin,
+        &doctor_user,
+        "Dr Gregory House",
+        "Internal medicine",
+    )
+    .await?;
+    set_hours(&s, &admin, &dr, hours(&WEEKDAYS, &[("09:00", "17:00")]), 30).await?;
+    let (_, marie_id) = patient_account(&s, "marie", "Curie").await?;
+    let monday = clinic.next(Weekday::Mon);
+    let good = json!({"provider_id": dr, "patient_id": marie_id,
+                      "starts_at": clinic.at(monday, "10:00"), "reason_for_visit": "Cough"});
+    let with = |field: &str, value: serde_json::Value| {
+        let mut b = good.clone();
+        b[field] = value;
+        b
+    };
+    let naive = format!("{monday}T10:00:00");
+    let cases = [
+        (
+            with("starts_at", json!(clinic.at(monday, "10:03"))),
+            422,
+            "off_grain",
+        ),
+        (with("starts_at", json!(naive)), 400, "invalid_value"),
+        (
+            with("reason_for_visit", json!("Cough\u{1}\u{1b}[31m")),
+            422,
+            "invalid_characters",
+        ),
+        (
+            with("provider_id", json!(uuid::Uuid::now_v7().to_string())),
+            422,
+            "unknown_provider",
+        ),
+        (with("priority", json!("high")), 400, "unknown_field"),
+    ];
+    let before = s.event_count().await?;
+    for (body, status, code) in cases {
+        let r = post(&s, &staff, "/v1/appointments", Some(body.clone())).await?;
+        assert_eq!((r.status, r.code()), (status, code), "{body}: {r:?}");
+    }
+    // The overbooking form refuses unknown fields too.
+    let mut overbook = with("overbook_reason", json!("Urgent"));
+    overbook["priority"] = json!("high");
+    let r = post(&s, &staff, "/v1/appointments/overbook", Some(overbook)).await?;
+    assert_eq!(r.status, 400, "{r:?}");
+    // Free slots are searched only up to the horizon (12 weeks by default).
+    let far = clinic.today() + Duration::weeks(12) + Duration::days(1);
+    let path = format!("/v1/providers/{dr}/slots?from={monday}&to={far}");
+    let r = s.call("GET", &path, Some(&staff), None, &[]).await?;
+    assert_eq!((r.status, r.code()), (400, "beyond_horizon"), "{r:?}");
+    assert_eq!(s.event_count().await?, before, "a refused request wrote");
+    // The well-formed booking is accepted after all of that.
+    let r = post(&s, &staff, "/v1/appointments", Some(good)).await?;
+    assert_eq!(r.status, 201, "{r:?}");
+    s.stop().await
+}
