@@ -9,7 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use anamnesis_commands::{Db, LogReader, StoredEvent};
-use anamnesis_projections::patients::{self, Patients, PatientView};
+use anamnesis_projections::patients::{self, PatientView, Patients};
 use anamnesis_projections::runner::{Decode, Envelope, Projector, Tx};
 use anamnesis_projections::schedule::{self, AppointmentFilter, AppointmentRow, Schedule};
 
@@ -95,7 +95,11 @@ async fn fold(db: &Db, page: &[StoredEvent]) -> Result<(), ReplayError> {
 }
 
 /// Applies the events of `projector`'s aggregate types, decoded as it reads them.
-async fn apply<P: Projector>(db: &Db, projector: &P, page: &[StoredEvent]) -> Result<(), ReplayError> {
+async fn apply<P: Projector>(
+    db: &Db,
+    projector: &P,
+    page: &[StoredEvent],
+) -> Result<(), ReplayError> {
     let types = projector.aggregate_types();
     let mut envelopes = Vec::new();
     for stored in page
@@ -116,7 +120,9 @@ async fn apply<P: Projector>(db: &Db, projector: &P, page: &[StoredEvent]) -> Re
         return Ok(());
     }
     let Db::Sqlite(pool) = db else {
-        return Err(ReplayError::Scratch("the scratch database is SQLite".into()));
+        return Err(ReplayError::Scratch(
+            "the scratch database is SQLite".into(),
+        ));
     };
     let mut tx = Tx::Sqlite(pool.begin().await?);
     projector

@@ -407,6 +407,18 @@ pub const TABLE: &[Row] = {
             200,
         ),
         row("GET /v1/me/provider", None, SignedIn, 200),
+        row(
+            "GET /v1/patients/{id}/history",
+            Other,
+            Roles(&["compliance"]),
+            200,
+        ),
+        row(
+            "GET /v1/patients/{id}/as-of",
+            Other,
+            Roles(&["compliance"]),
+            200,
+        ),
         row("GET /healthz", None, Anyone, 200),
         row("GET /readyz", None, Anyone, 200),
         row("GET /metrics", None, Anyone, 200),

@@ -889,7 +889,11 @@ pub struct AppointmentView {
 
 /// An appointment row as shown; without `names` (a role that may see the
 /// calendar but not who is on it) no patient name or reason is shown.
-pub(crate) fn appointment_view(state: &AppState, row: AppointmentRow, names: bool) -> Result<AppointmentView, ApiError> {
+pub(crate) fn appointment_view(
+    state: &AppState,
+    row: AppointmentRow,
+    names: bool,
+) -> Result<AppointmentView, ApiError> {
     let zone = state.scheduler().zone();
     let at = |s: i64| {
         DateTime::from_timestamp(s, 0)
