@@ -115,15 +115,6 @@ async fn provider(
     Ok(provider)
 }
 
-/// What one storm client got.
-struct Answer {
-    status: u16,
-    code: String,
-    id: String,
-    position: i64,
-    micros: u64,
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -191,179 +182,62 @@ async fn main() -> anyhow::Result<()> {
     .map(id)
     .collect::<anyhow::Result<_>>()?;
 
-    // Every client's connection is open before the start: the storm measures
-    // bookings, not TCP handshakes.
-    fan_out(args.clients, args.clients, |_| {
-        let s = s.clone();
-        async move {
-            s.call("GET", "/readyz", None, None, &[])
-                .await
-                .map(|_| Value::Null)
-        }
-    })
-    .await?;
-
     let slots = PROVIDERS * SLOTS_PER_PROVIDER;
     eprintln!("storm: {} clients on {slots} slots", args.clients);
-    let go = Arc::new(tokio::sync::Barrier::new(args.clients + 1));
-    let mut tasks = Vec::with_capacity(args.clients);
+    let mut bodies = Vec::with_capacity(args.clients);
     for (i, patient) in patients.iter().enumerate() {
         let slot = i % slots;
-        let body = json!({
+        let minute = 9 * 60 + SLOT_MINUTES * (slot % SLOTS_PER_PROVIDER) as i64;
+        bodies.push(json!({
             "provider_id": providers[slot / SLOTS_PER_PROVIDER],
             "patient_id": patient,
-            "starts_at": at(day, 9 * 60 + SLOT_MINUTES * (slot % SLOTS_PER_PROVIDER) as i64)?.to_rfc3339(),
+            "starts_at": at(day, minute)?.to_rfc3339(),
             "reason_for_visit": "check-up",
-        });
-        let (s, staff, go) = (s.clone(), staff.clone(), go.clone());
-        tasks.push(tokio::spawn(async move {
-            go.wait().await;
-            let started = Instant::now();
-            let (status, r) = s
-                .call("POST", "/v1/appointments", Some(&staff), Some(&body), &[])
-                .await?;
-            anyhow::Ok(Answer {
-                status,
-                code: r["code"].as_str().unwrap_or_default().to_owned(),
-                id: r["id"].as_str().unwrap_or_default().to_owned(),
-                position: r["position"].as_i64().unwrap_or(0),
-                micros: started.elapsed().as_micros().max(1) as u64,
-            })
         }));
     }
-    go.wait().await;
-    let started = Instant::now();
-    let mut answers = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        answers.push(t.await??);
-    }
-    let elapsed = started.elapsed();
-
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut kinds: BTreeMap<(u16, String), usize> = BTreeMap::new();
-    for a in &answers {
-        latency.record(a.micros)?;
-        *kinds.entry((a.status, a.code.clone())).or_default() += 1;
-    }
-    let count = |f: &dyn Fn(u16) -> bool| answers.iter().filter(|a| f(a.status)).count();
-    let wins = count(&|c| c == 201);
-    let conflicts = count(&|c| c == 409);
-    let errors = answers.len() - wins - conflicts;
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
-    let (p50, p99) = (ms(0.50), ms(0.99));
-
+    let contended = storm(&s, &staff, bodies).await?;
     println!();
-    println!(
-        "backend {}, storm of {} clients on {slots} slots ({day})",
-        args.backend, args.clients
-    );
-    println!(
-        "POST /v1/appointments   {wins} wins (201), {conflicts} conflicts (409), {errors} errors   {:.0} req/s   p50 {p50:.2} ms   p99 {p99:.2} ms   max {:.2} ms   ({:.2} s)",
-        answers.len() as f64 / elapsed.as_secs_f64(),
-        ms(1.0),
-        elapsed.as_secs_f64()
-    );
-    for ((status, code), n) in &kinds {
-        println!("    {status} {code:<24} {n}");
-    }
+    println!("backend {}, {} clients at once", args.backend, args.clients);
+    let (wins, errors, p99) = report(
+        &format!("POST /v1/appointments, {slots} slots x 10 clients"),
+        &contended,
+    )?;
     let met = wins == slots && errors == 0 && p99 <= 100.0;
     println!(
         "goal: exactly {slots} wins, 0 errors, p99 <= 100 ms: {}",
         if met { "met" } else { "MISSED" }
     );
-
-    // The read model, once it has seen the last win: exactly the winners,
-    // no two overlapping on one provider's calendar.
-    let last = answers.iter().map(|a| a.position).max().unwrap_or(0);
-    let mut booked: Vec<(String, i64, i64, String)> = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!(
-            "/v1/appointments?status=booked&limit=100&from={}&to={}",
-            at(day, 0)?.to_rfc3339().replace('+', "%2B"),
-            at(day, 24 * 60)?.to_rfc3339().replace('+', "%2B"),
-        );
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let (status, page) = s
-            .call(
-                "GET",
-                &path,
-                Some(&staff),
-                None,
-                &[("X-Min-Position", last.to_string())],
-            )
-            .await?;
-        anyhow::ensure!(status == 200, "listing appointments: {status} {page}");
-        for a in page["items"].as_array().context("items")? {
-            let time = |f: &str| -> anyhow::Result<i64> {
-                Ok(DateTime::parse_from_rfc3339(a[f].as_str().context("a time")?)?.timestamp())
-            };
-            booked.push((
-                a["provider_id"].as_str().unwrap_or_default().to_owned(),
-                time("starts_at")?,
-                time("ends_at")?,
-                a["appointment_id"].as_str().unwrap_or_default().to_owned(),
-            ));
-        }
-        cursor = page["next_cursor"].as_str().map(str::to_owned);
-        if cursor.is_none() {
-            break;
-        }
-    }
-    booked.sort();
-    let overlaps = booked
-        .windows(2)
-        .filter(|w| w[0].0 == w[1].0 && w[1].1 < w[0].2)
-        .count();
-    let mut won: Vec<&str> = answers
-        .iter()
-        .filter(|a| a.status == 201)
-        .map(|a| a.id.as_str())
-        .collect();
-    let mut listed: Vec<&str> = booked.iter().map(|b| b.3.as_str()).collect();
-    won.sort_unstable();
-    listed.sort_unstable();
-    println!(
-        "read model: {} booked appointments, {overlaps} overlapping pairs, {} the winners",
-        booked.len(),
-        if won == listed { "exactly" } else { "NOT" }
-    );
-    anyhow::ensure!(
-        booked.len() == slots && overlaps == 0 && won == listed,
-        "the read model holds {} booked appointments ({overlaps} overlapping), not the {slots} winners",
-        booked.len()
-    );
+    verify(&s, &staff, day, &contended, slots).await?;
 
     // Phase 2: one provider open all week in five-minute slots, every
-    // other slot booked (by a different patient each).
+    // other slot booked, each by another patient. Booked as a storm too,
+    // for comparison: as many clients at once, each on a slot of its own.
     let every_day: Vec<Value> = (0..7)
-        .map(|d| json!({"day": day_name((monday + Duration::days(d)).weekday()), "intervals": [{"start": "00:00", "end": "23:55"}]}))
+        .map(|d| {
+            let name = day_name((monday + Duration::days(d)).weekday());
+            json!({"day": name, "intervals": [{"start": "00:00", "end": "23:55"}]})
+        })
         .collect();
-    let busy = Arc::new(provider(&s, &admin, "doctor_busy", (json!(every_day), 5)).await?);
+    let busy = provider(&s, &admin, "doctor_busy", (json!(every_day), 5)).await?;
     eprintln!("seeding: {WEEK_BOOKINGS} bookings on {monday}..{sunday}");
-    let patients = Arc::new(patients);
-    let booked = fan_out(WEEK_BOOKINGS, 16, |i| {
-        let (s, staff, busy, patients) = (s.clone(), staff.clone(), busy.clone(), patients.clone());
-        async move {
-            let slot = 2 * i;
-            let starts = at(
-                monday + Duration::days((slot / SLOTS_PER_DAY) as i64),
-                5 * (slot % SLOTS_PER_DAY) as i64,
-            )?;
-            let body = json!({"provider_id": *busy, "patient_id": patients[i],
-                "starts_at": starts.to_rfc3339(), "reason_for_visit": "follow-up"});
-            s.expect(201, ("POST", "/v1/appointments"), &staff, Some(&body))
-                .await
-        }
-    })
-    .await?;
-    let last = booked
-        .iter()
-        .filter_map(|b| b["position"].as_i64())
-        .max()
-        .unwrap_or(0);
+    let mut bodies = Vec::with_capacity(WEEK_BOOKINGS);
+    for (i, patient) in patients.iter().take(WEEK_BOOKINGS).enumerate() {
+        let slot = 2 * i;
+        let date = monday + Duration::days((slot / SLOTS_PER_DAY) as i64);
+        bodies.push(json!({"provider_id": busy, "patient_id": patient,
+            "starts_at": at(date, 5 * (slot % SLOTS_PER_DAY) as i64)?.to_rfc3339(),
+            "reason_for_visit": "follow-up"}));
+    }
+    let seeded = storm(&s, &staff, bodies).await?;
+    let (wins, _, _) = report(
+        &format!("POST /v1/appointments, {WEEK_BOOKINGS} slots x 1 client"),
+        &seeded,
+    )?;
+    anyhow::ensure!(
+        wins == WEEK_BOOKINGS,
+        "seeding the week: {wins} of {WEEK_BOOKINGS} booked"
+    );
+    let last = seeded.last_position();
     let query = Arc::new(format!(
         "/v1/providers/{busy}/slots?from={monday}&to={sunday}"
     ));
@@ -394,8 +268,7 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     let figures = closed_loop("free slots", args.query_clients, args.seconds, slots_query).await?;
-    println!();
-    println!("free slots of one provider's week ({free} free, {WEEK_BOOKINGS} booked)");
+    println!("free slots of one provider's week: {free} free, {WEEK_BOOKINGS} booked");
     figures.print(
         &format!(
             "GET /v1/providers/{{id}}/slots at {} clients",
@@ -404,9 +277,179 @@ async fn main() -> anyhow::Result<()> {
         "q",
     );
 
-    drop(answers);
     Arc::try_unwrap(s)
         .map_err(|_| anyhow::anyhow!("the server is still shared"))?
         .stop()
         .await
+}
+
+/// What one storm client got.
+struct Answer {
+    status: u16,
+    code: String,
+    id: String,
+    position: i64,
+    micros: u64,
+}
+
+/// A storm's answers and how long it took, from release to the last answer.
+struct Storm {
+    answers: Vec<Answer>,
+    elapsed: std::time::Duration,
+}
+
+impl Storm {
+    /// The log position of the last booking that landed.
+    fn last_position(&self) -> i64 {
+        self.answers.iter().map(|a| a.position).max().unwrap_or(0)
+    }
+}
+
+/// One client per body, all released at once, each posting its booking as
+/// `token` over a connection opened beforehand (the storm measures bookings,
+/// not TCP handshakes).
+async fn storm(
+    s: &Arc<BenchServer>,
+    token: &Arc<String>,
+    bodies: Vec<Value>,
+) -> anyhow::Result<Storm> {
+    fan_out(bodies.len(), bodies.len(), |_| {
+        let s = s.clone();
+        async move {
+            s.call("GET", "/readyz", None, None, &[])
+                .await
+                .map(|_| Value::Null)
+        }
+    })
+    .await?;
+    let go = Arc::new(tokio::sync::Barrier::new(bodies.len() + 1));
+    let mut tasks = Vec::with_capacity(bodies.len());
+    for body in bodies {
+        let (s, token, go) = (s.clone(), token.clone(), go.clone());
+        tasks.push(tokio::spawn(async move {
+            go.wait().await;
+            let started = Instant::now();
+            let (status, r) = s
+                .call("POST", "/v1/appointments", Some(&token), Some(&body), &[])
+                .await?;
+            anyhow::Ok(Answer {
+                status,
+                code: r["code"].as_str().unwrap_or_default().to_owned(),
+                id: r["id"].as_str().unwrap_or_default().to_owned(),
+                position: r["position"].as_i64().unwrap_or(0),
+                micros: started.elapsed().as_micros().max(1) as u64,
+            })
+        }));
+    }
+    go.wait().await;
+    let started = Instant::now();
+    let mut answers = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        answers.push(t.await??);
+    }
+    Ok(Storm {
+        answers,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Prints a storm's counts by answer, rate and latency; returns (wins,
+/// errors, p99 in ms). Errors are answers other than 201 and 409.
+fn report(name: &str, storm: &Storm) -> anyhow::Result<(usize, usize, f64)> {
+    let answers = &storm.answers;
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    let mut kinds: BTreeMap<(u16, &str), usize> = BTreeMap::new();
+    for a in answers {
+        latency.record(a.micros)?;
+        *kinds.entry((a.status, a.code.as_str())).or_default() += 1;
+    }
+    let count = |code: u16| answers.iter().filter(|a| a.status == code).count();
+    let (wins, conflicts) = (count(201), count(409));
+    let errors = answers.len() - wins - conflicts;
+    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
+    println!(
+        "{name:<50} {:>6.0} req/s   p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   ({:.2} s)",
+        answers.len() as f64 / storm.elapsed.as_secs_f64(),
+        ms(0.50),
+        ms(0.99),
+        ms(1.0),
+        storm.elapsed.as_secs_f64()
+    );
+    println!(
+        "{:<50} {wins} wins (201), {conflicts} conflicts (409), {errors} errors",
+        ""
+    );
+    for ((status, code), n) in kinds {
+        println!("{:<50}   {n:>5} x {status} {code}", "");
+    }
+    Ok((wins, errors, ms(0.99)))
+}
+
+/// The read model, once it has seen the storm's last booking, holds exactly
+/// `expected` booked appointments on `day`, the winners, and no two overlap
+/// on one provider's calendar.
+async fn verify(
+    s: &BenchServer,
+    staff: &str,
+    day: NaiveDate,
+    storm: &Storm,
+    expected: usize,
+) -> anyhow::Result<()> {
+    let last = storm.last_position();
+    let (from, to) = (at(day, 0)?.to_rfc3339(), at(day, 24 * 60)?.to_rfc3339());
+    let mut booked: Vec<(String, i64, i64, String)> = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!(
+            "/v1/appointments?status=booked&limit=100&from={}&to={}",
+            from.replace('+', "%2B"),
+            to.replace('+', "%2B"),
+        );
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let at_last = [("X-Min-Position", last.to_string())];
+        let (status, page) = s.call("GET", &path, Some(staff), None, &at_last).await?;
+        anyhow::ensure!(status == 200, "listing appointments: {status} {page}");
+        for a in page["items"].as_array().context("items")? {
+            let time = |f: &str| -> anyhow::Result<i64> {
+                Ok(DateTime::parse_from_rfc3339(a[f].as_str().context("a time")?)?.timestamp())
+            };
+            booked.push((
+                a["provider_id"].as_str().unwrap_or_default().to_owned(),
+                time("starts_at")?,
+                time("ends_at")?,
+                a["appointment_id"].as_str().unwrap_or_default().to_owned(),
+            ));
+        }
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            break;
+        }
+    }
+    booked.sort();
+    let overlaps = booked
+        .windows(2)
+        .filter(|w| w[0].0 == w[1].0 && w[1].1 < w[0].2)
+        .count();
+    let mut won: Vec<&str> = storm
+        .answers
+        .iter()
+        .filter(|a| a.status == 201)
+        .map(|a| a.id.as_str())
+        .collect();
+    let mut listed: Vec<&str> = booked.iter().map(|b| b.3.as_str()).collect();
+    won.sort_unstable();
+    listed.sort_unstable();
+    println!(
+        "read model: {} booked, {overlaps} overlapping pairs, {} the winners",
+        booked.len(),
+        if won == listed { "exactly" } else { "NOT" }
+    );
+    anyhow::ensure!(
+        booked.len() == expected && overlaps == 0 && won == listed,
+        "the read model holds {} booked appointments ({overlaps} overlapping pairs), not the {expected} winners",
+        booked.len()
+    );
+    Ok(())
 }
