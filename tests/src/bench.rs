@@ -330,6 +330,20 @@ impl BenchServer {
         ))
     }
 
+    /// A GET whose answer is only counted: the status, the body read and
+    /// dropped unparsed (parsing it would load the generator, not the server).
+    pub async fn get_status(&self, path: &str, token: &str) -> anyhow::Result<u16> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let _ = r.bytes().await?;
+        Ok(status)
+    }
+
     /// A request that must answer `expected`; its body.
     pub async fn expect(
         &self,

@@ -261,7 +261,7 @@ async fn main() -> anyhow::Result<()> {
         move |_: u64| {
             let (s, staff, query) = (s.clone(), staff.clone(), query.clone());
             async move {
-                let (status, _) = s.call("GET", &query, Some(&staff), None, &[]).await?;
+                let status = s.get_status(&query, &staff).await?;
                 anyhow::ensure!(status == 200, "free slots: {status}");
                 Ok(())
             }
