@@ -4,7 +4,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use hdrhistogram::Histogram;
+use serde_json::Value;
+
+use crate::db::{Backend, TestDb};
 
 /// What one phase measured.
 pub struct Figures {
@@ -189,5 +193,176 @@ async fn progress(name: &'static str, seconds: u64) {
         tokio::time::sleep(Duration::from_secs(5)).await;
         n += 5;
         eprintln!("  {name}: {n} s");
+    }
+}
+
+/// A real server on a runtime of its own (as in production: the load
+/// generator's tasks do not queue in front of its requests), over a fresh
+/// database, and an HTTP client for it.
+pub struct BenchServer {
+    pub http: reqwest::Client,
+    pub base: String,
+    pub db: TestDb,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+}
+
+/// The token signing key of benchmark servers.
+pub const BENCH_KEY: &str = "bench-signing-key-0123456789abcdef0123456789";
+
+impl BenchServer {
+    /// Starts a server on `backend` for up to `clients` concurrent clients
+    /// and waits until it answers.
+    pub async fn start(backend: Backend, clients: usize) -> anyhow::Result<Self> {
+        let db = TestDb::with_pool(backend, 2)
+            .await
+            .context("creating the benchmark database")?;
+        let data_dir = db
+            .data_dir()
+            .map(|d| d.to_path_buf())
+            .unwrap_or_else(std::env::temp_dir);
+        let mut cli = vec![
+            "anamnesis".to_owned(),
+            "--data-dir".into(),
+            data_dir.display().to_string(),
+            "--token-key".into(),
+            BENCH_KEY.into(),
+        ];
+        if let Some(url) = &db.url {
+            cli.extend(["--database-url".to_owned(), url.clone()]);
+        }
+        cli.push("serve".into());
+        let settings = <anamnesis_api::cli::Cli as clap::Parser>::try_parse_from(cli)?.settings;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let listener = listener.into_std()?;
+        let thread = std::thread::spawn(move || -> anyhow::Result<()> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener)?;
+                anamnesis_api::server::launch(&settings, listener, async {
+                    let _ = stopped.await;
+                })
+                .await
+            })
+        });
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(clients)
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http.get(format!("{base}/readyz")).send().await.is_err() {
+            anyhow::ensure!(Instant::now() < deadline, "the server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Self {
+            http,
+            base,
+            db,
+            stop,
+            thread,
+        })
+    }
+
+    /// Creates the account `admin` with `password` on the write side (as
+    /// the command line does) and signs it in.
+    pub async fn admin(&self, password: &str) -> anyhow::Result<String> {
+        use anamnesis_commands as c;
+        let identity = c::identity::Identity::new(c::dispatch::CommandBus::new(
+            c::EventLog::open(self.db.db.clone()).await?,
+        ));
+        let operator = c::EventMetadata::by(c::Actor::new("bench", "operator"));
+        identity
+            .create(
+                c::identity::NewAccount {
+                    user_id: uuid::Uuid::now_v7(),
+                    username: "admin".into(),
+                    password: password.into(),
+                    role: anamnesis_domain::user::Role::Admin,
+                    patient_id: None,
+                },
+                &operator,
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the admin: {e}"))?;
+        self.login("admin", password).await
+    }
+
+    /// An access token for `username`.
+    pub async fn login(&self, username: &str, password: &str) -> anyhow::Result<String> {
+        let body = serde_json::json!({"username": username, "password": password});
+        let (status, r) = self
+            .call("POST", "/v1/auth/login", None, Some(&body), &[])
+            .await?;
+        anyhow::ensure!(status == 200, "login {username}: {status} {r}");
+        Ok(r["access_token"].as_str().context("token")?.to_owned())
+    }
+
+    /// One request; the status and the JSON body (`Null` if none).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<(u16, Value)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        let bytes = r.bytes().await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// A GET whose answer is only counted: the status, the body read and
+    /// dropped unparsed (parsing it would load the generator, not the server).
+    pub async fn get_status(&self, path: &str, token: &str) -> anyhow::Result<u16> {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let _ = r.bytes().await?;
+        Ok(status)
+    }
+
+    /// A request that must answer `expected`; its body.
+    pub async fn expect(
+        &self,
+        expected: u16,
+        (method, path): (&str, &str),
+        token: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let (status, r) = self.call(method, path, Some(token), body, &[]).await?;
+        anyhow::ensure!(status == expected, "{method} {path}: {status} {r}");
+        Ok(r)
+    }
+
+    /// Stops the server and drops the database.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
+        self.db.cleanup().await
     }
 }

@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anamnesis_tests::bench::{closed_loop, open_loop, Figures};
-use anamnesis_tests::db::{Backend, TestDb};
+use anamnesis_tests::bench::{closed_loop, open_loop, BenchServer, Figures};
+use anamnesis_tests::db::Backend;
 use anyhow::Context;
 use clap::Parser;
 use serde_json::{json, Value};
@@ -38,7 +38,6 @@ struct Args {
     phases: Vec<String>,
 }
 
-const KEY: &str = "bench-signing-key-0123456789abcdef0123456789";
 const PASSWORD: &str = "benchmark password";
 
 struct Client {
@@ -198,86 +197,17 @@ async fn main() -> anyhow::Result<()> {
         "sqlite" => Backend::Sqlite,
         other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
     };
-    let t = TestDb::with_pool(backend, 2)
-        .await
-        .context("creating the benchmark database")?;
-    let data_dir = t
-        .data_dir()
-        .map(|d| d.to_path_buf())
-        .unwrap_or_else(std::env::temp_dir);
-    let mut cli = vec![
-        "anamnesis".to_owned(),
-        "--data-dir".into(),
-        data_dir.display().to_string(),
-        "--token-key".into(),
-        KEY.into(),
-    ];
-    if let Some(url) = &t.url {
-        cli.extend(["--database-url".to_owned(), url.clone()]);
-    }
-    cli.push("serve".into());
-    let settings = <anamnesis_api::cli::Cli as Parser>::try_parse_from(cli)?.settings;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // The server runs on a runtime of its own, as in production: the load
-    // generator's thousand tasks do not queue in front of its requests.
-    let listener = listener.into_std()?;
-    let server = std::thread::spawn(move || -> anyhow::Result<()> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?;
-        runtime.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener)?;
-            anamnesis_api::server::launch(&settings, listener, async {
-                let _ = stopped.await;
-            })
-            .await
-        })
-    });
+    let server = BenchServer::start(backend, args.clients).await?;
     let client = Arc::new(Client {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(args.clients)
-            .build()?,
-        base,
+        http: server.http.clone(),
+        base: server.base.clone(),
     });
-    for _ in 0..500 {
-        if client
-            .http
-            .get(format!("{}/readyz", client.base))
-            .send()
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 
     eprintln!(
         "seeding: an admin, {user_count} accounts, {} patients",
         args.patients
     );
-    let identity =
-        anamnesis_commands::identity::Identity::new(anamnesis_commands::dispatch::CommandBus::new(
-            anamnesis_commands::EventLog::open(t.db.clone()).await?,
-        ));
-    let operator =
-        anamnesis_commands::EventMetadata::by(anamnesis_commands::Actor::new("bench", "operator"));
-    identity
-        .create(
-            anamnesis_commands::identity::NewAccount {
-                user_id: uuid::Uuid::now_v7(),
-                username: "admin".into(),
-                password: PASSWORD.into(),
-                role: anamnesis_domain::user::Role::Admin,
-                patient_id: None,
-            },
-            &operator,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("creating the admin: {e}"))?;
-    let admin = client.login("admin").await?;
+    let admin = server.admin(PASSWORD).await?;
     fan_out(user_count, 8, |i| {
         let (client, admin) = (client.clone(), admin.clone());
         async move {
@@ -421,9 +351,5 @@ async fn main() -> anyhow::Result<()> {
         half.print(&format!("{route} at half the sustained rate"), "req");
         println!("{:<50} {}", "", lag(half_lag));
     }
-    let _ = stop.send(());
-    server
-        .join()
-        .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
-    t.cleanup().await
+    server.stop().await
 }
