@@ -9,6 +9,15 @@
 //! A closure appends to the provider's (or the clinic's) stream and checks
 //! that no appointment holds a key in its period; over bookings it is
 //! refused with their ids, or cancels them in the same atomic append.
+//!
+//! A booking's first attempt decides on the provider's, the clinic's and the
+//! patient's state as this process last read them ([`Scheduler`] keeps them
+//! with their streams' sequences) and fences those sequences: if any stream
+//! moved, the append conflicts and the next attempt reads them afresh. A stale
+//! cache costs a retry, never a wrong booking; a warm one saves four reads.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -65,6 +74,26 @@ pub struct ClosureAdded {
 pub struct Scheduler {
     bus: CommandBus,
     zone: ClinicZone,
+    seen: Arc<Mutex<Seen>>,
+}
+
+/// Patients remembered at most; beyond it the memory starts over.
+const PATIENTS_REMEMBERED: usize = 50_000;
+
+/// What this process last read of the streams a booking depends on, with
+/// each stream's sequence then: decisions on it are fenced at that sequence.
+#[derive(Default)]
+struct Seen {
+    providers: HashMap<Uuid, (Provider, i64)>,
+    clinic: Option<(ClinicCalendar, i64)>,
+    patients: HashMap<Uuid, (PatientStanding, i64)>,
+}
+
+/// Whether to trust what was seen, or read the streams again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Read {
+    Seen,
+    Fresh,
 }
 
 /// A provider's calendar as loaded, with the sequences to fence.
@@ -76,7 +105,54 @@ struct Loaded {
 
 impl Scheduler {
     pub fn new(bus: CommandBus, zone: ClinicZone) -> Self {
-        Self { bus, zone }
+        Self {
+            bus,
+            zone,
+            seen: Arc::default(),
+        }
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        // A panic while holding the lock leaves plain data behind: usable.
+        self.seen.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The user account of provider `id` (`None`: no such provider). A
+    /// provider's account never changes, so what was seen answers.
+    pub async fn provider_user(&self, id: Uuid) -> Result<Option<Uuid>> {
+        if let Some((p, _)) = self.seen().providers.get(&id) {
+            if let Some(profile) = p.profile() {
+                return Ok(Some(profile.user_id));
+            }
+        }
+        let (provider, _) = self.provider(id, Read::Fresh).await?;
+        Ok(provider.profile().map(|p| p.user_id))
+    }
+
+    async fn provider(&self, id: Uuid, read: Read) -> Result<(Provider, i64)> {
+        if read == Read::Seen {
+            if let Some(seen) = self.seen().providers.get(&id) {
+                return Ok(seen.clone());
+            }
+        }
+        let (provider, sequence, _) = self.bus.load::<Provider>(&id.to_string()).await?;
+        if provider.profile().is_some() {
+            self.seen()
+                .providers
+                .insert(id, (provider.clone(), sequence));
+        }
+        Ok((provider, sequence))
+    }
+
+    async fn clinic(&self, read: Read) -> Result<(ClinicCalendar, i64)> {
+        if read == Read::Seen {
+            if let Some(seen) = &self.seen().clinic {
+                return Ok(seen.clone());
+            }
+        }
+        let (clinic, sequence, _) = self.bus.load::<ClinicCalendar>(CLINIC_CALENDAR_ID).await?;
+        self.seen().clinic = Some((clinic.clone(), sequence));
+        Ok((clinic, sequence))
     }
 
     /// The clinic's zone.
@@ -87,13 +163,13 @@ impl Scheduler {
     /// A provider's state and calendar (hours, time off, clinic holidays),
     /// read from the log.
     pub async fn calendar(&self, provider_id: Uuid) -> Result<(Provider, Calendar)> {
-        let loaded = self.load_calendar(provider_id).await?;
+        let loaded = self.load_calendar(provider_id, Read::Fresh).await?;
         Ok((loaded.provider, loaded.calendar))
     }
 
-    async fn load_calendar(&self, provider_id: Uuid) -> Result<Loaded> {
-        let (provider, p_seq, _) = self.bus.load::<Provider>(&provider_id.to_string()).await?;
-        let (clinic, c_seq, _) = self.bus.load::<ClinicCalendar>(CLINIC_CALENDAR_ID).await?;
+    async fn load_calendar(&self, provider_id: Uuid, read: Read) -> Result<Loaded> {
+        let (provider, p_seq) = self.provider(provider_id, read).await?;
+        let (clinic, c_seq) = self.clinic(read).await?;
         let mut closures: Vec<Closure> = provider.time_off().to_vec();
         closures.extend(clinic.holidays().iter().cloned());
         let calendar = Calendar {
@@ -120,19 +196,35 @@ impl Scheduler {
         })
     }
 
-    async fn patient_standing(&self, patient_id: Uuid) -> Result<PatientStanding> {
-        let (patient, _, _) = self
+    /// Whether the patient can be booked, and their stream's sequence then.
+    async fn patient_standing(
+        &self,
+        patient_id: Uuid,
+        read: Read,
+    ) -> Result<(PatientStanding, i64)> {
+        if read == Read::Seen {
+            if let Some(seen) = self.seen().patients.get(&patient_id) {
+                return Ok(*seen);
+            }
+        }
+        let (patient, sequence, _) = self
             .bus
             .load::<Patient>(&patient_id.to_string())
             .await
             .map_err(|e| e.map_rejected(|_| ScheduleError::UnknownPatient))?;
-        Ok(if !patient.is_registered() {
+        let standing = if !patient.is_registered() {
             PatientStanding::Unknown
         } else if patient.is_deceased() {
             PatientStanding::Deceased
         } else {
             PatientStanding::Registered
-        })
+        };
+        let mut seen = self.seen();
+        if seen.patients.len() >= PATIENTS_REMEMBERED {
+            seen.patients.clear();
+        }
+        seen.patients.insert(patient_id, (standing, sequence));
+        Ok((standing, sequence))
     }
 
     /// Books appointment `id` (a fresh id).
@@ -143,9 +235,16 @@ impl Scheduler {
         metadata: &EventMetadata,
         now: DateTime<Utc>,
     ) -> Result<Executed> {
-        let patient = self.patient_standing(request.patient_id).await?;
+        let mut read = Read::Seen;
         for _ in 0..MAX_ATTEMPTS {
-            let loaded = self.load_calendar(request.provider_id).await?;
+            let (patient, patient_sequence) =
+                self.patient_standing(request.patient_id, read).await?;
+            let mut loaded = self.load_calendar(request.provider_id, read).await?;
+            loaded.fences.push(StreamAt {
+                aggregate_type: Patient::TYPE.to_owned(),
+                aggregate_id: request.patient_id.to_string(),
+                sequence: patient_sequence,
+            });
             let profile = loaded.provider.profile().cloned();
             let ends_at = request.ends_at.unwrap_or_else(|| {
                 let minutes = profile.as_ref().map_or(0, |p| p.default_minutes);
@@ -173,11 +272,20 @@ impl Scheduler {
                     &(),
                     metadata,
                 )
-                .await?;
+                .await;
+            let decided = match (decided, read) {
+                // Refused on what this process saw: refuse only on a fresh read.
+                (Err(CommandError::Rejected(_)), Read::Seen) => {
+                    read = Read::Fresh;
+                    continue;
+                }
+                (decided, _) => decided?,
+            };
             match self.bus.commit(fenced(decided, loaded.fences)).await {
                 Ok(done) => return Ok(done),
                 Err(e) => {
                     retry_or_fail::<ScheduleError>(e)?;
+                    read = Read::Fresh;
                 }
             }
         }
@@ -194,12 +302,13 @@ impl Scheduler {
         metadata: &EventMetadata,
         now: DateTime<Utc>,
     ) -> Result<Executed> {
+        let mut read = Read::Seen;
         for _ in 0..MAX_ATTEMPTS {
             let loaded_appointment = self.bus.load::<Appointment>(&id.to_string()).await?;
             let Some(booking) = loaded_appointment.0.booking().cloned() else {
                 return Err(CommandError::Rejected(ScheduleError::UnknownAppointment));
             };
-            let loaded = self.load_calendar(booking.provider_id).await?;
+            let loaded = self.load_calendar(booking.provider_id, read).await?;
             let ends_at =
                 ends_at.unwrap_or(starts_at + (booking.period.end - booking.period.start));
             let command = AppointmentCommand::Reschedule {
@@ -211,11 +320,20 @@ impl Scheduler {
             let decided = self
                 .bus
                 .decide_from(loaded_appointment, &id.to_string(), command, &(), metadata)
-                .await?;
+                .await;
+            let decided = match (decided, read) {
+                // Refused on what this process saw: refuse only on a fresh read.
+                (Err(CommandError::Rejected(_)), Read::Seen) => {
+                    read = Read::Fresh;
+                    continue;
+                }
+                (decided, _) => decided?,
+            };
             match self.bus.commit(fenced(decided, loaded.fences)).await {
                 Ok(done) => return Ok(done),
                 Err(e) => {
                     retry_or_fail::<ScheduleError>(e)?;
+                    read = Read::Fresh;
                 }
             }
         }

@@ -19,6 +19,7 @@ on_both_backends!(
     fifty_patients_racing_for_one_slot_leave_one_appointment,
     one_patient_racing_across_fifty_providers_gets_one_appointment,
     hostile_bookings_are_refused_and_write_nothing,
+    an_instance_books_on_what_another_instance_changed,
 );
 
 const RACERS: usize = 50;
@@ -266,4 +267,110 @@ async fn hostile_bookings_are_refused_and_write_nothing(backend: Backend) -> any
     let r = post(&s, &staff, "/v1/appointments", Some(good)).await?;
     assert_eq!(r.status, 201, "{r:?}");
     s.stop().await
+}
+
+/// Each instance remembers the calendars it read and fences them: a booking
+/// decided on a calendar another instance changed since is decided again,
+/// and a refusal is only ever made on a fresh read.
+async fn an_instance_books_on_what_another_instance_changed(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let one = start_in(backend, "UTC").await?;
+    let admin = admin(&one).await?;
+    let (staff, _) = account(&one, &admin, "desk", "staff").await?;
+    let doctor = user_id(&one, &admin, "dr.ross", "doctor").await?;
+    let provider = enroll(&one, &admin, &doctor, "Dr Ross", "Paediatrics").await?;
+    set_hours(
+        &one,
+        &admin,
+        &provider,
+        hours(&EVERY_DAY, &[("00:00", "23:55")]),
+        30,
+    )
+    .await?;
+    let two = one.another().await?;
+    let clinic = Clinic::new("UTC")?;
+    let (tomorrow, later) = (
+        clinic.today() + Duration::days(1),
+        clinic.today() + Duration::days(2),
+    );
+    let mut patients = Vec::new();
+    for n in 0..4 {
+        let r = post(
+            &one,
+            &staff,
+            "/v1/patients",
+            Some(patient(&format!("Child{n}"))),
+        )
+        .await?;
+        assert_eq!(r.status, 201, "{r:?}");
+        patients.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+
+    // The second instance books, and so has read the calendars.
+    let r = book(
+        &two,
+        &staff,
+        &provider,
+        &patients[0],
+        &clinic.at(tomorrow, "10:00"),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{r:?}");
+    // The first closes a later day; the second's booking there is refused.
+    let holiday = json!({"from_date": later.to_string(), "reason": "Inventory"});
+    let r = post(&one, &admin, "/v1/holidays", Some(holiday)).await?;
+    assert_eq!(r.status, 201, "{r:?}");
+    let r = book(
+        &two,
+        &staff,
+        &provider,
+        &patients[1],
+        &clinic.at(later, "10:00"),
+    )
+    .await?;
+    assert_eq!((r.status, r.code()), (422, "closed"), "{r:?}");
+    // The first narrows the hours; the second refuses outside them.
+    set_hours(
+        &one,
+        &admin,
+        &provider,
+        hours(&EVERY_DAY, &[("09:00", "12:00")]),
+        30,
+    )
+    .await?;
+    let r = book(
+        &two,
+        &staff,
+        &provider,
+        &patients[2],
+        &clinic.at(tomorrow, "15:00"),
+    )
+    .await?;
+    assert_eq!(
+        (r.status, r.code()),
+        (422, "outside_working_hours"),
+        "{r:?}"
+    );
+    // The first widens them again; the second, which saw them narrow,
+    // books: a refusal is made on a fresh read only.
+    set_hours(
+        &one,
+        &admin,
+        &provider,
+        hours(&EVERY_DAY, &[("00:00", "23:55")]),
+        30,
+    )
+    .await?;
+    let r = book(
+        &two,
+        &staff,
+        &provider,
+        &patients[3],
+        &clinic.at(tomorrow, "15:00"),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{r:?}");
+    two.stop().await?;
+    one.stop().await
 }

@@ -447,8 +447,9 @@ impl Calendar {
             return Vec::new();
         };
         let step = Duration::minutes(hours.slot_minutes);
-        let mut busy = busy.to_vec();
-        busy.sort();
+        let busy = merged(busy);
+        // Slots come in time order, so one cursor walks the busy spans.
+        let mut next_busy = 0;
         let mut slots = Vec::new();
         let mut date = from;
         while date <= to {
@@ -460,9 +461,13 @@ impl Calendar {
                         end: start + step,
                     };
                     start += step;
-                    if slot.start <= now
+                    while busy.get(next_busy).is_some_and(|b| b.end <= slot.start) {
+                        next_busy += 1;
+                    }
+                    let taken = busy.get(next_busy).is_some_and(|b| b.start < slot.end);
+                    if taken
+                        || slot.start <= now
                         || self.closures.iter().any(|c| c.period.overlaps(&slot))
-                        || overlaps_any(&busy, &slot)
                     {
                         continue;
                     }
@@ -476,14 +481,16 @@ impl Calendar {
     }
 }
 
-/// Whether `slot` overlaps any of `sorted` (sorted by start).
-fn overlaps_any(sorted: &[Period], slot: &Period) -> bool {
-    // Every period starting before the slot ends; any of those ending after
-    // it starts overlaps. Appointments are at most eight hours long.
-    let end = sorted.partition_point(|p| p.start < slot.end);
-    sorted[..end]
-        .iter()
-        .rev()
-        .take_while(|p| p.start + Duration::minutes(MAX_APPOINTMENT_MINUTES) > slot.start)
-        .any(|p| p.overlaps(slot))
+/// `periods` as sorted, disjoint spans covering the same time.
+fn merged(periods: &[Period]) -> Vec<Period> {
+    let mut sorted = periods.to_vec();
+    sorted.sort();
+    let mut spans: Vec<Period> = Vec::with_capacity(sorted.len());
+    for p in sorted {
+        match spans.last_mut() {
+            Some(last) if p.start <= last.end => last.end = last.end.max(p.end),
+            _ => spans.push(p),
+        }
+    }
+    spans
 }
