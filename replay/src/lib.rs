@@ -1,7 +1,16 @@
-//! Compliance: history, as-of reconstruction and chain verification.
+//! Compliance: chain verification and signed checkpoints (ADR 0009); history
+//! and as-of reconstruction to come (issue 11).
 //!
-//! Empty for now: nothing uses this crate yet. It is where issue 11 lands,
-//! reading the log only through `anamnesis_commands::LogReader` (reads, the
-//! head, the growth signal; no append) and folding events with the same
-//! domain code and decoder (`StoredForm::from_stored`) as the live system.
+//! Reads the log only through `anamnesis_commands::LogReader` (reads, the
+//! head, the growth signal; no append), and verifies it with the write
+//! side's own `chain::verify_run`, so whatever the chain covers is covered
+//! here too.
 #![forbid(unsafe_code)]
+
+pub mod checkpoint;
+pub mod sentinel;
+pub mod verify;
+
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointKey, PublicKey};
+pub use sentinel::{ChainState, ChainStatus, SentinelConfig};
+pub use verify::{verify, Anchor, Break, Verified, VerifyError};
