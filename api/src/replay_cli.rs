@@ -140,9 +140,9 @@ async fn verify_with_progress(
         ProgressDrawTarget::hidden()
     };
     let bar = ProgressBar::with_draw_target(Some(total.max(0) as u64), target);
-    if let Ok(style) = ProgressStyle::with_template(
-        "verifying {bar:40} {pos}/{len} events, {per_sec}, eta {eta}",
-    ) {
+    if let Ok(style) =
+        ProgressStyle::with_template("verifying {bar:40} {pos}/{len} events, {per_sec}, eta {eta}")
+    {
         bar.set_style(style);
     }
     let started = Instant::now();

@@ -130,7 +130,10 @@ impl Prepared {
             .context("the checkpoint signing key")?;
         let checkpoint_dir = settings.checkpoint_dir();
         std::fs::create_dir_all(&checkpoint_dir).with_context(|| {
-            format!("creating the checkpoint directory {}", checkpoint_dir.display())
+            format!(
+                "creating the checkpoint directory {}",
+                checkpoint_dir.display()
+            )
         })?;
         let (chain, chain_status) = watch::channel(ChainStatus::starting());
         runners.push(tokio::spawn(anamnesis_replay::sentinel::run(

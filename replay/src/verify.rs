@@ -143,9 +143,7 @@ pub async fn verify(
     loop {
         let mut next = fetch(reader, at.0);
         loop {
-            let batch = next
-                .await
-                .map_err(|e| VerifyError::Task(e.to_string()))??;
+            let batch = next.await.map_err(|e| VerifyError::Task(e.to_string()))??;
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 break;
             };
