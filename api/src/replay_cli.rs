@@ -147,7 +147,7 @@ async fn verify_with_progress(
     }
     let started = Instant::now();
     let result = anamnesis_replay::verify(reader, None, checks, &mut |position| {
-        if position > total as i64 {
+        if position > total {
             bar.set_length(position as u64);
         }
         bar.set_position(position.max(0) as u64);
