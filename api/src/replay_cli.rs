@@ -111,7 +111,7 @@ async fn checkpoint(settings: &Settings, reader: &LogReader, out: &Path) -> anyh
 /// half of the configured key (never a freshly generated one).
 fn trusted_key(settings: &Settings, public_key: Option<&str>) -> anyhow::Result<PublicKey> {
     if let Some(text) = public_key {
-        return Ok(PublicKey::from_hex(text).context("--public-key")?);
+        return PublicKey::from_hex(text).context("--public-key");
     }
     if settings.signing_key.is_some() {
         return Ok(settings.checkpoint_key()?.public());
