@@ -40,6 +40,9 @@ pub enum Command {
     /// Manage user accounts from the command line.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Compliance: verify the log's hash chain, write signed checkpoints.
+    #[command(subcommand)]
+    Replay(crate::replay_cli::ReplayCommand),
 }
 
 /// User accounts.
@@ -183,6 +186,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("created {} user {username} ({user_id})", role.as_str());
             Ok(())
         }
+        Command::Replay(command) => crate::replay_cli::run(&settings, command).await,
         Command::Users(UsersCommand::ResetPassword {
             username,
             password_stdin: _,

@@ -54,6 +54,40 @@ pub struct Settings {
     )]
     pub time_zone: String,
 
+    /// Ed25519 key that signs checkpoints of the event log: a 32-byte seed
+    /// as 64 hex digits. When unset, one is generated once and kept in
+    /// <data-dir>/checkpoint.key. Keep it away from the database's
+    /// administrators: whoever holds both can rewrite the log unnoticed.
+    #[arg(
+        long,
+        env = "ANAMNESIS_SIGNING_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub signing_key: Option<Secret>,
+
+    /// Directory (outside the database) where the server writes signed
+    /// checkpoints of the log. Default: <data-dir>/checkpoints.
+    #[arg(long, env = "ANAMNESIS_CHECKPOINT_DIR", global = true)]
+    pub checkpoint_dir: Option<PathBuf>,
+
+    /// The server signs a checkpoint every this many events...
+    #[arg(long, env = "ANAMNESIS_CHECKPOINT_EVERY_EVENTS", default_value_t = 10_000,
+          global = true, value_parser = clap::value_parser!(i64).range(1..))]
+    pub checkpoint_every_events: i64,
+
+    /// ...or every this many minutes while the log grows, whichever comes first.
+    #[arg(long, env = "ANAMNESIS_CHECKPOINT_EVERY_MINUTES", default_value_t = 10,
+          global = true, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub checkpoint_every_minutes: u64,
+
+    /// With no checkpoint yet, the server verifies the log from genesis at
+    /// start-up only up to this many events (about 10 s per million);
+    /// a larger log is verified from its head on.
+    #[arg(long, env = "ANAMNESIS_FULL_VERIFY_LIMIT", default_value_t = 1_000_000,
+          global = true, value_parser = clap::value_parser!(i64).range(0..))]
+    pub full_verify_limit: i64,
+
     /// How far ahead free-slot queries reach, in weeks.
     #[arg(long, env = "ANAMNESIS_SLOT_HORIZON_WEEKS", default_value_t = 12, global = true,
           value_parser = clap::value_parser!(i64).range(1..=104))]
@@ -70,6 +104,25 @@ impl Settings {
                 self.time_zone
             )
         })
+    }
+}
+
+impl Settings {
+    /// The key that signs checkpoints: --signing-key, or the key file in the
+    /// data directory (generated on first use).
+    pub fn checkpoint_key(&self) -> anyhow::Result<anamnesis_replay::CheckpointKey> {
+        Ok(match &self.signing_key {
+            Some(key) => anamnesis_replay::CheckpointKey::from_hex(key.expose())
+                .map_err(|e| anyhow::anyhow!("--signing-key / ANAMNESIS_SIGNING_KEY: {e}"))?,
+            None => anamnesis_replay::CheckpointKey::from_data_dir(&self.data_dir)?,
+        })
+    }
+
+    /// Where checkpoints go.
+    pub fn checkpoint_dir(&self) -> PathBuf {
+        self.checkpoint_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("checkpoints"))
     }
 }
 

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod policy;
+pub mod replay_cli;
 pub mod routes;
 pub mod server;
 pub mod sessions;

@@ -18,6 +18,7 @@ use anamnesis_projections::activity::Activity;
 use anamnesis_projections::patients::Patients;
 use anamnesis_projections::runner::{self, Projector, RunnerConfig};
 use anamnesis_projections::schedule::Schedule;
+use anamnesis_replay::{ChainStatus, SentinelConfig};
 
 use crate::auth::Tokens;
 use crate::config::ServeSettings;
@@ -123,6 +124,30 @@ impl Prepared {
             handles: projections,
             ..
         } = started;
+        // The log's own verification and signed checkpoints (ADR 0009).
+        let checkpoint_key = settings
+            .checkpoint_key()
+            .context("the checkpoint signing key")?;
+        let checkpoint_dir = settings.checkpoint_dir();
+        std::fs::create_dir_all(&checkpoint_dir).with_context(|| {
+            format!(
+                "creating the checkpoint directory {}",
+                checkpoint_dir.display()
+            )
+        })?;
+        let (chain, chain_status) = watch::channel(ChainStatus::starting());
+        runners.push(tokio::spawn(anamnesis_replay::sentinel::run(
+            reader.clone(),
+            checkpoint_key,
+            SentinelConfig {
+                dir: checkpoint_dir,
+                every_events: settings.checkpoint_every_events,
+                every: Duration::from_secs(settings.checkpoint_every_minutes * 60),
+                full_verify_limit: settings.full_verify_limit,
+            },
+            chain,
+            stopped.clone(),
+        )));
         let bus = CommandBus::new(log);
         // Before the first request: accounts of earlier releases get their
         // opaque stream and their credential (ADR 0006).
@@ -141,7 +166,7 @@ impl Prepared {
             reads.clone(),
             tokens,
             crate::metrics::handle()?,
-            projections,
+            (projections, chain_status),
             sessions,
             (zone, settings.slot_horizon_weeks * 7),
         );

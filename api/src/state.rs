@@ -12,6 +12,7 @@ use anamnesis_commands::{Db, EventLog};
 use anamnesis_domain::schedule::ClinicZone;
 
 use anamnesis_projections::runner::Failure;
+use anamnesis_replay::ChainStatus;
 
 use crate::auth::Tokens;
 use crate::sessions::Sessions;
@@ -42,6 +43,8 @@ struct Inner {
     metrics: PrometheusHandle,
     /// Each projector's progress and health.
     projections: Vec<ProjectorHandle>,
+    /// Where verification of the log's chain stands (ADR 0009).
+    chain: watch::Receiver<ChainStatus>,
     sessions: Arc<Sessions>,
     scheduler: Scheduler,
     /// How many days ahead free-slot queries reach.
@@ -54,7 +57,7 @@ impl AppState {
         reads: Db,
         tokens: Tokens,
         metrics: PrometheusHandle,
-        projections: Vec<ProjectorHandle>,
+        (projections, chain): (Vec<ProjectorHandle>, watch::Receiver<ChainStatus>),
         sessions: Arc<Sessions>,
         (zone, horizon_days): (ClinicZone, i64),
     ) -> Self {
@@ -67,6 +70,7 @@ impl AppState {
             tokens,
             metrics,
             projections,
+            chain,
             sessions,
             scheduler,
             horizon_days,
@@ -111,6 +115,11 @@ impl AppState {
 
     pub fn metrics(&self) -> &PrometheusHandle {
         &self.0.metrics
+    }
+
+    /// Where verification of the log's chain stands.
+    pub fn chain(&self) -> ChainStatus {
+        self.0.chain.borrow().clone()
     }
 
     pub fn projections(&self) -> &[ProjectorHandle] {

@@ -1,15 +1,24 @@
-//! Compliance: a patient's history and their record as of any moment.
+//! Compliance: a patient's history and their record as of any moment
+//! (ADR 0010), chain verification and signed checkpoints (ADR 0009).
 //!
 //! Reads the log only through `anamnesis_commands::LogReader` (reads, the
-//! head; no append) and folds events with the same domain code and decoder
-//! (`StoredForm::from_stored`) as the live system. Covering a new domain:
+//! head; no append), verifies it with the write side's own
+//! `chain::verify_run`, and folds events with the same domain code and
+//! decoder (`StoredForm::from_stored`) as the live system. Covering a new domain:
 //! its aggregate type in [`normalized`] (history) and its projector in
 //! `as_of::fold` (as-of), and its aggregate names the patient
 //! (`anamnesis_domain::subject::Subject`).
 #![forbid(unsafe_code)]
 
 pub mod as_of;
+pub mod checkpoint;
 pub mod history;
+pub mod sentinel;
+pub mod verify;
+
+pub use checkpoint::{Checkpoint, CheckpointError, CheckpointKey, PublicKey};
+pub use sentinel::{ChainState, ChainStatus, SentinelConfig};
+pub use verify::{verify, Anchor, Break, Verified, VerifyError};
 
 use serde_json::Value;
 

@@ -68,6 +68,16 @@ impl TestServer {
     /// Starts a server over `db`, connecting with `url` (Postgres; `None`
     /// for the embedded database), with `extra` arguments before `serve`.
     pub async fn start_on(db: TestDb, url: Option<String>, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::launch_on(db, url, extra).await?.ready().await
+    }
+
+    /// Starts a server as [`TestServer::start_on`] does, without waiting
+    /// for it to be ready: for tests of a server that must refuse to be.
+    pub async fn launch_on(
+        db: TestDb,
+        url: Option<String>,
+        extra: &[&str],
+    ) -> anyhow::Result<Self> {
         let data_dir = db.data_dir().map(PathBuf::from).unwrap_or_else(|| {
             std::env::temp_dir().join(format!("anamnesis-test-{}", uuid::Uuid::now_v7()))
         });
@@ -105,7 +115,7 @@ impl TestServer {
                 .await
             })
         };
-        let server = Self {
+        Ok(Self {
             base,
             db,
             url,
@@ -114,7 +124,12 @@ impl TestServer {
             extra: extra.iter().map(|a| a.to_string()).collect(),
             stop: Some(stop),
             task: Some(task),
-        };
+        })
+    }
+
+    /// Waits until the server answers ready, or says why not.
+    pub async fn ready(self) -> anyhow::Result<Self> {
+        let server = self;
         // Bound already; wait until it answers ready, or say why not.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         let mut last = String::from("no answer");
@@ -159,6 +174,20 @@ impl TestServer {
         let Self { db, url, extra, .. } = self;
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         Self::start_on(db, url, &extra).await
+    }
+
+    /// Stops the server gracefully and hands back its database, still there.
+    pub async fn shut_down(mut self) -> anyhow::Result<(TestDb, Option<String>, Settings)> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(30), task).await???;
+        }
+        let Self {
+            db, url, settings, ..
+        } = self;
+        Ok((db, url, settings))
     }
 
     /// Stops the server gracefully and drops its database.

@@ -211,6 +211,67 @@ async fn history_and_as_of_follow_the_record_through_time(backend: Backend) -> a
         "Patient travelling"
     );
 
+    // The same from the command line: history as JSON and as a table, as-of.
+    let out = s
+        .cli(
+            &[
+                "replay",
+                "history",
+                "--patient",
+                &patient_id,
+                "--format",
+                "json",
+            ],
+            "",
+        )
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout)?;
+    let cli_types: Vec<&str> = cli
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(cli_types, events(&history.body));
+    let out = s
+        .cli(&["replay", "history", "--patient", &patient_id], "")
+        .await?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("demographics.name.family: Curie → Skłodowska-Curie"),
+        "{table}"
+    );
+    let position_then = before_change.to_string();
+    let out = s
+        .cli(
+            &[
+                "replay",
+                "as-of",
+                "--patient",
+                &patient_id,
+                "--position",
+                &position_then,
+            ],
+            "",
+        )
+        .await?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(record["patient"]["family_name"], "Curie");
+    let out = s
+        .cli(&["replay", "as-of", "--patient", &patient_id], "")
+        .await?;
+    assert!(!out.status.success(), "as-of needs --at or --position");
+
     // Before registration there is no record.
     let before = s
         .call(

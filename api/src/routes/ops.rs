@@ -31,6 +31,49 @@ pub struct Readiness {
     pub writer: Component,
     /// Every projector, by name.
     pub projections: Vec<ProjectorState>,
+    /// Verification of the log's hash chain and signed checkpoints (ADR 0009).
+    pub chain: ChainReadiness,
+}
+
+/// Where verification of the log stands.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChainReadiness {
+    /// The start-up verification passed and no break was found since.
+    pub ready: bool,
+    /// `verifying`, `verified` or `broken`.
+    pub state: &'static str,
+    /// The last position verified.
+    pub verified_position: i64,
+    /// Verification reaches back to genesis or to a signed checkpoint.
+    pub anchored: bool,
+    /// The newest signed checkpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_position: Option<i64>,
+    /// Where the log is broken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_position: Option<i64>,
+    /// Why not ready, or what last failed (positions and hashes only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl From<anamnesis_replay::ChainStatus> for ChainReadiness {
+    fn from(s: anamnesis_replay::ChainStatus) -> Self {
+        use anamnesis_replay::ChainState;
+        Self {
+            ready: s.ready(),
+            state: match s.state {
+                ChainState::Verifying => "verifying",
+                ChainState::Verified => "verified",
+                ChainState::Broken => "broken",
+            },
+            verified_position: s.verified_position,
+            anchored: s.anchored,
+            checkpoint_position: s.checkpoint_position,
+            break_position: s.break_position,
+            problem: s.problem,
+        }
+    }
 }
 
 /// A part of the server that is up, or why it is not.
@@ -61,8 +104,9 @@ pub struct ProjectorState {
     pub problem: Option<String>,
 }
 
-/// Ready when the database answers, this process can append, and no
-/// projector is stopped or stuck; the body names what is not.
+/// Ready when the database answers, this process can append, the log's
+/// chain verified, and no projector is stopped or stuck; the body names what
+/// is not.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "ready", body = Readiness),
               (status = 503, description = "not ready: the body says what is not", body = Readiness)))]
@@ -105,7 +149,8 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             }
         })
         .collect();
-    let ready = database && writer.ready && projections.iter().all(|p| p.ready);
+    let chain = ChainReadiness::from(state.chain());
+    let ready = database && writer.ready && chain.ready && projections.iter().all(|p| p.ready);
     let status = if ready {
         StatusCode::OK
     } else {
@@ -118,6 +163,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             database,
             writer,
             projections,
+            chain,
         }),
     )
 }
@@ -155,6 +201,13 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             metrics::gauge!("anamnesis_projection_failing", "projection" => *name).set(stuck);
         }
     }
+    let chain = state.chain();
+    metrics::gauge!("anamnesis_chain_verified_position").set(chain.verified_position as f64);
+    let broken = chain.state == anamnesis_replay::ChainState::Broken;
+    metrics::gauge!("anamnesis_chain_break").set(if broken { 1.0 } else { 0.0 });
+    metrics::gauge!("anamnesis_chain_break_position").set(chain.break_position.unwrap_or(0) as f64);
+    metrics::gauge!("anamnesis_checkpoint_position")
+        .set(chain.checkpoint_position.unwrap_or(0) as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics().render(),

@@ -57,15 +57,54 @@ fn optional(h: &mut Sha256, bytes: Option<&[u8]>) {
     }
 }
 
-/// Where a chain first fails to verify.
+/// Where a chain first fails to verify. Positions and hashes only: never
+/// anything of the event's content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainBreak {
+    /// The next event is not at the next position: an event was deleted, or
+    /// positions were moved.
     #[error("event at position {position} follows position {previous}: a gap or reordering")]
     Gap { previous: i64, position: i64 },
-    #[error("event at position {position} does not point at the hash of the event before it")]
-    Unlinked { position: i64 },
-    #[error("event at position {position} does not match its hash: it was altered")]
-    Altered { position: i64 },
+    /// The event's `prev_hash` is not the hash of the event before it: an
+    /// event was inserted, deleted or moved here.
+    #[error(
+        "event at position {position} does not point at the hash of the event before it \
+         (expected prev_hash {}, stored {})",
+        hex::encode(.expected),
+        hex::encode(.stored)
+    )]
+    Unlinked {
+        position: i64,
+        /// The hash of the event before it.
+        expected: Vec<u8>,
+        /// Its stored `prev_hash`.
+        stored: Vec<u8>,
+    },
+    /// The event's content does not hash to its stored hash: it was edited.
+    #[error(
+        "event at position {position} does not match its hash: it was altered \
+         (expected hash {}, stored {})",
+        hex::encode(.expected),
+        hex::encode(.stored)
+    )]
+    Altered {
+        position: i64,
+        /// The hash its stored content computes to.
+        expected: Vec<u8>,
+        /// Its stored `hash`.
+        stored: Vec<u8>,
+    },
+}
+
+impl ChainBreak {
+    /// The position of the first event that fails to verify.
+    pub fn position(&self) -> i64 {
+        match self {
+            ChainBreak::Gap { position, .. }
+            | ChainBreak::Unlinked { position, .. }
+            | ChainBreak::Altered { position, .. } => *position,
+        }
+    }
 }
 
 /// Checks a run of consecutive events, continuing from `(position, hash)`.
@@ -84,11 +123,16 @@ pub fn verify_run<'a>(
         if e.prev_hash != at.1 {
             return Err(ChainBreak::Unlinked {
                 position: e.global_position,
+                expected: at.1,
+                stored: e.prev_hash.clone(),
             });
         }
-        if e.hash.as_slice() != event_hash(&e.prev_hash, e) {
+        let expected = event_hash(&e.prev_hash, e);
+        if e.hash.as_slice() != expected {
             return Err(ChainBreak::Altered {
                 position: e.global_position,
+                expected: expected.to_vec(),
+                stored: e.hash.clone(),
             });
         }
         at = (e.global_position, e.hash.clone());

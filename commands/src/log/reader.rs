@@ -19,6 +19,13 @@ impl LogReader {
         Self { db, head }
     }
 
+    /// A reader over `db` with no writer in this process (a command-line
+    /// tool that only reads): its growth signal never changes.
+    pub fn detached(db: Db) -> Self {
+        let (_, head) = watch::channel(0);
+        Self { db, head }
+    }
+
     /// Up to `limit` events after global position `after`, in position order.
     pub async fn read_from(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         match &self.db {
@@ -150,6 +157,17 @@ impl LogReader {
     /// Every event at or before it is committed and visible.
     pub async fn head(&self) -> Result<i64, StoreError> {
         self.db.head().await
+    }
+
+    /// What `log_head` says: the position of the last committed event and
+    /// its hash (zeros for an empty log). Verification compares it with the
+    /// last event, which shows a log cut short at its end.
+    pub async fn head_entry(&self) -> Result<(i64, Vec<u8>), StoreError> {
+        let sql = "SELECT position, hash FROM log_head WHERE id = 1";
+        Ok(match &self.db {
+            Db::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await?,
+            Db::Sqlite(p) => sqlx::query_as(sql).fetch_one(p).await?,
+        })
     }
 
     /// A signal that changes whenever the log grows (in this process, or on
