@@ -1,6 +1,7 @@
 //! The `anamnesis` binary's library: command line, configuration, HTTP server.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod auth;
 pub mod cli;
 pub mod config;

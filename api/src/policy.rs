@@ -74,6 +74,8 @@ policy! {
     ReadSchedule => [Doctor, Nurse, Staff, Admin, Compliance] + provider;
     PatientAppointments => [Doctor, Nurse, Staff, Compliance] + own;
     ReadHistory => [Compliance];
+    ReadAccessLog => [Compliance];
+    OwnAccessLog => [] + own;
 }
 
 /// How much of a patient record a permitted read may show.
@@ -244,6 +246,7 @@ mod tests {
                     | Action::ReadSchedule
                     | Action::PatientAppointments
                     | Action::ReadHistory
+                    | Action::ReadAccessLog
             ) {
                 assert!(
                     authorize(&c, action, &Context::patient(THEIRS)).is_err(),

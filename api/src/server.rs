@@ -14,6 +14,7 @@ use tower_http::trace::TraceLayer;
 
 use anamnesis_commands::dispatch::CommandBus;
 use anamnesis_commands::{Db, EventLog, LogReader};
+use anamnesis_projections::access_log::AccessLog;
 use anamnesis_projections::activity::Activity;
 use anamnesis_projections::patients::Patients;
 use anamnesis_projections::runner::{self, Projector, RunnerConfig};
@@ -119,6 +120,7 @@ impl Prepared {
         started.spawn(Activity);
         started.spawn(Patients);
         started.spawn(Schedule);
+        started.spawn(AccessLog);
         let Projectors {
             mut runners,
             handles: projections,

@@ -2,6 +2,7 @@
 //! which events happen. No I/O and no clock: time and ids arrive in commands.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod codec;
 pub mod dates;
 pub mod patient;

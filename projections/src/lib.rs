@@ -1,6 +1,7 @@
 //! The read side: checkpointed catch-up projectors and their read models.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod activity;
 pub mod patients;
 pub mod runner;

@@ -58,6 +58,7 @@ pub fn normalized(stored: &StoredEvent) -> Result<Value, ReplayError> {
         "appointment" => through::<schedule::AppointmentEvent>(stored),
         "provider" => through::<schedule::ProviderEvent>(stored),
         "clinic_calendar" => through::<schedule::ClinicEvent>(stored),
+        "access" => through::<anamnesis_domain::access::AccessEvent>(stored),
         other => Err(ReplayError::UnknownAggregate {
             position: stored.global_position,
             aggregate_type: other.to_owned(),

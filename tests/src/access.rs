@@ -407,6 +407,8 @@ pub const TABLE: &[Row] = {
             200,
         ),
         row("GET /v1/me/provider", None, SignedIn, 200),
+        row("GET /v1/access-log", None, Roles(&["compliance"]), 200),
+        row("GET /v1/me/access-log", None, Roles(&["patient"]), 200),
         row(
             "GET /v1/patients/{id}/history",
             Other,

@@ -119,6 +119,7 @@ pub async fn patient_history(
     if items.is_empty() && from.is_none() && to.is_none() {
         return Err(ApiError::NotFound);
     }
+    crate::access_log::record(&state, &who, "GET /v1/patients/{id}/history", [id]).await?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient history read");
     Ok(Json(History {
         patient_id: id.to_string(),
@@ -186,6 +187,7 @@ pub async fn patient_as_of(
         }
     };
     let record = as_of::as_of(&state.log().reader(), id, point).await?;
+    crate::access_log::record(&state, &who, "GET /v1/patients/{id}/as-of", [id]).await?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient record as-of read");
     let appointments = record
         .appointments

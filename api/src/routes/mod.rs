@@ -1,5 +1,6 @@
 //! The HTTP routes, each documented in the OpenAPI document it is registered with.
 
+pub mod access_log;
 pub mod auth;
 pub mod compliance;
 pub mod ops;
@@ -94,6 +95,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(schedule::provider_schedule))
         .routes(routes!(schedule::patient_appointments))
         .routes(routes!(schedule::my_provider))
+        .routes(routes!(access_log::access_log))
+        .routes(routes!(access_log::my_access_log))
         .routes(routes!(compliance::patient_history))
         .routes(routes!(compliance::patient_as_of))
         .routes(routes!(ops::healthz))

@@ -265,6 +265,8 @@ pub async fn search_patients(
     let search = params.parse()?;
     min.wait(state.progress(read_model::NAME)).await?;
     let (items, more) = read_model::search(state.reads(), &search).await?;
+    let read = crate::access_log::ids(items.iter().map(|p| p.id.as_str()))?;
+    crate::access_log::record(&state, &who, "GET /v1/patients", read).await?;
     let next_cursor = more.then(|| items.last().map(|p| p.id.clone())).flatten();
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), results = items.len(), "patient search");
     Ok(Json(PatientPage {
@@ -290,6 +292,7 @@ pub async fn get_patient(
     let patient = read_model::get(state.reads(), &id.to_string())
         .await?
         .ok_or(ApiError::NotFound)?;
+    crate::access_log::record(&state, &who, "GET /v1/patients/{id}", [id]).await?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient read");
     Ok(Json(shown(patient, view)))
 }

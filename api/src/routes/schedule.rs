@@ -937,6 +937,8 @@ pub async fn get_appointment(
     let row = read_model::appointment(state.reads(), &id.to_string())
         .await?
         .ok_or(ApiError::NotFound)?;
+    let read = crate::access_log::ids([row.patient_id.as_str()])?;
+    crate::access_log::record(&state, &who, "GET /v1/appointments/{id}", read).await?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), appointment = %id, "appointment read");
     Ok(Json(appointment_view(&state, row, true)?))
 }
@@ -1240,6 +1242,8 @@ pub async fn list_appointments(
     };
     min.wait(state.progress(read_model::NAME)).await?;
     let (rows, more) = read_model::appointments(state.reads(), &filter).await?;
+    let read = crate::access_log::ids(rows.iter().map(|r| r.patient_id.as_str()))?;
+    crate::access_log::record(&state, &who, "GET /v1/appointments", read).await?;
     let items = rows
         .into_iter()
         .map(|r| appointment_view(&state, r, true))
@@ -1318,6 +1322,10 @@ pub async fn provider_schedule(
         ..Default::default()
     };
     let (rows, _) = read_model::appointments(state.reads(), &filter).await?;
+    if names {
+        let read = crate::access_log::ids(rows.iter().map(|r| r.patient_id.as_str()))?;
+        crate::access_log::record(&state, &who, "GET /v1/providers/{id}/schedule", read).await?;
+    }
     let appointments = rows
         .into_iter()
         .map(|r| appointment_view(&state, r, names))
@@ -1378,6 +1386,7 @@ pub async fn patient_appointments(
     };
     min.wait(state.progress(read_model::NAME)).await?;
     let (rows, more) = read_model::appointments(state.reads(), &filter).await?;
+    crate::access_log::record(&state, &who, "GET /v1/patients/{id}/appointments", [id]).await?;
     let items = rows
         .into_iter()
         .map(|r| appointment_view(&state, r, true))

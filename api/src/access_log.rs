@@ -1,0 +1,80 @@
+//! Recording reads of patient data (ADR 0012). A handler that answers with a
+//! patient's data first records the read in the log, and answers only once
+//! the record is committed: a read that cannot be recorded is not answered
+//! (`503 access_not_recorded`).
+
+use std::collections::BTreeSet;
+
+use uuid::Uuid;
+
+use anamnesis_commands::{AppendRequest, EventMetadata, NewEvent};
+use anamnesis_domain::access::{AccessEvent, ACCESS_TYPE};
+use anamnesis_domain::codec::StoredForm;
+
+use crate::auth::Principal;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Records that `who` read `what` (a route, as documented) of each patient
+/// in `patients`, all in one commit; returns once they are durable.
+pub async fn record(
+    state: &AppState,
+    who: &Principal,
+    what: &'static str,
+    patients: impl IntoIterator<Item = Uuid>,
+) -> Result<(), ApiError> {
+    let patients: BTreeSet<Uuid> = patients.into_iter().collect();
+    if patients.is_empty() {
+        return Ok(());
+    }
+    let event = AccessEvent::Read {
+        what: what.to_owned(),
+        break_glass: false,
+    }
+    .to_stored()
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let requests = patients
+        .into_iter()
+        .map(|patient| AppendRequest {
+            aggregate_type: ACCESS_TYPE.to_owned(),
+            aggregate_id: Uuid::now_v7().to_string(),
+            expected_sequence: 0,
+            events: vec![NewEvent {
+                event_type: event.event_type.clone(),
+                event_version: event.event_version.clone(),
+                payload: event.payload.clone(),
+            }],
+            metadata: EventMetadata::by(who.actor()),
+            keys: Default::default(),
+            credential: None,
+            guards: Default::default(),
+            patient_id: Some(patient),
+        })
+        .collect();
+    match state.log().append_atomic(requests).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            metrics::counter!("anamnesis_access_records_failed_total").increment(1);
+            tracing::error!(error = %e, "a read was refused: its access record could not be made durable");
+            Err(ApiError::Unavailable {
+                code: "access_not_recorded",
+                detail: "the read could not be recorded in the access log, so it is not answered; \
+                         retry shortly"
+                    .into(),
+            })
+        }
+    }
+}
+
+/// The patient ids of rows that name one as text (read models keep ids as
+/// text). One that is no id is damage: the read is refused, not recorded short.
+pub fn ids<'a>(texts: impl IntoIterator<Item = &'a str>) -> Result<Vec<Uuid>, ApiError> {
+    texts
+        .into_iter()
+        .map(|t| {
+            Uuid::parse_str(t).map_err(|_| {
+                ApiError::Internal("a read model holds a patient id that is no UUID".into())
+            })
+        })
+        .collect()
+}
