@@ -52,8 +52,8 @@ async fn write_backup(db: &Db, out: &Path) -> anyhow::Result<()> {
         .context("reading the log head and the credentials, claims and idempotency keys")?;
     let head = snapshot.head_position;
     let partial = partial_path(out);
-    let file = create_private(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
+    let file =
+        create_private(&partial).with_context(|| format!("creating {}", partial.display()))?;
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let header = Header {
         format: backup::FORMAT.into(),
@@ -199,18 +199,31 @@ async fn load(db: &Db, from: &Path) -> anyhow::Result<()> {
     let trailer = loop {
         number += 1;
         match next_line(&mut lines, number)? {
-            None => anyhow::bail!("the backup ends at line {number} before its trailer: it was cut short"),
-            Some(Line::Header(_)) => anyhow::bail!("line {number} of the backup is a second header"),
+            None => anyhow::bail!(
+                "the backup ends at line {number} before its trailer: it was cut short"
+            ),
+            Some(Line::Header(_)) => {
+                anyhow::bail!("line {number} of the backup is a second header")
+            }
             Some(Line::Credential(c)) => {
-                restore.credential(&c).await.context("restoring a credential")?;
+                restore
+                    .credential(&c)
+                    .await
+                    .context("restoring a credential")?;
                 credentials += 1;
             }
             Some(Line::Claim(c)) => {
-                restore.claim(&c).await.context("restoring a unique claim")?;
+                restore
+                    .claim(&c)
+                    .await
+                    .context("restoring a unique claim")?;
                 claims += 1;
             }
             Some(Line::Idempotency(i)) => {
-                restore.idempotency(&i).await.context("restoring an idempotency key")?;
+                restore
+                    .idempotency(&i)
+                    .await
+                    .context("restoring an idempotency key")?;
                 keys += 1;
             }
             Some(Line::Event(e)) => {
@@ -245,8 +258,7 @@ async fn load(db: &Db, from: &Path) -> anyhow::Result<()> {
         hex::encode(&trailer.head_hash)
     );
     anyhow::ensure!(
-        (credentials, claims, keys)
-            == (header.credentials, header.claims, header.idempotency_keys),
+        (credentials, claims, keys) == (header.credentials, header.claims, header.idempotency_keys),
         "the backup holds {credentials} credentials, {claims} claims and {keys} idempotency \
          keys; its header names {}, {} and {}",
         header.credentials,
@@ -289,10 +301,7 @@ async fn load_window(
             b.position()
         )
     })?;
-    restore
-        .events(window)
-        .await
-        .context("restoring events")?;
+    restore.events(window).await.context("restoring events")?;
     window.clear();
     Ok(at)
 }

@@ -23,6 +23,9 @@ pub const FORMAT: &str = "anamnesis.backup";
 pub const VERSION: u32 = 1;
 
 /// One line of a backup file.
+// Events are nearly every line and one line lives at a time: boxing the
+// large variant would only add an allocation per event.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Line {

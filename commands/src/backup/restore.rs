@@ -168,7 +168,8 @@ impl Restore {
 
     /// Inserts a unique claim.
     pub async fn claim(&mut self, row: &ClaimRow) -> Result<(), StoreError> {
-        let sql = "INSERT INTO unique_claims (key, scope, owner, claimed_at) VALUES ($1, $2, $3, $4)";
+        let sql =
+            "INSERT INTO unique_claims (key, scope, owner, claimed_at) VALUES ($1, $2, $3, $4)";
         match self {
             Self::Postgres(tx) => {
                 sqlx::query(sql)

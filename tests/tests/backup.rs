@@ -1,0 +1,197 @@
+//! Backup and restore through the real binary (ADR 0011): a server with
+//! users, a patient and an allergy is backed up while it runs, restored into
+//! a fresh database of the same or the other backend, and the restored log
+//! verifies to the same head, answers the same patient read once its
+//! projectors have caught up, and lets the same users log in. A restore into
+//! a database that has a log, and one of an altered file, are refused.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use anamnesis_tests::db::{Backend, TestDb};
+use anamnesis_tests::fixtures::*;
+use anamnesis_tests::server::{binary, TestServer};
+use serde_json::{json, Value};
+
+mod postgres {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn to_postgres() {
+        round_trip(Backend::Postgres, Backend::Postgres)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn to_sqlite() {
+        round_trip(Backend::Postgres, Backend::Sqlite)
+            .await
+            .unwrap()
+    }
+}
+
+mod sqlite {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn to_sqlite() {
+        round_trip(Backend::Sqlite, Backend::Sqlite).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn to_postgres() {
+        round_trip(Backend::Sqlite, Backend::Postgres)
+            .await
+            .unwrap()
+    }
+}
+
+/// Runs the binary against `db` (its data directory, or `dir` for
+/// Postgres, and its URL).
+async fn cli(db: &TestDb, dir: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let mut cmd = tokio::process::Command::new(binary()?);
+    cmd.arg("--data-dir").arg(db.data_dir().unwrap_or(dir));
+    if let Some(url) = &db.url {
+        cmd.arg("--database-url").arg(url);
+    }
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Ok(text(cmd.output().await?))
+}
+
+fn text(out: Output) -> (bool, String) {
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The word after `label` in `text` (a head hash, a count).
+fn after<'a>(text: &'a str, label: &str) -> &'a str {
+    let rest = text.split(label).nth(1).unwrap_or("");
+    rest.split([' ', ',', ';', '\n']).next().unwrap_or("")
+}
+
+async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let s = TestServer::start(from).await?;
+    let admin = admin(&s).await?;
+    let doctor = user(&s, &admin, "dr.house", "doctor").await?;
+    let (_, marie) = patient_account(&s, "marie", "Curie").await?;
+    let allergy = record_allergy(
+        &s,
+        &doctor,
+        &marie,
+        json!({"substance": "Latex", "reaction": "rash", "severity": "mild"}),
+    )
+    .await?;
+    assert_eq!(allergy.status, 201, "{allergy:?}");
+    let before = read_patient(&s, &doctor, &marie, Some(&allergy)).await?;
+    assert_eq!(before.status, 200, "{before:?}");
+
+    // Backed up while the server runs.
+    let file = work.path().join("clinic.backup");
+    let file_arg = file.display().to_string();
+    let out = s.cli(&["backup", "--out", &file_arg], "").await?;
+    let (ok, backed_up) = text(out);
+    assert!(ok, "backup failed: {backed_up}");
+    let head_hash = after(&backed_up, "head hash ").to_owned();
+    let head: i64 = after(&backed_up, "up to position ").parse()?;
+    assert_eq!(head_hash.len(), 64, "{backed_up}");
+    eprintln!("{backed_up}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)?.permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "a backup must be readable by its owner only"
+        );
+    }
+    s.stop().await?;
+
+    // Restored into a fresh database of the other backend.
+    let target = TestDb::new(to).await?;
+    let (ok, restored) = cli(&target, work.path(), &["restore", "--from", &file_arg]).await?;
+    assert!(ok, "restore failed: {restored}");
+    eprintln!("{restored}");
+    assert_eq!(after(&restored, "head hash "), head_hash, "{restored}");
+    let (ok, verified) = cli(&target, work.path(), &["replay", "verify"]).await?;
+    assert!(ok, "verify failed: {verified}");
+    assert_eq!(after(&verified, "head hash "), head_hash, "{verified}");
+
+    // A second restore into it is refused, and changes nothing.
+    let (ok, again) = cli(&target, work.path(), &["restore", "--from", &file_arg]).await?;
+    assert!(!ok, "a restore into a database with a log passed: {again}");
+    assert!(again.contains("is not empty"), "{again}");
+
+    // A server on the restored database rebuilds its read models from 0,
+    // answers the same read, and knows the same passwords.
+    let url = target.url.clone();
+    let r = TestServer::start_on(target, url, &[]).await?;
+    let doctor = r.login("dr.house", PASSWORD).await?;
+    r.login("admin", ADMIN_PASSWORD).await?;
+    r.login("marie", PASSWORD).await?;
+    let read = r
+        .call(
+            "GET",
+            &format!("/v1/patients/{marie}"),
+            Some(&doctor),
+            None,
+            &[("X-Min-Position", head.to_string())],
+        )
+        .await?;
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.body, before.body);
+    r.stop().await?;
+
+    // An altered file is refused, naming the position, and leaves the
+    // database empty.
+    let altered = work.path().join("altered.backup");
+    let position = alter_payload(&file, &altered)?;
+    let fresh = TestDb::new(to).await?;
+    let altered_arg = altered.display().to_string();
+    let (ok, refused) = cli(&fresh, work.path(), &["restore", "--from", &altered_arg]).await?;
+    assert!(!ok, "an altered backup was restored: {refused}");
+    assert!(
+        refused.contains(&format!("fails verification at position {position}:")),
+        "{refused}"
+    );
+    assert!(!refused.contains("Curie"), "{refused}");
+    let (ok, empty) = cli(&fresh, work.path(), &["replay", "verify"]).await?;
+    assert!(ok, "{empty}");
+    assert!(empty.contains("chain verified: 0 events"), "{empty}");
+    fresh.cleanup().await?;
+    Ok(())
+}
+
+/// Copies the backup at `from` to `to` with the payload of the patient's
+/// first event changed (a name spelled differently); returns its position.
+fn alter_payload(from: &Path, to: &PathBuf) -> anyhow::Result<i64> {
+    let mut position = 0;
+    let mut lines = Vec::new();
+    for line in std::fs::read_to_string(from)?.lines() {
+        let mut value: Value = serde_json::from_str(line)?;
+        if let Some(event) = value.get_mut("event") {
+            let payload = event["payload"].as_str().unwrap_or("").to_owned();
+            if position == 0 && payload.contains("Curie") {
+                position = event["global_position"].as_i64().unwrap_or(0);
+                event["payload"] = Value::String(payload.replace("Curie", "Curry"));
+            }
+        }
+        lines.push(serde_json::to_string(&value)?);
+    }
+    anyhow::ensure!(position > 0, "no event names the patient");
+    std::fs::write(to, lines.join("\n") + "\n")?;
+    Ok(position)
+}
