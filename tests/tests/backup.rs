@@ -12,6 +12,9 @@ use std::process::{Output, Stdio};
 
 use anamnesis_tests::db::{Backend, TestDb};
 use anamnesis_tests::fixtures::*;
+use anamnesis_tests::schedule::{
+    account, book, enroll, hours, on_grain_after, set_hours, EVERY_DAY,
+};
 use anamnesis_tests::server::{binary, TestServer};
 use serde_json::{json, Value};
 
@@ -85,17 +88,40 @@ async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let s = TestServer::start(from).await?;
     let admin = admin(&s).await?;
-    let doctor = user(&s, &admin, "dr.house", "doctor").await?;
+    let (doctor, doctor_id) = account(&s, &admin, "dr.house", "doctor").await?;
+    let desk = user(&s, &admin, "desk", "staff").await?;
     let (_, marie) = patient_account(&s, "marie", "Curie").await?;
-    let allergy = record_allergy(
+    let allergy_path = format!("/v1/patients/{marie}/allergies");
+    let latex = json!({"substance": "Latex", "reaction": "rash", "severity": "mild"});
+    let keyed = [("Idempotency-Key", "allergy-1".to_owned())];
+    let allergy = s
+        .call(
+            "POST",
+            &allergy_path,
+            Some(&doctor),
+            Some(latex.clone()),
+            &keyed,
+        )
+        .await?;
+    assert_eq!(allergy.status, 201, "{allergy:?}");
+    let provider = enroll(&s, &admin, &doctor_id, "Dr House", "Diagnostics").await?;
+    set_hours(
         &s,
-        &doctor,
-        &marie,
-        json!({"substance": "Latex", "reaction": "rash", "severity": "mild"}),
+        &admin,
+        &provider,
+        hours(&EVERY_DAY, &[("00:00", "23:55")]),
+        30,
     )
     .await?;
-    assert_eq!(allergy.status, 201, "{allergy:?}");
-    let before = read_patient(&s, &doctor, &marie, Some(&allergy)).await?;
+    let slot = on_grain_after(chrono::Duration::days(3)).to_rfc3339();
+    let booked = book(&s, &desk, &provider, &marie, &slot).await?;
+    assert_eq!(booked.status, 201, "{booked:?}");
+    let appointment_path = format!("/v1/appointments/{}", booked.body["id"].as_str().unwrap());
+    let appointment = s
+        .call("GET", &appointment_path, Some(&desk), None, &at(&booked))
+        .await?;
+    assert_eq!(appointment.status, 200, "{appointment:?}");
+    let before = read_patient(&s, &doctor, &marie, Some(&booked)).await?;
     assert_eq!(before.status, 200, "{before:?}");
 
     // Backed up while the server runs.
@@ -153,6 +179,33 @@ async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
         .await?;
     assert_eq!(read.status, 200, "{read:?}");
     assert_eq!(read.body, before.body);
+    let head_header = [("X-Min-Position", head.to_string())];
+    let desk = r.login("desk", PASSWORD).await?;
+    let read = r
+        .call("GET", &appointment_path, Some(&desk), None, &head_header)
+        .await?;
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.body, appointment.body);
+
+    // The restored idempotency key answers a retry as before, writing
+    // nothing; the booked slot is still taken.
+    let events = r.event_count().await?;
+    let retry = r
+        .call("POST", &allergy_path, Some(&doctor), Some(latex), &keyed)
+        .await?;
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert_eq!(
+        retry.body, allergy.body,
+        "the retry answers as the first did"
+    );
+    assert_eq!(r.event_count().await?, events, "the retry wrote events");
+    let (_, pierre) = patient_account(&r, "pierre", "Curie-2").await?;
+    let taken = book(&r, &desk, &provider, &pierre, &slot).await?;
+    assert_eq!(
+        (taken.status, taken.code()),
+        (409, "slot_taken"),
+        "{taken:?}"
+    );
     r.stop().await?;
 
     // An altered file is refused, naming the position, and leaves the
