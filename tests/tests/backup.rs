@@ -3,7 +3,8 @@
 //! a fresh database of the same or the other backend, and the restored log
 //! verifies to the same head, answers the same patient read once its
 //! projectors have caught up, and lets the same users log in. A restore into
-//! a database that has a log, and one of an altered file, are refused.
+//! a database that has a log, of an altered file, and of a file cut short
+//! are refused, and leave the database empty.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -221,6 +222,17 @@ async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
         "{refused}"
     );
     assert!(!refused.contains("Curie"), "{refused}");
+
+    // So is a file cut short (here, of its trailer).
+    let cut = work.path().join("cut.backup");
+    let whole = std::fs::read_to_string(&file)?;
+    let lines: Vec<&str> = whole.lines().collect();
+    std::fs::write(&cut, lines[..lines.len() - 1].join("\n") + "\n")?;
+    let cut_arg = cut.display().to_string();
+    let (ok, refused) = cli(&fresh, work.path(), &["restore", "--from", &cut_arg]).await?;
+    assert!(!ok, "a backup without its trailer was restored: {refused}");
+    assert!(refused.contains("cut short"), "{refused}");
+
     let (ok, empty) = cli(&fresh, work.path(), &["replay", "verify"]).await?;
     assert!(ok, "{empty}");
     assert!(empty.contains("chain verified: 0 events"), "{empty}");
