@@ -40,6 +40,23 @@ pub enum Command {
     /// Manage user accounts from the command line.
     #[command(subcommand)]
     Users(UsersCommand),
+    /// Write a consistent backup of the log (and credentials, unique claims,
+    /// idempotency keys) to FILE, while the server runs. The file holds
+    /// patient data and password hashes: protect it like the database.
+    Backup {
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
+    /// Restore a backup into an empty database (either backend), verifying
+    /// its chain; migrates the schema first, so run it as the schema owner.
+    /// The server rebuilds the read models when it starts.
+    Restore {
+        #[arg(long, value_name = "FILE")]
+        from: std::path::PathBuf,
+        /// Connect as this (the schema owner) instead of --database-url.
+        #[arg(long, env = "ANAMNESIS_OWNER_URL", hide_env_values = true)]
+        owner_url: Option<Secret>,
+    },
     /// Compliance: verify the log's hash chain, write signed checkpoints.
     #[command(subcommand)]
     Replay(crate::replay_cli::ReplayCommand),
@@ -187,6 +204,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(command) => crate::replay_cli::run(&settings, command).await,
+        Command::Backup { out } => crate::backup_cli::backup(&settings, &out).await,
+        Command::Restore { from, owner_url } => {
+            let url = owner_url
+                .as_ref()
+                .or(settings.database_url.as_ref())
+                .map(|s| s.expose());
+            crate::backup_cli::restore(&settings, url, &from).await
+        }
         Command::Users(UsersCommand::ResetPassword {
             username,
             password_stdin: _,

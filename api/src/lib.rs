@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod backup_cli;
 pub mod cli;
 pub mod config;
 pub mod error;

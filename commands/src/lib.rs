@@ -1,6 +1,7 @@
 //! The write side of Anamnesis: the event log and command dispatch.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod database;
 pub mod dispatch;
 pub mod identity;

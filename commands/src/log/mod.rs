@@ -21,8 +21,8 @@ pub use crate::database::Db;
 pub use anamnesis_domain::codec::describe_json_error;
 pub use reader::LogReader;
 pub use types::{
-    Actor, AppendError, AppendRequest, Appended, Credential, EventMetadata, Guards, Idempotency,
-    KeyChanges, NewEvent, Outcome, StoreError, StoredEvent, StreamAt, UniqueKey,
+    hex_bytes, Actor, AppendError, AppendRequest, Appended, Credential, EventMetadata, Guards,
+    Idempotency, KeyChanges, NewEvent, Outcome, StoreError, StoredEvent, StreamAt, UniqueKey,
 };
 
 /// A handle on the log. Cheap to clone; the writer task stops when the last

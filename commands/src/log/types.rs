@@ -239,8 +239,9 @@ pub struct Appended {
     pub last_sequence: i64,
 }
 
-/// An event as stored, with every column of the `events` table.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// An event as stored, with every column of the `events` table. Serialized
+/// with its hashes in hex (`anamnesis backup` writes events this way).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredEvent {
     pub global_position: i64,
     pub event_id: Uuid,
@@ -268,9 +269,17 @@ pub struct StoredEvent {
     pub hash: Vec<u8>,
 }
 
-mod hex_bytes {
+/// Bytes as a hex string, in serialized forms.
+pub mod hex_bytes {
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&hex::encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        hex::decode(text).map_err(serde::de::Error::custom)
     }
 }
 

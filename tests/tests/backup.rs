@@ -1,0 +1,262 @@
+//! Backup and restore through the real binary (ADR 0011): a server with
+//! users, a patient and an allergy is backed up while it runs, restored into
+//! a fresh database of the same or the other backend, and the restored log
+//! verifies to the same head, answers the same patient read once its
+//! projectors have caught up, and lets the same users log in. A restore into
+//! a database that has a log, of an altered file, and of a file cut short
+//! are refused, and leave the database empty.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use anamnesis_tests::db::{Backend, TestDb};
+use anamnesis_tests::fixtures::*;
+use anamnesis_tests::schedule::{
+    account, book, enroll, hours, on_grain_after, set_hours, EVERY_DAY,
+};
+use anamnesis_tests::server::{binary, TestServer};
+use serde_json::{json, Value};
+
+mod postgres {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn to_postgres() {
+        round_trip(Backend::Postgres, Backend::Postgres)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn to_sqlite() {
+        round_trip(Backend::Postgres, Backend::Sqlite)
+            .await
+            .unwrap()
+    }
+}
+
+mod sqlite {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn to_sqlite() {
+        round_trip(Backend::Sqlite, Backend::Sqlite).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn to_postgres() {
+        round_trip(Backend::Sqlite, Backend::Postgres)
+            .await
+            .unwrap()
+    }
+}
+
+/// Runs the binary against `db` (its data directory, or `dir` for
+/// Postgres, and its URL).
+async fn cli(db: &TestDb, dir: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {
+    let mut cmd = tokio::process::Command::new(binary()?);
+    cmd.arg("--data-dir").arg(db.data_dir().unwrap_or(dir));
+    if let Some(url) = &db.url {
+        cmd.arg("--database-url").arg(url);
+    }
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Ok(text(cmd.output().await?))
+}
+
+fn text(out: Output) -> (bool, String) {
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The word after `label` in `text` (a head hash, a count).
+fn after<'a>(text: &'a str, label: &str) -> &'a str {
+    let rest = text.split(label).nth(1).unwrap_or("");
+    rest.split([' ', ',', ';', '\n']).next().unwrap_or("")
+}
+
+async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let s = TestServer::start(from).await?;
+    let admin = admin(&s).await?;
+    let (doctor, doctor_id) = account(&s, &admin, "dr.house", "doctor").await?;
+    let desk = user(&s, &admin, "desk", "staff").await?;
+    let (_, marie) = patient_account(&s, "marie", "Curie").await?;
+    let allergy_path = format!("/v1/patients/{marie}/allergies");
+    let latex = json!({"substance": "Latex", "reaction": "rash", "severity": "mild"});
+    let keyed = [("Idempotency-Key", "allergy-1".to_owned())];
+    let allergy = s
+        .call(
+            "POST",
+            &allergy_path,
+            Some(&doctor),
+            Some(latex.clone()),
+            &keyed,
+        )
+        .await?;
+    assert_eq!(allergy.status, 201, "{allergy:?}");
+    let provider = enroll(&s, &admin, &doctor_id, "Dr House", "Diagnostics").await?;
+    set_hours(
+        &s,
+        &admin,
+        &provider,
+        hours(&EVERY_DAY, &[("00:00", "23:55")]),
+        30,
+    )
+    .await?;
+    let slot = on_grain_after(chrono::Duration::days(3)).to_rfc3339();
+    let booked = book(&s, &desk, &provider, &marie, &slot).await?;
+    assert_eq!(booked.status, 201, "{booked:?}");
+    let appointment_path = format!("/v1/appointments/{}", booked.body["id"].as_str().unwrap());
+    let appointment = s
+        .call("GET", &appointment_path, Some(&desk), None, &at(&booked))
+        .await?;
+    assert_eq!(appointment.status, 200, "{appointment:?}");
+    let before = read_patient(&s, &doctor, &marie, Some(&booked)).await?;
+    assert_eq!(before.status, 200, "{before:?}");
+
+    // Backed up while the server runs.
+    let file = work.path().join("clinic.backup");
+    let file_arg = file.display().to_string();
+    let out = s.cli(&["backup", "--out", &file_arg], "").await?;
+    let (ok, backed_up) = text(out);
+    assert!(ok, "backup failed: {backed_up}");
+    let head_hash = after(&backed_up, "head hash ").to_owned();
+    let head: i64 = after(&backed_up, "up to position ").parse()?;
+    assert_eq!(head_hash.len(), 64, "{backed_up}");
+    eprintln!("{backed_up}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)?.permissions().mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "a backup must be readable by its owner only"
+        );
+    }
+    s.stop().await?;
+
+    // Restored into a fresh database of the other backend.
+    let target = TestDb::new(to).await?;
+    let (ok, restored) = cli(&target, work.path(), &["restore", "--from", &file_arg]).await?;
+    assert!(ok, "restore failed: {restored}");
+    eprintln!("{restored}");
+    assert_eq!(after(&restored, "head hash "), head_hash, "{restored}");
+    let (ok, verified) = cli(&target, work.path(), &["replay", "verify"]).await?;
+    assert!(ok, "verify failed: {verified}");
+    assert_eq!(after(&verified, "head hash "), head_hash, "{verified}");
+
+    // A second restore into it is refused, and changes nothing.
+    let (ok, again) = cli(&target, work.path(), &["restore", "--from", &file_arg]).await?;
+    assert!(!ok, "a restore into a database with a log passed: {again}");
+    assert!(again.contains("is not empty"), "{again}");
+
+    // A server on the restored database rebuilds its read models from 0,
+    // answers the same read, and knows the same passwords.
+    let url = target.url.clone();
+    let r = TestServer::start_on(target, url, &[]).await?;
+    let doctor = r.login("dr.house", PASSWORD).await?;
+    r.login("admin", ADMIN_PASSWORD).await?;
+    r.login("marie", PASSWORD).await?;
+    let read = r
+        .call(
+            "GET",
+            &format!("/v1/patients/{marie}"),
+            Some(&doctor),
+            None,
+            &[("X-Min-Position", head.to_string())],
+        )
+        .await?;
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.body, before.body);
+    let head_header = [("X-Min-Position", head.to_string())];
+    let desk = r.login("desk", PASSWORD).await?;
+    let read = r
+        .call("GET", &appointment_path, Some(&desk), None, &head_header)
+        .await?;
+    assert_eq!(read.status, 200, "{read:?}");
+    assert_eq!(read.body, appointment.body);
+
+    // The restored idempotency key answers a retry as before, writing
+    // nothing; the booked slot is still taken.
+    let events = r.event_count().await?;
+    let retry = r
+        .call("POST", &allergy_path, Some(&doctor), Some(latex), &keyed)
+        .await?;
+    assert_eq!(retry.status, 201, "{retry:?}");
+    assert_eq!(
+        retry.body, allergy.body,
+        "the retry answers as the first did"
+    );
+    assert_eq!(r.event_count().await?, events, "the retry wrote events");
+    let (_, pierre) = patient_account(&r, "pierre", "Curie-2").await?;
+    let taken = book(&r, &desk, &provider, &pierre, &slot).await?;
+    assert_eq!(
+        (taken.status, taken.code()),
+        (409, "slot_taken"),
+        "{taken:?}"
+    );
+    r.stop().await?;
+
+    // An altered file is refused, naming the position, and leaves the
+    // database empty.
+    let altered = work.path().join("altered.backup");
+    let position = alter_payload(&file, &altered)?;
+    let fresh = TestDb::new(to).await?;
+    let altered_arg = altered.display().to_string();
+    let (ok, refused) = cli(&fresh, work.path(), &["restore", "--from", &altered_arg]).await?;
+    assert!(!ok, "an altered backup was restored: {refused}");
+    assert!(
+        refused.contains(&format!("fails verification at position {position}:")),
+        "{refused}"
+    );
+    assert!(!refused.contains("Curie"), "{refused}");
+
+    // So is a file cut short (here, of its trailer).
+    let cut = work.path().join("cut.backup");
+    let whole = std::fs::read_to_string(&file)?;
+    let lines: Vec<&str> = whole.lines().collect();
+    std::fs::write(&cut, lines[..lines.len() - 1].join("\n") + "\n")?;
+    let cut_arg = cut.display().to_string();
+    let (ok, refused) = cli(&fresh, work.path(), &["restore", "--from", &cut_arg]).await?;
+    assert!(!ok, "a backup without its trailer was restored: {refused}");
+    assert!(refused.contains("cut short"), "{refused}");
+
+    let (ok, empty) = cli(&fresh, work.path(), &["replay", "verify"]).await?;
+    assert!(ok, "{empty}");
+    assert!(empty.contains("chain verified: 0 events"), "{empty}");
+    fresh.cleanup().await?;
+    Ok(())
+}
+
+/// Copies the backup at `from` to `to` with the payload of the patient's
+/// first event changed (a name spelled differently); returns its position.
+fn alter_payload(from: &Path, to: &PathBuf) -> anyhow::Result<i64> {
+    let mut position = 0;
+    let mut lines = Vec::new();
+    for line in std::fs::read_to_string(from)?.lines() {
+        let mut value: Value = serde_json::from_str(line)?;
+        if let Some(event) = value.get_mut("event") {
+            let payload = event["payload"].as_str().unwrap_or("").to_owned();
+            if position == 0 && payload.contains("Curie") {
+                position = event["global_position"].as_i64().unwrap_or(0);
+                event["payload"] = Value::String(payload.replace("Curie", "Curry"));
+            }
+        }
+        lines.push(serde_json::to_string(&value)?);
+    }
+    anyhow::ensure!(position > 0, "no event names the patient");
+    std::fs::write(to, lines.join("\n") + "\n")?;
+    Ok(position)
+}
