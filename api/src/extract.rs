@@ -230,6 +230,40 @@ pub fn instant_opt<'de, D: serde::Deserializer<'de>>(
     .transpose()
 }
 
+/// A query parameter that is not acceptable: 400 naming it, never echoing it.
+pub fn bad_param(field: &str, detail: &str) -> crate::error::ApiError {
+    crate::error::ApiError::BadRequest {
+        code: "invalid_value",
+        field: Some(field.to_owned()),
+        detail: detail.to_owned(),
+    }
+}
+
+/// Query parameters that could not be read at all: 400 saying which exist.
+pub fn bad_query(detail: &str) -> crate::error::ApiError {
+    crate::error::ApiError::BadRequest {
+        code: "invalid_query",
+        field: None,
+        detail: detail.to_owned(),
+    }
+}
+
+/// A page size: `default` when absent, else 1 to `max`.
+pub fn page_size(
+    raw: Option<String>,
+    default: i64,
+    max: i64,
+) -> Result<i64, crate::error::ApiError> {
+    match raw {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<i64>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| bad_param("limit", &format!("limit is 1 to {max}"))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,27 +10,12 @@ use anamnesis_projections::access_log::{self as read_model, AccessEntry, AccessF
 
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{parse_instant, MinPosition};
+use crate::extract::{bad_param, bad_query, page_size, parse_instant, MinPosition};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
 
-fn bad(field: &str, detail: &str) -> ApiError {
-    ApiError::BadRequest {
-        code: "invalid_value",
-        field: Some(field.to_owned()),
-        detail: detail.to_owned(),
-    }
-}
-
 fn limit(raw: Option<String>) -> Result<i64, ApiError> {
-    match raw {
-        None => Ok(50),
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=500).contains(l))
-            .ok_or_else(|| bad("limit", "limit is 1 to 500")),
-    }
+    page_size(raw, 50, 500)
 }
 
 fn cursor(raw: Option<String>) -> Result<Option<i64>, ApiError> {
@@ -38,7 +23,7 @@ fn cursor(raw: Option<String>) -> Result<Option<i64>, ApiError> {
         c.parse::<i64>()
             .ok()
             .filter(|c| *c >= 0)
-            .ok_or_else(|| bad("cursor", "cursor is the next_cursor of a previous page"))
+            .ok_or_else(|| bad_param("cursor", "cursor is the next_cursor of a previous page"))
     })
     .transpose()
 }
@@ -89,22 +74,22 @@ pub async fn access_log(
     params: Result<Query<AccessParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AccessPage>, ApiError> {
     authorize(&who, Action::ReadAccessLog, &Context::NONE)?;
-    let Query(p) = params.map_err(|_| ApiError::BadRequest {
-        code: "invalid_query",
-        field: None,
-        detail: "query parameters are patient_id, user_id, from, to, cursor, limit".into(),
+    let Query(p) = params.map_err(|_| {
+        bad_query("query parameters are patient_id, user_id, from, to, cursor, limit")
     })?;
     let uuid = |field: &str, v: Option<String>| {
         v.map(|v| {
             Uuid::parse_str(&v)
                 .map(|u| u.to_string())
-                .map_err(|_| bad(field, "an id is a UUID"))
+                .map_err(|_| bad_param(field, "an id is a UUID"))
         })
         .transpose()
     };
     let time = |field: &str, v: Option<String>| {
-        v.map(|t| parse_instant(&t).ok_or_else(|| bad(field, "a time is RFC 3339 with offset")))
-            .transpose()
+        v.map(|t| {
+            parse_instant(&t).ok_or_else(|| bad_param(field, "a time is RFC 3339 with offset"))
+        })
+        .transpose()
     };
     let filter = AccessFilter {
         patient_id: uuid("patient_id", p.patient_id)?,
@@ -142,11 +127,7 @@ pub async fn my_access_log(
 ) -> Result<Json<AccessPage>, ApiError> {
     let me = who.patient_id.ok_or(ApiError::Forbidden)?;
     authorize(&who, Action::OwnAccessLog, &Context::patient(me))?;
-    let Query(p) = params.map_err(|_| ApiError::BadRequest {
-        code: "invalid_query",
-        field: None,
-        detail: "query parameters are cursor and limit".into(),
-    })?;
+    let Query(p) = params.map_err(|_| bad_query("query parameters are cursor and limit"))?;
     let filter = AccessFilter {
         patient_id: Some(me.to_string()),
         after: cursor(p.cursor)?,

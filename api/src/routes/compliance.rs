@@ -16,7 +16,7 @@ use anamnesis_replay::ReplayError;
 use super::schedule::{appointment_view, AppointmentView};
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::parse_instant;
+use crate::extract::{bad_param, bad_query, parse_instant};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
 
@@ -29,16 +29,8 @@ impl From<ReplayError> for ApiError {
     }
 }
 
-fn bad(field: &str, detail: &str) -> ApiError {
-    ApiError::BadRequest {
-        code: "invalid_value",
-        field: Some(field.to_owned()),
-        detail: detail.to_owned(),
-    }
-}
-
 fn time(field: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    v.map(|t| parse_instant(&t).ok_or_else(|| bad(field, "a time is RFC 3339 with offset")))
+    v.map(|t| parse_instant(&t).ok_or_else(|| bad_param(field, "a time is RFC 3339 with offset")))
         .transpose()
 }
 
@@ -109,11 +101,7 @@ pub async fn patient_history(
 ) -> Result<Json<History>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     authorize(&who, Action::ReadHistory, &Context::patient(id))?;
-    let Query(p) = params.map_err(|_| ApiError::BadRequest {
-        code: "invalid_query",
-        field: None,
-        detail: "query parameters are from and to (RFC 3339)".into(),
-    })?;
+    let Query(p) = params.map_err(|_| bad_query("query parameters are from and to (RFC 3339)"))?;
     let (from, to) = (time("from", p.from)?, time("to", p.to)?);
     let items = history::history(&state.log().reader(), id, from, to).await?;
     if items.is_empty() && from.is_none() && to.is_none() {
@@ -165,26 +153,17 @@ pub async fn patient_as_of(
 ) -> Result<Json<RecordAsOf>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     authorize(&who, Action::ReadHistory, &Context::patient(id))?;
-    let Query(p) = params.map_err(|_| ApiError::BadRequest {
-        code: "invalid_query",
-        field: None,
-        detail: "query parameters are at (RFC 3339) or position".into(),
-    })?;
+    let Query(p) =
+        params.map_err(|_| bad_query("query parameters are at (RFC 3339) or position"))?;
     let point = match (time("at", p.at)?, p.position) {
         (Some(t), None) => Point::Time(t),
         (None, Some(n)) => Point::Position(
             n.parse::<i64>()
                 .ok()
                 .filter(|n| *n >= 0)
-                .ok_or_else(|| bad("position", "position is a log position (0 or more)"))?,
+                .ok_or_else(|| bad_param("position", "position is a log position (0 or more)"))?,
         ),
-        _ => {
-            return Err(ApiError::BadRequest {
-                code: "invalid_query",
-                field: None,
-                detail: "give exactly one of at (RFC 3339) and position".into(),
-            })
-        }
+        _ => return Err(bad_query("give exactly one of at (RFC 3339) and position")),
     };
     let record = as_of::as_of(&state.log().reader(), id, point).await?;
     crate::access_log::record(&state, &who, "GET /v1/patients/{id}/as-of", [id]).await?;

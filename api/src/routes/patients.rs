@@ -16,7 +16,9 @@ use anamnesis_projections::patients::{self as read_model, PatientView, Search};
 use super::Accepted;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{iso_date, iso_date_opt, parse_iso_date, Body, MinPosition};
+use crate::extract::{
+    bad_param, iso_date, iso_date_opt, page_size, parse_iso_date, Body, MinPosition,
+};
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context, View};
 use crate::state::AppState;
@@ -165,15 +167,6 @@ pub struct SearchParams {
     pub limit: Option<String>,
 }
 
-/// A query parameter that is not acceptable: 400 naming it, never echoing it.
-fn bad_param(field: &str, detail: &str) -> ApiError {
-    ApiError::BadRequest {
-        code: "invalid_value",
-        field: Some(field.to_owned()),
-        detail: detail.to_owned(),
-    }
-}
-
 /// A free-text query value, held to the same rules as stored text.
 fn query_text(value: Option<String>, field: &str) -> Result<Option<String>, ApiError> {
     use anamnesis_domain::text::{self, Lines, TextError};
@@ -196,14 +189,7 @@ fn query_text(value: Option<String>, field: &str) -> Result<Option<String>, ApiE
 
 impl SearchParams {
     fn parse(self) -> Result<Search, ApiError> {
-        let limit = match self.limit {
-            None => 20,
-            Some(l) => l
-                .parse::<i64>()
-                .ok()
-                .filter(|l| (1..=100).contains(l))
-                .ok_or_else(|| bad_param("limit", "limit is 1 to 100"))?,
-        };
+        let limit = page_size(self.limit, 20, 100)?;
         let birth_date = self
             .birth_date
             .map(|d| {

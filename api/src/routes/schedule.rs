@@ -24,7 +24,8 @@ use super::Accepted;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::extract::{
-    instant, instant_opt, iso_date_opt, parse_instant, parse_iso_date, Body, MinPosition,
+    bad_param, bad_query, instant, instant_opt, iso_date_opt, page_size, parse_instant,
+    parse_iso_date, Body, MinPosition,
 };
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context};
@@ -32,22 +33,6 @@ use crate::state::AppState;
 
 fn id_of(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
-}
-
-fn bad_param(field: &str, detail: &str) -> ApiError {
-    ApiError::BadRequest {
-        code: "invalid_value",
-        field: Some(field.to_owned()),
-        detail: detail.to_owned(),
-    }
-}
-
-fn bad_query(detail: &str) -> ApiError {
-    ApiError::BadRequest {
-        code: "invalid_query",
-        field: None,
-        detail: detail.to_owned(),
-    }
 }
 
 /// The user account of provider `id`, from the write side (`None`: no such provider).
@@ -149,14 +134,7 @@ pub struct ProviderParams {
 }
 
 fn limit(raw: Option<String>) -> Result<i64, ApiError> {
-    match raw {
-        None => Ok(20),
-        Some(l) => l
-            .parse::<i64>()
-            .ok()
-            .filter(|l| (1..=100).contains(l))
-            .ok_or_else(|| bad_param("limit", "limit is 1 to 100")),
-    }
+    page_size(raw, 20, 100)
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
