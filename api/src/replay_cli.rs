@@ -51,6 +51,9 @@ pub enum ReplayCommand {
         /// `table` (for people) or `json` (one document).
         #[arg(long, default_value = "table", value_parser = ["table", "json"])]
         format: String,
+        /// `all`, `changes` (no access records) or `reads` (access records only).
+        #[arg(long, default_value = "all", value_parser = ["all", "changes", "reads"])]
+        kind: String,
     },
     /// The patient's whole record as it was known at a time or a log
     /// position, folded from the log by the live projectors (JSON).
@@ -88,7 +91,8 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> anyhow::Result<
             from,
             to,
             format,
-        } => history(&reader, patient, (from, to), &format).await,
+            kind,
+        } => history(&reader, patient, (from, to), (&format, &kind)).await,
         ReplayCommand::AsOf {
             patient,
             at,
@@ -226,11 +230,16 @@ async fn history(
         Option<chrono::DateTime<chrono::Utc>>,
         Option<chrono::DateTime<chrono::Utc>>,
     ),
-    format: &str,
+    (format, kind): (&str, &str),
 ) -> anyhow::Result<()> {
-    let entries = anamnesis_replay::history::history(reader, patient, from, to)
+    use anamnesis_replay::history::Kind;
+    let kind = Kind::parse(kind).unwrap_or(Kind::All);
+    let entries: Vec<_> = anamnesis_replay::history::history(reader, patient, from, to)
         .await
-        .context("reading the patient's history")?;
+        .context("reading the patient's history")?
+        .into_iter()
+        .filter(|e| kind.admits(e))
+        .collect();
     if format == "json" {
         println!("{}", serde_json::to_string_pretty(&entries)?);
         return Ok(());

@@ -77,6 +77,39 @@ pub async fn history(
     Ok(entries)
 }
 
+/// Which entries a reader of history wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Everything.
+    All,
+    /// Changes to the record only (no access records).
+    Changes,
+    /// Access records only: who read it.
+    Reads,
+}
+
+impl Kind {
+    /// From `all`, `changes` or `reads`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "all" => Some(Kind::All),
+            "changes" => Some(Kind::Changes),
+            "reads" => Some(Kind::Reads),
+            _ => None,
+        }
+    }
+
+    /// Whether `entry` is of this kind.
+    pub fn admits(&self, entry: &Entry) -> bool {
+        let read = entry.aggregate_type == anamnesis_domain::access::ACCESS_TYPE;
+        match self {
+            Kind::All => true,
+            Kind::Changes => !read,
+            Kind::Reads => read,
+        }
+    }
+}
+
 fn entry(stored: &StoredEvent, changes: Vec<Change>) -> Entry {
     let break_glass = serde_json::from_str::<Value>(&stored.metadata)
         .ok()

@@ -121,6 +121,39 @@ async fn reads_by_doctor_nurse_and_patient_are_exactly_what_the_log_shows(
         .filter(|e| e["event_type"] == "access.read")
         .count();
     assert_eq!(reads, 3, "{history}");
+    let only_reads = caught_up(
+        &s,
+        &officer,
+        &format!("/v1/patients/{marie_id}/history?kind=reads"),
+    )
+    .await?;
+    assert!(only_reads["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["event_type"] == "access.read"));
+    let changes = caught_up(
+        &s,
+        &officer,
+        &format!("/v1/patients/{marie_id}/history?kind=changes"),
+    )
+    .await?;
+    assert!(changes["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e["event_type"] != "access.read"));
+    assert!(!changes["items"].as_array().unwrap().is_empty());
+    let r = s
+        .call(
+            "GET",
+            &format!("/v1/patients/{marie_id}/history?kind=gossip"),
+            Some(&officer),
+            None,
+            &[],
+        )
+        .await?;
+    assert_eq!(r.status, 400, "{r:?}");
     s.stop().await
 }
 

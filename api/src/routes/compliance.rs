@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use anamnesis_projections::patients::PatientView;
 use anamnesis_replay::as_of::{self, Point};
-use anamnesis_replay::history::{self, Entry};
+use anamnesis_replay::history::{self, Entry, Kind};
 use anamnesis_replay::ReplayError;
 
 use super::schedule::{appointment_view, AppointmentView};
@@ -44,6 +44,8 @@ pub struct HistoryParams {
     /// RFC 3339: up to this time (inclusive).
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<String>,
+    /// `all` (default), `changes` (no access records) or `reads` (access records only).
+    pub kind: Option<String>,
 }
 
 /// One event of a patient's history.
@@ -101,8 +103,15 @@ pub async fn patient_history(
 ) -> Result<Json<History>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     authorize(&who, Action::ReadHistory, &Context::patient(id))?;
-    let Query(p) = params.map_err(|_| bad_query("query parameters are from and to (RFC 3339)"))?;
+    let Query(p) =
+        params.map_err(|_| bad_query("query parameters are from and to (RFC 3339), kind"))?;
     let (from, to) = (time("from", p.from)?, time("to", p.to)?);
+    let kind = match p.kind.as_deref() {
+        None => Kind::All,
+        Some(k) => {
+            Kind::parse(k).ok_or_else(|| bad_param("kind", "kind is all, changes or reads"))?
+        }
+    };
     let items = history::history(&state.log().reader(), id, from, to).await?;
     if items.is_empty() && from.is_none() && to.is_none() {
         return Err(ApiError::NotFound);
@@ -111,7 +120,11 @@ pub async fn patient_history(
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient history read");
     Ok(Json(History {
         patient_id: id.to_string(),
-        items: items.into_iter().map(HistoryEntry::from).collect(),
+        items: items
+            .into_iter()
+            .filter(|e| kind.admits(e))
+            .map(HistoryEntry::from)
+            .collect(),
     }))
 }
 
