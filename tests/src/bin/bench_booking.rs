@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anamnesis_tests::bench::{closed_loop, BenchServer};
+use anamnesis_tests::bench::{closed_loop, open_loop, BenchServer};
 use anamnesis_tests::db::Backend;
 use anyhow::Context;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc, Weekday};
@@ -34,6 +34,10 @@ struct Args {
     /// `postgres` or `sqlite`.
     #[arg(long, default_value = "postgres")]
     backend: String,
+    /// Arrival rate (bookings/s) of phase 3, bookings arriving on a schedule
+    /// instead of all at once; it runs for 1,000 / rate seconds.
+    #[arg(long, default_value_t = 250.0)]
+    rate: f64,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -42,6 +46,8 @@ const SLOTS_PER_PROVIDER: usize = 10;
 const SLOT_MINUTES: i64 = 30;
 /// Bookings on the week of the free-slot queries.
 const WEEK_BOOKINGS: usize = 1000;
+/// Bookings in flight at most in phase 3.
+const IN_FLIGHT: u64 = 1000;
 /// Five-minute slots a day from 00:00 to 23:55.
 const SLOTS_PER_DAY: usize = 287;
 
@@ -275,6 +281,47 @@ async fn main() -> anyhow::Result<()> {
             args.query_clients
         ),
         "q",
+    );
+
+    // Phase 3: bookings arriving on a schedule, as a front desk and a portal
+    // would send them: patient i takes the free slot right after their own
+    // (adjacent, not overlapping), so every booking should win.
+    let seconds = (WEEK_BOOKINGS as f64 / args.rate).ceil().max(1.0) as u64;
+    let scheduled = {
+        let (s, staff, busy) = (s.clone(), staff.clone(), busy.clone());
+        let patients = Arc::new(patients.clone());
+        move |n: u64| {
+            let (s, staff, busy, patients) =
+                (s.clone(), staff.clone(), busy.clone(), patients.clone());
+            async move {
+                // `open_loop` numbers arrivals with the in-flight slot in the
+                // high half: back to the arrival's index.
+                let i = ((n & 0xffff_ffff) * IN_FLIGHT + (n >> 32)) as usize;
+                let patient = patients
+                    .get(i)
+                    .ok_or_else(|| anyhow::anyhow!("more arrivals than patients"))?;
+                let slot = 2 * i + 1;
+                let date = monday + Duration::days((slot / SLOTS_PER_DAY) as i64);
+                let body = json!({"provider_id": busy, "patient_id": patient,
+                    "starts_at": at(date, 5 * (slot % SLOTS_PER_DAY) as i64)?.to_rfc3339(),
+                    "reason_for_visit": "follow-up"});
+                s.expect(201, ("POST", "/v1/appointments"), &staff, Some(&body))
+                    .await?;
+                Ok(())
+            }
+        }
+    };
+    let figures = open_loop(
+        "scheduled bookings",
+        args.rate,
+        seconds,
+        IN_FLIGHT as usize,
+        scheduled,
+    )
+    .await?;
+    figures.print(
+        &format!("POST /v1/appointments at {:.0}/s", args.rate),
+        "req",
     );
 
     Arc::try_unwrap(s)
