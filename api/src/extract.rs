@@ -248,6 +248,28 @@ pub fn bad_query(detail: &str) -> crate::error::ApiError {
     }
 }
 
+/// An optional UUID query parameter, as its canonical text.
+pub fn uuid_param(
+    field: &str,
+    v: Option<String>,
+) -> Result<Option<String>, crate::error::ApiError> {
+    v.map(|v| {
+        uuid::Uuid::parse_str(&v)
+            .map(|u| u.to_string())
+            .map_err(|_| bad_param(field, "an id is a UUID"))
+    })
+    .transpose()
+}
+
+/// An optional RFC 3339 query parameter.
+pub fn instant_param(
+    field: &str,
+    v: Option<String>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, crate::error::ApiError> {
+    v.map(|t| parse_instant(&t).ok_or_else(|| bad_param(field, "a time is RFC 3339 with offset")))
+        .transpose()
+}
+
 /// A page size: `default` when absent, else 1 to `max`.
 pub fn page_size(
     raw: Option<String>,

@@ -36,6 +36,10 @@ use crate::log::{AppendError, AppendRequest, EventMetadata, StreamAt};
 
 type Result<T> = std::result::Result<T, CommandError<ScheduleError>>;
 
+/// An aggregate as loaded: its state, its stream's sequence and the
+/// position of its last event ([`CommandBus::load`]).
+pub type Loaded<A> = (A, i64, i64);
+
 /// A booking as requested.
 #[derive(Debug, Clone)]
 pub struct BookingRequest {
@@ -97,7 +101,7 @@ enum Read {
 }
 
 /// A provider's calendar as loaded, with the sequences to fence.
-struct Loaded {
+struct LoadedCalendar {
     provider: Provider,
     calendar: Calendar,
     fences: Vec<StreamAt>,
@@ -167,7 +171,7 @@ impl Scheduler {
         Ok((loaded.provider, loaded.calendar))
     }
 
-    async fn load_calendar(&self, provider_id: Uuid, read: Read) -> Result<Loaded> {
+    async fn load_calendar(&self, provider_id: Uuid, read: Read) -> Result<LoadedCalendar> {
         let (provider, p_seq) = self.provider(provider_id, read).await?;
         let (clinic, c_seq) = self.clinic(read).await?;
         let mut closures: Vec<Closure> = provider.time_off().to_vec();
@@ -189,7 +193,7 @@ impl Scheduler {
                 sequence: c_seq,
             },
         ];
-        Ok(Loaded {
+        Ok(LoadedCalendar {
             provider,
             calendar,
             fences,
@@ -294,17 +298,23 @@ impl Scheduler {
 
     /// Moves appointment `id` to another time with the same provider: the
     /// old time is released and the new one claimed in one append.
+    /// `loaded` is the appointment as the caller read it; later attempts
+    /// read it afresh.
     pub async fn reschedule(
         &self,
+        loaded: Loaded<Appointment>,
         id: Uuid,
-        starts_at: DateTime<Utc>,
-        ends_at: Option<DateTime<Utc>>,
+        (starts_at, ends_at): (DateTime<Utc>, Option<DateTime<Utc>>),
         metadata: &EventMetadata,
         now: DateTime<Utc>,
     ) -> Result<Executed> {
         let mut read = Read::Seen;
+        let mut first = Some(loaded);
         for _ in 0..MAX_ATTEMPTS {
-            let loaded_appointment = self.bus.load::<Appointment>(&id.to_string()).await?;
+            let loaded_appointment = match first.take() {
+                Some(loaded) => loaded,
+                None => self.bus.load::<Appointment>(&id.to_string()).await?,
+            };
             let Some(booking) = loaded_appointment.0.booking().cloned() else {
                 return Err(CommandError::Rejected(ScheduleError::UnknownAppointment));
             };
@@ -341,15 +351,29 @@ impl Scheduler {
     }
 
     /// Cancels, checks in, starts, completes or marks a no-show.
+    /// `loaded` is the appointment as the caller read it (to authorize the
+    /// command): it decides the first attempt, so the stream is not read
+    /// twice; if it moved since, the command runs again on a fresh read.
     pub async fn appointment(
         &self,
+        loaded: Loaded<Appointment>,
         id: Uuid,
         command: AppointmentCommand,
         metadata: &EventMetadata,
     ) -> Result<Executed> {
-        self.bus
-            .execute::<Appointment>(&id.to_string(), command, &(), metadata)
-            .await
+        let decided = self
+            .bus
+            .decide_from(loaded, &id.to_string(), command.clone(), &(), metadata)
+            .await?;
+        match self.bus.commit(decided).await {
+            Ok(done) => Ok(done),
+            Err(e) => {
+                retry_or_fail::<ScheduleError>(e)?;
+                self.bus
+                    .execute::<Appointment>(&id.to_string(), command, &(), metadata)
+                    .await
+            }
+        }
     }
 
     /// Adds a provider's time off or a clinic holiday. Over active
@@ -475,10 +499,9 @@ impl Scheduler {
         let ids = self.bus.log().reader().stream_ids(Provider::TYPE).await?;
         let mut keys = Vec::new();
         for id in ids {
-            // Provider streams are named by UUID; another id holds no calendar.
-            if let Ok(provider) = Uuid::parse_str(&id) {
-                keys.extend(period.calendar_keys(PROVIDER_SCOPE, provider));
-            }
+            // Provider streams are named by UUID: another id is damage, and
+            // skipping it would leave that provider's bookings unchecked.
+            keys.extend(period.calendar_keys(PROVIDER_SCOPE, stream_uuid(&id)?));
         }
         Ok(keys)
     }
@@ -489,12 +512,21 @@ impl Scheduler {
         let mut ids: Vec<Uuid> = holders
             .into_iter()
             .filter(|(kind, _)| kind == Appointment::TYPE)
-            .filter_map(|(_, id)| Uuid::parse_str(&id).ok())
-            .collect();
+            .map(|(_, id)| stream_uuid(&id))
+            .collect::<Result<_>>()?;
         ids.sort();
         ids.dedup();
         Ok(ids)
     }
+}
+
+/// The UUID a scheduling stream is named by; any other name is damage.
+fn stream_uuid(id: &str) -> Result<Uuid> {
+    Uuid::parse_str(id).map_err(|_| {
+        CommandError::Store(crate::log::StoreError::Damaged(
+            "a scheduling stream is not named by a UUID".into(),
+        ))
+    })
 }
 
 /// The decision, committing only if the fenced streams have not moved.

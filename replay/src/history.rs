@@ -67,7 +67,7 @@ pub async fn history(
             }
             let changes = known.apply(stored)?;
             if from.is_none_or(|f| stored.recorded_at >= f) {
-                entries.push(entry(stored, changes));
+                entries.push(entry(stored, changes)?);
             }
         }
         if (page.len() as i64) < PAGE {
@@ -110,12 +110,20 @@ impl Kind {
     }
 }
 
-fn entry(stored: &StoredEvent, changes: Vec<Change>) -> Entry {
-    let break_glass = serde_json::from_str::<Value>(&stored.metadata)
-        .ok()
-        .and_then(|m| m.get("break_glass").cloned())
-        .is_some_and(|v| v == Value::Bool(true) || v == Value::String("true".into()));
-    Entry {
+fn entry(stored: &StoredEvent, changes: Vec<Change>) -> Result<Entry, ReplayError> {
+    // Damaged metadata is an error, never "not break-the-glass".
+    let metadata: Value =
+        serde_json::from_str(&stored.metadata).map_err(|e| ReplayError::Unreadable {
+            position: stored.global_position,
+            detail: format!(
+                "metadata: {}",
+                anamnesis_commands::log::describe_json_error(&e)
+            ),
+        })?;
+    let break_glass = metadata
+        .get("break_glass")
+        .is_some_and(|v| *v == Value::Bool(true) || *v == Value::String("true".into()));
+    Ok(Entry {
         position: stored.global_position,
         recorded_at: stored.recorded_at,
         actor_id: stored.actor_id.clone(),
@@ -126,7 +134,7 @@ fn entry(stored: &StoredEvent, changes: Vec<Change>) -> Entry {
         aggregate_id: stored.aggregate_id.clone(),
         event_type: stored.event_type.clone(),
         changes,
-    }
+    })
 }
 
 /// What is known of each record so far, to say what an event changed: per
@@ -145,8 +153,7 @@ impl Record {
         };
         let item = fields
             .iter()
-            .find(|(k, v)| k.ends_with("_id") && v.is_string())
-            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .find_map(|(k, v)| Some(format!("{k}={}", v.as_str()?)).filter(|_| k.ends_with("_id")))
             .unwrap_or_default();
         let key = (
             stored.aggregate_type.clone(),

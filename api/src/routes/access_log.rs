@@ -4,13 +4,12 @@
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 use anamnesis_projections::access_log::{self as read_model, AccessEntry, AccessFilter};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{bad_param, bad_query, page_size, parse_instant, MinPosition};
+use crate::extract::{bad_param, bad_query, instant_param, page_size, uuid_param, MinPosition};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
 
@@ -77,25 +76,11 @@ pub async fn access_log(
     let Query(p) = params.map_err(|_| {
         bad_query("query parameters are patient_id, user_id, from, to, cursor, limit")
     })?;
-    let uuid = |field: &str, v: Option<String>| {
-        v.map(|v| {
-            Uuid::parse_str(&v)
-                .map(|u| u.to_string())
-                .map_err(|_| bad_param(field, "an id is a UUID"))
-        })
-        .transpose()
-    };
-    let time = |field: &str, v: Option<String>| {
-        v.map(|t| {
-            parse_instant(&t).ok_or_else(|| bad_param(field, "a time is RFC 3339 with offset"))
-        })
-        .transpose()
-    };
     let filter = AccessFilter {
-        patient_id: uuid("patient_id", p.patient_id)?,
-        actor_id: uuid("user_id", p.user_id)?,
-        from: time("from", p.from)?,
-        to: time("to", p.to)?,
+        patient_id: uuid_param("patient_id", p.patient_id)?,
+        actor_id: uuid_param("user_id", p.user_id)?,
+        from: instant_param("from", p.from)?,
+        to: instant_param("to", p.to)?,
         after: cursor(p.cursor)?,
         limit: limit(p.limit)?,
     };

@@ -16,7 +16,7 @@ use anamnesis_replay::ReplayError;
 use super::schedule::{appointment_view, AppointmentView};
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{bad_param, bad_query, parse_instant};
+use crate::extract::{bad_param, bad_query, instant_param};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
 
@@ -27,11 +27,6 @@ impl From<ReplayError> for ApiError {
             other => ApiError::Internal(other.to_string()),
         }
     }
-}
-
-fn time(field: &str, v: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    v.map(|t| parse_instant(&t).ok_or_else(|| bad_param(field, "a time is RFC 3339 with offset")))
-        .transpose()
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -105,7 +100,7 @@ pub async fn patient_history(
     authorize(&who, Action::ReadHistory, &Context::patient(id))?;
     let Query(p) =
         params.map_err(|_| bad_query("query parameters are from and to (RFC 3339), kind"))?;
-    let (from, to) = (time("from", p.from)?, time("to", p.to)?);
+    let (from, to) = (instant_param("from", p.from)?, instant_param("to", p.to)?);
     let kind = match p.kind.as_deref() {
         None => Kind::All,
         Some(k) => {
@@ -168,7 +163,7 @@ pub async fn patient_as_of(
     authorize(&who, Action::ReadHistory, &Context::patient(id))?;
     let Query(p) =
         params.map_err(|_| bad_query("query parameters are at (RFC 3339) or position"))?;
-    let point = match (time("at", p.at)?, p.position) {
+    let point = match (instant_param("at", p.at)?, p.position) {
         (Some(t), None) => Point::Time(t),
         (None, Some(n)) => Point::Position(
             n.parse::<i64>()

@@ -9,10 +9,10 @@ use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use anamnesis_commands::schedule::{BookingRequest, ClosureRequest};
+use anamnesis_commands::schedule::{BookingRequest, ClosureRequest, Loaded};
 use anamnesis_domain::schedule::{
-    Appointment, AppointmentCommand, AvailabilityInput, ClosureSpan, Day, DayHours, Interval,
-    Period, Provider, ProviderCommand, ScheduleError, USER_SCOPE,
+    Appointment, AppointmentCommand, AvailabilityInput, Calendar, ClosureSpan, Day, DayHours,
+    Interval, Period, Provider, ProviderCommand, ScheduleError, USER_SCOPE,
 };
 use anamnesis_domain::unique::UniqueKey;
 use anamnesis_domain::user::{Role, User};
@@ -24,8 +24,8 @@ use super::Accepted;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::extract::{
-    bad_param, bad_query, instant, instant_opt, iso_date_opt, page_size, parse_instant,
-    parse_iso_date, Body, MinPosition,
+    bad_param, bad_query, instant, instant_opt, instant_param, iso_date_opt, page_size,
+    parse_iso_date, uuid_param, Body, MinPosition,
 };
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context};
@@ -47,11 +47,15 @@ async fn provider_of_user(state: &AppState, user_id: Uuid) -> Result<Option<Uuid
         scope: USER_SCOPE,
         key: user_id.to_string(),
     };
-    Ok(state
+    state
         .log()
         .claim_holder(&key)
         .await?
-        .and_then(|(_, id)| Uuid::parse_str(&id).ok()))
+        .map(|(_, id)| {
+            Uuid::parse_str(&id)
+                .map_err(|_| ApiError::Internal("a provider stream is not named by a UUID".into()))
+        })
+        .transpose()
 }
 
 fn metadata(
@@ -639,7 +643,11 @@ pub async fn provider_slots(
     let Query(p) = params.map_err(|_| bad_query("query parameters are from, to (YYYY-MM-DD)"))?;
     let (from, to) = date_range(&state, p.from, p.to)?;
     min.wait(state.progress(read_model::NAME)).await?;
-    let items = slots_of(&state, id, from, to, usize::MAX).await?;
+    let (provider, calendar) = state.scheduler().calendar(id).await?;
+    if provider.profile().is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let items = slots_of(&state, (id, &calendar), from, to, usize::MAX).await?;
     Ok(Json(SlotList {
         time_zone: state.scheduler().zone().name().to_owned(),
         items,
@@ -649,15 +657,11 @@ pub async fn provider_slots(
 /// Up to `max` free slots of provider `id` on local dates `from..=to`.
 async fn slots_of(
     state: &AppState,
-    id: Uuid,
+    (id, calendar): (Uuid, &Calendar),
     from: NaiveDate,
     to: NaiveDate,
     max: usize,
 ) -> Result<Vec<Slot>, ApiError> {
-    let (provider, calendar) = state.scheduler().calendar(id).await?;
-    if provider.profile().is_none() {
-        return Err(ApiError::NotFound);
-    }
     let zone = calendar.zone;
     let start = zone.day(from).0.timestamp();
     let end = zone.day(to).1.timestamp();
@@ -716,15 +720,21 @@ pub async fn next_slots(
     min.wait(state.progress(read_model::NAME)).await?;
     let (providers, _) =
         read_model::providers(state.reads(), Some(&p.specialty), None, 100).await?;
+    // Each provider's calendar is read once, then searched a week at a
+    // time until there are enough slots or the horizon is reached.
+    let mut calendars = Vec::with_capacity(providers.len());
+    for provider in &providers {
+        let id = Uuid::parse_str(&provider.provider_id)
+            .map_err(|_| ApiError::Internal("a provider id is not a UUID".into()))?;
+        calendars.push((id, state.scheduler().calendar(id).await?.1));
+    }
     let mut items = Vec::new();
-    // A week at a time, until enough slots or the horizon.
     let mut start = from;
     while items.len() < max && start <= horizon {
         let end = (start + Duration::days(6)).min(horizon);
         let mut week = Vec::new();
-        for provider in &providers {
-            let id = id_of(&provider.provider_id)?;
-            week.extend(slots_of(&state, id, start, end, max).await?);
+        for (id, calendar) in &calendars {
+            week.extend(slots_of(&state, (*id, calendar), start, end, max).await?);
         }
         week.sort_by_key(|s| s.starts_at);
         items.extend(week.into_iter().take(max - items.len()));
@@ -909,7 +919,7 @@ pub async fn get_appointment(
     Path(id): Path<String>,
 ) -> Result<Json<AppointmentView>, ApiError> {
     let id = id_of(&id)?;
-    let context = appointment_context(&state, id).await?;
+    let (context, _) = appointment_context(&state, id).await?;
     authorize(&who, Action::ReadAppointment, &context)?;
     min.wait(state.progress(read_model::NAME)).await?;
     let row = read_model::appointment(state.reads(), &id.to_string())
@@ -921,12 +931,16 @@ pub async fn get_appointment(
     Ok(Json(appointment_view(&state, row, true)?))
 }
 
-/// Whose appointment `id` is, from the write side: 404 when there is none.
-async fn appointment_context(state: &AppState, id: Uuid) -> Result<Context, ApiError> {
-    let (appointment, _, _) = state.bus().load::<Appointment>(&id.to_string()).await?;
-    let booking = appointment.booking().ok_or(ApiError::NotFound)?;
+/// Whose appointment `id` is, from the write side (404 when there is
+/// none), with the appointment as loaded, for the command to decide on.
+async fn appointment_context(
+    state: &AppState,
+    id: Uuid,
+) -> Result<(Context, Loaded<Appointment>), ApiError> {
+    let loaded = state.bus().load::<Appointment>(&id.to_string()).await?;
+    let booking = loaded.0.booking().ok_or(ApiError::NotFound)?;
     let user = provider_user(state, booking.provider_id).await?;
-    Ok(Context::appointment(booking.patient_id, user))
+    Ok((Context::appointment(booking.patient_id, user), loaded))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -949,11 +963,8 @@ pub async fn cancel_appointment(
     Body(body): Body<CancelBody>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = id_of(&id)?;
-    authorize(
-        &who,
-        Action::ChangeAppointment,
-        &appointment_context(&state, id).await?,
-    )?;
+    let (context, loaded) = appointment_context(&state, id).await?;
+    authorize(&who, Action::ChangeAppointment, &context)?;
     let command = AppointmentCommand::Cancel {
         reason: body.reason,
         by_clinic: false,
@@ -961,7 +972,12 @@ pub async fn cancel_appointment(
     };
     let done = state
         .scheduler()
-        .appointment(id, command, &metadata(&key, &who, StatusCode::OK, id))
+        .appointment(
+            loaded,
+            id,
+            command,
+            &metadata(&key, &who, StatusCode::OK, id),
+        )
         .await?;
     Ok(Json(Accepted {
         id: id.to_string(),
@@ -997,17 +1013,14 @@ pub async fn reschedule_appointment(
     Body(body): Body<RescheduleBody>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = id_of(&id)?;
-    authorize(
-        &who,
-        Action::ChangeAppointment,
-        &appointment_context(&state, id).await?,
-    )?;
+    let (context, loaded) = appointment_context(&state, id).await?;
+    authorize(&who, Action::ChangeAppointment, &context)?;
     let done = state
         .scheduler()
         .reschedule(
+            loaded,
             id,
-            body.starts_at,
-            body.ends_at,
+            (body.starts_at, body.ends_at),
             &metadata(&key, &who, StatusCode::OK, id),
             Utc::now(),
         )
@@ -1026,14 +1039,12 @@ async fn visit_step(
     step: fn(DateTime<Utc>) -> AppointmentCommand,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = id_of(id)?;
-    authorize(
-        who,
-        Action::RunVisit,
-        &appointment_context(state, id).await?,
-    )?;
+    let (context, loaded) = appointment_context(state, id).await?;
+    authorize(who, Action::RunVisit, &context)?;
     let done = state
         .scheduler()
         .appointment(
+            loaded,
             id,
             step(Utc::now()),
             &metadata(key, who, StatusCode::OK, id),
@@ -1176,15 +1187,6 @@ fn next_cursor(items: &[AppointmentView], more: bool) -> Option<String> {
     .flatten()
 }
 
-fn instant_param(field: &str, v: Option<String>) -> Result<Option<i64>, ApiError> {
-    v.map(|t| {
-        parse_instant(&t)
-            .map(|t| t.timestamp())
-            .ok_or_else(|| bad_param(field, "a time is RFC 3339 with offset"))
-    })
-    .transpose()
-}
-
 /// Appointments by status, provider, patient and time, for the front desk
 /// (staff, compliance).
 #[utoipa::path(get, path = "/v1/appointments", tag = "scheduling", security(("bearer" = [])),
@@ -1201,20 +1203,12 @@ pub async fn list_appointments(
     let Query(p) = params.map_err(|_| {
         bad_query("query parameters are status, provider_id, patient_id, from, to, cursor, limit")
     })?;
-    let uuid = |field: &str, v: Option<String>| {
-        v.map(|v| {
-            Uuid::parse_str(&v)
-                .map(|u| u.to_string())
-                .map_err(|_| bad_param(field, "an id is a UUID"))
-        })
-        .transpose()
-    };
     let filter = AppointmentFilter {
-        provider_id: uuid("provider_id", p.provider_id)?,
-        patient_id: uuid("patient_id", p.patient_id)?,
+        provider_id: uuid_param("provider_id", p.provider_id)?,
+        patient_id: uuid_param("patient_id", p.patient_id)?,
         statuses: statuses(p.status)?,
-        from: instant_param("from", p.from)?,
-        to: instant_param("to", p.to)?,
+        from: instant_param("from", p.from)?.map(|t| t.timestamp()),
+        to: instant_param("to", p.to)?.map(|t| t.timestamp()),
         after: cursor(p.cursor)?,
         limit: limit(p.limit)?,
     };

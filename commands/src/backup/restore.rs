@@ -105,38 +105,7 @@ impl Restore {
                 .execute(&mut **tx)
                 .await?;
             }
-            Self::Sqlite(tx) => {
-                for r in rows {
-                    sqlx::query(
-                        "INSERT INTO events (global_position, event_id, aggregate_type, \
-                             aggregate_id, sequence, event_type, event_version, payload, \
-                             metadata, recorded_at, actor_id, actor_role, reason, \
-                             correlation_id, causation_id, prev_hash, hash, patient_id) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
-                             $15, $16, $17, $18)",
-                    )
-                    .bind(r.global_position)
-                    .bind(r.event_id.to_string())
-                    .bind(&r.aggregate_type)
-                    .bind(&r.aggregate_id)
-                    .bind(r.sequence)
-                    .bind(&r.event_type)
-                    .bind(&r.event_version)
-                    .bind(&r.payload)
-                    .bind(&r.metadata)
-                    .bind(r.recorded_at)
-                    .bind(&r.actor_id)
-                    .bind(&r.actor_role)
-                    .bind(&r.reason)
-                    .bind(r.correlation_id.map(|u| u.to_string()))
-                    .bind(r.causation_id.map(|u| u.to_string()))
-                    .bind(&r.prev_hash)
-                    .bind(&r.hash)
-                    .bind(r.patient_id.map(|u| u.to_string()))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-            }
+            Self::Sqlite(tx) => crate::log::sqlite_insert_events(tx, rows).await?,
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod chain;
 mod postgres;
 mod reader;
 mod sqlite;
+pub(crate) use sqlite::insert_events as sqlite_insert_events;
 mod types;
 mod writer;
 
@@ -231,10 +232,14 @@ impl EventLog {
         };
         owners.sort();
         owners.dedup();
-        Ok(owners
+        owners
             .iter()
-            .filter_map(|o| writer::owner_stream(o))
-            .collect())
+            .map(|o| {
+                writer::owner_stream(o).ok_or_else(|| {
+                    StoreError::Damaged("a unique claim's owner names no stream".into())
+                })
+            })
+            .collect()
     }
 
     /// The user streams earlier releases kept under a username, listed once

@@ -92,35 +92,7 @@ pub(crate) async fn commit_batch(
         tx.rollback().await?;
         return Ok((plan.results, position));
     }
-    for r in &plan.rows {
-        sqlx::query(
-            "INSERT INTO events (global_position, event_id, aggregate_type, aggregate_id, \
-                 sequence, event_type, event_version, payload, metadata, recorded_at, actor_id, \
-                 actor_role, reason, correlation_id, causation_id, prev_hash, hash, patient_id) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                 $18)",
-        )
-        .bind(r.global_position)
-        .bind(r.event_id.to_string())
-        .bind(&r.aggregate_type)
-        .bind(&r.aggregate_id)
-        .bind(r.sequence)
-        .bind(&r.event_type)
-        .bind(&r.event_version)
-        .bind(&r.payload)
-        .bind(&r.metadata)
-        .bind(r.recorded_at)
-        .bind(&r.actor_id)
-        .bind(&r.actor_role)
-        .bind(&r.reason)
-        .bind(r.correlation_id.map(|u| u.to_string()))
-        .bind(r.causation_id.map(|u| u.to_string()))
-        .bind(&r.prev_hash)
-        .bind(&r.hash)
-        .bind(r.patient_id.map(|u| u.to_string()))
-        .execute(&mut *tx)
-        .await?;
-    }
+    insert_events(&mut tx, &plan.rows).await?;
     let recorded_at = plan.rows.first().map(|r| r.recorded_at);
     for k in &plan.keys {
         match &k.owner {
@@ -178,6 +150,44 @@ pub(crate) async fn commit_batch(
         .await?;
     tx.commit().await?;
     Ok((plan.results, plan.head_position))
+}
+
+/// Inserts events exactly as given, every column (the writer's rows, a
+/// restored backup's).
+pub(crate) async fn insert_events(
+    tx: &mut sqlx::SqliteConnection,
+    rows: &[StoredEvent],
+) -> Result<(), sqlx::Error> {
+    for r in rows {
+        sqlx::query(
+            "INSERT INTO events (global_position, event_id, aggregate_type, aggregate_id, \
+                 sequence, event_type, event_version, payload, metadata, recorded_at, actor_id, \
+                 actor_role, reason, correlation_id, causation_id, prev_hash, hash, patient_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                 $18)",
+        )
+        .bind(r.global_position)
+        .bind(r.event_id.to_string())
+        .bind(&r.aggregate_type)
+        .bind(&r.aggregate_id)
+        .bind(r.sequence)
+        .bind(&r.event_type)
+        .bind(&r.event_version)
+        .bind(&r.payload)
+        .bind(&r.metadata)
+        .bind(r.recorded_at)
+        .bind(&r.actor_id)
+        .bind(&r.actor_role)
+        .bind(&r.reason)
+        .bind(r.correlation_id.map(|u| u.to_string()))
+        .bind(r.causation_id.map(|u| u.to_string()))
+        .bind(&r.prev_hash)
+        .bind(&r.hash)
+        .bind(r.patient_id.map(|u| u.to_string()))
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn read_from(

@@ -318,6 +318,10 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("stored event at position {position} is unreadable: {detail}")]
     Corrupt { position: i64, detail: String },
+    /// A write-side table (unique claims, stream ids) holds a value no
+    /// release writes: damage, never read as "none".
+    #[error("the write side holds an unreadable value: {0}")]
+    Damaged(String),
     #[error("the event writer has stopped")]
     WriterStopped,
     #[error("the append transaction failed: {0}")]
