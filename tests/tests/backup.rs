@@ -13,9 +13,7 @@ use std::process::{Output, Stdio};
 
 use anamnesis_tests::db::{Backend, TestDb};
 use anamnesis_tests::fixtures::*;
-use anamnesis_tests::schedule::{
-    account, book, enroll, hours, on_grain_after, set_hours, EVERY_DAY,
-};
+use anamnesis_tests::schedule::{account, book, enroll, hours, set_hours, EVERY_DAY};
 use anamnesis_tests::server::{binary, TestServer};
 use serde_json::{json, Value};
 
@@ -114,7 +112,10 @@ async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
         30,
     )
     .await?;
-    let slot = on_grain_after(chrono::Duration::days(3)).to_rfc3339();
+    // 10:00 UTC three days ahead: "now + 3 days" runs past the 23:55 end
+    // of the working day when the test runs late in the (UTC) evening.
+    let day = (chrono::Utc::now() + chrono::Duration::days(3)).date_naive();
+    let slot = format!("{day}T10:00:00Z");
     let booked = book(&s, &desk, &provider, &marie, &slot).await?;
     assert_eq!(booked.status, 201, "{booked:?}");
     let appointment_path = format!("/v1/appointments/{}", booked.body["id"].as_str().unwrap());
