@@ -23,13 +23,25 @@ pub async fn record(
     what: &'static str,
     patients: impl IntoIterator<Item = Uuid>,
 ) -> Result<(), ApiError> {
+    record_marked(state, who, what, patients, false).await
+}
+
+/// [`record`], marked as made under a break-the-glass grant when
+/// `break_glass` (the record and its metadata both say so).
+pub async fn record_marked(
+    state: &AppState,
+    who: &Principal,
+    what: &'static str,
+    patients: impl IntoIterator<Item = Uuid>,
+    break_glass: bool,
+) -> Result<(), ApiError> {
     let patients: BTreeSet<Uuid> = patients.into_iter().collect();
     if patients.is_empty() {
         return Ok(());
     }
     let event = AccessEvent::Read {
         what: what.to_owned(),
-        break_glass: false,
+        break_glass,
     }
     .to_stored()
     .map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -44,7 +56,7 @@ pub async fn record(
                 event_version: event.event_version.clone(),
                 payload: event.payload.clone(),
             }],
-            metadata: EventMetadata::by(who.actor()),
+            metadata: marked(EventMetadata::by(who.actor()), break_glass),
             keys: Default::default(),
             credential: None,
             guards: Default::default(),
@@ -64,6 +76,15 @@ pub async fn record(
             })
         }
     }
+}
+
+/// `metadata`, marked as written under a break-the-glass grant when
+/// `break_glass` (history shows the marker, ADR 0010).
+pub fn marked(mut metadata: EventMetadata, break_glass: bool) -> EventMetadata {
+    if break_glass {
+        metadata.extra.insert("break_glass".into(), "true".into());
+    }
+    metadata
 }
 
 /// The patient ids of rows that name one as text (read models keep ids as

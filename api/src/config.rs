@@ -92,6 +92,29 @@ pub struct Settings {
     #[arg(long, env = "ANAMNESIS_SLOT_HORIZON_WEEKS", default_value_t = 12, global = true,
           value_parser = clap::value_parser!(i64).range(1..=104))]
     pub slot_horizon_weeks: i64,
+
+    /// How long after a visit its provider stays on the patient's care
+    /// team, in days.
+    #[arg(long, env = "ANAMNESIS_CARE_AFTER_VISIT_DAYS", default_value_t = 90, global = true,
+          value_parser = clap::value_parser!(i64).range(0..=3650))]
+    pub care_after_visit_days: i64,
+
+    /// How long a break-the-glass grant lasts, in seconds (60 to 86400).
+    #[arg(long, env = "ANAMNESIS_BREAK_GLASS_SECONDS", default_value_t = 3600, global = true,
+          value_parser = clap::value_parser!(i64).range(60..=86_400))]
+    pub break_glass_seconds: i64,
+
+    /// Where chart documents' bytes are kept: a directory, or
+    /// `s3://bucket[/prefix]` for an S3-compatible store (credentials,
+    /// region and endpoint from the usual AWS_* variables). Default:
+    /// <data-dir>/documents.
+    #[arg(long, env = "ANAMNESIS_DOCUMENT_STORE", global = true)]
+    pub document_store: Option<String>,
+
+    /// The largest document accepted, in bytes.
+    #[arg(long, env = "ANAMNESIS_MAX_DOCUMENT_BYTES", default_value_t = 10 * 1024 * 1024,
+          global = true, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
+    pub max_document_bytes: u64,
 }
 
 impl Settings {
@@ -115,6 +138,22 @@ impl Settings {
             Some(key) => anamnesis_replay::CheckpointKey::from_hex(key.expose())
                 .map_err(|e| anyhow::anyhow!("--signing-key / ANAMNESIS_SIGNING_KEY: {e}"))?,
             None => anamnesis_replay::CheckpointKey::from_data_dir(&self.data_dir)?,
+        })
+    }
+
+    /// The clinical record's settings, with its document store opened.
+    pub fn clinical(&self) -> anyhow::Result<crate::care::ClinicalSettings> {
+        let location = match &self.document_store {
+            Some(l) => l.clone(),
+            None => self.data_dir.join("documents").display().to_string(),
+        };
+        Ok(crate::care::ClinicalSettings {
+            care_after_visit: chrono::Duration::days(self.care_after_visit_days),
+            break_glass: chrono::Duration::seconds(self.break_glass_seconds),
+            documents: crate::documents::Documents::open(
+                &location,
+                usize::try_from(self.max_document_bytes)?,
+            )?,
         })
     }
 

@@ -444,3 +444,42 @@ impl From<sqlx::Error> for ApiError {
         StoreError::Database(e).into()
     }
 }
+
+/// The stable code and field of each clinical-record rule.
+impl Rule for anamnesis_domain::chart::ChartError {
+    fn problem(self) -> ApiError {
+        use anamnesis_domain::chart::ChartError as C;
+        let (code, field) = match &self {
+            C::EmptyField(f) => ("empty_field", Some(*f)),
+            C::TooLong(f) => ("too_long", Some(*f)),
+            C::InvalidCharacters(f) => ("invalid_characters", Some(*f)),
+            C::Implausible { field, .. } => ("implausible_value", Some(*field)),
+            C::BloodPressure => ("invalid_blood_pressure", Some("systolic_mmhg")),
+            C::NoMeasurement => ("no_measurement", None),
+            C::EmptyNote => ("empty_note", None),
+            C::InvalidCode(f) => ("invalid_code", Some(*f)),
+            C::NotANumber(f) => ("not_a_number", Some(*f)),
+            C::ImplausibleTime(f) => ("implausible_time", Some(*f)),
+            C::NotANote => ("not_a_note", Some("kind")),
+            C::NoteMustBeDrafted => ("note_must_be_drafted", Some("kind")),
+            C::DocumentMustBeUploaded => ("document_must_be_uploaded", Some("kind")),
+            C::KindChanged(_) => ("kind_changed", Some("kind")),
+            C::NotAmendable => ("not_amendable", None),
+            C::UnknownEntry => return ApiError::NotFound,
+            C::AlreadyExists => ("already_exists", None),
+            C::NotADraft => ("not_a_draft", None),
+            C::StillADraft => ("still_a_draft", None),
+            C::Withdrawn => ("entered_in_error", None),
+            C::AlreadyMember => {
+                return ApiError::Conflict {
+                    code: "already_member",
+                    detail: self.to_string(),
+                }
+            }
+            C::NotMember => return ApiError::NotFound,
+            C::NotAClinician => ("not_a_clinician", Some("user_id")),
+            C::InvalidDuration => ("invalid_duration", None),
+        };
+        ApiError::invalid(code, field, self)
+    }
+}

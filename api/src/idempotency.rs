@@ -140,7 +140,10 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         }
     };
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY_BYTES).await else {
+    // Document uploads are the one body larger than MAX_BODY_BYTES; every
+    // other route still refuses more when it reads the body.
+    let limit = MAX_BODY_BYTES.max(state.clinical().documents.max_bytes);
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return ApiError::PayloadTooLarge.into_response();
     };
     let key = Key {

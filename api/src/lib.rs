@@ -4,8 +4,10 @@
 pub mod access_log;
 pub mod auth;
 pub mod backup_cli;
+pub mod care;
 pub mod cli;
 pub mod config;
+pub mod documents;
 pub mod error;
 pub mod extract;
 pub mod idempotency;

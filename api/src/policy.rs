@@ -1,8 +1,10 @@
 //! The access policy: who may do what to which record, decided here and
 //! nowhere else (DESIGN.md, "Access control").
 //!
-//! Known gap: doctors and nurses may reach every patient; there is no care-team
-//! relation yet (it arrives with appointments and encounters).
+//! Doctors and nurses reach a patient's clinical data only while on the
+//! patient's care team (by assignment or an appointment) or under an
+//! unexpired break-the-glass grant: [`Care`], which the handler looks up
+//! (`crate::care`) and passes in (ADR 0013).
 
 use anamnesis_domain::user::Role;
 use uuid::Uuid;
@@ -15,16 +17,16 @@ use crate::error::ApiError;
 /// generates [`Action`], [`Action::ALL`] and the rule table, so that the
 /// three cannot disagree.
 ///
-/// `Action => [roles]` opens the action to those roles; `+ own` also to a
-/// patient acting on their own record; `+ provider` also to the doctor or
-/// nurse whose provider calendar the action is about (their own schedule,
-/// an appointment with them). A condition that depends on data
-/// (the care team, a break-the-glass grant, the provider of an
-/// appointment) becomes a keyword here and a fact on [`Context`], which
-/// the handler passes in or the policy layer looks up; `domain/` never
-/// decides access.
+/// `Action => [roles]` opens the action to those roles; `in care [roles]`
+/// also to those roles while they are on the patient's care team or hold
+/// a break-the-glass grant for them; `+ own` also to a patient acting on
+/// their own record; `+ provider` also to the doctor or nurse whose
+/// provider calendar the action is about (their own schedule, an
+/// appointment with them). A condition that depends on data becomes a
+/// keyword here and a fact on [`Context`], which the handler passes in or
+/// the policy layer looks up; `domain/` never decides access.
 macro_rules! policy {
-    ($($action:ident => [$($role:ident),* $(,)?] $(+ $cond:ident)*;)*) => {
+    ($($action:ident => [$($role:ident),* $(,)?] $(in care [$($carer:ident),* $(,)?])? $(+ $cond:ident)*;)*) => {
         /// Something a request wants to do.
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
         pub enum Action { $($action),* }
@@ -38,6 +40,7 @@ macro_rules! policy {
             match action {
                 $(Action::$action => Rule {
                     roles: &[$(Role::$role),*],
+                    carers: &[$($(Role::$carer),*)?],
                     own: policy!(@has own; $($cond)*),
                     provider: policy!(@has provider; $($cond)*),
                 },)*
@@ -55,10 +58,10 @@ policy! {
     SearchPatients => [Doctor, Nurse, Staff, Compliance];
     ReadPatient => [Doctor, Nurse, Staff, Compliance] + own;
     UpdateDemographics => [Doctor, Staff] + own;
-    RecordAllergy => [Doctor, Nurse];
-    RemoveAllergy => [Doctor];
-    ManageConditions => [Doctor];
-    MarkDeceased => [Doctor];
+    RecordAllergy => [] in care [Doctor, Nurse];
+    RemoveAllergy => [] in care [Doctor];
+    ManageConditions => [] in care [Doctor];
+    MarkDeceased => [] in care [Doctor];
     ManageUsers => [Admin];
     EnrollProvider => [Admin];
     // Provider lists, hours, closures and free slots hold no patient data.
@@ -76,6 +79,17 @@ policy! {
     ReadHistory => [Compliance];
     ReadAccessLog => [Compliance];
     OwnAccessLog => [] + own;
+    // The clinical record (ADR 0013). Staff, admin and analysts read none.
+    ReadChart => [Compliance] in care [Doctor, Nurse] + own;
+    WriteEntry => [] in care [Doctor];
+    RecordVitals => [] in care [Doctor, Nurse];
+    // An author amends their own entries; a doctor any (`may_change`).
+    AmendEntry => [] in care [Doctor, Nurse];
+    ReadCareTeam => [Staff, Compliance] in care [Doctor, Nurse];
+    ManageCareTeam => [Staff] in care [Doctor];
+    // Any doctor or nurse, stating a reason; the grant is the way in.
+    BreakGlass => [Doctor, Nurse];
+    ListGrants => [Compliance];
 }
 
 /// How much of a patient record a permitted read may show.
@@ -87,12 +101,26 @@ pub enum View {
     Demographics,
 }
 
-/// Whom the rule allows: everyone in `roles`, the patient themself when
-/// `own`, the provider themself when `provider`.
+/// Whom the rule allows: everyone in `roles`, those in `carers` while in
+/// the patient's care, the patient themself when `own`, the provider
+/// themself when `provider`.
 struct Rule {
     roles: &'static [Role],
+    carers: &'static [Role],
     own: bool,
     provider: bool,
+}
+
+/// How the caller stands to the patient the action is about.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Care {
+    /// Not in their care (or not a doctor or nurse).
+    #[default]
+    None,
+    /// On their care team, by assignment or an appointment.
+    Team,
+    /// Under an unexpired break-the-glass grant: every access is marked.
+    Glass,
 }
 
 /// What the decision may depend on besides the caller and the action: the
@@ -104,6 +132,8 @@ pub struct Context {
     /// The user account of the provider whose calendar the action is
     /// about (their schedule, an appointment with them), if any.
     pub provider_user: Option<Uuid>,
+    /// Whether the caller is in the patient's care.
+    pub care: Care,
 }
 
 impl Context {
@@ -111,21 +141,31 @@ impl Context {
     pub const NONE: Context = Context {
         patient: None,
         provider_user: None,
+        care: Care::None,
     };
 
-    /// An action on patient `id`'s record.
+    /// An action on patient `id`'s record, by someone not in their care.
     pub fn patient(id: Uuid) -> Self {
         Context {
             patient: Some(id),
-            provider_user: None,
+            ..Context::NONE
+        }
+    }
+
+    /// An action on patient `id`'s record, by someone standing `care` to them.
+    pub fn in_care(id: Uuid, care: Care) -> Self {
+        Context {
+            patient: Some(id),
+            care,
+            ..Context::NONE
         }
     }
 
     /// An action on the calendar of the provider who is user `user_id`.
     pub fn provider(user_id: Option<Uuid>) -> Self {
         Context {
-            patient: None,
             provider_user: user_id,
+            ..Context::NONE
         }
     }
 
@@ -135,6 +175,7 @@ impl Context {
         Context {
             patient: Some(patient),
             provider_user,
+            ..Context::NONE
         }
     }
 
@@ -152,13 +193,36 @@ pub fn authorize(who: &Principal, action: Action, context: &Context) -> Result<V
         && context.patient.is_some()
         && who.patient_id == context.patient;
     let provider = r.provider && context.is_provider(who);
-    if !(own || provider || r.roles.contains(&who.role)) {
+    let carer = r.carers.contains(&who.role) && context.care != Care::None;
+    if !(own || provider || carer || r.roles.contains(&who.role)) {
         return Err(ApiError::Forbidden);
     }
     Ok(match who.role {
         Role::Staff => View::Demographics,
+        // Outside their care, a doctor or nurse sees who the patient is,
+        // not their clinical data.
+        Role::Doctor | Role::Nurse if context.care == Care::None => View::Demographics,
         _ => View::Clinical,
     })
+}
+
+/// Whether `who` may change (amend, enter in error) an entry written by
+/// `author`, once allowed to amend in this patient's care: their own
+/// entries, and a doctor any entry.
+pub fn may_change(who: &Principal, author: Uuid) -> Result<(), ApiError> {
+    if who.role == Role::Doctor || who.user_id == author {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden)
+}
+
+/// Whether `who` may revise or sign a draft written by `author`: only its
+/// author signs.
+pub fn is_author(who: &Principal, author: Uuid) -> Result<(), ApiError> {
+    if who.user_id == author {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden)
 }
 
 #[cfg(test)]
@@ -247,6 +311,9 @@ mod tests {
                     | Action::PatientAppointments
                     | Action::ReadHistory
                     | Action::ReadAccessLog
+                    | Action::ReadChart
+                    | Action::ReadCareTeam
+                    | Action::ListGrants
             ) {
                 assert!(
                     authorize(&c, action, &Context::patient(THEIRS)).is_err(),
@@ -254,5 +321,53 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn clinicians_reach_clinical_data_only_in_care() {
+        let doctor = principal(Role::Doctor, None);
+        let nurse = principal(Role::Nurse, None);
+        let outside = Context::patient(THEIRS);
+        let team = Context::in_care(THEIRS, Care::Team);
+        let glass = Context::in_care(THEIRS, Care::Glass);
+        for who in [&doctor, &nurse] {
+            assert!(authorize(who, Action::ReadChart, &outside).is_err());
+            assert!(authorize(who, Action::ReadChart, &team).is_ok());
+            assert!(authorize(who, Action::ReadChart, &glass).is_ok());
+            assert!(authorize(who, Action::RecordVitals, &team).is_ok());
+            assert!(authorize(who, Action::RecordAllergy, &outside).is_err());
+            assert_eq!(
+                authorize(who, Action::ReadPatient, &outside).ok(),
+                Some(View::Demographics)
+            );
+            assert_eq!(
+                authorize(who, Action::ReadPatient, &team).ok(),
+                Some(View::Clinical)
+            );
+        }
+        // Nurses record vitals, not notes or diagnoses.
+        assert!(authorize(&doctor, Action::WriteEntry, &team).is_ok());
+        assert!(authorize(&nurse, Action::WriteEntry, &team).is_err());
+        // Care opens nothing to roles that read no chart.
+        for role in [Role::Staff, Role::Admin, Role::Analyst] {
+            let p = principal(role, None);
+            assert!(authorize(&p, Action::ReadChart, &team).is_err());
+        }
+        // A patient reads their own chart only.
+        let me = principal(Role::Patient, Some(MINE));
+        assert!(authorize(&me, Action::ReadChart, &Context::patient(MINE)).is_ok());
+        assert!(authorize(&me, Action::ReadChart, &Context::in_care(THEIRS, Care::Team)).is_err());
+    }
+
+    #[test]
+    fn authors_change_their_own_entries_and_doctors_any() {
+        let doctor = principal(Role::Doctor, None);
+        let nurse = principal(Role::Nurse, None);
+        let someone = Uuid::from_u128(77);
+        assert!(may_change(&doctor, someone).is_ok());
+        assert!(may_change(&nurse, someone).is_err());
+        assert!(may_change(&nurse, nurse.user_id).is_ok());
+        assert!(is_author(&doctor, someone).is_err());
+        assert!(is_author(&doctor, doctor.user_id).is_ok());
     }
 }

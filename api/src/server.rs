@@ -121,6 +121,7 @@ impl Prepared {
         started.spawn(Patients);
         started.spawn(Schedule);
         started.spawn(AccessLog);
+        started.spawn(anamnesis_projections::chart::Chart);
         let Projectors {
             mut runners,
             handles: projections,
@@ -171,6 +172,7 @@ impl Prepared {
             (projections, chain_status),
             sessions,
             (zone, settings.slot_horizon_weeks * 7),
+            settings.clinical()?,
         );
         Ok(Self {
             db,

@@ -49,6 +49,8 @@ struct Inner {
     scheduler: Scheduler,
     /// How many days ahead free-slot queries reach.
     horizon_days: i64,
+    /// The clinical record's settings and document store.
+    clinical: crate::care::ClinicalSettings,
 }
 
 impl AppState {
@@ -60,6 +62,7 @@ impl AppState {
         (projections, chain): (Vec<ProjectorHandle>, watch::Receiver<ChainStatus>),
         sessions: Arc<Sessions>,
         (zone, horizon_days): (ClinicZone, i64),
+        clinical: crate::care::ClinicalSettings,
     ) -> Self {
         let identity = Identity::new(bus.clone());
         let scheduler = Scheduler::new(bus.clone(), zone);
@@ -74,7 +77,13 @@ impl AppState {
             sessions,
             scheduler,
             horizon_days,
+            clinical,
         }))
+    }
+
+    /// The clinical record's settings and document store.
+    pub fn clinical(&self) -> &crate::care::ClinicalSettings {
+        &self.0.clinical
     }
 
     /// The session check of every authenticated request.

@@ -58,6 +58,11 @@ fn failure<E: std::error::Error>(e: AppendError) -> CommandError<E> {
 }
 
 impl<E: std::error::Error> CommandError<E> {
+    /// An append's failure as a command's (a conflict is final here).
+    pub fn from_append(e: AppendError) -> Self {
+        failure(e)
+    }
+
     /// The same failure, with the rejection turned into another error type.
     pub fn map_rejected<F: std::error::Error>(self, f: impl FnOnce(E) -> F) -> CommandError<F> {
         match self {

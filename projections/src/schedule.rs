@@ -560,3 +560,37 @@ pub async fn busy(
         })
         .collect()
 }
+
+/// Whether the user `user_id` is the provider of an appointment with
+/// `patient_id` that was not cancelled and ends at or after `since`
+/// (seconds): the appointment way onto a care team (ADR 0013).
+pub async fn provider_of_patient(
+    db: &Db,
+    patient_id: &str,
+    user_id: &str,
+    since: i64,
+) -> Result<bool, sqlx::Error> {
+    let sql = "SELECT COUNT(*) FROM appointments a JOIN providers p \
+               ON p.provider_id = a.provider_id \
+               WHERE a.patient_id = $1 AND p.user_id = $2 AND a.status <> 'cancelled' \
+                 AND a.ends_at >= $3";
+    let n: i64 = match db {
+        Db::Postgres(p) => {
+            sqlx::query_scalar(sql)
+                .bind(patient_id)
+                .bind(user_id)
+                .bind(since)
+                .fetch_one(p)
+                .await?
+        }
+        Db::Sqlite(p) => {
+            sqlx::query_scalar(sql)
+                .bind(patient_id)
+                .bind(user_id)
+                .bind(since)
+                .fetch_one(p)
+                .await?
+        }
+    };
+    Ok(n > 0)
+}

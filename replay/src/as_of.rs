@@ -9,6 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use anamnesis_commands::{Db, LogReader, StoredEvent};
+use anamnesis_projections::chart::{self, Chart, EntryView, MemberView, Timeline};
 use anamnesis_projections::patients::{self, PatientView, Patients};
 use anamnesis_projections::runner::{Decode, Envelope, Projector, Tx};
 use anamnesis_projections::schedule::{self, AppointmentFilter, AppointmentRow, Schedule};
@@ -35,6 +36,11 @@ pub struct AsOf {
     pub patient: Option<PatientView>,
     /// Every appointment, with its status then.
     pub appointments: Vec<AppointmentRow>,
+    /// The chart: each entry's then-current version (not those entered
+    /// in error by then), newest first.
+    pub chart: Vec<EntryView>,
+    /// The care team by assignment then.
+    pub care_team: Vec<MemberView>,
 }
 
 /// Folds every event about `patient` up to `point`.
@@ -52,6 +58,8 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
         recorded_at: None,
         patient: None,
         appointments: Vec::new(),
+        chart: Vec::new(),
+        care_team: Vec::new(),
     };
     let mut after = 0;
     loop {
@@ -83,6 +91,13 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
         ..Default::default()
     };
     result.appointments = schedule::appointments(&scratch, &filter).await?.0;
+    let timeline = Timeline {
+        patient_id: patient.to_string(),
+        limit: i64::MAX / 2,
+        ..Default::default()
+    };
+    result.chart = chart::timeline(&scratch, &timeline).await?.0;
+    result.care_team = chart::members(&scratch, &patient.to_string()).await?;
     scratch.close().await;
     Ok(result)
 }
@@ -91,6 +106,7 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
 async fn fold(db: &Db, page: &[StoredEvent]) -> Result<(), ReplayError> {
     apply(db, &Patients, page).await?;
     apply(db, &Schedule, page).await?;
+    apply(db, &Chart, page).await?;
     Ok(())
 }
 

@@ -59,6 +59,8 @@ pub fn normalized(stored: &StoredEvent) -> Result<Value, ReplayError> {
         "provider" => through::<schedule::ProviderEvent>(stored),
         "clinic_calendar" => through::<schedule::ClinicEvent>(stored),
         "access" => through::<anamnesis_domain::access::AccessEvent>(stored),
+        "chart_entry" => through::<anamnesis_domain::chart::EntryEvent>(stored),
+        "care_team" => through::<anamnesis_domain::chart::CareEvent>(stored),
         other => Err(ReplayError::UnknownAggregate {
             position: stored.global_position,
             aggregate_type: other.to_owned(),

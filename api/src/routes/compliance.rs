@@ -145,6 +145,10 @@ pub struct RecordAsOf {
     /// Demographics, allergies, history; absent before registration.
     pub patient: Option<PatientView>,
     pub appointments: Vec<AppointmentView>,
+    /// Each chart entry's then-current version, newest first.
+    pub chart: Vec<anamnesis_projections::chart::EntryView>,
+    /// The care team by assignment then.
+    pub care_team: Vec<anamnesis_projections::chart::MemberView>,
 }
 
 /// A patient's whole record as it was known at a time or log position,
@@ -186,5 +190,7 @@ pub async fn patient_as_of(
         recorded_at: record.recorded_at,
         patient: record.patient,
         appointments,
+        chart: record.chart,
+        care_team: record.care_team,
     }))
 }

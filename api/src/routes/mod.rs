@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod chart;
 pub mod compliance;
 pub mod ops;
 pub mod patients;
@@ -95,6 +96,18 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(schedule::provider_schedule))
         .routes(routes!(schedule::patient_appointments))
         .routes(routes!(schedule::my_provider))
+        .routes(routes!(chart::write_entry, chart::timeline))
+        .routes(routes!(chart::upload_document))
+        .routes(routes!(chart::get_entry, chart::revise_draft))
+        .routes(routes!(chart::entry_versions))
+        .routes(routes!(chart::document_content))
+        .routes(routes!(chart::sign_note))
+        .routes(routes!(chart::amend_entry))
+        .routes(routes!(chart::enter_in_error))
+        .routes(routes!(chart::care_team, chart::add_member))
+        .routes(routes!(chart::remove_member))
+        .routes(routes!(chart::break_glass))
+        .routes(routes!(chart::list_grants))
         .routes(routes!(access_log::access_log))
         .routes(routes!(access_log::my_access_log))
         .routes(routes!(compliance::patient_history))

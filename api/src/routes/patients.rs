@@ -13,6 +13,10 @@ use anamnesis_domain::patient::{
 };
 use anamnesis_projections::patients::{self as read_model, PatientView, Search};
 
+use anamnesis_commands::dispatch::Decision;
+use anamnesis_domain::chart::{CareCommand, CareTeam};
+use anamnesis_domain::user::Role;
+
 use super::Accepted;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
@@ -103,7 +107,22 @@ async fn run(
     command: PatientCommand,
     (status, result_id): (StatusCode, Uuid),
 ) -> Result<i64, ApiError> {
-    let metadata = Key::metadata(key.0.as_ref(), who, status, &result_id.to_string());
+    run_marked(state, (who, key), id, command, (status, result_id), false).await
+}
+
+/// [`run`], marked as written under a break-the-glass grant when `glass`.
+async fn run_marked(
+    state: &AppState,
+    (who, key): (&Principal, &RequestKey),
+    id: Uuid,
+    command: PatientCommand,
+    (status, result_id): (StatusCode, Uuid),
+    glass: bool,
+) -> Result<i64, ApiError> {
+    let metadata = crate::access_log::marked(
+        Key::metadata(key.0.as_ref(), who, status, &result_id.to_string()),
+        glass,
+    );
     let done = state
         .bus()
         .execute::<Patient>(&id.to_string(), command, &(), &metadata)
@@ -129,17 +148,17 @@ pub async fn register_patient(
         user_id: None,
         today: today(),
     };
-    // A fresh id: no stream to read (`create` falls back if there is one).
-    let done = state
-        .bus()
-        .create::<Patient>(
-            &id.to_string(),
-            command,
-            &(),
-            &Key::metadata(key.0.as_ref(), &who, StatusCode::CREATED, &id.to_string()),
-        )
-        .await?;
-    let position = done.position;
+    let metadata = Key::metadata(key.0.as_ref(), &who, StatusCode::CREATED, &id.to_string());
+    let position = if who.role == Role::Doctor {
+        register_in_care(&state, &who, id, command, metadata).await?
+    } else {
+        // A fresh id: no stream to read (`create` falls back if there is one).
+        state
+            .bus()
+            .create::<Patient>(&id.to_string(), command, &(), &metadata)
+            .await?
+            .position
+    };
     Ok((
         StatusCode::CREATED,
         Json(Accepted {
@@ -147,6 +166,47 @@ pub async fn register_patient(
             position,
         }),
     ))
+}
+
+/// Registers a patient and puts the registering doctor on their care team,
+/// in one commit (ADR 0013): the doctor who registers a patient is the one
+/// about to treat them.
+async fn register_in_care(
+    state: &AppState,
+    who: &Principal,
+    id: Uuid,
+    command: PatientCommand,
+    metadata: anamnesis_commands::EventMetadata,
+) -> Result<i64, ApiError> {
+    let stream = id.to_string();
+    let bus = state.bus();
+    let patient = bus
+        .decide_from((Patient::default(), 0, 0), &stream, command, &(), &metadata)
+        .await?;
+    let join = CareCommand::Add {
+        user_id: who.user_id,
+        clinician: true,
+        reason: "registered the patient".into(),
+    };
+    let mut care_metadata = metadata.clone();
+    care_metadata.idempotency = None;
+    let care = bus
+        .decide_from((CareTeam::default(), 0, 0), &stream, join, &(), &care_metadata)
+        .await?;
+    let (Decision::Append(patient), Decision::Append(care)) = (patient, care) else {
+        return Err(ApiError::Internal("a registration decided nothing".into()));
+    };
+    let appended = bus
+        .log()
+        .append_atomic(vec![*patient, *care])
+        .await
+        .map_err(|e| ApiError::from(anamnesis_commands::dispatch::CommandError::<
+            anamnesis_domain::patient::PatientError,
+        >::from_append(e)))?;
+    appended
+        .last()
+        .map(|a| a.last_position)
+        .ok_or_else(|| ApiError::Internal("an append answered nothing".into()))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -273,12 +333,14 @@ pub async fn get_patient(
     Path(id): Path<String>,
 ) -> Result<Json<PatientView>, ApiError> {
     let id = patient_id(&id)?;
-    let view = authorize(&who, Action::ReadPatient, &Context::patient(id))?;
+    let context = crate::care::context(&state, &who, id).await?;
+    let view = authorize(&who, Action::ReadPatient, &context)?;
     min.wait(state.progress(read_model::NAME)).await?;
     let patient = read_model::get(state.reads(), &id.to_string())
         .await?
         .ok_or(ApiError::NotFound)?;
-    crate::access_log::record(&state, &who, "GET /v1/patients/{id}", [id]).await?;
+    let glass = context.care == crate::policy::Care::Glass;
+    crate::access_log::record_marked(&state, &who, "GET /v1/patients/{id}", [id], glass).await?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient read");
     Ok(Json(shown(patient, view)))
 }
@@ -331,7 +393,8 @@ pub async fn record_allergy(
     Body(body): Body<AllergyBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::RecordAllergy, &Context::patient(id))?;
+    let context = crate::care::context(&state, &who, id).await?;
+    authorize(&who, Action::RecordAllergy, &context)?;
     let allergy_id = Uuid::now_v7();
     let command = PatientCommand::RecordAllergy {
         allergy_id,
@@ -340,7 +403,8 @@ pub async fn record_allergy(
         severity: body.severity,
     };
     let answer = (StatusCode::CREATED, allergy_id);
-    let position = run(&state, (&who, &key), id, command, answer).await?;
+    let glass = context.care == crate::policy::Care::Glass;
+    let position = run_marked(&state, (&who, &key), id, command, answer, glass).await?;
     Ok((
         StatusCode::CREATED,
         Json(Accepted {
@@ -361,11 +425,13 @@ pub async fn remove_allergy(
     Path((id, allergy_id)): Path<(String, String)>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::RemoveAllergy, &Context::patient(id))?;
+    let context = crate::care::context(&state, &who, id).await?;
+    authorize(&who, Action::RemoveAllergy, &context)?;
     let allergy_id = patient_id(&allergy_id)?;
     let command = PatientCommand::RemoveAllergy { allergy_id };
     let answer = (StatusCode::OK, allergy_id);
-    let position = run(&state, (&who, &key), id, command, answer).await?;
+    let glass = context.care == crate::policy::Care::Glass;
+    let position = run_marked(&state, (&who, &key), id, command, answer, glass).await?;
     Ok(Json(Accepted {
         id: allergy_id.to_string(),
         position,
@@ -397,7 +463,8 @@ pub async fn add_condition(
     Body(body): Body<ConditionBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::ManageConditions, &Context::patient(id))?;
+    let context = crate::care::context(&state, &who, id).await?;
+    authorize(&who, Action::ManageConditions, &context)?;
     let condition_id = Uuid::now_v7();
     let command = PatientCommand::AddCondition {
         condition_id,
@@ -407,7 +474,8 @@ pub async fn add_condition(
         today: today(),
     };
     let answer = (StatusCode::CREATED, condition_id);
-    let position = run(&state, (&who, &key), id, command, answer).await?;
+    let glass = context.care == crate::policy::Care::Glass;
+    let position = run_marked(&state, (&who, &key), id, command, answer, glass).await?;
     Ok((
         StatusCode::CREATED,
         Json(Accepted {
@@ -440,7 +508,8 @@ pub async fn resolve_condition(
     Body(body): Body<ResolveBody>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::ManageConditions, &Context::patient(id))?;
+    let context = crate::care::context(&state, &who, id).await?;
+    authorize(&who, Action::ManageConditions, &context)?;
     let condition_id = patient_id(&condition_id)?;
     let command = PatientCommand::ResolveCondition {
         condition_id,
@@ -448,7 +517,8 @@ pub async fn resolve_condition(
         today: today(),
     };
     let answer = (StatusCode::OK, condition_id);
-    let position = run(&state, (&who, &key), id, command, answer).await?;
+    let glass = context.care == crate::policy::Care::Glass;
+    let position = run_marked(&state, (&who, &key), id, command, answer, glass).await?;
     Ok(Json(Accepted {
         id: condition_id.to_string(),
         position,
@@ -477,12 +547,14 @@ pub async fn mark_deceased(
     Body(body): Body<DeceasedBody>,
 ) -> Result<Json<Accepted>, ApiError> {
     let id = patient_id(&id)?;
-    authorize(&who, Action::MarkDeceased, &Context::patient(id))?;
+    let context = crate::care::context(&state, &who, id).await?;
+    authorize(&who, Action::MarkDeceased, &context)?;
     let command = PatientCommand::MarkDeceased {
         deceased_on: body.deceased_on,
         today: today(),
     };
-    let position = run(&state, (&who, &key), id, command, (StatusCode::OK, id)).await?;
+    let glass = context.care == crate::policy::Care::Glass;
+    let position = run_marked(&state, (&who, &key), id, command, (StatusCode::OK, id), glass).await?;
     Ok(Json(Accepted {
         id: id.to_string(),
         position,

@@ -1,0 +1,645 @@
+//! The clinical record's read models: `chart_entries` (each entry's current
+//! version: the timeline), `chart_versions` (every version),
+//! `care_team_members` and `break_glass_grants`; and their queries. Times
+//! are whole seconds since the epoch (migration 0010).
+//!
+//! No access is decided from these tables: the care team and grants are
+//! read from the log by the policy layer (ADR 0013). They answer the
+//! timeline, an entry's history and compliance's list of grants.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use anamnesis_commands::Db;
+use anamnesis_domain::chart::{CareEvent, EntryBody, EntryEvent};
+use anamnesis_domain::codec::{DecodeError, StoredForm};
+
+use crate::runner::{Decode, Envelope, ProjectionError, Projector, Tx};
+use crate::sql::{self, Value};
+
+/// The projector's checkpoint name.
+pub const NAME: &str = "chart";
+
+/// An event of a chart entry or of a care team.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChartEvent {
+    Entry(EntryEvent),
+    Care(CareEvent),
+}
+
+impl Decode for ChartEvent {
+    fn decode(event_type: &str, version: &str, payload: &str) -> Result<Self, DecodeError> {
+        Ok(match event_type.split('.').next().unwrap_or("") {
+            "chart_entry" => Self::Entry(EntryEvent::from_stored(event_type, version, payload)?),
+            "care_team" => Self::Care(CareEvent::from_stored(event_type, version, payload)?),
+            _ => {
+                return Err(DecodeError::Unknown {
+                    event_type: event_type.to_owned(),
+                    version: version.to_owned(),
+                })
+            }
+        })
+    }
+}
+
+/// Projects chart entries, their versions, care teams and grants.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Chart;
+
+impl Projector for Chart {
+    type Event = ChartEvent;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["chart_entry", "care_team"]
+    }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        events: &[Envelope<ChartEvent>],
+    ) -> Result<(), ProjectionError> {
+        // Entries change a few times in their life: one statement or two per
+        // event, in the batch's one transaction.
+        for e in events {
+            match &e.event {
+                ChartEvent::Entry(event) => entry(tx, e, event).await?,
+                ChartEvent::Care(event) => care(tx, e, event).await?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn seconds(t: DateTime<Utc>) -> Value {
+    t.timestamp().into()
+}
+
+/// An entry's body as shown: as stored, with what is derived from it (BMI).
+pub fn shown(body: &EntryBody) -> Result<Json, serde_json::Error> {
+    let mut json = serde_json::to_value(body)?;
+    if let (EntryBody::Vitals(v), Some(map)) = (body, json.as_object_mut()) {
+        map.insert("bmi".into(), v.bmi().into());
+    }
+    Ok(json)
+}
+
+fn damaged(e: &Envelope<ChartEvent>, detail: impl Into<String>) -> ProjectionError {
+    ProjectionError::Event {
+        position: e.position(),
+        detail: detail.into(),
+    }
+}
+
+async fn entry(
+    tx: &mut Tx,
+    e: &Envelope<ChartEvent>,
+    event: &EntryEvent,
+) -> Result<(), ProjectionError> {
+    use EntryEvent as E;
+    let at = e.stored.recorded_at;
+    let body_json = |b: &EntryBody| {
+        shown(b)
+            .map(|j| j.to_string())
+            .map_err(|err| damaged(e, err.to_string()))
+    };
+    match event {
+        E::Drafted { origin, body }
+        | E::Recorded { origin, body }
+        | E::CriticalResultRecorded { origin, body } => {
+            let status = match event {
+                E::Drafted { .. } => "draft",
+                _ => "final",
+            };
+            let appointment = match body {
+                EntryBody::Note(n) => n.appointment_id.map(|a| a.to_string()),
+                _ => None,
+            };
+            let title = body.title();
+            let search = format!("{title}\n{}", body.search_text()).to_lowercase();
+            let json = body_json(body)?;
+            let effective = body.clinical_time().unwrap_or(at);
+            let inserted = sql::execute(
+                tx,
+                "INSERT INTO chart_entries (entry_id, patient_id, kind, status, author_id, \
+                 appointment_id, title, search, body, versions, critical, effective_at, \
+                 recorded_at, updated_at, position) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $12, $13) \
+                 ON CONFLICT (entry_id) DO NOTHING",
+                &[
+                    e.id().into(),
+                    origin.patient_id.to_string().into(),
+                    body.kind().as_str().into(),
+                    status.into(),
+                    origin.author.to_string().into(),
+                    appointment.into(),
+                    title.into(),
+                    search.into(),
+                    json.clone().into(),
+                    i64::from(body.is_critical()).into(),
+                    seconds(effective),
+                    seconds(at),
+                    e.position().into(),
+                ],
+            )
+            .await?;
+            if inserted == 0 {
+                return Err(damaged(e, "a chart entry created twice"));
+            }
+            version(tx, e, 1, &json, None).await?;
+        }
+        E::Revised { body } | E::Amended { body, .. } | E::CriticalResultAmended { body, .. } => {
+            let reason = match event {
+                E::Amended { reason, .. } | E::CriticalResultAmended { reason, .. } => {
+                    Some(reason.clone())
+                }
+                _ => None,
+            };
+            let title = body.title();
+            let search = format!("{title}\n{}", body.search_text()).to_lowercase();
+            let json = body_json(body)?;
+            let effective = body.clinical_time();
+            let versions = sql::returning(
+                tx,
+                "UPDATE chart_entries SET title = $2, search = $3, body = $4, \
+                 versions = versions + 1, critical = $5, \
+                 effective_at = COALESCE($6, effective_at), updated_at = $7, position = $8 \
+                 WHERE entry_id = $1 RETURNING CAST(versions AS TEXT)",
+                &[
+                    e.id().into(),
+                    title.into(),
+                    search.into(),
+                    json.clone().into(),
+                    i64::from(body.is_critical()).into(),
+                    Value::Int(effective.map(|t| t.timestamp())),
+                    seconds(at),
+                    e.position().into(),
+                ],
+            )
+            .await?;
+            let n = versions
+                .first()
+                .and_then(|v| v.parse::<i64>().ok())
+                .ok_or_else(|| damaged(e, "a version of an entry the chart does not hold"))?;
+            version(tx, e, n, &json, reason).await?;
+        }
+        E::Signed { at: signed_at } => {
+            update(
+                tx,
+                e,
+                "UPDATE chart_entries SET status = 'signed', signed_at = $2, signed_by = $3, \
+                 updated_at = $4, position = $5 WHERE entry_id = $1",
+                vec![
+                    seconds(*signed_at),
+                    e.stored.actor_id.as_str().into(),
+                    seconds(at),
+                ],
+            )
+            .await?;
+        }
+        E::EnteredInError { reason } => {
+            update(
+                tx,
+                e,
+                "UPDATE chart_entries SET status = 'entered_in_error', withdrawn_reason = $2, \
+                 updated_at = $3, position = $4 WHERE entry_id = $1",
+                vec![reason.as_str().into(), seconds(at)],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs an update of the entry's row (`$1` its id, the last parameter the
+/// position); an entry the chart does not hold is an error.
+async fn update(
+    tx: &mut Tx,
+    e: &Envelope<ChartEvent>,
+    statement: &str,
+    values: Vec<Value>,
+) -> Result<(), ProjectionError> {
+    let mut params = vec![e.id().into()];
+    params.extend(values);
+    params.push(e.position().into());
+    if sql::execute(tx, statement, &params).await? == 0 {
+        return Err(damaged(e, "an event of an entry the chart does not hold"));
+    }
+    Ok(())
+}
+
+async fn version(
+    tx: &mut Tx,
+    e: &Envelope<ChartEvent>,
+    n: i64,
+    json: &str,
+    reason: Option<String>,
+) -> Result<(), ProjectionError> {
+    sql::execute(
+        tx,
+        "INSERT INTO chart_versions (entry_id, version, event_type, body, reason, actor_id, \
+         actor_role, recorded_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (entry_id, version) DO NOTHING",
+        &[
+            e.id().into(),
+            n.into(),
+            e.stored.event_type.as_str().into(),
+            json.into(),
+            reason.into(),
+            e.stored.actor_id.as_str().into(),
+            e.stored.actor_role.as_str().into(),
+            seconds(e.stored.recorded_at),
+            e.position().into(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn care(
+    tx: &mut Tx,
+    e: &Envelope<ChartEvent>,
+    event: &CareEvent,
+) -> Result<(), ProjectionError> {
+    let patient = e.id();
+    match event {
+        CareEvent::MemberAdded { user_id, reason } => {
+            sql::execute(
+                tx,
+                "INSERT INTO care_team_members (patient_id, user_id, reason, added_by, added_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (patient_id, user_id) DO NOTHING",
+                &[
+                    patient.into(),
+                    user_id.to_string().into(),
+                    reason.as_str().into(),
+                    e.stored.actor_id.as_str().into(),
+                    seconds(e.stored.recorded_at),
+                ],
+            )
+            .await?;
+        }
+        CareEvent::MemberRemoved { user_id, .. } => {
+            sql::execute(
+                tx,
+                "DELETE FROM care_team_members WHERE patient_id = $1 AND user_id = $2",
+                &[patient.into(), user_id.to_string().into()],
+            )
+            .await?;
+        }
+        CareEvent::GlassBroken {
+            grant_id,
+            user_id,
+            reason,
+            at,
+            expires_at,
+        } => {
+            sql::execute(
+                tx,
+                "INSERT INTO break_glass_grants (grant_id, patient_id, user_id, user_role, reason, \
+                 granted_at, expires_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (grant_id) DO NOTHING",
+                &[
+                    grant_id.to_string().into(),
+                    patient.into(),
+                    user_id.to_string().into(),
+                    e.stored.actor_role.as_str().into(),
+                    reason.as_str().into(),
+                    seconds(*at),
+                    seconds(*expires_at),
+                    e.position().into(),
+                ],
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+// --- queries -------------------------------------------------------------------
+
+fn time(secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+}
+
+/// One entry on the timeline: its current version.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct EntryView {
+    pub id: String,
+    pub patient_id: String,
+    /// note, vitals, lab, diagnosis, procedure, immunization or document.
+    pub kind: String,
+    /// draft, signed, final or entered_in_error.
+    pub status: String,
+    pub author_id: String,
+    pub appointment_id: Option<String>,
+    pub title: String,
+    /// The current version (with derived values such as `bmi`).
+    #[schema(value_type = Object)]
+    pub current: Json,
+    /// How many versions it has had (1 until amended).
+    pub versions: i64,
+    /// A critical lab result.
+    pub critical: bool,
+    #[schema(value_type = String, format = DateTime)]
+    pub effective_at: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: DateTime<Utc>,
+    #[schema(value_type = String, format = DateTime)]
+    pub updated_at: DateTime<Utc>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub signed_at: Option<DateTime<Utc>>,
+    pub signed_by: Option<String>,
+    /// Why it was entered in error, if it was.
+    pub withdrawn_reason: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    entry_id: String,
+    patient_id: String,
+    kind: String,
+    status: String,
+    author_id: String,
+    appointment_id: Option<String>,
+    title: String,
+    body: String,
+    versions: i64,
+    critical: i64,
+    effective_at: i64,
+    recorded_at: i64,
+    updated_at: i64,
+    signed_at: Option<i64>,
+    signed_by: Option<String>,
+    withdrawn_reason: Option<String>,
+}
+
+impl EntryRow {
+    fn view(self) -> Result<EntryView, sqlx::Error> {
+        let current = serde_json::from_str(&self.body).map_err(|e| sqlx::Error::ColumnDecode {
+            index: "body".into(),
+            source: Box::new(e),
+        })?;
+        Ok(EntryView {
+            id: self.entry_id,
+            patient_id: self.patient_id,
+            kind: self.kind,
+            status: self.status,
+            author_id: self.author_id,
+            appointment_id: self.appointment_id,
+            title: self.title,
+            current,
+            versions: self.versions,
+            critical: self.critical != 0,
+            effective_at: time(self.effective_at),
+            recorded_at: time(self.recorded_at),
+            updated_at: time(self.updated_at),
+            signed_at: self.signed_at.map(time),
+            signed_by: self.signed_by,
+            withdrawn_reason: self.withdrawn_reason,
+        })
+    }
+}
+
+const ENTRY_COLUMNS: &str = "entry_id, patient_id, kind, status, author_id, appointment_id, \
+     title, body, versions, critical, effective_at, recorded_at, updated_at, signed_at, \
+     signed_by, withdrawn_reason";
+
+/// Which entries of a patient's timeline a query wants.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    pub patient_id: String,
+    pub kind: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    pub author_id: Option<String>,
+    pub appointment_id: Option<String>,
+    /// Free text over titles and notes (any case).
+    pub text: Option<String>,
+    /// Only signed and final entries (the patient's own view).
+    pub signed_only: bool,
+    /// Entries before this one in timeline order (`effective_at`, id).
+    pub before: Option<(i64, String)>,
+    pub limit: i64,
+}
+
+/// `%text%` for LIKE, with the pattern characters escaped.
+fn contains(text: &str) -> String {
+    let mut out = String::from("%");
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// A page of a patient's timeline, newest first, without entries entered in
+/// error; one more than `limit` tells whether there is more.
+pub async fn timeline(db: &Db, t: &Timeline) -> Result<(Vec<EntryView>, bool), sqlx::Error> {
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM chart_entries \
+         WHERE patient_id = $1 AND status <> 'entered_in_error' \
+           AND ($2 = 0 OR status IN ('signed', 'final')) \
+           AND ($3 IS NULL OR kind = $3) \
+           AND ($4 IS NULL OR effective_at >= $4) AND ($5 IS NULL OR effective_at <= $5) \
+           AND ($6 IS NULL OR author_id = $6) AND ($7 IS NULL OR appointment_id = $7) \
+           AND ($8 IS NULL OR search LIKE $8 ESCAPE '\\') \
+           AND ($9 IS NULL OR effective_at < $9 OR (effective_at = $9 AND entry_id < $10)) \
+         ORDER BY effective_at DESC, entry_id DESC LIMIT $11"
+    );
+    let before_t = t.before.as_ref().map(|(s, _)| *s);
+    let before_id = t.before.as_ref().map(|(_, id)| id.clone()).unwrap_or_default();
+    let pattern = t.text.as_deref().map(contains);
+    macro_rules! bound {
+        ($q:expr) => {
+            $q.bind(&t.patient_id)
+                .bind(i64::from(t.signed_only))
+                .bind(t.kind.as_deref())
+                .bind(t.from.map(|x| x.timestamp()))
+                .bind(t.to.map(|x| x.timestamp()))
+                .bind(t.author_id.as_deref())
+                .bind(t.appointment_id.as_deref())
+                .bind(pattern.as_deref())
+                .bind(before_t)
+                .bind(&before_id)
+                .bind(t.limit + 1)
+        };
+    }
+    let rows: Vec<EntryRow> = match db {
+        Db::Postgres(p) => bound!(sqlx::query_as(&sql)).fetch_all(p).await?,
+        Db::Sqlite(p) => bound!(sqlx::query_as(&sql)).fetch_all(p).await?,
+    };
+    let more = rows.len() as i64 > t.limit;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows.into_iter().take(t.limit as usize) {
+        out.push(r.view()?);
+    }
+    Ok((out, more))
+}
+
+/// One entry, whatever its status.
+pub async fn entry_view(db: &Db, entry_id: &str) -> Result<Option<EntryView>, sqlx::Error> {
+    let sql = format!("SELECT {ENTRY_COLUMNS} FROM chart_entries WHERE entry_id = $1");
+    let row: Option<EntryRow> = match db {
+        Db::Postgres(p) => sqlx::query_as(&sql).bind(entry_id).fetch_optional(p).await?,
+        Db::Sqlite(p) => sqlx::query_as(&sql).bind(entry_id).fetch_optional(p).await?,
+    };
+    row.map(EntryRow::view).transpose()
+}
+
+/// One version of an entry.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct VersionView {
+    pub version: i64,
+    /// The event that made it (drafted, revised, recorded, amended, ...).
+    pub event_type: String,
+    #[schema(value_type = Object)]
+    pub body: Json,
+    /// Why it was amended.
+    pub reason: Option<String>,
+    pub actor_id: String,
+    pub actor_role: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub recorded_at: DateTime<Utc>,
+    pub position: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    version: i64,
+    event_type: String,
+    body: String,
+    reason: Option<String>,
+    actor_id: String,
+    actor_role: String,
+    recorded_at: i64,
+    position: i64,
+}
+
+/// Every version of an entry, oldest first.
+pub async fn versions(db: &Db, entry_id: &str) -> Result<Vec<VersionView>, sqlx::Error> {
+    let sql = "SELECT version, event_type, body, reason, actor_id, actor_role, recorded_at, \
+               position FROM chart_versions WHERE entry_id = $1 ORDER BY version";
+    let rows: Vec<VersionRow> = match db {
+        Db::Postgres(p) => sqlx::query_as(sql).bind(entry_id).fetch_all(p).await?,
+        Db::Sqlite(p) => sqlx::query_as(sql).bind(entry_id).fetch_all(p).await?,
+    };
+    rows.into_iter()
+        .map(|r| {
+            let body = serde_json::from_str(&r.body).map_err(|e| sqlx::Error::ColumnDecode {
+                index: "body".into(),
+                source: Box::new(e),
+            })?;
+            Ok(VersionView {
+                version: r.version,
+                event_type: r.event_type,
+                body,
+                reason: r.reason,
+                actor_id: r.actor_id,
+                actor_role: r.actor_role,
+                recorded_at: time(r.recorded_at),
+                position: r.position,
+            })
+        })
+        .collect()
+}
+
+/// A member of a patient's care team by assignment.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct MemberView {
+    pub user_id: String,
+    pub reason: String,
+    pub added_by: String,
+    #[sqlx(try_from = "i64")]
+    #[schema(value_type = String, format = DateTime)]
+    pub added_at: Seconds,
+}
+
+/// Whole seconds since the epoch, shown as RFC 3339.
+#[derive(Debug, Clone, Copy)]
+pub struct Seconds(pub DateTime<Utc>);
+
+impl TryFrom<i64> for Seconds {
+    type Error = std::convert::Infallible;
+    fn try_from(v: i64) -> Result<Self, Self::Error> {
+        Ok(Seconds(time(v)))
+    }
+}
+
+impl Serialize for Seconds {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// A patient's assigned care team.
+pub async fn members(db: &Db, patient_id: &str) -> Result<Vec<MemberView>, sqlx::Error> {
+    let sql = "SELECT user_id, reason, added_by, added_at FROM care_team_members \
+               WHERE patient_id = $1 ORDER BY added_at, user_id";
+    Ok(match db {
+        Db::Postgres(p) => sqlx::query_as(sql).bind(patient_id).fetch_all(p).await?,
+        Db::Sqlite(p) => sqlx::query_as(sql).bind(patient_id).fetch_all(p).await?,
+    })
+}
+
+/// A break-the-glass grant, for compliance.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct GrantView {
+    pub grant_id: String,
+    pub patient_id: String,
+    /// Who broke the glass, and their role then.
+    pub user_id: String,
+    pub user_role: String,
+    pub reason: String,
+    #[sqlx(try_from = "i64")]
+    #[schema(value_type = String, format = DateTime)]
+    pub granted_at: Seconds,
+    #[sqlx(try_from = "i64")]
+    #[schema(value_type = String, format = DateTime)]
+    pub expires_at: Seconds,
+    /// Log position of the grant (also the cursor).
+    pub position: i64,
+}
+
+/// Grants in log order, after `after`, optionally of one patient or user;
+/// one more than `limit` tells whether there is more.
+pub async fn grants(
+    db: &Db,
+    (patient_id, user_id): (Option<&str>, Option<&str>),
+    after: i64,
+    limit: i64,
+) -> Result<(Vec<GrantView>, bool), sqlx::Error> {
+    let sql = "SELECT grant_id, patient_id, user_id, user_role, reason, granted_at, expires_at, \
+               position FROM break_glass_grants \
+               WHERE ($1 IS NULL OR patient_id = $1) AND ($2 IS NULL OR user_id = $2) \
+                 AND position > $3 ORDER BY position LIMIT $4";
+    let mut rows: Vec<GrantView> = match db {
+        Db::Postgres(p) => {
+            sqlx::query_as(sql)
+                .bind(patient_id)
+                .bind(user_id)
+                .bind(after)
+                .bind(limit + 1)
+                .fetch_all(p)
+                .await?
+        }
+        Db::Sqlite(p) => {
+            sqlx::query_as(sql)
+                .bind(patient_id)
+                .bind(user_id)
+                .bind(after)
+                .bind(limit + 1)
+                .fetch_all(p)
+                .await?
+        }
+    };
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    Ok((rows, more))
+}
