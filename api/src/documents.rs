@@ -95,10 +95,12 @@ impl Documents {
             tokio::task::spawn_blocking(move || sync(&file))
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))?
-                .map_err(|e| unavailable(object_store::Error::Generic {
-                    store: "local",
-                    source: Box::new(e),
-                }))?;
+                .map_err(|e| {
+                    unavailable(object_store::Error::Generic {
+                        store: "local",
+                        source: Box::new(e),
+                    })
+                })?;
         }
         Ok(sha)
     }
@@ -106,7 +108,9 @@ impl Documents {
     /// The bytes stored under `sha`, checked against it.
     pub async fn get(&self, sha: &str) -> Result<Bytes, ApiError> {
         if sha.len() != 64 {
-            return Err(ApiError::Internal("a document hash of the wrong length".into()));
+            return Err(ApiError::Internal(
+                "a document hash of the wrong length".into(),
+            ));
         }
         let got = self.store.get(&key(sha)).await.map_err(|e| match e {
             object_store::Error::NotFound { .. } => {

@@ -356,7 +356,12 @@ mod tests {
         // A patient reads their own chart only.
         let me = principal(Role::Patient, Some(MINE));
         assert!(authorize(&me, Action::ReadChart, &Context::patient(MINE)).is_ok());
-        assert!(authorize(&me, Action::ReadChart, &Context::in_care(THEIRS, Care::Team)).is_err());
+        assert!(authorize(
+            &me,
+            Action::ReadChart,
+            &Context::in_care(THEIRS, Care::Team)
+        )
+        .is_err());
     }
 
     #[test]

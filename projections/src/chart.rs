@@ -454,7 +454,11 @@ pub async fn timeline(db: &Db, t: &Timeline) -> Result<(Vec<EntryView>, bool), s
          ORDER BY effective_at DESC, entry_id DESC LIMIT $11"
     );
     let before_t = t.before.as_ref().map(|(s, _)| *s);
-    let before_id = t.before.as_ref().map(|(_, id)| id.clone()).unwrap_or_default();
+    let before_id = t
+        .before
+        .as_ref()
+        .map(|(_, id)| id.clone())
+        .unwrap_or_default();
     let pattern = t.text.as_deref().map(contains);
     macro_rules! bound {
         ($q:expr) => {
@@ -487,8 +491,18 @@ pub async fn timeline(db: &Db, t: &Timeline) -> Result<(Vec<EntryView>, bool), s
 pub async fn entry_view(db: &Db, entry_id: &str) -> Result<Option<EntryView>, sqlx::Error> {
     let sql = format!("SELECT {ENTRY_COLUMNS} FROM chart_entries WHERE entry_id = $1");
     let row: Option<EntryRow> = match db {
-        Db::Postgres(p) => sqlx::query_as(&sql).bind(entry_id).fetch_optional(p).await?,
-        Db::Sqlite(p) => sqlx::query_as(&sql).bind(entry_id).fetch_optional(p).await?,
+        Db::Postgres(p) => {
+            sqlx::query_as(&sql)
+                .bind(entry_id)
+                .fetch_optional(p)
+                .await?
+        }
+        Db::Sqlite(p) => {
+            sqlx::query_as(&sql)
+                .bind(entry_id)
+                .fetch_optional(p)
+                .await?
+        }
     };
     row.map(EntryRow::view).transpose()
 }

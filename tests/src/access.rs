@@ -34,6 +34,11 @@ pub enum Record {
     Other,
     /// A record registered for this one call (for commands that end a record).
     Fresh,
+    /// A record in the doctor's care only (the doctor registered it); the
+    /// nurse is outside it.
+    Doctors,
+    /// A record in no one's care, for which the doctor broke the glass.
+    Glass,
 }
 
 /// Whose provider calendar a scheduling route acts on: the provider its
@@ -67,6 +72,9 @@ pub struct Row {
     /// `422` shows the caller was permitted, while a caller who is not still
     /// gets `403`. Such a row says where the success itself is tested.
     pub refusal: Option<&'static str>,
+    /// Which request of the route this row makes, where one route takes
+    /// several (a chart entry's kind: `note`, `vitals`); empty otherwise.
+    pub variant: &'static str,
 }
 
 const fn row(route: &'static str, record: Record, who: Who, ok: u16) -> Row {
@@ -77,6 +85,7 @@ const fn row(route: &'static str, record: Record, who: Who, ok: u16) -> Row {
         who,
         ok,
         refusal: None,
+        variant: "",
     }
 }
 
@@ -84,6 +93,11 @@ impl Row {
     /// This row, acting on `calendar`.
     const fn on(self, calendar: Calendar) -> Row {
         Row { calendar, ..self }
+    }
+
+    /// This row, making the route's `variant` request.
+    const fn variant(self, variant: &'static str) -> Row {
+        Row { variant, ..self }
     }
 
     /// This row, whose permitted calls the domain refuses in a test with
@@ -146,6 +160,10 @@ pub const TABLE: &[Row] = {
     const VISIT_DOCTOR: Who = Roles(&["doctor", "staff"]);
     // Doctors and nurses read any provider's schedule by role.
     const SCHEDULE_READERS: Who = Roles(&["admin", "doctor", "nurse", "staff", "compliance"]);
+    // The chart: the care team (here the doctor) and compliance; on the
+    // patient's own record, the patient and the nurse too.
+    const CHART_READERS: Who = Roles(&["doctor", "compliance"]);
+    const CHART_READERS_OWN: Who = Roles(&["patient", "doctor", "nurse", "compliance"]);
     &[
         row("POST /v1/auth/login", None, Anyone, 200),
         row("POST /v1/auth/refresh", None, Anyone, 200),
@@ -421,6 +439,114 @@ pub const TABLE: &[Row] = {
             Roles(&["compliance"]),
             200,
         ),
+        // The clinical record (ADR 0013). On `Own`, the doctor and the
+        // nurse are on the care team; on `Doctors`, only the doctor; on
+        // `Glass`, no one, and the doctor holds a break-the-glass grant.
+        // Nurses record vitals, not notes; an author amends their own
+        // entries and a doctor any; the patient reads their signed entries.
+        row("POST /v1/patients/{id}/chart", Own, Roles(&["doctor"]), 201).variant("note"),
+        row(
+            "POST /v1/patients/{id}/chart",
+            Own,
+            Roles(&["doctor", "nurse"]),
+            201,
+        )
+        .variant("vitals"),
+        row(
+            "POST /v1/patients/{id}/chart",
+            Doctors,
+            Roles(&["doctor"]),
+            201,
+        )
+        .variant("vitals"),
+        row(
+            "POST /v1/patients/{id}/chart",
+            Glass,
+            Roles(&["doctor"]),
+            201,
+        )
+        .variant("vitals"),
+        row(
+            "POST /v1/patients/{id}/chart/documents",
+            Own,
+            Roles(&["doctor"]),
+            201,
+        ),
+        row("GET /v1/patients/{id}/chart", Own, CHART_READERS_OWN, 200),
+        row("GET /v1/patients/{id}/chart", Doctors, CHART_READERS, 200),
+        row("GET /v1/patients/{id}/chart", Glass, CHART_READERS, 200),
+        row("GET /v1/chart/{entry_id}", Own, CHART_READERS_OWN, 200),
+        row("GET /v1/chart/{entry_id}", Doctors, CHART_READERS, 200),
+        row(
+            "GET /v1/chart/{entry_id}/versions",
+            Own,
+            CHART_READERS_OWN,
+            200,
+        ),
+        row(
+            "GET /v1/chart/{entry_id}/content",
+            Own,
+            CHART_READERS_OWN,
+            200,
+        ),
+        row("PUT /v1/chart/{entry_id}", Own, Roles(&["doctor"]), 200),
+        row(
+            "POST /v1/chart/{entry_id}/sign",
+            Own,
+            Roles(&["doctor"]),
+            200,
+        ),
+        row(
+            "POST /v1/chart/{entry_id}/amend",
+            Own,
+            Roles(&["doctor"]),
+            200,
+        )
+        .variant("note"),
+        row(
+            "POST /v1/chart/{entry_id}/amend",
+            Own,
+            Roles(&["doctor", "nurse"]),
+            200,
+        )
+        .variant("vitals"),
+        row(
+            "POST /v1/chart/{entry_id}/entered-in-error",
+            Own,
+            Roles(&["doctor"]),
+            200,
+        ),
+        row(
+            "GET /v1/patients/{id}/care-team",
+            Own,
+            Roles(&["doctor", "nurse", "staff", "compliance"]),
+            200,
+        ),
+        row(
+            "GET /v1/patients/{id}/care-team",
+            Doctors,
+            Roles(&["doctor", "staff", "compliance"]),
+            200,
+        ),
+        row(
+            "POST /v1/patients/{id}/care-team",
+            Doctors,
+            Roles(&["doctor", "staff"]),
+            201,
+        ),
+        row(
+            "POST /v1/patients/{id}/care-team/{user_id}/removal",
+            Doctors,
+            Roles(&["doctor", "staff"]),
+            200,
+        ),
+        row(
+            "POST /v1/patients/{id}/break-glass",
+            Fresh,
+            Roles(&["doctor", "nurse"]),
+            201,
+        ),
+        row("GET /v1/break-glass", None, Roles(&["compliance"]), 200),
         row("GET /healthz", None, Anyone, 200),
         row("GET /readyz", None, Anyone, 200),
         row("GET /metrics", None, Anyone, 200),

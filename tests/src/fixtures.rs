@@ -135,3 +135,46 @@ pub async fn read_patient(
     )
     .await
 }
+
+/// The user id a bearer token was issued to (its `sub` claim; the test
+/// reads it without checking the signature, as a client could).
+pub fn user_id_of(token: &str) -> anyhow::Result<String> {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.insecure_disable_signature_validation();
+    validation.validate_aud = false;
+    validation.validate_exp = false;
+    let data = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(&[]),
+        &validation,
+    )?;
+    data.claims["sub"]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("a token without sub"))
+}
+
+/// Puts the doctor or nurse signed in as `clinician` on `patient_id`'s care
+/// team, as a front-desk user made for it (`admin` makes one the first time).
+pub async fn join_care(
+    s: &TestServer,
+    admin: &str,
+    patient_id: &str,
+    clinician: &str,
+) -> anyhow::Result<Reply> {
+    let desk = match s.login("care.desk", PASSWORD).await {
+        Ok(token) => token,
+        Err(_) => user(s, admin, "care.desk", "staff").await?,
+    };
+    let r = s
+        .call(
+            "POST",
+            &format!("/v1/patients/{patient_id}/care-team"),
+            Some(&desk),
+            Some(json!({"user_id": user_id_of(clinician)?, "reason": "treating"})),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(r.status == 201, "join care: {r:?}");
+    Ok(r)
+}

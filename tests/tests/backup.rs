@@ -90,6 +90,7 @@ async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
     let (doctor, doctor_id) = account(&s, &admin, "dr.house", "doctor").await?;
     let desk = user(&s, &admin, "desk", "staff").await?;
     let (_, marie) = patient_account(&s, "marie", "Curie").await?;
+    join_care(&s, &admin, &marie, &doctor).await?;
     let allergy_path = format!("/v1/patients/{marie}/allergies");
     let latex = json!({"substance": "Latex", "reaction": "rash", "severity": "mild"});
     let keyed = [("Idempotency-Key", "allergy-1".to_owned())];

@@ -107,6 +107,7 @@ async fn history_and_as_of_follow_the_record_through_time(backend: Backend) -> a
         events(&history.body),
         [
             "patient.registered",
+            "care_team.member_added",
             "patient.allergy_recorded",
             "patient.demographics_updated",
             "appointment.booked",
@@ -115,16 +116,16 @@ async fn history_and_as_of_follow_the_record_through_time(backend: Backend) -> a
     );
     let items = history.body["items"].as_array().unwrap();
     assert_eq!(items[0]["actor_role"], "doctor");
-    assert_eq!(items[3]["actor_role"], "staff");
-    assert_eq!(items[4]["aggregate_id"], appointment.as_str());
-    let rename = &items[2]["changes"];
+    assert_eq!(items[4]["actor_role"], "staff");
+    assert_eq!(items[5]["aggregate_id"], appointment.as_str());
+    let rename = &items[3]["changes"];
     assert_eq!(
         rename,
         &json!([{"field": "demographics.name.family", "before": "Curie",
                  "after": "Skłodowska-Curie"}]),
         "only the name changed"
     );
-    let cancel: Vec<&str> = items[4]["changes"]
+    let cancel: Vec<&str> = items[5]["changes"]
         .as_array()
         .unwrap()
         .iter()

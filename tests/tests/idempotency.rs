@@ -200,6 +200,11 @@ async fn racing_retries_commit_once(backend: Backend) -> anyhow::Result<()> {
             "every attempt answers with the one outcome"
         );
     }
-    assert_eq!(s.event_count().await? - before, 1, "one registration, once");
+    // A doctor's registration also puts them on the care team (ADR 0013).
+    assert_eq!(
+        s.event_count().await? - before,
+        2,
+        "one registration (and its care-team entry), once"
+    );
     s.stop().await
 }

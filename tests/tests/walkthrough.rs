@@ -19,6 +19,7 @@ async fn walk_through_from_first_admin_to_read_your_writes(backend: Backend) -> 
     let admin = admin(&s).await?;
     let doctor = user(&s, &admin, "dr.house", "doctor").await?;
     let (marie, marie_id) = patient_account(&s, "marie", "Curie").await?;
+    join_care(&s, &admin, &marie_id, &doctor).await?;
 
     // The doctor records an allergy and reads it back at once.
     let recorded = s

@@ -16,8 +16,7 @@ use uuid::Uuid;
 
 use anamnesis_commands::EventMetadata;
 use anamnesis_domain::chart::{
-    CareCommand, CareTeam, ChartEntry, Document, EntryBody, EntryCommand, EntryStatus, Kind,
-    Origin,
+    CareCommand, CareTeam, ChartEntry, Document, EntryBody, EntryCommand, EntryStatus, Kind, Origin,
 };
 use anamnesis_domain::patient::Patient;
 use anamnesis_domain::schedule::Appointment;
@@ -44,7 +43,11 @@ fn id_of(raw: &str) -> Result<Uuid, ApiError> {
 
 /// The policy context for `who` on `patient`, and whether it is a
 /// break-the-glass access.
-async fn context(state: &AppState, who: &Principal, patient: Uuid) -> Result<(Context, bool), ApiError> {
+async fn context(
+    state: &AppState,
+    who: &Principal,
+    patient: Uuid,
+) -> Result<(Context, bool), ApiError> {
     let context = care::context(state, who, patient).await?;
     Ok((context, context.care == Care::Glass))
 }
@@ -207,7 +210,11 @@ pub async fn upload_document(
         .await
         .map_err(|_| ApiError::PayloadTooLarge)?;
     if bytes.is_empty() {
-        return Err(ApiError::invalid("empty_document", None, "the document has no bytes"));
+        return Err(ApiError::invalid(
+            "empty_document",
+            None,
+            "the document has no bytes",
+        ));
     }
     registered(&state, patient).await?;
     // Checked before the bytes are stored: a refused upload stores nothing.
@@ -423,14 +430,23 @@ pub struct TimelinePage {
 fn timeline_cursor(raw: Option<String>) -> Result<Option<(i64, String)>, ApiError> {
     raw.map(|c| {
         c.split_once('_')
-            .and_then(|(s, id)| Some((s.parse::<i64>().ok()?, Uuid::parse_str(id).ok()?.to_string())))
+            .and_then(|(s, id)| {
+                Some((
+                    s.parse::<i64>().ok()?,
+                    Uuid::parse_str(id).ok()?.to_string(),
+                ))
+            })
             .ok_or_else(|| bad_param("cursor", "cursor is the next_cursor of a previous page"))
     })
     .transpose()
 }
 
 /// Whether a read is allowed, and whether the patient's own view applies.
-async fn may_read(state: &AppState, who: &Principal, patient: Uuid) -> Result<(bool, bool), ApiError> {
+async fn may_read(
+    state: &AppState,
+    who: &Principal,
+    patient: Uuid,
+) -> Result<(bool, bool), ApiError> {
     let (context, glass) = context(state, who, patient).await?;
     authorize(who, Action::ReadChart, &context)?;
     Ok((who.role == Role::Patient, glass))
@@ -453,22 +469,25 @@ pub async fn timeline(
     let patient = id_of(&id)?;
     let (own, glass) = may_read(&state, &who, patient).await?;
     let Query(p) = params.map_err(|_| {
-        bad_query("query parameters are kind, from, to, author_id, appointment_id, q, cursor, limit")
+        bad_query(
+            "query parameters are kind, from, to, author_id, appointment_id, q, cursor, limit",
+        )
     })?;
     let kind = p
         .kind
         .map(|k| {
-            Kind::parse(&k).map(|k| k.as_str().to_owned()).ok_or_else(|| {
-                bad_param(
-                    "kind",
-                    "kind is note, vitals, lab, diagnosis, procedure, immunization or document",
-                )
-            })
+            Kind::parse(&k)
+                .map(|k| k.as_str().to_owned())
+                .ok_or_else(|| {
+                    bad_param(
+                        "kind",
+                        "kind is note, vitals, lab, diagnosis, procedure, immunization or document",
+                    )
+                })
         })
         .transpose()?;
-    let text = p
-        .q
-        .map(|q| {
+    let text =
+        p.q.map(|q| {
             anamnesis_domain::text::parse(&q, anamnesis_domain::text::Lines::Single, 200)
                 .map_err(|_| bad_param("q", "q is one line of up to 200 characters"))
         })
@@ -487,9 +506,20 @@ pub async fn timeline(
     };
     min.wait(state.progress(read_model::NAME)).await?;
     let (items, more) = read_model::timeline(state.reads(), &query).await?;
-    record_marked(&state, &who, "GET /v1/patients/{id}/chart", [patient], glass).await?;
+    record_marked(
+        &state,
+        &who,
+        "GET /v1/patients/{id}/chart",
+        [patient],
+        glass,
+    )
+    .await?;
     let next_cursor = more
-        .then(|| items.last().map(|e| format!("{}_{}", e.effective_at.timestamp(), e.id)))
+        .then(|| {
+            items
+                .last()
+                .map(|e| format!("{}_{}", e.effective_at.timestamp(), e.id))
+        })
         .flatten();
     Ok(Json(TimelinePage { items, next_cursor }))
 }
@@ -553,7 +583,14 @@ pub async fn entry_versions(
 ) -> Result<Json<VersionList>, ApiError> {
     let (entry, patient, glass) = readable(&state, &who, min, &entry_id).await?;
     let versions = read_model::versions(state.reads(), &entry.id).await?;
-    record_marked(&state, &who, "GET /v1/chart/{entry_id}/versions", [patient], glass).await?;
+    record_marked(
+        &state,
+        &who,
+        "GET /v1/chart/{entry_id}/versions",
+        [patient],
+        glass,
+    )
+    .await?;
     Ok(Json(VersionList { entry, versions }))
 }
 
@@ -581,12 +618,24 @@ pub async fn document_content(
     };
     let (sha, media_type) = (field("sha256")?, field("media_type")?);
     let bytes = state.clinical().documents.get(&sha).await?;
-    record_marked(&state, &who, "GET /v1/chart/{entry_id}/content", [patient], glass).await?;
+    record_marked(
+        &state,
+        &who,
+        "GET /v1/chart/{entry_id}/content",
+        [patient],
+        glass,
+    )
+    .await?;
     Ok((
         [
             (header::CONTENT_TYPE, media_type),
             (header::CACHE_CONTROL, "no-store".to_owned()),
-            ("x-content-sha256".parse().map_err(|_| ApiError::Internal("header".into()))?, sha),
+            (
+                "x-content-sha256"
+                    .parse()
+                    .map_err(|_| ApiError::Internal("header".into()))?,
+                sha,
+            ),
         ],
         bytes,
     )
@@ -618,7 +667,14 @@ pub async fn care_team(
     authorize(&who, Action::ReadCareTeam, &context)?;
     min.wait(state.progress(read_model::NAME)).await?;
     let members = read_model::members(state.reads(), &patient.to_string()).await?;
-    record_marked(&state, &who, "GET /v1/patients/{id}/care-team", [patient], glass).await?;
+    record_marked(
+        &state,
+        &who,
+        "GET /v1/patients/{id}/care-team",
+        [patient],
+        glass,
+    )
+    .await?;
     Ok(Json(CareTeamView { members }))
 }
 
@@ -828,23 +884,28 @@ pub async fn list_grants(
     params: Result<Query<GrantParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<GrantPage>, ApiError> {
     authorize(&who, Action::ListGrants, &Context::NONE)?;
-    let Query(p) = params.map_err(|_| bad_query("query parameters are patient_id, user_id, cursor, limit"))?;
+    let Query(p) =
+        params.map_err(|_| bad_query("query parameters are patient_id, user_id, cursor, limit"))?;
     let patient = uuid_param("patient_id", p.patient_id)?;
     let user = uuid_param("user_id", p.user_id)?;
-    let after = p
-        .cursor
-        .map(|c| {
-            c.parse::<i64>()
-                .ok()
-                .filter(|c| *c >= 0)
-                .ok_or_else(|| bad_param("cursor", "cursor is the next_cursor of a previous page"))
-        })
-        .transpose()?
-        .unwrap_or(0);
+    let after =
+        p.cursor
+            .map(|c| {
+                c.parse::<i64>().ok().filter(|c| *c >= 0).ok_or_else(|| {
+                    bad_param("cursor", "cursor is the next_cursor of a previous page")
+                })
+            })
+            .transpose()?
+            .unwrap_or(0);
     let limit = page_size(p.limit, 50, 500)?;
     min.wait(state.progress(read_model::NAME)).await?;
-    let (items, more) =
-        read_model::grants(state.reads(), (patient.as_deref(), user.as_deref()), after, limit).await?;
+    let (items, more) = read_model::grants(
+        state.reads(),
+        (patient.as_deref(), user.as_deref()),
+        after,
+        limit,
+    )
+    .await?;
     let next_cursor = more
         .then(|| items.last().map(|g| g.position.to_string()))
         .flatten();

@@ -191,7 +191,13 @@ async fn register_in_care(
     let mut care_metadata = metadata.clone();
     care_metadata.idempotency = None;
     let care = bus
-        .decide_from((CareTeam::default(), 0, 0), &stream, join, &(), &care_metadata)
+        .decide_from(
+            (CareTeam::default(), 0, 0),
+            &stream,
+            join,
+            &(),
+            &care_metadata,
+        )
         .await?;
     let (Decision::Append(patient), Decision::Append(care)) = (patient, care) else {
         return Err(ApiError::Internal("a registration decided nothing".into()));
@@ -200,9 +206,11 @@ async fn register_in_care(
         .log()
         .append_atomic(vec![*patient, *care])
         .await
-        .map_err(|e| ApiError::from(anamnesis_commands::dispatch::CommandError::<
-            anamnesis_domain::patient::PatientError,
-        >::from_append(e)))?;
+        .map_err(|e| {
+            ApiError::from(anamnesis_commands::dispatch::CommandError::<
+                anamnesis_domain::patient::PatientError,
+            >::from_append(e))
+        })?;
     appended
         .last()
         .map(|a| a.last_position)
@@ -554,7 +562,15 @@ pub async fn mark_deceased(
         today: today(),
     };
     let glass = context.care == crate::policy::Care::Glass;
-    let position = run_marked(&state, (&who, &key), id, command, (StatusCode::OK, id), glass).await?;
+    let position = run_marked(
+        &state,
+        (&who, &key),
+        id,
+        command,
+        (StatusCode::OK, id),
+        glass,
+    )
+    .await?;
     Ok(Json(Accepted {
         id: id.to_string(),
         position,

@@ -20,6 +20,7 @@ use anamnesis_tests::fixtures::*;
 use anamnesis_tests::on_both_backends;
 use anamnesis_tests::server::{Reply, TestServer};
 
+mod chart;
 mod schedule;
 
 on_both_backends!(every_endpoint_answers_every_role_per_the_matrix);
@@ -37,6 +38,8 @@ struct Account {
 struct Call {
     path: String,
     body: Option<Value>,
+    /// A raw body and its media type, instead of JSON.
+    raw: Option<(Vec<u8>, &'static str)>,
     token: Option<String>,
 }
 
@@ -46,6 +49,14 @@ struct World {
     accounts: Vec<Account>,
     own_id: String,
     other_id: String,
+    /// A record in the doctor's care only.
+    doctors_id: String,
+    /// A record in no one's care, behind the doctor's broken glass.
+    glass_id: String,
+    /// A signed note per record, for the routes that read one.
+    notes: Vec<(String, String)>,
+    /// A document on the own record, for the route that reads its bytes.
+    document: Option<String>,
     /// The providers and appointments the scheduling routes act on.
     clinic: schedule::Clinic,
     /// Makes names, identifiers and substances unique per call.
@@ -114,6 +125,10 @@ impl World {
             accounts,
             own_id,
             other_id: String::new(),
+            doctors_id: String::new(),
+            glass_id: String::new(),
+            notes: Vec::new(),
+            document: None,
             clinic: schedule::Clinic::default(),
             n: 0,
         };
@@ -128,6 +143,7 @@ impl World {
         world
             .open_clinic(&user_id("doctor"), &user_id("nurse"))
             .await?;
+        world.open_chart().await?;
         Ok(world)
     }
 
@@ -208,9 +224,35 @@ impl World {
             Record::Own => self.own_id.clone(),
             Record::Other => self.other_id.clone(),
             Record::Fresh => self.new_patient().await?,
+            Record::Doctors => self.doctors_id.clone(),
+            Record::Glass => self.glass_id.clone(),
         };
         if let Some((path, body)) = self.schedule_request(row, &id).await? {
-            return Ok(Call { path, body, token });
+            return Ok(Call {
+                path,
+                body,
+                raw: None,
+                token,
+            });
+        }
+        match self.chart_request(row, &id).await? {
+            Some(chart::Prepared::Json(path, body)) => {
+                return Ok(Call {
+                    path,
+                    body,
+                    raw: None,
+                    token,
+                })
+            }
+            Some(chart::Prepared::Bytes(path, bytes, media_type)) => {
+                return Ok(Call {
+                    path,
+                    body: None,
+                    raw: Some((bytes, media_type)),
+                    token,
+                })
+            }
+            None => {}
         }
         let family = match row.record {
             Record::Own => "Patient",
@@ -243,6 +285,7 @@ impl World {
                 return Ok(Call {
                     path: "/v1/auth/logout".to_owned(),
                     body: None,
+                    raw: None,
                     token,
                 });
             }
@@ -313,7 +356,12 @@ impl World {
                  add one to World::prepare (or World::schedule_request)"
             ),
         };
-        Ok(Call { path, body, token })
+        Ok(Call {
+            path,
+            body,
+            raw: None,
+            token,
+        })
     }
 
     /// After a call that ends every session of the account (a password
@@ -348,13 +396,20 @@ async fn every_endpoint_answers_every_role_per_the_matrix(backend: Backend) -> a
             let call = w.prepare(row, role).await?;
             let who = role.unwrap_or("anonymous");
             let what = format!(
-                "{who} {} ({:?} record, {:?} calendar)",
-                row.route, row.record, row.calendar
+                "{who} {} {} ({:?} record, {:?} calendar)",
+                row.route, row.variant, row.record, row.calendar
             );
             let before = w.s.event_count().await?;
-            let r =
-                w.s.call(method, &call.path, call.token.as_deref(), call.body, &[])
-                    .await?;
+            let r = match call.raw {
+                Some((bytes, media_type)) => {
+                    w.s.raw(method, &call.path, call.token.as_deref(), media_type, bytes)
+                        .await?
+                }
+                None => {
+                    w.s.call(method, &call.path, call.token.as_deref(), call.body, &[])
+                        .await?
+                }
+            };
             calls += 1;
             if row.allows(role) {
                 assert_eq!(r.status, row.permitted_status(), "{what} is allowed: {r:?}");
