@@ -99,9 +99,9 @@ pub struct Settings {
           value_parser = clap::value_parser!(i64).range(0..=3650))]
     pub care_after_visit_days: i64,
 
-    /// How long a break-the-glass grant lasts, in seconds (60 to 86400).
+    /// How long a break-the-glass grant lasts, in seconds (up to 86400).
     #[arg(long, env = "ANAMNESIS_BREAK_GLASS_SECONDS", default_value_t = 3600, global = true,
-          value_parser = clap::value_parser!(i64).range(60..=86_400))]
+          value_parser = clap::value_parser!(i64).range(1..=86_400))]
     pub break_glass_seconds: i64,
 
     /// Where chart documents' bytes are kept: a directory, or

@@ -224,6 +224,31 @@ impl TestServer {
         reply(req.send().await?).await
     }
 
+    /// GETs `path` and returns its status, content type and raw bytes.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, String)],
+    ) -> anyhow::Result<(u16, String, Vec<u8>)> {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let r = req.send().await?;
+        let status = r.status().as_u16();
+        let content_type = r
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned();
+        Ok((status, content_type, r.bytes().await?.to_vec()))
+    }
+
     /// Sends a raw body with a content type.
     pub async fn raw(
         &self,

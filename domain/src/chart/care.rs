@@ -169,7 +169,7 @@ impl CareTeam {
                 if !clinician {
                     return Err(ChartError::NotAClinician);
                 }
-                if lasts < Duration::minutes(1) || lasts > longest_grant() {
+                if lasts < Duration::seconds(1) || lasts > longest_grant() {
                     return Err(ChartError::InvalidDuration);
                 }
                 Ok(CareEvent::GlassBroken {

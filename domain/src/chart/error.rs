@@ -79,7 +79,7 @@ pub enum ChartError {
     #[error("only a doctor or a nurse can be on a care team")]
     NotAClinician,
     /// A break-the-glass duration out of range.
-    #[error("a break-the-glass grant lasts 1 minute to 24 hours")]
+    #[error("a break-the-glass grant lasts 1 second to 24 hours")]
     InvalidDuration,
 }
 
