@@ -500,6 +500,9 @@ pub struct PatientView {
     pub updated_at: DateTime<Utc>,
     /// Global position of the last event reflected here.
     pub version: i64,
+    /// Where the patient's chart is (`GET`), for those who may read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chart: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -646,6 +649,7 @@ impl PatientRow {
             registered_at: self.registered_at,
             updated_at: self.updated_at,
             version: self.version,
+            chart: None,
         })
     }
 }

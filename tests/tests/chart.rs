@@ -97,6 +97,10 @@ async fn a_visit_from_booking_to_an_amended_note(backend: Backend) -> anyhow::Re
         profile.body.get("allergies").is_none_or(Value::is_null),
         "{profile:?}"
     );
+    assert!(
+        profile.body.get("chart").is_none(),
+        "no chart link: {profile:?}"
+    );
 
     // The front desk books her with the doctor: he is on her care team.
     let provider = enroll(&s, &admin, &doctor_user, "Dr House", "Diagnostics").await?;
@@ -271,6 +275,9 @@ async fn a_visit_from_booking_to_an_amended_note(backend: Backend) -> anyhow::Re
     assert_eq!(hidden.status, 404, "{hidden:?}");
     let doctors_view = get(&s, &doctor, &chart, &draft).await?;
     assert_eq!(kinds(&doctors_view.body).len(), 4, "{doctors_view:?}");
+    // Her profile links to it.
+    let own = get(&s, &marie, &format!("/v1/patients/{marie_id}"), &draft).await?;
+    assert_eq!(own.body["chart"], chart.as_str(), "{own:?}");
     // Someone else's chart is not hers.
     let (_, other_id) = patient_account(&s, "pierre", "Other").await?;
     let theirs = s

@@ -4,7 +4,8 @@
 //! the domain keeps it (surrounding white space trimmed; identifier systems
 //! lowercased). The scheduling free text too: a provider's display name and
 //! specialty, a visit's reason, an overbooking's, a cancellation's and a
-//! closure's.
+//! closure's; and the chart's: note sections, a lab's test and unit, a
+//! diagnosis, a procedure, a vaccine's lot.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -45,9 +46,11 @@ enum Field {
     Booking(&'static str),
     CancelReason,
     ClosureReason,
+    /// A chart entry's kind and text field.
+    Chart(&'static str, &'static str),
 }
 
-const FIELDS: [Field; 21] = [
+const FIELDS: [Field; 28] = [
     Field::Demographic("family_name"),
     Field::Demographic("given_name"),
     Field::Demographic("phone"),
@@ -69,6 +72,13 @@ const FIELDS: [Field; 21] = [
     Field::Booking("overbook_reason"),
     Field::CancelReason,
     Field::ClosureReason,
+    Field::Chart("note", "subjective"),
+    Field::Chart("note", "plan"),
+    Field::Chart("lab", "test"),
+    Field::Chart("lab", "unit"),
+    Field::Chart("diagnosis", "description"),
+    Field::Chart("procedure", "description"),
+    Field::Chart("immunization", "lot"),
 ];
 
 /// What the scheduling fields need: an admin and the front desk, and a
@@ -194,6 +204,9 @@ fn roundtrip(backend: Backend) {
                 | Field::ClosureReason) => {
                     scheduling_case(&s, &scheduling, &record, case, field, &text).await
                 }
+                Field::Chart(kind, name) => {
+                    chart_case(&s, &doctor, &record, (kind, name), &text).await
+                }
                 field => one_case(&s, &doctor, &record, case, field, &text).await,
             }
         });
@@ -270,8 +283,12 @@ async fn one_case(
                 a,
             )
         }
-        Field::Provider(_) | Field::Booking(_) | Field::CancelReason | Field::ClosureReason => {
-            anyhow::bail!("a scheduling field in a patient case")
+        Field::Provider(_)
+        | Field::Booking(_)
+        | Field::CancelReason
+        | Field::ClosureReason
+        | Field::Chart(..) => {
+            anyhow::bail!("another domain's field in a patient case")
         }
         Field::Condition(name) => {
             let mut c = json!({"code": "J45", "description": "asthma"});
@@ -454,6 +471,59 @@ async fn scheduling_case(
             .map(|c| c["reason"].clone())
             .unwrap_or(Value::Null),
     };
+    anyhow::ensure!(
+        back.as_str() == Some(text.trim()),
+        "read back {back:?}, expected {:?}",
+        text.trim()
+    );
+    Ok(true)
+}
+
+/// One value in one chart field, as [`one_case`] does for the record.
+async fn chart_case(
+    s: &TestServer,
+    doctor: &str,
+    record: &str,
+    (kind, name): (&str, &str),
+    text: &str,
+) -> anyhow::Result<bool> {
+    let when = (Utc::now() - Duration::hours(1)).to_rfc3339();
+    let mut body = match kind {
+        "note" => json!({"kind": "note", "assessment": "Well"}),
+        "lab" => json!({"kind": "lab", "test": "Sodium", "value": 140, "unit": "mmol/L",
+                        "interpretation": "normal", "specimen_at": when}),
+        "diagnosis" => json!({"kind": "diagnosis", "description": "Asthma", "status": "active"}),
+        "procedure" => {
+            json!({"kind": "procedure", "description": "Spirometry", "performed_at": when})
+        }
+        _ => json!({"kind": "immunization", "vaccine": "Influenza", "lot": "L1", "dose": "0.5 mL",
+                    "site": "left deltoid", "given_at": when}),
+    };
+    body[name] = json!(text);
+    let before = s.event_count().await?;
+    let path = format!("/v1/patients/{record}/chart");
+    let r = s.call("POST", &path, Some(doctor), Some(body), &[]).await?;
+    if r.status == 422 {
+        anyhow::ensure!(r.field() == name, "refused naming another field: {r:?}");
+        anyhow::ensure!(
+            s.event_count().await? == before,
+            "a refused request wrote events"
+        );
+        return Ok(false);
+    }
+    anyhow::ensure!(r.status == 201, "neither stored nor refused: {r:?}");
+    let id = r.body["id"].as_str().unwrap_or_default();
+    let read = s
+        .call(
+            "GET",
+            &format!("/v1/chart/{id}"),
+            Some(doctor),
+            None,
+            &at(&r),
+        )
+        .await?;
+    anyhow::ensure!(read.status == 200, "not read back: {read:?}");
+    let back = &read.body["current"][name];
     anyhow::ensure!(
         back.as_str() == Some(text.trim()),
         "read back {back:?}, expected {:?}",

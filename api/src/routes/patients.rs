@@ -298,6 +298,16 @@ fn shown(mut view: PatientView, as_seen: View) -> PatientView {
     view
 }
 
+/// The profile as one read: with the link to the chart for those who may
+/// read it (ADR 0013).
+fn profile(view: PatientView, as_seen: View, who: &Principal, context: &Context) -> PatientView {
+    let mut view = shown(view, as_seen);
+    if authorize(who, Action::ReadChart, context).is_ok() {
+        view.chart = Some(format!("/v1/patients/{}/chart", view.id));
+    }
+    view
+}
+
 /// Search patients by name prefix, birth date or identifier.
 #[utoipa::path(get, path = "/v1/patients", tag = "patients", security(("bearer" = [])),
     params(SearchParams, ("X-Min-Position" = Option<i64>, Header, description = "wait for this log position")),
@@ -350,7 +360,7 @@ pub async fn get_patient(
     let glass = context.care == crate::policy::Care::Glass;
     crate::access_log::record_marked(&state, &who, "GET /v1/patients/{id}", [id], glass).await?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient read");
-    Ok(Json(shown(patient, view)))
+    Ok(Json(profile(patient, view, &who, &context)))
 }
 
 /// Replace a patient's demographics.

@@ -1,0 +1,216 @@
+//! The clinical record under load: entry writes (vital signs and lab
+//! results by the patient's doctor) at the maximum rate and at half of it,
+//! and timeline reads (the first page, 50 entries) of a patient with 500
+//! entries. A real server on a fresh database, spoken to over TCP; every
+//! write and read goes through the care-team check and every read is
+//! recorded in the access log, as in production. The baseline is the same
+//! server's patient point read, measured in the same run.
+//!
+//! cargo run --release -p anamnesis-tests --bin bench-chart -- --clients 64 --seconds 10
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use anamnesis_tests::bench::{closed_loop, open_loop, BenchServer, Figures};
+use anamnesis_tests::db::Backend;
+use anyhow::Context;
+use clap::Parser;
+use serde_json::{json, Value};
+
+#[derive(Debug, Parser)]
+struct Args {
+    /// Concurrent clients in the maximum-rate runs.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Measured seconds per run.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Entries on the patient whose timeline is read.
+    #[arg(long, default_value_t = 500)]
+    entries: usize,
+    /// Patients the writes spread over (each in the doctor's care).
+    #[arg(long, default_value_t = 200)]
+    patients: usize,
+    /// `postgres` or `sqlite`.
+    #[arg(long, default_value = "postgres")]
+    backend: String,
+}
+
+const PASSWORD: &str = "benchmark password";
+
+fn patient(i: usize) -> Value {
+    json!({"family_name": format!("Chart{i}"), "given_name": "Load", "birth_date": "1970-01-01",
+           "identifiers": [{"system": "mrn", "value": format!("C-{i}")}]})
+}
+
+/// An entry: vital signs or a lab result, alternately.
+fn entry(i: u64) -> Value {
+    let at = (chrono::Utc::now() - chrono::Duration::minutes(30)).to_rfc3339();
+    if i % 2 == 0 {
+        json!({"kind": "vitals", "taken_at": at, "heart_rate_bpm": 60 + (i % 40),
+               "systolic_mmhg": 120, "diastolic_mmhg": 80})
+    } else {
+        json!({"kind": "lab", "test": "Potassium", "loinc": "2823-3", "value": 4.1,
+               "unit": "mmol/L", "interpretation": "normal", "specimen_at": at})
+    }
+}
+
+async fn call(
+    server: &BenchServer,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<Value> {
+    let (status, r) = server.call(method, path, Some(token), body, &[]).await?;
+    anyhow::ensure!(
+        (200..300).contains(&status),
+        "{method} {path}: {status} {r}"
+    );
+    Ok(r)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let backend = match args.backend.as_str() {
+        "postgres" => Backend::Postgres,
+        "sqlite" => Backend::Sqlite,
+        other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
+    };
+    let server = Arc::new(BenchServer::start(backend, args.clients).await?);
+    let admin = server.admin(PASSWORD).await?;
+    let new_user = json!({"username": "dr.bench", "password": PASSWORD, "role": "doctor"});
+    call(&server, "POST", "/v1/users", &admin, Some(&new_user)).await?;
+    let doctor = Arc::new(server.login("dr.bench", PASSWORD).await?);
+
+    // Patients registered by the doctor are in the doctor's care.
+    eprintln!(
+        "seeding: {} patients, {} entries on the first",
+        args.patients, args.entries
+    );
+    let mut patients = Vec::with_capacity(args.patients);
+    for i in 0..args.patients.max(1) {
+        let r = call(&server, "POST", "/v1/patients", &doctor, Some(&patient(i))).await?;
+        patients.push(r["id"].as_str().context("patient id")?.to_owned());
+    }
+    let patients = Arc::new(patients);
+    let heavy = patients[0].clone();
+    let mut last = Value::Null;
+    for i in 0..args.entries {
+        let path = format!("/v1/patients/{heavy}/chart");
+        last = call(&server, "POST", &path, &doctor, Some(&entry(i as u64))).await?;
+    }
+    let position = last["position"].to_string();
+    let timeline = format!("/v1/patients/{heavy}/chart?limit=50");
+    let (status, page) = server
+        .call(
+            "GET",
+            &timeline,
+            Some(&doctor),
+            None,
+            &[("X-Min-Position", position)],
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "timeline: {status} {page}");
+    anyhow::ensure!(
+        page["items"].as_array().map(Vec::len) == Some(50.min(args.entries)),
+        "the timeline's first page is not full: {page}"
+    );
+
+    let write = {
+        let (server, doctor, patients) = (server.clone(), doctor.clone(), patients.clone());
+        move |i: u64| {
+            let (server, doctor, patients) = (server.clone(), doctor.clone(), patients.clone());
+            async move {
+                // Spread over every patient but the one whose timeline is read.
+                let n = patients.len().max(2) - 1;
+                let p = &patients[1 + ((i ^ (i >> 32)) as usize).wrapping_mul(2_654_435_761) % n];
+                let path = format!("/v1/patients/{p}/chart");
+                call(&server, "POST", &path, &doctor, Some(&entry(i)))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    };
+    let read = {
+        let (server, doctor, timeline) = (server.clone(), doctor.clone(), timeline.clone());
+        move |_: u64| {
+            let (server, doctor, timeline) = (server.clone(), doctor.clone(), timeline.clone());
+            async move {
+                call(&server, "GET", &timeline, &doctor, None)
+                    .await
+                    .map(|_| ())
+            }
+        }
+    };
+    let baseline = {
+        let (server, doctor, heavy) = (server.clone(), doctor.clone(), heavy.clone());
+        move |_: u64| {
+            let (server, doctor, heavy) = (server.clone(), doctor.clone(), heavy.clone());
+            async move {
+                call(
+                    &server,
+                    "GET",
+                    &format!("/v1/patients/{heavy}"),
+                    &doctor,
+                    None,
+                )
+                .await
+                .map(|_| ())
+            }
+        }
+    };
+
+    let mut rows: Vec<(&str, Figures)> = Vec::new();
+    let max = closed_loop(
+        "entry writes: max",
+        args.clients,
+        args.seconds,
+        write.clone(),
+    )
+    .await?;
+    let half = max.rate() / 2.0;
+    rows.push(("POST /v1/patients/{id}/chart, max", max));
+    let at_half = open_loop("entry writes: half rate", half, args.seconds, 4096, write).await?;
+    rows.push(("POST /v1/patients/{id}/chart, half rate", at_half));
+    let max = closed_loop(
+        "timeline reads: max",
+        args.clients,
+        args.seconds,
+        read.clone(),
+    )
+    .await?;
+    let half = max.rate() / 2.0;
+    rows.push(("GET /v1/patients/{id}/chart (500 entries), max", max));
+    let at_half = open_loop("timeline reads: half rate", half, args.seconds, 4096, read).await?;
+    rows.push(("GET /v1/patients/{id}/chart, half rate", at_half));
+    let base = closed_loop(
+        "baseline: patient read",
+        args.clients,
+        args.seconds,
+        baseline,
+    )
+    .await?;
+    rows.push(("baseline GET /v1/patients/{id}, max", base));
+
+    println!(
+        "\nbench-chart on {} ({} clients, {} s per run, timeline of {} entries, page of 50)",
+        args.backend, args.clients, args.seconds, args.entries
+    );
+    let base_rate = rows.last().map(|(_, f)| f.rate()).unwrap_or(1.0);
+    for (name, f) in &rows {
+        f.print(name, "req");
+    }
+    if let Some((_, read)) = rows.get(2) {
+        println!(
+            "timeline read / patient read rate: {:.2}",
+            read.rate() / base_rate.max(1e-9)
+        );
+    }
+    match Arc::try_unwrap(server) {
+        Ok(server) => server.stop().await?,
+        Err(_) => anyhow::bail!("the server is still shared"),
+    }
+    Ok(())
+}
