@@ -57,6 +57,15 @@ pub enum Command {
         #[arg(long, env = "ANAMNESIS_OWNER_URL", hide_env_values = true)]
         owner_url: Option<Secret>,
     },
+    /// Rebuild read models from the whole log into shadow tables and swap
+    /// them in, while the server keeps serving.
+    Rebuild {
+        /// Read models: activity, patients, schedule, access_log, chart.
+        names: Vec<String>,
+        /// Every read model.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+    },
     /// Compliance: verify the log's hash chain, write signed checkpoints.
     #[command(subcommand)]
     Replay(crate::replay_cli::ReplayCommand),
@@ -204,6 +213,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(command) => crate::replay_cli::run(&settings, command).await,
+        Command::Rebuild { names, all } => crate::rebuild_cli::run(&settings, &names, all).await,
         Command::Backup { out } => crate::backup_cli::backup(&settings, &out).await,
         Command::Restore { from, owner_url } => {
             let url = owner_url

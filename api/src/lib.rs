@@ -13,6 +13,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod metrics;
 pub mod policy;
+pub mod rebuild_cli;
 pub mod replay_cli;
 pub mod routes;
 pub mod server;

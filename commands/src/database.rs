@@ -217,6 +217,47 @@ impl Db {
         .await
     }
 
+    /// One connection of its own that the pool never closes or replaces: a
+    /// session whose temporary tables last as long as it is used (a
+    /// rebuild's shadow tables). Read-model commits, as
+    /// [`Db::for_read_models`].
+    pub async fn single_session(&self) -> Result<Self, DbError> {
+        let unreachable = |e: sqlx::Error| DbError::Unreachable {
+            place: "the database".into(),
+            cause: e.to_string(),
+        };
+        Ok(match self {
+            Db::Postgres(p) => Db::Postgres(
+                PgPoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(
+                        (*p.connect_options())
+                            .clone()
+                            .options([("synchronous_commit", "off")]),
+                    )
+                    .await
+                    .map_err(unreachable)?,
+            ),
+            Db::Sqlite(p) => Db::Sqlite(
+                SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .min_connections(1)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
+                    .connect_with(
+                        (*p.connect_options())
+                            .clone()
+                            .synchronous(SqliteSynchronous::Normal),
+                    )
+                    .await
+                    .map_err(unreachable)?,
+            ),
+        })
+    }
+
     /// Another pool on this database, its connection options adjusted.
     async fn another_pool(
         &self,

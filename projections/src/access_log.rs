@@ -28,6 +28,10 @@ impl Projector for AccessLog {
         &[ACCESS_TYPE]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["access_log"]
+    }
+
     async fn apply_batch(
         &self,
         tx: &mut Tx,

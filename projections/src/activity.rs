@@ -19,6 +19,10 @@ impl Projector for Activity {
         &[]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["activity"]
+    }
+
     async fn apply_batch(
         &self,
         tx: &mut Tx,

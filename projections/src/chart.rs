@@ -58,6 +58,15 @@ impl Projector for Chart {
         &["chart_entry", "care_team"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "chart_entries",
+            "chart_versions",
+            "care_team_members",
+            "break_glass_grants",
+        ]
+    }
+
     async fn apply_batch(
         &self,
         tx: &mut Tx,

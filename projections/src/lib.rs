@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod activity;
 pub mod chart;
 pub mod patients;
+pub mod rebuild;
 pub mod runner;
 pub mod schedule;
 pub mod sql;

@@ -42,6 +42,15 @@ impl Projector for Patients {
         &["patient"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "patients",
+            "patient_identifiers",
+            "patient_allergies",
+            "patient_conditions",
+        ]
+    }
+
     async fn apply_batch(
         &self,
         tx: &mut Tx,

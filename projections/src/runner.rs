@@ -102,6 +102,10 @@ pub trait Projector: Send + Sync + 'static {
     /// The aggregate types whose events it reads; every type when empty.
     fn aggregate_types(&self) -> &'static [&'static str];
 
+    /// The read-model tables it writes, and no others: what a rebuild
+    /// replaces (`crate::rebuild`).
+    fn tables(&self) -> &'static [&'static str];
+
     /// Applies a batch of its events, in log order, inside the batch's
     /// transaction (fold it into a few multi-row statements). Must not call
     /// out of the database: the same code runs during a rebuild.
@@ -437,6 +441,10 @@ async fn commit<P: Projector>(
     // SQLite's sleeping busy handler.
     let _turn = db.write_turn().await;
     let mut tx = begin(db).await?;
+    // The checkpoint row first: a rebuild swapping this projector's tables
+    // holds it for its whole swap, and a batch waits for it rather than
+    // writing into tables being replaced (SQLite's IMMEDIATE does the same).
+    lock_checkpoint(&mut tx, name).await?;
     if !events.is_empty() {
         projector.apply_batch(&mut tx, events).await?;
     }
@@ -482,7 +490,28 @@ async fn commit<P: Projector>(
     Ok(())
 }
 
-async fn begin(db: &Db) -> Result<Tx, sqlx::Error> {
+/// Locks projector `name`'s checkpoint row for the rest of `tx` (Postgres;
+/// on SQLite the transaction holds the write lock already) and returns it.
+pub async fn lock_checkpoint(tx: &mut Tx, name: &str) -> Result<i64, sqlx::Error> {
+    let sql = "SELECT position FROM checkpoints WHERE name = $1 FOR UPDATE";
+    Ok(match tx {
+        Tx::Postgres(c) => {
+            sqlx::query_scalar(sql)
+                .bind(name)
+                .fetch_one(&mut **c)
+                .await?
+        }
+        Tx::Sqlite(c) => {
+            sqlx::query_scalar("SELECT position FROM checkpoints WHERE name = $1")
+                .bind(name)
+                .fetch_one(&mut **c)
+                .await?
+        }
+    })
+}
+
+/// Opens a read-model transaction (`BEGIN IMMEDIATE` on SQLite).
+pub async fn begin(db: &Db) -> Result<Tx, sqlx::Error> {
     Ok(match db {
         Db::Postgres(p) => Tx::Postgres(p.begin().await?),
         // IMMEDIATE: take SQLite's write lock now, not at the first write, so
@@ -492,7 +521,7 @@ async fn begin(db: &Db) -> Result<Tx, sqlx::Error> {
 }
 
 /// Makes sure projector `name` has a checkpoint row (at 0 when new).
-async fn ensure_checkpoint_row(db: &Db, name: &str) -> Result<(), sqlx::Error> {
+pub async fn ensure_checkpoint_row(db: &Db, name: &str) -> Result<(), sqlx::Error> {
     let sql = "INSERT INTO checkpoints (name, position, updated_at) VALUES ($1, 0, $2) \
                ON CONFLICT (name) DO NOTHING";
     match db {

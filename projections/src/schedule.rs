@@ -66,6 +66,10 @@ impl Projector for Schedule {
         &["provider", "clinic_calendar", "appointment"]
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        &["providers", "closures", "appointments"]
+    }
+
     async fn apply_batch(
         &self,
         tx: &mut Tx,

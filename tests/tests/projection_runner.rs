@@ -42,6 +42,10 @@ impl Projector for Held {
         Activity.aggregate_types()
     }
 
+    fn tables(&self) -> &'static [&'static str] {
+        Activity.tables()
+    }
+
     async fn apply_batch(
         &self,
         tx: &mut Tx,
