@@ -171,8 +171,7 @@ impl Prepared {
             crate::metrics::handle()?,
             (projections, chain_status),
             sessions,
-            (zone, settings.slot_horizon_weeks * 7),
-            settings.clinical()?,
+            (zone, settings.slot_horizon_weeks * 7, settings.clinical()?),
         );
         Ok(Self {
             db,

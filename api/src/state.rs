@@ -61,8 +61,7 @@ impl AppState {
         metrics: PrometheusHandle,
         (projections, chain): (Vec<ProjectorHandle>, watch::Receiver<ChainStatus>),
         sessions: Arc<Sessions>,
-        (zone, horizon_days): (ClinicZone, i64),
-        clinical: crate::care::ClinicalSettings,
+        (zone, horizon_days, clinical): (ClinicZone, i64, crate::care::ClinicalSettings),
     ) -> Self {
         let identity = Identity::new(bus.clone());
         let scheduler = Scheduler::new(bus.clone(), zone);

@@ -588,10 +588,9 @@ pub struct MemberView {
 #[derive(Debug, Clone, Copy)]
 pub struct Seconds(pub DateTime<Utc>);
 
-impl TryFrom<i64> for Seconds {
-    type Error = std::convert::Infallible;
-    fn try_from(v: i64) -> Result<Self, Self::Error> {
-        Ok(Seconds(time(v)))
+impl From<i64> for Seconds {
+    fn from(v: i64) -> Self {
+        Seconds(time(v))
     }
 }
 

@@ -623,8 +623,8 @@ async fn the_timeline_filters_and_pages(backend: Backend) -> anyhow::Result<()> 
     let marie = id(&registered);
     let chart = format!("/v1/patients/{marie}/chart");
     let mut last = registered;
-    for i in 0..7 {
-        let body = if i % 2 == 0 {
+    for i in 0..7u32 {
+        let body = if i.is_multiple_of(2) {
             json!({"kind": "diagnosis", "description": format!("Finding {i}"), "status": "active",
                    "icd10": "E11.9"})
         } else {

@@ -46,7 +46,7 @@ fn patient(i: usize) -> Value {
 /// An entry: vital signs or a lab result, alternately.
 fn entry(i: u64) -> Value {
     let at = (chrono::Utc::now() - chrono::Duration::minutes(30)).to_rfc3339();
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         json!({"kind": "vitals", "taken_at": at, "heart_rate_bpm": 60 + (i % 40),
                "systolic_mmhg": 120, "diastolic_mmhg": 80})
     } else {

@@ -1,7 +1,8 @@
 //! Chain verification throughput (ADR 0009): fills a fresh Postgres database
 //! with a chained log of N events (rows with correct hashes computed here
 //! and bulk-inserted, as the writer does, in large batches), then times
-//! `anamnesis_replay::verify` over it, and the real `anamnesis replay verify`.
+//! `anamnesis_replay::verify` over it, and the real `anamnesis replay verify`
+//! and `anamnesis rebuild --all`.
 //! One event in 500 is about one patient (2,000 among 1,000,000: a
 //! registration, then demographics updates), whose history and as-of are
 //! timed too (ADR 0010).
@@ -216,6 +217,28 @@ async fn main() -> anyhow::Result<()> {
         print!("cli: {}", String::from_utf8_lossy(&out.stdout));
         println!(
             "cli: whole process (connect, schema check, verify) {seconds:.2} s: {:.0} events/s",
+            args.events as f64 / seconds
+        );
+
+        // Every read model rebuilt from the whole log (ADR 0014): `activity`
+        // folds every event, the others their own types.
+        let started = Instant::now();
+        let out = tokio::process::Command::new(cli)
+            .args(["--database-url", &url, "--data-dir"])
+            .arg(data_dir.path())
+            .args(["rebuild", "--all"])
+            .output()
+            .await
+            .with_context(|| format!("running {}", cli.display()))?;
+        let seconds = started.elapsed().as_secs_f64();
+        anyhow::ensure!(
+            out.status.success(),
+            "rebuild failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        print!("cli: {}", String::from_utf8_lossy(&out.stdout));
+        println!(
+            "cli: rebuild --all, whole process {seconds:.2} s: {:.0} log events/s",
             args.events as f64 / seconds
         );
     }
