@@ -449,44 +449,63 @@ fn contains(text: &str) -> String {
 }
 
 /// A page of a patient's timeline, newest first, without entries entered in
-/// error; one more than `limit` tells whether there is more.
+/// error; one more than `limit` tells whether there is more. Only the
+/// filters given are in the statement, so that the planner walks the
+/// `(patient_id, effective_at, entry_id)` index in order and stops at the
+/// page's end, however long the chart.
 pub async fn timeline(db: &Db, t: &Timeline) -> Result<(Vec<EntryView>, bool), sqlx::Error> {
-    let sql = format!(
-        "SELECT {ENTRY_COLUMNS} FROM chart_entries \
-         WHERE patient_id = $1 AND status <> 'entered_in_error' \
-           AND ($2 = 0 OR status IN ('signed', 'final')) \
-           AND ($3 IS NULL OR kind = $3) \
-           AND ($4 IS NULL OR effective_at >= $4) AND ($5 IS NULL OR effective_at <= $5) \
-           AND ($6 IS NULL OR author_id = $6) AND ($7 IS NULL OR appointment_id = $7) \
-           AND ($8 IS NULL OR search LIKE $8 ESCAPE '\\') \
-           AND ($9 IS NULL OR effective_at < $9 OR (effective_at = $9 AND entry_id < $10)) \
-         ORDER BY effective_at DESC, entry_id DESC LIMIT $11"
-    );
-    let before_t = t.before.as_ref().map(|(s, _)| *s);
-    let before_id = t
-        .before
-        .as_ref()
-        .map(|(_, id)| id.clone())
-        .unwrap_or_default();
-    let pattern = t.text.as_deref().map(contains);
-    macro_rules! bound {
-        ($q:expr) => {
-            $q.bind(&t.patient_id)
-                .bind(i64::from(t.signed_only))
-                .bind(t.kind.as_deref())
-                .bind(t.from.map(|x| x.timestamp()))
-                .bind(t.to.map(|x| x.timestamp()))
-                .bind(t.author_id.as_deref())
-                .bind(t.appointment_id.as_deref())
-                .bind(pattern.as_deref())
-                .bind(before_t)
-                .bind(&before_id)
-                .bind(t.limit + 1)
-        };
+    let mut clauses = vec![
+        "patient_id = $1".to_owned(),
+        "status <> 'entered_in_error'".to_owned(),
+    ];
+    let mut params: Vec<Value> = vec![t.patient_id.as_str().into()];
+    let mut param = |v: Value| {
+        params.push(v);
+        format!("${}", params.len())
+    };
+    if t.signed_only {
+        clauses.push("status IN ('signed', 'final')".to_owned());
     }
+    if let Some(kind) = &t.kind {
+        clauses.push(format!("kind = {}", param(kind.as_str().into())));
+    }
+    if let Some(from) = t.from {
+        clauses.push(format!(
+            "effective_at >= {}",
+            param(from.timestamp().into())
+        ));
+    }
+    if let Some(to) = t.to {
+        clauses.push(format!("effective_at <= {}", param(to.timestamp().into())));
+    }
+    if let Some(author) = &t.author_id {
+        clauses.push(format!("author_id = {}", param(author.as_str().into())));
+    }
+    if let Some(appointment) = &t.appointment_id {
+        clauses.push(format!(
+            "appointment_id = {}",
+            param(appointment.as_str().into())
+        ));
+    }
+    if let Some(text) = &t.text {
+        clauses.push(format!(
+            "search LIKE {} ESCAPE '\\'",
+            param(contains(text).into())
+        ));
+    }
+    if let Some((at, id)) = &t.before {
+        let (at, id) = (param((*at).into()), param(id.as_str().into()));
+        clauses.push(format!("(effective_at, entry_id) < ({at}, {id})"));
+    }
+    let limit = param((t.limit + 1).into());
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM chart_entries WHERE {} \
+         ORDER BY effective_at DESC, entry_id DESC LIMIT {limit}",
+        clauses.join(" AND ")
+    );
     let rows: Vec<EntryRow> = match db {
-        Db::Postgres(p) => bound!(sqlx::query_as(&sql)).fetch_all(p).await?,
-        Db::Sqlite(p) => bound!(sqlx::query_as(&sql)).fetch_all(p).await?,
+        Db::Postgres(p) => bind(sqlx::query_as(&sql), &params).fetch_all(p).await?,
+        Db::Sqlite(p) => bind(sqlx::query_as(&sql), &params).fetch_all(p).await?,
     };
     let more = rows.len() as i64 > t.limit;
     let mut out = Vec::with_capacity(rows.len());
@@ -494,6 +513,28 @@ pub async fn timeline(db: &Db, t: &Timeline) -> Result<(Vec<EntryView>, bool), s
         out.push(r.view()?);
     }
     Ok((out, more))
+}
+
+/// Binds text and integer parameters in order.
+fn bind<'q, DB, O>(
+    mut q: sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>,
+    params: &'q [Value],
+) -> sqlx::query::QueryAs<'q, DB, O, <DB as sqlx::Database>::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    for p in params {
+        q = match p {
+            Value::Text(v) => q.bind(v.as_deref()),
+            Value::Int(v) => q.bind(*v),
+            // The timeline binds text and integers only.
+            Value::Date(_) | Value::Time(_) => q,
+        };
+    }
+    q
 }
 
 /// One entry, whatever its status.
