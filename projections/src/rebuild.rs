@@ -78,15 +78,30 @@ async fn run<P: Projector>(
     shadow(session, &live).await?;
     let started = Instant::now();
     let head = reader.head().await?;
+    // Pages are read and decoded one ahead of the one being applied: the
+    // reading and the writing overlap.
+    let (pages, mut next) = tokio::sync::mpsc::channel(2);
+    let reading = tokio::spawn(read_ahead::<P>(
+        reader.clone(),
+        projector.aggregate_types(),
+        head,
+        pages,
+    ));
     let mut at = 0;
     let mut events = 0u64;
-    while at < head {
-        let mut tx = begin_shadow(session).await?;
-        let (reached, n) = fold(&mut tx, reader, projector, (at, head)).await?;
-        commit(tx).await?;
-        (at, events) = (reached, events + n);
+    while let Some(page) = next.recv().await {
+        let (reached, page) = page?;
+        if !page.is_empty() {
+            let mut tx = begin_shadow(session).await?;
+            projector.apply_batch(&mut tx, &page).await?;
+            commit(tx).await?;
+        }
+        (at, events) = (reached, events + page.len() as u64);
         progress(at, head);
     }
+    reading
+        .await
+        .map_err(|e| RebuildError::Session(format!("the log reader stopped: {e}")))?;
     let fold_seconds = started.elapsed().as_secs_f64();
 
     // The swap: the shadow catches up with the live checkpoint, then
@@ -99,16 +114,9 @@ async fn run<P: Projector>(
         (at, events) = (reached, events + n);
     }
     for (table, schema) in &live {
-        let (target, source) = match session {
-            Db::Postgres(_) => (format!("{schema}.{table}"), format!("pg_temp.{table}")),
-            Db::Sqlite(_) => (format!("main.{table}"), format!("temp.{table}")),
-        };
-        runner_execute(&mut tx, &format!("DELETE FROM {target}")).await?;
-        runner_execute(
-            &mut tx,
-            &format!("INSERT INTO {target} SELECT * FROM {source}"),
-        )
-        .await?;
+        for statement in swap_statements(session, table, schema).await? {
+            runner_execute(&mut tx, &statement).await?;
+        }
     }
     crate::sql::execute(
         &mut tx,
@@ -129,21 +137,38 @@ async fn run<P: Projector>(
     })
 }
 
-/// Folds the projector's events in `(after, until]` (one page) into `tx`;
-/// returns the position reached and how many events it applied.
-async fn fold<P: Projector>(
-    tx: &mut Tx,
+/// A decoded page of the log and the position it reaches.
+type Page<E> = Result<(i64, Vec<Envelope<E>>), RebuildError>;
+
+/// Reads and decodes the projector's events up to `head`, a page at a time,
+/// into `pages`; stops at the first failure (sent on) or when the
+/// receiver is gone.
+async fn read_ahead<P: Projector>(
+    reader: LogReader,
+    types: &'static [&'static str],
+    head: i64,
+    pages: tokio::sync::mpsc::Sender<Page<P::Event>>,
+) {
+    let mut at = 0;
+    while at < head {
+        let page = read_page::<P>(&reader, types, (at, head)).await;
+        let failed = page.is_err();
+        if let Ok((reached, _)) = &page {
+            at = *reached;
+        }
+        if pages.send(page).await.is_err() || failed {
+            return;
+        }
+    }
+}
+
+async fn read_page<P: Projector>(
     reader: &LogReader,
-    projector: &P,
+    types: &[&str],
     (after, until): (i64, i64),
-) -> Result<(i64, u64), RebuildError> {
+) -> Page<P::Event> {
     let stored = reader
-        .read_types(
-            projector.aggregate_types(),
-            (after, until),
-            BATCH,
-            P::Event::PAYLOAD,
-        )
+        .read_types(types, (after, until), BATCH, P::Event::PAYLOAD)
         .await?;
     let reached = match stored.last() {
         Some(last) if stored.len() as i64 >= BATCH => last.global_position,
@@ -160,11 +185,23 @@ async fn fold<P: Projector>(
             })?;
         events.push(Envelope { stored: e, event });
     }
-    let n = events.len() as u64;
+    Ok((reached, events))
+}
+
+/// Folds the projector's events in `(after, until]` (one page) into `tx`;
+/// returns the position reached and how many events it applied.
+async fn fold<P: Projector>(
+    tx: &mut Tx,
+    reader: &LogReader,
+    projector: &P,
+    (after, until): (i64, i64),
+) -> Result<(i64, u64), RebuildError> {
+    let (reached, events) =
+        read_page::<P>(reader, projector.aggregate_types(), (after, until)).await?;
     if !events.is_empty() {
         projector.apply_batch(tx, &events).await?;
     }
-    Ok((reached, n))
+    Ok((reached, events.len() as u64))
 }
 
 /// A transaction that writes the shadow tables only: on SQLite a deferred
@@ -185,6 +222,109 @@ async fn commit(tx: Tx) -> Result<(), sqlx::Error> {
 
 async fn runner_execute(tx: &mut Tx, sql: &str) -> Result<(), sqlx::Error> {
     crate::sql::execute(tx, sql, &[]).await.map(|_| ())
+}
+
+/// The statements that make live `table` hold exactly the shadow's rows,
+/// touching only the rows that differ: those of the live table with no
+/// identical shadow row go, then the shadow rows whose key the live table
+/// no longer has come in. A rebuild of a correct read model writes
+/// nothing; a damaged row is replaced. Tables without a primary key are
+/// replaced whole.
+async fn swap_statements(
+    session: &Db,
+    table: &str,
+    schema: &str,
+) -> Result<Vec<String>, RebuildError> {
+    let (columns, key) = columns(session, table, schema).await?;
+    let quoted = |names: Vec<String>| -> Vec<String> {
+        names.into_iter().map(|c| format!("\"{c}\"")).collect()
+    };
+    let (columns, key) = (quoted(columns), quoted(key));
+    let (live, shadow, same) = match session {
+        Db::Postgres(_) => (
+            format!("{schema}.{table}"),
+            format!("pg_temp.{table}"),
+            "IS NOT DISTINCT FROM",
+        ),
+        Db::Sqlite(_) => (format!("main.{table}"), format!("temp.{table}"), "IS"),
+    };
+    if key.is_empty() {
+        return Ok(vec![
+            format!("DELETE FROM {live}"),
+            format!("INSERT INTO {live} SELECT * FROM {shadow}"),
+        ]);
+    }
+    let keys = |a: &str, b: &str| -> Vec<String> {
+        key.iter().map(|c| format!("{a}.{c} = {b}.{c}")).collect()
+    };
+    let mut identical = keys("s", "l");
+    identical.extend(columns.iter().map(|c| format!("s.{c} {same} l.{c}")));
+    // SQLite's DELETE takes no alias: the live table is named in full.
+    let (delete_from, l) = match session {
+        Db::Postgres(_) => (format!("{live} l"), "l".to_owned()),
+        Db::Sqlite(_) => (live.clone(), live.clone()),
+    };
+    let identical = identical.join(" AND ").replace(" l.", &format!(" {l}."));
+    let list = columns.join(", ");
+    Ok(vec![
+        format!(
+            "DELETE FROM {delete_from} WHERE NOT EXISTS \
+             (SELECT 1 FROM {shadow} s WHERE {identical})"
+        ),
+        format!(
+            "INSERT INTO {live} ({list}) SELECT {list} FROM {shadow} s WHERE NOT EXISTS \
+             (SELECT 1 FROM {live} l WHERE {})",
+            keys("s", "l").join(" AND ")
+        ),
+    ])
+}
+
+/// A live table's columns in order, and its primary key's.
+async fn columns(
+    session: &Db,
+    table: &str,
+    schema: &str,
+) -> Result<(Vec<String>, Vec<String>), RebuildError> {
+    Ok(match session {
+        Db::Postgres(p) => {
+            let columns = sqlx::query_scalar(
+                "SELECT column_name::text FROM information_schema.columns \
+                 WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
+            )
+            .bind(schema)
+            .bind(table)
+            .fetch_all(p)
+            .await?;
+            let key = sqlx::query_scalar(
+                "SELECT a.attname::text FROM pg_index i \
+                 JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) \
+                 WHERE i.indrelid = ($1 || '.' || $2)::regclass AND i.indisprimary \
+                 ORDER BY a.attnum",
+            )
+            .bind(schema)
+            .bind(table)
+            .fetch_all(p)
+            .await?;
+            (columns, key)
+        }
+        Db::Sqlite(p) => {
+            let rows: Vec<(String, i64)> =
+                sqlx::query_as("SELECT name, pk FROM pragma_table_info($1, 'main') ORDER BY cid")
+                    .bind(table)
+                    .fetch_all(p)
+                    .await?;
+            let mut key: Vec<(i64, String)> = rows
+                .iter()
+                .filter(|(_, pk)| *pk > 0)
+                .map(|(c, pk)| (*pk, c.clone()))
+                .collect();
+            key.sort();
+            (
+                rows.into_iter().map(|(c, _)| c).collect(),
+                key.into_iter().map(|(_, c)| c).collect(),
+            )
+        }
+    })
 }
 
 /// Each table with the schema its live copy is in (Postgres; `main` on
@@ -226,6 +366,10 @@ async fn live_names(session: &Db, tables: &[&str]) -> Result<Vec<(String, String
 async fn shadow(session: &Db, live: &[(String, String)]) -> Result<(), RebuildError> {
     match session {
         Db::Postgres(p) => {
+            // Temporary tables live in the session's own buffers (8 MB by
+            // default): a large read model would go to disk page by page.
+            // Settable only before the session first touches one.
+            sqlx::query("SET temp_buffers = '512MB'").execute(p).await?;
             for (table, schema) in live {
                 sqlx::query(&format!("DROP TABLE IF EXISTS pg_temp.{table}"))
                     .execute(p)
