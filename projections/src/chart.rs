@@ -706,3 +706,40 @@ pub async fn grants(
     rows.truncate(limit as usize);
     Ok((rows, more))
 }
+
+/// Which of `patients` the user `user_id` is in the care of by assignment
+/// or by an appointment ending at or after `since` (seconds), as the read
+/// models say: for a search page, one query for every row. Break-the-glass
+/// grants are not counted here: a search shows no record under them.
+pub async fn in_care(
+    db: &Db,
+    user_id: &str,
+    patients: &[String],
+    since: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    if patients.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = (0..patients.len()).map(|i| format!("${}", i + 3)).collect();
+    let ids = ids.join(", ");
+    let sql = format!(
+        "SELECT patient_id FROM care_team_members WHERE user_id = $1 AND patient_id IN ({ids}) \
+         UNION \
+         SELECT a.patient_id FROM appointments a JOIN providers p ON p.provider_id = a.provider_id \
+         WHERE p.user_id = $1 AND a.status <> 'cancelled' AND a.ends_at >= $2 \
+           AND a.patient_id IN ({ids})"
+    );
+    macro_rules! run {
+        ($pool:expr) => {{
+            let mut q = sqlx::query_scalar(&sql).bind(user_id).bind(since);
+            for p in patients {
+                q = q.bind(p);
+            }
+            q.fetch_all($pool).await?
+        }};
+    }
+    Ok(match db {
+        Db::Postgres(p) => run!(p),
+        Db::Sqlite(p) => run!(p),
+    })
+}

@@ -101,6 +101,18 @@ async fn a_visit_from_booking_to_an_amended_note(backend: Backend) -> anyhow::Re
         profile.body.get("chart").is_none(),
         "no chart link: {profile:?}"
     );
+    let found = s
+        .call("GET", "/v1/patients?name=Cur", Some(&doctor), None, &[])
+        .await?;
+    assert_eq!(
+        found.body["items"].as_array().unwrap().len(),
+        1,
+        "{found:?}"
+    );
+    assert!(
+        found.body["items"][0].get("allergies").is_none(),
+        "{found:?}"
+    );
 
     // The front desk books her with the doctor: he is on her care team.
     let provider = enroll(&s, &admin, &doctor_user, "Dr House", "Diagnostics").await?;
@@ -130,6 +142,14 @@ async fn a_visit_from_booking_to_an_amended_note(backend: Backend) -> anyhow::Re
     .await?;
     assert_eq!(drafted.status, 201, "{drafted:?}");
     let note = id(&drafted);
+    // In her care now: a search shows him her clinical lists, not the nurse.
+    let found = get(&s, &doctor, "/v1/patients?name=Cur", &drafted).await?;
+    assert!(found.body["items"][0]["allergies"].is_array(), "{found:?}");
+    let found = get(&s, &nurse, "/v1/patients?name=Cur", &drafted).await?;
+    assert!(
+        found.body["items"][0].get("allergies").is_none(),
+        "{found:?}"
+    );
     let signed = post(&s, &doctor, &format!("/v1/chart/{note}/sign"), json!(null)).await;
     let signed = match signed {
         Ok(r) if r.status == 200 => r,

@@ -333,8 +333,28 @@ pub async fn search_patients(
     crate::access_log::record(&state, &who, "GET /v1/patients", read).await?;
     let next_cursor = more.then(|| items.last().map(|p| p.id.clone())).flatten();
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), results = items.len(), "patient search");
+    // Doctors and nurses see the clinical lists of the patients in their
+    // care; the others' demographics only (ADR 0013).
+    let in_care: Vec<String> = if matches!(who.role, Role::Doctor | Role::Nurse) {
+        let ids: Vec<String> = items.iter().map(|p| p.id.clone()).collect();
+        let since = (Utc::now() - state.clinical().care_after_visit).timestamp();
+        anamnesis_projections::chart::in_care(state.reads(), &who.user_id.to_string(), &ids, since)
+            .await?
+    } else {
+        Vec::new()
+    };
     Ok(Json(PatientPage {
-        items: items.into_iter().map(|p| shown(p, view)).collect(),
+        items: items
+            .into_iter()
+            .map(|p| {
+                let as_seen = if in_care.contains(&p.id) {
+                    View::Clinical
+                } else {
+                    view
+                };
+                shown(p, as_seen)
+            })
+            .collect(),
         next_cursor,
     }))
 }
