@@ -277,6 +277,44 @@ async fn a_visit_from_booking_to_an_amended_note(backend: Backend) -> anyhow::Re
         types.contains(&"chart_entry.critical_result_recorded"),
         "{types:?}"
     );
+    // As of before the amendment, the chart held the first version; as of
+    // now, the second.
+    let before = signed.body["position"].as_i64().unwrap();
+    let then = get(
+        &s,
+        &officer,
+        &format!("/v1/patients/{marie_id}/as-of?position={before}"),
+        &amended,
+    )
+    .await?;
+    assert_eq!(then.status, 200, "{then:?}");
+    let entries = then.body["chart"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{then:?}");
+    assert_eq!(
+        entries[0]["current"]["assessment"],
+        "Suspected hypokalaemia"
+    );
+    assert_eq!(entries[0]["status"], "signed");
+    let at = amended.body["position"].as_i64().unwrap();
+    let now = get(
+        &s,
+        &officer,
+        &format!("/v1/patients/{marie_id}/as-of?position={at}"),
+        &amended,
+    )
+    .await?;
+    let note_now = now.body["chart"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["id"] == note.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        note_now["current"]["assessment"],
+        "Hypokalaemia, critical (K 2.4)"
+    );
+    assert_eq!(note_now["versions"], 2);
 
     // The patient reads her signed entries, never a draft.
     let draft = post(
