@@ -106,6 +106,12 @@ async fn run<P: Projector>(
 
     // The swap: the shadow catches up with the live checkpoint, then
     // replaces the live rows, in one transaction.
+    // What the swap will run, asked before it holds the session's one
+    // connection.
+    let mut statements = Vec::new();
+    for (table, schema) in &live {
+        statements.extend(swap_statements(session, table, schema).await?);
+    }
     let swapping = Instant::now();
     let mut tx = runner::begin(session).await?;
     let committed = runner::lock_checkpoint(&mut tx, projector.name()).await?;
@@ -113,10 +119,8 @@ async fn run<P: Projector>(
         let (reached, n) = fold(&mut tx, reader, projector, (at, committed)).await?;
         (at, events) = (reached, events + n);
     }
-    for (table, schema) in &live {
-        for statement in swap_statements(session, table, schema).await? {
-            runner_execute(&mut tx, &statement).await?;
-        }
+    for statement in &statements {
+        runner_execute(&mut tx, statement).await?;
     }
     crate::sql::execute(
         &mut tx,
@@ -361,47 +365,50 @@ async fn live_names(session: &Db, tables: &[&str]) -> Result<Vec<(String, String
     Ok(out)
 }
 
-/// Creates an empty shadow of each live table, with its keys and indexes,
-/// as a temporary table of `session` under the same name.
+/// Creates an empty shadow of each live table, with its primary key (what
+/// the projectors' upserts and deletes go by) and without its other
+/// indexes (the live tables' secondary indexes serve queries; kept up
+/// during the fold they would triple its cost), as a temporary table of
+/// `session` under the same name. A uniqueness the live table enforces is
+/// still enforced: the swap inserts into it.
 async fn shadow(session: &Db, live: &[(String, String)]) -> Result<(), RebuildError> {
     match session {
         Db::Postgres(p) => {
             // Temporary tables live in the session's own buffers (8 MB by
             // default): a large read model would go to disk page by page.
-            // Settable only before the session first touches one.
+            // Settable only before the session first touches one (a new
+            // session: none exists yet).
             sqlx::query("SET temp_buffers = '512MB'").execute(p).await?;
             for (table, schema) in live {
-                sqlx::query(&format!("DROP TABLE IF EXISTS pg_temp.{table}"))
-                    .execute(p)
-                    .await?;
                 sqlx::query(&format!(
-                    "CREATE TEMP TABLE {table} (LIKE {schema}.{table} INCLUDING ALL)"
+                    "CREATE TEMP TABLE {table} \
+                     (LIKE {schema}.{table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)"
                 ))
                 .execute(p)
                 .await?;
+                let (_, key) = columns(session, table, schema).await?;
+                if !key.is_empty() {
+                    let key: Vec<String> = key.iter().map(|c| format!("\"{c}\"")).collect();
+                    sqlx::query(&format!(
+                        "ALTER TABLE pg_temp.{table} ADD PRIMARY KEY ({})",
+                        key.join(", ")
+                    ))
+                    .execute(p)
+                    .await?;
+                }
             }
         }
         Db::Sqlite(p) => {
             for (table, _) in live {
-                sqlx::query(&format!("DROP TABLE IF EXISTS temp.{table}"))
-                    .execute(p)
-                    .await?;
-                let ddl: Vec<(String, String)> = sqlx::query_as(
-                    "SELECT type, sql FROM main.sqlite_master \
-                     WHERE tbl_name = $1 AND sql IS NOT NULL ORDER BY type DESC",
+                // The table's own statement holds its primary key.
+                let ddl: String = sqlx::query_scalar(
+                    "SELECT sql FROM main.sqlite_master WHERE type = 'table' AND name = $1",
                 )
                 .bind(table)
-                .fetch_all(p)
+                .fetch_one(p)
                 .await?;
-                // "table" sorts after "index": the table first.
-                for (kind, sql) in ddl {
-                    let statement = match kind.as_str() {
-                        "table" => sql.replacen("CREATE TABLE", "CREATE TEMP TABLE", 1),
-                        "index" => sql.replacen("INDEX ", "INDEX temp.", 1),
-                        _ => continue,
-                    };
-                    sqlx::query(&statement).execute(p).await?;
-                }
+                let statement = ddl.replacen("CREATE TABLE", "CREATE TEMP TABLE", 1);
+                sqlx::query(&statement).execute(p).await?;
             }
         }
     }
