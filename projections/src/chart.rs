@@ -330,8 +330,13 @@ async fn care(
 
 // --- queries -------------------------------------------------------------------
 
-fn time(secs: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(secs, 0).unwrap_or_default()
+/// Seconds since the epoch as an instant; a value no instant has is
+/// damage, never read as 1970.
+fn time(secs: i64) -> Result<DateTime<Utc>, sqlx::Error> {
+    DateTime::from_timestamp(secs, 0).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: "seconds".into(),
+        source: format!("{secs} is no instant").into(),
+    })
 }
 
 /// One entry on the timeline: its current version.
@@ -403,10 +408,10 @@ impl EntryRow {
             current,
             versions: self.versions,
             critical: self.critical != 0,
-            effective_at: time(self.effective_at),
-            recorded_at: time(self.recorded_at),
-            updated_at: time(self.updated_at),
-            signed_at: self.signed_at.map(time),
+            effective_at: time(self.effective_at)?,
+            recorded_at: time(self.recorded_at)?,
+            updated_at: time(self.updated_at)?,
+            signed_at: self.signed_at.map(time).transpose()?,
             signed_by: self.signed_by,
             withdrawn_reason: self.withdrawn_reason,
         })
@@ -607,7 +612,7 @@ pub async fn versions(db: &Db, entry_id: &str) -> Result<Vec<VersionView>, sqlx:
                 reason: r.reason,
                 actor_id: r.actor_id,
                 actor_role: r.actor_role,
-                recorded_at: time(r.recorded_at),
+                recorded_at: time(r.recorded_at)?,
                 position: r.position,
             })
         })
@@ -629,9 +634,10 @@ pub struct MemberView {
 #[derive(Debug, Clone, Copy)]
 pub struct Seconds(pub DateTime<Utc>);
 
-impl From<i64> for Seconds {
-    fn from(v: i64) -> Self {
-        Seconds(time(v))
+impl TryFrom<i64> for Seconds {
+    type Error = sqlx::Error;
+    fn try_from(v: i64) -> Result<Self, Self::Error> {
+        time(v).map(Seconds)
     }
 }
 

@@ -360,7 +360,7 @@ pub async fn amend_entry(
         reason: body.reason,
         now: Utc::now(),
     };
-    let why = Some(reason.as_str()).filter(|r| !r.trim().is_empty() && r.len() <= 2000);
+    let why = Some(reason.trim()).filter(|r| !r.is_empty());
     run(&state, (&who, &key), &entry_id, command, (glass, why)).await
 }
 
@@ -390,7 +390,7 @@ pub async fn enter_in_error(
     let command = EntryCommand::EnterInError {
         reason: body.reason,
     };
-    let why = Some(reason.as_str()).filter(|r| !r.trim().is_empty() && r.len() <= 2000);
+    let why = Some(reason.trim()).filter(|r| !r.is_empty());
     run(&state, (&who, &key), &entry_id, command, (glass, why)).await
 }
 
