@@ -49,6 +49,14 @@ impl Patient {
     pub fn is_deceased(&self) -> bool {
         self.deceased
     }
+
+    /// Recorded allergies: id and substance (lower case).
+    pub fn allergies(&self) -> Vec<(Uuid, String)> {
+        self.allergies
+            .iter()
+            .map(|(id, substance)| (*id, substance.clone()))
+            .collect()
+    }
 }
 
 /// Parses submitted demographics into their checked form.
