@@ -33,6 +33,9 @@ pub struct Problem {
     /// The appointments a refused closure covers (`closure_over_bookings`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub appointments: Option<Vec<String>>,
+    /// The recorded allergies a prescription conflicts with (`allergy_conflict`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allergies: Option<Vec<anamnesis_domain::medication::AllergyConflict>>,
 }
 
 /// Every way a request can fail.
@@ -63,6 +66,10 @@ pub enum ApiError {
     Conflict { code: &'static str, detail: String },
     /// 409: a closure over booked appointments, naming them.
     OverBookings { appointments: Vec<String> },
+    /// 422: a prescription over recorded allergies, naming them.
+    AllergyConflict {
+        allergies: Vec<anamnesis_domain::medication::AllergyConflict>,
+    },
     /// 413.
     PayloadTooLarge,
     /// 415.
@@ -84,7 +91,9 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unprocessable { .. } | ApiError::AllergyConflict { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -124,6 +133,16 @@ impl ApiError {
                     "the closure covers {} booked appointment(s); cancel them, or send \
                      cancel_affected: true to have the clinic cancel them",
                     appointments.len()
+                )),
+            ),
+            ApiError::AllergyConflict { allergies } => (
+                "allergy_conflict",
+                Some("order.medication".into()),
+                Some(format!(
+                    "the medication conflicts with {} recorded allerg{} (listed in allergies); \
+                     prescribe with allergy_override_reason if intended",
+                    allergies.len(),
+                    if allergies.len() == 1 { "y" } else { "ies" }
                 )),
             ),
             ApiError::PayloadTooLarge => ("body_too_large", None, None),
@@ -173,6 +192,10 @@ impl IntoResponse for ApiError {
             field,
             appointments: match &self {
                 ApiError::OverBookings { appointments } => Some(appointments.clone()),
+                _ => None,
+            },
+            allergies: match &self {
+                ApiError::AllergyConflict { allergies } => Some(allergies.clone()),
                 _ => None,
             },
         };
@@ -246,6 +269,7 @@ fn taken_code(scope: &str) -> &'static str {
         schedule::PROVIDER_SCOPE => "slot_taken",
         schedule::PATIENT_SCOPE => "patient_double_booked",
         schedule::USER_SCOPE => "already_a_provider",
+        anamnesis_domain::medication::ACTIVE_SCOPE => "duplicate_medication",
         _ => "already_taken",
     }
 }
@@ -256,6 +280,9 @@ fn taken_detail(scope: &str) -> &'static str {
         schedule::PROVIDER_SCOPE => "the provider is already booked at that time",
         schedule::PATIENT_SCOPE => "the patient already has an appointment at that time",
         schedule::USER_SCOPE => "this user is already a provider",
+        anamnesis_domain::medication::ACTIVE_SCOPE => {
+            "the patient already has this medication active; change its dose or discontinue it"
+        }
         _ => "this value already belongs to another record",
     }
 }
@@ -479,6 +506,45 @@ impl Rule for anamnesis_domain::chart::ChartError {
             C::NotMember => return ApiError::NotFound,
             C::NotAClinician => ("not_a_clinician", Some("user_id")),
             C::InvalidDuration => ("invalid_duration", None),
+        };
+        ApiError::invalid(code, field, self)
+    }
+}
+
+/// The stable code and field of each prescription rule.
+impl Rule for anamnesis_domain::medication::MedicationError {
+    fn problem(self) -> ApiError {
+        use anamnesis_domain::medication::MedicationError as M;
+        let (code, field) = match &self {
+            M::EmptyField(f) => ("empty_field", Some(*f)),
+            M::TooLong(f) => ("too_long", Some(*f)),
+            M::InvalidCharacters(f) => ("invalid_characters", Some(*f)),
+            M::InvalidRxNorm => ("invalid_code", Some("medication.rxnorm")),
+            M::InvalidDose => ("invalid_dose", Some("dose.amount")),
+            M::InvalidFrequency(_) => ("invalid_frequency", Some("frequency")),
+            M::InvalidPeriod(_) => ("invalid_period", None),
+            M::InvalidRefills => ("invalid_refills", Some("refills")),
+            M::AllergyConflict(allergies) => {
+                return ApiError::AllergyConflict {
+                    allergies: allergies.clone(),
+                }
+            }
+            M::UnknownPatient | M::UnknownMedication => return ApiError::NotFound,
+            M::PatientDeceased => ("patient_deceased", None),
+            M::AlreadyExists => ("already_exists", None),
+            M::NotActive => ("medication_not_active", None),
+            M::Unchanged => ("unchanged", Some("dose")),
+            M::RefillPending => {
+                return ApiError::Conflict {
+                    code: "refill_pending",
+                    detail: self.to_string(),
+                }
+            }
+            M::NoRefillRequest => return ApiError::NotFound,
+            M::NoRefillsLeft => ("no_refills_left", None),
+            M::ImplausibleTime => ("implausible_time", Some("at")),
+            M::OutsideCourse => ("outside_course", Some("at")),
+            M::ReasonRequired => ("empty_field", Some("note")),
         };
         ApiError::invalid(code, field, self)
     }

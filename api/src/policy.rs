@@ -90,6 +90,13 @@ policy! {
     // Any doctor or nurse, stating a reason; the grant is the way in.
     BreakGlass => [Doctor, Nurse];
     ListGrants => [Compliance];
+    // Prescriptions (ADR 0015): doctors in care prescribe and change;
+    // nurses in care record administrations; the patient asks for refills.
+    Prescribe => [] in care [Doctor];
+    ReadMedications => [Compliance] in care [Doctor, Nurse] + own;
+    ChangeMedication => [] in care [Doctor];
+    RequestRefill => [] + own;
+    RecordAdministration => [] in care [Doctor, Nurse];
 }
 
 /// How much of a patient record a permitted read may show.

@@ -14,7 +14,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Settings;
 
 /// The read models, by the name their checkpoint is kept under.
-pub const NAMES: [&str; 5] = ["activity", "patients", "schedule", "access_log", "chart"];
+pub const NAMES: [&str; 6] = [
+    "activity",
+    "patients",
+    "schedule",
+    "access_log",
+    "chart",
+    "medications",
+];
 
 /// Rebuilds `names` (every read model when `all`).
 pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Result<()> {
@@ -42,8 +49,8 @@ pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Re
 
 async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
     use anamnesis_projections::{
-        access_log::AccessLog, activity::Activity, chart::Chart, patients::Patients,
-        schedule::Schedule,
+        access_log::AccessLog, activity::Activity, chart::Chart, medications::Medications,
+        patients::Patients, schedule::Schedule,
     };
     let reader = LogReader::detached(db.clone());
     let started = Instant::now();
@@ -54,7 +61,9 @@ async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
             "patients" => one(db, &reader, &Patients).await?,
             "schedule" => one(db, &reader, &Schedule).await?,
             "access_log" => one(db, &reader, &AccessLog).await?,
-            _ => one(db, &reader, &Chart).await?,
+            "chart" => one(db, &reader, &Chart).await?,
+            "medications" => one(db, &reader, &Medications).await?,
+            other => anyhow::bail!("no read model is called {other:?}"),
         };
         total += done.events;
     }

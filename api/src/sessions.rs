@@ -80,10 +80,12 @@ impl Sessions {
         let following = self.following.load(Ordering::Acquire);
         let epoch = {
             let cache = self.lock();
-            if following {
-                if let Some(cached) = cache.entries.get(&who.user_id) {
-                    return decide(open(cached));
-                }
+            // A cached "open" is trusted; a cached "closed" is not: the
+            // session may be newer than the entry (a login here or on
+            // another instance, not yet seen by the follower), so a
+            // refusal is always decided on the account as loaded.
+            if following && cache.entries.get(&who.user_id).is_some_and(open) {
+                return Ok(());
             }
             cache.epochs.get(&who.user_id).copied().unwrap_or(0)
         };

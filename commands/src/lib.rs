@@ -6,6 +6,7 @@ pub mod database;
 pub mod dispatch;
 pub mod identity;
 pub mod log;
+pub mod medication;
 pub mod schedule;
 
 pub use database::{Db, DbError};

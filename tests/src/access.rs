@@ -547,6 +547,88 @@ pub const TABLE: &[Row] = {
             201,
         ),
         row("GET /v1/break-glass", None, Roles(&["compliance"]), 200),
+        // Prescriptions (ADR 0015): the chart's readers read them; a doctor
+        // in care prescribes and changes; a nurse in care records
+        // administrations; the patient asks for refills of their own.
+        row(
+            "POST /v1/patients/{id}/medications",
+            Own,
+            Roles(&["doctor"]),
+            201,
+        ),
+        row(
+            "POST /v1/patients/{id}/medications",
+            Glass,
+            Roles(&["doctor"]),
+            201,
+        ),
+        row(
+            "GET /v1/patients/{id}/medications",
+            Own,
+            CHART_READERS_OWN,
+            200,
+        ),
+        row(
+            "GET /v1/patients/{id}/medications",
+            Doctors,
+            CHART_READERS,
+            200,
+        ),
+        row("GET /v1/patients/{id}/doses", Own, CHART_READERS_OWN, 200),
+        row(
+            "GET /v1/medications/{medication_id}",
+            Own,
+            CHART_READERS_OWN,
+            200,
+        ),
+        row(
+            "GET /v1/medications/{medication_id}",
+            Doctors,
+            CHART_READERS,
+            200,
+        ),
+        row(
+            "GET /v1/medications/{medication_id}/history",
+            Own,
+            CHART_READERS_OWN,
+            200,
+        ),
+        row(
+            "POST /v1/medications/{medication_id}/dose",
+            Own,
+            Roles(&["doctor"]),
+            200,
+        ),
+        row(
+            "POST /v1/medications/{medication_id}/stop",
+            Own,
+            Roles(&["doctor"]),
+            200,
+        ),
+        row(
+            "POST /v1/medications/{medication_id}/refill-requests",
+            Own,
+            Roles(&["patient"]),
+            201,
+        ),
+        row(
+            "POST /v1/medications/{medication_id}/refill-decision",
+            Own,
+            Roles(&["doctor"]),
+            200,
+        ),
+        row(
+            "POST /v1/medications/{medication_id}/administrations",
+            Own,
+            Roles(&["doctor", "nurse"]),
+            201,
+        ),
+        row(
+            "POST /v1/medications/{medication_id}/administrations",
+            Doctors,
+            Roles(&["doctor"]),
+            201,
+        ),
         row("GET /healthz", None, Anyone, 200),
         row("GET /readyz", None, Anyone, 200),
         row("GET /metrics", None, Anyone, 200),

@@ -149,6 +149,8 @@ pub struct RecordAsOf {
     pub chart: Vec<anamnesis_projections::chart::EntryView>,
     /// The care team by assignment then.
     pub care_team: Vec<anamnesis_projections::chart::MemberView>,
+    /// Every medication order, as then in effect.
+    pub medications: Vec<anamnesis_projections::medications::MedicationView>,
 }
 
 /// A patient's whole record as it was known at a time or log position,
@@ -192,5 +194,6 @@ pub async fn patient_as_of(
         appointments,
         chart: record.chart,
         care_team: record.care_team,
+        medications: record.medications,
     }))
 }

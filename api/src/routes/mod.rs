@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod auth;
 pub mod chart;
 pub mod compliance;
+pub mod medications;
 pub mod ops;
 pub mod patients;
 pub mod schedule;
@@ -108,6 +109,15 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chart::remove_member))
         .routes(routes!(chart::break_glass))
         .routes(routes!(chart::list_grants))
+        .routes(routes!(medications::prescribe, medications::list))
+        .routes(routes!(medications::get_medication))
+        .routes(routes!(medications::history))
+        .routes(routes!(medications::change_dose))
+        .routes(routes!(medications::stop))
+        .routes(routes!(medications::request_refill))
+        .routes(routes!(medications::decide_refill))
+        .routes(routes!(medications::administer))
+        .routes(routes!(medications::doses))
         .routes(routes!(access_log::access_log))
         .routes(routes!(access_log::my_access_log))
         .routes(routes!(compliance::patient_history))

@@ -21,6 +21,7 @@ use anamnesis_tests::on_both_backends;
 use anamnesis_tests::server::{Reply, TestServer};
 
 mod chart;
+mod medications;
 mod schedule;
 
 on_both_backends!(every_endpoint_answers_every_role_per_the_matrix);
@@ -55,6 +56,8 @@ struct World {
     glass_id: String,
     /// A signed note per record, for the routes that read one.
     notes: Vec<(String, String)>,
+    /// A medication per record, for the routes that read or administer one.
+    medications: Vec<(String, String)>,
     /// A document on the own record, for the route that reads its bytes.
     document: Option<String>,
     /// The providers and appointments the scheduling routes act on.
@@ -128,6 +131,7 @@ impl World {
             doctors_id: String::new(),
             glass_id: String::new(),
             notes: Vec::new(),
+            medications: Vec::new(),
             document: None,
             clinic: schedule::Clinic::default(),
             n: 0,
@@ -228,6 +232,14 @@ impl World {
             Record::Glass => self.glass_id.clone(),
         };
         if let Some((path, body)) = self.schedule_request(row, &id).await? {
+            return Ok(Call {
+                path,
+                body,
+                raw: None,
+                token,
+            });
+        }
+        if let Some((path, body)) = self.medication_request(row, &id).await? {
             return Ok(Call {
                 path,
                 body,
