@@ -217,6 +217,31 @@ async fn prescribing_over_an_allergy_needs_an_override_that_is_kept(
     assert_eq!(history.body[1]["detail"]["reason"], "renal function");
     assert_eq!(history.body[1]["actor_role"], "doctor");
 
+    // As-of, for compliance: the first dose before the change, the new one after.
+    let compliance = user(&s, &admin, "audit", "compliance").await?;
+    let as_of = |position: i64| format!("/v1/patients/{marie_id}/as-of?position={position}");
+    let then = get(
+        &s,
+        &compliance,
+        &as_of(prescribed.body["position"].as_i64().unwrap()),
+        &changed,
+    )
+    .await?;
+    assert_eq!(then.status, 200, "{then:?}");
+    assert_eq!(
+        then.body["medications"][0]["order"]["dose"]["amount"],
+        500.0
+    );
+    let now = get(
+        &s,
+        &compliance,
+        &as_of(changed.body["position"].as_i64().unwrap()),
+        &changed,
+    )
+    .await?;
+    assert_eq!(now.body["medications"][0]["order"]["dose"]["amount"], 250.0);
+    assert_eq!(now.body["medications"][0]["versions"], 2);
+
     // The schedule of next doses: three a day at the new times.
     let from = (Utc::now() + Duration::days(1)).date_naive();
     let window = format!(
@@ -289,7 +314,6 @@ async fn prescribing_over_an_allergy_needs_an_override_that_is_kept(
     );
 
     // Compliance sees every read of her medications in the access log.
-    let compliance = user(&s, &admin, "audit", "compliance").await?;
     let log = s
         .call(
             "GET",

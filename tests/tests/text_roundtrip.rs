@@ -48,9 +48,11 @@ enum Field {
     ClosureReason,
     /// A chart entry's kind and text field.
     Chart(&'static str, &'static str),
+    /// A prescription's text field (`name` of the drug, `instructions`).
+    Medication(&'static str),
 }
 
-const FIELDS: [Field; 28] = [
+const FIELDS: [Field; 30] = [
     Field::Demographic("family_name"),
     Field::Demographic("given_name"),
     Field::Demographic("phone"),
@@ -79,6 +81,8 @@ const FIELDS: [Field; 28] = [
     Field::Chart("diagnosis", "description"),
     Field::Chart("procedure", "description"),
     Field::Chart("immunization", "lot"),
+    Field::Medication("name"),
+    Field::Medication("instructions"),
 ];
 
 /// What the scheduling fields need: an admin and the front desk, and a
@@ -207,6 +211,7 @@ fn roundtrip(backend: Backend) {
                 Field::Chart(kind, name) => {
                     chart_case(&s, &doctor, &record, (kind, name), &text).await
                 }
+                Field::Medication(name) => medication_case(&s, &doctor, case, name, &text).await,
                 field => one_case(&s, &doctor, &record, case, field, &text).await,
             }
         });
@@ -287,7 +292,8 @@ async fn one_case(
         | Field::Booking(_)
         | Field::CancelReason
         | Field::ClosureReason
-        | Field::Chart(..) => {
+        | Field::Chart(..)
+        | Field::Medication(_) => {
             anyhow::bail!("another domain's field in a patient case")
         }
         Field::Condition(name) => {
@@ -524,6 +530,89 @@ async fn chart_case(
         .await?;
     anyhow::ensure!(read.status == 200, "not read back: {read:?}");
     let back = &read.body["current"][name];
+    anyhow::ensure!(
+        back.as_str() == Some(text.trim()),
+        "read back {back:?}, expected {:?}",
+        text.trim()
+    );
+    Ok(true)
+}
+
+/// A prescription with `text` in one field, for a record of its own (the
+/// doctor registers it, and so cares for it): no earlier case's allergy or
+/// drug stands in its way.
+async fn medication_case(
+    s: &TestServer,
+    doctor: &str,
+    case: usize,
+    name: &str,
+    text: &str,
+) -> anyhow::Result<bool> {
+    let registered = s
+        .call(
+            "POST",
+            "/v1/patients",
+            Some(doctor),
+            Some(patient(&format!("Med{case}"))),
+            &[],
+        )
+        .await?;
+    anyhow::ensure!(registered.status == 201, "registering: {registered:?}");
+    let record = registered.body["id"].as_str().unwrap_or_default();
+    let mut order = json!({
+        "medication": {"name": "Metformin"},
+        "dose": {"amount": 500, "unit": "mg"},
+        "route": "oral",
+        "frequency": {"kind": "times_a_day", "times": ["08:00"]},
+        "starts_at": Utc::now().to_rfc3339(),
+        "instructions": "With breakfast"
+    });
+    let field = match name {
+        "name" => {
+            order["medication"]["name"] = json!(text);
+            "medication.name"
+        }
+        _ => {
+            order[name] = json!(text);
+            name
+        }
+    };
+    let before = s.event_count().await?;
+    let path = format!("/v1/patients/{record}/medications");
+    let r = s
+        .call(
+            "POST",
+            &path,
+            Some(doctor),
+            Some(json!({"order": order})),
+            &[],
+        )
+        .await?;
+    if r.status == 422 {
+        anyhow::ensure!(r.field() == field, "refused naming another field: {r:?}");
+        anyhow::ensure!(
+            s.event_count().await? == before,
+            "a refused request wrote events"
+        );
+        return Ok(false);
+    }
+    anyhow::ensure!(r.status == 201, "neither stored nor refused: {r:?}");
+    let id = r.body["id"].as_str().unwrap_or_default();
+    let read = s
+        .call(
+            "GET",
+            &format!("/v1/medications/{id}"),
+            Some(doctor),
+            None,
+            &at(&r),
+        )
+        .await?;
+    anyhow::ensure!(read.status == 200, "not read back: {read:?}");
+    let order = &read.body["medication"]["order"];
+    let back = match name {
+        "name" => &order["medication"]["name"],
+        _ => &order[name],
+    };
     anyhow::ensure!(
         back.as_str() == Some(text.trim()),
         "read back {back:?}, expected {:?}",
