@@ -8,7 +8,36 @@ use anamnesis_tests::on_both_backends;
 use anamnesis_tests::server::TestServer;
 use serde_json::json;
 
-on_both_backends!(sessions_refresh_end_and_lock);
+on_both_backends!(
+    sessions_refresh_end_and_lock,
+    a_new_login_works_at_once_while_the_old_session_is_cached
+);
+
+/// The session check caches each account; a login adds a session the
+/// cache has not seen until its follower reads the log. A request with the
+/// new token right after the login must not be refused meanwhile (it once
+/// was, on both backends, within a few rounds).
+async fn a_new_login_works_at_once_while_the_old_session_is_cached(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let s = TestServer::start(backend).await?;
+    let admin = admin(&s).await?;
+    let first = user(&s, &admin, "front.desk", "staff").await?;
+    for round in 0..20 {
+        // The account is cached with the sessions known so far...
+        let cached = s
+            .call("GET", "/v1/patients", Some(&first), None, &[])
+            .await?;
+        assert_eq!(cached.status, 200, "round {round}: {cached:?}");
+        // ...and a session opened now is honoured on the very next request.
+        let token = s.login("front.desk", PASSWORD).await?;
+        let fresh = s
+            .call("GET", "/v1/patients", Some(&token), None, &[])
+            .await?;
+        assert_eq!(fresh.status, 200, "round {round}: {fresh:?}");
+    }
+    Ok(())
+}
 
 async fn sessions_refresh_end_and_lock(backend: Backend) -> anyhow::Result<()> {
     let s = TestServer::start(backend).await?;
