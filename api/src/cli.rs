@@ -60,12 +60,15 @@ pub enum Command {
     /// Rebuild read models from the whole log into shadow tables and swap
     /// them in, while the server keeps serving.
     Rebuild {
-        /// Read models: activity, patients, schedule, access_log, chart.
+        /// Read models: activity, patients, schedule, access_log, chart, medications.
         names: Vec<String>,
         /// Every read model.
         #[arg(long, conflicts_with = "names")]
         all: bool,
     },
+    /// Publish every event to NATS JetStream (--nats-url) until
+    /// SIGINT/SIGTERM, without serving HTTP (ADR 0018).
+    Relay,
     /// Compliance: verify the log's hash chain, write signed checkpoints.
     #[command(subcommand)]
     Replay(crate::replay_cli::ReplayCommand),
@@ -213,6 +216,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(command) => crate::replay_cli::run(&settings, command).await,
+        Command::Relay => crate::relay_cli::run(&settings).await,
         Command::Rebuild { names, all } => crate::rebuild_cli::run(&settings, &names, all).await,
         Command::Backup { out } => crate::backup_cli::backup(&settings, &out).await,
         Command::Restore { from, owner_url } => {

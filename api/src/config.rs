@@ -115,6 +115,30 @@ pub struct Settings {
     #[arg(long, env = "ANAMNESIS_MAX_DOCUMENT_BYTES", default_value_t = 10 * 1024 * 1024,
           global = true, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
     pub max_document_bytes: u64,
+
+    /// NATS server (with JetStream) for the fan-out relay, e.g.
+    /// `nats://127.0.0.1:4222`. When set, `serve` publishes every event to
+    /// it (`anamnesis relay` does only that).
+    #[arg(long, env = "NATS_URL", global = true)]
+    pub nats_url: Option<String>,
+
+    /// The JetStream stream the relay publishes to (created if missing).
+    #[arg(
+        long,
+        env = "ANAMNESIS_NATS_STREAM",
+        default_value = "CLINIC_EVENTS",
+        global = true
+    )]
+    pub nats_stream: String,
+
+    /// The first token of the relay's subjects (`clinic.<aggregate>.<event>`).
+    #[arg(
+        long,
+        env = "ANAMNESIS_NATS_SUBJECT_PREFIX",
+        default_value = "clinic",
+        global = true
+    )]
+    pub nats_subject_prefix: String,
 }
 
 impl Settings {
@@ -155,6 +179,35 @@ impl Settings {
                 usize::try_from(self.max_document_bytes)?,
             )?,
         })
+    }
+
+    /// The relay's settings when NATS is configured, or an error naming
+    /// the setting that cannot be used.
+    pub fn relay(&self) -> anyhow::Result<Option<anamnesis_projections::relay::RelayConfig>> {
+        let Some(url) = &self.nats_url else {
+            return Ok(None);
+        };
+        let name_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        anyhow::ensure!(
+            name_ok(&self.nats_stream),
+            "--nats-stream / ANAMNESIS_NATS_STREAM: {:?} is not a stream name \
+             (letters, digits, _ and -)",
+            self.nats_stream
+        );
+        anyhow::ensure!(
+            name_ok(&self.nats_subject_prefix),
+            "--nats-subject-prefix / ANAMNESIS_NATS_SUBJECT_PREFIX: {:?} is not one subject \
+             token (letters, digits, _ and -)",
+            self.nats_subject_prefix
+        );
+        let mut config = anamnesis_projections::relay::RelayConfig::new(url.clone());
+        config.stream = self.nats_stream.clone();
+        config.prefix = self.nats_subject_prefix.clone();
+        Ok(Some(config))
     }
 
     /// Where checkpoints go.

@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod policy;
 pub mod rebuild_cli;
+pub mod relay_cli;
 pub mod replay_cli;
 pub mod routes;
 pub mod server;

@@ -123,6 +123,9 @@ impl Prepared {
         started.spawn(AccessLog);
         started.spawn(anamnesis_projections::chart::Chart);
         started.spawn(anamnesis_projections::medications::Medications);
+        if let Some(relay) = settings.relay()? {
+            started.relay(relay);
+        }
         let Projectors {
             mut runners,
             handles: projections,
@@ -238,6 +241,7 @@ impl Projectors {
             progress: progress_rx,
             failure: failure_rx,
             active: active_rx,
+            essential: true,
         });
         let report = runner::Report {
             progress,
@@ -252,6 +256,35 @@ impl Projectors {
             report,
             self.stopped.clone(),
         )));
+    }
+}
+
+impl Projectors {
+    /// Starts the relay to NATS (ADR 0018), reported like a projector but
+    /// not essential to readiness.
+    fn relay(&mut self, config: anamnesis_projections::relay::RelayConfig) {
+        let (progress, progress_rx) = watch::channel(0);
+        let (failure, failure_rx) = watch::channel(None);
+        let (active, active_rx) = watch::channel(false);
+        self.handles.push(ProjectorHandle {
+            name: anamnesis_projections::relay::NAME,
+            progress: progress_rx,
+            failure: failure_rx,
+            active: active_rx,
+            essential: false,
+        });
+        self.runners
+            .push(tokio::spawn(anamnesis_projections::relay::run(
+                self.reader.clone(),
+                self.db.clone(),
+                config,
+                runner::Report {
+                    progress,
+                    failure,
+                    active,
+                },
+                self.stopped.clone(),
+            )));
     }
 }
 

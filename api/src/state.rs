@@ -28,6 +28,10 @@ pub struct ProjectorHandle {
     pub failure: watch::Receiver<Option<Failure>>,
     /// Whether it runs in this process or stands by for another.
     pub active: watch::Receiver<bool>,
+    /// Whether the server is not ready while it is stuck: a read model is;
+    /// the relay is not (the API answers rightly while NATS is away, and
+    /// the relay catches up after; /readyz still shows its problem).
+    pub essential: bool,
 }
 
 /// Shared, cheaply cloned state.

@@ -7,6 +7,7 @@ pub mod chart;
 pub mod medications;
 pub mod patients;
 pub mod rebuild;
+pub mod relay;
 pub mod runner;
 pub mod schedule;
 pub mod sql;

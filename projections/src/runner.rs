@@ -547,7 +547,7 @@ pub async fn ensure_checkpoint_row(db: &Db, name: &str) -> Result<(), sqlx::Erro
 /// lock on a connection of its own, so that it ends with the process (or
 /// the connection); the others stand by. SQLite is one process's file:
 /// always held there.
-struct Lease {
+pub(crate) struct Lease {
     key: String,
     options: Option<sqlx::postgres::PgConnectOptions>,
     connection: Option<sqlx::PgConnection>,
@@ -562,7 +562,7 @@ const LEASE_CHECK_EVERY: Duration = Duration::from_secs(2);
 const LEASE_CALL_LIMIT: Duration = Duration::from_secs(5);
 
 impl Lease {
-    fn new(db: &Db, name: &str) -> Self {
+    pub(crate) fn new(db: &Db, name: &str) -> Self {
         Self {
             key: format!("anamnesis.projector.{name}"),
             options: match db {
@@ -578,7 +578,7 @@ impl Lease {
 
     /// Whether this runner may apply batches now: takes the lock when it is
     /// free, and notices when the connection holding it has gone.
-    async fn held(&mut self) -> bool {
+    pub(crate) async fn held(&mut self) -> bool {
         let Some(options) = &self.options else {
             return true;
         };

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod cqrs_repository;
 pub mod db;
 pub mod fixtures;
+pub mod own_nats;
 pub mod own_postgres;
 pub mod schedule;
 pub mod server;

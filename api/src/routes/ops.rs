@@ -92,6 +92,9 @@ pub struct Component {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ProjectorState {
     pub name: &'static str,
+    /// Whether the server is ready only while it is: every read model is;
+    /// the NATS relay is not (`relay`: the API answers rightly meanwhile).
+    pub essential: bool,
     /// Running and not stuck.
     pub ready: bool,
     /// Its position (read-your-writes waits for it).
@@ -106,7 +109,7 @@ pub struct ProjectorState {
 
 /// Ready when the database answers, this process can append, the log's
 /// chain verified, and no projector is stopped or stuck; the body names what
-/// is not.
+/// is not, the relay's problems (NATS away) included.
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "ready", body = Readiness),
               (status = 503, description = "not ready: the body says what is not", body = Readiness)))]
@@ -142,6 +145,7 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
             };
             ProjectorState {
                 name: p.name,
+                essential: p.essential,
                 ready: problem.is_none(),
                 position: *p.progress.borrow(),
                 active: *p.active.borrow(),
@@ -150,7 +154,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
         })
         .collect();
     let chain = ChainReadiness::from(state.chain());
-    let ready = database && writer.ready && chain.ready && projections.iter().all(|p| p.ready);
+    let ready = database
+        && writer.ready
+        && chain.ready
+        && projections.iter().all(|p| p.ready || !p.essential);
     let status = if ready {
         StatusCode::OK
     } else {
