@@ -6,6 +6,7 @@ pub mod access;
 pub mod chart;
 pub mod codec;
 pub mod dates;
+pub mod messaging;
 pub mod patient;
 pub mod schedule;
 pub mod subject;
