@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod activity;
 pub mod chart;
+pub mod messaging;
 pub mod patients;
 pub mod rebuild;
 pub mod runner;
