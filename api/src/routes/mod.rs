@@ -4,6 +4,7 @@ pub mod access_log;
 pub mod auth;
 pub mod chart;
 pub mod compliance;
+pub mod messaging;
 pub mod ops;
 pub mod patients;
 pub mod schedule;
@@ -108,6 +109,13 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(chart::remove_member))
         .routes(routes!(chart::break_glass))
         .routes(routes!(chart::list_grants))
+        .routes(routes!(messaging::start_thread))
+        .routes(routes!(messaging::get_thread))
+        .routes(routes!(messaging::post_message))
+        .routes(routes!(messaging::add_participant))
+        .routes(routes!(messaging::mark_read))
+        .routes(routes!(messaging::archive_thread))
+        .routes(routes!(messaging::inbox))
         .routes(routes!(access_log::access_log))
         .routes(routes!(access_log::my_access_log))
         .routes(routes!(compliance::patient_history))
