@@ -164,8 +164,7 @@ pub async fn start_thread(
     }
     let account = record.account();
     let mut users = vec![who.user_id];
-    users.extend(account);
-    for u in body.participants {
+    for u in account.into_iter().chain(body.participants) {
         if !users.contains(&u) {
             users.push(u);
         }
