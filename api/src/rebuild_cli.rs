@@ -14,7 +14,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Settings;
 
 /// The read models, by the name their checkpoint is kept under.
-pub const NAMES: [&str; 5] = ["activity", "patients", "schedule", "access_log", "chart"];
+pub const NAMES: [&str; 6] = [
+    "activity",
+    "patients",
+    "schedule",
+    "access_log",
+    "chart",
+    "messaging",
+];
 
 /// Rebuilds `names` (every read model when `all`).
 pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Result<()> {
@@ -54,6 +61,7 @@ async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
             "patients" => one(db, &reader, &Patients).await?,
             "schedule" => one(db, &reader, &Schedule).await?,
             "access_log" => one(db, &reader, &AccessLog).await?,
+            "messaging" => one(db, &reader, &anamnesis_projections::messaging::Messaging).await?,
             _ => one(db, &reader, &Chart).await?,
         };
         total += done.events;

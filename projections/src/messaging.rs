@@ -390,3 +390,34 @@ pub async fn messages(
     rows.truncate(usize::try_from(limit).unwrap_or(0));
     Ok((rows, more))
 }
+
+/// A thread with everyone in it and every message.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ThreadRecord {
+    pub thread: ThreadView,
+    pub participants: Vec<ParticipantView>,
+    pub messages: Vec<MessageView>,
+}
+
+/// Every thread about `patient_id`, oldest first, whole (as-of reads it
+/// from a fold of one patient's events: a handful of threads).
+pub async fn patient_threads(db: &Db, patient_id: &str) -> Result<Vec<ThreadRecord>, sqlx::Error> {
+    let sql = "SELECT thread_id, patient_id, subject, started_by, started_at, message_count, \
+               last_message_at FROM message_threads WHERE patient_id = $1 \
+               ORDER BY started_at, thread_id";
+    let threads: Vec<ThreadView> = match db {
+        Db::Postgres(p) => sqlx::query_as(sql).bind(patient_id).fetch_all(p).await?,
+        Db::Sqlite(p) => sqlx::query_as(sql).bind(patient_id).fetch_all(p).await?,
+    };
+    let mut records = Vec::with_capacity(threads.len());
+    for thread in threads {
+        let participants = participants(db, &thread.thread_id).await?;
+        let (messages, _) = messages(db, &thread.thread_id, 0, i64::MAX / 2).await?;
+        records.push(ThreadRecord {
+            thread,
+            participants,
+            messages,
+        });
+    }
+    Ok(records)
+}

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use anamnesis_commands::{Db, LogReader, StoredEvent};
 use anamnesis_projections::chart::{self, Chart, EntryView, MemberView, Timeline};
+use anamnesis_projections::messaging::{self, Messaging, ThreadRecord};
 use anamnesis_projections::patients::{self, PatientView, Patients};
 use anamnesis_projections::runner::{Decode, Envelope, Projector, Tx};
 use anamnesis_projections::schedule::{self, AppointmentFilter, AppointmentRow, Schedule};
@@ -41,6 +42,9 @@ pub struct AsOf {
     pub chart: Vec<EntryView>,
     /// The care team by assignment then.
     pub care_team: Vec<MemberView>,
+    /// Message threads about the patient, with their messages and read
+    /// receipts then.
+    pub threads: Vec<ThreadRecord>,
 }
 
 /// Folds every event about `patient` up to `point`.
@@ -60,6 +64,7 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
         appointments: Vec::new(),
         chart: Vec::new(),
         care_team: Vec::new(),
+        threads: Vec::new(),
     };
     let mut after = 0;
     loop {
@@ -98,6 +103,7 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
     };
     result.chart = chart::timeline(&scratch, &timeline).await?.0;
     result.care_team = chart::members(&scratch, &patient.to_string()).await?;
+    result.threads = messaging::patient_threads(&scratch, &patient.to_string()).await?;
     scratch.close().await;
     Ok(result)
 }
@@ -107,6 +113,7 @@ async fn fold(db: &Db, page: &[StoredEvent]) -> Result<(), ReplayError> {
     apply(db, &Patients, page).await?;
     apply(db, &Schedule, page).await?;
     apply(db, &Chart, page).await?;
+    apply(db, &Messaging, page).await?;
     Ok(())
 }
 

@@ -184,6 +184,29 @@ async fn a_patient_and_their_doctor_exchange_messages(backend: Backend) -> anyho
         .filter(|e| e["event_type"] == "message_thread.message_posted")
         .count();
     assert_eq!(posted, 4, "{history:?}");
+    // As-of shows the thread as it was: one message, then all four.
+    let first = started.body["position"].as_i64().unwrap();
+    let then = get(
+        &s,
+        &officer,
+        &format!("/v1/patients/{marie_id}/as-of?position={first}"),
+    )
+    .await?;
+    assert_eq!(then.status, 200, "{then:?}");
+    let threads = then.body["threads"].as_array().unwrap();
+    assert_eq!(threads.len(), 1, "{then:?}");
+    assert_eq!(threads[0]["thread"]["subject"], "My blood test");
+    assert_eq!(threads[0]["messages"].as_array().unwrap().len(), 1);
+    let now = get(
+        &s,
+        &officer,
+        &format!("/v1/patients/{marie_id}/as-of?position=1000000"),
+    )
+    .await?;
+    assert_eq!(
+        now.body["threads"][0]["messages"].as_array().unwrap().len(),
+        4
+    );
     s.stop().await
 }
 

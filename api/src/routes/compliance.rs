@@ -149,6 +149,8 @@ pub struct RecordAsOf {
     pub chart: Vec<anamnesis_projections::chart::EntryView>,
     /// The care team by assignment then.
     pub care_team: Vec<anamnesis_projections::chart::MemberView>,
+    /// Message threads about the patient, with their messages then.
+    pub threads: Vec<anamnesis_projections::messaging::ThreadRecord>,
 }
 
 /// A patient's whole record as it was known at a time or log position,
@@ -192,5 +194,6 @@ pub async fn patient_as_of(
         appointments,
         chart: record.chart,
         care_team: record.care_team,
+        threads: record.threads,
     }))
 }
