@@ -383,6 +383,42 @@ mod tests {
     }
 
     #[test]
+    fn only_participants_reach_a_thread_and_compliance_reads_it() {
+        let about = |participant| Context {
+            participant,
+            ..Context::in_care(THEIRS, Care::Team)
+        };
+        for role in [Role::Patient, Role::Doctor, Role::Nurse, Role::Staff] {
+            let p = principal(role, Some(THEIRS).filter(|_| role == Role::Patient));
+            for action in [
+                Action::ReadThread,
+                Action::PostMessage,
+                Action::ManageThread,
+            ] {
+                assert!(authorize(&p, action, &about(true)).is_ok(), "{role:?}");
+                // Neither the care team nor the patient's own record opens
+                // a thread they take no part in.
+                assert!(authorize(&p, action, &about(false)).is_err(), "{role:?}");
+            }
+        }
+        let c = principal(Role::Compliance, None);
+        assert!(authorize(&c, Action::ReadThread, &about(false)).is_ok());
+        assert!(authorize(&c, Action::PostMessage, &about(false)).is_err());
+        // Starting one: the patient, their care team, the front desk.
+        let doctor = principal(Role::Doctor, None);
+        assert!(authorize(&doctor, Action::StartThread, &Context::patient(THEIRS)).is_err());
+        assert!(authorize(&doctor, Action::StartThread, &about(false)).is_ok());
+        let me = principal(Role::Patient, Some(MINE));
+        assert!(authorize(&me, Action::StartThread, &Context::patient(MINE)).is_ok());
+        assert!(authorize(&me, Action::StartThread, &Context::patient(THEIRS)).is_err());
+        for role in [Role::Admin, Role::Analyst, Role::Compliance] {
+            let p = principal(role, None);
+            assert!(authorize(&p, Action::StartThread, &about(true)).is_err());
+            assert!(authorize(&p, Action::ReadInbox, &Context::NONE).is_err());
+        }
+    }
+
+    #[test]
     fn authors_change_their_own_entries_and_doctors_any() {
         let doctor = principal(Role::Doctor, None);
         let nurse = principal(Role::Nurse, None);
