@@ -238,28 +238,65 @@ pub struct InboxItem {
     pub last_message_at: Seconds,
 }
 
-/// A page of `user_id`'s threads, newest message first, archived or not;
-/// after the cursor `(last_message_at, thread_id)`; one more than `limit`
-/// tells whether there is more.
+/// Whose threads an inbox lists: every thread the user takes part in, or,
+/// for a doctor or nurse, only those about patients still in their care by
+/// assignment or by an appointment ending at or after `since` (seconds), as
+/// the care-team and appointment read models say (ADR 0017).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    All,
+    InCareSince(i64),
+}
+
+/// The `WHERE` condition of [`Reach`] (`$1` the user, `$2` the `since`).
+fn reach(reach: Reach) -> &'static str {
+    match reach {
+        // `$2` is bound either way; here it asks nothing.
+        Reach::All => "$2 >= 0",
+        Reach::InCareSince(_) => {
+            "(p.party <> 'care_team' OR t.patient_id IN ( \
+               SELECT patient_id FROM care_team_members WHERE user_id = $1 \
+               UNION \
+               SELECT a.patient_id FROM appointments a \
+               JOIN providers pr ON pr.provider_id = a.provider_id \
+               WHERE pr.user_id = $1 AND a.status <> 'cancelled' AND a.ends_at >= $2))"
+        }
+    }
+}
+
+fn since(r: Reach) -> i64 {
+    match r {
+        Reach::All => 0,
+        Reach::InCareSince(s) => s,
+    }
+}
+
+/// A page of `user_id`'s threads within `reach`, newest message first,
+/// archived or not; after the cursor `(last_message_at, thread_id)`; one
+/// more than `limit` tells whether there is more.
 pub async fn inbox(
     db: &Db,
-    user_id: &str,
+    (user_id, within): (&str, Reach),
     archived: bool,
     before: Option<(i64, String)>,
     limit: i64,
 ) -> Result<(Vec<InboxItem>, bool), sqlx::Error> {
     let (secs, id) = before.unwrap_or((i64::MAX, String::new()));
-    let sql = "SELECT t.thread_id, t.patient_id, t.subject, t.message_count, \
-               t.message_count - p.read_up_to AS unread, t.last_message_at \
-               FROM thread_participants p JOIN message_threads t ON t.thread_id = p.thread_id \
-               WHERE p.user_id = $1 AND p.archived = $2 \
-                 AND (t.last_message_at < $3 OR (t.last_message_at = $3 AND ($4 = '' OR t.thread_id < $4))) \
-               ORDER BY t.last_message_at DESC, t.thread_id DESC LIMIT $5";
+    let sql = format!(
+        "SELECT t.thread_id, t.patient_id, t.subject, t.message_count, \
+         t.message_count - p.read_up_to AS unread, t.last_message_at \
+         FROM thread_participants p JOIN message_threads t ON t.thread_id = p.thread_id \
+         WHERE p.user_id = $1 AND {} AND p.archived = $3 \
+           AND (t.last_message_at < $4 OR (t.last_message_at = $4 AND ($5 = '' OR t.thread_id < $5))) \
+         ORDER BY t.last_message_at DESC, t.thread_id DESC LIMIT $6",
+        reach(within)
+    );
     let archived = i64::from(archived);
     macro_rules! run {
         ($pool:expr) => {
-            sqlx::query_as(sql)
+            sqlx::query_as(&sql)
                 .bind(user_id)
+                .bind(since(within))
                 .bind(archived)
                 .bind(secs)
                 .bind(&id)
@@ -278,15 +315,34 @@ pub async fn inbox(
 }
 
 /// How many messages `user_id` has not read, over the threads in their
-/// inbox (not archived), and in how many threads.
-pub async fn unread_total(db: &Db, user_id: &str) -> Result<(i64, i64), sqlx::Error> {
-    let sql = "SELECT CAST(COALESCE(SUM(t.message_count - p.read_up_to), 0) AS BIGINT), \
-               CAST(COUNT(*) FILTER (WHERE t.message_count > p.read_up_to) AS BIGINT) \
-               FROM thread_participants p JOIN message_threads t ON t.thread_id = p.thread_id \
-               WHERE p.user_id = $1 AND p.archived = 0";
+/// inbox (within `reach`, not archived), and in how many threads.
+pub async fn unread_total(
+    db: &Db,
+    (user_id, within): (&str, Reach),
+) -> Result<(i64, i64), sqlx::Error> {
+    let sql = format!(
+        "SELECT CAST(COALESCE(SUM(t.message_count - p.read_up_to), 0) AS BIGINT), \
+         CAST(COUNT(*) FILTER (WHERE t.message_count > p.read_up_to) AS BIGINT) \
+         FROM thread_participants p JOIN message_threads t ON t.thread_id = p.thread_id \
+         WHERE p.user_id = $1 AND {} AND p.archived = 0",
+        reach(within)
+    );
+    let since = since(within);
     Ok(match db {
-        Db::Postgres(p) => sqlx::query_as(sql).bind(user_id).fetch_one(p).await?,
-        Db::Sqlite(p) => sqlx::query_as(sql).bind(user_id).fetch_one(p).await?,
+        Db::Postgres(p) => {
+            sqlx::query_as(&sql)
+                .bind(user_id)
+                .bind(since)
+                .fetch_one(p)
+                .await?
+        }
+        Db::Sqlite(p) => {
+            sqlx::query_as(&sql)
+                .bind(user_id)
+                .bind(since)
+                .fetch_one(p)
+                .await?
+        }
     })
 }
 

@@ -313,6 +313,10 @@ async fn only_the_care_team_and_the_front_desk_take_part(backend: Backend) -> an
     assert_eq!(r.status, 200, "{r:?}");
     let r = get(&s, &doctor, &path).await?;
     assert_eq!((r.status, r.code()), (403, "forbidden"), "{r:?}");
+    // Nor is its subject in his inbox any more.
+    let inbox = get(&s, &doctor, "/v1/me/threads").await?;
+    assert_eq!(inbox.body["items"], json!([]), "{inbox:?}");
+    assert_eq!(inbox.body["unread_total"], 0, "{inbox:?}");
     // Marie and the desk still do.
     let r = post(
         &s,
@@ -323,5 +327,31 @@ async fn only_the_care_team_and_the_front_desk_take_part(backend: Backend) -> an
     .await?;
     assert_eq!(r.status, 201, "{r:?}");
     assert_eq!(get(&s, &desk, &path).await?.status, 200);
+
+    // The desk's inbox pages, newest message first.
+    let second = post(
+        &s,
+        &marie,
+        "/v1/threads",
+        start(json!([desk_id]), "Parking?"),
+    )
+    .await?;
+    assert_eq!(second.status, 201, "{second:?}");
+    let first_page = get(&s, &desk, "/v1/me/threads?limit=1").await?;
+    assert_eq!(first_page.status, 200, "{first_page:?}");
+    assert_eq!(first_page.body["items"][0]["thread_id"], second.body["id"]);
+    assert_eq!(first_page.body["unread_total"], 2, "{first_page:?}");
+    let cursor = first_page.body["next_cursor"].as_str().unwrap();
+    let next = get(
+        &s,
+        &desk,
+        &format!("/v1/me/threads?limit=1&cursor={cursor}"),
+    )
+    .await?;
+    assert_eq!(
+        next.body["items"][0]["thread_id"].as_str(),
+        path.strip_prefix("/v1/threads/")
+    );
+    assert_eq!(next.body["next_cursor"], Value::Null, "{next:?}");
     s.stop().await
 }

@@ -19,7 +19,7 @@ use anamnesis_domain::messaging::{
 use anamnesis_domain::patient::Patient;
 use anamnesis_domain::user::{Role, User};
 use anamnesis_projections::messaging::{
-    self as read_model, InboxItem, MessageView, ParticipantView, ThreadView,
+    self as read_model, InboxItem, MessageView, ParticipantView, Reach, ThreadView,
 };
 
 use super::Accepted;
@@ -509,9 +509,22 @@ pub async fn inbox(
     let before = inbox_cursor(p.cursor)?;
     let limit = page_size(p.limit, 50, 200)?;
     min.wait(state.progress(read_model::NAME)).await?;
+    // A doctor or nurse sees the threads of patients still in their care
+    // (as the care-team and appointment read models say, like a search page).
+    let reach = if matches!(who.role, Role::Doctor | Role::Nurse) {
+        min.wait(state.progress(anamnesis_projections::chart::NAME))
+            .await?;
+        min.wait(state.progress(anamnesis_projections::schedule::NAME))
+            .await?;
+        Reach::InCareSince((Utc::now() - state.clinical().care_after_visit).timestamp())
+    } else {
+        Reach::All
+    };
     let user = who.user_id.to_string();
-    let (items, more) = read_model::inbox(state.reads(), &user, archived, before, limit).await?;
-    let (unread_total, unread_threads) = read_model::unread_total(state.reads(), &user).await?;
+    let (items, more) =
+        read_model::inbox(state.reads(), (&user, reach), archived, before, limit).await?;
+    let (unread_total, unread_threads) =
+        read_model::unread_total(state.reads(), (&user, reach)).await?;
     // Subjects are patient data: the page's patients are recorded as read.
     let patients = ids(items.iter().map(|i| i.patient_id.as_str()))?;
     record(&state, &who, "GET /v1/me/threads", patients).await?;
