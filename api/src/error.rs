@@ -549,3 +549,30 @@ impl Rule for anamnesis_domain::medication::MedicationError {
         ApiError::invalid(code, field, self)
     }
 }
+
+/// The stable code and field of each messaging rule.
+impl Rule for anamnesis_domain::messaging::MessagingError {
+    fn problem(self) -> ApiError {
+        use anamnesis_domain::messaging::MessagingError as M;
+        let (code, field) = match &self {
+            M::EmptyField(f) => ("empty_field", Some(*f)),
+            M::TooLong(f) => ("too_long", Some(*f)),
+            M::InvalidCharacters(f) => ("invalid_characters", Some(*f)),
+            M::AlreadyExists => ("already_exists", None),
+            M::UnknownThread => return ApiError::NotFound,
+            M::NoPatient => ("no_patient", Some("patient_id")),
+            M::NoCounterpart => ("no_counterpart", Some("participants")),
+            M::NotEligible => ("not_eligible", Some("participants")),
+            M::TooManyParticipants(_) => ("too_many_participants", Some("participants")),
+            M::AlreadyParticipant => {
+                return ApiError::Conflict {
+                    code: "already_participant",
+                    detail: self.to_string(),
+                }
+            }
+            M::NotAParticipant => return ApiError::Forbidden,
+            M::UnknownMessage => ("unknown_message", Some("up_to")),
+        };
+        ApiError::invalid(code, field, self)
+    }
+}

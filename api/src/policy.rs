@@ -22,7 +22,8 @@ use crate::error::ApiError;
 /// a break-the-glass grant for them; `+ own` also to a patient acting on
 /// their own record; `+ provider` also to the doctor or nurse whose
 /// provider calendar the action is about (their own schedule, an
-/// appointment with them). A condition that depends on data becomes a
+/// appointment with them); `+ participant` also to whoever takes part in
+/// the message thread the action is about. A condition that depends on data becomes a
 /// keyword here and a fact on [`Context`], which the handler passes in or
 /// the policy layer looks up; `domain/` never decides access.
 macro_rules! policy {
@@ -43,12 +44,14 @@ macro_rules! policy {
                     carers: &[$($(Role::$carer),*)?],
                     own: policy!(@has own; $($cond)*),
                     provider: policy!(@has provider; $($cond)*),
+                    participant: policy!(@has participant; $($cond)*),
                 },)*
             }
         }
     };
     (@has own; own $($rest:ident)*) => { true };
     (@has provider; provider $($rest:ident)*) => { true };
+    (@has participant; participant $($rest:ident)*) => { true };
     (@has $want:ident; $first:ident $($rest:ident)*) => { policy!(@has $want; $($rest)*) };
     (@has $want:ident;) => { false };
 }
@@ -97,6 +100,14 @@ policy! {
     ChangeMedication => [] in care [Doctor];
     RequestRefill => [] + own;
     RecordAdministration => [] in care [Doctor, Nurse];
+    // Secure messaging (ADR 0017): only a thread's participants read and
+    // write it (a doctor or nurse while still in the patient's care);
+    // compliance reads, recorded. Break-the-glass opens no thread.
+    StartThread => [Staff] in care [Doctor, Nurse] + own;
+    ReadThread => [Compliance] + participant;
+    PostMessage => [] + participant;
+    ManageThread => [] + participant;
+    ReadInbox => [Patient, Doctor, Nurse, Staff];
 }
 
 /// How much of a patient record a permitted read may show.
@@ -116,6 +127,7 @@ struct Rule {
     carers: &'static [Role],
     own: bool,
     provider: bool,
+    participant: bool,
 }
 
 /// How the caller stands to the patient the action is about.
@@ -141,6 +153,9 @@ pub struct Context {
     pub provider_user: Option<Uuid>,
     /// Whether the caller is in the patient's care.
     pub care: Care,
+    /// Whether the caller takes part in the message thread the action is
+    /// about (ADR 0017).
+    pub participant: bool,
 }
 
 impl Context {
@@ -149,6 +164,7 @@ impl Context {
         patient: None,
         provider_user: None,
         care: Care::None,
+        participant: false,
     };
 
     /// An action on patient `id`'s record, by someone not in their care.
@@ -201,7 +217,8 @@ pub fn authorize(who: &Principal, action: Action, context: &Context) -> Result<V
         && who.patient_id == context.patient;
     let provider = r.provider && context.is_provider(who);
     let carer = r.carers.contains(&who.role) && context.care != Care::None;
-    if !(own || provider || carer || r.roles.contains(&who.role)) {
+    let participant = r.participant && context.participant;
+    if !(own || provider || carer || participant || r.roles.contains(&who.role)) {
         return Err(ApiError::Forbidden);
     }
     Ok(match who.role {
@@ -321,6 +338,7 @@ mod tests {
                     | Action::ReadChart
                     | Action::ReadCareTeam
                     | Action::ListGrants
+                    | Action::ReadThread
             ) {
                 assert!(
                     authorize(&c, action, &Context::patient(THEIRS)).is_err(),
@@ -369,6 +387,42 @@ mod tests {
             &Context::in_care(THEIRS, Care::Team)
         )
         .is_err());
+    }
+
+    #[test]
+    fn only_participants_reach_a_thread_and_compliance_reads_it() {
+        let about = |participant| Context {
+            participant,
+            ..Context::in_care(THEIRS, Care::Team)
+        };
+        for role in [Role::Patient, Role::Doctor, Role::Nurse, Role::Staff] {
+            let p = principal(role, Some(THEIRS).filter(|_| role == Role::Patient));
+            for action in [
+                Action::ReadThread,
+                Action::PostMessage,
+                Action::ManageThread,
+            ] {
+                assert!(authorize(&p, action, &about(true)).is_ok(), "{role:?}");
+                // Neither the care team nor the patient's own record opens
+                // a thread they take no part in.
+                assert!(authorize(&p, action, &about(false)).is_err(), "{role:?}");
+            }
+        }
+        let c = principal(Role::Compliance, None);
+        assert!(authorize(&c, Action::ReadThread, &about(false)).is_ok());
+        assert!(authorize(&c, Action::PostMessage, &about(false)).is_err());
+        // Starting one: the patient, their care team, the front desk.
+        let doctor = principal(Role::Doctor, None);
+        assert!(authorize(&doctor, Action::StartThread, &Context::patient(THEIRS)).is_err());
+        assert!(authorize(&doctor, Action::StartThread, &about(false)).is_ok());
+        let me = principal(Role::Patient, Some(MINE));
+        assert!(authorize(&me, Action::StartThread, &Context::patient(MINE)).is_ok());
+        assert!(authorize(&me, Action::StartThread, &Context::patient(THEIRS)).is_err());
+        for role in [Role::Admin, Role::Analyst, Role::Compliance] {
+            let p = principal(role, None);
+            assert!(authorize(&p, Action::StartThread, &about(true)).is_err());
+            assert!(authorize(&p, Action::ReadInbox, &Context::NONE).is_err());
+        }
     }
 
     #[test]

@@ -14,13 +14,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Settings;
 
 /// The read models, by the name their checkpoint is kept under.
-pub const NAMES: [&str; 6] = [
+pub const NAMES: [&str; 7] = [
     "activity",
     "patients",
     "schedule",
     "access_log",
     "chart",
     "medications",
+    "messaging",
 ];
 
 /// Rebuilds `names` (every read model when `all`).
@@ -63,6 +64,7 @@ async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
             "access_log" => one(db, &reader, &AccessLog).await?,
             "chart" => one(db, &reader, &Chart).await?,
             "medications" => one(db, &reader, &Medications).await?,
+            "messaging" => one(db, &reader, &anamnesis_projections::messaging::Messaging).await?,
             other => anyhow::bail!("no read model is called {other:?}"),
         };
         total += done.events;

@@ -126,6 +126,7 @@ impl Prepared {
         if let Some(relay) = settings.relay()? {
             started.relay(relay);
         }
+        started.spawn(anamnesis_projections::messaging::Messaging);
         let Projectors {
             mut runners,
             handles: projections,

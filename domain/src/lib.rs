@@ -7,6 +7,7 @@ pub mod chart;
 pub mod codec;
 pub mod dates;
 pub mod medication;
+pub mod messaging;
 pub mod patient;
 pub mod schedule;
 pub mod subject;

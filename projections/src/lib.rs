@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod activity;
 pub mod chart;
 pub mod medications;
+pub mod messaging;
 pub mod patients;
 pub mod rebuild;
 pub mod relay;

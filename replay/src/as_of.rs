@@ -11,6 +11,7 @@ use uuid::Uuid;
 use anamnesis_commands::{Db, LogReader, StoredEvent};
 use anamnesis_projections::chart::{self, Chart, EntryView, MemberView, Timeline};
 use anamnesis_projections::medications::{self, MedicationView, Medications};
+use anamnesis_projections::messaging::{self, Messaging, ThreadRecord};
 use anamnesis_projections::patients::{self, PatientView, Patients};
 use anamnesis_projections::runner::{Decode, Envelope, Projector, Tx};
 use anamnesis_projections::schedule::{self, AppointmentFilter, AppointmentRow, Schedule};
@@ -44,6 +45,9 @@ pub struct AsOf {
     pub care_team: Vec<MemberView>,
     /// Every medication order, as then in effect (active first).
     pub medications: Vec<MedicationView>,
+    /// Message threads about the patient, with their messages and read
+    /// receipts then.
+    pub threads: Vec<ThreadRecord>,
 }
 
 /// Folds every event about `patient` up to `point`.
@@ -64,6 +68,7 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
         chart: Vec::new(),
         care_team: Vec::new(),
         medications: Vec::new(),
+        threads: Vec::new(),
     };
     let mut after = 0;
     loop {
@@ -103,6 +108,7 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
     result.chart = chart::timeline(&scratch, &timeline).await?.0;
     result.care_team = chart::members(&scratch, &patient.to_string()).await?;
     result.medications = medications::list(&scratch, &patient.to_string(), false).await?;
+    result.threads = messaging::patient_threads(&scratch, &patient.to_string()).await?;
     scratch.close().await;
     Ok(result)
 }
@@ -113,6 +119,7 @@ async fn fold(db: &Db, page: &[StoredEvent]) -> Result<(), ReplayError> {
     apply(db, &Schedule, page).await?;
     apply(db, &Chart, page).await?;
     apply(db, &Medications, page).await?;
+    apply(db, &Messaging, page).await?;
     Ok(())
 }
 

@@ -62,6 +62,7 @@ pub fn normalized(stored: &StoredEvent) -> Result<Value, ReplayError> {
         "chart_entry" => through::<anamnesis_domain::chart::EntryEvent>(stored),
         "care_team" => through::<anamnesis_domain::chart::CareEvent>(stored),
         "medication" => through::<anamnesis_domain::medication::MedicationEvent>(stored),
+        "message_thread" => through::<anamnesis_domain::messaging::ThreadEvent>(stored),
         other => Err(ReplayError::UnknownAggregate {
             position: stored.global_position,
             aggregate_type: other.to_owned(),

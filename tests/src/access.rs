@@ -164,6 +164,9 @@ pub const TABLE: &[Row] = {
     // patient's own record, the patient and the nurse too.
     const CHART_READERS: Who = Roles(&["doctor", "compliance"]);
     const CHART_READERS_OWN: Who = Roles(&["patient", "doctor", "nurse", "compliance"]);
+    // Messaging: a thread's participants, and compliance reads.
+    const THREAD_PARTIES: Who = Roles(&["patient", "doctor", "staff"]);
+    const THREAD_READERS: Who = Roles(&["patient", "doctor", "staff", "compliance"]);
     &[
         row("POST /v1/auth/login", None, Anyone, 200),
         row("POST /v1/auth/refresh", None, Anyone, 200),
@@ -628,6 +631,41 @@ pub const TABLE: &[Row] = {
             Doctors,
             Roles(&["doctor"]),
             201,
+        ),
+        // Secure messaging (ADR 0017). On `Own`, the thread is between the
+        // patient, the doctor and the front desk: the nurse, on the care
+        // team, takes no part. A thread needs the patient's own account:
+        // the records `Doctors` and `Glass` have none, so a permitted start
+        // there is refused by the domain; break-the-glass opens no thread.
+        row(
+            "POST /v1/threads",
+            Own,
+            Roles(&["patient", "doctor", "nurse", "staff"]),
+            201,
+        ),
+        row(
+            "POST /v1/threads",
+            Doctors,
+            Roles(&["doctor", "staff"]),
+            201,
+        )
+        .refused_by_domain("no_patient"),
+        row("POST /v1/threads", Glass, Roles(&["staff"]), 201).refused_by_domain("no_patient"),
+        row("GET /v1/threads/{id}", Own, THREAD_READERS, 200),
+        row("POST /v1/threads/{id}/messages", Own, THREAD_PARTIES, 201),
+        row(
+            "POST /v1/threads/{id}/participants",
+            Own,
+            THREAD_PARTIES,
+            201,
+        ),
+        row("POST /v1/threads/{id}/read", Own, THREAD_PARTIES, 200),
+        row("POST /v1/threads/{id}/archive", Own, THREAD_PARTIES, 200),
+        row(
+            "GET /v1/me/threads",
+            None,
+            Roles(&["patient", "doctor", "nurse", "staff"]),
+            200,
         ),
         row("GET /healthz", None, Anyone, 200),
         row("GET /readyz", None, Anyone, 200),

@@ -5,14 +5,17 @@
 //! lowercased). The scheduling free text too: a provider's display name and
 //! specialty, a visit's reason, an overbooking's, a cancellation's and a
 //! closure's; and the chart's: note sections, a lab's test and unit, a
-//! diagnosis, a procedure, a vaccine's lot.
+//! diagnosis, a procedure, a vaccine's lot; and a message thread's subject
+//! and a message's body.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use anamnesis_tests::db::Backend;
-use anamnesis_tests::fixtures::{admin, at, patient, user};
+use anamnesis_tests::fixtures::{admin, at, patient, patient_account, user};
 use anamnesis_tests::schedule::{enroll, hours, set_hours, user_id, EVERY_DAY};
 use anamnesis_tests::server::TestServer;
 use chrono::{DateTime, Duration, NaiveTime, Utc};
@@ -50,9 +53,11 @@ enum Field {
     Chart(&'static str, &'static str),
     /// A prescription's text field (`name` of the drug, `instructions`).
     Medication(&'static str),
+    /// A message thread's subject or its first message's body.
+    Message(&'static str),
 }
 
-const FIELDS: [Field; 30] = [
+const FIELDS: [Field; 32] = [
     Field::Demographic("family_name"),
     Field::Demographic("given_name"),
     Field::Demographic("phone"),
@@ -83,6 +88,8 @@ const FIELDS: [Field; 30] = [
     Field::Chart("immunization", "lot"),
     Field::Medication("name"),
     Field::Medication("instructions"),
+    Field::Message("subject"),
+    Field::Message("body"),
 ];
 
 /// What the scheduling fields need: an admin and the front desk, and a
@@ -212,6 +219,7 @@ fn roundtrip(backend: Backend) {
                     chart_case(&s, &doctor, &record, (kind, name), &text).await
                 }
                 Field::Medication(name) => medication_case(&s, &doctor, case, name, &text).await,
+                Field::Message(name) => message_case(&s, &scheduling.staff, name, &text).await,
                 field => one_case(&s, &doctor, &record, case, field, &text).await,
             }
         });
@@ -293,7 +301,8 @@ async fn one_case(
         | Field::CancelReason
         | Field::ClosureReason
         | Field::Chart(..)
-        | Field::Medication(_) => {
+        | Field::Medication(_)
+        | Field::Message(_) => {
             anyhow::bail!("another domain's field in a patient case")
         }
         Field::Condition(name) => {
@@ -619,4 +628,80 @@ async fn medication_case(
         text.trim()
     );
     Ok(true)
+}
+
+/// One value in a message thread's subject or body, as [`one_case`] does
+/// for the record: the patient (an account made by the first case) writes
+/// to the front desk.
+async fn message_case(s: &TestServer, desk: &str, name: &str, text: &str) -> anyhow::Result<bool> {
+    // One patient account per server, made by its first case.
+    static WRITERS: Mutex<BTreeMap<String, String>> = Mutex::new(BTreeMap::new());
+    let known = WRITERS.lock().unwrap().get(&s.base).cloned();
+    let patient = match known {
+        Some(token) => token,
+        None => {
+            let token = patient_account(s, "fuzz.patient", "Writer").await?.0;
+            WRITERS
+                .lock()
+                .unwrap()
+                .insert(s.base.clone(), token.clone());
+            token
+        }
+    };
+    let patient_id = claim(&patient, "pid")?;
+    let mut body = json!({"patient_id": patient_id, "subject": "Question", "body": "Hello",
+                          "participants": [claim(desk, "sub")?]});
+    body[name] = json!(text);
+    let before = s.event_count().await?;
+    let r = s
+        .call("POST", "/v1/threads", Some(&patient), Some(body), &[])
+        .await?;
+    if r.status == 422 {
+        anyhow::ensure!(r.field() == name, "refused naming another field: {r:?}");
+        anyhow::ensure!(
+            s.event_count().await? == before,
+            "a refused request wrote events"
+        );
+        return Ok(false);
+    }
+    anyhow::ensure!(r.status == 201, "neither stored nor refused: {r:?}");
+    let id = r.body["id"].as_str().unwrap_or_default();
+    let read = s
+        .call(
+            "GET",
+            &format!("/v1/threads/{id}"),
+            Some(&patient),
+            None,
+            &at(&r),
+        )
+        .await?;
+    anyhow::ensure!(read.status == 200, "not read back: {read:?}");
+    let back = match name {
+        "subject" => &read.body["thread"]["subject"],
+        _ => &read.body["messages"][0]["body"],
+    };
+    anyhow::ensure!(
+        back.as_str() == Some(text.trim()),
+        "read back {back:?}, expected {:?}",
+        text.trim()
+    );
+    Ok(true)
+}
+
+/// A claim of a bearer token, read without checking the signature (as
+/// `fixtures::user_id_of` does).
+fn claim(token: &str, name: &str) -> anyhow::Result<String> {
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.insecure_disable_signature_validation();
+    validation.validate_aud = false;
+    validation.validate_exp = false;
+    let data = jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(&[]),
+        &validation,
+    )?;
+    data.claims[name]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow::anyhow!("a token without {name}"))
 }

@@ -151,6 +151,8 @@ pub struct RecordAsOf {
     pub care_team: Vec<anamnesis_projections::chart::MemberView>,
     /// Every medication order, as then in effect.
     pub medications: Vec<anamnesis_projections::medications::MedicationView>,
+    /// Message threads about the patient, with their messages then.
+    pub threads: Vec<anamnesis_projections::messaging::ThreadRecord>,
 }
 
 /// A patient's whole record as it was known at a time or log position,
@@ -195,5 +197,6 @@ pub async fn patient_as_of(
         chart: record.chart,
         care_team: record.care_team,
         medications: record.medications,
+        threads: record.threads,
     }))
 }

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chart;
 pub mod compliance;
 pub mod medications;
+pub mod messaging;
 pub mod ops;
 pub mod patients;
 pub mod schedule;
@@ -118,6 +119,13 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(medications::decide_refill))
         .routes(routes!(medications::administer))
         .routes(routes!(medications::doses))
+        .routes(routes!(messaging::start_thread))
+        .routes(routes!(messaging::get_thread))
+        .routes(routes!(messaging::post_message))
+        .routes(routes!(messaging::add_participant))
+        .routes(routes!(messaging::mark_read))
+        .routes(routes!(messaging::archive_thread))
+        .routes(routes!(messaging::inbox))
         .routes(routes!(access_log::access_log))
         .routes(routes!(access_log::my_access_log))
         .routes(routes!(compliance::patient_history))

@@ -33,9 +33,17 @@ pub struct Patient {
     deceased: bool,
     /// Identifiers as last registered or updated: unique across patients.
     identifiers: Vec<Identifier>,
+    /// The user account that is this patient, when they registered themselves.
+    #[serde(default)]
+    account: Option<Uuid>,
 }
 
 impl Patient {
+    /// The patient's own user account, when they registered themselves.
+    pub fn account(&self) -> Option<Uuid> {
+        self.account
+    }
+
     fn registered(&self) -> bool {
         self.birth_date.is_some()
     }
@@ -118,6 +126,13 @@ impl Aggregate for Patient {
     }
 
     fn apply(&mut self, event: Self::Event) {
+        if let PatientEvent::PatientRegistered {
+            user_id: Some(user_id),
+            ..
+        } = &event
+        {
+            self.account = Some(*user_id);
+        }
         match event {
             PatientEvent::PatientRegistered { demographics, .. }
             | PatientEvent::DemographicsUpdated { demographics } => {

@@ -464,3 +464,17 @@ fn an_unknown_version_is_refused_by_name() {
         Err(DecodeError::Unknown { .. })
     ));
 }
+
+#[test]
+fn a_patient_who_registered_themself_is_known_by_their_account() {
+    let account = Uuid::from_u128(0xACC);
+    let mut p = Patient::default();
+    p.apply(registered());
+    assert_eq!(p.account(), None);
+    let mut p = Patient::default();
+    p.apply(PatientEvent::PatientRegistered {
+        demographics: parse_demographics(&input(), today()).unwrap(),
+        user_id: Some(account),
+    });
+    assert_eq!(p.account(), Some(account));
+}

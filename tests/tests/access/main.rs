@@ -22,6 +22,7 @@ use anamnesis_tests::server::{Reply, TestServer};
 
 mod chart;
 mod medications;
+mod messaging;
 mod schedule;
 
 on_both_backends!(every_endpoint_answers_every_role_per_the_matrix);
@@ -60,6 +61,8 @@ struct World {
     medications: Vec<(String, String)>,
     /// A document on the own record, for the route that reads its bytes.
     document: Option<String>,
+    /// The message thread the messaging routes act on, once started.
+    thread: Option<String>,
     /// The providers and appointments the scheduling routes act on.
     clinic: schedule::Clinic,
     /// Makes names, identifiers and substances unique per call.
@@ -133,6 +136,7 @@ impl World {
             notes: Vec::new(),
             medications: Vec::new(),
             document: None,
+            thread: None,
             clinic: schedule::Clinic::default(),
             n: 0,
         };
@@ -265,6 +269,14 @@ impl World {
                 })
             }
             None => {}
+        }
+        if let Some((path, body)) = self.messaging_request(row, &id).await? {
+            return Ok(Call {
+                path,
+                body,
+                raw: None,
+                token,
+            });
         }
         let family = match row.record {
             Record::Own => "Patient",
