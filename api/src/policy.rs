@@ -339,6 +339,7 @@ mod tests {
                     | Action::ReadCareTeam
                     | Action::ListGrants
                     | Action::ReadThread
+                    | Action::ReadMedications
             ) {
                 assert!(
                     authorize(&c, action, &Context::patient(THEIRS)).is_err(),
