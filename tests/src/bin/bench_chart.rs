@@ -1,7 +1,8 @@
 //! The clinical record under load: entry writes (vital signs and lab
 //! results by the patient's doctor) at the maximum rate and at half of it,
-//! and timeline reads (the first page, 50 entries) of a patient with 500
-//! entries. A real server on a fresh database, spoken to over TCP; every
+//! timeline reads (the first page, 50 entries) of a patient with 500
+//! entries, and prescriptions (each checked against the patient's recorded
+//! penicillin allergy and fenced on their record, ADR 0015). A real server on a fresh database, spoken to over TCP; every
 //! write and read goes through the care-team check and every read is
 //! recorded in the access log, as in production. The baseline is the same
 //! server's patient point read, measured in the same run.
@@ -110,6 +111,10 @@ async fn main() -> anyhow::Result<()> {
         let r = call(&server, "POST", "/v1/patients", &doctor, Some(&patient(i))).await?;
         patients.push(r["id"].as_str().context("patient id")?.to_owned());
     }
+    for p in &patients {
+        let allergy = json!({"substance": "Penicillin", "reaction": "rash", "severity": "mild"});
+        call(&server, "POST", &format!("/v1/patients/{p}/allergies"), &doctor, Some(&allergy)).await?;
+    }
     let patients = Arc::new(patients);
     let heavy = patients[0].clone();
     let mut last = Value::Null;
@@ -156,6 +161,26 @@ async fn main() -> anyhow::Result<()> {
             async move { fetch(&server, &timeline, &doctor).await }
         }
     };
+    let prescribe = {
+        let (server, doctor, patients) = (server.clone(), doctor.clone(), patients.clone());
+        move |i: u64| {
+            let (server, doctor, patients) = (server.clone(), doctor.clone(), patients.clone());
+            async move {
+                let n = patients.len().max(2) - 1;
+                let p = &patients[1 + ((i ^ (i >> 32)) as usize).wrapping_mul(2_654_435_761) % n];
+                let path = format!("/v1/patients/{p}/medications");
+                // A drug no earlier call prescribed: never a duplicate.
+                let order = json!({"order": {
+                    "medication": {"name": format!("Benchmycin {i} {}", uuid::Uuid::now_v7().simple())},
+                    "dose": {"amount": 250, "unit": "mg"}, "route": "oral",
+                    "frequency": {"kind": "times_a_day", "times": ["08:00", "20:00"]},
+                    "starts_at": chrono::Utc::now().to_rfc3339(), "duration_days": 7}});
+                call(&server, "POST", &path, &doctor, Some(&order))
+                    .await
+                    .map(|_| ())
+            }
+        }
+    };
     let baseline = {
         let (server, doctor, heavy) = (server.clone(), doctor.clone(), heavy.clone());
         move |_: u64| {
@@ -187,6 +212,17 @@ async fn main() -> anyhow::Result<()> {
     rows.push(("GET /v1/patients/{id}/chart (500 entries), max", max));
     let at_half = open_loop("timeline reads: half rate", half, args.seconds, 4096, read).await?;
     rows.push(("GET /v1/patients/{id}/chart, half rate", at_half));
+    let max = closed_loop(
+        "prescriptions: max",
+        args.clients,
+        args.seconds,
+        prescribe.clone(),
+    )
+    .await?;
+    let half = max.rate() / 2.0;
+    rows.push(("POST /v1/patients/{id}/medications, max", max));
+    let at_half = open_loop("prescriptions: half rate", half, args.seconds, 4096, prescribe).await?;
+    rows.push(("POST /v1/patients/{id}/medications, half rate", at_half));
     let base = closed_loop(
         "baseline: patient read",
         args.clients,
