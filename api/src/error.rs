@@ -540,7 +540,12 @@ impl Rule for anamnesis_domain::medication::MedicationError {
                     detail: self.to_string(),
                 }
             }
-            M::NoRefillRequest => return ApiError::NotFound,
+            M::NoRefillRequest => {
+                return ApiError::Conflict {
+                    code: "no_refill_request",
+                    detail: self.to_string(),
+                }
+            }
             M::NoRefillsLeft => ("no_refills_left", None),
             M::ImplausibleTime => ("implausible_time", Some("at")),
             M::OutsideCourse => ("outside_course", Some("at")),
@@ -564,6 +569,7 @@ impl Rule for anamnesis_domain::messaging::MessagingError {
             M::NoCounterpart => ("no_counterpart", Some("participants")),
             M::NotEligible => ("not_eligible", Some("participants")),
             M::TooManyParticipants(_) => ("too_many_participants", Some("participants")),
+            M::ThreadFull(_) => ("thread_full", None),
             M::AlreadyParticipant => {
                 return ApiError::Conflict {
                     code: "already_participant",

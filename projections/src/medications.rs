@@ -135,7 +135,7 @@ async fn apply(tx: &mut Tx, e: &Envelope<MedicationEvent>) -> Result<(), Project
             )
             .await?;
         }
-        E::Discontinued { reason } => {
+        E::Discontinued { reason, .. } => {
             update(
                 tx,
                 e,
@@ -145,7 +145,7 @@ async fn apply(tx: &mut Tx, e: &Envelope<MedicationEvent>) -> Result<(), Project
             )
             .await?;
         }
-        E::Completed => {
+        E::Completed { .. } => {
             update(
                 tx,
                 e,
@@ -201,7 +201,7 @@ async fn apply(tx: &mut Tx, e: &Envelope<MedicationEvent>) -> Result<(), Project
                 .first()
                 .ok_or_else(|| damaged(e, "an administration of an order the list does not hold"))?
                 .clone();
-            sql::execute(
+            let inserted = sql::execute(
                 tx,
                 "INSERT INTO medication_administrations (administration_id, medication_id, \
                  patient_id, outcome, given_at, note, actor_id, recorded_at, position) \
@@ -220,6 +220,9 @@ async fn apply(tx: &mut Tx, e: &Envelope<MedicationEvent>) -> Result<(), Project
                 ],
             )
             .await?;
+            if inserted == 0 {
+                return Err(damaged(e, "an administration recorded twice"));
+            }
         }
     }
     history(tx, e).await
@@ -246,7 +249,7 @@ async fn update(
 async fn history(tx: &mut Tx, e: &Envelope<MedicationEvent>) -> Result<(), ProjectionError> {
     let mut detail = serde_json::to_value(&e.event).map_err(|err| damaged(e, err.to_string()))?;
     let detail = detail.get_mut("data").map(Json::take).unwrap_or(Json::Null);
-    sql::execute(
+    let inserted = sql::execute(
         tx,
         "INSERT INTO medication_history (position, medication_id, event_type, detail, actor_id, \
          actor_role, recorded_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -262,6 +265,9 @@ async fn history(tx: &mut Tx, e: &Envelope<MedicationEvent>) -> Result<(), Proje
         ],
     )
     .await?;
+    if inserted == 0 {
+        return Err(damaged(e, "an event in a medication's history twice"));
+    }
     Ok(())
 }
 

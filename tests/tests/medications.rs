@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 on_both_backends!(
     prescribing_over_an_allergy_needs_an_override_that_is_kept,
     a_nurse_records_doses_and_the_patient_gets_refills,
+    a_finished_course_does_not_block_the_next,
 );
 
 async fn start(backend: Backend) -> anyhow::Result<TestServer> {
@@ -93,7 +94,14 @@ async fn prescribing_over_an_allergy_needs_an_override_that_is_kept(
     assert_eq!(named["allergy_id"], allergy_id.as_str(), "{refused:?}");
     assert_eq!(named["substance"], "penicillin");
     assert_eq!(named["class"], "penicillins");
-    assert_eq!(s.event_count().await?, before, "a refusal writes nothing");
+    // Nothing of the prescription is written; the refusal named her
+    // allergies, so it is recorded as a read of her record.
+    assert_eq!(s.event_count().await?, before + 1);
+    assert_eq!(
+        last_aggregate(&s).await?,
+        "access",
+        "only the access record"
+    );
 
     // A doctor outside her care cannot prescribe at all.
     let outside = post(
@@ -165,6 +173,31 @@ async fn prescribing_over_an_allergy_needs_an_override_that_is_kept(
             "{twice:?}"
         );
     }
+
+    // Another strength of the same drug is the same drug.
+    let mut other_strength = amoxicillin(start);
+    other_strength["medication"] = json!({"name": "Amoxicillin 250 mg capsule"});
+    let strength = post(
+        &s,
+        &doctor,
+        &medications,
+        json!({"order": other_strength, "allergy_override_reason": "same"}),
+    )
+    .await?;
+    assert_eq!(
+        (strength.status, strength.code()),
+        (409, "duplicate_medication"),
+        "{strength:?}"
+    );
+    // A brand name is read as its ingredients: Augmentin is a penicillin.
+    let mut brand = amoxicillin(start);
+    brand["medication"] = json!({"name": "Augmentin 875 mg tablet"});
+    let branded = post(&s, &doctor, &medications, json!({"order": brand})).await?;
+    assert_eq!(
+        (branded.status, branded.code()),
+        (422, "allergy_conflict"),
+        "{branded:?}"
+    );
 
     // Bad input: a clear problem, nothing written.
     let before = s.event_count().await?;
@@ -357,6 +390,15 @@ async fn first_event(s: &TestServer, id: &str) -> anyhow::Result<(String, Value,
     Ok((event_type, serde_json::from_str(&payload)?, reason))
 }
 
+/// The aggregate type of the log's last event.
+async fn last_aggregate(s: &TestServer) -> anyhow::Result<String> {
+    let sql = "SELECT aggregate_type FROM events ORDER BY global_position DESC LIMIT 1";
+    Ok(match &s.db.db {
+        anamnesis_commands::Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+        anamnesis_commands::Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+    })
+}
+
 trait EndsAt {
     fn ends_at_time(&self, time: &str) -> bool;
 }
@@ -381,6 +423,7 @@ async fn a_nurse_records_doses_and_the_patient_gets_refills(
     let medications = format!("/v1/patients/{marie_id}/medications");
     let mut order = amoxicillin(Utc::now() - Duration::hours(1));
     order["medication"] = json!({"name": "Metformin"});
+    order["refills"] = json!(2);
     let prescribed = post(&s, &doctor, &medications, json!({"order": order})).await?;
     assert_eq!(prescribed.status, 201, "{prescribed:?}");
     let medication = id(&prescribed);
@@ -457,10 +500,12 @@ async fn a_nurse_records_doses_and_the_patient_gets_refills(
     let not_theirs = post(&s, &other, &refills, json!({})).await?;
     assert_eq!(not_theirs.status, 403, "{not_theirs:?}");
 
-    // One refill authorized: the first request is approved, the second
-    // finds none left; a request waits alone.
+    // Two refills authorized: a request waits alone; the nurse may not
+    // decide it; a doctor approves one, denies one (a stale id is refused),
+    // approves another, and then none is left to ask for.
     let decision = format!("/v1/medications/{medication}/refill-decision");
-    let asked = post(&s, &marie, &refills, json!({"note": "running low"})).await?;
+    let shown = format!("/v1/medications/{medication}");
+    let mut asked = post(&s, &marie, &refills, json!({"note": "running low"})).await?;
     assert_eq!(asked.status, 201, "{asked:?}");
     let twice = post(&s, &marie, &refills, json!({})).await?;
     assert_eq!(
@@ -468,69 +513,108 @@ async fn a_nurse_records_doses_and_the_patient_gets_refills(
         (409, "refill_pending"),
         "{twice:?}"
     );
-    let pending = get(
-        &s,
-        &doctor,
-        &format!("/v1/medications/{medication}"),
-        &asked,
-    )
-    .await?;
-    let request = pending.body["medication"]["pending_refill"].clone();
-    assert!(request.is_string(), "{pending:?}");
-    let nurse_approves = post(
-        &s,
-        &nurse,
-        &decision,
-        json!({"request_id": request, "approve": true}),
-    )
-    .await?;
-    assert_eq!(nurse_approves.status, 403, "{nurse_approves:?}");
-    let approved = post(
-        &s,
-        &doctor,
-        &decision,
-        json!({"request_id": request, "approve": true}),
-    )
-    .await?;
-    assert_eq!(approved.status, 200, "{approved:?}");
-    let asked = post(&s, &marie, &refills, json!({})).await?;
-    assert_eq!(asked.status, 201, "{asked:?}");
-    let pending = get(
-        &s,
-        &doctor,
-        &format!("/v1/medications/{medication}"),
-        &asked,
-    )
-    .await?;
-    assert_eq!(pending.body["medication"]["refills_used"], 1);
-    let request = pending.body["medication"]["pending_refill"].clone();
-    let none_left = post(
-        &s,
-        &doctor,
-        &decision,
-        json!({"request_id": request, "approve": true}),
-    )
-    .await?;
+    let mut stale = Value::Null;
+    for (round, approve) in [true, false, true].into_iter().enumerate() {
+        if round > 0 {
+            asked = post(&s, &marie, &refills, json!({})).await?;
+            assert_eq!(asked.status, 201, "round {round}: {asked:?}");
+        }
+        let pending = get(&s, &doctor, &shown, &asked).await?;
+        let request = pending.body["medication"]["pending_refill"].clone();
+        assert!(request.is_string(), "{pending:?}");
+        if round == 0 {
+            let nurse_decides = post(
+                &s,
+                &nurse,
+                &decision,
+                json!({"request_id": request, "approve": true}),
+            )
+            .await?;
+            assert_eq!(nurse_decides.status, 403, "{nurse_decides:?}");
+        } else {
+            let old = post(
+                &s,
+                &doctor,
+                &decision,
+                json!({"request_id": stale, "approve": true}),
+            )
+            .await?;
+            assert_eq!(
+                (old.status, old.code()),
+                (409, "no_refill_request"),
+                "{old:?}"
+            );
+        }
+        let decided = post(
+            &s,
+            &doctor,
+            &decision,
+            json!({"request_id": request, "approve": approve, "reason": "see me first"}),
+        )
+        .await?;
+        assert_eq!(decided.status, 200, "round {round}: {decided:?}");
+        asked = decided;
+        stale = request;
+    }
+    let done = get(&s, &marie, &shown, &asked).await?;
+    assert_eq!(done.body["medication"]["pending_refill"], Value::Null);
+    assert_eq!(done.body["medication"]["refills_used"], 2);
+    let none_left = post(&s, &marie, &refills, json!({})).await?;
     assert_eq!(
         (none_left.status, none_left.code()),
         (422, "no_refills_left"),
         "{none_left:?}"
     );
-    let denied = post(
+    Ok(())
+}
+
+async fn a_finished_course_does_not_block_the_next(backend: Backend) -> anyhow::Result<()> {
+    let s = start(backend).await?;
+    let admin = admin(&s).await?;
+    let doctor = user(&s, &admin, "dr.house", "doctor").await?;
+    let (_, marie_id) = patient_account(&s, "marie", "Curie").await?;
+    join_care(&s, &admin, &marie_id, &doctor).await?;
+    let medications = format!("/v1/patients/{marie_id}/medications");
+    // A course that ends in two seconds, never completed by anyone.
+    let mut short = amoxicillin(Utc::now() - Duration::hours(1));
+    short["duration_days"] = Value::Null;
+    short["ends_at"] = json!((Utc::now() + Duration::seconds(2)).to_rfc3339());
+    let first = post(&s, &doctor, &medications, json!({"order": short})).await?;
+    assert_eq!(first.status, 201, "{first:?}");
+    let first = id(&first);
+    let again = post(
         &s,
         &doctor,
-        &decision,
-        json!({"request_id": request, "approve": false, "reason": "see me first"}),
+        &medications,
+        json!({"order": amoxicillin(Utc::now())}),
     )
     .await?;
-    assert_eq!(denied.status, 200, "{denied:?}");
-    let done = get(
+    assert_eq!(
+        (again.status, again.code()),
+        (409, "duplicate_medication"),
+        "still running: {again:?}"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let next = post(
         &s,
-        &marie,
-        &format!("/v1/medications/{medication}"),
-        &denied,
+        &doctor,
+        &medications,
+        json!({"order": amoxicillin(Utc::now())}),
     )
     .await?;
-    assert_eq!(done.body["medication"]["pending_refill"], Value::Null);
+    assert_eq!(next.status, 201, "{next:?}");
+    // The finished course was completed in the same commit, saying why.
+    let history = get(
+        &s,
+        &doctor,
+        &format!("/v1/medications/{first}/history"),
+        &next,
+    )
+    .await?;
+    let last = history.body.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event_type"], "medication.completed", "{history:?}");
+    let active = get(&s, &doctor, &format!("{medications}?status=active"), &next).await?;
+    assert_eq!(active.body.as_array().unwrap().len(), 1, "{active:?}");
+    assert_eq!(active.body[0]["id"], id(&next).as_str());
     Ok(())
 }

@@ -50,19 +50,35 @@ async fn context(
 }
 
 /// The audit metadata of a medication command, marked under break-the-glass.
+/// A reason goes into it only as the one text rule lets it (no control
+/// characters, at most 500 characters): it is shown by history and replay.
 fn metadata(
     key: &RequestKey,
     who: &Principal,
     (status, id): (StatusCode, &str),
     glass: bool,
     reason: Option<&str>,
-) -> EventMetadata {
+) -> Result<EventMetadata, ApiError> {
     let mut m = marked(Key::metadata(key.0.as_ref(), who, status, id), glass);
-    m.reason = reason
-        .map(str::trim)
-        .filter(|r| !r.is_empty())
-        .map(str::to_owned);
-    m
+    m.reason = match reason.map(str::trim).filter(|r| !r.is_empty()) {
+        None => None,
+        Some(r) => Some(
+            anamnesis_domain::text::parse(r, anamnesis_domain::text::Lines::Multi, 500).map_err(
+                |e| {
+                    let code = match e {
+                        anamnesis_domain::text::TextError::TooLong => "too_long",
+                        _ => "invalid_characters",
+                    };
+                    ApiError::invalid(
+                        code,
+                        Some("reason"),
+                        "reason is text of up to 500 characters, without control characters",
+                    )
+                },
+            )?,
+        ),
+    };
+    Ok(m)
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -101,14 +117,41 @@ pub async fn prescribe(
         (StatusCode::CREATED, &medication_id.to_string()),
         glass,
         body.allergy_override_reason.as_deref(),
-    );
+    )
+    .map_err(|e| match e {
+        ApiError::Unprocessable { code, detail, .. } => ApiError::Unprocessable {
+            code,
+            field: Some("allergy_override_reason".into()),
+            detail,
+        },
+        other => other,
+    })?;
     let request = Prescription {
         patient_id: patient,
         prescriber: who.user_id,
         order: body.order,
         override_reason: body.allergy_override_reason,
     };
-    let done = prescribe_order(state.bus(), medication_id, request, &m, Utc::now()).await?;
+    let zone = state.scheduler().zone();
+    let done =
+        match prescribe_order(state.bus(), medication_id, request, &m, (Utc::now(), zone)).await {
+            Ok(done) => done,
+            Err(e) => {
+                let refused = ApiError::from(e);
+                // The refusal names the patient's allergies: a read of their record.
+                if matches!(refused, ApiError::AllergyConflict { .. }) {
+                    record_marked(
+                        &state,
+                        &who,
+                        "POST /v1/patients/{id}/medications",
+                        [patient],
+                        glass,
+                    )
+                    .await?;
+                }
+                return Err(refused);
+            }
+        };
     Ok((
         StatusCode::CREATED,
         Json(Accepted {
@@ -147,7 +190,7 @@ async fn run(
     let (_, _, context, glass) = loaded(state, who, medication_id).await?;
     authorize(who, action, &context)?;
     let id = id_of(medication_id)?.to_string();
-    let m = metadata(key, who, (status, &id), glass, reason);
+    let m = metadata(key, who, (status, &id), glass, reason)?;
     let done = state
         .bus()
         .execute::<Medication>(&id, command, &(), &m)
@@ -227,11 +270,13 @@ pub async fn stop(
     Body(body): Body<StopBody>,
 ) -> Result<Json<Accepted>, ApiError> {
     let reason = body.reason.clone();
+    let now = Utc::now();
     let command = match body.outcome {
         StopOutcome::Discontinued => MedicationCommand::Discontinue {
             reason: body.reason.unwrap_or_default(),
+            now,
         },
-        StopOutcome::Completed => MedicationCommand::Complete,
+        StopOutcome::Completed => MedicationCommand::Complete { now },
     };
     run(
         &state,

@@ -1,8 +1,10 @@
 //! The allergy check: a medication conflicts with a recorded allergy when
 //! the allergy names it (by name, or by a word of its name) or names its
-//! drug class, or a drug of the same class. The class table is small and
-//! built in: it catches the classic cross-sensitivities (a penicillin
-//! allergy and amoxicillin), it is not a drug-interaction database.
+//! drug class, or a drug of the same class. Common brand names are read as
+//! their ingredients first (Augmentin is amoxicillin and clavulanate). The
+//! tables are small and built in: they catch the classic
+//! cross-sensitivities (a penicillin allergy and amoxicillin), they are not
+//! a drug database; a name they do not know is matched by its words only.
 
 use uuid::Uuid;
 
@@ -113,6 +115,123 @@ const CLASSES: &[Class] = &[
     },
 ];
 
+/// Brand names and the ingredients they stand for.
+const BRANDS: &[(&str, &[&str])] = &[
+    ("amoxil", &["amoxicillin"]),
+    ("augmentin", &["amoxicillin", "clavulanate"]),
+    ("keflex", &["cephalexin"]),
+    ("rocephin", &["ceftriaxone"]),
+    ("ceftin", &["cefuroxime"]),
+    ("omnicef", &["cefdinir"]),
+    ("bactrim", &["sulfamethoxazole", "trimethoprim"]),
+    ("septra", &["sulfamethoxazole", "trimethoprim"]),
+    ("advil", &["ibuprofen"]),
+    ("motrin", &["ibuprofen"]),
+    ("aleve", &["naproxen"]),
+    ("naprosyn", &["naproxen"]),
+    ("voltaren", &["diclofenac"]),
+    ("celebrex", &["celecoxib"]),
+    ("mobic", &["meloxicam"]),
+    ("vicodin", &["hydrocodone", "acetaminophen"]),
+    ("norco", &["hydrocodone", "acetaminophen"]),
+    ("percocet", &["oxycodone", "acetaminophen"]),
+    ("oxycontin", &["oxycodone"]),
+    ("ultram", &["tramadol"]),
+    ("zithromax", &["azithromycin"]),
+    ("biaxin", &["clarithromycin"]),
+    ("cipro", &["ciprofloxacin"]),
+    ("levaquin", &["levofloxacin"]),
+    ("vibramycin", &["doxycycline"]),
+    ("zestril", &["lisinopril"]),
+    ("prinivil", &["lisinopril"]),
+    ("vasotec", &["enalapril"]),
+    ("altace", &["ramipril"]),
+];
+
+/// Words of a drug's name that say its strength or form, not what it is.
+const NOT_INGREDIENTS: &[&str] = &[
+    "mg",
+    "mcg",
+    "g",
+    "ml",
+    "l",
+    "units",
+    "unit",
+    "iu",
+    "meq",
+    "mmol",
+    "tablet",
+    "tablets",
+    "tab",
+    "tabs",
+    "capsule",
+    "capsules",
+    "cap",
+    "caps",
+    "oral",
+    "solution",
+    "suspension",
+    "syrup",
+    "injection",
+    "injectable",
+    "cream",
+    "ointment",
+    "gel",
+    "patch",
+    "inhaler",
+    "spray",
+    "drops",
+    "er",
+    "xr",
+    "sr",
+    "dr",
+    "xl",
+    "extended",
+    "release",
+    "delayed",
+    "chewable",
+    "film",
+    "coated",
+    "for",
+    "of",
+    "and",
+    "with",
+];
+
+/// The words of `name` with brand names read as their ingredients.
+fn expanded(name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for word in words(name) {
+        match BRANDS.iter().find(|(brand, _)| *brand == word) {
+            Some((_, ingredients)) => out.extend(ingredients.iter().map(|i| (*i).to_owned())),
+            None => out.push(word),
+        }
+    }
+    out
+}
+
+/// What a drug is, as compared for the active list: its ingredients (a
+/// brand read as them), without strength or form, in order. Amoxicillin
+/// 500 mg capsule, amoxicillin 250 mg and Amoxil are one drug; Augmentin
+/// (amoxicillin and clavulanate) is another.
+pub fn ingredient_key(name: &str) -> String {
+    let all = expanded(name);
+    let kept: Vec<&String> = all
+        .iter()
+        .filter(|w| {
+            !w.chars().any(|c| c.is_ascii_digit()) && !NOT_INGREDIENTS.contains(&w.as_str())
+        })
+        .collect();
+    if kept.is_empty() {
+        all.join(" ")
+    } else {
+        kept.iter()
+            .map(|w| w.as_str())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
 /// Whether the word sequence `needle` occurs in `hay`.
 fn contains(hay: &[String], needle: &[String]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
@@ -131,11 +250,11 @@ fn classes_of(drug: &[String]) -> impl Iterator<Item = &'static Class> + '_ {
 
 /// The recorded allergies (`id`, substance) that `drug` conflicts with.
 pub fn conflicts(drug: &Drug, allergies: &[(Uuid, String)]) -> Vec<AllergyConflict> {
-    let name = phrase(&drug.name);
+    let name = expanded(&drug.name);
     let mut out = Vec::new();
     for (id, substance) in allergies {
-        let allergen = phrase(substance);
-        let conflict = if contains(&name, &allergen) {
+        let allergen = expanded(substance);
+        let conflict = if contains(&name, &allergen) || contains(&phrase(&drug.name), &allergen) {
             Some(None)
         } else {
             classes_of(&name)

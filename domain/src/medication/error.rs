@@ -68,8 +68,8 @@ pub enum MedicationError {
     /// An approval or denial with no request waiting (or of another one).
     #[error("no such refill request is waiting")]
     NoRefillRequest,
-    /// An approval when every authorized refill is used.
-    #[error("every authorized refill has been used; change the prescription to authorize more")]
+    /// A refill asked for or approved when every authorized refill is used.
+    #[error("every authorized refill has been used; a new prescription is needed")]
     NoRefillsLeft,
     /// An administration in the future or more than 7 days ago.
     #[error("an administration time must be within the last 7 days and not in the future")]

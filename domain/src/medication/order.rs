@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::codec::StoredForm;
+use crate::schedule::ClinicZone;
 use crate::subject::Subject;
 use crate::text::Lines;
 use crate::unique::{UniqueKey, UniqueKeys};
@@ -83,10 +84,11 @@ pub enum MedicationEvent {
     },
     /// Stopped before its course ended.
     #[serde(rename = "medication.discontinued")]
-    Discontinued { reason: String },
-    /// The course was completed.
+    Discontinued { reason: String, at: DateTime<Utc> },
+    /// The course was completed (by a doctor, or found ended when the
+    /// same drug was prescribed again).
     #[serde(rename = "medication.completed")]
-    Completed,
+    Completed { at: DateTime<Utc> },
     /// The patient asked for a refill.
     #[serde(rename = "medication.refill_requested")]
     RefillRequested {
@@ -117,7 +119,7 @@ impl DomainEvent for MedicationEvent {
             MedicationEvent::Prescribed { .. } => "medication.prescribed",
             MedicationEvent::DoseChanged { .. } => "medication.dose_changed",
             MedicationEvent::Discontinued { .. } => "medication.discontinued",
-            MedicationEvent::Completed => "medication.completed",
+            MedicationEvent::Completed { .. } => "medication.completed",
             MedicationEvent::RefillRequested { .. } => "medication.refill_requested",
             MedicationEvent::RefillApproved { .. } => "medication.refill_approved",
             MedicationEvent::RefillDenied { .. } => "medication.refill_denied",
@@ -154,6 +156,8 @@ pub enum MedicationCommand {
         /// Prescribe over conflicting allergies, for this reason.
         override_reason: Option<String>,
         now: DateTime<Utc>,
+        /// The clinic's zone: a duration in days ends at the same local time.
+        zone: ClinicZone,
     },
     ChangeDose {
         dose: Dose,
@@ -163,8 +167,11 @@ pub enum MedicationCommand {
     },
     Discontinue {
         reason: String,
+        now: DateTime<Utc>,
     },
-    Complete,
+    Complete {
+        now: DateTime<Utc>,
+    },
     RequestRefill {
         request_id: Uuid,
         note: Option<String>,
@@ -194,6 +201,8 @@ pub struct Medication {
     versions: u32,
     refills_used: u32,
     pending_refill: Option<Uuid>,
+    /// When it was discontinued or completed.
+    ended_at: Option<DateTime<Utc>>,
 }
 
 impl Medication {
@@ -226,6 +235,17 @@ impl Medication {
         self.pending_refill
     }
 
+    /// Whether it is active with its course over at `now` (it holds its
+    /// drug on the active list until someone completes it).
+    pub fn course_over(&self, now: DateTime<Utc>) -> bool {
+        self.status == MedicationStatus::Active
+            && self
+                .order
+                .as_ref()
+                .and_then(|o| o.ends_at)
+                .is_some_and(|end| end <= now)
+    }
+
     fn active(&self) -> Result<&Order, MedicationError> {
         let order = self
             .order
@@ -250,6 +270,7 @@ impl Medication {
                 patient,
                 override_reason,
                 now,
+                zone,
             } => {
                 if self.order.is_some() {
                     return Err(MedicationError::AlreadyExists);
@@ -260,7 +281,7 @@ impl Medication {
                 if patient.deceased {
                     return Err(MedicationError::PatientDeceased);
                 }
-                let order = order.parse(now)?;
+                let order = order.parse(now, zone)?;
                 let found = conflicts(&order.medication, &patient.allergies);
                 let reason = override_reason.map(|r| Self::reason(&r)).transpose()?;
                 let allergy_override = match (found.is_empty(), reason) {
@@ -283,37 +304,37 @@ impl Medication {
                 reason,
             } => {
                 let order = self.active()?;
-                let changed = Order {
-                    dose,
-                    frequency: frequency.unwrap_or_else(|| order.frequency.clone()),
-                    ..order.clone()
-                };
-                // Parsed against the course's own start, so that an old
-                // course's start is no reason to refuse a new dose.
-                let changed = changed.parse(order.starts_at)?;
-                if changed.dose == order.dose && changed.frequency == order.frequency {
+                let dose = dose.parse()?;
+                let frequency = frequency
+                    .unwrap_or_else(|| order.frequency.clone())
+                    .parse()?;
+                if dose == order.dose && frequency == order.frequency {
                     return Err(MedicationError::Unchanged);
                 }
                 Ok(MedicationEvent::DoseChanged {
-                    dose: changed.dose,
-                    frequency: changed.frequency,
+                    dose,
+                    frequency,
                     reason: Self::reason(&reason)?,
                 })
             }
-            C::Discontinue { reason } => {
+            C::Discontinue { reason, now } => {
                 self.active()?;
                 Ok(MedicationEvent::Discontinued {
                     reason: Self::reason(&reason)?,
+                    at: now,
                 })
             }
-            C::Complete => {
+            C::Complete { now } => {
                 self.active()?;
-                Ok(MedicationEvent::Completed)
+                Ok(MedicationEvent::Completed { at: now })
             }
             C::RequestRefill { request_id, note } => {
-                self.active()?;
+                let order = self.active()?;
                 if self.pending_refill.is_some() {
                     return Err(MedicationError::RefillPending);
+                }
+                if self.refills_used >= order.refills {
+                    return Err(MedicationError::NoRefillsLeft);
                 }
                 Ok(MedicationEvent::RefillRequested {
                     request_id,
@@ -347,7 +368,15 @@ impl Medication {
                 note,
                 now,
             } => {
-                let order = self.active()?;
+                // A dose given before the order ended may be charted after.
+                let order = match (self.active(), self.ended_at) {
+                    (Ok(order), _) => order,
+                    (Err(MedicationError::NotActive), Some(end)) if at <= end => self
+                        .order
+                        .as_ref()
+                        .ok_or(MedicationError::UnknownMedication)?,
+                    (Err(e), _) => return Err(e),
+                };
                 if at > now + Duration::minutes(5) || at < now - Duration::days(7) {
                     return Err(MedicationError::ImplausibleTime);
                 }
@@ -406,13 +435,15 @@ impl Aggregate for Medication {
                 }
                 self.versions += 1;
             }
-            E::Discontinued { .. } => {
+            E::Discontinued { at, .. } => {
                 self.status = MedicationStatus::Discontinued;
                 self.pending_refill = None;
+                self.ended_at = Some(at);
             }
-            E::Completed => {
+            E::Completed { at } => {
                 self.status = MedicationStatus::Completed;
                 self.pending_refill = None;
+                self.ended_at = Some(at);
             }
             E::RefillRequested { request_id, .. } => self.pending_refill = Some(request_id),
             E::RefillApproved { .. } => {

@@ -72,6 +72,7 @@ fn prescribe(order: Order, facts: PatientFacts, reason: Option<&str>) -> Medicat
         patient: facts,
         override_reason: reason.map(Into::into),
         now: now(),
+        zone: ClinicZone::default(),
     }
 }
 
@@ -411,8 +412,9 @@ fn an_active_order_holds_its_drug_on_the_patients_list_until_it_ends() {
     for end in [
         MedicationEvent::Discontinued {
             reason: "rash".into(),
+            at: now(),
         },
-        MedicationEvent::Completed,
+        MedicationEvent::Completed { at: now() },
     ] {
         assert!(folded(vec![with_code.clone(), end])
             .unique_keys()
@@ -516,31 +518,42 @@ async fn an_order_is_discontinued_with_a_reason_or_completed_and_then_changes_no
         vec![prescribed("Amoxicillin")],
         MedicationCommand::Discontinue {
             reason: "rash on day 3".into(),
+            now: now(),
         },
     )
     .await
     .then_expect_events(vec![MedicationEvent::Discontinued {
         reason: "rash on day 3".into(),
+        at: now(),
     }]);
-    medication(vec![prescribed("Amoxicillin")], MedicationCommand::Complete)
-        .await
-        .then_expect_events(vec![MedicationEvent::Completed]);
+    medication(
+        vec![prescribed("Amoxicillin")],
+        MedicationCommand::Complete { now: now() },
+    )
+    .await
+    .then_expect_events(vec![MedicationEvent::Completed { at: now() }]);
     for command in [
-        MedicationCommand::Complete,
-        MedicationCommand::Discontinue { reason: "x".into() },
+        MedicationCommand::Complete { now: now() },
+        MedicationCommand::Discontinue {
+            reason: "x".into(),
+            now: now(),
+        },
         MedicationCommand::RequestRefill {
             request_id: REQUEST,
             note: None,
         },
     ] {
         medication(
-            vec![prescribed("Amoxicillin"), MedicationEvent::Completed],
+            vec![
+                prescribed("Amoxicillin"),
+                MedicationEvent::Completed { at: now() },
+            ],
             command,
         )
         .await
         .then_expect_error(MedicationError::NotActive);
     }
-    medication(vec![], MedicationCommand::Complete)
+    medication(vec![], MedicationCommand::Complete { now: now() })
         .await
         .then_expect_error(MedicationError::UnknownMedication);
 }
@@ -702,15 +715,147 @@ async fn an_administration_is_in_the_recent_past_within_the_course_of_an_active_
     )
     .await
     .then_expect_error(MedicationError::OutsideCourse);
-    medication(
+    // After the order ended, only a dose given before the end is charted.
+    let stopped = || {
         vec![
             prescribed("Amoxicillin"),
-            MedicationEvent::Discontinued { reason: "x".into() },
-        ],
-        administer(Outcome::Given, now(), None),
+            MedicationEvent::Discontinued {
+                reason: "x".into(),
+                at: now() + Duration::minutes(10),
+            },
+        ]
+    };
+    medication(
+        stopped(),
+        administer(Outcome::Given, now() + Duration::minutes(20), None),
     )
     .await
     .then_expect_error(MedicationError::NotActive);
+    medication(
+        stopped(),
+        administer(Outcome::Given, now() + Duration::minutes(5), None),
+    )
+    .await
+    .then_expect_events(vec![MedicationEvent::Administered {
+        administration_id: GIVEN,
+        outcome: Outcome::Given,
+        at: now() + Duration::minutes(5),
+        note: None,
+    }]);
+}
+
+#[tokio::test]
+async fn no_refill_is_asked_for_when_none_is_authorized_or_left() {
+    let mut none = kept("Amoxicillin");
+    none.refills = 0;
+    medication(
+        vec![MedicationEvent::Prescribed {
+            origin: origin(),
+            order: none,
+            allergy_override: None,
+        }],
+        MedicationCommand::RequestRefill {
+            request_id: REQUEST,
+            note: None,
+        },
+    )
+    .await
+    .then_expect_error(MedicationError::NoRefillsLeft);
+}
+
+#[test]
+fn brand_names_are_read_as_their_ingredients() {
+    let drug = |n: &str| Drug {
+        name: n.into(),
+        rxnorm: None,
+    };
+    let penicillin = vec![(PENICILLIN, "penicillin".to_string())];
+    let found = conflicts(&drug("Augmentin 875 mg tablet"), &penicillin);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].class.as_deref(), Some("penicillins"));
+    let nsaids = vec![(LATEX, "NSAIDs".to_string())];
+    assert_eq!(conflicts(&drug("Advil"), &nsaids).len(), 1);
+    let keflex = vec![(LATEX, "Keflex".to_string())];
+    assert_eq!(conflicts(&drug("cephalexin 500 mg"), &keflex).len(), 1);
+}
+
+#[test]
+fn one_drug_in_any_strength_or_brand_holds_one_place_on_the_list() {
+    let key = |n: &str| {
+        Drug {
+            name: n.into(),
+            rxnorm: None,
+        }
+        .key()
+    };
+    assert_eq!(key("Amoxicillin 500 mg capsule"), "amoxicillin");
+    assert_eq!(key("amoxicillin 250 MG"), "amoxicillin");
+    assert_eq!(key("Amoxil"), "amoxicillin");
+    assert_eq!(key("Augmentin 875 mg"), "amoxicillin clavulanate");
+    assert_eq!(key("Vitamin D3 1000 units"), "vitamin");
+    assert_eq!(key("500 mg"), "500 mg");
+}
+
+#[test]
+fn a_course_in_days_ends_at_the_same_local_time_across_a_clock_change() {
+    let zone = ClinicZone::parse("America/New_York").unwrap();
+    // US clocks spring forward on 2027-03-14: 08:00 EST is 13:00 UTC, 08:00 EDT 12:00 UTC.
+    let start = Utc.with_ymd_and_hms(2027, 3, 10, 13, 0, 0).unwrap();
+    let order = Order {
+        starts_at: start,
+        duration_days: Some(7),
+        frequency: Frequency::TimesADay {
+            times: vec![at(8, 0)],
+        },
+        ..order("Amoxicillin")
+    }
+    .parse(start, zone)
+    .unwrap();
+    assert_eq!(
+        order.ends_at,
+        Some(Utc.with_ymd_and_hms(2027, 3, 17, 12, 0, 0).unwrap())
+    );
+    let doses = order.doses(zone, start, start + Duration::days(30));
+    assert_eq!(doses.len(), 7, "{doses:?}");
+}
+
+#[tokio::test]
+async fn a_dose_is_at_least_a_ten_thousandth_and_times_are_whole_minutes() {
+    for amount in [1e-11, 5e-324, 0.00004] {
+        medication(
+            vec![],
+            prescribe(
+                Order {
+                    dose: Dose {
+                        amount,
+                        unit: DoseUnit::Mg,
+                    },
+                    ..order("Amoxicillin")
+                },
+                patient(&[]),
+                None,
+            ),
+        )
+        .await
+        .then_expect_error(MedicationError::InvalidDose);
+    }
+    medication(
+        vec![],
+        prescribe(
+            Order {
+                frequency: Frequency::TimesADay {
+                    times: vec![NaiveTime::from_hms_opt(8, 0, 7).unwrap()],
+                },
+                ..order("Amoxicillin")
+            },
+            patient(&[]),
+            None,
+        ),
+    )
+    .await
+    .then_expect_error(MedicationError::InvalidFrequency(
+        "times_a_day takes whole minutes (08:00)",
+    ));
 }
 
 // --- the dose schedule -----------------------------------------------------
@@ -752,7 +897,7 @@ fn doses_every_n_hours_count_from_the_start_and_stop_at_the_end() {
         duration_days: Some(1),
         ..order("Amoxicillin")
     }
-    .parse(now())
+    .parse(now(), ClinicZone::default())
     .unwrap();
     let zone = ClinicZone::default();
     let all = order.doses(zone, now() - Duration::days(1), now() + Duration::days(3));
@@ -790,10 +935,16 @@ fn every_event_round_trips_through_its_stored_form_under_its_stable_name() {
             "medication.dose_changed",
         ),
         (
-            MedicationEvent::Discontinued { reason: "x".into() },
+            MedicationEvent::Discontinued {
+                reason: "x".into(),
+                at: now(),
+            },
             "medication.discontinued",
         ),
-        (MedicationEvent::Completed, "medication.completed"),
+        (
+            MedicationEvent::Completed { at: now() },
+            "medication.completed",
+        ),
         (requested(), "medication.refill_requested"),
         (
             MedicationEvent::RefillApproved {

@@ -2,7 +2,7 @@
 //! taken and for how long. Parsed once here; the dose schedule is computed
 //! from it in the clinic's time zone ([`Order::doses`]).
 
-use chrono::{DateTime, Duration, NaiveTime, Utc};
+use chrono::{DateTime, Duration, NaiveTime, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::error::{text, text_opt, MedicationError};
@@ -37,9 +37,10 @@ impl Drug {
         Ok(Drug { name, rxnorm })
     }
 
-    /// The name as compared: lower case, words separated by one space.
+    /// The drug as compared for the active list: its ingredients, without
+    /// strength or form (`super::classes::ingredient_key`).
     pub fn key(&self) -> String {
-        words(&self.name).join(" ")
+        super::classes::ingredient_key(&self.name)
     }
 }
 
@@ -82,11 +83,14 @@ pub struct Dose {
 }
 
 impl Dose {
-    fn parse(self) -> Result<Self, MedicationError> {
+    pub(crate) fn parse(self) -> Result<Self, MedicationError> {
         let scaled = self.amount * 10_000.0;
+        // At least 0.0001: a positive amount that rounds to no ten-thousandth
+        // (1e-11) is a slip, not a dose.
         if !self.amount.is_finite()
             || self.amount <= 0.0
             || self.amount > 100_000.0
+            || scaled.round() < 1.0
             || (scaled - scaled.round()).abs() > 1e-6
         {
             return Err(MedicationError::InvalidDose);
@@ -131,12 +135,17 @@ pub enum Frequency {
 }
 
 impl Frequency {
-    fn parse(self) -> Result<Self, MedicationError> {
+    pub(crate) fn parse(self) -> Result<Self, MedicationError> {
         match self {
             Frequency::TimesADay { mut times } => {
                 if times.is_empty() || times.len() > 12 {
                     return Err(MedicationError::InvalidFrequency(
                         "times_a_day needs 1 to 12 times",
+                    ));
+                }
+                if times.iter().any(|t| t.second() != 0 || t.nanosecond() != 0) {
+                    return Err(MedicationError::InvalidFrequency(
+                        "times_a_day takes whole minutes (08:00)",
                     ));
                 }
                 times.sort();
@@ -191,8 +200,11 @@ pub struct Order {
 pub const MAX_DOSES: usize = 1_000;
 
 impl Order {
-    /// Checks every field; a duration becomes an end.
-    pub fn parse(self, now: DateTime<Utc>) -> Result<Self, MedicationError> {
+    /// Checks every field; a duration becomes an end: the same local time
+    /// of day `duration_days` calendar days later in the clinic's zone (so
+    /// that a 7-day course across a daylight-saving change holds 7 days of
+    /// doses, not one more or one less).
+    pub fn parse(self, now: DateTime<Utc>, zone: ClinicZone) -> Result<Self, MedicationError> {
         let medication = self.medication.parse()?;
         let dose = self.dose.parse()?;
         let frequency = self.frequency.parse()?;
@@ -208,7 +220,9 @@ impl Order {
                 ))
             }
             (None, Some(days)) if (1..=366).contains(&days) => {
-                Some(self.starts_at + Duration::days(i64::from(days)))
+                let local = zone.local(self.starts_at);
+                let end_date = zone.date_of(self.starts_at) + Duration::days(i64::from(days));
+                Some(zone.instant(end_date, local.time()))
             }
             (None, Some(_)) => {
                 return Err(MedicationError::InvalidPeriod(

@@ -30,6 +30,9 @@ pub enum MessagingError {
     /// Someone who is neither the patient, on their care team nor at the front desk.
     #[error("a participant must be the patient, on their care team or at the front desk")]
     NotEligible,
+    /// A thread that holds as many messages as a thread may: start another.
+    #[error("a thread holds at most {0} messages; start a new thread")]
+    ThreadFull(u32),
     /// More participants than a thread holds.
     #[error("a thread has at most {0} participants")]
     TooManyParticipants(usize),

@@ -32,7 +32,8 @@ pub use commands::ThreadCommand;
 pub use error::MessagingError;
 pub use events::ThreadEvent;
 pub use values::{
-    body, subject, Invitee, Participant, Party, BODY_MAX, PARTICIPANTS_MAX, SUBJECT_MAX,
+    body, subject, Invitee, Participant, Party, BODY_MAX, MESSAGES_MAX, PARTICIPANTS_MAX,
+    SUBJECT_MAX,
 };
 
 /// Where a participant stands in a thread.
@@ -162,6 +163,10 @@ impl Thread {
             }
             C::Post { author, body, at } => {
                 self.participant(author)?;
+                // Every command on a thread loads it whole: its length is bounded.
+                if self.messages >= MESSAGES_MAX {
+                    return Err(MessagingError::ThreadFull(MESSAGES_MAX));
+                }
                 Ok(vec![ThreadEvent::MessagePosted {
                     number: self.messages + 1,
                     author,

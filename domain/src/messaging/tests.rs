@@ -251,6 +251,15 @@ async fn only_participants_post() {
 }
 
 #[tokio::test]
+async fn a_full_thread_takes_no_more_messages() {
+    let mut events = vec![started()];
+    events.extend((1..=MESSAGES_MAX).map(|n| posted(n, PATIENT_ACCOUNT)));
+    thread(events, post(DOCTOR, "one more"))
+        .await
+        .then_expect_error(MessagingError::ThreadFull(MESSAGES_MAX));
+}
+
+#[tokio::test]
 async fn nothing_is_posted_to_a_thread_that_does_not_exist() {
     thread(vec![], post(DOCTOR, "hello"))
         .await

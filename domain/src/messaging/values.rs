@@ -15,6 +15,9 @@ pub const BODY_MAX: usize = 10_000;
 /// The most participants a thread holds.
 pub const PARTICIPANTS_MAX: usize = 20;
 
+/// The most messages a thread holds (every command loads the thread whole).
+pub const MESSAGES_MAX: u32 = 2_000;
+
 /// How a participant stands to the thread's patient.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

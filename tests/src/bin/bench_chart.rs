@@ -56,6 +56,20 @@ fn entry(i: u64) -> Value {
     }
 }
 
+/// A drug name of letters only, different for each `i` (a number in a
+/// drug's name is its strength: "X 1" and "X 2" are one drug).
+fn drug(mut i: u64) -> String {
+    let mut name = String::from("Bench");
+    loop {
+        name.push(char::from(b'a' + (i % 26) as u8));
+        i /= 26;
+        if i == 0 {
+            break;
+        }
+    }
+    name + "mycin"
+}
+
 async fn call(
     server: &BenchServer,
     method: &str,
@@ -113,7 +127,14 @@ async fn main() -> anyhow::Result<()> {
     }
     for p in &patients {
         let allergy = json!({"substance": "Penicillin", "reaction": "rash", "severity": "mild"});
-        call(&server, "POST", &format!("/v1/patients/{p}/allergies"), &doctor, Some(&allergy)).await?;
+        call(
+            &server,
+            "POST",
+            &format!("/v1/patients/{p}/allergies"),
+            &doctor,
+            Some(&allergy),
+        )
+        .await?;
     }
     let patients = Arc::new(patients);
     let heavy = patients[0].clone();
@@ -161,17 +182,19 @@ async fn main() -> anyhow::Result<()> {
             async move { fetch(&server, &timeline, &doctor).await }
         }
     };
+    // One drug per call over both runs: never a duplicate.
+    let drugs = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let prescribe = {
         let (server, doctor, patients) = (server.clone(), doctor.clone(), patients.clone());
         move |i: u64| {
             let (server, doctor, patients) = (server.clone(), doctor.clone(), patients.clone());
+            let n = drugs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             async move {
                 let n = patients.len().max(2) - 1;
                 let p = &patients[1 + ((i ^ (i >> 32)) as usize).wrapping_mul(2_654_435_761) % n];
                 let path = format!("/v1/patients/{p}/medications");
-                // A drug no earlier call prescribed: never a duplicate.
                 let order = json!({"order": {
-                    "medication": {"name": format!("Benchmycin {i} {}", uuid::Uuid::now_v7().simple())},
+                    "medication": {"name": drug(n)},
                     "dose": {"amount": 250, "unit": "mg"}, "route": "oral",
                     "frequency": {"kind": "times_a_day", "times": ["08:00", "20:00"]},
                     "starts_at": chrono::Utc::now().to_rfc3339(), "duration_days": 7}});
@@ -221,7 +244,14 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let half = max.rate() / 2.0;
     rows.push(("POST /v1/patients/{id}/medications, max", max));
-    let at_half = open_loop("prescriptions: half rate", half, args.seconds, 4096, prescribe).await?;
+    let at_half = open_loop(
+        "prescriptions: half rate",
+        half,
+        args.seconds,
+        4096,
+        prescribe,
+    )
+    .await?;
     rows.push(("POST /v1/patients/{id}/medications, half rate", at_half));
     let base = closed_loop(
         "baseline: patient read",
