@@ -188,13 +188,13 @@ async fn main() -> anyhow::Result<()> {
         let (server, doctor, patients) = (server.clone(), doctor.clone(), patients.clone());
         move |i: u64| {
             let (server, doctor, patients) = (server.clone(), doctor.clone(), patients.clone());
-            let n = drugs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let k = drugs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             async move {
                 let n = patients.len().max(2) - 1;
                 let p = &patients[1 + ((i ^ (i >> 32)) as usize).wrapping_mul(2_654_435_761) % n];
                 let path = format!("/v1/patients/{p}/medications");
                 let order = json!({"order": {
-                    "medication": {"name": drug(n)},
+                    "medication": {"name": drug(k)},
                     "dose": {"amount": 250, "unit": "mg"}, "route": "oral",
                     "frequency": {"kind": "times_a_day", "times": ["08:00", "20:00"]},
                     "starts_at": chrono::Utc::now().to_rfc3339(), "duration_days": 7}});
