@@ -182,6 +182,12 @@ impl Bill {
         self.void_reason.as_deref()
     }
 
+    /// Applies one of its events, as loading it does: for read models
+    /// that fold bills with the domain's own rules.
+    pub fn fold(&mut self, event: BillEvent) {
+        self.apply(event);
+    }
+
     /// Its money, to the cent (an error only if a sum overflows).
     pub fn balance(&self) -> Result<Balance, BillingError> {
         let total = Money::sum(self.lines.iter().map(|l| l.amount))?;
