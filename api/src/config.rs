@@ -115,6 +115,11 @@ pub struct Settings {
     #[arg(long, env = "ANAMNESIS_MAX_DOCUMENT_BYTES", default_value_t = 10 * 1024 * 1024,
           global = true, value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
     pub max_document_bytes: u64,
+
+    /// The clinic's one currency, an ISO 4217 code (`USD`, `EUR`): every
+    /// bill is in its minor units and records it.
+    #[arg(long, env = "ANAMNESIS_CURRENCY", default_value = "USD", global = true)]
+    pub currency: String,
 }
 
 impl Settings {
@@ -150,6 +155,12 @@ impl Settings {
         Ok(crate::care::ClinicalSettings {
             care_after_visit: chrono::Duration::days(self.care_after_visit_days),
             break_glass: chrono::Duration::seconds(self.break_glass_seconds),
+            currency: anamnesis_domain::billing::Currency::parse(&self.currency).map_err(|_| {
+                anyhow::anyhow!(
+                    "--currency / ANAMNESIS_CURRENCY: {:?} is not an ISO 4217 code (three capital letters, e.g. USD, EUR)",
+                    self.currency
+                )
+            })?,
             documents: crate::documents::Documents::open(
                 &location,
                 usize::try_from(self.max_document_bytes)?,

@@ -90,6 +90,19 @@ policy! {
     // Any doctor or nurse, stating a reason; the grant is the way in.
     BreakGlass => [Doctor, Nurse];
     ListGrants => [Compliance];
+    // Billing (ADR 0016): staff run it; the patient reads and pays their
+    // own bills; compliance reads. Doctors and nurses have no part in the
+    // revenue cycle; admin keeps the price list, which holds no patient data.
+    ReadPriceList => [Doctor, Nurse, Staff, Admin, Compliance];
+    ManagePriceList => [Admin, Staff];
+    ReadCoverage => [Staff, Compliance] + own;
+    ManageCoverage => [Staff];
+    ManageBill => [Staff];
+    ReadBill => [Staff, Compliance] + own;
+    ListBills => [Staff, Compliance];
+    ManageClaims => [Staff];
+    PayBill => [Staff] + own;
+    AdjustBill => [Staff];
 }
 
 /// How much of a patient record a permitted read may show.
@@ -314,6 +327,10 @@ mod tests {
                     | Action::ReadChart
                     | Action::ReadCareTeam
                     | Action::ListGrants
+                    | Action::ReadPriceList
+                    | Action::ReadCoverage
+                    | Action::ReadBill
+                    | Action::ListBills
             ) {
                 assert!(
                     authorize(&c, action, &Context::patient(THEIRS)).is_err(),
@@ -362,6 +379,24 @@ mod tests {
             &Context::in_care(THEIRS, Care::Team)
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_patient_reads_and_pays_only_their_own_bills() {
+        let me = principal(Role::Patient, Some(MINE));
+        for action in [Action::ReadBill, Action::PayBill, Action::ReadCoverage] {
+            assert!(authorize(&me, action, &Context::patient(MINE)).is_ok());
+            assert!(authorize(&me, action, &Context::patient(THEIRS)).is_err());
+        }
+        for action in [Action::ManageBill, Action::ManageClaims, Action::AdjustBill] {
+            assert!(authorize(&me, action, &Context::patient(MINE)).is_err());
+        }
+        // Care opens no bill to a doctor or nurse.
+        for role in [Role::Doctor, Role::Nurse] {
+            let p = principal(role, None);
+            let team = Context::in_care(THEIRS, Care::Team);
+            assert!(authorize(&p, Action::ReadBill, &team).is_err());
+        }
     }
 
     #[test]

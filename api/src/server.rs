@@ -122,6 +122,7 @@ impl Prepared {
         started.spawn(Schedule);
         started.spawn(AccessLog);
         started.spawn(anamnesis_projections::chart::Chart);
+        started.spawn(anamnesis_projections::billing::Billing);
         let Projectors {
             mut runners,
             handles: projections,
