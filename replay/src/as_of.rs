@@ -9,6 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use anamnesis_commands::{Db, LogReader, StoredEvent};
+use anamnesis_projections::billing::{self, BillQuery, BillSummary, Billing, CoverageView};
 use anamnesis_projections::chart::{self, Chart, EntryView, MemberView, Timeline};
 use anamnesis_projections::patients::{self, PatientView, Patients};
 use anamnesis_projections::runner::{Decode, Envelope, Projector, Tx};
@@ -41,6 +42,10 @@ pub struct AsOf {
     pub chart: Vec<EntryView>,
     /// The care team by assignment then.
     pub care_team: Vec<MemberView>,
+    /// Every bill, with its balance then, newest date of service first.
+    pub bills: Vec<BillSummary>,
+    /// The coverage on record then.
+    pub coverage: Vec<CoverageView>,
 }
 
 /// Folds every event about `patient` up to `point`.
@@ -60,6 +65,8 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
         appointments: Vec::new(),
         chart: Vec::new(),
         care_team: Vec::new(),
+        bills: Vec::new(),
+        coverage: Vec::new(),
     };
     let mut after = 0;
     loop {
@@ -98,6 +105,13 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
     };
     result.chart = chart::timeline(&scratch, &timeline).await?.0;
     result.care_team = chart::members(&scratch, &patient.to_string()).await?;
+    let bills = BillQuery {
+        patient_id: Some(patient.to_string()),
+        limit: i64::MAX / 2,
+        ..Default::default()
+    };
+    result.bills = billing::bills(&scratch, &bills).await?.0;
+    result.coverage = billing::coverage_of(&scratch, &patient.to_string()).await?;
     scratch.close().await;
     Ok(result)
 }
@@ -107,6 +121,7 @@ async fn fold(db: &Db, page: &[StoredEvent]) -> Result<(), ReplayError> {
     apply(db, &Patients, page).await?;
     apply(db, &Schedule, page).await?;
     apply(db, &Chart, page).await?;
+    apply(db, &Billing, page).await?;
     Ok(())
 }
 

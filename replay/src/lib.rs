@@ -61,6 +61,9 @@ pub fn normalized(stored: &StoredEvent) -> Result<Value, ReplayError> {
         "access" => through::<anamnesis_domain::access::AccessEvent>(stored),
         "chart_entry" => through::<anamnesis_domain::chart::EntryEvent>(stored),
         "care_team" => through::<anamnesis_domain::chart::CareEvent>(stored),
+        "price_list" => through::<anamnesis_domain::billing::PriceListEvent>(stored),
+        "coverage" => through::<anamnesis_domain::billing::CoverageEvent>(stored),
+        "bill" => through::<anamnesis_domain::billing::BillEvent>(stored),
         other => Err(ReplayError::UnknownAggregate {
             position: stored.global_position,
             aggregate_type: other.to_owned(),
