@@ -14,7 +14,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Settings;
 
 /// The read models, by the name their checkpoint is kept under.
-pub const NAMES: [&str; 5] = ["activity", "patients", "schedule", "access_log", "chart"];
+pub const NAMES: [&str; 6] = [
+    "activity",
+    "patients",
+    "schedule",
+    "access_log",
+    "chart",
+    "billing",
+];
 
 /// Rebuilds `names` (every read model when `all`).
 pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Result<()> {
@@ -41,6 +48,7 @@ pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Re
 }
 
 async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
+    use anamnesis_projections::billing::Billing;
     use anamnesis_projections::{
         access_log::AccessLog, activity::Activity, chart::Chart, patients::Patients,
         schedule::Schedule,
@@ -54,6 +62,7 @@ async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
             "patients" => one(db, &reader, &Patients).await?,
             "schedule" => one(db, &reader, &Schedule).await?,
             "access_log" => one(db, &reader, &AccessLog).await?,
+            "billing" => one(db, &reader, &Billing).await?,
             _ => one(db, &reader, &Chart).await?,
         };
         total += done.events;
