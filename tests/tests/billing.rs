@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 on_both_backends!(
     a_visit_is_billed_a_claim_rejected_resubmitted_and_partly_paid_and_the_patient_pays_the_rest,
     a_void_leaves_a_credit_that_a_refund_settles_and_aging_buckets_what_is_owed,
+    history_and_as_of_show_a_bill_as_it_was,
 );
 
 async fn start(backend: Backend) -> anyhow::Result<TestServer> {
@@ -539,5 +540,83 @@ async fn a_void_leaves_a_credit_that_a_refund_settles_and_aging_buckets_what_is_
     )
     .await?;
     assert_eq!((own.status, own.code()), (403, "forbidden"), "{own:?}");
+    s.stop().await
+}
+
+async fn history_and_as_of_show_a_bill_as_it_was(backend: Backend) -> anyhow::Result<()> {
+    let s = start(backend).await?;
+    let admin = admin(&s).await?;
+    let staff = user(&s, &admin, "billing.desk", "staff").await?;
+    let officer = user(&s, &admin, "auditor", "compliance").await?;
+    let (marie, marie_id) = patient_account(&s, "marie", "Curie").await?;
+    price_list(&s, &admin).await?;
+    let opened = ok(&s, &staff, "/v1/bills", json!({"patient_id": marie_id})).await?;
+    let bill = id(&opened);
+    ok(
+        &s,
+        &staff,
+        &format!("/v1/bills/{bill}/lines"),
+        json!({"code": "99213", "quantity": 1}),
+    )
+    .await?;
+    let issued = ok(&s, &staff, &format!("/v1/bills/{bill}/issue"), json!(null)).await?;
+    let paid = ok(
+        &s,
+        &marie,
+        &format!("/v1/bills/{bill}/payments"),
+        json!({"amount": 12_000, "method": "card"}),
+    )
+    .await?;
+
+    // History: who billed and who paid, through the domain's codec.
+    let history = get(
+        &s,
+        &officer,
+        &format!("/v1/patients/{marie_id}/history"),
+        &paid,
+    )
+    .await?;
+    let billing: Vec<(String, String)> = history.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"].as_str().unwrap().starts_with("bill."))
+        .map(|e| {
+            (
+                e["event_type"].as_str().unwrap().to_owned(),
+                e["actor_role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = [
+        ("bill.opened", "staff"),
+        ("bill.line_added", "staff"),
+        ("bill.issued", "staff"),
+        ("bill.payment_received", "patient"),
+    ]
+    .iter()
+    .map(|(e, r)| (e.to_string(), r.to_string()))
+    .collect();
+    assert_eq!(billing, expected, "{history:?}");
+
+    // As of the issue: owed in full; as of now: paid.
+    let as_of = |position: i64| format!("/v1/patients/{marie_id}/as-of?position={position}");
+    let then = get(
+        &s,
+        &officer,
+        &as_of(issued.body["position"].as_i64().unwrap()),
+        &paid,
+    )
+    .await?;
+    assert_eq!(then.body["bills"][0]["status"], "issued", "{then:?}");
+    assert_eq!(balance(&then.body["bills"][0]), (0, 12_000));
+    let now = get(
+        &s,
+        &officer,
+        &as_of(paid.body["position"].as_i64().unwrap()),
+        &paid,
+    )
+    .await?;
+    assert_eq!(balance(&now.body["bills"][0]), (0, 0), "{now:?}");
     s.stop().await
 }

@@ -149,6 +149,10 @@ pub struct RecordAsOf {
     pub chart: Vec<anamnesis_projections::chart::EntryView>,
     /// The care team by assignment then.
     pub care_team: Vec<anamnesis_projections::chart::MemberView>,
+    /// Every bill with its balance then, newest date of service first.
+    pub bills: Vec<anamnesis_projections::billing::BillSummary>,
+    /// The coverage on record then.
+    pub coverage: Vec<anamnesis_projections::billing::CoverageView>,
 }
 
 /// A patient's whole record as it was known at a time or log position,
@@ -192,5 +196,7 @@ pub async fn patient_as_of(
         appointments,
         chart: record.chart,
         care_team: record.care_team,
+        bills: record.bills,
+        coverage: record.coverage,
     }))
 }
