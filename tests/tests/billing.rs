@@ -376,6 +376,48 @@ async fn a_visit_is_billed_a_claim_rejected_resubmitted_and_partly_paid_and_the_
         log.body.to_string().contains("GET /v1/bills/{id}"),
         "{log:?}"
     );
+
+    // The API document has no float in any billing schema: money is an
+    // integer of minor units in every request and answer.
+    let doc = s.call("GET", "/openapi.json", None, None, &[]).await?;
+    let schemas = doc.body["components"]["schemas"].as_object().unwrap();
+    let billing = [
+        "PriceBody",
+        "PriceView",
+        "LineBody",
+        "ClaimBody",
+        "ClaimResponseBody",
+        "ResubmitBody",
+        "PaymentBody",
+        "AdjustmentBody",
+        "RefundBody",
+        "BillSummary",
+        "BillDetail",
+        "LineView",
+        "ClaimView",
+        "MovementView",
+        "Totals",
+        "BillPage",
+        "AgingBucket",
+        "Aging",
+    ];
+    for name in billing {
+        let schema = schemas
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} is documented"));
+        assert!(
+            !schema.to_string().contains("\"number\""),
+            "{name}: {schema}"
+        );
+    }
+    assert_eq!(
+        schemas["PaymentBody"]["properties"]["amount"]["type"],
+        "integer"
+    );
+    assert_eq!(
+        schemas["BillSummary"]["properties"]["total"]["type"],
+        "integer"
+    );
     s.stop().await
 }
 
