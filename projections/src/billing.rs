@@ -224,40 +224,43 @@ struct Folded {
     opened_at: i64,
     updated_at: i64,
     position: i64,
+    /// Whether the batch changed its lines or its claims (else their rows stand).
+    lines_changed: bool,
+    claims_changed: bool,
 }
 
 async fn load(tx: &mut Tx, e: &Envelope<BillingEvent>) -> Result<Folded, ProjectionError> {
-    let state = sql::returning(
+    // One round trip: when it was opened, a space, the folded bill.
+    let row = sql::returning(
         tx,
-        "SELECT state FROM billing_bills WHERE bill_id = $1",
+        "SELECT CAST(opened_at AS TEXT) || ' ' || state FROM billing_bills WHERE bill_id = $1",
         &[e.id().into()],
     )
     .await?;
     let at = e.stored.recorded_at.timestamp();
-    let Some(state) = state.first() else {
+    let Some(row) = row.first() else {
         return Ok(Folded {
             bill: Bill::default(),
             opened_at: at,
             updated_at: at,
             position: e.position(),
+            lines_changed: false,
+            claims_changed: false,
         });
     };
+    let (opened_at, state) = row
+        .split_once(' ')
+        .and_then(|(t, s)| Some((t.parse::<i64>().ok()?, s)))
+        .ok_or_else(|| damaged(e, "a bill row without its opening time"))?;
     let bill: Bill =
         serde_json::from_str(state).map_err(|err| damaged(e, format!("bill state: {err}")))?;
-    let opened_at = sql::returning(
-        tx,
-        "SELECT CAST(opened_at AS TEXT) FROM billing_bills WHERE bill_id = $1",
-        &[e.id().into()],
-    )
-    .await?
-    .first()
-    .and_then(|v| v.parse().ok())
-    .unwrap_or(at);
     Ok(Folded {
         bill,
         opened_at,
         updated_at: at,
         position: e.position(),
+        lines_changed: false,
+        claims_changed: false,
     })
 }
 
@@ -335,6 +338,18 @@ async fn fold(
             return Err(damaged(e, "a payment, adjustment or refund recorded twice"));
         }
     }
+    match event {
+        BillEvent::LineAdded(_) | BillEvent::LineRemoved { .. } => folded.lines_changed = true,
+        BillEvent::ClaimSubmitted { .. }
+        | BillEvent::ClaimAccepted { .. }
+        | BillEvent::ClaimRejected { .. }
+        | BillEvent::ClaimResubmitted { .. }
+        | BillEvent::ClaimWithdrawn { .. }
+        | BillEvent::ClaimPaid { .. }
+        | BillEvent::ClaimPartlyPaid { .. }
+        | BillEvent::ClaimDenied { .. } => folded.claims_changed = true,
+        _ => {}
+    }
     folded.bill.fold(event.clone());
     folded
         .bill
@@ -392,6 +407,17 @@ async fn write(tx: &mut Tx, id: &str, folded: &Folded) -> Result<(), ProjectionE
         ],
     )
     .await?;
+    if folded.lines_changed {
+        lines(tx, id, bill).await?;
+    }
+    if folded.claims_changed {
+        claims(tx, id, bill).await?;
+    }
+    Ok(())
+}
+
+/// Replaces a bill's lines.
+async fn lines(tx: &mut Tx, id: &str, bill: &Bill) -> Result<(), ProjectionError> {
     sql::execute(
         tx,
         "DELETE FROM billing_lines WHERE bill_id = $1",
@@ -422,6 +448,15 @@ async fn write(tx: &mut Tx, id: &str, folded: &Folded) -> Result<(), ProjectionE
         &lines,
     )
     .await?;
+    Ok(())
+}
+
+/// Replaces a bill's claims.
+async fn claims(tx: &mut Tx, id: &str, bill: &Bill) -> Result<(), ProjectionError> {
+    let patient = bill
+        .opening()
+        .map(|o| o.patient_id.to_string())
+        .unwrap_or_default();
     sql::execute(
         tx,
         "DELETE FROM billing_claims WHERE bill_id = $1",
@@ -435,7 +470,7 @@ async fn write(tx: &mut Tx, id: &str, folded: &Folded) -> Result<(), ProjectionE
             vec![
                 c.claim_id.to_string().into(),
                 id.into(),
-                opening.patient_id.to_string().into(),
+                patient.as_str().into(),
                 c.coverage_id.to_string().into(),
                 c.payer.as_str().into(),
                 c.status.as_str().into(),
