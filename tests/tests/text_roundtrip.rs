@@ -7,7 +7,7 @@
 //! closure's; and the chart's: note sections, a lab's test and unit, a
 //! diagnosis, a procedure, a vaccine's lot; and billing's: a coverage's
 //! payer, member id and plan, a service code's description, a payment's
-//! method.
+//! method, an adjustment's and a void's reason.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -54,7 +54,7 @@ enum Field {
     Billing(&'static str),
 }
 
-const FIELDS: [Field; 33] = [
+const FIELDS: [Field; 35] = [
     Field::Demographic("family_name"),
     Field::Demographic("given_name"),
     Field::Demographic("phone"),
@@ -88,6 +88,8 @@ const FIELDS: [Field; 33] = [
     Field::Billing("plan"),
     Field::Billing("description"),
     Field::Billing("method"),
+    Field::Billing("adjustment"),
+    Field::Billing("void"),
 ];
 
 /// What the scheduling fields need: an admin and the front desk, and a
@@ -566,7 +568,7 @@ async fn billing_case(
             json!({"description": text, "unit_price": 100}),
             "/v1/billing/price-list".to_owned(),
         ),
-        "method" => {
+        "method" | "adjustment" | "void" => {
             let price = json!({"description": "Fuzz", "unit_price": 100});
             let set = s
                 .call(
@@ -609,10 +611,18 @@ async fn billing_case(
                 )
                 .await?;
             ok(&issued, "issuing")?;
+            let (path, body) = match name {
+                "method" => ("payments", json!({"amount": 100, "method": text})),
+                "adjustment" => (
+                    "adjustments",
+                    json!({"kind": "adjustment", "amount": 100, "reason": text}),
+                ),
+                _ => ("void", json!({"reason": text})),
+            };
             (
                 "POST",
-                format!("/v1/bills/{bill}/payments"),
-                json!({"amount": 100, "method": text}),
+                format!("/v1/bills/{bill}/{path}"),
+                body,
                 format!("/v1/bills/{bill}"),
             )
         }
@@ -638,7 +648,11 @@ async fn billing_case(
     let before = s.event_count().await?;
     let r = s.call(method, &path, Some(token), Some(body), &[]).await?;
     if r.status == 422 {
-        anyhow::ensure!(r.field() == name, "refused naming another field: {r:?}");
+        let field = match name {
+            "adjustment" | "void" => "reason",
+            _ => name,
+        };
+        anyhow::ensure!(r.field() == field, "refused naming another field: {r:?}");
         anyhow::ensure!(
             s.event_count().await? == before,
             "a refused request wrote events"
@@ -657,7 +671,8 @@ async fn billing_case(
             .as_array()
             .and_then(|l| l.iter().find(|p| p["code"] == json!(format!("F{case}"))))
             .map(|p| p["description"].clone()),
-        "method" => Some(read.body["movements"][0]["note"].clone()),
+        "method" | "adjustment" => Some(read.body["movements"][0]["note"].clone()),
+        "void" => Some(read.body["void_reason"].clone()),
         _ => read
             .body
             .as_array()
