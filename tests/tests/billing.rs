@@ -19,6 +19,7 @@ on_both_backends!(
     a_visit_is_billed_a_claim_rejected_resubmitted_and_partly_paid_and_the_patient_pays_the_rest,
     a_void_leaves_a_credit_that_a_refund_settles_and_aging_buckets_what_is_owed,
     history_and_as_of_show_a_bill_as_it_was,
+    a_bill_event_that_does_not_fit_its_bill_stops_the_billing_projector,
 );
 
 async fn start(backend: Backend) -> anyhow::Result<TestServer> {
@@ -660,5 +661,54 @@ async fn history_and_as_of_show_a_bill_as_it_was(backend: Backend) -> anyhow::Re
     )
     .await?;
     assert_eq!(balance(&now.body["bills"][0]), (0, 0), "{now:?}");
+    s.stop().await
+}
+
+/// A claim accepted on a bill never opened (damage, or a bug) is not
+/// skipped: the billing projector stops before it and `/readyz` names it.
+async fn a_bill_event_that_does_not_fit_its_bill_stops_the_billing_projector(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    use anamnesis_commands::{Actor, AppendRequest, EventLog, EventMetadata, NewEvent};
+    let s = start(backend).await?;
+    let log = EventLog::open(s.db.db.clone()).await?;
+    let done = log
+        .append(AppendRequest {
+            aggregate_type: "bill".into(),
+            aggregate_id: uuid::Uuid::now_v7().to_string(),
+            expected_sequence: 0,
+            events: vec![NewEvent {
+                event_type: "bill.claim_accepted".into(),
+                event_version: "1".into(),
+                payload: json!({"claim_id": uuid::Uuid::now_v7()}),
+            }],
+            metadata: EventMetadata::by(Actor::new("test:damage", "operator")),
+            keys: Default::default(),
+            credential: None,
+            guards: Default::default(),
+            patient_id: None,
+        })
+        .await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let billing = loop {
+        let r = s.call("GET", "/readyz", None, None, &[]).await?;
+        let billing = r.body["projections"]
+            .as_array()
+            .and_then(|ps| ps.iter().find(|p| p["name"] == "billing").cloned())
+            .unwrap_or_default();
+        if r.status == 503 && billing["ready"] == false {
+            break billing;
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "readyz did not report the stuck projector: {r:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        billing["position"].as_i64(),
+        Some(done.last_position - 1),
+        "{billing}"
+    );
     s.stop().await
 }
