@@ -510,6 +510,26 @@ async fn a_void_leaves_a_credit_that_a_refund_settles_and_aging_buckets_what_is_
     assert_eq!(balance(&read.body), (0, 0), "{read:?}");
     assert_eq!(cents(&read.body, "refunded"), 5_000);
 
+    // A payment retried with its Idempotency-Key is taken once.
+    let payments = format!("/v1/bills/{kept}/payments");
+    let key = [("Idempotency-Key", "pay-kept-1".to_owned())];
+    let body = json!({"amount": 1_000, "method": "card"});
+    let first = s
+        .call("POST", &payments, Some(&marie), Some(body.clone()), &key)
+        .await?;
+    assert_eq!(first.status, 201, "{first:?}");
+    let again = s
+        .call("POST", &payments, Some(&marie), Some(body), &key)
+        .await?;
+    assert_eq!((again.status, id(&again)), (201, id(&first)), "{again:?}");
+    let read = get(&s, &staff, &format!("/v1/bills/{kept}"), &again).await?;
+    assert_eq!(
+        read.body["movements"].as_array().unwrap().len(),
+        1,
+        "{read:?}"
+    );
+    assert_eq!(balance(&read.body), (0, 11_000));
+
     // A write-off of part of the kept bill, with a reason.
     let adjustments = format!("/v1/bills/{kept}/adjustments");
     let written = ok(
@@ -520,9 +540,9 @@ async fn a_void_leaves_a_credit_that_a_refund_settles_and_aging_buckets_what_is_
     )
     .await?;
     let read = get(&s, &staff, &format!("/v1/bills/{kept}"), &written).await?;
-    assert_eq!(balance(&read.body), (0, 10_000), "{read:?}");
+    assert_eq!(balance(&read.body), (0, 9_000), "{read:?}");
 
-    // Aging: the kept bill's 100.00, by days since it was issued today.
+    // Aging: the kept bill's 90.00 still owed, by days since it was issued today.
     let today = NaiveDate::parse_from_str(read.body["issued_on"].as_str().unwrap(), "%Y-%m-%d")?;
     let bucket = |as_of: NaiveDate| {
         let (s, staff, written) = (&s, staff.clone(), &written);
@@ -550,18 +570,18 @@ async fn a_void_leaves_a_credit_that_a_refund_settles_and_aging_buckets_what_is_
             anyhow::Ok(owed)
         }
     };
-    assert_eq!(bucket(today).await?, [("0-30".to_owned(), 10_000)]);
+    assert_eq!(bucket(today).await?, [("0-30".to_owned(), 9_000)]);
     assert_eq!(
         bucket(today + Duration::days(45)).await?,
-        [("31-60".to_owned(), 10_000)]
+        [("31-60".to_owned(), 9_000)]
     );
     assert_eq!(
         bucket(today + Duration::days(90)).await?,
-        [("61-90".to_owned(), 10_000)]
+        [("61-90".to_owned(), 9_000)]
     );
     assert_eq!(
         bucket(today + Duration::days(91)).await?,
-        [("90+".to_owned(), 10_000)]
+        [("90+".to_owned(), 9_000)]
     );
     assert!(bucket(today - Duration::days(1)).await?.is_empty());
 
