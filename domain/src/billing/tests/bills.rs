@@ -168,3 +168,64 @@ async fn a_bill_with_an_open_claim_is_not_voided() {
     .await
     .then_expect_error(BillingError::ClaimsOnBill);
 }
+
+#[tokio::test]
+async fn a_bill_is_opened_once() {
+    bill(
+        vec![opened()],
+        BillCommand::Open {
+            patient_id: PATIENT,
+            appointment: None,
+            currency: usd(),
+            service_date: today(),
+        },
+    )
+    .await
+    .then_expect_error(BillingError::AlreadyExists);
+}
+
+#[tokio::test]
+async fn a_bill_holds_at_most_200_lines() {
+    let mut given = vec![opened()];
+    given.extend(
+        (0..MAX_LINES as u128)
+            .map(|i| BillEvent::LineAdded(line(Uuid::from_u128(1_000 + i), "X", 1, 1))),
+    );
+    bill(
+        given,
+        BillCommand::AddLine {
+            line_id: LINE,
+            listed: Some(listed("LAB-1", 1)),
+            quantity: 1,
+            unit_price: None,
+        },
+    )
+    .await
+    .then_expect_error(BillingError::TooManyLines);
+}
+
+#[tokio::test]
+async fn a_void_reason_over_500_characters_is_refused() {
+    bill(
+        issued(),
+        BillCommand::Void {
+            reason: "x".repeat(501),
+        },
+    )
+    .await
+    .then_expect_error(BillingError::TooLong("reason"));
+}
+
+#[tokio::test]
+async fn a_draft_is_voided_too() {
+    bill(
+        vec![opened()],
+        BillCommand::Void {
+            reason: "opened by mistake".into(),
+        },
+    )
+    .await
+    .then_expect_events(vec![BillEvent::Voided {
+        reason: "opened by mistake".into(),
+    }]);
+}

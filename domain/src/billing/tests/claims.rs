@@ -185,3 +185,52 @@ async fn a_payer_pays_no_more_than_claimed_and_states_why_it_pays_less() {
             needed: "accepted",
         });
 }
+
+#[tokio::test]
+async fn reason_codes_have_a_shape_and_a_limit() {
+    let reject = |reason_codes: Vec<String>| BillCommand::RejectClaim {
+        claim_id: CLAIM,
+        reason_codes,
+    };
+    let given = with(issued(), [submitted(10_000)]);
+    bill(given.clone(), reject(codes(&["CO 16"])))
+        .await
+        .then_expect_error(BillingError::InvalidCode("reason_codes"));
+    bill(given.clone(), reject(codes(&["CO-16-TOO-LONG"])))
+        .await
+        .then_expect_error(BillingError::TooLong("reason_codes"));
+    let eleven: Vec<String> = (0..11).map(|i| format!("N{i}")).collect();
+    bill(given, reject(eleven))
+        .await
+        .then_expect_error(BillingError::InvalidCode("reason_codes"));
+}
+
+#[tokio::test]
+async fn a_withdrawn_claim_is_not_resubmitted() {
+    bill(
+        with(
+            issued(),
+            [
+                submitted(10_000),
+                BillEvent::ClaimRejected {
+                    claim_id: CLAIM,
+                    reason_codes: codes(&["CO-16"]),
+                },
+                BillEvent::ClaimWithdrawn {
+                    claim_id: CLAIM,
+                    reason: "x".into(),
+                },
+            ],
+        ),
+        BillCommand::ResubmitClaim {
+            claim_id: CLAIM,
+            amount: 100,
+            today: today(),
+        },
+    )
+    .await
+    .then_expect_error(BillingError::ClaimState {
+        actual: "withdrawn",
+        needed: "rejected",
+    });
+}

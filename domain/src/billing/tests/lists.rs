@@ -198,3 +198,43 @@ async fn an_ended_coverage_is_not_ended_again() {
         .await
         .then_expect_error(BillingError::CoverageEnded);
 }
+
+#[tokio::test]
+async fn a_listed_code_is_retired() {
+    TestFramework::<PriceList>::with(())
+        .given(vec![PriceListEvent::CodeSet(listed("99213", 12_000))])
+        .when_async(PriceListCommand::Retire {
+            code: "99213".into(),
+        })
+        .await
+        .then_expect_events(vec![PriceListEvent::CodeRetired {
+            code: "99213".into(),
+        }]);
+}
+
+#[tokio::test]
+async fn an_unknown_coverage_is_not_ended() {
+    TestFramework::<Coverage>::with(())
+        .given_no_previous_events()
+        .when_async(CoverageCommand::End {
+            coverage_id: COVERAGE,
+            reason: "left".into(),
+        })
+        .await
+        .then_expect_error(BillingError::UnknownCoverage);
+}
+
+#[tokio::test]
+async fn a_coverage_ends_with_a_reason() {
+    TestFramework::<Coverage>::with(())
+        .given(vec![CoverageEvent::Added(coverage_entry())])
+        .when_async(CoverageCommand::End {
+            coverage_id: COVERAGE,
+            reason: " changed employer ".into(),
+        })
+        .await
+        .then_expect_events(vec![CoverageEvent::Ended {
+            coverage_id: COVERAGE,
+            reason: "changed employer".into(),
+        }]);
+}
