@@ -3,7 +3,8 @@
 //! partly paid, the patient pays the rest and the balance is zero, to the
 //! cent. Money is a JSON integer everywhere: a float is refused. A void
 //! leaves the patient's payment as a credit that a refund settles; aging
-//! buckets what is owed by days since issue.
+//! buckets what is owed by days since issue; a retried payment is taken
+//! once, and of two simultaneous payments of the whole balance one is.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -603,6 +604,24 @@ async fn a_void_leaves_a_credit_that_a_refund_settles_and_aging_buckets_what_is_
     )
     .await?;
     assert_eq!((own.status, own.code()), (403, "forbidden"), "{own:?}");
+
+    // Two payments of the whole balance at once: one is taken, the other
+    // finds nothing owed (the bill's stream decides both, one after the other).
+    let whole = json!({"amount": 9_000, "method": "card"});
+    let (a, b) = tokio::join!(
+        send(&s, &marie, &payments, whole.clone()),
+        send(&s, &staff, &payments, whole)
+    );
+    let (a, b) = (a?, b?);
+    let (taken, refused) = if a.status == 201 { (a, b) } else { (b, a) };
+    assert_eq!(taken.status, 201, "{taken:?}");
+    assert_eq!(
+        (refused.status, refused.code()),
+        (422, "more_than_owed"),
+        "{refused:?}"
+    );
+    let settled = get(&s, &staff, &format!("/v1/bills/{kept}"), &taken).await?;
+    assert_eq!(balance(&settled.body), (0, 0), "{settled:?}");
     s.stop().await
 }
 
