@@ -90,6 +90,7 @@ impl Prepared {
     /// starts the log writer and the projectors.
     pub async fn open(settings: &ServeSettings) -> anyhow::Result<Self> {
         let zone = settings.zone()?;
+        settings.currency()?;
         let db = crate::cli::open_database(settings).await?;
         let log = EventLog::open(db.clone())
             .await

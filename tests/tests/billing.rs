@@ -372,6 +372,19 @@ async fn a_visit_is_billed_a_claim_rejected_resubmitted_and_partly_paid_and_the_
         "{other_payer:?}"
     );
 
+    // A currency that is no ISO 4217 code stops the server at start.
+    let bad = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        s.cli(
+            &["--currency", "usd", "--listen", "127.0.0.1:0", "serve"],
+            "",
+        ),
+    )
+    .await??;
+    assert!(!bad.status.success());
+    let said = String::from_utf8_lossy(&bad.stderr);
+    assert!(said.contains("ANAMNESIS_CURRENCY"), "{said}");
+
     // Her reads of her bill are in her access log.
     let log = get(&s, &marie, "/v1/me/access-log", &settled).await?;
     assert!(
