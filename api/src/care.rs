@@ -35,6 +35,8 @@ pub struct ClinicalSettings {
     pub break_glass: chrono::Duration,
     /// Where document bytes go.
     pub documents: crate::documents::Documents,
+    /// The clinic's one currency: every bill records it (ADR 0016).
+    pub currency: anamnesis_domain::billing::Currency,
 }
 
 /// `who`'s standing to `patient`, with the grant when it is one.

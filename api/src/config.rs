@@ -139,6 +139,10 @@ pub struct Settings {
         global = true
     )]
     pub nats_subject_prefix: String,
+    /// The clinic's one currency, an ISO 4217 code (`USD`, `EUR`): every
+    /// bill is in its minor units and records it.
+    #[arg(long, env = "ANAMNESIS_CURRENCY", default_value = "USD", global = true)]
+    pub currency: String,
 }
 
 impl Settings {
@@ -155,6 +159,17 @@ impl Settings {
 }
 
 impl Settings {
+    /// The clinic's currency, or an error naming the setting.
+    pub fn currency(&self) -> anyhow::Result<anamnesis_domain::billing::Currency> {
+        anamnesis_domain::billing::Currency::parse(&self.currency).map_err(|_| {
+            anyhow::anyhow!(
+                "--currency / ANAMNESIS_CURRENCY: {:?} is not an ISO 4217 code \
+                 (three capital letters, e.g. USD, EUR)",
+                self.currency
+            )
+        })
+    }
+
     /// The key that signs checkpoints: --signing-key, or the key file in the
     /// data directory (generated on first use).
     pub fn checkpoint_key(&self) -> anyhow::Result<anamnesis_replay::CheckpointKey> {
@@ -174,6 +189,7 @@ impl Settings {
         Ok(crate::care::ClinicalSettings {
             care_after_visit: chrono::Duration::days(self.care_after_visit_days),
             break_glass: chrono::Duration::seconds(self.break_glass_seconds),
+            currency: self.currency()?,
             documents: crate::documents::Documents::open(
                 &location,
                 usize::try_from(self.max_document_bytes)?,

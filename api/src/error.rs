@@ -582,3 +582,47 @@ impl Rule for anamnesis_domain::messaging::MessagingError {
         ApiError::invalid(code, field, self)
     }
 }
+
+/// The stable code and field of each billing rule.
+impl Rule for anamnesis_domain::billing::BillingError {
+    fn problem(self) -> ApiError {
+        use anamnesis_domain::billing::BillingError as B;
+        let (code, field) = match &self {
+            B::EmptyField(f) => ("empty_field", Some(*f)),
+            B::TooLong(f) => ("too_long", Some(*f)),
+            B::InvalidCharacters(f) => ("invalid_characters", Some(*f)),
+            B::InvalidAmount(f) => ("invalid_amount", Some(*f)),
+            B::Overflow => ("amount_overflow", None),
+            B::InvalidCurrency => ("invalid_currency", Some("currency")),
+            B::InvalidCode(f) => ("invalid_code", Some(*f)),
+            B::InvalidQuantity => ("invalid_quantity", Some("quantity")),
+            B::ImplausibleDate(f) => ("implausible_date", Some(*f)),
+            B::InvalidPeriod => ("invalid_period", Some("valid_to")),
+            B::UnknownCode => ("unknown_code", Some("code")),
+            B::UnknownBill | B::UnknownLine | B::UnknownClaim => return ApiError::NotFound,
+            B::AlreadyExists => {
+                return ApiError::Conflict {
+                    code: "already_exists",
+                    detail: self.to_string(),
+                }
+            }
+            B::UnknownAppointment => ("unknown_appointment", Some("appointment_id")),
+            B::NotADraft => ("not_a_draft", None),
+            B::NoLines => ("no_lines", None),
+            B::TooManyLines => ("too_many_lines", None),
+            B::NotIssued => ("not_issued", None),
+            B::Void => ("bill_void", None),
+            B::ClaimsOnBill => ("claims_on_bill", None),
+            B::UnknownCoverage => ("unknown_coverage", Some("coverage_id")),
+            B::CoverageEnded => ("coverage_ended", Some("coverage_id")),
+            B::CoverageNotValid => ("coverage_not_valid", Some("coverage_id")),
+            B::RankTaken => ("rank_taken", Some("rank")),
+            B::ClaimState { .. } => ("claim_state", None),
+            B::ReasonCodesRequired => ("reason_codes_required", Some("reason_codes")),
+            B::MoreThanClaimed => ("more_than_claimed", Some("paid")),
+            B::MoreThanOwed(f) => ("more_than_owed", Some(*f)),
+            B::MoreThanPaid => ("more_than_paid", Some("amount")),
+        };
+        ApiError::invalid(code, field, self)
+    }
+}

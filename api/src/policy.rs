@@ -108,6 +108,19 @@ policy! {
     PostMessage => [] + participant;
     ManageThread => [] + participant;
     ReadInbox => [Patient, Doctor, Nurse, Staff];
+    // Billing (ADR 0016): staff run it; the patient reads and pays their
+    // own bills; compliance reads. Doctors and nurses have no part in the
+    // revenue cycle; admin keeps the price list, which holds no patient data.
+    ReadPriceList => [Doctor, Nurse, Staff, Admin, Compliance];
+    ManagePriceList => [Admin, Staff];
+    ReadCoverage => [Staff, Compliance] + own;
+    ManageCoverage => [Staff];
+    ManageBill => [Staff];
+    ReadBill => [Staff, Compliance] + own;
+    ListBills => [Staff, Compliance];
+    ManageClaims => [Staff];
+    PayBill => [Staff] + own;
+    AdjustBill => [Staff];
 }
 
 /// How much of a patient record a permitted read may show.
@@ -340,6 +353,10 @@ mod tests {
                     | Action::ListGrants
                     | Action::ReadThread
                     | Action::ReadMedications
+                    | Action::ReadPriceList
+                    | Action::ReadCoverage
+                    | Action::ReadBill
+                    | Action::ListBills
             ) {
                 assert!(
                     authorize(&c, action, &Context::patient(THEIRS)).is_err(),
@@ -423,6 +440,24 @@ mod tests {
             let p = principal(role, None);
             assert!(authorize(&p, Action::StartThread, &about(true)).is_err());
             assert!(authorize(&p, Action::ReadInbox, &Context::NONE).is_err());
+        }
+    }
+
+    #[test]
+    fn a_patient_reads_and_pays_only_their_own_bills() {
+        let me = principal(Role::Patient, Some(MINE));
+        for action in [Action::ReadBill, Action::PayBill, Action::ReadCoverage] {
+            assert!(authorize(&me, action, &Context::patient(MINE)).is_ok());
+            assert!(authorize(&me, action, &Context::patient(THEIRS)).is_err());
+        }
+        for action in [Action::ManageBill, Action::ManageClaims, Action::AdjustBill] {
+            assert!(authorize(&me, action, &Context::patient(MINE)).is_err());
+        }
+        // Care opens no bill to a doctor or nurse.
+        for role in [Role::Doctor, Role::Nurse] {
+            let p = principal(role, None);
+            let team = Context::in_care(THEIRS, Care::Team);
+            assert!(authorize(&p, Action::ReadBill, &team).is_err());
         }
     }
 

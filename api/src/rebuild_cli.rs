@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Settings;
 
 /// The read models, by the name their checkpoint is kept under.
-pub const NAMES: [&str; 7] = [
+pub const NAMES: [&str; 8] = [
     "activity",
     "patients",
     "schedule",
@@ -22,6 +22,7 @@ pub const NAMES: [&str; 7] = [
     "chart",
     "medications",
     "messaging",
+    "billing",
 ];
 
 /// Rebuilds `names` (every read model when `all`).
@@ -49,6 +50,7 @@ pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Re
 }
 
 async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
+    use anamnesis_projections::billing::Billing;
     use anamnesis_projections::{
         access_log::AccessLog, activity::Activity, chart::Chart, medications::Medications,
         patients::Patients, schedule::Schedule,
@@ -65,6 +67,7 @@ async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
             "chart" => one(db, &reader, &Chart).await?,
             "medications" => one(db, &reader, &Medications).await?,
             "messaging" => one(db, &reader, &anamnesis_projections::messaging::Messaging).await?,
+            "billing" => one(db, &reader, &Billing).await?,
             other => anyhow::bail!("no read model is called {other:?}"),
         };
         total += done.events;

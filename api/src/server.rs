@@ -90,6 +90,7 @@ impl Prepared {
     /// starts the log writer and the projectors.
     pub async fn open(settings: &ServeSettings) -> anyhow::Result<Self> {
         let zone = settings.zone()?;
+        settings.currency()?;
         let db = crate::cli::open_database(settings).await?;
         let log = EventLog::open(db.clone())
             .await
@@ -127,6 +128,7 @@ impl Prepared {
             started.relay(relay);
         }
         started.spawn(anamnesis_projections::messaging::Messaging);
+        started.spawn(anamnesis_projections::billing::Billing);
         let Projectors {
             mut runners,
             handles: projections,

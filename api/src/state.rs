@@ -55,6 +55,8 @@ struct Inner {
     horizon_days: i64,
     /// The clinical record's settings and document store.
     clinical: crate::care::ClinicalSettings,
+    /// Billing commands, in the clinic's currency.
+    billing: anamnesis_commands::billing::Billing,
 }
 
 impl AppState {
@@ -69,6 +71,8 @@ impl AppState {
     ) -> Self {
         let identity = Identity::new(bus.clone());
         let scheduler = Scheduler::new(bus.clone(), zone);
+        let billing =
+            anamnesis_commands::billing::Billing::new(bus.clone(), clinical.currency, zone);
         Self(Arc::new(Inner {
             bus,
             reads,
@@ -81,12 +85,18 @@ impl AppState {
             scheduler,
             horizon_days,
             clinical,
+            billing,
         }))
     }
 
     /// The clinical record's settings and document store.
     pub fn clinical(&self) -> &crate::care::ClinicalSettings {
         &self.0.clinical
+    }
+
+    /// Billing commands, in the clinic's currency.
+    pub fn billing(&self) -> &anamnesis_commands::billing::Billing {
+        &self.0.billing
     }
 
     /// The session check of every authenticated request.

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backup;
+pub mod billing;
 pub mod database;
 pub mod dispatch;
 pub mod identity;

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod billing;
 pub mod chart;
 pub mod codec;
 pub mod dates;

@@ -9,6 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use anamnesis_commands::{Db, LogReader, StoredEvent};
+use anamnesis_projections::billing::{self, BillQuery, BillSummary, Billing, CoverageView};
 use anamnesis_projections::chart::{self, Chart, EntryView, MemberView, Timeline};
 use anamnesis_projections::medications::{self, MedicationView, Medications};
 use anamnesis_projections::messaging::{self, Messaging, ThreadRecord};
@@ -48,6 +49,10 @@ pub struct AsOf {
     /// Message threads about the patient, with their messages and read
     /// receipts then.
     pub threads: Vec<ThreadRecord>,
+    /// Every bill, with its balance then, newest date of service first.
+    pub bills: Vec<BillSummary>,
+    /// The coverage on record then.
+    pub coverage: Vec<CoverageView>,
 }
 
 /// Folds every event about `patient` up to `point`.
@@ -69,6 +74,8 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
         care_team: Vec::new(),
         medications: Vec::new(),
         threads: Vec::new(),
+        bills: Vec::new(),
+        coverage: Vec::new(),
     };
     let mut after = 0;
     loop {
@@ -109,6 +116,13 @@ pub async fn as_of(reader: &LogReader, patient: Uuid, point: Point) -> Result<As
     result.care_team = chart::members(&scratch, &patient.to_string()).await?;
     result.medications = medications::list(&scratch, &patient.to_string(), false).await?;
     result.threads = messaging::patient_threads(&scratch, &patient.to_string()).await?;
+    let bills = BillQuery {
+        patient_id: Some(patient.to_string()),
+        limit: i64::MAX / 2,
+        ..Default::default()
+    };
+    result.bills = billing::bills(&scratch, &bills).await?.0;
+    result.coverage = billing::coverage_of(&scratch, &patient.to_string()).await?;
     scratch.close().await;
     Ok(result)
 }
@@ -120,6 +134,7 @@ async fn fold(db: &Db, page: &[StoredEvent]) -> Result<(), ReplayError> {
     apply(db, &Chart, page).await?;
     apply(db, &Medications, page).await?;
     apply(db, &Messaging, page).await?;
+    apply(db, &Billing, page).await?;
     Ok(())
 }
 

@@ -63,6 +63,9 @@ pub fn normalized(stored: &StoredEvent) -> Result<Value, ReplayError> {
         "care_team" => through::<anamnesis_domain::chart::CareEvent>(stored),
         "medication" => through::<anamnesis_domain::medication::MedicationEvent>(stored),
         "message_thread" => through::<anamnesis_domain::messaging::ThreadEvent>(stored),
+        "price_list" => through::<anamnesis_domain::billing::PriceListEvent>(stored),
+        "coverage" => through::<anamnesis_domain::billing::CoverageEvent>(stored),
+        "bill" => through::<anamnesis_domain::billing::BillEvent>(stored),
         other => Err(ReplayError::UnknownAggregate {
             position: stored.global_position,
             aggregate_type: other.to_owned(),

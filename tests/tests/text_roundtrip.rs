@@ -5,8 +5,10 @@
 //! lowercased). The scheduling free text too: a provider's display name and
 //! specialty, a visit's reason, an overbooking's, a cancellation's and a
 //! closure's; and the chart's: note sections, a lab's test and unit, a
-//! diagnosis, a procedure, a vaccine's lot; and a message thread's subject
-//! and a message's body.
+//! diagnosis, a procedure, a vaccine's lot; a message thread's subject
+//! and a message's body; and billing's: a coverage's payer, member id and
+//! plan, a service code's description, a payment's method, an adjustment's
+//! and a void's reason.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -55,9 +57,11 @@ enum Field {
     Medication(&'static str),
     /// A message thread's subject or its first message's body.
     Message(&'static str),
+    /// A billing text field.
+    Billing(&'static str),
 }
 
-const FIELDS: [Field; 32] = [
+const FIELDS: [Field; 39] = [
     Field::Demographic("family_name"),
     Field::Demographic("given_name"),
     Field::Demographic("phone"),
@@ -90,6 +94,13 @@ const FIELDS: [Field; 32] = [
     Field::Medication("instructions"),
     Field::Message("subject"),
     Field::Message("body"),
+    Field::Billing("payer"),
+    Field::Billing("member_id"),
+    Field::Billing("plan"),
+    Field::Billing("description"),
+    Field::Billing("method"),
+    Field::Billing("adjustment"),
+    Field::Billing("void"),
 ];
 
 /// What the scheduling fields need: an admin and the front desk, and a
@@ -220,6 +231,9 @@ fn roundtrip(backend: Backend) {
                 }
                 Field::Medication(name) => medication_case(&s, &doctor, case, name, &text).await,
                 Field::Message(name) => message_case(&s, &scheduling.staff, name, &text).await,
+                Field::Billing(name) => {
+                    billing_case(&s, &scheduling, &record, (case, name), &text).await
+                }
                 field => one_case(&s, &doctor, &record, case, field, &text).await,
             }
         });
@@ -305,6 +319,7 @@ async fn one_case(
         | Field::Message(_) => {
             anyhow::bail!("another domain's field in a patient case")
         }
+        Field::Billing(_) => anyhow::bail!("a billing field in a patient case"),
         Field::Condition(name) => {
             let mut c = json!({"code": "J45", "description": "asthma"});
             c[name] = json!(text);
@@ -704,4 +719,145 @@ fn claim(token: &str, name: &str) -> anyhow::Result<String> {
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| anyhow::anyhow!("a token without {name}"))
+}
+
+/// One value in one billing field, as [`one_case`] does for the record:
+/// a coverage's text (read back from the coverage), a service code's
+/// description (from the price list), a payment's method (from the bill).
+async fn billing_case(
+    s: &TestServer,
+    sc: &Scheduling,
+    record: &str,
+    (case, name): (usize, &str),
+    text: &str,
+) -> anyhow::Result<bool> {
+    let ok = |r: &anamnesis_tests::server::Reply, what: &str| {
+        anyhow::ensure!(r.status < 300, "{what}: {r:?}");
+        Ok(r.body["id"].as_str().unwrap_or_default().to_owned())
+    };
+    let (method, path, body, read_path) = match name {
+        "description" => (
+            "PUT",
+            format!("/v1/billing/price-list/F{case}"),
+            json!({"description": text, "unit_price": 100}),
+            "/v1/billing/price-list".to_owned(),
+        ),
+        "method" | "adjustment" | "void" => {
+            let price = json!({"description": "Fuzz", "unit_price": 100});
+            let set = s
+                .call(
+                    "PUT",
+                    "/v1/billing/price-list/FUZZ",
+                    Some(&sc.admin),
+                    Some(price),
+                    &[],
+                )
+                .await?;
+            ok(&set, "listing")?;
+            let opened = s
+                .call(
+                    "POST",
+                    "/v1/bills",
+                    Some(&sc.staff),
+                    Some(json!({"patient_id": record})),
+                    &[],
+                )
+                .await?;
+            let bill = ok(&opened, "opening")?;
+            let line = json!({"code": "FUZZ", "quantity": 1});
+            let lined = s
+                .call(
+                    "POST",
+                    &format!("/v1/bills/{bill}/lines"),
+                    Some(&sc.staff),
+                    Some(line),
+                    &[],
+                )
+                .await?;
+            ok(&lined, "adding a line")?;
+            let issued = s
+                .call(
+                    "POST",
+                    &format!("/v1/bills/{bill}/issue"),
+                    Some(&sc.staff),
+                    None,
+                    &[],
+                )
+                .await?;
+            ok(&issued, "issuing")?;
+            let (path, body) = match name {
+                "method" => ("payments", json!({"amount": 100, "method": text})),
+                "adjustment" => (
+                    "adjustments",
+                    json!({"kind": "adjustment", "amount": 100, "reason": text}),
+                ),
+                _ => ("void", json!({"reason": text})),
+            };
+            (
+                "POST",
+                format!("/v1/bills/{bill}/{path}"),
+                body,
+                format!("/v1/bills/{bill}"),
+            )
+        }
+        _ => {
+            let day =
+                chrono::NaiveDate::from_ymd_opt(1950, 1, 1).unwrap() + Duration::days(case as i64);
+            let mut body = json!({"payer": "Acme", "member_id": "M-1", "plan": "Gold",
+                                  "valid_from": day.to_string(), "valid_to": day.to_string(),
+                                  "rank": "secondary"});
+            body[name] = json!(text);
+            (
+                "POST",
+                format!("/v1/patients/{record}/coverage"),
+                body,
+                format!("/v1/patients/{record}/coverage"),
+            )
+        }
+    };
+    let token = match name {
+        "description" => &sc.admin,
+        _ => &sc.staff,
+    };
+    let before = s.event_count().await?;
+    let r = s.call(method, &path, Some(token), Some(body), &[]).await?;
+    if r.status == 422 {
+        let field = match name {
+            "adjustment" | "void" => "reason",
+            _ => name,
+        };
+        anyhow::ensure!(r.field() == field, "refused naming another field: {r:?}");
+        anyhow::ensure!(
+            s.event_count().await? == before,
+            "a refused request wrote events"
+        );
+        return Ok(false);
+    }
+    anyhow::ensure!(r.status < 300, "neither stored nor refused: {r:?}");
+    let id = r.body["id"].as_str().unwrap_or_default().to_owned();
+    let read = s
+        .call("GET", &read_path, Some(token), None, &at(&r))
+        .await?;
+    anyhow::ensure!(read.status == 200, "not read back: {read:?}");
+    let back = match name {
+        "description" => read
+            .body
+            .as_array()
+            .and_then(|l| l.iter().find(|p| p["code"] == json!(format!("F{case}"))))
+            .map(|p| p["description"].clone()),
+        "method" | "adjustment" => Some(read.body["movements"][0]["note"].clone()),
+        "void" => Some(read.body["void_reason"].clone()),
+        _ => read
+            .body
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["coverage_id"] == json!(id)))
+            .map(|c| c[name].clone()),
+    }
+    .unwrap_or(Value::Null);
+    anyhow::ensure!(
+        back.as_str() == Some(text.trim()),
+        "read back {back:?}, expected {:?}",
+        text.trim()
+    );
+    Ok(true)
 }

@@ -153,6 +153,10 @@ pub struct RecordAsOf {
     pub medications: Vec<anamnesis_projections::medications::MedicationView>,
     /// Message threads about the patient, with their messages then.
     pub threads: Vec<anamnesis_projections::messaging::ThreadRecord>,
+    /// Every bill with its balance then, newest date of service first.
+    pub bills: Vec<anamnesis_projections::billing::BillSummary>,
+    /// The coverage on record then.
+    pub coverage: Vec<anamnesis_projections::billing::CoverageView>,
 }
 
 /// A patient's whole record as it was known at a time or log position,
@@ -198,5 +202,7 @@ pub async fn patient_as_of(
         care_team: record.care_team,
         medications: record.medications,
         threads: record.threads,
+        bills: record.bills,
+        coverage: record.coverage,
     }))
 }

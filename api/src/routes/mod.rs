@@ -2,6 +2,7 @@
 
 pub mod access_log;
 pub mod auth;
+pub mod billing;
 pub mod chart;
 pub mod compliance;
 pub mod medications;
@@ -128,6 +129,26 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(messaging::inbox))
         .routes(routes!(access_log::access_log))
         .routes(routes!(access_log::my_access_log))
+        .routes(routes!(billing::list_prices))
+        .routes(routes!(billing::set_price))
+        .routes(routes!(billing::retire_price))
+        .routes(routes!(billing::coverage, billing::add_coverage))
+        .routes(routes!(billing::end_coverage))
+        .routes(routes!(billing::open_bill, billing::list_bills))
+        .routes(routes!(billing::get_bill))
+        .routes(routes!(billing::add_line))
+        .routes(routes!(billing::remove_line))
+        .routes(routes!(billing::issue_bill))
+        .routes(routes!(billing::void_bill))
+        .routes(routes!(billing::submit_claim))
+        .routes(routes!(billing::claim_response))
+        .routes(routes!(billing::resubmit_claim))
+        .routes(routes!(billing::withdraw_claim))
+        .routes(routes!(billing::pay_bill))
+        .routes(routes!(billing::adjust_bill))
+        .routes(routes!(billing::refund_bill))
+        .routes(routes!(billing::patient_bills))
+        .routes(routes!(billing::aging))
         .routes(routes!(compliance::patient_history))
         .routes(routes!(compliance::patient_as_of))
         .routes(routes!(ops::healthz))

@@ -20,6 +20,7 @@ use anamnesis_tests::fixtures::*;
 use anamnesis_tests::on_both_backends;
 use anamnesis_tests::server::{Reply, TestServer};
 
+mod billing;
 mod chart;
 mod medications;
 mod messaging;
@@ -65,6 +66,8 @@ struct World {
     thread: Option<String>,
     /// The providers and appointments the scheduling routes act on.
     clinic: schedule::Clinic,
+    /// The coverage and bills the billing routes act on.
+    ledger: billing::Ledger,
     /// Makes names, identifiers and substances unique per call.
     n: usize,
 }
@@ -138,6 +141,7 @@ impl World {
             document: None,
             thread: None,
             clinic: schedule::Clinic::default(),
+            ledger: billing::Ledger::default(),
             n: 0,
         };
         world.other_id = world.new_patient().await?;
@@ -152,6 +156,7 @@ impl World {
             .open_clinic(&user_id("doctor"), &user_id("nurse"))
             .await?;
         world.open_chart().await?;
+        world.open_billing().await?;
         Ok(world)
     }
 
@@ -244,6 +249,14 @@ impl World {
             });
         }
         if let Some((path, body)) = self.medication_request(row, &id).await? {
+            return Ok(Call {
+                path,
+                body,
+                raw: None,
+                token,
+            });
+        }
+        if let Some((path, body)) = self.billing_request(row, &id).await? {
             return Ok(Call {
                 path,
                 body,

@@ -1,0 +1,499 @@
+//! Billing's read models (migration 0012): the price list, coverage, bills
+//! with their balance split by who owes it, their lines, claims and money
+//! movements; and their queries: bills by patient, status, payer and date
+//! of service with totals, and receivables aging.
+//!
+//! A bill's row keeps the bill as the domain folds it (`state`, JSON with
+//! integer amounts): each event is applied with the domain's own `apply`
+//! and the balance computed by the domain's own arithmetic, so that the
+//! read model cannot disagree with the write side to the cent. An event
+//! that does not fit the bill it is about is an error, never skipped.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use anamnesis_domain::billing::{Bill, BillEvent, CoverageEvent, PriceListEvent};
+use anamnesis_domain::codec::{DecodeError, StoredForm};
+
+use crate::runner::{Decode, Envelope, ProjectionError, Projector, Tx};
+use crate::sql::{self, Value};
+
+mod queries;
+
+pub use queries::{
+    aging, bill, bills, coverage_of, price_list_view, AgingBucket, BillDetail, BillQuery,
+    BillSummary, ClaimView, CoverageView, LineView, MovementView, PriceView, Totals,
+};
+
+/// The projector's checkpoint name.
+pub const NAME: &str = "billing";
+
+/// An event of the price list, a coverage or a bill.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BillingEvent {
+    PriceList(PriceListEvent),
+    Coverage(CoverageEvent),
+    Bill(BillEvent),
+}
+
+impl Decode for BillingEvent {
+    fn decode(event_type: &str, version: &str, payload: &str) -> Result<Self, DecodeError> {
+        Ok(match event_type.split('.').next().unwrap_or("") {
+            "price_list" => {
+                Self::PriceList(PriceListEvent::from_stored(event_type, version, payload)?)
+            }
+            "coverage" => Self::Coverage(CoverageEvent::from_stored(event_type, version, payload)?),
+            "bill" => Self::Bill(BillEvent::from_stored(event_type, version, payload)?),
+            _ => {
+                return Err(DecodeError::Unknown {
+                    event_type: event_type.to_owned(),
+                    version: version.to_owned(),
+                })
+            }
+        })
+    }
+}
+
+/// Projects the price list, coverage and bills.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Billing;
+
+impl Projector for Billing {
+    type Event = BillingEvent;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["price_list", "coverage", "bill"]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "billing_price_list",
+            "billing_coverage",
+            "billing_bills",
+            "billing_lines",
+            "billing_claims",
+            "billing_movements",
+        ]
+    }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        events: &[Envelope<BillingEvent>],
+    ) -> Result<(), ProjectionError> {
+        // Bills touched by the batch, folded in memory and written once each.
+        let mut bills: BTreeMap<String, Folded> = BTreeMap::new();
+        for e in events {
+            match &e.event {
+                BillingEvent::PriceList(event) => price_list(tx, e, event).await?,
+                BillingEvent::Coverage(event) => coverage(tx, e, event).await?,
+                BillingEvent::Bill(event) => {
+                    if !bills.contains_key(e.id()) {
+                        let loaded = load(tx, e).await?;
+                        bills.insert(e.id().to_owned(), loaded);
+                    }
+                    let folded = bills
+                        .get_mut(e.id())
+                        .ok_or_else(|| damaged(e, "a bill lost from the batch"))?;
+                    fold(tx, e, event, folded).await?;
+                }
+            }
+        }
+        for (id, folded) in bills {
+            write(tx, &id, &folded).await?;
+        }
+        Ok(())
+    }
+}
+
+fn damaged(e: &Envelope<BillingEvent>, detail: impl Into<String>) -> ProjectionError {
+    ProjectionError::Event {
+        position: e.position(),
+        detail: detail.into(),
+    }
+}
+
+/// Whole days since 1970-01-01.
+pub fn day_number(d: NaiveDate) -> i64 {
+    d.signed_duration_since(NaiveDate::default()).num_days()
+}
+
+/// The date of a day number.
+pub(crate) fn date_of(days: i64) -> Result<NaiveDate, sqlx::Error> {
+    DateTime::<Utc>::from_timestamp(days.saturating_mul(86_400), 0)
+        .map(|t| t.date_naive())
+        .ok_or_else(|| sqlx::Error::ColumnDecode {
+            index: "day".into(),
+            source: format!("{days} is no day").into(),
+        })
+}
+
+async fn price_list(
+    tx: &mut Tx,
+    e: &Envelope<BillingEvent>,
+    event: &PriceListEvent,
+) -> Result<(), ProjectionError> {
+    match event {
+        PriceListEvent::CodeSet(listed) => {
+            sql::execute(
+                tx,
+                "INSERT INTO billing_price_list (code, description, unit_price, active, position) \
+                 VALUES ($1, $2, $3, 1, $4) ON CONFLICT (code) DO UPDATE SET \
+                 description = excluded.description, unit_price = excluded.unit_price, \
+                 active = 1, position = excluded.position",
+                &[
+                    listed.code.as_str().into(),
+                    listed.description.as_str().into(),
+                    listed.unit_price.get().into(),
+                    e.position().into(),
+                ],
+            )
+            .await?;
+        }
+        PriceListEvent::CodeRetired { code } => {
+            let n = sql::execute(
+                tx,
+                "UPDATE billing_price_list SET active = 0, position = $2 WHERE code = $1",
+                &[code.as_str().into(), e.position().into()],
+            )
+            .await?;
+            if n == 0 {
+                return Err(damaged(e, "a code retired that was never listed"));
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn coverage(
+    tx: &mut Tx,
+    e: &Envelope<BillingEvent>,
+    event: &CoverageEvent,
+) -> Result<(), ProjectionError> {
+    match event {
+        CoverageEvent::Added(c) => {
+            let n = sql::execute(
+                tx,
+                "INSERT INTO billing_coverage (coverage_id, patient_id, payer, member_id, plan, \
+                 valid_from, valid_to, rank, ended, position) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9) ON CONFLICT (coverage_id) DO NOTHING",
+                &[
+                    c.coverage_id.to_string().into(),
+                    e.id().into(),
+                    c.payer.as_str().into(),
+                    c.member_id.as_str().into(),
+                    c.plan.as_str().into(),
+                    day_number(c.valid_from).into(),
+                    Value::Int(c.valid_to.map(day_number)),
+                    c.rank.as_str().into(),
+                    e.position().into(),
+                ],
+            )
+            .await?;
+            if n == 0 {
+                return Err(damaged(e, "a coverage added twice"));
+            }
+        }
+        CoverageEvent::Ended {
+            coverage_id,
+            reason,
+        } => {
+            let n = sql::execute(
+                tx,
+                "UPDATE billing_coverage SET ended = 1, ended_reason = $3, position = $4 \
+                 WHERE coverage_id = $1 AND patient_id = $2",
+                &[
+                    coverage_id.to_string().into(),
+                    e.id().into(),
+                    reason.as_str().into(),
+                    e.position().into(),
+                ],
+            )
+            .await?;
+            if n == 0 {
+                return Err(damaged(e, "a coverage ended that was never added"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A bill as folded so far in a batch.
+struct Folded {
+    bill: Bill,
+    opened_at: i64,
+    updated_at: i64,
+    position: i64,
+    /// Whether the batch changed its lines or its claims (else their rows stand).
+    lines_changed: bool,
+    claims_changed: bool,
+}
+
+async fn load(tx: &mut Tx, e: &Envelope<BillingEvent>) -> Result<Folded, ProjectionError> {
+    // One round trip: when it was opened, a space, the folded bill.
+    let row = sql::returning(
+        tx,
+        "SELECT CAST(opened_at AS TEXT) || ' ' || state FROM billing_bills WHERE bill_id = $1",
+        &[e.id().into()],
+    )
+    .await?;
+    let at = e.stored.recorded_at.timestamp();
+    let Some(row) = row.first() else {
+        return Ok(Folded {
+            bill: Bill::default(),
+            opened_at: at,
+            updated_at: at,
+            position: e.position(),
+            lines_changed: false,
+            claims_changed: false,
+        });
+    };
+    let (opened_at, state) = row
+        .split_once(' ')
+        .and_then(|(t, s)| Some((t.parse::<i64>().ok()?, s)))
+        .ok_or_else(|| damaged(e, "a bill row without its opening time"))?;
+    let bill: Bill =
+        serde_json::from_str(state).map_err(|err| damaged(e, format!("bill state: {err}")))?;
+    Ok(Folded {
+        bill,
+        opened_at,
+        updated_at: at,
+        position: e.position(),
+        lines_changed: false,
+        claims_changed: false,
+    })
+}
+
+/// Whether `event` can happen to `bill` as it stands (the write side
+/// decided it so; anything else is damage).
+fn fits(bill: &Bill, event: &BillEvent) -> bool {
+    use BillEvent as E;
+    let claim = |id: &uuid::Uuid| bill.claims().iter().any(|c| c.claim_id == *id);
+    match event {
+        E::Opened { .. } => bill.opening().is_none(),
+        _ if bill.opening().is_none() => false,
+        E::LineAdded(l) => !bill.lines().iter().any(|x| x.line_id == l.line_id),
+        E::LineRemoved { line_id } => bill.lines().iter().any(|x| x.line_id == *line_id),
+        E::ClaimSubmitted { claim_id, .. } => !claim(claim_id),
+        E::ClaimAccepted { claim_id }
+        | E::ClaimRejected { claim_id, .. }
+        | E::ClaimResubmitted { claim_id, .. }
+        | E::ClaimWithdrawn { claim_id, .. }
+        | E::ClaimPaid { claim_id, .. }
+        | E::ClaimPartlyPaid { claim_id, .. }
+        | E::ClaimDenied { claim_id, .. } => claim(claim_id),
+        _ => true,
+    }
+}
+
+async fn fold(
+    tx: &mut Tx,
+    e: &Envelope<BillingEvent>,
+    event: &BillEvent,
+    folded: &mut Folded,
+) -> Result<(), ProjectionError> {
+    if !fits(&folded.bill, event) {
+        return Err(damaged(e, "a bill event that does not fit its bill"));
+    }
+    let movement = match event {
+        BillEvent::PaymentReceived {
+            payment_id,
+            amount,
+            method,
+            ..
+        } => Some((payment_id, "payment", amount, method)),
+        BillEvent::Adjusted {
+            adjustment_id,
+            kind,
+            amount,
+            reason,
+        } => Some((adjustment_id, kind.as_str(), amount, reason)),
+        BillEvent::Refunded {
+            refund_id,
+            amount,
+            reason,
+            ..
+        } => Some((refund_id, "refund", amount, reason)),
+        _ => None,
+    };
+    if let Some((id, kind, amount, note)) = movement {
+        let n = sql::execute(
+            tx,
+            "INSERT INTO billing_movements (movement_id, bill_id, kind, amount, note, actor_id, \
+             recorded_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (movement_id) DO NOTHING",
+            &[
+                id.to_string().into(),
+                e.id().into(),
+                kind.into(),
+                amount.get().into(),
+                note.as_str().into(),
+                e.stored.actor_id.as_str().into(),
+                e.stored.recorded_at.timestamp().into(),
+                e.position().into(),
+            ],
+        )
+        .await?;
+        if n == 0 {
+            return Err(damaged(e, "a payment, adjustment or refund recorded twice"));
+        }
+    }
+    match event {
+        BillEvent::LineAdded(_) | BillEvent::LineRemoved { .. } => folded.lines_changed = true,
+        BillEvent::ClaimSubmitted { .. }
+        | BillEvent::ClaimAccepted { .. }
+        | BillEvent::ClaimRejected { .. }
+        | BillEvent::ClaimResubmitted { .. }
+        | BillEvent::ClaimWithdrawn { .. }
+        | BillEvent::ClaimPaid { .. }
+        | BillEvent::ClaimPartlyPaid { .. }
+        | BillEvent::ClaimDenied { .. } => folded.claims_changed = true,
+        _ => {}
+    }
+    folded.bill.fold(event.clone());
+    folded
+        .bill
+        .balance()
+        .map_err(|err| damaged(e, err.to_string()))?;
+    folded.updated_at = e.stored.recorded_at.timestamp();
+    folded.position = e.position();
+    Ok(())
+}
+
+async fn write(tx: &mut Tx, id: &str, folded: &Folded) -> Result<(), ProjectionError> {
+    let bill = &folded.bill;
+    let damaged = |detail: String| ProjectionError::Event {
+        position: folded.position,
+        detail,
+    };
+    let opening = bill
+        .opening()
+        .ok_or_else(|| damaged("a bill never opened".into()))?;
+    let balance = bill.balance().map_err(|e| damaged(e.to_string()))?;
+    let state = serde_json::to_string(bill).map_err(|e| damaged(e.to_string()))?;
+    sql::execute(
+        tx,
+        "INSERT INTO billing_bills (bill_id, patient_id, appointment_id, currency, status, \
+         service_day, issued_day, void_reason, total, insurer_due, patient_due, payer_paid, \
+         patient_paid, adjusted, refunded, state, opened_at, updated_at, position) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
+         ON CONFLICT (bill_id) DO UPDATE SET status = excluded.status, \
+         issued_day = excluded.issued_day, void_reason = excluded.void_reason, \
+         total = excluded.total, insurer_due = excluded.insurer_due, \
+         patient_due = excluded.patient_due, payer_paid = excluded.payer_paid, \
+         patient_paid = excluded.patient_paid, adjusted = excluded.adjusted, \
+         refunded = excluded.refunded, state = excluded.state, \
+         updated_at = excluded.updated_at, position = excluded.position",
+        &[
+            id.into(),
+            opening.patient_id.to_string().into(),
+            Value::Text(opening.appointment_id.map(|a| a.to_string())),
+            opening.currency.as_str().into(),
+            bill.status().as_str().into(),
+            day_number(opening.service_date).into(),
+            Value::Int(bill.issued_on().map(day_number)),
+            Value::Text(bill.void_reason().map(str::to_owned)),
+            balance.total.get().into(),
+            balance.insurer.get().into(),
+            balance.patient.get().into(),
+            balance.payer_paid.get().into(),
+            balance.patient_paid.get().into(),
+            balance.adjusted.get().into(),
+            balance.refunded.get().into(),
+            state.into(),
+            folded.opened_at.into(),
+            folded.updated_at.into(),
+            folded.position.into(),
+        ],
+    )
+    .await?;
+    if folded.lines_changed {
+        lines(tx, id, bill).await?;
+    }
+    if folded.claims_changed {
+        claims(tx, id, bill).await?;
+    }
+    Ok(())
+}
+
+/// Replaces a bill's lines.
+async fn lines(tx: &mut Tx, id: &str, bill: &Bill) -> Result<(), ProjectionError> {
+    sql::execute(
+        tx,
+        "DELETE FROM billing_lines WHERE bill_id = $1",
+        &[id.into()],
+    )
+    .await?;
+    let lines: Vec<Vec<Value>> = bill
+        .lines()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            vec![
+                id.into(),
+                l.line_id.to_string().into(),
+                (i as i64).into(),
+                l.code.as_str().into(),
+                l.description.as_str().into(),
+                l.quantity.into(),
+                l.unit_price.get().into(),
+                l.amount.get().into(),
+            ]
+        })
+        .collect();
+    sql::insert_rows(
+        tx,
+        "billing_lines (bill_id, line_id, ordinal, code, description, quantity, unit_price, amount)",
+        "",
+        &lines,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Replaces a bill's claims.
+async fn claims(tx: &mut Tx, id: &str, bill: &Bill) -> Result<(), ProjectionError> {
+    let patient = bill
+        .opening()
+        .map(|o| o.patient_id.to_string())
+        .unwrap_or_default();
+    sql::execute(
+        tx,
+        "DELETE FROM billing_claims WHERE bill_id = $1",
+        &[id.into()],
+    )
+    .await?;
+    let claims: Vec<Vec<Value>> = bill
+        .claims()
+        .iter()
+        .map(|c| {
+            vec![
+                c.claim_id.to_string().into(),
+                id.into(),
+                patient.as_str().into(),
+                c.coverage_id.to_string().into(),
+                c.payer.as_str().into(),
+                c.status.as_str().into(),
+                c.amount.get().into(),
+                c.paid.get().into(),
+                c.reason_codes.join(" ").into(),
+                c.submissions.into(),
+                day_number(c.submitted_on).into(),
+            ]
+        })
+        .collect();
+    sql::insert_rows(
+        tx,
+        "billing_claims (claim_id, bill_id, patient_id, coverage_id, payer, status, amount, paid, \
+         reason_codes, submissions, submitted_day)",
+        "",
+        &claims,
+    )
+    .await?;
+    Ok(())
+}
