@@ -270,6 +270,7 @@ fn taken_code(scope: &str) -> &'static str {
         schedule::PATIENT_SCOPE => "patient_double_booked",
         schedule::USER_SCOPE => "already_a_provider",
         anamnesis_domain::medication::ACTIVE_SCOPE => "duplicate_medication",
+        anamnesis_domain::billing::APPOINTMENT_SCOPE => "appointment_billed",
         _ => "already_taken",
     }
 }
@@ -280,6 +281,9 @@ fn taken_detail(scope: &str) -> &'static str {
         schedule::PROVIDER_SCOPE => "the provider is already booked at that time",
         schedule::PATIENT_SCOPE => "the patient already has an appointment at that time",
         schedule::USER_SCOPE => "this user is already a provider",
+        anamnesis_domain::billing::APPOINTMENT_SCOPE => {
+            "the appointment has a bill already; void it to bill the visit again"
+        }
         anamnesis_domain::medication::ACTIVE_SCOPE => {
             "the patient already has this medication active; change its dose or discontinue it"
         }
@@ -599,7 +603,9 @@ impl Rule for anamnesis_domain::billing::BillingError {
             B::ImplausibleDate(f) => ("implausible_date", Some(*f)),
             B::InvalidPeriod => ("invalid_period", Some("valid_to")),
             B::UnknownCode => ("unknown_code", Some("code")),
-            B::UnknownBill | B::UnknownLine | B::UnknownClaim => return ApiError::NotFound,
+            B::UnknownBill | B::UnknownLine | B::UnknownClaim | B::UnknownPayment => {
+                return ApiError::NotFound
+            }
             B::AlreadyExists => {
                 return ApiError::Conflict {
                     code: "already_exists",
@@ -607,6 +613,13 @@ impl Rule for anamnesis_domain::billing::BillingError {
                 }
             }
             B::UnknownAppointment => ("unknown_appointment", Some("appointment_id")),
+            B::AppointmentCancelled => ("appointment_cancelled", Some("appointment_id")),
+            B::CoverageClaimed => {
+                return ApiError::Conflict {
+                    code: "coverage_claimed",
+                    detail: self.to_string(),
+                }
+            }
             B::NotADraft => ("not_a_draft", None),
             B::NoLines => ("no_lines", None),
             B::TooManyLines => ("too_many_lines", None),

@@ -87,6 +87,7 @@ impl Billing {
                 appointment = Some(AppointmentRef {
                     appointment_id: id,
                     patient_id: booking.map(|b| b.patient_id),
+                    cancelled: a.status() == anamnesis_domain::schedule::Status::Cancelled,
                 });
                 if service_date.is_none() {
                     service_date = booking.map(|b| self.zone.date_of(b.period.start));

@@ -767,6 +767,12 @@ pub const TABLE: &[Row] = {
             201,
         ),
         row(
+            "POST /v1/bills/{id}/payments/{payment_id}/settlement",
+            Own,
+            Roles(&["staff"]),
+            200,
+        ),
+        row(
             "POST /v1/bills/{id}/adjustments",
             Own,
             Roles(&["staff"]),

@@ -156,6 +156,19 @@ async fn a_visit_is_billed_a_claim_rejected_resubmitted_and_partly_paid_and_the_
     )
     .await?;
     let bill = id(&opened);
+    // One bill per visit: a second for the same appointment is refused.
+    let twice = send(
+        &s,
+        &staff,
+        "/v1/bills",
+        json!({"patient_id": marie_id, "appointment_id": appointment}),
+    )
+    .await?;
+    assert_eq!(
+        (twice.status, twice.code()),
+        (409, "appointment_billed"),
+        "{twice:?}"
+    );
     let lines = format!("/v1/bills/{bill}/lines");
     ok(&s, &staff, &lines, json!({"code": "99213", "quantity": 1})).await?;
     let unlisted = send(&s, &staff, &lines, json!({"code": "99999", "quantity": 1})).await?;
@@ -313,15 +326,41 @@ async fn a_visit_is_billed_a_claim_rejected_resubmitted_and_partly_paid_and_the_
         (422, "more_than_owed"),
         "{over:?}"
     );
-    let settled = ok(
+    // Her payment holds the rest until the front desk sees the money
+    // arrive: nothing here can see it move.
+    let started = ok(
         &s,
         &marie,
         &payments,
         json!({"amount": 5_100, "method": "card"}),
     )
     .await?;
+    let payment = id(&started);
+    let read = get(&s, &marie, &path, &started).await?;
+    assert_eq!(balance(&read.body), (0, 5_100), "not paid yet: {read:?}");
+    assert_eq!(cents(&read.body, "pending"), 5_100);
+    assert_eq!(read.body["movements"][0]["kind"], "payment_started");
+    let twice = send(
+        &s,
+        &marie,
+        &payments,
+        json!({"amount": 1, "method": "card"}),
+    )
+    .await?;
+    assert_eq!(
+        (twice.status, twice.code()),
+        (422, "more_than_owed"),
+        "what is started is held: {twice:?}"
+    );
+    let settlement = format!("/v1/bills/{bill}/payments/{payment}/settlement");
+    let by_herself = send(&s, &marie, &settlement, json!({"arrived": true})).await?;
+    assert_eq!(by_herself.status, 403, "{by_herself:?}");
+    let settled = ok(&s, &staff, &settlement, json!({"arrived": true})).await?;
+    let again = send(&s, &staff, &settlement, json!({"arrived": true})).await?;
+    assert_eq!(again.status, 404, "settled once: {again:?}");
     let read = get(&s, &marie, &path, &settled).await?;
     assert_eq!(balance(&read.body), (0, 0), "{read:?}");
+    assert_eq!(cents(&read.body, "pending"), 0);
     assert_eq!(cents(&read.body, "patient_paid"), 5_100);
     assert_eq!(
         cents(&read.body, "payer_paid") + cents(&read.body, "patient_paid"),
@@ -466,10 +505,10 @@ async fn a_void_leaves_a_credit_that_a_refund_settles_and_aging_buckets_what_is_
     let kept = bill_of(1).await?;
     let voided = bill_of(2).await?;
 
-    // She pays 50.00 of the second; it is voided (billed twice).
+    // She pays 50.00 of the second at the desk; it is voided (billed twice).
     ok(
         &s,
-        &marie,
+        &staff,
         &format!("/v1/bills/{voided}/payments"),
         json!({"amount": 5_000, "method": "cash"}),
     )
@@ -524,16 +563,16 @@ async fn a_void_leaves_a_credit_that_a_refund_settles_and_aging_buckets_what_is_
     assert_eq!(balance(&read.body), (0, 0), "{read:?}");
     assert_eq!(cents(&read.body, "refunded"), 5_000);
 
-    // A payment retried with its Idempotency-Key is taken once.
+    // A payment retried with its Idempotency-Key is taken once (at the desk).
     let payments = format!("/v1/bills/{kept}/payments");
     let key = [("Idempotency-Key", "pay-kept-1".to_owned())];
     let body = json!({"amount": 1_000, "method": "card"});
     let first = s
-        .call("POST", &payments, Some(&marie), Some(body.clone()), &key)
+        .call("POST", &payments, Some(&staff), Some(body.clone()), &key)
         .await?;
     assert_eq!(first.status, 201, "{first:?}");
     let again = s
-        .call("POST", &payments, Some(&marie), Some(body), &key)
+        .call("POST", &payments, Some(&staff), Some(body), &key)
         .await?;
     assert_eq!((again.status, id(&again)), (201, id(&first)), "{again:?}");
     let read = get(&s, &staff, &format!("/v1/bills/{kept}"), &again).await?;
@@ -621,18 +660,24 @@ async fn a_void_leaves_a_credit_that_a_refund_settles_and_aging_buckets_what_is_
     // Two payments of the whole balance at once: one is taken, the other
     // finds nothing owed (the bill's stream decides both, one after the other).
     let whole = json!({"amount": 9_000, "method": "card"});
+    // (Hers holds the balance until confirmed, so it counts the same.)
     let (a, b) = tokio::join!(
         send(&s, &marie, &payments, whole.clone()),
         send(&s, &staff, &payments, whole)
     );
     let (a, b) = (a?, b?);
-    let (taken, refused) = if a.status == 201 { (a, b) } else { (b, a) };
+    let hers_taken = a.status == 201;
+    let (mut taken, refused) = if hers_taken { (a, b) } else { (b, a) };
     assert_eq!(taken.status, 201, "{taken:?}");
     assert_eq!(
         (refused.status, refused.code()),
         (422, "more_than_owed"),
         "{refused:?}"
     );
+    if hers_taken {
+        let settlement = format!("/v1/bills/{kept}/payments/{}/settlement", id(&taken));
+        taken = ok(&s, &staff, &settlement, json!({"arrived": true})).await?;
+    }
     let settled = get(&s, &staff, &format!("/v1/bills/{kept}"), &taken).await?;
     assert_eq!(balance(&settled.body), (0, 0), "{settled:?}");
     s.stop().await
@@ -655,15 +700,23 @@ async fn history_and_as_of_show_a_bill_as_it_was(backend: Backend) -> anyhow::Re
     )
     .await?;
     let issued = ok(&s, &staff, &format!("/v1/bills/{bill}/issue"), json!(null)).await?;
-    let paid = ok(
+    let started = ok(
         &s,
         &marie,
         &format!("/v1/bills/{bill}/payments"),
         json!({"amount": 12_000, "method": "card"}),
     )
     .await?;
+    let paid = ok(
+        &s,
+        &staff,
+        &format!("/v1/bills/{bill}/payments/{}/settlement", id(&started)),
+        json!({"arrived": true}),
+    )
+    .await?;
 
-    // History: who billed and who paid, through the domain's codec.
+    // History: who billed, who paid and who saw the money arrive, through
+    // the domain's codec.
     let history = get(
         &s,
         &officer,
@@ -687,7 +740,8 @@ async fn history_and_as_of_show_a_bill_as_it_was(backend: Backend) -> anyhow::Re
         ("bill.opened", "staff"),
         ("bill.line_added", "staff"),
         ("bill.issued", "staff"),
-        ("bill.payment_received", "patient"),
+        ("bill.payment_started", "patient"),
+        ("bill.payment_received", "staff"),
     ]
     .iter()
     .map(|(e, r)| (e.to_string(), r.to_string()))

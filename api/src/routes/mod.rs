@@ -145,6 +145,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(billing::resubmit_claim))
         .routes(routes!(billing::withdraw_claim))
         .routes(routes!(billing::pay_bill))
+        .routes(routes!(billing::settle_payment))
         .routes(routes!(billing::adjust_bill))
         .routes(routes!(billing::refund_bill))
         .routes(routes!(billing::patient_bills))

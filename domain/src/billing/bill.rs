@@ -126,6 +126,10 @@ pub struct Balance {
     pub adjusted: Money,
     /// Refunds.
     pub refunded: Money,
+    /// Payments the patient started, not yet confirmed: not yet paid, but
+    /// no other payment may take their share of the balance.
+    #[serde(default)]
+    pub pending: Money,
 }
 
 /// The facts a bill was opened with.
@@ -149,6 +153,17 @@ pub struct Bill {
     paid: Money,
     refunded: Money,
     adjusted: Money,
+    /// Payments started by the patient, waiting for confirmation.
+    #[serde(default)]
+    started: Vec<StartedPayment>,
+}
+
+/// A payment the patient started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StartedPayment {
+    pub payment_id: Uuid,
+    pub amount: Money,
+    pub method: String,
 }
 
 impl Bill {
@@ -177,6 +192,11 @@ impl Bill {
         self.issued_on
     }
 
+    /// A payment the patient started that waits for confirmation.
+    pub fn started_payment(&self, payment_id: Uuid) -> Option<&StartedPayment> {
+        self.started.iter().find(|p| p.payment_id == payment_id)
+    }
+
     /// Why it was voided.
     pub fn void_reason(&self) -> Option<&str> {
         self.void_reason.as_deref()
@@ -199,7 +219,10 @@ impl Bill {
         )?;
         let payer_paid = Money::sum(self.claims.iter().map(|c| c.paid))?;
         let patient_paid = self.paid.minus(self.refunded)?;
-        let patient = if self.status == BillStatus::Void {
+        let patient = if matches!(self.status, BillStatus::None | BillStatus::Draft) {
+            // A draft is not owed by anyone until it is issued.
+            Money::ZERO
+        } else if self.status == BillStatus::Void {
             // Nothing is owed on a void bill: what the patient paid and
             // was not refunded is a credit.
             Money::ZERO.minus(patient_paid)?
@@ -218,6 +241,7 @@ impl Bill {
             patient_paid,
             adjusted: self.adjusted,
             refunded: self.refunded,
+            pending: Money::sum(self.started.iter().map(|p| p.amount))?,
         })
     }
 
@@ -251,7 +275,8 @@ impl Bill {
 
     /// What the patient owes now, for a movement that may not exceed it.
     fn owed(&self, field: &'static str, amount: Money) -> Result<Money, BillingError> {
-        if amount > self.balance()?.patient {
+        let balance = self.balance()?;
+        if amount > balance.patient.minus(balance.pending)? {
             return Err(BillingError::MoreThanOwed(field));
         }
         Ok(amount)
@@ -273,6 +298,9 @@ impl Bill {
                 if let Some(a) = appointment {
                     if a.patient_id != Some(patient_id) {
                         return Err(BillingError::UnknownAppointment);
+                    }
+                    if a.cancelled {
+                        return Err(BillingError::AppointmentCancelled);
                     }
                 }
                 E::Opened {
@@ -361,6 +389,13 @@ impl Bill {
                 let coverage = coverage.ok_or(BillingError::UnknownCoverage)?;
                 if coverage.ended {
                     return Err(BillingError::CoverageEnded);
+                }
+                // One claim per coverage and bill: a rejected one is
+                // resubmitted, a decided one is the payer's answer.
+                if self.claims.iter().any(|c| {
+                    c.coverage_id == coverage.coverage_id && c.status != ClaimStatus::Withdrawn
+                }) {
+                    return Err(BillingError::CoverageClaimed);
                 }
                 let service_date = self.opening.map(|o| o.service_date);
                 if !service_date.is_some_and(|d| coverage.valid_on(d)) {
@@ -459,6 +494,45 @@ impl Bill {
                     amount: self.owed("amount", Money::positive("amount", amount)?)?,
                     method: text("method", &method, 40)?,
                     received_on: plausible("received_on", today)?,
+                }
+            }
+            C::StartPayment {
+                payment_id,
+                amount,
+                method,
+                today,
+            } => {
+                self.must_be(BillStatus::Issued)?;
+                E::PaymentStarted {
+                    payment_id,
+                    amount: self.owed("amount", Money::positive("amount", amount)?)?,
+                    method: text("method", &method, 40)?,
+                    started_on: plausible("started_on", today)?,
+                }
+            }
+            C::SettlePayment {
+                payment_id,
+                arrived,
+                reason,
+                today,
+            } => {
+                let started = self
+                    .started
+                    .iter()
+                    .find(|p| p.payment_id == payment_id)
+                    .ok_or(BillingError::UnknownPayment)?;
+                if arrived {
+                    E::PaymentReceived {
+                        payment_id,
+                        amount: started.amount,
+                        method: started.method.clone(),
+                        received_on: plausible("received_on", today)?,
+                    }
+                } else {
+                    E::PaymentFailed {
+                        payment_id,
+                        reason: text("reason", reason.as_deref().unwrap_or(""), 500)?,
+                    }
                 }
             }
             C::Adjust {
@@ -627,8 +701,24 @@ impl Aggregate for Bill {
             }
             // Sums of amounts the domain checked fit; saturating keeps a
             // corrupt log from panicking a reader (the balance then errors).
-            E::PaymentReceived { amount, .. } => {
+            E::PaymentReceived {
+                payment_id, amount, ..
+            } => {
+                self.started.retain(|p| p.payment_id != payment_id);
                 self.paid = Money::cents(self.paid.get().saturating_add(amount.get()))
+            }
+            E::PaymentStarted {
+                payment_id,
+                amount,
+                method,
+                ..
+            } => self.started.push(StartedPayment {
+                payment_id,
+                amount,
+                method,
+            }),
+            E::PaymentFailed { payment_id, .. } => {
+                self.started.retain(|p| p.payment_id != payment_id)
             }
             E::Adjusted { amount, .. } => {
                 self.adjusted = Money::cents(self.adjusted.get().saturating_add(amount.get()))
@@ -640,9 +730,23 @@ impl Aggregate for Bill {
     }
 }
 
+/// Unique-key scope of the appointment a bill is for: one bill per visit
+/// while it is not void.
+pub const APPOINTMENT_SCOPE: &str = "bill.appointment";
+
 impl UniqueKeys for Bill {
     fn unique_keys(&self) -> Vec<UniqueKey> {
-        Vec::new()
+        match (&self.opening, self.status) {
+            (Some(o), status) if status != BillStatus::Void => o
+                .appointment_id
+                .map(|a| UniqueKey {
+                    scope: APPOINTMENT_SCOPE,
+                    key: a.to_string(),
+                })
+                .into_iter()
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }
 

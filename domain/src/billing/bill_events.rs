@@ -93,7 +93,8 @@ pub enum BillEvent {
         claim_id: Uuid,
         reason_codes: Vec<String>,
     },
-    /// The patient paid.
+    /// The patient paid (recorded by staff, or a payment the patient
+    /// started, confirmed by staff).
     #[serde(rename = "bill.payment_received")]
     PaymentReceived {
         payment_id: Uuid,
@@ -101,6 +102,18 @@ pub enum BillEvent {
         method: String,
         received_on: NaiveDate,
     },
+    /// The patient started a payment (the portal): it counts once staff
+    /// confirm the money arrived, and holds its amount meanwhile.
+    #[serde(rename = "bill.payment_started")]
+    PaymentStarted {
+        payment_id: Uuid,
+        amount: Money,
+        method: String,
+        started_on: NaiveDate,
+    },
+    /// A payment the patient started did not arrive.
+    #[serde(rename = "bill.payment_failed")]
+    PaymentFailed { payment_id: Uuid, reason: String },
     /// The patient's balance was reduced without payment.
     #[serde(rename = "bill.adjusted")]
     Adjusted {
@@ -137,6 +150,8 @@ impl DomainEvent for BillEvent {
             E::ClaimPartlyPaid { .. } => "bill.claim_partly_paid",
             E::ClaimDenied { .. } => "bill.claim_denied",
             E::PaymentReceived { .. } => "bill.payment_received",
+            E::PaymentStarted { .. } => "bill.payment_started",
+            E::PaymentFailed { .. } => "bill.payment_failed",
             E::Adjusted { .. } => "bill.adjusted",
             E::Refunded { .. } => "bill.refunded",
         }
@@ -156,6 +171,8 @@ impl StoredForm for BillEvent {}
 pub struct AppointmentRef {
     pub appointment_id: Uuid,
     pub patient_id: Option<Uuid>,
+    /// Cancelled: nothing took place to bill.
+    pub cancelled: bool,
 }
 
 /// What may be asked of a bill. Dates (`today`) and new ids come in here;
@@ -214,11 +231,25 @@ pub enum BillCommand {
         paid: i64,
         reason_codes: Vec<String>,
     },
-    /// The patient pays.
+    /// Staff record a payment that arrived (at the desk, by transfer).
     Pay {
         payment_id: Uuid,
         amount: i64,
         method: String,
+        today: NaiveDate,
+    },
+    /// The patient starts a payment: it counts once confirmed.
+    StartPayment {
+        payment_id: Uuid,
+        amount: i64,
+        method: String,
+        today: NaiveDate,
+    },
+    /// Staff settle a started payment: it arrived, or it did not (why).
+    SettlePayment {
+        payment_id: Uuid,
+        arrived: bool,
+        reason: Option<String>,
         today: NaiveDate,
     },
     /// Reduce the patient's balance without payment.

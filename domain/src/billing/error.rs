@@ -83,6 +83,15 @@ pub enum BillingError {
     /// The claim does not exist.
     #[error("no such claim on this bill")]
     UnknownClaim,
+    /// A second claim to one coverage for one bill.
+    #[error("this bill has a claim to that coverage already: resubmit it if rejected")]
+    CoverageClaimed,
+    /// A bill for a cancelled appointment.
+    #[error("the appointment was cancelled; nothing took place to bill")]
+    AppointmentCancelled,
+    /// No started payment has that id (or it was settled already).
+    #[error("no payment waiting for confirmation has that id")]
+    UnknownPayment,
     /// The claim is not in the state the command needs.
     #[error("the claim is {actual}; this needs a {needed} claim")]
     ClaimState {

@@ -13,7 +13,10 @@ mod values;
 #[cfg(test)]
 mod tests;
 
-pub use bill::{Balance, Bill, BillStatus, Claim, ClaimStatus, Opening, MAX_LINES};
+pub use bill::{
+    Balance, Bill, BillStatus, Claim, ClaimStatus, Opening, StartedPayment, APPOINTMENT_SCOPE,
+    MAX_LINES,
+};
 pub use bill_events::{AppointmentRef, BillCommand, BillEvent, Line};
 pub use coverage::{Coverage, CoverageCommand, CoverageEntry, CoverageEvent};
 pub use error::BillingError;

@@ -257,8 +257,16 @@ async fn load(tx: &mut Tx, e: &Envelope<BillingEvent>) -> Result<Folded, Project
         .split_once(' ')
         .and_then(|(t, s)| Some((t.parse::<i64>().ok()?, s)))
         .ok_or_else(|| damaged(e, "a bill row without its opening time"))?;
-    let bill: Bill =
-        serde_json::from_str(state).map_err(|err| damaged(e, format!("bill state: {err}")))?;
+    let bill: Bill = serde_json::from_str(state).map_err(|err| {
+        // Never serde's own message: it may quote a value (a payer, a reason).
+        damaged(
+            e,
+            format!(
+                "bill state: {}",
+                anamnesis_domain::codec::describe_json_error(&err)
+            ),
+        )
+    })?;
     Ok(Folded {
         bill,
         opened_at,
@@ -300,13 +308,42 @@ async fn fold(
     if !fits(&folded.bill, event) {
         return Err(damaged(e, "a bill event that does not fit its bill"));
     }
+    // A payment the patient started is a movement from the start; its
+    // confirmation or failure changes its kind.
+    let settled = match event {
+        BillEvent::PaymentReceived { payment_id, .. } => folded
+            .bill
+            .started_payment(*payment_id)
+            .map(|_| (payment_id, "payment")),
+        BillEvent::PaymentFailed { payment_id, .. } => Some((payment_id, "payment_failed")),
+        _ => None,
+    };
+    if let Some((id, kind)) = settled {
+        let n = sql::execute(
+            tx,
+            "UPDATE billing_movements SET kind = $2, position = $3 \
+             WHERE movement_id = $1 AND kind = 'payment_started'",
+            &[id.to_string().into(), kind.into(), e.position().into()],
+        )
+        .await?;
+        if n == 0 {
+            return Err(damaged(e, "a payment settled that was not started"));
+        }
+    }
     let movement = match event {
+        BillEvent::PaymentReceived { .. } if settled.is_some() => None,
         BillEvent::PaymentReceived {
             payment_id,
             amount,
             method,
             ..
         } => Some((payment_id, "payment", amount, method)),
+        BillEvent::PaymentStarted {
+            payment_id,
+            amount,
+            method,
+            ..
+        } => Some((payment_id, "payment_started", amount, method)),
         BillEvent::Adjusted {
             adjustment_id,
             kind,

@@ -194,6 +194,9 @@ pub struct BillDetail {
     pub lines: Vec<LineView>,
     pub claims: Vec<ClaimView>,
     pub movements: Vec<MovementView>,
+    /// Payments the patient started that wait for staff to confirm them
+    /// (minor units): not yet paid, held from other payments.
+    pub pending: i64,
 }
 
 /// A line of a bill (amounts in minor units).
@@ -239,7 +242,8 @@ struct ClaimRow {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct MovementView {
     pub movement_id: String,
-    /// payment, adjustment, write_off or refund.
+    /// payment, payment_started (waiting for confirmation),
+    /// payment_failed, adjustment, write_off or refund.
     pub kind: String,
     pub amount: i64,
     /// The payment's method, or the reason.
@@ -306,11 +310,17 @@ pub async fn bill(db: &Db, bill_id: &str) -> Result<Option<BillDetail>, sqlx::Er
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let pending = movements
+        .iter()
+        .filter(|m| m.kind == "payment_started")
+        .map(|m| m.amount)
+        .sum();
     Ok(Some(BillDetail {
         bill: row.view()?,
         lines,
         claims,
         movements,
+        pending,
     }))
 }
 

@@ -91,9 +91,11 @@ impl World {
         Ok(bill)
     }
 
-    /// A claim of 1.00 on the own issued bill, rejected when `reject`.
-    async fn claim(&mut self, reject: bool) -> anyhow::Result<String> {
-        let bill = self.ledger.issued.0.clone();
+    /// A claim of 1.00 on an own issued bill of its own (one claim per
+    /// coverage and bill), rejected when `reject`: the bill and the claim.
+    async fn claim(&mut self, reject: bool) -> anyhow::Result<(String, String)> {
+        let own = self.own_id.clone();
+        let bill = self.issued(&own).await?;
         let body = json!({"coverage_id": self.ledger.coverage.0, "amount": 100});
         let claim = self
             .as_role(
@@ -108,7 +110,7 @@ impl World {
             let body = json!({"outcome": "rejected", "reason_codes": ["CO-16"]});
             self.setup("staff", "POST", &path, Some(body)).await?;
         }
-        Ok(claim)
+        Ok((bill, claim))
     }
 
     /// The request for a billing row, if `row` is one.
@@ -183,28 +185,37 @@ impl World {
                 let bill = self.draft(patient).await?;
                 (format!("/v1/bills/{bill}/void"), reason())
             }
-            "POST /v1/bills/{id}/claims" => (
-                format!("/v1/bills/{issued}/claims"),
-                Some(json!({"coverage_id": self.ledger.coverage.0, "amount": 100})),
-            ),
-            "POST /v1/bills/{id}/claims/{claim_id}/response" => {
-                let claim = self.claim(false).await?;
+            "POST /v1/bills/{id}/claims" => {
+                // A bill of its own: one claim per coverage and bill.
+                let bill = self.issued(patient).await?;
+                let coverage = if own {
+                    self.ledger.coverage.0.clone()
+                } else {
+                    self.ledger.coverage.1.clone()
+                };
                 (
-                    format!("/v1/bills/{issued}/claims/{claim}/response"),
+                    format!("/v1/bills/{bill}/claims"),
+                    Some(json!({"coverage_id": coverage, "amount": 100})),
+                )
+            }
+            "POST /v1/bills/{id}/claims/{claim_id}/response" => {
+                let (bill, claim) = self.claim(false).await?;
+                (
+                    format!("/v1/bills/{bill}/claims/{claim}/response"),
                     Some(json!({"outcome": "accepted"})),
                 )
             }
             "POST /v1/bills/{id}/claims/{claim_id}/resubmit" => {
-                let claim = self.claim(true).await?;
+                let (bill, claim) = self.claim(true).await?;
                 (
-                    format!("/v1/bills/{issued}/claims/{claim}/resubmit"),
+                    format!("/v1/bills/{bill}/claims/{claim}/resubmit"),
                     Some(json!({"amount": 100})),
                 )
             }
             "POST /v1/bills/{id}/claims/{claim_id}/withdraw" => {
-                let claim = self.claim(true).await?;
+                let (bill, claim) = self.claim(true).await?;
                 (
-                    format!("/v1/bills/{issued}/claims/{claim}/withdraw"),
+                    format!("/v1/bills/{bill}/claims/{claim}/withdraw"),
                     reason(),
                 )
             }
@@ -212,6 +223,16 @@ impl World {
                 format!("/v1/bills/{issued}/payments"),
                 Some(json!({"amount": 1, "method": "card"})),
             ),
+            "POST /v1/bills/{id}/payments/{payment_id}/settlement" => {
+                // A payment the patient starts on her own bill, 1 cent.
+                let path = format!("/v1/bills/{issued}/payments");
+                let body = json!({"amount": 1, "method": "card"});
+                let payment = self.as_role("patient", "POST", &path, Some(body)).await?;
+                (
+                    format!("/v1/bills/{issued}/payments/{payment}/settlement"),
+                    Some(json!({"arrived": true})),
+                )
+            }
             "POST /v1/bills/{id}/adjustments" => (
                 format!("/v1/bills/{issued}/adjustments"),
                 Some(json!({"kind": "adjustment", "amount": 1, "reason": "courtesy"})),

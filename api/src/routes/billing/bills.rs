@@ -332,7 +332,11 @@ pub struct PaymentBody {
     pub method: String,
 }
 
-/// Pay a bill (the patient their own, or staff on their behalf).
+/// Pay a bill. Staff record a payment that arrived (at the desk, by
+/// transfer): it counts at once. A patient paying their own starts a
+/// payment: it holds its share of the balance and counts once staff
+/// confirm the money arrived (`…/payments/{payment_id}/settlement`), since
+/// nothing here can see the money move.
 #[utoipa::path(post, path = "/v1/bills/{id}/payments", tag = "billing", security(("bearer" = [])),
     params(("id" = Uuid, Path)), request_body = PaymentBody,
     responses((status = 201, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem),
@@ -345,11 +349,20 @@ pub async fn pay_bill(
     Body(body): Body<PaymentBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let payment_id = Uuid::now_v7();
-    let command = BillCommand::Pay {
-        payment_id,
-        amount: body.amount,
-        method: body.method,
-        today: today(&state),
+    let command = if who.role == anamnesis_domain::user::Role::Patient {
+        BillCommand::StartPayment {
+            payment_id,
+            amount: body.amount,
+            method: body.method,
+            today: today(&state),
+        }
+    } else {
+        BillCommand::Pay {
+            payment_id,
+            amount: body.amount,
+            method: body.method,
+            today: today(&state),
+        }
     };
     money(
         &state,
@@ -358,6 +371,46 @@ pub async fn pay_bill(
         payment_id,
         command,
         None,
+    )
+    .await
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettlementBody {
+    /// Whether the money of the payment the patient started arrived.
+    pub arrived: bool,
+    /// Why it did not (required then).
+    pub reason: Option<String>,
+}
+
+/// Settle a payment the patient started (staff): it arrived, and counts as
+/// paid; or it did not, for a reason, and frees its share of the balance.
+#[utoipa::path(post, path = "/v1/bills/{id}/payments/{payment_id}/settlement", tag = "billing", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("payment_id" = Uuid, Path)), request_body = SettlementBody,
+    responses((status = 200, body = Accepted), (status = 400, body = Problem), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn settle_payment(
+    State(state): State<AppState>,
+    who: Principal,
+    key: RequestKey,
+    Path((id, payment_id)): Path<(String, String)>,
+    Body(body): Body<SettlementBody>,
+) -> Result<Json<Accepted>, ApiError> {
+    let payment_id = Uuid::parse_str(&payment_id).map_err(|_| ApiError::NotFound)?;
+    let reason = body.reason.clone();
+    let command = BillCommand::SettlePayment {
+        payment_id,
+        arrived: body.arrived,
+        reason: body.reason,
+        today: today(&state),
+    };
+    on_bill(
+        &state,
+        (&who, &key),
+        (&id, Action::ManageBill),
+        command,
+        reason.as_deref().filter(|_| !body.arrived),
     )
     .await
 }

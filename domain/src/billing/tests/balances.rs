@@ -226,3 +226,116 @@ fn a_bill_is_about_its_patient() {
     );
     assert_eq!(PriceList::default().patient(PRICE_LIST_ID), None);
 }
+
+fn start(amount: i64) -> BillCommand {
+    BillCommand::StartPayment {
+        payment_id: PAYMENT,
+        amount,
+        method: "card".into(),
+        today: today(),
+    }
+}
+
+fn started(amount: i64) -> BillEvent {
+    BillEvent::PaymentStarted {
+        payment_id: PAYMENT,
+        amount: cents(amount),
+        method: "card".into(),
+        started_on: today(),
+    }
+}
+
+fn settle(arrived: bool, reason: Option<&str>) -> BillCommand {
+    BillCommand::SettlePayment {
+        payment_id: PAYMENT,
+        arrived,
+        reason: reason.map(Into::into),
+        today: today(),
+    }
+}
+
+#[tokio::test]
+async fn a_payment_the_patient_starts_counts_once_staff_confirm_it_arrived() {
+    // Issued at 150.00, nothing claimed: the patient owes it all.
+    bill(issued(), start(15_001))
+        .await
+        .then_expect_error(BillingError::MoreThanOwed("amount"));
+    bill(issued(), start(10_000))
+        .await
+        .then_expect_events(vec![started(10_000)]);
+    let waiting = with(issued(), [started(10_000)]);
+    let balance = folded(waiting.clone()).balance().unwrap();
+    assert_eq!(
+        (balance.patient, balance.pending, balance.patient_paid),
+        (cents(15_000), cents(10_000), Money::ZERO),
+        "started is not paid"
+    );
+    // What is started is held: no other payment may take it.
+    bill(waiting.clone(), pay(5_001))
+        .await
+        .then_expect_error(BillingError::MoreThanOwed("amount"));
+    bill(waiting.clone(), settle(true, None))
+        .await
+        .then_expect_events(vec![BillEvent::PaymentReceived {
+            payment_id: PAYMENT,
+            amount: cents(10_000),
+            method: "card".into(),
+            received_on: today(),
+        }]);
+    let arrived = with(
+        waiting.clone(),
+        [BillEvent::PaymentReceived {
+            payment_id: PAYMENT,
+            amount: cents(10_000),
+            method: "card".into(),
+            received_on: today(),
+        }],
+    );
+    let balance = folded(arrived.clone()).balance().unwrap();
+    assert_eq!(
+        (balance.patient, balance.pending, balance.patient_paid),
+        (cents(5_000), Money::ZERO, cents(10_000))
+    );
+    // Settled once only.
+    bill(arrived, settle(true, None))
+        .await
+        .then_expect_error(BillingError::UnknownPayment);
+}
+
+#[tokio::test]
+async fn a_payment_that_did_not_arrive_is_settled_with_a_reason_and_frees_the_balance() {
+    let waiting = with(issued(), [started(10_000)]);
+    bill(waiting.clone(), settle(false, None))
+        .await
+        .then_expect_error(BillingError::EmptyField("reason"));
+    bill(waiting.clone(), settle(false, Some("card declined")))
+        .await
+        .then_expect_events(vec![BillEvent::PaymentFailed {
+            payment_id: PAYMENT,
+            reason: "card declined".into(),
+        }]);
+    let failed = with(
+        waiting,
+        [BillEvent::PaymentFailed {
+            payment_id: PAYMENT,
+            reason: "card declined".into(),
+        }],
+    );
+    let balance = folded(failed.clone()).balance().unwrap();
+    assert_eq!(
+        (balance.patient, balance.pending),
+        (cents(15_000), Money::ZERO)
+    );
+    bill(failed, pay(15_000))
+        .await
+        .then_expect_events(vec![paid_by_card(15_000)]);
+}
+
+fn paid_by_card(amount: i64) -> BillEvent {
+    BillEvent::PaymentReceived {
+        payment_id: PAYMENT,
+        amount: cents(amount),
+        method: "card".into(),
+        received_on: today(),
+    }
+}

@@ -1,20 +1,26 @@
 //! A bill's draft, issue and void.
 
 use super::*;
+use crate::unique::UniqueKeys;
 
 // --- bill: draft, issue, void ----------------------------------------------------
 
 #[tokio::test]
 async fn a_bill_is_opened_for_the_patients_own_appointment_only() {
-    let open = |patient| BillCommand::Open {
+    let open_as = |patient, cancelled| BillCommand::Open {
         patient_id: PATIENT,
         appointment: Some(AppointmentRef {
             appointment_id: APPOINTMENT,
             patient_id: patient,
+            cancelled,
         }),
         currency: usd(),
         service_date: today(),
     };
+    let open = |patient| open_as(patient, false);
+    bill(vec![], open_as(Some(PATIENT), true))
+        .await
+        .then_expect_error(BillingError::AppointmentCancelled);
     bill(vec![], open(Some(PATIENT)))
         .await
         .then_expect_events(vec![BillEvent::Opened {
@@ -29,6 +35,27 @@ async fn a_bill_is_opened_for_the_patients_own_appointment_only() {
     bill(vec![], open(None))
         .await
         .then_expect_error(BillingError::UnknownAppointment);
+}
+
+#[test]
+fn a_bill_holds_its_appointment_until_it_is_void() {
+    let with_visit = vec![BillEvent::Opened {
+        patient_id: PATIENT,
+        appointment_id: Some(APPOINTMENT),
+        currency: usd(),
+        service_date: today(),
+    }];
+    let keys = folded(with_visit.clone()).unique_keys();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].scope, APPOINTMENT_SCOPE);
+    assert_eq!(keys[0].key, APPOINTMENT.to_string());
+    let void = with(
+        with_visit,
+        [BillEvent::Voided {
+            reason: "billed twice".into(),
+        }],
+    );
+    assert!(folded(void).unique_keys().is_empty());
 }
 
 #[tokio::test]
@@ -228,4 +255,19 @@ async fn a_draft_is_voided_too() {
     .then_expect_events(vec![BillEvent::Voided {
         reason: "opened by mistake".into(),
     }]);
+}
+
+#[test]
+fn a_draft_is_owed_by_no_one_until_it_is_issued() {
+    let draft = vec![
+        opened(),
+        BillEvent::LineAdded(line(LINE, "99213", 1, 12_000)),
+    ];
+    let balance = folded(draft).balance().unwrap();
+    assert_eq!(balance.total, cents(12_000));
+    assert_eq!(
+        (balance.insurer, balance.patient),
+        (Money::ZERO, Money::ZERO)
+    );
+    assert_eq!(folded(issued()).balance().unwrap().patient, cents(15_000));
 }

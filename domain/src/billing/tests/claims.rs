@@ -50,14 +50,54 @@ async fn a_claim_cannot_exceed_what_is_owed() {
     bill(issued(), submit(0, Some(coverage_entry())))
         .await
         .then_expect_error(BillingError::InvalidAmount("amount"));
-    // Two claims together cannot claim more than the bill.
-    let mut second = submit(5_001, Some(coverage_entry()));
+    // Two claims (to the primary and the secondary coverage) together
+    // cannot claim more than the bill.
+    let secondary = CoverageEntry {
+        coverage_id: Uuid::from_u128(21),
+        rank: Rank::Secondary,
+        ..coverage_entry()
+    };
+    let mut second = submit(5_001, Some(secondary));
     if let BillCommand::SubmitClaim { claim_id, .. } = &mut second {
         *claim_id = CLAIM2;
     }
     bill(with(issued(), [submitted(10_000)]), second)
         .await
         .then_expect_error(BillingError::MoreThanOwed("amount"));
+}
+
+#[tokio::test]
+async fn a_bill_has_one_claim_per_coverage_until_it_is_withdrawn() {
+    let mut second = submit(1_000, Some(coverage_entry()));
+    if let BillCommand::SubmitClaim { claim_id, .. } = &mut second {
+        *claim_id = CLAIM2;
+    }
+    bill(with(issued(), [submitted(5_000)]), second.clone())
+        .await
+        .then_expect_error(BillingError::CoverageClaimed);
+    let withdrawn = with(
+        issued(),
+        [
+            submitted(5_000),
+            BillEvent::ClaimRejected {
+                claim_id: CLAIM,
+                reason_codes: codes(&["CO-16"]),
+            },
+            BillEvent::ClaimWithdrawn {
+                claim_id: CLAIM,
+                reason: "wrong payer".into(),
+            },
+        ],
+    );
+    bill(withdrawn, second)
+        .await
+        .then_expect_events(vec![BillEvent::ClaimSubmitted {
+            claim_id: CLAIM2,
+            coverage_id: COVERAGE,
+            payer: "Acme Health".into(),
+            amount: cents(1_000),
+            submitted_on: today(),
+        }]);
 }
 
 #[tokio::test]

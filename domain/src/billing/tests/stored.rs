@@ -99,6 +99,22 @@ fn every_event_has_a_stable_stored_form() {
             },
             "bill.refunded",
         ),
+        (
+            BillEvent::PaymentStarted {
+                payment_id: PAYMENT,
+                amount: cents(1),
+                method: "card".into(),
+                started_on: today(),
+            },
+            "bill.payment_started",
+        ),
+        (
+            BillEvent::PaymentFailed {
+                payment_id: PAYMENT,
+                reason: "declined".into(),
+            },
+            "bill.payment_failed",
+        ),
     ];
     for (event, name) in bills {
         round_trip(event, name);
