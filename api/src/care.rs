@@ -77,6 +77,17 @@ pub async fn context(
     Ok(Context::in_care(patient, care))
 }
 
+/// [`context`], and whether it is a break-the-glass access (for marking
+/// reads and commands).
+pub async fn context_marked(
+    state: &AppState,
+    who: &Principal,
+    patient: Uuid,
+) -> Result<(Context, bool), ApiError> {
+    let context = context(state, who, patient).await?;
+    Ok((context, context.care == crate::policy::Care::Glass))
+}
+
 async fn by_appointment(
     state: &AppState,
     who: &Principal,

@@ -231,6 +231,11 @@ pub fn instant_opt<'de, D: serde::Deserializer<'de>>(
 }
 
 /// A query parameter that is not acceptable: 400 naming it, never echoing it.
+/// A record's id from the path: one that is no UUID names no record (404).
+pub fn id_of(raw: &str) -> Result<uuid::Uuid, crate::error::ApiError> {
+    uuid::Uuid::parse_str(raw).map_err(|_| crate::error::ApiError::NotFound)
+}
+
 pub fn bad_param(field: &str, detail: &str) -> crate::error::ApiError {
     crate::error::ApiError::BadRequest {
         code: "invalid_value",

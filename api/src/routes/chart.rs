@@ -28,29 +28,17 @@ use anamnesis_projections::chart::{
 use super::Accepted;
 use crate::access_log::{marked, record_marked};
 use crate::auth::Principal;
-use crate::care;
 use crate::error::{ApiError, Problem};
 use crate::extract::{
     bad_param, bad_query, instant_param, page_size, uuid_param, Body, MinPosition,
 };
 use crate::idempotency::{Key, RequestKey};
-use crate::policy::{self, authorize, Action, Care, Context};
+use crate::policy::{self, authorize, Action, Context};
 use crate::state::AppState;
 
-fn id_of(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
-}
+use crate::extract::id_of;
 
-/// The policy context for `who` on `patient`, and whether it is a
-/// break-the-glass access.
-async fn context(
-    state: &AppState,
-    who: &Principal,
-    patient: Uuid,
-) -> Result<(Context, bool), ApiError> {
-    let context = care::context(state, who, patient).await?;
-    Ok((context, context.care == Care::Glass))
-}
+use crate::care::context_marked as context;
 
 /// The audit metadata of a chart command, marked under break-the-glass.
 fn metadata(

@@ -32,9 +32,7 @@ use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Care, Context};
 use crate::state::AppState;
 
-fn id_of(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
-}
+use crate::extract::id_of;
 
 /// How `user_id` stands to `patient` (whose own account is `account`), as
 /// a thread admits them: the patient's account, an active doctor or nurse

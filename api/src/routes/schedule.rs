@@ -31,9 +31,7 @@ use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
 
-fn id_of(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
-}
+use crate::extract::id_of;
 
 /// The user account of provider `id`, from the write side (`None`: no such provider).
 async fn provider_user(state: &AppState, id: Uuid) -> Result<Option<Uuid>, ApiError> {

@@ -45,9 +45,7 @@ mod reads;
 pub use bills::*;
 pub use reads::*;
 
-fn id_of(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw).map_err(|_| ApiError::NotFound)
-}
+use crate::extract::id_of;
 
 /// Today in the clinic's zone.
 fn today(state: &AppState) -> NaiveDate {
