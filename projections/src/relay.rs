@@ -62,7 +62,7 @@ impl RelayConfig {
             url: url.into(),
             stream: "CLINIC_EVENTS".into(),
             prefix: "clinic".into(),
-            batch: 500,
+            batch: 2_000,
             in_flight: 256,
             max_age: Duration::from_secs(30 * 24 * 3600),
             max_bytes: 8 * 1024 * 1024 * 1024,
