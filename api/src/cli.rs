@@ -60,7 +60,8 @@ pub enum Command {
     /// Rebuild read models from the whole log into shadow tables and swap
     /// them in, while the server keeps serving.
     Rebuild {
-        /// Read models: activity, patients, schedule, access_log, chart, medications.
+        /// Read models: activity, patients, schedule, access_log, chart,
+        /// medications, messaging, billing, notifications.
         names: Vec<String>,
         /// Every read model.
         #[arg(long, conflicts_with = "names")]

@@ -100,6 +100,8 @@ policy! {
     ChangeMedication => [] in care [Doctor];
     RequestRefill => [] + own;
     RecordAdministration => [] in care [Doctor, Nurse];
+    // Everyone reads their own notifications (ADR 0019).
+    ReadNotifications => [Patient, Doctor, Nurse, Staff, Admin, Compliance, Analyst];
     // Secure messaging (ADR 0017): only a thread's participants read and
     // write it (a doctor or nurse while still in the patient's care);
     // compliance reads, recorded. Break-the-glass opens no thread.
@@ -353,6 +355,7 @@ mod tests {
                     | Action::ListGrants
                     | Action::ReadThread
                     | Action::ReadMedications
+                    | Action::ReadNotifications
                     | Action::ReadPriceList
                     | Action::ReadCoverage
                     | Action::ReadBill

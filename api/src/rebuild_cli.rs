@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Settings;
 
 /// The read models, by the name their checkpoint is kept under.
-pub const NAMES: [&str; 8] = [
+pub const NAMES: [&str; 9] = [
     "activity",
     "patients",
     "schedule",
@@ -23,6 +23,7 @@ pub const NAMES: [&str; 8] = [
     "medications",
     "messaging",
     "billing",
+    "notifications",
 ];
 
 /// Rebuilds `names` (every read model when `all`).
@@ -68,6 +69,14 @@ async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
             "medications" => one(db, &reader, &Medications).await?,
             "messaging" => one(db, &reader, &anamnesis_projections::messaging::Messaging).await?,
             "billing" => one(db, &reader, &Billing).await?,
+            "notifications" => {
+                one(
+                    db,
+                    &reader,
+                    &anamnesis_projections::notifications::Notifications,
+                )
+                .await?
+            }
             other => anyhow::bail!("no read model is called {other:?}"),
         };
         total += done.events;

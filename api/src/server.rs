@@ -128,6 +128,7 @@ impl Prepared {
             started.relay(relay);
         }
         started.spawn(anamnesis_projections::messaging::Messaging);
+        started.spawn(anamnesis_projections::notifications::Notifications);
         started.spawn(anamnesis_projections::billing::Billing);
         let Projectors {
             mut runners,

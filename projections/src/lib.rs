@@ -7,6 +7,7 @@ pub mod billing;
 pub mod chart;
 pub mod medications;
 pub mod messaging;
+pub mod notifications;
 pub mod patients;
 pub mod rebuild;
 pub mod relay;

@@ -797,6 +797,11 @@ pub const TABLE: &[Row] = {
             Roles(&["staff", "compliance"]),
             200,
         ),
+        row("GET /v1/me/notifications", None, SignedIn, 200),
+        // Every account may mark its own notifications read; the row names
+        // one that is no one's, so a permitted call is 404 (never 403): a
+        // real one is marked in tests/tests/notifications.rs.
+        row("POST /v1/me/notifications/{id}/read", None, SignedIn, 404),
         row("GET /healthz", None, Anyone, 200),
         row("GET /readyz", None, Anyone, 200),
         row("GET /metrics", None, Anyone, 200),

@@ -7,6 +7,7 @@ pub mod chart;
 pub mod compliance;
 pub mod medications;
 pub mod messaging;
+pub mod notifications;
 pub mod ops;
 pub mod patients;
 pub mod schedule;
@@ -120,6 +121,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(medications::decide_refill))
         .routes(routes!(medications::administer))
         .routes(routes!(medications::doses))
+        .routes(routes!(notifications::my_notifications))
+        .routes(routes!(notifications::mark_notification_read))
         .routes(routes!(messaging::start_thread))
         .routes(routes!(messaging::get_thread))
         .routes(routes!(messaging::post_message))

@@ -349,6 +349,10 @@ impl World {
             "GET /v1/patients/{id}" => (format!("/v1/patients/{id}"), None),
             "GET /v1/access-log" => ("/v1/access-log".to_owned(), None),
             "GET /v1/me/access-log" => ("/v1/me/access-log".to_owned(), None),
+            "GET /v1/me/notifications" => ("/v1/me/notifications".to_owned(), None),
+            "POST /v1/me/notifications/{id}/read" => {
+                ("/v1/me/notifications/0.0/read".to_owned(), None)
+            }
             "GET /v1/patients/{id}/history" => (format!("/v1/patients/{id}/history"), None),
             "GET /v1/patients/{id}/as-of" => {
                 (format!("/v1/patients/{id}/as-of?position=1000000"), None)

@@ -1,0 +1,575 @@
+//! The in-app inbox (ADR 0019): notifications folded from the log by a
+//! projector, so each is made exactly once (the checkpoint moves in the
+//! same transaction as the rows) and the same again when rebuilt (ids are
+//! `<position>.<n>`). Whom to tell comes from lookup tables the projector
+//! folds from the same events (accounts, providers, appointments, thread
+//! members, prescribers, compliance officers): it never reads another read
+//! model, so its answer does not depend on which projector ran first.
+//!
+//! A title is generic ("New result"): the notification carries the ids a
+//! client follows (through the policy and the access log) for the rest.
+
+use serde::Serialize;
+
+use anamnesis_commands::Db;
+use anamnesis_domain::chart::{CareEvent, EntryEvent, Kind};
+use anamnesis_domain::codec::{DecodeError, StoredForm};
+use anamnesis_domain::medication::MedicationEvent;
+use anamnesis_domain::messaging::ThreadEvent;
+use anamnesis_domain::patient::PatientEvent;
+use anamnesis_domain::schedule::{AppointmentEvent, ProviderEvent};
+use anamnesis_domain::user::{Role, UserEvent};
+
+use crate::chart::Seconds;
+use crate::runner::{Decode, Envelope, ProjectionError, Projector, Tx};
+use crate::sql::{self, Value};
+
+/// The projector's checkpoint name.
+pub const NAME: &str = "notifications";
+
+/// An event of any aggregate the notifier reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NotifyEvent {
+    User(UserEvent),
+    Patient(PatientEvent),
+    Provider(ProviderEvent),
+    Appointment(AppointmentEvent),
+    Entry(EntryEvent),
+    Care(CareEvent),
+    Thread(ThreadEvent),
+    Medication(MedicationEvent),
+}
+
+impl Decode for NotifyEvent {
+    fn decode(event_type: &str, version: &str, payload: &str) -> Result<Self, DecodeError> {
+        Ok(match event_type.split('.').next().unwrap_or("") {
+            "user" => Self::User(UserEvent::from_stored(event_type, version, payload)?),
+            "patient" => Self::Patient(PatientEvent::from_stored(event_type, version, payload)?),
+            "provider" => Self::Provider(ProviderEvent::from_stored(event_type, version, payload)?),
+            "appointment" => {
+                Self::Appointment(AppointmentEvent::from_stored(event_type, version, payload)?)
+            }
+            "chart_entry" => Self::Entry(EntryEvent::from_stored(event_type, version, payload)?),
+            "care_team" => Self::Care(CareEvent::from_stored(event_type, version, payload)?),
+            "message_thread" => {
+                Self::Thread(ThreadEvent::from_stored(event_type, version, payload)?)
+            }
+            "medication" => {
+                Self::Medication(MedicationEvent::from_stored(event_type, version, payload)?)
+            }
+            _ => {
+                return Err(DecodeError::Unknown {
+                    event_type: event_type.to_owned(),
+                    version: version.to_owned(),
+                })
+            }
+        })
+    }
+}
+
+/// Makes notifications.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Notifications;
+
+impl Projector for Notifications {
+    type Event = NotifyEvent;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &[
+            "user",
+            "patient",
+            "provider",
+            "appointment",
+            "chart_entry",
+            "care_team",
+            "message_thread",
+            "medication",
+        ]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "notifications",
+            "notify_users",
+            "notify_accounts",
+            "notify_providers",
+            "notify_appointments",
+            "notify_thread_members",
+            "notify_medications",
+        ]
+    }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        events: &[Envelope<NotifyEvent>],
+    ) -> Result<(), ProjectionError> {
+        for e in events {
+            apply(tx, e).await?;
+        }
+        Ok(())
+    }
+}
+
+/// What a notification says.
+#[derive(Debug, Clone, Copy)]
+struct Note {
+    kind: &'static str,
+    title: &'static str,
+    subject_type: &'static str,
+    urgent: bool,
+}
+
+const fn note(kind: &'static str, title: &'static str, subject_type: &'static str) -> Note {
+    Note {
+        kind,
+        title,
+        subject_type,
+        urgent: false,
+    }
+}
+
+const BOOKED: Note = note("appointment_booked", "Appointment booked", "appointment");
+const MOVED: Note = note(
+    "appointment_rescheduled",
+    "Appointment moved",
+    "appointment",
+);
+const CANCELLED: Note = note(
+    "appointment_cancelled",
+    "Appointment cancelled",
+    "appointment",
+);
+const NEW_RESULT: Note = note("new_result", "New result", "chart_entry");
+const CRITICAL: Note = Note {
+    urgent: true,
+    ..note("critical_result", "Critical result", "chart_entry")
+};
+const GLASS: Note = Note {
+    urgent: true,
+    ..note("break_glass", "Emergency access to a record", "patient")
+};
+const MESSAGE: Note = note("new_message", "New message", "thread");
+const REFILL_ASKED: Note = note("refill_requested", "Refill requested", "medication");
+const REFILL_ANSWERED: Note = note("refill_decided", "Refill request answered", "medication");
+
+fn damaged(e: &Envelope<NotifyEvent>, detail: impl Into<String>) -> ProjectionError {
+    ProjectionError::Event {
+        position: e.position(),
+        detail: detail.into(),
+    }
+}
+
+async fn one(tx: &mut Tx, sql: &str, params: &[Value]) -> Result<Option<String>, ProjectionError> {
+    Ok(sql::returning(tx, sql, params).await?.into_iter().next())
+}
+
+async fn all(tx: &mut Tx, sql: &str, params: &[Value]) -> Result<Vec<String>, ProjectionError> {
+    Ok(sql::returning(tx, sql, params).await?)
+}
+
+/// The user account of patient `patient`, if they have one.
+async fn account(tx: &mut Tx, patient: &str) -> Result<Option<String>, ProjectionError> {
+    one(
+        tx,
+        "SELECT user_id FROM notify_accounts WHERE patient_id = $1",
+        &[patient.into()],
+    )
+    .await
+}
+
+async fn apply(tx: &mut Tx, e: &Envelope<NotifyEvent>) -> Result<(), ProjectionError> {
+    use NotifyEvent as N;
+    let id = e.id().to_owned();
+    match &e.event {
+        N::User(UserEvent::UserCreated { user_id, role, .. }) => {
+            sql::execute(
+                tx,
+                "INSERT INTO notify_users (user_id, role, active) VALUES ($1, $2, 1) \
+                 ON CONFLICT (user_id) DO NOTHING",
+                &[user_id.to_string().into(), role.as_str().into()],
+            )
+            .await?;
+        }
+        N::User(UserEvent::UserDeactivated) | N::User(UserEvent::UserReactivated) => {
+            let active = i64::from(matches!(e.event, N::User(UserEvent::UserReactivated)));
+            sql::execute(
+                tx,
+                "UPDATE notify_users SET active = $2 WHERE user_id = $1",
+                &[id.as_str().into(), active.into()],
+            )
+            .await?;
+        }
+        N::Patient(PatientEvent::PatientRegistered {
+            user_id: Some(user),
+            ..
+        }) => {
+            sql::execute(
+                tx,
+                "INSERT INTO notify_accounts (patient_id, user_id) VALUES ($1, $2) \
+                 ON CONFLICT (patient_id) DO NOTHING",
+                &[id.as_str().into(), user.to_string().into()],
+            )
+            .await?;
+        }
+        N::Provider(ProviderEvent::Enrolled { profile }) => {
+            sql::execute(
+                tx,
+                "INSERT INTO notify_providers (provider_id, user_id) VALUES ($1, $2) \
+                 ON CONFLICT (provider_id) DO NOTHING",
+                &[id.as_str().into(), profile.user_id.to_string().into()],
+            )
+            .await?;
+        }
+        N::Appointment(AppointmentEvent::Booked { booking }) => {
+            let (patient, provider) = (
+                booking.patient_id.to_string(),
+                booking.provider_id.to_string(),
+            );
+            sql::execute(
+                tx,
+                "INSERT INTO notify_appointments (appointment_id, patient_id, provider_id) \
+                 VALUES ($1, $2, $3) ON CONFLICT (appointment_id) DO NOTHING",
+                &[
+                    id.as_str().into(),
+                    patient.as_str().into(),
+                    provider.as_str().into(),
+                ],
+            )
+            .await?;
+            let mut to: Vec<String> = account(tx, &patient).await?.into_iter().collect();
+            to.extend(
+                one(
+                    tx,
+                    "SELECT user_id FROM notify_providers WHERE provider_id = $1",
+                    &[provider.as_str().into()],
+                )
+                .await?,
+            );
+            notify(tx, e, &to, BOOKED, Some(&patient), &id).await?;
+        }
+        N::Appointment(AppointmentEvent::Rescheduled { .. })
+        | N::Appointment(AppointmentEvent::Cancelled { .. }) => {
+            let what = match &e.event {
+                N::Appointment(AppointmentEvent::Rescheduled { .. }) => MOVED,
+                _ => CANCELLED,
+            };
+            let patient = one(
+                tx,
+                "SELECT patient_id FROM notify_appointments WHERE appointment_id = $1",
+                &[id.as_str().into()],
+            )
+            .await?
+            .ok_or_else(|| damaged(e, "a change of an appointment the notifier does not hold"))?;
+            let to: Vec<String> = account(tx, &patient).await?.into_iter().collect();
+            notify(tx, e, &to, what, Some(&patient), &id).await?;
+        }
+        N::Entry(
+            EntryEvent::CriticalResultRecorded { origin, .. } | EntryEvent::Recorded { origin, .. },
+        ) => {
+            let patient = origin.patient_id.to_string();
+            let (critical, lab) = match &e.event {
+                N::Entry(EntryEvent::CriticalResultRecorded { .. }) => (true, true),
+                N::Entry(EntryEvent::Recorded { body, .. }) => (false, body.kind() == Kind::Lab),
+                _ => (false, false),
+            };
+            if critical {
+                // The doctor who recorded it is responsible for acting on it.
+                let author = vec![origin.author.to_string()];
+                notify(tx, e, &author, CRITICAL, Some(&patient), &id).await?;
+            }
+            if lab {
+                let to: Vec<String> = account(tx, &patient).await?.into_iter().collect();
+                notify_from(tx, e, &to, NEW_RESULT, Some(&patient), &id, 1).await?;
+            }
+        }
+        N::Entry(EntryEvent::CriticalResultAmended { .. }) => {
+            // The doctor whose amendment made it critical is told.
+            let actor = vec![e.stored.actor_id.clone()];
+            let patient = e.stored.patient_id.map(|p| p.to_string());
+            notify(tx, e, &actor, CRITICAL, patient.as_deref(), &id).await?;
+        }
+        N::Care(CareEvent::GlassBroken { .. }) => {
+            // Compliance hears of every emergency access, at once.
+            let to = all(
+                tx,
+                "SELECT user_id FROM notify_users WHERE role = $1 AND active = 1 ORDER BY user_id",
+                &[Role::Compliance.as_str().into()],
+            )
+            .await?;
+            notify(tx, e, &to, GLASS, Some(&id), &id).await?;
+        }
+        N::Thread(ThreadEvent::Started { participants, .. }) => {
+            for p in participants {
+                member(tx, &id, &p.user_id.to_string()).await?;
+            }
+        }
+        N::Thread(ThreadEvent::ParticipantAdded { participant }) => {
+            member(tx, &id, &participant.user_id.to_string()).await?;
+        }
+        N::Thread(ThreadEvent::MessagePosted { author, .. }) => {
+            // The first message comes with the thread: its members are in.
+            let to = all(
+                tx,
+                "SELECT user_id FROM notify_thread_members WHERE thread_id = $1 AND user_id <> $2 \
+                 ORDER BY user_id",
+                &[id.as_str().into(), author.to_string().into()],
+            )
+            .await?;
+            let patient = e.stored.patient_id.map(|p| p.to_string());
+            notify(tx, e, &to, MESSAGE, patient.as_deref(), &id).await?;
+        }
+        N::Medication(MedicationEvent::Prescribed { origin, .. }) => {
+            sql::execute(
+                tx,
+                "INSERT INTO notify_medications (medication_id, patient_id, prescriber_id) \
+                 VALUES ($1, $2, $3) ON CONFLICT (medication_id) DO NOTHING",
+                &[
+                    id.as_str().into(),
+                    origin.patient_id.to_string().into(),
+                    origin.prescriber.to_string().into(),
+                ],
+            )
+            .await?;
+        }
+        N::Medication(MedicationEvent::RefillRequested { .. })
+        | N::Medication(MedicationEvent::RefillApproved { .. })
+        | N::Medication(MedicationEvent::RefillDenied { .. }) => {
+            let row = one(
+                tx,
+                "SELECT patient_id || ' ' || prescriber_id FROM notify_medications \
+                 WHERE medication_id = $1",
+                &[id.as_str().into()],
+            )
+            .await?
+            .ok_or_else(|| damaged(e, "a refill of a medication the notifier does not hold"))?;
+            let (patient, prescriber) = row
+                .split_once(' ')
+                .ok_or_else(|| damaged(e, "a medication row without its prescriber"))?;
+            let (to, what) = match &e.event {
+                N::Medication(MedicationEvent::RefillRequested { .. }) => {
+                    (vec![prescriber.to_owned()], REFILL_ASKED)
+                }
+                _ => (
+                    account(tx, patient).await?.into_iter().collect(),
+                    REFILL_ANSWERED,
+                ),
+            };
+            notify(tx, e, &to, what, Some(patient), &id).await?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+async fn member(tx: &mut Tx, thread: &str, user: &str) -> Result<(), ProjectionError> {
+    sql::execute(
+        tx,
+        "INSERT INTO notify_thread_members (thread_id, user_id) VALUES ($1, $2) \
+         ON CONFLICT (thread_id, user_id) DO NOTHING",
+        &[thread.into(), user.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// One notification per recipient, numbered from 0 within the event.
+async fn notify(
+    tx: &mut Tx,
+    e: &Envelope<NotifyEvent>,
+    to: &[String],
+    what: Note,
+    patient: Option<&str>,
+    subject: &str,
+) -> Result<(), ProjectionError> {
+    notify_from(tx, e, to, what, patient, subject, 0).await
+}
+
+/// [`notify`], numbering from `first` (an event that makes notifications of
+/// two kinds numbers the second after the first).
+async fn notify_from(
+    tx: &mut Tx,
+    e: &Envelope<NotifyEvent>,
+    to: &[String],
+    what: Note,
+    patient: Option<&str>,
+    subject: &str,
+    first: usize,
+) -> Result<(), ProjectionError> {
+    for (n, recipient) in to.iter().enumerate() {
+        let inserted = sql::execute(
+            tx,
+            "INSERT INTO notifications (notification_id, recipient_id, kind, title, patient_id, \
+             subject_type, subject_id, urgent, created_at, position) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+             ON CONFLICT (notification_id) DO NOTHING",
+            &[
+                format!("{}.{}", e.position(), first * 100 + n).into(),
+                recipient.as_str().into(),
+                what.kind.into(),
+                what.title.into(),
+                patient.map(str::to_owned).into(),
+                what.subject_type.into(),
+                subject.into(),
+                i64::from(what.urgent).into(),
+                e.stored.recorded_at.timestamp().into(),
+                e.position().into(),
+            ],
+        )
+        .await?;
+        if inserted == 0 {
+            return Err(damaged(e, "a notification made twice"));
+        }
+    }
+    Ok(())
+}
+
+// --- queries -------------------------------------------------------------------
+
+/// A notification in a user's inbox.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct NotificationView {
+    pub id: String,
+    /// appointment_booked, appointment_rescheduled, appointment_cancelled,
+    /// new_result, critical_result, break_glass, new_message,
+    /// refill_requested or refill_decided.
+    pub kind: String,
+    /// Generic words: no patient data.
+    pub title: String,
+    /// The patient it is about, if any.
+    pub patient_id: Option<String>,
+    /// What to open: appointment, chart_entry, patient, thread or medication.
+    pub subject_type: String,
+    pub subject_id: String,
+    #[sqlx(try_from = "i64")]
+    pub urgent: Flag,
+    #[sqlx(try_from = "i64")]
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Seconds,
+    /// Whether the user marked it read.
+    #[sqlx(try_from = "i64")]
+    pub read: Flag,
+    /// The log position that made it (pass as `before` for the next page).
+    pub position: i64,
+}
+
+/// A 0/1 column shown as a JSON boolean.
+#[derive(Debug, Clone, Copy, utoipa::ToSchema)]
+#[schema(value_type = bool)]
+pub struct Flag(pub bool);
+
+impl From<i64> for Flag {
+    fn from(v: i64) -> Self {
+        Flag(v != 0)
+    }
+}
+
+impl Serialize for Flag {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bool(self.0)
+    }
+}
+
+/// A page of `user`'s notifications, newest first, before log position
+/// `before`; only the unread when `unread_only`. One more than `limit`
+/// tells whether there is more.
+pub async fn inbox(
+    db: &Db,
+    user: &str,
+    unread_only: bool,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<(Vec<NotificationView>, bool), sqlx::Error> {
+    let sql = format!(
+        "SELECT n.notification_id AS id, n.kind, n.title, n.patient_id, n.subject_type, \
+         n.subject_id, n.urgent, n.created_at, \
+         CAST(CASE WHEN r.notification_id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS read, \
+         n.position \
+         FROM notifications n LEFT JOIN notification_reads r \
+         ON r.notification_id = n.notification_id \
+         WHERE n.recipient_id = $1 AND n.position < $2 {} \
+         ORDER BY n.position DESC, n.notification_id DESC LIMIT $3",
+        if unread_only {
+            "AND r.notification_id IS NULL"
+        } else {
+            ""
+        }
+    );
+    let before = before.unwrap_or(i64::MAX);
+    let rows: Vec<NotificationView> = match db {
+        Db::Postgres(p) => {
+            sqlx::query_as(&sql)
+                .bind(user)
+                .bind(before)
+                .bind(limit + 1)
+                .fetch_all(p)
+                .await?
+        }
+        Db::Sqlite(p) => {
+            sqlx::query_as(&sql)
+                .bind(user)
+                .bind(before)
+                .bind(limit + 1)
+                .fetch_all(p)
+                .await?
+        }
+    };
+    let more = rows.len() as i64 > limit;
+    Ok((rows.into_iter().take(limit as usize).collect(), more))
+}
+
+/// How many of `user`'s notifications are unread.
+pub async fn unread(db: &Db, user: &str) -> Result<i64, sqlx::Error> {
+    let sql = "SELECT COUNT(*) FROM notifications n LEFT JOIN notification_reads r \
+               ON r.notification_id = n.notification_id \
+               WHERE n.recipient_id = $1 AND r.notification_id IS NULL";
+    Ok(match db {
+        Db::Postgres(p) => sqlx::query_scalar(sql).bind(user).fetch_one(p).await?,
+        Db::Sqlite(p) => sqlx::query_scalar(sql).bind(user).fetch_one(p).await?,
+    })
+}
+
+/// Marks notification `id` read for `user`: `false` when `user` has no such
+/// notification. Marking twice keeps the first time.
+pub async fn mark_read(db: &Db, user: &str, id: &str, at: i64) -> Result<bool, sqlx::Error> {
+    let sql = "INSERT INTO notification_reads (notification_id, user_id, read_at) \
+               SELECT notification_id, recipient_id, $3 FROM notifications \
+               WHERE notification_id = $1 AND recipient_id = $2 \
+               ON CONFLICT (notification_id) DO NOTHING";
+    let exists =
+        "SELECT COUNT(*) FROM notifications WHERE notification_id = $1 AND recipient_id = $2";
+    Ok(match db {
+        Db::Postgres(p) => {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(user)
+                .bind(at)
+                .execute(p)
+                .await?;
+            sqlx::query_scalar::<_, i64>(exists)
+                .bind(id)
+                .bind(user)
+                .fetch_one(p)
+                .await?
+                > 0
+        }
+        Db::Sqlite(p) => {
+            sqlx::query(sql)
+                .bind(id)
+                .bind(user)
+                .bind(at)
+                .execute(p)
+                .await?;
+            sqlx::query_scalar::<_, i64>(exists)
+                .bind(id)
+                .bind(user)
+                .fetch_one(p)
+                .await?
+                > 0
+        }
+    })
+}
