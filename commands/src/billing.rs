@@ -182,6 +182,51 @@ impl Billing {
     }
 }
 
+impl Billing {
+    /// Resubmits rejected claim `claim_id` of bill `bill_id` (of patient
+    /// `patient_id`), checking its coverage again as now on record, and
+    /// fencing it as a first submission does.
+    pub async fn resubmit_claim(
+        &self,
+        (bill_id, patient_id): (Uuid, Uuid),
+        (claim_id, amount, today): (Uuid, i64, NaiveDate),
+        metadata: &EventMetadata,
+    ) -> Result<Executed> {
+        let patient = patient_id.to_string();
+        for _ in 0..MAX_ATTEMPTS {
+            let (coverage, sequence, _) = self.bus.load::<Coverage>(&patient).await?;
+            let loaded = self.bus.load::<Bill>(&bill_id.to_string()).await?;
+            if loaded.0.opening().map(|o| o.patient_id) != Some(patient_id) {
+                return Err(CommandError::Rejected(BillingError::UnknownBill));
+            }
+            let entry = loaded
+                .0
+                .claims()
+                .iter()
+                .find(|c| c.claim_id == claim_id)
+                .and_then(|c| coverage.entry(c.coverage_id).cloned());
+            let command = BillCommand::ResubmitClaim {
+                claim_id,
+                amount,
+                today,
+                coverage: entry,
+            };
+            let decided = self
+                .bus
+                .decide_from(loaded, &bill_id.to_string(), command, &(), metadata)
+                .await?;
+            let fences = vec![fence::<Coverage>(&patient, sequence)];
+            match self.bus.commit(fenced(decided, fences)).await {
+                Ok(done) => return Ok(done),
+                Err(e) => {
+                    retry_or_fail::<BillingError>(e)?;
+                }
+            }
+        }
+        Err(CommandError::Conflict)
+    }
+}
+
 fn fence<A: Aggregate>(id: &str, sequence: i64) -> StreamAt {
     StreamAt {
         aggregate_type: A::TYPE.to_owned(),

@@ -430,9 +430,21 @@ impl Bill {
                 claim_id,
                 amount,
                 today,
+                coverage,
             } => {
                 self.must_be(BillStatus::Issued)?;
                 let claim = self.in_state(claim_id, ClaimStatus::Rejected)?;
+                // The coverage is checked again, as on the first submission.
+                let coverage = coverage
+                    .filter(|c| c.coverage_id == claim.coverage_id)
+                    .ok_or(BillingError::UnknownCoverage)?;
+                if coverage.ended {
+                    return Err(BillingError::CoverageEnded);
+                }
+                let service_date = self.opening.map(|o| o.service_date);
+                if !service_date.is_some_and(|d| coverage.valid_on(d)) {
+                    return Err(BillingError::CoverageNotValid);
+                }
                 // The claim's old amount is free to claim again.
                 let available = self.balance()?.patient.plus(claim.amount)?;
                 let amount = Money::positive("amount", amount)?;

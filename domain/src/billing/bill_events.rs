@@ -221,6 +221,8 @@ pub enum BillCommand {
         claim_id: Uuid,
         amount: i64,
         today: NaiveDate,
+        /// The claim's coverage as now on record (ended or changed since?).
+        coverage: Option<CoverageEntry>,
     },
     /// Give up a rejected claim.
     WithdrawClaim { claim_id: Uuid, reason: String },

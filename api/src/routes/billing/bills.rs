@@ -279,19 +279,19 @@ pub async fn resubmit_claim(
     Path((id, claim_id)): Path<(String, String)>,
     Body(body): Body<ResubmitBody>,
 ) -> Result<Json<Accepted>, ApiError> {
-    let command = BillCommand::ResubmitClaim {
-        claim_id: id_of(&claim_id)?,
-        amount: body.amount,
-        today: today(&state),
-    };
-    on_bill(
-        &state,
-        (&who, &key),
-        (&id, Action::ManageClaims),
-        command,
-        None,
-    )
-    .await
+    let (bill_id, patient) = patient_of(&state, &id).await?;
+    authorize(&who, Action::ManageClaims, &Context::patient(patient))?;
+    let claim_id = id_of(&claim_id)?;
+    let m = metadata(&key, &who, (StatusCode::OK, &bill_id.to_string()), None);
+    let done = state
+        .billing()
+        .resubmit_claim(
+            (bill_id, patient),
+            (claim_id, body.amount, today(&state)),
+            &m,
+        )
+        .await?;
+    Ok(accepted(bill_id, done))
 }
 
 /// Give up a rejected claim, for a reason: its amount is the patient's again.

@@ -145,7 +145,36 @@ async fn only_a_rejected_claim_is_resubmitted_or_withdrawn() {
         claim_id: CLAIM,
         amount,
         today: today(),
+        coverage: Some(coverage_entry()),
     };
+    // The coverage is checked again: ended, gone or not valid then, refused.
+    let again = |coverage| BillCommand::ResubmitClaim {
+        claim_id: CLAIM,
+        amount: 100,
+        today: today(),
+        coverage,
+    };
+    bill(
+        rejected.clone(),
+        again(Some(CoverageEntry {
+            ended: true,
+            ..coverage_entry()
+        })),
+    )
+    .await
+    .then_expect_error(BillingError::CoverageEnded);
+    bill(rejected.clone(), again(None))
+        .await
+        .then_expect_error(BillingError::UnknownCoverage);
+    bill(
+        rejected.clone(),
+        again(Some(CoverageEntry {
+            valid_to: Some(day(2026, 1, 31)),
+            ..coverage_entry()
+        })),
+    )
+    .await
+    .then_expect_error(BillingError::CoverageNotValid);
     bill(rejected.clone(), resubmit(15_000))
         .await
         .then_expect_events(vec![BillEvent::ClaimResubmitted {
@@ -266,6 +295,7 @@ async fn a_withdrawn_claim_is_not_resubmitted() {
             claim_id: CLAIM,
             amount: 100,
             today: today(),
+            coverage: Some(coverage_entry()),
         },
     )
     .await
