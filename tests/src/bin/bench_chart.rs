@@ -1,8 +1,10 @@
 //! The clinical record under load: entry writes (vital signs and lab
 //! results by the patient's doctor) at the maximum rate and at half of it,
 //! timeline reads (the first page, 50 entries) of a patient with 500
-//! entries, and prescriptions (each checked against the patient's recorded
-//! penicillin allergy and fenced on their record, ADR 0015). A real server on a fresh database, spoken to over TCP; every
+//! entries, prescriptions (each checked against the patient's recorded
+//! penicillin allergy and fenced on their record, ADR 0015), and messages
+//! from a patient to their doctor timed from the command to the doctor's
+//! inbox (the inbox read at the position the post answered: ADR 0019). A real server on a fresh database, spoken to over TCP; every
 //! write and read goes through the care-team check and every read is
 //! recorded in the access log, as in production. The baseline is the same
 //! server's patient point read, measured in the same run.
@@ -253,6 +255,69 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     rows.push(("POST /v1/patients/{id}/medications, half rate", at_half));
+    // A patient writes to her doctor at a steady rate (a thread holds at
+    // most 2,000 messages): each post, then the doctor's inbox read at the
+    // position the post answered, is one sample of command-to-inbox time.
+    let registered = json!({"username": "bench.patient", "password": PASSWORD,
+                            "patient": patient(1_000_000)});
+    let (status, r) = server
+        .call("POST", "/v1/auth/register", None, Some(&registered), &[])
+        .await?;
+    anyhow::ensure!(status == 201, "registering the patient: {status} {r}");
+    let writer_id = r["id"].as_str().context("patient id")?.to_owned();
+    let writer = Arc::new(server.login("bench.patient", PASSWORD).await?);
+    let desk = json!({"username": "bench.desk", "password": PASSWORD, "role": "staff"});
+    call(&server, "POST", "/v1/users", &admin, Some(&desk)).await?;
+    let desk = server.login("bench.desk", PASSWORD).await?;
+    let doctor_user = anamnesis_tests::fixtures::user_id_of(&doctor)?;
+    let team = json!({"user_id": doctor_user, "reason": "primary care"});
+    let path = format!("/v1/patients/{writer_id}/care-team");
+    call(&server, "POST", &path, &desk, Some(&team)).await?;
+    let thread = json!({"patient_id": writer_id, "subject": "Questions",
+                        "body": "Hello", "participants": [doctor_user]});
+    let thread = call(&server, "POST", "/v1/threads", &writer, Some(&thread)).await?;
+    let messages = Arc::new(format!(
+        "/v1/threads/{}/messages",
+        thread["id"].as_str().context("thread id")?
+    ));
+    let message = {
+        let (server, writer, doctor, messages) = (
+            server.clone(),
+            writer.clone(),
+            doctor.clone(),
+            messages.clone(),
+        );
+        move |i: u64| {
+            let (server, writer, doctor, messages) = (
+                server.clone(),
+                writer.clone(),
+                doctor.clone(),
+                messages.clone(),
+            );
+            async move {
+                let body = json!({"body": format!("question {i}")});
+                let posted = call(&server, "POST", &messages, &writer, Some(&body)).await?;
+                let at = [("X-Min-Position", posted["position"].to_string())];
+                let (status, inbox) = server
+                    .call(
+                        "GET",
+                        "/v1/me/notifications?limit=1",
+                        Some(&doctor),
+                        None,
+                        &at,
+                    )
+                    .await?;
+                anyhow::ensure!(
+                    status == 200 && inbox["items"][0]["kind"] == "new_message",
+                    "the doctor's inbox: {status} {inbox}"
+                );
+                Ok(())
+            }
+        }
+    };
+    let rate = (1_500.0 / args.seconds as f64).min(50.0);
+    let inbox = open_loop("message to inbox", rate, args.seconds, 4096, message).await?;
+    rows.push(("message -> doctor's inbox (post + read)", inbox));
     let base = closed_loop(
         "baseline: patient read",
         args.clients,
