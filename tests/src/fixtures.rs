@@ -178,3 +178,18 @@ pub async fn join_care(
     anyhow::ensure!(r.status == 201, "join care: {r:?}");
     Ok(r)
 }
+
+/// A drug name of letters only, different for each `n` (`Prefixbmycin`):
+/// a number in a drug's name is its strength, which does not make another
+/// drug, so tests that need many distinct drugs name them this way.
+pub fn drug_name(prefix: &str, mut n: u64) -> String {
+    let mut name = String::from(prefix);
+    loop {
+        name.push(char::from(b'a' + (n % 26) as u8));
+        n /= 26;
+        if n == 0 {
+            break;
+        }
+    }
+    name + "mycin"
+}

@@ -453,7 +453,7 @@ async fn write(tx: &mut Tx, id: &str, folded: &Folded) -> Result<(), ProjectionE
         lines(tx, id, bill).await?;
     }
     if folded.claims_changed {
-        claims(tx, id, bill).await?;
+        claims(tx, id, bill, folded.position).await?;
     }
     Ok(())
 }
@@ -494,11 +494,15 @@ async fn lines(tx: &mut Tx, id: &str, bill: &Bill) -> Result<(), ProjectionError
 }
 
 /// Replaces a bill's claims.
-async fn claims(tx: &mut Tx, id: &str, bill: &Bill) -> Result<(), ProjectionError> {
+async fn claims(tx: &mut Tx, id: &str, bill: &Bill, position: i64) -> Result<(), ProjectionError> {
+    // A claim on a bill never opened is damage: never a row with no patient.
     let patient = bill
         .opening()
         .map(|o| o.patient_id.to_string())
-        .unwrap_or_default();
+        .ok_or_else(|| ProjectionError::Event {
+            position,
+            detail: "claims on a bill that was never opened".into(),
+        })?;
     sql::execute(
         tx,
         "DELETE FROM billing_claims WHERE bill_id = $1",

@@ -58,20 +58,6 @@ fn entry(i: u64) -> Value {
     }
 }
 
-/// A drug name of letters only, different for each `i` (a number in a
-/// drug's name is its strength: "X 1" and "X 2" are one drug).
-fn drug(mut i: u64) -> String {
-    let mut name = String::from("Bench");
-    loop {
-        name.push(char::from(b'a' + (i % 26) as u8));
-        i /= 26;
-        if i == 0 {
-            break;
-        }
-    }
-    name + "mycin"
-}
-
 async fn call(
     server: &BenchServer,
     method: &str,
@@ -196,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
                 let p = &patients[1 + ((i ^ (i >> 32)) as usize).wrapping_mul(2_654_435_761) % n];
                 let path = format!("/v1/patients/{p}/medications");
                 let order = json!({"order": {
-                    "medication": {"name": drug(k)},
+                    "medication": {"name": anamnesis_tests::fixtures::drug_name("Bench", k)},
                     "dose": {"amount": 250, "unit": "mg"}, "route": "oral",
                     "frequency": {"kind": "times_a_day", "times": ["08:00", "20:00"]},
                     "starts_at": chrono::Utc::now().to_rfc3339(), "duration_days": 7}});

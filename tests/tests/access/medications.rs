@@ -9,25 +9,10 @@ use anamnesis_tests::access::Row;
 
 use super::World;
 
-/// A drug name of letters only, different for each `n` (a number in a
-/// drug's name is its strength, which does not make another drug).
-pub fn drug(mut n: usize) -> String {
-    let mut name = String::from("Testa");
-    loop {
-        name.push(char::from(b'a' + (n % 26) as u8));
-        n /= 26;
-        if n == 0 {
-            break;
-        }
-    }
-    name.push_str("mycin");
-    name
-}
-
 /// An order for a drug no other order of the record holds.
 pub fn order(n: usize, refills: u32) -> Value {
     json!({"order": {
-        "medication": {"name": drug(n)},
+        "medication": {"name": anamnesis_tests::fixtures::drug_name("Testa", n as u64)},
         "dose": {"amount": 250, "unit": "mg"},
         "route": "oral",
         "frequency": {"kind": "times_a_day", "times": ["08:00", "20:00"]},
