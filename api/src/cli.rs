@@ -61,7 +61,7 @@ pub enum Command {
     /// them in, while the server keeps serving.
     Rebuild {
         /// Read models: activity, patients, schedule, access_log, chart,
-        /// medications, messaging, billing, notifications.
+        /// medications, messaging, billing, notifications, alerts.
         names: Vec<String>,
         /// Every read model.
         #[arg(long, conflicts_with = "names")]
@@ -70,6 +70,13 @@ pub enum Command {
     /// Publish every event to NATS JetStream (--nats-url) until
     /// SIGINT/SIGTERM, without serving HTTP (ADR 0018).
     Relay,
+    /// Run one fan-out consumer (notifications, with its reminders, or
+    /// alerts) until SIGINT/SIGTERM, without serving HTTP: from NATS when
+    /// --nats-url is set, else from the log (ADR 0020).
+    Consume {
+        /// notifications or alerts.
+        name: String,
+    },
     /// Compliance: verify the log's hash chain, write signed checkpoints.
     #[command(subcommand)]
     Replay(crate::replay_cli::ReplayCommand),
@@ -218,6 +225,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay(command) => crate::replay_cli::run(&settings, command).await,
         Command::Relay => crate::relay_cli::run(&settings).await,
+        Command::Consume { name } => crate::consume_cli::run(&settings, &name).await,
         Command::Rebuild { names, all } => crate::rebuild_cli::run(&settings, &names, all).await,
         Command::Backup { out } => crate::backup_cli::backup(&settings, &out).await,
         Command::Restore { from, owner_url } => {

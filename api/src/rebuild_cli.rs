@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Settings;
 
 /// The read models, by the name their checkpoint is kept under.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "activity",
     "patients",
     "schedule",
@@ -24,6 +24,7 @@ pub const NAMES: [&str; 9] = [
     "messaging",
     "billing",
     "notifications",
+    "alerts",
 ];
 
 /// Rebuilds `names` (every read model when `all`).
@@ -77,6 +78,7 @@ async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
                 )
                 .await?
             }
+            "alerts" => one(db, &reader, &anamnesis_projections::alerts::Alerts).await?,
             other => anyhow::bail!("no read model is called {other:?}"),
         };
         total += done.events;

@@ -16,7 +16,9 @@ use anamnesis_commands::dispatch::CommandBus;
 use anamnesis_commands::{Db, EventLog, LogReader};
 use anamnesis_projections::access_log::AccessLog;
 use anamnesis_projections::activity::Activity;
+use anamnesis_projections::consume::{self, ConsumerConfig};
 use anamnesis_projections::patients::Patients;
+use anamnesis_projections::reminders::{self, ReminderConfig};
 use anamnesis_projections::runner::{self, Projector, RunnerConfig};
 use anamnesis_projections::schedule::Schedule;
 use anamnesis_replay::{ChainStatus, SentinelConfig};
@@ -124,11 +126,20 @@ impl Prepared {
         started.spawn(AccessLog);
         started.spawn(anamnesis_projections::chart::Chart);
         started.spawn(anamnesis_projections::medications::Medications);
-        if let Some(relay) = settings.relay()? {
-            started.relay(relay);
+        let nats = settings.relay()?;
+        if let Some(relay) = &nats {
+            started.relay(relay.clone());
         }
         started.spawn(anamnesis_projections::messaging::Messaging);
-        started.spawn(anamnesis_projections::notifications::Notifications);
+        // The fan-out consumers (ADR 0020): fed by NATS when it is
+        // configured, straight from the log when it is not.
+        let consumers = nats.map(ConsumerConfig::new);
+        started.consumer(
+            anamnesis_projections::notifications::Notifications,
+            consumers.as_ref(),
+        );
+        started.consumer(anamnesis_projections::alerts::Alerts, consumers.as_ref());
+        started.reminders(ReminderConfig::new(zone));
         started.spawn(anamnesis_projections::billing::Billing);
         let Projectors {
             mut runners,
@@ -237,21 +248,7 @@ struct Projectors {
 
 impl Projectors {
     fn spawn<P: Projector>(&mut self, projector: P) {
-        let (progress, progress_rx) = watch::channel(0);
-        let (failure, failure_rx) = watch::channel(None);
-        let (active, active_rx) = watch::channel(false);
-        self.handles.push(ProjectorHandle {
-            name: projector.name(),
-            progress: progress_rx,
-            failure: failure_rx,
-            active: active_rx,
-            essential: true,
-        });
-        let report = runner::Report {
-            progress,
-            failure,
-            active,
-        };
+        let report = self.report(projector.name(), true);
         self.runners.push(tokio::spawn(runner::run_reporting(
             self.reader.clone(),
             self.db.clone(),
@@ -264,31 +261,72 @@ impl Projectors {
 }
 
 impl Projectors {
-    /// Starts the relay to NATS (ADR 0018), reported like a projector but
-    /// not essential to readiness.
-    fn relay(&mut self, config: anamnesis_projections::relay::RelayConfig) {
+    /// A handle for `/readyz` and `/metrics`, and the report its task fills.
+    fn report(&mut self, name: &'static str, essential: bool) -> runner::Report {
         let (progress, progress_rx) = watch::channel(0);
         let (failure, failure_rx) = watch::channel(None);
         let (active, active_rx) = watch::channel(false);
         self.handles.push(ProjectorHandle {
-            name: anamnesis_projections::relay::NAME,
+            name,
             progress: progress_rx,
             failure: failure_rx,
             active: active_rx,
-            essential: false,
+            essential,
         });
+        runner::Report {
+            progress,
+            failure,
+            active,
+        }
+    }
+
+    /// Starts the relay to NATS (ADR 0018), reported like a projector but
+    /// not essential to readiness.
+    fn relay(&mut self, config: anamnesis_projections::relay::RelayConfig) {
+        let report = self.report(anamnesis_projections::relay::NAME, false);
         self.runners
             .push(tokio::spawn(anamnesis_projections::relay::run(
                 self.reader.clone(),
                 self.db.clone(),
                 config,
-                runner::Report {
-                    progress,
-                    failure,
-                    active,
-                },
+                report,
                 self.stopped.clone(),
             )));
+    }
+
+    /// Starts a fan-out consumer (ADR 0020): a durable consumer of the
+    /// relay's stream when NATS is configured (not essential to readiness:
+    /// NATS away stops it, visibly, and nothing else), else a projector
+    /// over the log.
+    fn consumer<P>(&mut self, projector: P, nats: Option<&ConsumerConfig>)
+    where
+        P: Projector,
+        P::Event: Clone,
+    {
+        let Some(config) = nats else {
+            return self.spawn(projector);
+        };
+        let report = self.report(projector.name(), false);
+        self.runners.push(tokio::spawn(consume::run(
+            self.reader.clone(),
+            self.db.clone(),
+            projector,
+            config.clone(),
+            report,
+            self.stopped.clone(),
+        )));
+    }
+
+    /// Starts the reminder sender (ADR 0020), not essential to readiness.
+    fn reminders(&mut self, config: ReminderConfig) {
+        let report = self.report(reminders::NAME, false);
+        self.runners.push(tokio::spawn(reminders::run(
+            self.reader.clone(),
+            self.db.clone(),
+            config,
+            report,
+            self.stopped.clone(),
+        )));
     }
 }
 

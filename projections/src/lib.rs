@@ -3,14 +3,17 @@
 
 pub mod access_log;
 pub mod activity;
+pub mod alerts;
 pub mod billing;
 pub mod chart;
+pub mod consume;
 pub mod medications;
 pub mod messaging;
 pub mod notifications;
 pub mod patients;
 pub mod rebuild;
 pub mod relay;
+pub mod reminders;
 pub mod runner;
 pub mod schedule;
 pub mod sql;

@@ -12,15 +12,16 @@
 use serde::Serialize;
 
 use anamnesis_commands::Db;
-use anamnesis_domain::chart::{CareEvent, EntryEvent, Kind};
+use anamnesis_domain::chart::{EntryEvent, Kind};
 use anamnesis_domain::codec::{DecodeError, StoredForm};
 use anamnesis_domain::medication::MedicationEvent;
 use anamnesis_domain::messaging::ThreadEvent;
 use anamnesis_domain::patient::PatientEvent;
 use anamnesis_domain::schedule::{AppointmentEvent, ProviderEvent};
-use anamnesis_domain::user::{Role, UserEvent};
+use anamnesis_domain::user::UserEvent;
 
 use crate::chart::Seconds;
+use crate::reminders;
 use crate::runner::{Decode, Envelope, ProjectionError, Projector, Tx};
 use crate::sql::{self, Value};
 
@@ -35,7 +36,6 @@ pub enum NotifyEvent {
     Provider(ProviderEvent),
     Appointment(AppointmentEvent),
     Entry(EntryEvent),
-    Care(CareEvent),
     Thread(ThreadEvent),
     Medication(MedicationEvent),
 }
@@ -50,7 +50,6 @@ impl Decode for NotifyEvent {
                 Self::Appointment(AppointmentEvent::from_stored(event_type, version, payload)?)
             }
             "chart_entry" => Self::Entry(EntryEvent::from_stored(event_type, version, payload)?),
-            "care_team" => Self::Care(CareEvent::from_stored(event_type, version, payload)?),
             "message_thread" => {
                 Self::Thread(ThreadEvent::from_stored(event_type, version, payload)?)
             }
@@ -85,7 +84,6 @@ impl Projector for Notifications {
             "provider",
             "appointment",
             "chart_entry",
-            "care_team",
             "message_thread",
             "medication",
         ]
@@ -117,14 +115,18 @@ impl Projector for Notifications {
 
 /// What a notification says.
 #[derive(Debug, Clone, Copy)]
-struct Note {
+pub(crate) struct Note {
+    pub(crate) kind: &'static str,
+    pub(crate) title: &'static str,
+    pub(crate) subject_type: &'static str,
+    pub(crate) urgent: bool,
+}
+
+pub(crate) const fn note(
     kind: &'static str,
     title: &'static str,
     subject_type: &'static str,
-    urgent: bool,
-}
-
-const fn note(kind: &'static str, title: &'static str, subject_type: &'static str) -> Note {
+) -> Note {
     Note {
         kind,
         title,
@@ -145,14 +147,6 @@ const CANCELLED: Note = note(
     "appointment",
 );
 const NEW_RESULT: Note = note("new_result", "New result", "chart_entry");
-const CRITICAL: Note = Note {
-    urgent: true,
-    ..note("critical_result", "Critical result", "chart_entry")
-};
-const GLASS: Note = Note {
-    urgent: true,
-    ..note("break_glass", "Emergency access to a record", "patient")
-};
 const MESSAGE: Note = note("new_message", "New message", "thread");
 const REFILL_ASKED: Note = note("refill_requested", "Refill requested", "medication");
 const REFILL_ANSWERED: Note = note("refill_decided", "Refill request answered", "medication");
@@ -251,6 +245,14 @@ async fn apply(tx: &mut Tx, e: &Envelope<NotifyEvent>) -> Result<(), ProjectionE
                 .await?,
             );
             notify(tx, e, &to, BOOKED, Some(&patient), &id).await?;
+            reminders::schedule_appointment(
+                tx,
+                &id,
+                &patient,
+                booking.period.start,
+                e.stored.recorded_at,
+            )
+            .await?;
         }
         N::Appointment(AppointmentEvent::Rescheduled { .. })
         | N::Appointment(AppointmentEvent::Cancelled { .. }) => {
@@ -267,41 +269,39 @@ async fn apply(tx: &mut Tx, e: &Envelope<NotifyEvent>) -> Result<(), ProjectionE
             .ok_or_else(|| damaged(e, "a change of an appointment the notifier does not hold"))?;
             let to: Vec<String> = account(tx, &patient).await?.into_iter().collect();
             notify(tx, e, &to, what, Some(&patient), &id).await?;
+            // The reminders of the old time go; a new time gets its own.
+            let recorded = e.stored.recorded_at;
+            if let N::Appointment(AppointmentEvent::Rescheduled { from, to }) = &e.event {
+                reminders::withdraw(tx, &id, Some(from.start), recorded.timestamp()).await?;
+                reminders::schedule_appointment(tx, &id, &patient, to.start, recorded).await?;
+            } else {
+                reminders::withdraw(tx, &id, None, recorded.timestamp()).await?;
+            }
+        }
+        N::Appointment(
+            AppointmentEvent::CheckedIn { .. }
+            | AppointmentEvent::Started { .. }
+            | AppointmentEvent::Completed { .. }
+            | AppointmentEvent::NoShow { .. },
+        ) => {
+            // Here, seen, or gone: nothing left to remind of.
+            reminders::withdraw(tx, &id, None, e.stored.recorded_at.timestamp()).await?;
         }
         N::Entry(
             EntryEvent::CriticalResultRecorded { origin, .. } | EntryEvent::Recorded { origin, .. },
         ) => {
+            // The patient hears of a lab result; a critical one reaches the
+            // responsible doctor through the alerts consumer (`Alerts`).
             let patient = origin.patient_id.to_string();
-            let (critical, lab) = match &e.event {
-                N::Entry(EntryEvent::CriticalResultRecorded { .. }) => (true, true),
-                N::Entry(EntryEvent::Recorded { body, .. }) => (false, body.kind() == Kind::Lab),
-                _ => (false, false),
+            let lab = match &e.event {
+                N::Entry(EntryEvent::CriticalResultRecorded { .. }) => true,
+                N::Entry(EntryEvent::Recorded { body, .. }) => body.kind() == Kind::Lab,
+                _ => false,
             };
-            if critical {
-                // The doctor who recorded it is responsible for acting on it.
-                let author = vec![origin.author.to_string()];
-                notify(tx, e, &author, CRITICAL, Some(&patient), &id).await?;
-            }
             if lab {
                 let to: Vec<String> = account(tx, &patient).await?.into_iter().collect();
                 notify_from(tx, e, &to, NEW_RESULT, Some(&patient), &id, 1).await?;
             }
-        }
-        N::Entry(EntryEvent::CriticalResultAmended { .. }) => {
-            // The doctor whose amendment made it critical is told.
-            let actor = vec![e.stored.actor_id.clone()];
-            let patient = e.stored.patient_id.map(|p| p.to_string());
-            notify(tx, e, &actor, CRITICAL, patient.as_deref(), &id).await?;
-        }
-        N::Care(CareEvent::GlassBroken { .. }) => {
-            // Compliance hears of every emergency access, at once.
-            let to = all(
-                tx,
-                "SELECT user_id FROM notify_users WHERE role = $1 AND active = 1 ORDER BY user_id",
-                &[Role::Compliance.as_str().into()],
-            )
-            .await?;
-            notify(tx, e, &to, GLASS, Some(&id), &id).await?;
         }
         N::Thread(ThreadEvent::Started { participants, .. }) => {
             for p in participants {
@@ -400,15 +400,48 @@ async fn notify_from(
     subject: &str,
     first: usize,
 ) -> Result<(), ProjectionError> {
+    let about = About {
+        what,
+        patient,
+        subject,
+    };
+    insert(tx, "notifications", &e.stored, to, about, first).await
+}
+
+/// What a notification is and whom it is about.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct About<'a> {
+    pub(crate) what: Note,
+    pub(crate) patient: Option<&'a str>,
+    pub(crate) subject: &'a str,
+}
+
+/// One row of `table` (`notifications` or `alerts`) per recipient, caused
+/// by `cause`, ids `<position>.<first * 100 + n>`.
+pub(crate) async fn insert(
+    tx: &mut Tx,
+    table: &str,
+    cause: &anamnesis_commands::StoredEvent,
+    to: &[String],
+    about: About<'_>,
+    first: usize,
+) -> Result<(), ProjectionError> {
+    let About {
+        what,
+        patient,
+        subject,
+    } = about;
     for (n, recipient) in to.iter().enumerate() {
         let inserted = sql::execute(
             tx,
-            "INSERT INTO notifications (notification_id, recipient_id, kind, title, patient_id, \
-             subject_type, subject_id, urgent, created_at, position) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-             ON CONFLICT (notification_id) DO NOTHING",
+            &format!(
+                "INSERT INTO {table} (notification_id, recipient_id, kind, title, patient_id, \
+                 subject_type, subject_id, urgent, created_at, position) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (notification_id) DO NOTHING"
+            ),
             &[
-                format!("{}.{}", e.position(), first * 100 + n).into(),
+                format!("{}.{}", cause.global_position, first * 100 + n).into(),
                 recipient.as_str().into(),
                 what.kind.into(),
                 what.title.into(),
@@ -416,13 +449,16 @@ async fn notify_from(
                 what.subject_type.into(),
                 subject.into(),
                 i64::from(what.urgent).into(),
-                e.stored.recorded_at.timestamp().into(),
-                e.position().into(),
+                cause.recorded_at.timestamp().into(),
+                cause.global_position.into(),
             ],
         )
         .await?;
         if inserted == 0 {
-            return Err(damaged(e, "a notification made twice"));
+            return Err(ProjectionError::Event {
+                position: cause.global_position,
+                detail: "a notification made twice".into(),
+            });
         }
     }
     Ok(())
@@ -474,6 +510,16 @@ impl Serialize for Flag {
     }
 }
 
+/// Everything in the inbox: the notifications, the urgent alerts
+/// (`crate::alerts`) and the reminders sent (`crate::reminders`). A
+/// reminder's position is the log's head when it was sent.
+const INBOX: &str = "(SELECT notification_id, recipient_id, kind, title, patient_id, \
+     subject_type, subject_id, urgent, created_at, position FROM notifications \
+     UNION ALL SELECT notification_id, recipient_id, kind, title, patient_id, \
+     subject_type, subject_id, urgent, created_at, position FROM alerts \
+     UNION ALL SELECT reminder_id, recipient_id, kind, title, patient_id, \
+     subject_type, subject_id, 0, decided_at, position FROM reminders WHERE status = 'sent')";
+
 /// A page of `user`'s notifications, newest first, before log position
 /// `before`; only the unread when `unread_only`. One more than `limit`
 /// tells whether there is more.
@@ -489,7 +535,7 @@ pub async fn inbox(
          n.subject_id, n.urgent, n.created_at, \
          CAST(CASE WHEN r.notification_id IS NULL THEN 0 ELSE 1 END AS BIGINT) AS read, \
          n.position \
-         FROM notifications n LEFT JOIN notification_reads r \
+         FROM {INBOX} n LEFT JOIN notification_reads r \
          ON r.notification_id = n.notification_id \
          WHERE n.recipient_id = $1 AND n.position < $2 {} \
          ORDER BY n.position DESC, n.notification_id DESC LIMIT $3",
@@ -524,9 +570,12 @@ pub async fn inbox(
 
 /// How many of `user`'s notifications are unread.
 pub async fn unread(db: &Db, user: &str) -> Result<i64, sqlx::Error> {
-    let sql = "SELECT COUNT(*) FROM notifications n LEFT JOIN notification_reads r \
-               ON r.notification_id = n.notification_id \
-               WHERE n.recipient_id = $1 AND r.notification_id IS NULL";
+    let sql = format!(
+        "SELECT COUNT(*) FROM {INBOX} n LEFT JOIN notification_reads r \
+         ON r.notification_id = n.notification_id \
+         WHERE n.recipient_id = $1 AND r.notification_id IS NULL"
+    );
+    let sql = sql.as_str();
     Ok(match db {
         Db::Postgres(p) => sqlx::query_scalar(sql).bind(user).fetch_one(p).await?,
         Db::Sqlite(p) => sqlx::query_scalar(sql).bind(user).fetch_one(p).await?,
@@ -536,12 +585,16 @@ pub async fn unread(db: &Db, user: &str) -> Result<i64, sqlx::Error> {
 /// Marks notification `id` read for `user`: `false` when `user` has no such
 /// notification. Marking twice keeps the first time.
 pub async fn mark_read(db: &Db, user: &str, id: &str, at: i64) -> Result<bool, sqlx::Error> {
-    let sql = "INSERT INTO notification_reads (notification_id, user_id, read_at) \
-               SELECT notification_id, recipient_id, $3 FROM notifications \
-               WHERE notification_id = $1 AND recipient_id = $2 \
-               ON CONFLICT (notification_id) DO NOTHING";
+    let sql = format!(
+        "INSERT INTO notification_reads (notification_id, user_id, read_at) \
+         SELECT notification_id, recipient_id, $3 FROM {INBOX} n \
+         WHERE notification_id = $1 AND recipient_id = $2 \
+         ON CONFLICT (notification_id) DO NOTHING"
+    );
+    let sql = sql.as_str();
     let exists =
-        "SELECT COUNT(*) FROM notifications WHERE notification_id = $1 AND recipient_id = $2";
+        format!("SELECT COUNT(*) FROM {INBOX} n WHERE notification_id = $1 AND recipient_id = $2");
+    let exists = exists.as_str();
     Ok(match db {
         Db::Postgres(p) => {
             sqlx::query(sql)

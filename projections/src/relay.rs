@@ -145,6 +145,22 @@ pub fn subject(prefix: &str, e: &StoredEvent) -> Result<String, RelayError> {
     Ok(format!("{prefix}.{aggregate}.{event}"))
 }
 
+/// The stream as the relay makes it when it is missing: file storage, the
+/// oldest messages dropped past the age and size limits, a 2-minute
+/// duplicate window. Consumers make it the same way if they start first.
+pub fn stream_config(config: &RelayConfig) -> stream::Config {
+    stream::Config {
+        name: config.stream.clone(),
+        subjects: vec![format!("{}.>", config.prefix)],
+        max_age: config.max_age,
+        max_bytes: config.max_bytes,
+        storage: stream::StorageType::File,
+        discard: stream::DiscardPolicy::Old,
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    }
+}
+
 /// A connection to the stream, and the last event it holds.
 struct Session {
     js: jetstream::Context,
@@ -172,16 +188,7 @@ impl Session {
         .map_err(nats)?;
         let js = jetstream::new(client);
         let mut stream = js
-            .get_or_create_stream(stream::Config {
-                name: config.stream.clone(),
-                subjects: vec![format!("{}.>", config.prefix)],
-                max_age: config.max_age,
-                max_bytes: config.max_bytes,
-                storage: stream::StorageType::File,
-                discard: stream::DiscardPolicy::Old,
-                duplicate_window: Duration::from_secs(120),
-                ..Default::default()
-            })
+            .get_or_create_stream(stream_config(config))
             .await
             .map_err(nats)?;
         let state = stream.info().await.map_err(nats)?.state.clone();

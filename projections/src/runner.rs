@@ -357,6 +357,19 @@ pub async fn step<P: Projector>(
     cursor: &mut Cursor,
     batch_size: i64,
 ) -> Result<Stepped, ProjectionError> {
+    step_until(reader, db, projector, cursor, batch_size, i64::MAX).await
+}
+
+/// [`step`], looking no further than position `limit` (a consumer fed by
+/// NATS goes as far as the stream has delivered, `crate::consume`).
+pub async fn step_until<P: Projector>(
+    reader: &LogReader,
+    db: &Db,
+    projector: &P,
+    cursor: &mut Cursor,
+    batch_size: i64,
+    limit: i64,
+) -> Result<Stepped, ProjectionError> {
     // Every event at or before the growth signal is committed (it moves
     // after a commit; NOTIFYs from other processes are checked against the
     // head before they move it); when it says there is nothing new, the
@@ -366,7 +379,8 @@ pub async fn step<P: Projector>(
         signalled
     } else {
         reader.head().await?
-    };
+    }
+    .min(limit);
     let stale = cursor
         .last_write
         .is_none_or(|t| t.elapsed() >= IDLE_CHECKPOINT_EVERY);

@@ -1,0 +1,141 @@
+//! Urgent alerts (ADR 0020): a critical lab result reaches the responsible
+//! doctor, and an emergency (break-the-glass) access reaches every active
+//! compliance officer. Their own consumer, with their own checkpoint and
+//! tables, so that no backlog of ordinary notifications (a burst of
+//! bookings, a rebuild of the inbox) can ever delay one. They show in the
+//! same inbox (`crate::notifications::inbox` reads both tables).
+
+use anamnesis_domain::chart::{CareEvent, EntryEvent};
+use anamnesis_domain::codec::{DecodeError, StoredForm};
+use anamnesis_domain::user::{Role, UserEvent};
+
+use crate::notifications::{insert, note, About, Note};
+use crate::runner::{Decode, Envelope, ProjectionError, Projector, Tx};
+use crate::sql;
+
+/// The consumer's checkpoint name.
+pub const NAME: &str = "alerts";
+
+const CRITICAL: Note = Note {
+    urgent: true,
+    ..note("critical_result", "Critical result", "chart_entry")
+};
+const GLASS: Note = Note {
+    urgent: true,
+    ..note("break_glass", "Emergency access to a record", "patient")
+};
+
+/// An event of the aggregates alerts come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlertEvent {
+    User(UserEvent),
+    Entry(EntryEvent),
+    Care(CareEvent),
+}
+
+impl Decode for AlertEvent {
+    fn decode(event_type: &str, version: &str, payload: &str) -> Result<Self, DecodeError> {
+        Ok(match event_type.split('.').next().unwrap_or("") {
+            "user" => Self::User(UserEvent::from_stored(event_type, version, payload)?),
+            "chart_entry" => Self::Entry(EntryEvent::from_stored(event_type, version, payload)?),
+            "care_team" => Self::Care(CareEvent::from_stored(event_type, version, payload)?),
+            _ => {
+                return Err(DecodeError::Unknown {
+                    event_type: event_type.to_owned(),
+                    version: version.to_owned(),
+                })
+            }
+        })
+    }
+}
+
+/// Makes urgent alerts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Alerts;
+
+impl Projector for Alerts {
+    type Event = AlertEvent;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["user", "chart_entry", "care_team"]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &["alerts", "alert_users"]
+    }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        events: &[Envelope<AlertEvent>],
+    ) -> Result<(), ProjectionError> {
+        for e in events {
+            apply(tx, e).await?;
+        }
+        Ok(())
+    }
+}
+
+async fn apply(tx: &mut Tx, e: &Envelope<AlertEvent>) -> Result<(), ProjectionError> {
+    use AlertEvent as A;
+    let id = e.id().to_owned();
+    let alert = |to: Vec<String>, what: Note, patient: Option<String>| (to, what, patient);
+    let made = match &e.event {
+        A::User(UserEvent::UserCreated { user_id, role, .. }) => {
+            sql::execute(
+                tx,
+                "INSERT INTO alert_users (user_id, role, active) VALUES ($1, $2, 1) \
+                 ON CONFLICT (user_id) DO NOTHING",
+                &[user_id.to_string().into(), role.as_str().into()],
+            )
+            .await?;
+            None
+        }
+        A::User(UserEvent::UserDeactivated) | A::User(UserEvent::UserReactivated) => {
+            let active = i64::from(matches!(e.event, A::User(UserEvent::UserReactivated)));
+            sql::execute(
+                tx,
+                "UPDATE alert_users SET active = $2 WHERE user_id = $1",
+                &[id.as_str().into(), active.into()],
+            )
+            .await?;
+            None
+        }
+        // The doctor who recorded it is responsible for acting on it.
+        A::Entry(EntryEvent::CriticalResultRecorded { origin, .. }) => Some(alert(
+            vec![origin.author.to_string()],
+            CRITICAL,
+            Some(origin.patient_id.to_string()),
+        )),
+        // The doctor whose amendment made it critical.
+        A::Entry(EntryEvent::CriticalResultAmended { .. }) => Some(alert(
+            vec![e.stored.actor_id.clone()],
+            CRITICAL,
+            e.stored.patient_id.map(|p| p.to_string()),
+        )),
+        // Compliance hears of every emergency access, at once.
+        A::Care(CareEvent::GlassBroken { .. }) => {
+            let to = sql::returning(
+                tx,
+                "SELECT user_id FROM alert_users WHERE role = $1 AND active = 1 ORDER BY user_id",
+                &[Role::Compliance.as_str().into()],
+            )
+            .await?;
+            Some(alert(to, GLASS, Some(id.clone())))
+        }
+        _ => None,
+    };
+    if let Some((to, what, patient)) = made {
+        let about = About {
+            what,
+            patient: patient.as_deref(),
+            subject: &id,
+        };
+        insert(tx, "alerts", &e.stored, &to, about, 0).await?;
+    }
+    Ok(())
+}

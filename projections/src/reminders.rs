@@ -1,0 +1,429 @@
+//! Reminders (ADR 0020): 24 h and 1 h before an appointment, and at each
+//! dose of an active medication, to the patient's account.
+//!
+//! A reminder is a row keyed on what it is about, the occurrence and the
+//! offset (`appointment.<id>.<start>.<24h|1h>`, `dose.<id>.<time>`), so it
+//! exists once however often it is scheduled. The notifications consumer
+//! schedules appointment reminders as it reads bookings, and withdraws the
+//! pending ones when the appointment is moved, cancelled or over; the
+//! sender plans dose reminders a little ahead from the active orders.
+//!
+//! The sender, every few seconds, takes the due ones (at most a capped
+//! number per round, oldest first) and **re-checks each on the log** before
+//! it sends: the appointment still booked at that time, the medication
+//! still active. A reminder due while nothing ran is sent late, but never
+//! after the appointment starts (it is `missed` then). Sending is one
+//! transaction that moves the row from `pending` to `sent` (compare-and-set:
+//! two senders never both send) and hands it to the other channels
+//! (`crate::deliveries`); a restart neither loses nor repeats one.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use cqrs_es::Aggregate;
+use tokio::sync::watch;
+
+use anamnesis_commands::{Db, LogReader, StoreError};
+use anamnesis_domain::codec::StoredForm;
+use anamnesis_domain::medication::{Medication, MedicationStatus, Order};
+use anamnesis_domain::schedule::{Appointment, ClinicZone, Status};
+
+use crate::runner::{self, Failure, Lease, ProjectionError, Report, Tx};
+use crate::sql::{self, Value};
+
+/// The sender's name (its lease and its entry in `/readyz`).
+pub const NAME: &str = "reminders";
+
+/// How long before an appointment its reminders are due.
+pub const APPOINTMENT_OFFSETS: [(&str, i64); 2] = [("24h", 24 * 3600), ("1h", 3600)];
+
+/// How late a dose reminder may still be sent.
+const DOSE_GRACE: i64 = 30 * 60;
+
+/// How the sender runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ReminderConfig {
+    /// The clinic's zone (dose times of day are local).
+    pub zone: ClinicZone,
+    /// How often it looks for due reminders.
+    pub every: Duration,
+    /// At most this many sent per round: a backlog drains over rounds.
+    pub cap: i64,
+    /// Dose reminders are planned this far ahead.
+    pub lookahead: Duration,
+}
+
+impl ReminderConfig {
+    /// Every 5 s, 200 a round, doses planned 2 h ahead.
+    pub fn new(zone: ClinicZone) -> Self {
+        Self {
+            zone,
+            every: Duration::from_secs(5),
+            cap: 200,
+            lookahead: Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+// --- scheduling, inside the notifications consumer's transaction ------------
+
+/// Schedules the reminders of an appointment of `patient` starting at
+/// `start`, booked (or moved) at `at`: an offset already past when it was
+/// booked is not scheduled (the booking confirmation said it).
+pub(crate) async fn schedule_appointment(
+    tx: &mut Tx,
+    appointment: &str,
+    patient: &str,
+    start: DateTime<Utc>,
+    at: DateTime<Utc>,
+) -> Result<(), ProjectionError> {
+    let occurrence = start.timestamp();
+    let rows: Vec<Vec<Value>> = APPOINTMENT_OFFSETS
+        .iter()
+        .filter(|(_, before)| occurrence - before > at.timestamp())
+        .map(|(offset, before)| {
+            vec![
+                format!("appointment.{appointment}.{occurrence}.{offset}").into(),
+                "appointment_reminder".into(),
+                "Appointment reminder".into(),
+                "appointment".into(),
+                appointment.into(),
+                patient.into(),
+                occurrence.into(),
+                (occurrence - before).into(),
+                "pending".into(),
+            ]
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sql::insert_rows(
+        tx,
+        "reminders (reminder_id, kind, title, subject_type, subject_id, patient_id, \
+         occurrence, due_at, status)",
+        "ON CONFLICT (reminder_id) DO NOTHING",
+        &rows,
+    )
+    .await?;
+    Ok(())
+}
+
+/// Withdraws the pending reminders of `subject` (cancelled, over), or only
+/// those of one `occurrence` (moved away from it): a rebuild replaying an
+/// old move must not withdraw the reminders of the time it moved to.
+pub(crate) async fn withdraw(
+    tx: &mut Tx,
+    subject: &str,
+    occurrence: Option<DateTime<Utc>>,
+    at: i64,
+) -> Result<(), ProjectionError> {
+    let only = occurrence.map_or(-1, |o| o.timestamp());
+    sql::execute(
+        tx,
+        "UPDATE reminders SET status = 'cancelled', decided_at = $2 \
+         WHERE subject_id = $1 AND status = 'pending' AND ($3 = -1 OR occurrence = $3)",
+        &[subject.into(), at.into(), only.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+// --- the sender -------------------------------------------------------------
+
+/// Why a round failed (never patient data).
+#[derive(Debug, thiserror::Error)]
+pub enum RoundError {
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("reminder {0}: {1}")]
+    Reminder(String, String),
+}
+
+/// Plans and sends reminders until `shutdown` turns true; one process at a
+/// time on Postgres. Reports like a projector, not essential to readiness;
+/// `anamnesis_reminders_sent_total` counts what it sent.
+pub async fn run(
+    reader: LogReader,
+    db: Db,
+    config: ReminderConfig,
+    report: Report,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let Report {
+        progress,
+        failure,
+        active,
+    } = report;
+    let mut lease = Lease::new(&db, NAME);
+    let mut pause = config.every;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let held = lease.held().await;
+        active.send_if_modified(|a| std::mem::replace(a, held) != held);
+        let round = if held {
+            round(&reader, &db, &config, Utc::now()).await
+        } else {
+            Ok(0)
+        };
+        match round {
+            Ok(sent) => {
+                if failure.borrow().is_some() {
+                    tracing::info!("the reminder sender works again");
+                    failure.send_replace(None);
+                    metrics::gauge!("anamnesis_projection_failing", "projection" => NAME).set(0.0);
+                }
+                pause = config.every;
+                // Its position is the log's head as of its last good round,
+                // so `/readyz` and the lag metric read as for a projector.
+                if let Ok(head) = reader.head().await {
+                    progress.send_if_modified(|p| std::mem::replace(p, head) != head);
+                }
+                if sent >= config.cap {
+                    // A backlog: the next round at once, still capped.
+                    continue;
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "a reminder round failed; retrying");
+                metrics::counter!("anamnesis_projection_failures_total", "projection" => NAME)
+                    .increment(1);
+                metrics::gauge!("anamnesis_projection_failing", "projection" => NAME).set(1.0);
+                failure.send_replace(Some(Failure {
+                    checkpoint: *progress.borrow(),
+                    error: error.to_string(),
+                }));
+                pause = (pause * 2).min(Duration::from_secs(60));
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// One round at `now`: plans the doses ahead, then sends what is due.
+/// Returns how many were sent.
+pub async fn round(
+    reader: &LogReader,
+    db: &Db,
+    config: &ReminderConfig,
+    now: DateTime<Utc>,
+) -> Result<i64, RoundError> {
+    plan_doses(db, config, now).await?;
+    let due = due(db, now.timestamp(), config.cap).await?;
+    let mut sent = 0;
+    for reminder in due {
+        if decide(reader, db, &reminder, now).await? {
+            sent += 1;
+        }
+    }
+    if sent > 0 {
+        metrics::counter!("anamnesis_reminders_sent_total").increment(sent as u64);
+    }
+    Ok(sent)
+}
+
+/// Dose reminders for the active orders' doses from a little before `now`
+/// to the lookahead (kept once by their key, so planning again is harmless).
+async fn plan_doses(
+    db: &Db,
+    config: &ReminderConfig,
+    now: DateTime<Utc>,
+) -> Result<(), RoundError> {
+    let sql = "SELECT m.medication_id, m.patient_id, m.body FROM medications m \
+               JOIN notify_accounts a ON a.patient_id = m.patient_id \
+               WHERE m.status = 'active' ORDER BY m.medication_id";
+    let rows: Vec<(String, String, String)> = match db {
+        Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await?,
+        Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await?,
+    };
+    let from = now - chrono::Duration::seconds(DOSE_GRACE);
+    let to = now
+        + chrono::Duration::from_std(config.lookahead)
+            .unwrap_or_else(|_| chrono::Duration::hours(2));
+    let mut planned: Vec<Vec<Value>> = Vec::new();
+    for (medication, patient, body) in rows {
+        let order: Order = serde_json::from_str(&body)
+            .map_err(|e| RoundError::Reminder(medication.clone(), format!("order: {e}")))?;
+        for at in order.doses(config.zone, from, to) {
+            let t = at.timestamp();
+            planned.push(vec![
+                format!("dose.{medication}.{t}").into(),
+                "dose_reminder".into(),
+                "Medication reminder".into(),
+                "medication".into(),
+                medication.as_str().into(),
+                patient.as_str().into(),
+                t.into(),
+                t.into(),
+                "pending".into(),
+            ]);
+        }
+    }
+    if planned.is_empty() {
+        return Ok(());
+    }
+    let _turn = db.write_turn().await;
+    let mut tx = runner::begin(db).await?;
+    sql::insert_rows(
+        &mut tx,
+        "reminders (reminder_id, kind, title, subject_type, subject_id, patient_id, \
+         occurrence, due_at, status)",
+        "ON CONFLICT (reminder_id) DO NOTHING",
+        &planned,
+    )
+    .await?;
+    commit(tx).await?;
+    Ok(())
+}
+
+/// A reminder due to be sent.
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct Due {
+    reminder_id: String,
+    subject_type: String,
+    subject_id: String,
+    patient_id: String,
+    occurrence: i64,
+}
+
+async fn due(db: &Db, now: i64, cap: i64) -> Result<Vec<Due>, sqlx::Error> {
+    let sql = "SELECT reminder_id, subject_type, subject_id, patient_id, occurrence \
+               FROM reminders WHERE status = 'pending' AND due_at <= $1 \
+               ORDER BY due_at, reminder_id LIMIT $2";
+    Ok(match db {
+        Db::Postgres(p) => sqlx::query_as(sql).bind(now).bind(cap).fetch_all(p).await?,
+        Db::Sqlite(p) => sqlx::query_as(sql).bind(now).bind(cap).fetch_all(p).await?,
+    })
+}
+
+/// What became of a due reminder.
+enum Outcome {
+    Send,
+    /// Too late: the appointment started, the dose's grace passed.
+    Missed,
+    /// The record no longer says it: moved, cancelled, stopped.
+    Withdrawn,
+}
+
+/// Re-checks `r` on the log and sends or closes it. Returns whether it
+/// was sent by this call.
+async fn decide(
+    reader: &LogReader,
+    db: &Db,
+    r: &Due,
+    now: DateTime<Utc>,
+) -> Result<bool, RoundError> {
+    let outcome = match r.subject_type.as_str() {
+        "appointment" => {
+            let a: Appointment = fold(reader, "appointment", &r.subject_id).await?;
+            let booked_then = a.status() == Status::Booked
+                && a.booking()
+                    .is_some_and(|b| b.period.start.timestamp() == r.occurrence);
+            if !booked_then {
+                Outcome::Withdrawn
+            } else if r.occurrence <= now.timestamp() {
+                Outcome::Missed
+            } else {
+                Outcome::Send
+            }
+        }
+        "medication" => {
+            let m: Medication = fold(reader, "medication", &r.subject_id).await?;
+            if m.status() != MedicationStatus::Active || m.course_over(now) {
+                Outcome::Withdrawn
+            } else if r.occurrence + DOSE_GRACE <= now.timestamp() {
+                Outcome::Missed
+            } else {
+                Outcome::Send
+            }
+        }
+        other => {
+            return Err(RoundError::Reminder(
+                r.reminder_id.clone(),
+                format!("unknown subject type {other:?}"),
+            ))
+        }
+    };
+    let at = now.timestamp();
+    let _turn = db.write_turn().await;
+    let mut tx = runner::begin(db).await?;
+    let moved = match outcome {
+        Outcome::Send => {
+            let account = sql::returning(
+                &mut tx,
+                "SELECT user_id FROM notify_accounts WHERE patient_id = $1",
+                &[r.patient_id.as_str().into()],
+            )
+            .await?
+            .into_iter()
+            .next();
+            match account {
+                Some(user) => {
+                    // Its place in the inbox: the log's head as it is sent.
+                    let position = reader.head().await?;
+                    let moved = sql::execute(
+                        &mut tx,
+                        "UPDATE reminders SET status = 'sent', recipient_id = $2, \
+                         decided_at = $3, position = $4 \
+                         WHERE reminder_id = $1 AND status = 'pending'",
+                        &[
+                            r.reminder_id.as_str().into(),
+                            user.as_str().into(),
+                            at.into(),
+                            position.into(),
+                        ],
+                    )
+                    .await?;
+                    moved
+                }
+                None => close(&mut tx, r, "no_account", at).await?,
+            }
+        }
+        Outcome::Missed => close(&mut tx, r, "missed", at).await?,
+        Outcome::Withdrawn => close(&mut tx, r, "cancelled", at).await?,
+    };
+    commit(tx).await?;
+    Ok(moved == 1 && matches!(outcome, Outcome::Send))
+}
+
+async fn close(tx: &mut Tx, r: &Due, status: &str, at: i64) -> Result<u64, sqlx::Error> {
+    sql::execute(
+        tx,
+        "UPDATE reminders SET status = $2, decided_at = $3 \
+         WHERE reminder_id = $1 AND status = 'pending'",
+        &[r.reminder_id.as_str().into(), status.into(), at.into()],
+    )
+    .await
+}
+
+/// The state of stream `id` of `aggregate_type`, folded from the log (the
+/// write side's truth, never a read model that may lag).
+async fn fold<A>(reader: &LogReader, aggregate_type: &str, id: &str) -> Result<A, RoundError>
+where
+    A: Aggregate + Default,
+    A::Event: StoredForm,
+{
+    let mut state = A::default();
+    for e in reader.read_stream(aggregate_type, id, 0).await? {
+        let event = A::Event::from_stored(&e.event_type, &e.event_version, &e.payload)
+            .map_err(|err| RoundError::Reminder(id.to_owned(), err.to_string()))?;
+        state.apply(event);
+    }
+    Ok(state)
+}
+
+async fn commit(tx: Tx) -> Result<(), sqlx::Error> {
+    match tx {
+        Tx::Postgres(t) => t.commit().await,
+        Tx::Sqlite(t) => t.commit().await,
+    }
+}
