@@ -139,6 +139,11 @@ pub struct Settings {
         global = true
     )]
     pub nats_subject_prefix: String,
+
+    /// `serve` runs no fan-out consumer (notifications, alerts, reminders):
+    /// for a deployment that runs them apart with `anamnesis consume`.
+    #[arg(long, env = "ANAMNESIS_NO_CONSUMERS", global = true)]
+    pub no_consumers: bool,
     /// The clinic's one currency, an ISO 4217 code (`USD`, `EUR`): every
     /// bill is in its minor units and records it.
     #[arg(long, env = "ANAMNESIS_CURRENCY", default_value = "USD", global = true)]

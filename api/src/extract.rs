@@ -180,6 +180,17 @@ impl<S: Send + Sync> FromRequestParts<S> for MinPosition {
 }
 
 impl MinPosition {
+    /// [`Self::wait`] for every one of several read models.
+    pub async fn wait_all(
+        self,
+        progress: impl IntoIterator<Item = watch::Receiver<i64>>,
+    ) -> Result<(), ApiError> {
+        for p in progress {
+            Self(self.0).wait(p).await?;
+        }
+        Ok(())
+    }
+
     /// Waits, bounded, until `progress` reaches the requested position.
     pub async fn wait(self, mut progress: watch::Receiver<i64>) -> Result<(), ApiError> {
         let Some(position) = self.0 else {

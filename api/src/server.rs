@@ -133,13 +133,15 @@ impl Prepared {
         started.spawn(anamnesis_projections::messaging::Messaging);
         // The fan-out consumers (ADR 0020): fed by NATS when it is
         // configured, straight from the log when it is not.
-        let consumers = nats.map(ConsumerConfig::new);
-        started.consumer(
-            anamnesis_projections::notifications::Notifications,
-            consumers.as_ref(),
-        );
-        started.consumer(anamnesis_projections::alerts::Alerts, consumers.as_ref());
-        started.reminders(ReminderConfig::new(zone));
+        if !settings.no_consumers {
+            let consumers = nats.map(ConsumerConfig::new);
+            started.consumer(
+                anamnesis_projections::notifications::Notifications,
+                consumers.as_ref(),
+            );
+            started.consumer(anamnesis_projections::alerts::Alerts, consumers.as_ref());
+            started.reminders(ReminderConfig::new(zone));
+        }
         started.spawn(anamnesis_projections::billing::Billing);
         let Projectors {
             mut runners,

@@ -189,7 +189,7 @@ pub async fn run<P>(
     let name = projector.name();
     let mut wake = reader.subscribe();
     let mut lease = Lease::new(&db, name);
-    let mut session: Option<jetstream::consumer::PullConsumer> = None;
+    let mut session: Option<Session> = None;
     let mut cursor: Option<Cursor> = None;
     let first_pause = Duration::from_millis(250);
     let mut pause = first_pause;
@@ -267,12 +267,22 @@ pub async fn run<P>(
     }
 }
 
+/// A connection and the durable consumer on it.
+struct Session {
+    client: async_nats::Client,
+    consumer: jetstream::consumer::PullConsumer,
+    /// The position of the last message delivered and not acked when the
+    /// session opened (a consumer killed mid-batch): applied at once, not
+    /// after NATS's ack wait brings the messages back.
+    unacked: i64,
+}
+
+/// How long a fetch may take before NATS counts as gone.
+const FETCH_LIMIT: Duration = Duration::from_secs(5);
+
 /// Opens the durable consumer, creating the stream (as the relay would)
 /// and the consumer if missing.
-async fn open(
-    config: &ConsumerConfig,
-    name: &str,
-) -> Result<jetstream::consumer::PullConsumer, ConsumeError> {
+async fn open(config: &ConsumerConfig, name: &str) -> Result<Session, ConsumeError> {
     let client = tokio::time::timeout(
         Duration::from_secs(5),
         async_nats::ConnectOptions::new()
@@ -283,13 +293,13 @@ async fn open(
     .await
     .map_err(|_| ConsumeError::Nats("no answer from the server".into()))?
     .map_err(nats)?;
-    let js = jetstream::new(client);
+    let js = jetstream::new(client.clone());
     let stream = js
         .get_or_create_stream(relay::stream_config(&config.relay))
         .await
         .map_err(nats)?;
     let durable = config.durable_of(name);
-    stream
+    let consumer = stream
         .get_or_create_consumer(
             &durable,
             pull::Config {
@@ -305,7 +315,25 @@ async fn open(
             },
         )
         .await
-        .map_err(nats)
+        .map_err(nats)?;
+    let info = consumer.get_info().await.map_err(nats)?;
+    let unacked = if info.delivered.stream_sequence > info.ack_floor.stream_sequence {
+        let last = stream
+            .get_raw_message(info.delivered.stream_sequence)
+            .await
+            .map_err(nats)?;
+        last.headers
+            .get(relay::POSITION_HEADER)
+            .and_then(|v| v.as_str().parse::<i64>().ok())
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    Ok(Session {
+        client,
+        consumer,
+        unacked,
+    })
 }
 
 /// One fetch: the messages the stream has now (up to [`FETCH`]), every
@@ -316,7 +344,7 @@ async fn step<P>(
     db: &Db,
     projector: &Recorded<P>,
     config: &ConsumerConfig,
-    session: &mut Option<jetstream::consumer::PullConsumer>,
+    session: &mut Option<Session>,
     cursor: &mut Option<Cursor>,
 ) -> Result<usize, ConsumeError>
 where
@@ -324,10 +352,15 @@ where
     P::Event: Clone,
 {
     let name = projector.name();
-    let consumer = match session {
-        Some(c) => c,
+    let opened = match session {
+        Some(s) => s,
         None => session.insert(open(config, name).await?),
     };
+    // A client that lost its server keeps trying in the background: say
+    // so rather than wait quietly.
+    if opened.client.connection_state() != async_nats::connection::State::Connected {
+        return Err(ConsumeError::Nats("disconnected from the server".into()));
+    }
     let cursor = match cursor {
         Some(c) => c,
         None => {
@@ -335,16 +368,25 @@ where
             cursor.insert(Cursor::at(checkpoint(db, name).await?))
         }
     };
-    let mut batch = consumer
-        .fetch()
-        .max_messages(FETCH)
-        .messages()
-        .await
-        .map_err(nats)?;
+    let fetched = tokio::time::timeout(FETCH_LIMIT, async {
+        let mut batch = opened
+            .consumer
+            .fetch()
+            .max_messages(FETCH)
+            .messages()
+            .await
+            .map_err(nats)?;
+        let mut messages = Vec::new();
+        while let Some(message) = batch.next().await {
+            messages.push(message.map_err(nats)?);
+        }
+        Ok::<_, ConsumeError>(messages)
+    })
+    .await
+    .map_err(|_| ConsumeError::Nats("no answer to a fetch".into()))??;
     let mut messages = Vec::new();
-    let mut until = 0i64;
-    while let Some(message) = batch.next().await {
-        let message = message.map_err(nats)?;
+    let mut until = std::mem::take(&mut opened.unacked);
+    for message in fetched {
         match serde_json::from_slice::<relay::Envelope>(&message.payload) {
             Ok(envelope) => until = until.max(envelope.position),
             Err(error) => {

@@ -68,7 +68,12 @@ pub async fn my_notifications(
             })
             .transpose()?;
     let limit = page_size(p.limit, 50, 200)?;
-    min.wait(state.progress(read_model::NAME)).await?;
+    // The inbox holds the notifications' rows and the urgent alerts'.
+    min.wait_all([
+        state.progress(read_model::NAME),
+        state.progress(anamnesis_projections::alerts::NAME),
+    ])
+    .await?;
     let user = who.user_id.to_string();
     let (items, more) = read_model::inbox(state.reads(), &user, unread_only, before, limit).await?;
     let unread = read_model::unread(state.reads(), &user).await?;
