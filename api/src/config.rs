@@ -140,6 +140,12 @@ pub struct Settings {
     )]
     pub nats_subject_prefix: String,
 
+    /// The most the stream keeps, in bytes, when the relay creates it (the
+    /// oldest go first). JetStream reserves it on the server's disk.
+    #[arg(long, env = "ANAMNESIS_NATS_MAX_BYTES", default_value_t = 8 * 1024 * 1024 * 1024,
+          global = true, value_parser = clap::value_parser!(i64).range(1_048_576..))]
+    pub nats_max_bytes: i64,
+
     /// `serve` runs no fan-out consumer (notifications, alerts, reminders):
     /// for a deployment that runs them apart with `anamnesis consume`.
     #[arg(long, env = "ANAMNESIS_NO_CONSUMERS", global = true)]
@@ -228,6 +234,7 @@ impl Settings {
         let mut config = anamnesis_projections::relay::RelayConfig::new(url.clone());
         config.stream = self.nats_stream.clone();
         config.prefix = self.nats_subject_prefix.clone();
+        config.max_bytes = self.nats_max_bytes;
         Ok(Some(config))
     }
 

@@ -38,6 +38,8 @@ fn nats_args<'a>(url: &'a str, (stream, prefix): (&'a str, &'a str)) -> Vec<&'a 
         stream,
         "--nats-subject-prefix",
         prefix,
+        "--nats-max-bytes",
+        "67108864",
         "--time-zone",
         "UTC",
     ]

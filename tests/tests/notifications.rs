@@ -17,12 +17,61 @@ use anamnesis_tests::server::{Reply, TestServer};
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
-on_both_backends!(the_right_people_hear_of_what_happens);
+on_both_backends!(the_right_people_hear_of_what_happens, the_same_through_nats,);
 
 async fn start(backend: Backend) -> anyhow::Result<TestServer> {
     let db = TestDb::new(backend).await?;
     let url = db.url.clone();
     TestServer::start_on(db, url, &["--time-zone", "UTC"]).await
+}
+
+async fn the_right_people_hear_of_what_happens(backend: Backend) -> anyhow::Result<()> {
+    let s = start(backend).await?;
+    scenario(&s).await?;
+    s.stop().await
+}
+
+/// The same scenario with the consumers fed by NATS JetStream (ADR 0020)
+/// instead of the log: a stream and subjects of this test's own on the
+/// shared server.
+async fn the_same_through_nats(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDb::new(backend).await?;
+    let url = db.url.clone();
+    let tag = uuid::Uuid::now_v7().simple().to_string();
+    let (stream, prefix) = (format!("TEST_{tag}"), format!("t{tag}"));
+    let nats = "nats://127.0.0.1:4222";
+    let args = [
+        "--time-zone",
+        "UTC",
+        "--nats-url",
+        nats,
+        "--nats-stream",
+        &stream,
+        "--nats-subject-prefix",
+        &prefix,
+        "--nats-max-bytes",
+        "67108864",
+    ];
+    let s = TestServer::start_on(db, url, &args).await?;
+    scenario(&s).await?;
+    // The inbox's consumers read NATS, not the log.
+    for name in ["notifications", "alerts"] {
+        let consumers = s
+            .call("GET", "/readyz", None, None, &[])
+            .await?
+            .body
+            .to_string();
+        assert!(consumers.contains(name), "{consumers}");
+    }
+    let client = async_nats::connect(nats).await?;
+    let js = async_nats::jetstream::new(client);
+    let st = js.get_stream(&stream).await?;
+    for durable in ["anamnesis-notifications", "anamnesis-alerts"] {
+        let info = st.consumer_info(durable).await?;
+        assert!(info.delivered.stream_sequence > 0, "{durable}: {info:?}");
+    }
+    js.delete_stream(&stream).await?;
+    s.stop().await
 }
 
 async fn post(s: &TestServer, token: &str, path: &str, body: Value) -> anyhow::Result<Reply> {
@@ -53,10 +102,10 @@ async fn arrives(
         {
             return Ok((n.clone(), started.elapsed()));
         }
-        anyhow::ensure!(
-            started.elapsed() < within,
-            "no {kind} within {within:?}: {r:?}"
-        );
+        if started.elapsed() >= within {
+            let ready = s.call("GET", "/readyz", None, None, &[]).await?;
+            anyhow::bail!("no {kind} within {within:?}: {r:?}; {:?}", ready.body);
+        }
         tokio::time::sleep(StdDuration::from_millis(20)).await;
     }
 }
@@ -69,18 +118,17 @@ async fn inbox(s: &TestServer, token: &str, after: &Reply) -> anyhow::Result<Val
     Ok(r.body)
 }
 
-async fn the_right_people_hear_of_what_happens(backend: Backend) -> anyhow::Result<()> {
-    let s = start(backend).await?;
-    let admin = admin(&s).await?;
-    let (doctor, doctor_user) = account(&s, &admin, "dr.house", "doctor").await?;
-    let wilson = user(&s, &admin, "dr.wilson", "doctor").await?;
-    let staff = user(&s, &admin, "front.desk", "staff").await?;
-    let officer = user(&s, &admin, "auditor", "compliance").await?;
-    let (marie, marie_id) = patient_account(&s, "marie", "Curie").await?;
+async fn scenario(s: &TestServer) -> anyhow::Result<()> {
+    let admin = admin(s).await?;
+    let (doctor, doctor_user) = account(s, &admin, "dr.house", "doctor").await?;
+    let wilson = user(s, &admin, "dr.wilson", "doctor").await?;
+    let staff = user(s, &admin, "front.desk", "staff").await?;
+    let officer = user(s, &admin, "auditor", "compliance").await?;
+    let (marie, marie_id) = patient_account(s, "marie", "Curie").await?;
     let within = StdDuration::from_secs(5);
 
     // A booking: Marie and her doctor hear of it.
-    let provider = enroll(&s, &admin, &doctor_user, "Dr House", "Diagnostics").await?;
+    let provider = enroll(s, &admin, &doctor_user, "Dr House", "Diagnostics").await?;
     set_hours(
         &s,
         &admin,
@@ -91,15 +139,15 @@ async fn the_right_people_hear_of_what_happens(backend: Backend) -> anyhow::Resu
     .await?;
     let clinic = Clinic::new("UTC")?;
     let slot = clinic.at(clinic.today() + Duration::days(2), "10:00");
-    let booked = book(&s, &staff, &provider, &marie_id, &slot).await?;
+    let booked = book(s, &staff, &provider, &marie_id, &slot).await?;
     assert_eq!(booked.status, 201, "{booked:?}");
     let appointment = booked.body["id"].as_str().unwrap().to_owned();
-    let (hers, _) = arrives(&s, &marie, "appointment_booked", within).await?;
+    let (hers, _) = arrives(s, &marie, "appointment_booked", within).await?;
     assert_eq!(hers["subject_type"], "appointment");
     assert_eq!(hers["subject_id"], appointment.as_str());
     assert_eq!(hers["patient_id"], marie_id.as_str());
     assert_eq!(hers["urgent"], false);
-    arrives(&s, &doctor, "appointment_booked", within).await?;
+    arrives(s, &doctor, "appointment_booked", within).await?;
 
     // A critical potassium: the doctor who recorded it hears within
     // seconds, urgently; Marie gets a new result.
@@ -112,11 +160,11 @@ async fn the_right_people_hear_of_what_happens(backend: Backend) -> anyhow::Resu
                "unit": "mmol/L", "interpretation": "critical", "specimen_at": specimen}),
     )
     .await?;
-    let (alert, took) = arrives(&s, &doctor, "critical_result", within).await?;
+    let (alert, took) = arrives(s, &doctor, "critical_result", within).await?;
     assert_eq!(alert["urgent"], true, "{alert}");
     assert_eq!(alert["subject_type"], "chart_entry");
     eprintln!("critical result in the doctor's inbox after {took:?}");
-    arrives(&s, &marie, "new_result", within).await?;
+    arrives(s, &marie, "new_result", within).await?;
 
     // Another doctor breaks the glass: compliance hears of it.
     post(
@@ -126,7 +174,7 @@ async fn the_right_people_hear_of_what_happens(backend: Backend) -> anyhow::Resu
         json!({"reason": "unconscious in the emergency department"}),
     )
     .await?;
-    let (glass, _) = arrives(&s, &officer, "break_glass", within).await?;
+    let (glass, _) = arrives(s, &officer, "break_glass", within).await?;
     assert_eq!(glass["urgent"], true);
     assert_eq!(glass["patient_id"], marie_id.as_str());
 
@@ -139,9 +187,9 @@ async fn the_right_people_hear_of_what_happens(backend: Backend) -> anyhow::Resu
                "body": "Should I worry?", "participants": [user_id_of(&doctor)?]}),
     )
     .await?;
-    let (message, _) = arrives(&s, &doctor, "new_message", within).await?;
+    let (message, _) = arrives(s, &doctor, "new_message", within).await?;
     assert_eq!(message["subject_id"], thread.body["id"]);
-    let hers = inbox(&s, &marie, &thread).await?;
+    let hers = inbox(s, &marie, &thread).await?;
     assert!(
         hers["items"]
             .as_array()
@@ -152,7 +200,7 @@ async fn the_right_people_hear_of_what_happens(backend: Backend) -> anyhow::Resu
     );
 
     // No title names her; marking read lowers the count once.
-    let his = inbox(&s, &doctor, &thread).await?;
+    let his = inbox(s, &doctor, &thread).await?;
     assert!(!his.to_string().contains("Curie"), "{his}");
     let unread = his["unread"].as_i64().unwrap();
     assert_eq!(unread, his["items"].as_array().unwrap().len() as i64);
@@ -162,7 +210,7 @@ async fn the_right_people_hear_of_what_happens(backend: Backend) -> anyhow::Resu
         let r = s.call("POST", &path, Some(&doctor), None, &[]).await?;
         assert_eq!(r.status, 204, "{r:?}");
     }
-    let after = inbox(&s, &doctor, &thread).await?;
+    let after = inbox(s, &doctor, &thread).await?;
     assert_eq!(after["unread"].as_i64(), Some(unread - 1), "{after}");
     let unread_only = s
         .call(

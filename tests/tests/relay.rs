@@ -46,6 +46,8 @@ async fn start(
         stream,
         "--nats-subject-prefix",
         prefix,
+        "--nats-max-bytes",
+        "67108864",
     ];
     TestServer::start_on(db, db_url, &args).await
 }
