@@ -214,6 +214,15 @@ impl BenchServer {
     /// Starts a server on `backend` for up to `clients` concurrent clients
     /// and waits until it answers.
     pub async fn start(backend: Backend, clients: usize) -> anyhow::Result<Self> {
+        Self::start_with(backend, clients, &[]).await
+    }
+
+    /// [`BenchServer::start`] with `extra` settings before `serve`.
+    pub async fn start_with(
+        backend: Backend,
+        clients: usize,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let db = TestDb::with_pool(backend, 2)
             .await
             .context("creating the benchmark database")?;
@@ -231,6 +240,7 @@ impl BenchServer {
         if let Some(url) = &db.url {
             cli.extend(["--database-url".to_owned(), url.clone()]);
         }
+        cli.extend(extra.iter().cloned());
         cli.push("serve".into());
         let settings = <anamnesis_api::cli::Cli as clap::Parser>::try_parse_from(cli)?.settings;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

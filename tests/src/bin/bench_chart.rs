@@ -10,6 +10,7 @@
 //! server's patient point read, measured in the same run.
 //!
 //! cargo run --release -p anamnesis-tests --bin bench-chart -- --clients 64 --seconds 10
+//! cargo run --release -p anamnesis-tests --bin bench-chart -- --nats nats://127.0.0.1:4222
 #![forbid(unsafe_code)]
 
 use std::sync::Arc;
@@ -37,6 +38,11 @@ struct Args {
     /// `postgres` or `sqlite`.
     #[arg(long, default_value = "postgres")]
     backend: String,
+    /// A NATS server (`nats://127.0.0.1:4222`): the inbox's consumers are
+    /// then fed by the relay's stream (a stream of this run's own, deleted
+    /// after), not by the log (ADR 0020).
+    #[arg(long)]
+    nats: Option<String>,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -97,7 +103,23 @@ async fn main() -> anyhow::Result<()> {
         "sqlite" => Backend::Sqlite,
         other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
     };
-    let server = Arc::new(BenchServer::start(backend, args.clients).await?);
+    let stream = format!("BENCH_{}", uuid::Uuid::now_v7().simple());
+    let extra: Vec<String> = match &args.nats {
+        Some(url) => [
+            "--nats-url",
+            url,
+            "--nats-stream",
+            &stream,
+            "--nats-subject-prefix",
+            &stream.to_lowercase(),
+            "--nats-max-bytes",
+            "1073741824",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        None => Vec::new(),
+    };
+    let server = Arc::new(BenchServer::start_with(backend, args.clients, &extra).await?);
     let admin = server.admin(PASSWORD).await?;
     let new_user = json!({"username": "dr.bench", "password": PASSWORD, "role": "doctor"});
     call(&server, "POST", "/v1/users", &admin, Some(&new_user)).await?;
@@ -314,8 +336,12 @@ async fn main() -> anyhow::Result<()> {
     rows.push(("baseline GET /v1/patients/{id}, max", base));
 
     println!(
-        "\nbench-chart on {} ({} clients, {} s per run, timeline of {} entries, page of 50)",
-        args.backend, args.clients, args.seconds, args.entries
+        "\nbench-chart on {} ({} clients, {} s per run, timeline of {} entries, page of 50; inbox fed {})",
+        args.backend,
+        args.clients,
+        args.seconds,
+        args.entries,
+        if args.nats.is_some() { "through NATS" } else { "from the log" }
     );
     let base_rate = rows.last().map(|(_, f)| f.rate()).unwrap_or(1.0);
     for (name, f) in &rows {
@@ -330,6 +356,12 @@ async fn main() -> anyhow::Result<()> {
     match Arc::try_unwrap(server) {
         Ok(server) => server.stop().await?,
         Err(_) => anyhow::bail!("the server is still shared"),
+    }
+    if let Some(url) = &args.nats {
+        let client = async_nats::connect(url.as_str()).await?;
+        async_nats::jetstream::new(client)
+            .delete_stream(&stream)
+            .await?;
     }
     Ok(())
 }
