@@ -146,6 +146,16 @@ pub struct Settings {
           global = true, value_parser = clap::value_parser!(i64).range(1_048_576..))]
     pub nats_max_bytes: i64,
 
+    /// Origins browser clients may call the API from, comma-separated
+    /// (`https://portal.example.org,http://localhost:5173`); none by default.
+    #[arg(
+        long,
+        env = "ANAMNESIS_CORS_ORIGINS",
+        default_value = "",
+        global = true
+    )]
+    pub cors_origins: String,
+
     /// `serve` runs no fan-out consumer (notifications, alerts, reminders):
     /// for a deployment that runs them apart with `anamnesis consume`.
     #[arg(long, env = "ANAMNESIS_NO_CONSUMERS", global = true)]

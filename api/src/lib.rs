@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod backup_cli;
+pub mod browser;
 pub mod care;
 pub mod cli;
 pub mod config;

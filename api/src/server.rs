@@ -83,6 +83,8 @@ pub struct Prepared {
     reads: anamnesis_commands::Db,
     read_models: anamnesis_commands::Db,
     state: AppState,
+    /// The origins browsers may call from (`--cors-origins`).
+    cors: Vec<axum::http::HeaderValue>,
     stop: watch::Sender<bool>,
     runners: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -93,6 +95,8 @@ impl Prepared {
     pub async fn open(settings: &ServeSettings) -> anyhow::Result<Self> {
         let zone = settings.zone()?;
         settings.currency()?;
+        let cors = crate::browser::origins(&settings.cors_origins)
+            .context("--cors-origins / ANAMNESIS_CORS_ORIGINS")?;
         let db = crate::cli::open_database(settings).await?;
         let log = EventLog::open(db.clone())
             .await
@@ -199,6 +203,7 @@ impl Prepared {
             reads,
             read_models,
             state,
+            cors,
             stop,
             runners,
         })
@@ -222,7 +227,7 @@ impl Prepared {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let app = router(self.state);
+        let app = router(self.state, &self.cors);
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await
@@ -332,55 +337,63 @@ impl Projectors {
     }
 }
 
-/// The whole HTTP surface.
-pub fn router(state: AppState) -> axum::Router {
+/// The whole HTTP surface, with CORS for `cors_origins` (none: no CORS).
+pub fn router(state: AppState, cors_origins: &[axum::http::HeaderValue]) -> axum::Router {
     let request_id = HeaderName::from_static("x-request-id");
     let (api, mut doc) = crate::routes::api().split_for_parts();
     crate::routes::finish(&mut doc);
     let doc = std::sync::Arc::new(doc);
-    api.route(
-        "/openapi.json",
-        axum::routing::get(move || {
-            let doc = doc.clone();
-            async move { axum::Json(doc.as_ref().clone()) }
-        }),
-    )
-    .fallback(|| async { ApiError::NotFound })
-    .method_not_allowed_fallback(|| async {
-        ApiError::BadRequest {
-            code: "method_not_allowed",
-            field: None,
-            detail: "this path does not take that method".into(),
-        }
-    })
-    .layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        crate::idempotency::middleware,
-    ))
-    .layer(axum::middleware::from_fn(deadline))
-    .layer(axum::middleware::from_fn(crate::metrics::track))
-    .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-    .layer(
-        // Spans carry the method, the route template and the request id:
-        // never the concrete path or query string, which can hold patient data.
-        TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let route = req
-                .extensions()
-                .get::<axum::extract::MatchedPath>()
-                .map(|p| p.as_str().to_owned())
-                .unwrap_or_default();
-            let id = req
-                .headers()
-                .get("x-request-id")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            tracing::info_span!("request", method = %req.method(), route, request_id = id)
-        }),
-    )
-    .layer(PropagateRequestIdLayer::new(request_id.clone()))
-    .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
-    .with_state(state)
+    let app = api
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || {
+                let doc = doc.clone();
+                async move { axum::Json(doc.as_ref().clone()) }
+            }),
+        )
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async {
+            ApiError::BadRequest {
+                code: "method_not_allowed",
+                field: None,
+                detail: "this path does not take that method".into(),
+            }
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::idempotency::middleware,
+        ))
+        .layer(axum::middleware::from_fn(deadline))
+        .layer(axum::middleware::from_fn(crate::metrics::track))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(
+            // Spans carry the method, the route template and the request id:
+            // never the concrete path or query string, which can hold patient data.
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let route = req
+                    .extensions()
+                    .get::<axum::extract::MatchedPath>()
+                    .map(|p| p.as_str().to_owned())
+                    .unwrap_or_default();
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                tracing::info_span!("request", method = %req.method(), route, request_id = id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+        .layer(axum::middleware::from_fn(crate::browser::security_headers));
+    // Outermost: a preflight is answered before authentication, routing or
+    // the idempotency layer see it.
+    let app = match crate::browser::cors(cors_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.with_state(state)
 }
 
 /// Resolves on SIGINT or SIGTERM.
