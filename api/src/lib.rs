@@ -7,6 +7,7 @@ pub mod backup_cli;
 pub mod care;
 pub mod cli;
 pub mod config;
+pub mod deliveries;
 pub mod documents;
 pub mod error;
 pub mod extract;

@@ -5,6 +5,7 @@ pub mod access_log;
 pub mod activity;
 pub mod billing;
 pub mod chart;
+pub mod deliveries;
 pub mod medications;
 pub mod messaging;
 pub mod notifications;

@@ -424,6 +424,19 @@ async fn notify_from(
         if inserted == 0 {
             return Err(damaged(e, "a notification made twice"));
         }
+        crate::deliveries::enqueue(
+            tx,
+            &crate::deliveries::Outgoing {
+                notification_id: &format!("{}.{}", e.position(), first * 100 + n),
+                recipient_id: recipient,
+                kind: what.kind,
+                title: what.title,
+                urgent: what.urgent,
+                patient_id: patient,
+                caused_at: e.stored.recorded_at,
+            },
+        )
+        .await?;
     }
     Ok(())
 }
