@@ -150,7 +150,12 @@ pub struct Settings {
     /// `smtps://user:password@host:465`, `smtp://host:587?tls=required`, or
     /// `smtp://host:25` (no TLS: a relay on the same host only). Needs
     /// --smtp-from. When unset, no e-mail is sent.
-    #[arg(long, env = "ANAMNESIS_SMTP_URL", global = true, hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ANAMNESIS_SMTP_URL",
+        global = true,
+        hide_env_values = true
+    )]
     pub smtp_url: Option<Secret>,
 
     /// The From address of notification e-mails.

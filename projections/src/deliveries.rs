@@ -32,7 +32,7 @@ use anamnesis_commands::Db;
 use crate::runner::{ProjectionError, Tx};
 use crate::sql;
 
-pub use channels::{signature, Channels, ChannelError};
+pub use channels::{signature, ChannelError, Channels};
 pub use sender::{run, Lane, LANES, ORDINARY, URGENT};
 pub use views::{attempts, get, list, AttemptView, DeliveryView, STATUSES};
 

@@ -806,7 +806,12 @@ pub const TABLE: &[Row] = {
         // access test's server has no channel, so the one named is no
         // delivery: a permitted call is 404; real ones in tests/tests/deliveries.rs.
         row("GET /v1/admin/deliveries", None, Roles(&["admin"]), 200),
-        row("GET /v1/admin/deliveries/{id}", None, Roles(&["admin"]), 404),
+        row(
+            "GET /v1/admin/deliveries/{id}",
+            None,
+            Roles(&["admin"]),
+            404,
+        ),
         row("GET /healthz", None, Anyone, 200),
         row("GET /readyz", None, Anyone, 200),
         row("GET /metrics", None, Anyone, 200),

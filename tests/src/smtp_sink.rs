@@ -92,7 +92,8 @@ async fn session(stream: TcpStream, mails: Arc<Mutex<Vec<Mail>>>) -> std::io::Re
             };
             b"250 OK\r\n"
         } else if let Some(rest) = upper.strip_prefix("RCPT TO:") {
-            mail.to.push(address(&command[command.len() - rest.len()..]));
+            mail.to
+                .push(address(&command[command.len() - rest.len()..]));
             b"250 OK\r\n"
         } else if upper == "DATA" {
             write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;

@@ -120,8 +120,7 @@ async fn hook(
     body: axum::body::Bytes,
 ) -> StatusCode {
     let failing = r.always_fail.load(Ordering::SeqCst)
-        || r
-            .fail
+        || r.fail
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
     let status = if failing {
@@ -194,12 +193,7 @@ async fn delivery(s: &TestServer, admin: &str, id: i64) -> anyhow::Result<Value>
 }
 
 /// Waits for the one delivery of `channel` in `status`.
-async fn one_in(
-    s: &TestServer,
-    admin: &str,
-    channel: &str,
-    status: &str,
-) -> anyhow::Result<Value> {
+async fn one_in(s: &TestServer, admin: &str, channel: &str, status: &str) -> anyhow::Result<Value> {
     until(&format!("{channel} delivery {status}"), || async {
         let items = deliveries(s, admin, &format!("?status={status}")).await?;
         Ok(items.into_iter().find(|d| d["channel"] == channel))
@@ -236,8 +230,10 @@ async fn lab(s: &TestServer, doctor: &str, patient: &str) -> anyhow::Result<()> 
             "POST",
             &format!("/v1/patients/{patient}/chart"),
             Some(doctor),
-            Some(json!({"kind": "lab", "test": "Potassium", "loinc": "2823-3", "value": 4.1,
-                        "unit": "mmol/L", "interpretation": "normal", "specimen_at": specimen})),
+            Some(
+                json!({"kind": "lab", "test": "Potassium", "loinc": "2823-3", "value": 4.1,
+                        "unit": "mmol/L", "interpretation": "normal", "specimen_at": specimen}),
+            ),
             &[],
         )
         .await?;
@@ -294,7 +290,11 @@ async fn webhooks_are_signed_retried_and_dead_letters_reach_the_admins(
     assert_eq!(body["subject_type"], "patient");
     assert_eq!(body["subject_id"], marie_id.as_str());
     assert!(body["title"].is_string() && body["created_at"].is_string());
-    assert!(PHI.iter().all(|p| !got[2].raw.contains(p)), "{}", got[2].raw);
+    assert!(
+        PHI.iter().all(|p| !got[2].raw.contains(p)),
+        "{}",
+        got[2].raw
+    );
 
     // Every attempt is visible to admins, with what went wrong.
     assert_eq!(sent["attempts"], 3, "{sent}");
@@ -371,7 +371,13 @@ async fn webhooks_are_signed_retried_and_dead_letters_reach_the_admins(
     assert_eq!((bad.status, bad.code()), (400, "invalid_value"), "{bad:?}");
     assert!(bad.content_type.starts_with("application/problem+json"));
     let none = s
-        .call("GET", "/v1/admin/deliveries/999999", Some(&admin), None, &[])
+        .call(
+            "GET",
+            "/v1/admin/deliveries/999999",
+            Some(&admin),
+            None,
+            &[],
+        )
         .await?;
     assert_eq!((none.status, none.code()), (404, "not_found"));
 
@@ -411,7 +417,11 @@ async fn the_patient_is_mailed_without_patient_data(backend: Backend) -> anyhow:
     let mail = &mails[0];
     assert_eq!(mail.to, ["marie@example.org"]);
     assert_eq!(mail.from, "noreply@clinic.example");
-    assert!(mail.data.contains("Subject: New result\r\n"), "{}", mail.data);
+    assert!(
+        mail.data.contains("Subject: New result\r\n"),
+        "{}",
+        mail.data
+    );
     assert!(mail.data.contains("sign in to read it"), "{}", mail.data);
     assert!(mail.data.contains("new_result"), "{}", mail.data);
     assert!(
@@ -511,7 +521,11 @@ async fn a_crash_mid_send_is_unknown_for_email_and_retried_for_webhooks(
     let got = receiver.got();
     assert_eq!(got.len(), 2, "{got:?}");
     assert_eq!(got[0].key, got[1].key, "the same Idempotency-Key");
-    assert_eq!(sink.mails().len(), 1, "an e-mail of unknown fate is not resent");
+    assert_eq!(
+        sink.mails().len(),
+        1,
+        "an e-mail of unknown fate is not resent"
+    );
     s.stop().await
 }
 
@@ -552,7 +566,11 @@ async fn old_news_is_never_sent(backend: Backend) -> anyhow::Result<()> {
         String::from_utf8_lossy(&out.stderr)
     );
     let all = deliveries(&s, &admin, "").await?;
-    assert_eq!(all.len(), 2, "marie's new result, compliance's break-glass: {all:?}");
+    assert_eq!(
+        all.len(),
+        2,
+        "marie's new result, compliance's break-glass: {all:?}"
+    );
     assert!(all.iter().all(|d| d["status"] == "expired"), "{all:?}");
     assert!(all.iter().all(|d| d["attempts"] == 0), "{all:?}");
 
@@ -564,11 +582,13 @@ async fn old_news_is_never_sent(backend: Backend) -> anyhow::Result<()> {
     .await?;
     let got = receiver.got();
     assert!(
-        got.iter().all(|r| r.body["kind"] == "new_result" || r.body["kind"] == "break_glass"),
+        got.iter()
+            .all(|r| r.body["kind"] == "new_result" || r.body["kind"] == "break_glass"),
         "{got:?}"
     );
     assert!(
-        got.iter().all(|r| all.iter().all(|d| d["notification_id"] != r.key.as_str())),
+        got.iter()
+            .all(|r| all.iter().all(|d| d["notification_id"] != r.key.as_str())),
         "old news was sent: {got:?}"
     );
     s.stop().await

@@ -65,18 +65,16 @@ pub async fn list_deliveries(
             ));
         }
     }
-    let before = p
-        .before
-        .map(|b| {
-            b.parse::<i64>()
-                .ok()
-                .filter(|b| *b > 0)
-                .ok_or_else(|| bad_param("before", "before is a delivery id (a positive integer)"))
-        })
-        .transpose()?;
+    let before =
+        p.before
+            .map(|b| {
+                b.parse::<i64>().ok().filter(|b| *b > 0).ok_or_else(|| {
+                    bad_param("before", "before is a delivery id (a positive integer)")
+                })
+            })
+            .transpose()?;
     let limit = page_size(p.limit, 50, 200)?;
-    let (items, more) =
-        deliveries::list(state.reads(), p.status.as_deref(), before, limit).await?;
+    let (items, more) = deliveries::list(state.reads(), p.status.as_deref(), before, limit).await?;
     Ok(Json(DeliveryPage { items, more }))
 }
 

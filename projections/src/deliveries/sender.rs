@@ -228,8 +228,7 @@ async fn step(
     lane: Lane,
 ) -> Result<(usize, Option<i64>), sqlx::Error> {
     let claimed = claim(db, settings, channels, lane).await?;
-    let outcomes =
-        futures::future::join_all(claimed.iter().map(|d| channels.send(db, d))).await;
+    let outcomes = futures::future::join_all(claimed.iter().map(|d| channels.send(db, d))).await;
     let mut last = None;
     for (d, outcome) in claimed.iter().zip(outcomes) {
         finish(db, settings, d, outcome).await?;
@@ -260,7 +259,11 @@ async fn claim(
         "UPDATE deliveries SET status = 'expired', updated_at_ms = $1, \
          last_error = 'not sent in time: old news is not sent' \
          WHERE status = 'pending' AND urgent = $2 AND attempts = 0 AND caused_at_ms < $3",
-        &[now.into(), urgent.into(), now.saturating_sub(max_age).into()],
+        &[
+            now.into(),
+            urgent.into(),
+            now.saturating_sub(max_age).into(),
+        ],
     )
     .await?;
     // Only channels this sender has: another's rows wait for it.
@@ -342,7 +345,12 @@ async fn finish(
         }
         Outcome::Failed(why) => {
             let wait = i64::try_from(delay(settings, d.attempts).as_millis()).unwrap_or(i64::MAX);
-            ("pending", "failed", Some(why.clone()), now.saturating_add(wait))
+            (
+                "pending",
+                "failed",
+                Some(why.clone()),
+                now.saturating_add(wait),
+            )
         }
     };
     let _turn = db.write_turn().await;
@@ -381,13 +389,10 @@ async fn finish(
         "sent" => {
             metrics::counter!("anamnesis_deliveries_sent_total", "channel" => channel).increment(1)
         }
-        "skipped" => {
-            metrics::counter!("anamnesis_deliveries_skipped_total", "channel" => channel)
-                .increment(1)
-        }
+        "skipped" => metrics::counter!("anamnesis_deliveries_skipped_total", "channel" => channel)
+            .increment(1),
         "dead" => {
-            metrics::counter!("anamnesis_deliveries_dead_total", "channel" => channel)
-                .increment(1);
+            metrics::counter!("anamnesis_deliveries_dead_total", "channel" => channel).increment(1);
             tracing::error!(
                 delivery = d.id,
                 channel,
