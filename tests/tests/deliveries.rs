@@ -35,6 +35,7 @@ on_both_backends!(
     the_patient_is_mailed_without_patient_data,
     a_crash_mid_send_is_unknown_for_email_and_retried_for_webhooks,
     old_news_is_never_sent,
+    urgent_news_overtakes_a_backlog,
 );
 
 const SECRET: &str = "a webhook secret of some length";
@@ -48,6 +49,8 @@ struct Received {
     body: Value,
     raw: String,
     answered: u16,
+    /// When the answer was sent.
+    done: Instant,
 }
 
 /// A local webhook receiver: answers 500 to the next `fail` requests (to
@@ -56,6 +59,8 @@ struct Received {
 struct Receiver {
     fail: Arc<AtomicUsize>,
     always_fail: Arc<AtomicBool>,
+    /// Holds every request that is not urgent for a few seconds.
+    slow_ordinary: Arc<AtomicBool>,
     got: Arc<Mutex<Vec<Received>>>,
 }
 
@@ -123,6 +128,10 @@ async fn hook(
         || r.fail
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
+    let parsed: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if r.slow_ordinary.load(Ordering::SeqCst) && parsed["urgent"] == false {
+        tokio::time::sleep(StdDuration::from_secs(3)).await;
+    }
     let status = if failing {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
@@ -135,9 +144,10 @@ async fn hook(
             .unwrap_or("")
             .to_owned(),
         signed: verify(&headers, &body),
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body: parsed,
         raw: String::from_utf8_lossy(&body).into_owned(),
         answered: status.as_u16(),
+        done: Instant::now(),
     });
     status
 }
@@ -591,5 +601,80 @@ async fn old_news_is_never_sent(backend: Backend) -> anyhow::Result<()> {
             .all(|r| all.iter().all(|d| d["notification_id"] != r.key.as_str())),
         "old news was sent: {got:?}"
     );
+    s.stop().await
+}
+
+/// On Postgres the server runs as a role that is only a member of
+/// `anamnesis_app`: the grants cover the outbox, its attempts and the
+/// sequence of its ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_least_privilege_role_delivers() -> anyhow::Result<()> {
+    let db = TestDb::new(Backend::Postgres).await?;
+    let owner_url = db.url.clone().unwrap();
+    let role = format!("anamnesis_test_login_{}", uuid::Uuid::now_v7().simple());
+    let anamnesis_commands::Db::Postgres(pool) = &db.db else {
+        anyhow::bail!("a Postgres test database");
+    };
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN IN ROLE anamnesis_app"))
+        .execute(pool)
+        .await?;
+    let mut as_role: sqlx::postgres::PgConnectOptions = owner_url.parse()?;
+    as_role = as_role.username(&role);
+    let role_url = sqlx::ConnectOptions::to_url_lossy(&as_role).to_string();
+    let (receiver, url) = Receiver::start().await?;
+    let result = async {
+        let extra = ["--webhook-url", &url, "--webhook-secret", SECRET];
+        let s = TestServer::start_on(db.attach().await?, Some(role_url.clone()), &extra).await?;
+        let admin = admin(&s).await?;
+        let doctor = user(&s, &admin, "dr.house", "doctor").await?;
+        let (_, marie_id) = patient_account(&s, "marie", "Curie").await?;
+        lab_result(&s, &doctor, &marie_id).await?;
+        one_in(&s, &admin, "webhook", "sent").await?;
+        assert_eq!(receiver.accepted().len(), 1);
+        s.stop().await
+    }
+    .await;
+    db.cleanup().await?;
+    let server: sqlx::postgres::PgConnectOptions =
+        anamnesis_tests::db::postgres_server_url().parse()?;
+    let mut conn = sqlx::ConnectOptions::connect(&server).await?;
+    let _ = sqlx::query(&format!("DROP ROLE IF EXISTS {role}"))
+        .execute(&mut conn)
+        .await;
+    result
+}
+
+async fn urgent_news_overtakes_a_backlog(backend: Backend) -> anyhow::Result<()> {
+    let (receiver, url) = Receiver::start().await?;
+    let s = start(
+        backend,
+        &["--webhook-url", &url, "--webhook-secret", SECRET],
+    )
+    .await?;
+    let admin = admin(&s).await?;
+    let doctor = user(&s, &admin, "dr.house", "doctor").await?;
+    let (_, marie_id) = patient_account(&s, "marie", "Curie").await?;
+    // An ordinary notification whose webhook takes seconds to answer...
+    receiver.slow_ordinary.store(true, Ordering::SeqCst);
+    lab_result(&s, &doctor, &marie_id).await?;
+    until("the ordinary delivery under way", || async {
+        Ok(deliveries(&s, &admin, "?status=sending")
+            .await?
+            .first()
+            .cloned())
+    })
+    .await?;
+    // ...does not hold up an urgent one made after it.
+    user(&s, &admin, "auditor", "compliance").await?;
+    break_glass(&s, &doctor, &marie_id).await?;
+    until("both answered", || async {
+        Ok((receiver.got().len() == 2).then_some(()))
+    })
+    .await?;
+    let got = receiver.got();
+    assert_eq!(got[0].body["kind"], "break_glass", "{got:?}");
+    assert_eq!(got[0].body["urgent"], true);
+    assert_eq!(got[1].body["kind"], "new_result");
+    assert!(got[0].done < got[1].done);
     s.stop().await
 }
