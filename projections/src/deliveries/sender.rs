@@ -131,6 +131,9 @@ pub async fn run(
                 }
             }
             Err(error) => {
+                // Whatever this step left `sending` (an outcome it could not
+                // record) is settled as after a crash once the tables answer.
+                recovered = false;
                 tracing::error!(lane = lane.name, %error, "the delivery sender cannot reach its tables; retrying");
                 metrics::counter!("anamnesis_delivery_sender_failures_total", "lane" => lane.name)
                     .increment(1);
@@ -251,6 +254,33 @@ async fn claim(
         return Ok(Vec::new());
     }
     let urgent = i64::from(lane.urgent);
+    // Idle, the look costs one indexed read and no write lock (SQLite's is
+    // the whole file's).
+    // Only channels this sender has: another's rows wait for it.
+    let look = format!(
+        "SELECT id FROM deliveries WHERE status = 'pending' AND urgent = $1 \
+         AND next_at_ms <= $2 AND channel IN ({}) LIMIT 1",
+        placeholders(3, names.len())
+    );
+    let due: Option<i64> = match db {
+        Db::Postgres(p) => {
+            let mut q = sqlx::query_scalar(&look).bind(urgent).bind(now);
+            for n in &names {
+                q = q.bind(*n);
+            }
+            q.fetch_optional(p).await?
+        }
+        Db::Sqlite(p) => {
+            let mut q = sqlx::query_scalar(&look).bind(urgent).bind(now);
+            for n in &names {
+                q = q.bind(*n);
+            }
+            q.fetch_optional(p).await?
+        }
+    };
+    if due.is_none() {
+        return Ok(Vec::new());
+    }
     let max_age = i64::try_from(settings.max_age.as_millis()).unwrap_or(i64::MAX);
     let _turn = db.write_turn().await;
     let mut tx = begin(db).await?;
@@ -266,17 +296,13 @@ async fn claim(
         ],
     )
     .await?;
-    // Only channels this sender has: another's rows wait for it.
-    let channel_list = (0..names.len())
-        .map(|i| format!("${}", i + 4))
-        .collect::<Vec<_>>()
-        .join(", ");
     let query = format!(
         "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, updated_at_ms = $1 \
          WHERE id IN (SELECT id FROM deliveries WHERE status = 'pending' AND urgent = $2 \
-         AND next_at_ms <= $1 AND channel IN ({channel_list}) ORDER BY next_at_ms, id LIMIT $3) \
+         AND next_at_ms <= $1 AND channel IN ({}) ORDER BY next_at_ms, id LIMIT $3) \
          RETURNING id, notification_id, channel, recipient_id, kind, title, urgent, patient_id, \
-         subject_type, subject_id, position, caused_at_ms, attempts"
+         subject_type, subject_id, position, caused_at_ms, attempts",
+        placeholders(4, names.len())
     );
     let mut claimed: Vec<Claimed> = match &mut tx {
         Tx::Postgres(c) => {
@@ -312,6 +338,14 @@ async fn claim(
     }
     commit(tx).await?;
     Ok(claimed)
+}
+
+/// `$first, …` for `n` parameters.
+fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The delay before attempt `attempts + 1`: the backoff doubled per
