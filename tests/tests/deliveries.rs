@@ -666,6 +666,7 @@ async fn urgent_news_overtakes_a_backlog(backend: Backend) -> anyhow::Result<()>
     .await?;
     // ...does not hold up an urgent one made after it.
     user(&s, &admin, "auditor", "compliance").await?;
+    let asked = Instant::now();
     break_glass(&s, &doctor, &marie_id).await?;
     until("both answered", || async {
         Ok((receiver.got().len() == 2).then_some(()))
@@ -676,5 +677,9 @@ async fn urgent_news_overtakes_a_backlog(backend: Backend) -> anyhow::Result<()>
     assert_eq!(got[0].body["urgent"], true);
     assert_eq!(got[1].body["kind"], "new_result");
     assert!(got[0].done < got[1].done);
+    eprintln!(
+        "urgent webhook answered {:?} after the command was sent, the ordinary one still held",
+        got[0].done - asked
+    );
     s.stop().await
 }
