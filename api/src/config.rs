@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use anamnesis_projections::deliveries::{DeliverySettings, EmailSettings, WebhookSettings};
+
 /// Where Anamnesis keeps its data.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
@@ -164,6 +166,60 @@ pub struct Settings {
     /// bill is in its minor units and records it.
     #[arg(long, env = "ANAMNESIS_CURRENCY", default_value = "USD", global = true)]
     pub currency: String,
+
+    /// SMTP server for e-mailing notifications to patients (ADR 0020):
+    /// `smtps://user:password@host:465`, `smtp://host:587?tls=required`, or
+    /// `smtp://host:25` (no TLS: a relay on the same host only). Needs
+    /// --smtp-from. When unset, no e-mail is sent.
+    #[arg(
+        long,
+        env = "ANAMNESIS_SMTP_URL",
+        global = true,
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<Secret>,
+
+    /// The From address of notification e-mails.
+    #[arg(long, env = "ANAMNESIS_SMTP_FROM", global = true)]
+    pub smtp_from: Option<String>,
+
+    /// URL every notification is POSTed to as signed JSON. Needs
+    /// --webhook-secret. When unset, no webhook is called.
+    #[arg(long, env = "ANAMNESIS_WEBHOOK_URL", global = true)]
+    pub webhook_url: Option<String>,
+
+    /// The key (16 bytes or more) that signs webhooks (HMAC-SHA256, header
+    /// `Anamnesis-Signature: t=<unix>,v1=<hex>` over `<t>.<body>`).
+    #[arg(
+        long,
+        env = "ANAMNESIS_WEBHOOK_SECRET",
+        global = true,
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<Secret>,
+
+    /// Attempts per delivery before it is dead (admins are told).
+    #[arg(long, env = "ANAMNESIS_DELIVERY_MAX_ATTEMPTS", default_value_t = 8, global = true,
+          value_parser = clap::value_parser!(i64).range(1..=100))]
+    pub delivery_max_attempts: i64,
+
+    /// The first retry's delay in milliseconds; each next one doubles it
+    /// (drawn between half and all of it)...
+    #[arg(long, env = "ANAMNESIS_DELIVERY_BACKOFF_MS", default_value_t = 2_000, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub delivery_backoff_ms: u64,
+
+    /// ...up to this many milliseconds.
+    #[arg(long, env = "ANAMNESIS_DELIVERY_BACKOFF_MAX_MS", default_value_t = 900_000, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=86_400_000))]
+    pub delivery_backoff_max_ms: u64,
+
+    /// A notification whose cause was recorded longer ago than this many
+    /// seconds is not e-mailed or posted (`expired`): no backlog of old news
+    /// after a rebuild, a restore, an outage or turning a channel on.
+    #[arg(long, env = "ANAMNESIS_DELIVERY_MAX_AGE_SECONDS", default_value_t = 3600, global = true,
+          value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub delivery_max_age_seconds: u64,
 }
 
 impl Settings {
@@ -246,6 +302,46 @@ impl Settings {
         config.prefix = self.nats_subject_prefix.clone();
         config.max_bytes = self.nats_max_bytes;
         Ok(Some(config))
+    }
+
+    /// The delivery channels and their limits, or an error naming the
+    /// setting that cannot be used.
+    pub fn deliveries(&self) -> anyhow::Result<DeliverySettings> {
+        let mut d = DeliverySettings::new();
+        d.email = match (&self.smtp_url, &self.smtp_from) {
+            (None, None) => None,
+            (Some(url), Some(from)) => Some(EmailSettings {
+                url: url.expose().to_owned(),
+                from: from.clone(),
+            }),
+            _ => anyhow::bail!(
+                "--smtp-url / ANAMNESIS_SMTP_URL and --smtp-from / ANAMNESIS_SMTP_FROM go together"
+            ),
+        };
+        d.webhook = match (&self.webhook_url, &self.webhook_secret) {
+            (None, None) => None,
+            (Some(url), Some(secret)) => {
+                anyhow::ensure!(
+                    secret.expose().len() >= 16,
+                    "--webhook-secret / ANAMNESIS_WEBHOOK_SECRET: 16 bytes or more"
+                );
+                Some(WebhookSettings {
+                    url: url.clone(),
+                    secret: secret.expose().to_owned(),
+                })
+            }
+            _ => anyhow::bail!(
+                "--webhook-url / ANAMNESIS_WEBHOOK_URL and --webhook-secret / \
+                 ANAMNESIS_WEBHOOK_SECRET go together"
+            ),
+        };
+        d.max_attempts = self.delivery_max_attempts;
+        d.backoff = std::time::Duration::from_millis(self.delivery_backoff_ms);
+        d.backoff_max = std::time::Duration::from_millis(
+            self.delivery_backoff_max_ms.max(self.delivery_backoff_ms),
+        );
+        d.max_age = std::time::Duration::from_secs(self.delivery_max_age_seconds);
+        Ok(d)
     }
 
     /// Where checkpoints go.

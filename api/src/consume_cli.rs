@@ -54,7 +54,15 @@ pub async fn run(settings: &Settings, name: &str) -> anyhow::Result<()> {
                 &mut reports,
                 &stopped,
             ));
-            // Reminders are the notifications' too.
+            // E-mail and webhooks, and reminders, are the notifications' too.
+            for (handle, task) in crate::deliveries::start(&db, settings, true, &stopped).await? {
+                reports.push(Watched {
+                    name: handle.name,
+                    failure: handle.failure,
+                    active: handle.active,
+                });
+                tasks.push(task);
+            }
             let (report, rx) = report("reminders");
             reports.push(rx);
             tasks.push(tokio::spawn(reminders::run(

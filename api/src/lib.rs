@@ -9,6 +9,7 @@ pub mod care;
 pub mod cli;
 pub mod config;
 pub mod consume_cli;
+pub mod deliveries;
 pub mod documents;
 pub mod error;
 pub mod extract;

@@ -117,6 +117,11 @@ impl Prepared {
             .for_read_models(PROJECTOR_CONNECTIONS)
             .await
             .context("opening the projectors' pool")?;
+        // Before the notifications projector runs: it enqueues for the
+        // channels this writes (ADR 0020).
+        let senders =
+            crate::deliveries::start(&read_models, settings, !settings.no_consumers, &stopped)
+                .await?;
         let mut started = Projectors {
             reader: reader.clone(),
             db: read_models.clone(),
@@ -149,9 +154,13 @@ impl Prepared {
         started.spawn(anamnesis_projections::billing::Billing);
         let Projectors {
             mut runners,
-            handles: projections,
+            handles: mut projections,
             ..
         } = started;
+        for (handle, task) in senders {
+            projections.push(handle);
+            runners.push(task);
+        }
         // The log's own verification and signed checkpoints (ADR 0009).
         let checkpoint_key = settings
             .checkpoint_key()

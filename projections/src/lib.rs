@@ -7,6 +7,7 @@ pub mod alerts;
 pub mod billing;
 pub mod chart;
 pub mod consume;
+pub mod deliveries;
 pub mod medications;
 pub mod messaging;
 pub mod notifications;

@@ -460,6 +460,22 @@ pub(crate) async fn insert(
                 detail: "a notification made twice".into(),
             });
         }
+        crate::deliveries::enqueue(
+            tx,
+            &crate::deliveries::Outgoing {
+                notification_id: &format!("{}.{}", cause.global_position, first * 100 + n),
+                recipient_id: recipient,
+                kind: what.kind,
+                title: what.title,
+                urgent: what.urgent,
+                patient_id: patient,
+                subject_type: what.subject_type,
+                subject_id: subject,
+                position: cause.global_position,
+                caused_at: cause.recorded_at,
+            },
+        )
+        .await?;
     }
     Ok(())
 }

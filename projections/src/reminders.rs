@@ -383,6 +383,29 @@ async fn decide(
                         ],
                     )
                     .await?;
+                    if moved == 1 {
+                        // The other channels, in the same transaction.
+                        let (kind, title) = match r.subject_type.as_str() {
+                            "appointment" => ("appointment_reminder", "Appointment reminder"),
+                            _ => ("dose_reminder", "Medication reminder"),
+                        };
+                        crate::deliveries::enqueue(
+                            &mut tx,
+                            &crate::deliveries::Outgoing {
+                                notification_id: &r.reminder_id,
+                                recipient_id: &user,
+                                kind,
+                                title,
+                                urgent: false,
+                                patient_id: Some(&r.patient_id),
+                                subject_type: &r.subject_type,
+                                subject_id: &r.subject_id,
+                                position,
+                                caused_at: now,
+                            },
+                        )
+                        .await?;
+                    }
                     moved
                 }
                 None => close(&mut tx, r, "no_account", at).await?,

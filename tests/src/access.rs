@@ -802,6 +802,16 @@ pub const TABLE: &[Row] = {
         // one that is no one's, so a permitted call is 404 (never 403): a
         // real one is marked in tests/tests/notifications.rs.
         row("POST /v1/me/notifications/{id}/read", None, SignedIn, 404),
+        // Deliveries by e-mail and webhook (ADR 0020): admins only. The
+        // access test's server has no channel, so the one named is no
+        // delivery: a permitted call is 404; real ones in tests/tests/deliveries.rs.
+        row("GET /v1/admin/deliveries", None, Roles(&["admin"]), 200),
+        row(
+            "GET /v1/admin/deliveries/{id}",
+            None,
+            Roles(&["admin"]),
+            404,
+        ),
         row("GET /healthz", None, Anyone, 200),
         row("GET /readyz", None, Anyone, 200),
         row("GET /metrics", None, Anyone, 200),

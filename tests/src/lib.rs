@@ -10,3 +10,4 @@ pub mod own_nats;
 pub mod own_postgres;
 pub mod schedule;
 pub mod server;
+pub mod smtp_sink;

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod billing;
 pub mod chart;
 pub mod compliance;
+pub mod deliveries;
 pub mod medications;
 pub mod messaging;
 pub mod notifications;
@@ -123,6 +124,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(medications::doses))
         .routes(routes!(notifications::my_notifications))
         .routes(routes!(notifications::mark_notification_read))
+        .routes(routes!(deliveries::list_deliveries))
+        .routes(routes!(deliveries::get_delivery))
         .routes(routes!(messaging::start_thread))
         .routes(routes!(messaging::get_thread))
         .routes(routes!(messaging::post_message))

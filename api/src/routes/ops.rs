@@ -181,7 +181,13 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Projection lag, measured at scrape time: events behind the log head, and
     // how long ago the oldest unprojected event was recorded.
     if let Ok(head) = state.log().head_position().await {
-        for p in state.projections() {
+        // The delivery senders follow their outbox, not the log: no lag.
+        let follows_log = |name: &str| {
+            !anamnesis_projections::deliveries::LANES
+                .iter()
+                .any(|l| l.name == name)
+        };
+        for p in state.projections().iter().filter(|p| follows_log(p.name)) {
             let (name, at) = (&p.name, *p.progress.borrow());
             let behind = (head - at).max(0);
             metrics::gauge!("anamnesis_projection_lag_events", "projection" => *name)

@@ -353,6 +353,8 @@ impl World {
             "POST /v1/me/notifications/{id}/read" => {
                 ("/v1/me/notifications/0.0/read".to_owned(), None)
             }
+            "GET /v1/admin/deliveries" => ("/v1/admin/deliveries?status=dead".to_owned(), None),
+            "GET /v1/admin/deliveries/{id}" => ("/v1/admin/deliveries/1".to_owned(), None),
             "GET /v1/patients/{id}/history" => (format!("/v1/patients/{id}/history"), None),
             "GET /v1/patients/{id}/as-of" => {
                 (format!("/v1/patients/{id}/as-of?position=1000000"), None)
