@@ -393,7 +393,7 @@ async fn webhooks_are_signed_retried_and_dead_letters_reach_the_admins(
 
     // A rebuild of the notifications enqueues nothing again.
     let requests = receiver.got().len();
-    let out = s.cli(&["rebuild", "notifications"], "").await?;
+    let out = s.cli(&["rebuild", "notifications", "alerts"], "").await?;
     assert!(
         out.status.success(),
         "{}",
@@ -569,7 +569,7 @@ async fn old_news_is_never_sent(backend: Backend) -> anyhow::Result<()> {
     let s = TestServer::start_on(db, url_db, &extra).await?;
     let admin = s.login("admin", ADMIN_PASSWORD).await?;
     let doctor = s.login("dr.house", PASSWORD).await?;
-    let out = s.cli(&["rebuild", "notifications"], "").await?;
+    let out = s.cli(&["rebuild", "notifications", "alerts"], "").await?;
     assert!(
         out.status.success(),
         "{}",
