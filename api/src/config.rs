@@ -158,6 +158,43 @@ pub struct Settings {
     )]
     pub cors_origins: String,
 
+    /// Requests per minute to sign-in, registration and password endpoints
+    /// from one client address (0: no limit).
+    #[arg(
+        long,
+        env = "ANAMNESIS_AUTH_RATE_PER_MINUTE",
+        default_value_t = 30,
+        global = true
+    )]
+    pub auth_rate_per_minute: u32,
+
+    /// Sign-in attempts per minute for one account name (0: no limit).
+    #[arg(
+        long,
+        env = "ANAMNESIS_ACCOUNT_RATE_PER_MINUTE",
+        default_value_t = 10,
+        global = true
+    )]
+    pub account_rate_per_minute: u32,
+
+    /// Requests per second with one token, sustained (0: no limit)...
+    #[arg(
+        long,
+        env = "ANAMNESIS_TOKEN_RATE_PER_SECOND",
+        default_value_t = 50,
+        global = true
+    )]
+    pub token_rate_per_second: u32,
+
+    /// ...and at once.
+    #[arg(
+        long,
+        env = "ANAMNESIS_TOKEN_BURST",
+        default_value_t = 200,
+        global = true
+    )]
+    pub token_burst: u32,
+
     /// `serve` runs no fan-out consumer (notifications, alerts, reminders):
     /// for a deployment that runs them apart with `anamnesis consume`.
     #[arg(long, env = "ANAMNESIS_NO_CONSUMERS", global = true)]
@@ -223,6 +260,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The rate limits (`crate::limits`).
+    pub fn limits(&self) -> crate::limits::LimitSettings {
+        crate::limits::LimitSettings {
+            auth_per_minute: self.auth_rate_per_minute,
+            account_per_minute: self.account_rate_per_minute,
+            token_per_second: self.token_rate_per_second,
+            token_burst: self.token_burst,
+        }
+    }
+
     /// The clinic's zone, or an error naming the setting.
     pub fn zone(&self) -> anyhow::Result<anamnesis_domain::schedule::ClinicZone> {
         anamnesis_domain::schedule::ClinicZone::parse(&self.time_zone).ok_or_else(|| {

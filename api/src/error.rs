@@ -72,6 +72,9 @@ pub enum ApiError {
     },
     /// 413.
     PayloadTooLarge,
+    /// 429: over a rate limit (`crate::limits`); try again after this many
+    /// seconds.
+    RateLimited { retry_after: u64 },
     /// 415.
     UnsupportedMediaType,
     /// 503: the service cannot do this now (the log failed an integrity
@@ -99,6 +102,7 @@ impl ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } | ApiError::OverBookings { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::NotCaughtUp { .. } | ApiError::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -146,6 +150,11 @@ impl ApiError {
                 )),
             ),
             ApiError::PayloadTooLarge => ("body_too_large", None, None),
+            ApiError::RateLimited { retry_after } => (
+                "rate_limited",
+                None,
+                Some(format!("too many requests; retry after {retry_after} s")),
+            ),
             ApiError::UnsupportedMediaType => (
                 "unsupported_media_type",
                 None,
@@ -212,6 +221,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::NotCaughtUp { .. } | ApiError::Unavailable { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }

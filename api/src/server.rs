@@ -83,8 +83,7 @@ pub struct Prepared {
     reads: anamnesis_commands::Db,
     read_models: anamnesis_commands::Db,
     state: AppState,
-    /// The origins browsers may call from (`--cors-origins`).
-    cors: Vec<axum::http::HeaderValue>,
+    edge: Edge,
     stop: watch::Sender<bool>,
     runners: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -212,7 +211,10 @@ impl Prepared {
             reads,
             read_models,
             state,
-            cors,
+            edge: Edge {
+                cors,
+                limits: crate::limits::Limits::new(settings.limits()),
+            },
             stop,
             runners,
         })
@@ -236,11 +238,25 @@ impl Prepared {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let app = router(self.state, &self.cors);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
+        let app = router(self.state, &self.edge);
+        // Quiet clients' limits are forgotten once a minute.
+        let limits = self.edge.limits.clone();
+        let forgetting = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                limits.forget_quiet();
+            }
+        });
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .context("serving HTTP");
+        forgetting.abort();
+        served?;
         tracing::info!("shutting down: stopping projectors");
         self.stop.send_replace(true);
         for r in self.runners {
@@ -346,8 +362,17 @@ impl Projectors {
     }
 }
 
-/// The whole HTTP surface, with CORS for `cors_origins` (none: no CORS).
-pub fn router(state: AppState, cors_origins: &[axum::http::HeaderValue]) -> axum::Router {
+/// What the HTTP layer is configured with, beside the handlers' state.
+#[derive(Clone)]
+pub struct Edge {
+    /// The origins browsers may call from (`--cors-origins`; none: no CORS).
+    pub cors: Vec<axum::http::HeaderValue>,
+    /// The rate limits.
+    pub limits: Arc<crate::limits::Limits>,
+}
+
+/// The whole HTTP surface.
+pub fn router(state: AppState, edge: &Edge) -> axum::Router {
     let request_id = HeaderName::from_static("x-request-id");
     let (api, mut doc) = crate::routes::api().split_for_parts();
     crate::routes::finish(&mut doc);
@@ -373,6 +398,10 @@ pub fn router(state: AppState, cors_origins: &[axum::http::HeaderValue]) -> axum
             crate::idempotency::middleware,
         ))
         .layer(axum::middleware::from_fn(deadline))
+        .layer(axum::middleware::from_fn_with_state(
+            edge.limits.clone(),
+            crate::limits::middleware,
+        ))
         .layer(axum::middleware::from_fn(crate::metrics::track))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(
@@ -398,7 +427,7 @@ pub fn router(state: AppState, cors_origins: &[axum::http::HeaderValue]) -> axum
         .layer(axum::middleware::from_fn(crate::browser::security_headers));
     // Outermost: a preflight is answered before authentication, routing or
     // the idempotency layer see it.
-    let app = match crate::browser::cors(cors_origins) {
+    let app = match crate::browser::cors(&edge.cors) {
         Some(cors) => app.layer(cors),
         None => app,
     };

@@ -240,6 +240,15 @@ impl BenchServer {
         if let Some(url) = &db.url {
             cli.extend(["--database-url".to_owned(), url.clone()]);
         }
+        // A load generator is one client address with a few tokens, at
+        // thousands of requests a second: no rate limits.
+        for limit in [
+            "--auth-rate-per-minute",
+            "--account-rate-per-minute",
+            "--token-rate-per-second",
+        ] {
+            cli.extend([limit.to_owned(), "0".to_owned()]);
+        }
         cli.extend(extra.iter().cloned());
         cli.push("serve".into());
         let settings = <anamnesis_api::cli::Cli as clap::Parser>::try_parse_from(cli)?.settings;

@@ -95,6 +95,17 @@ impl TestServer {
         if let Some(url) = &url {
             args.extend(["--database-url".to_owned(), url.clone()]);
         }
+        if !extra.iter().any(|a| a.contains("-rate-")) {
+            // Tests sign in many users from one address in seconds: the
+            // rate limits are off unless a test sets them (tests/tests/limits.rs).
+            for limit in [
+                "--auth-rate-per-minute",
+                "--account-rate-per-minute",
+                "--token-rate-per-second",
+            ] {
+                args.extend([limit.to_owned(), "0".to_owned()]);
+            }
+        }
         args.extend(
             extra
                 .iter()

@@ -29,6 +29,11 @@ fn common_args(t: &TestDb, data_dir: &std::path::Path) -> Vec<String> {
         TEST_TOKEN_KEY.into(),
         "--database-url".into(),
         t.url.clone().expect("a Postgres test database"),
+        // One client address and token at full speed: no rate limits.
+        "--auth-rate-per-minute".into(),
+        "0".into(),
+        "--token-rate-per-second".into(),
+        "0".into(),
     ]
 }
 
