@@ -10,6 +10,7 @@ pub mod messaging;
 pub mod notifications;
 pub mod patients;
 pub mod rebuild;
+pub mod redis;
 pub mod relay;
 pub mod runner;
 pub mod schedule;

@@ -8,5 +8,6 @@ pub mod db;
 pub mod fixtures;
 pub mod own_nats;
 pub mod own_postgres;
+pub mod own_redis;
 pub mod schedule;
 pub mod server;
