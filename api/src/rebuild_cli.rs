@@ -133,7 +133,9 @@ async fn redis(settings: &Settings, db: &Db, reader: &LogReader) -> anyhow::Resu
         .context("rebuild redis: no Redis is configured (--redis-url / REDIS_URL)")?;
     let cache = Cache::open(config).context("--redis-url / REDIS_URL")?;
     let started = Instant::now();
-    let cleared = clear(&cache).await.context("clearing the Redis read models")?;
+    let cleared = clear(&cache)
+        .await
+        .context("clearing the Redis read models")?;
     let bar = bar("redis");
     let mut upstream = Upstream::Polling(db.clone());
     let position = catch_up(&cache, (reader, db), &mut upstream, |position, head| {

@@ -69,10 +69,7 @@ async fn get(
     path: &str,
     headers: &[(&str, String)],
 ) -> anyhow::Result<Read> {
-    let mut request = s
-        .http
-        .get(format!("{}{path}", s.base))
-        .bearer_auth(token);
+    let mut request = s.http.get(format!("{}{path}", s.base)).bearer_auth(token);
     for (name, value) in headers {
         request = request.header(*name, value);
     }
@@ -122,7 +119,10 @@ async fn same_both_ways(
         database.status == 200 && database.source == "database",
         "GET {path} (no-cache): {database:?}"
     );
-    assert_eq!(cached.body, database.body, "GET {path}: Redis and the database differ");
+    assert_eq!(
+        cached.body, database.body,
+        "GET {path}: Redis and the database differ"
+    );
     Ok(cached.body)
 }
 
@@ -162,7 +162,14 @@ async fn setup(s: TestServer) -> anyhow::Result<Setup> {
     let weekly = hours(&WEEKDAYS, &[("09:00", "12:00"), ("13:00", "17:00")]);
     set_hours(&s, &admin, &dr, weekly, 30).await?;
     let (marie, marie_id) = patient_account(&s, "marie", "Curie").await?;
-    let last = book(&s, &staff, &dr, &marie_id, &clinic.at(clinic.next(Weekday::Mon), "09:00")).await?;
+    let last = book(
+        &s,
+        &staff,
+        &dr,
+        &marie_id,
+        &clinic.at(clinic.next(Weekday::Mon), "09:00"),
+    )
+    .await?;
     anyhow::ensure!(last.status == 201, "book: {last:?}");
     Ok(Setup {
         s,
@@ -208,8 +215,14 @@ async fn redis_answers_as_the_database_does(backend: Backend) -> anyhow::Result<
     let front = same_both_ways(&s, &staff, &card, &booked).await?;
     assert_eq!(front["family_name"], "Curie");
     assert_eq!(front["mrn"], "MRN-Curie");
-    assert_eq!(front["next_appointment"]["appointment_id"], id(&booked).as_str());
-    assert!(front.get("allergies").is_none(), "staff see no allergies: {front}");
+    assert_eq!(
+        front["next_appointment"]["appointment_id"],
+        id(&booked).as_str()
+    );
+    assert!(
+        front.get("allergies").is_none(),
+        "staff see no allergies: {front}"
+    );
 
     // An allergy: on the doctor's card (the booking put her in his care).
     let allergy = record_allergy(
@@ -303,7 +316,13 @@ async fn redis_answers_as_the_database_does(backend: Backend) -> anyhow::Result<
     // The holiday withdrawn: Wednesday is back, for the specialty too.
     let holiday_id = id(&holiday);
     let withdrawn = s
-        .call("DELETE", &format!("/v1/holidays/{holiday_id}"), Some(&admin), None, &[])
+        .call(
+            "DELETE",
+            &format!("/v1/holidays/{holiday_id}"),
+            Some(&admin),
+            None,
+            &[],
+        )
         .await?;
     assert_eq!(withdrawn.status, 200, "{withdrawn:?}");
     let all = starts(&same_both_ways(&s, &marie, &week, &withdrawn).await?);
@@ -404,7 +423,10 @@ async fn reads_are_served_while_redis_is_away_and_it_is_refilled_after(
     let after = same_both_ways(&s, &marie, &week, &second).await?;
     assert_eq!(starts(&after), all);
     let front = same_both_ways(&s, &staff, &card, &second).await?;
-    assert_eq!(front["next_appointment"]["appointment_id"], id(&booked).as_str());
+    assert_eq!(
+        front["next_appointment"]["appointment_id"],
+        id(&booked).as_str()
+    );
     s.stop().await
 }
 
@@ -511,7 +533,14 @@ async fn keys_hold_ids_only(backend: Backend) -> anyhow::Result<()> {
         .await?;
     assert_eq!(registered.status, 201, "{registered:?}");
     let monday = clinic.next(Weekday::Mon);
-    let last = book(&s, &staff, &dr, &id(&registered), &clinic.at(monday, "11:00")).await?;
+    let last = book(
+        &s,
+        &staff,
+        &dr,
+        &id(&registered),
+        &clinic.at(monday, "11:00"),
+    )
+    .await?;
     assert_eq!(last.status, 201, "{last:?}");
     let card = format!("/v1/patients/{}/card", id(&registered));
     let front = same_both_ways(&s, &staff, &card, &last).await?;
@@ -630,11 +659,17 @@ async fn slots_read_speed() {
         // A busier week: ten more bookings.
         let monday = clinic.next(Weekday::Mon);
         let mut last = last;
-        for (i, time) in ["09:30", "10:00", "10:30", "11:00", "11:30"].iter().enumerate() {
+        for (i, time) in ["09:30", "10:00", "10:30", "11:00", "11:30"]
+            .iter()
+            .enumerate()
+        {
             for day in [monday + Days::days(1), monday + Days::days(3)] {
-                let (_, other) =
-                    patient_account(&s, &format!("p{i}{day}"), &format!("Fam{i}")).await.unwrap();
-                last = book(&s, &staff, &dr, &other, &clinic.at(day, time)).await.unwrap();
+                let (_, other) = patient_account(&s, &format!("p{i}{day}"), &format!("Fam{i}"))
+                    .await
+                    .unwrap();
+                last = book(&s, &staff, &dr, &other, &clinic.at(day, time))
+                    .await
+                    .unwrap();
                 assert_eq!(last.status, 201, "{last:?}");
             }
         }

@@ -92,7 +92,11 @@ pub async fn card_from_database(
     let mrn = patient
         .identifiers
         .iter()
-        .find(|i| i["system"].as_str().is_some_and(|s| s.eq_ignore_ascii_case("mrn")))
+        .find(|i| {
+            i["system"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("mrn"))
+        })
         .map(|i| text(i, "value"));
     let allergies = patient
         .allergies

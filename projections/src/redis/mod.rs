@@ -20,9 +20,9 @@ mod slots;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use anamnesis_domain::schedule::ClinicZone;
 use chrono::NaiveDate;
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use uuid::Uuid;
 
 pub use cards::{card_from_database, AllergyBrief, CardData, Upcoming};
@@ -133,7 +133,11 @@ impl Cache {
     }
 
     pub(crate) fn slots_key(&self, provider: Uuid, day: NaiveDate) -> String {
-        format!("{}:slots:{provider}:{}", self.config.prefix, day.format("%Y-%m-%d"))
+        format!(
+            "{}:slots:{provider}:{}",
+            self.config.prefix,
+            day.format("%Y-%m-%d")
+        )
     }
 
     pub(crate) fn card_key(&self, patient: Uuid) -> String {

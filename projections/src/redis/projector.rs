@@ -10,10 +10,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use ::redis::aio::ConnectionManager;
 use anamnesis_commands::{Db, LogReader, StoredEvent};
 use anamnesis_domain::schedule::{AppointmentEvent, ClinicEvent, Period, ProviderEvent};
 use chrono::{DateTime, NaiveDate, Utc};
-use ::redis::aio::ConnectionManager;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -47,25 +47,28 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    async fn reach(&mut self, position: i64) -> Result<(), RedisError> {
-        match self {
-            Upstream::Watching(all) => {
-                for (name, progress) in all.iter_mut() {
-                    let name: &'static str = name;
+    /// Waits until each read model named in `targets` holds the position
+    /// given with it (its own events up to there: a read model's committed
+    /// checkpoint may lag behind other domains' events).
+    async fn reach(&mut self, targets: &[(&'static str, i64)]) -> Result<(), RedisError> {
+        for &(name, position) in targets {
+            if position <= 0 {
+                continue;
+            }
+            match self {
+                Upstream::Watching(all) => {
+                    let Some((_, progress)) = all.iter_mut().find(|(n, _)| *n == name) else {
+                        continue;
+                    };
                     let reached =
                         tokio::time::timeout(UPSTREAM_WAIT, progress.wait_for(|p| *p >= position))
                             .await
                             .is_ok_and(|r| r.is_ok());
                     if !reached {
-                        return Err(RedisError::Upstream {
-                            name,
-                            position,
-                        });
+                        return Err(RedisError::Upstream { name, position });
                     }
                 }
-            }
-            Upstream::Polling(db) => {
-                for name in [crate::patients::NAME, crate::schedule::NAME] {
+                Upstream::Polling(db) => {
                     let deadline = tokio::time::Instant::now() + UPSTREAM_WAIT;
                     while checkpoint(db, name).await? < position {
                         if tokio::time::Instant::now() >= deadline {
@@ -78,6 +81,23 @@ impl Upstream {
         }
         Ok(())
     }
+}
+
+/// What the read models must hold before `events` are computed from them:
+/// the `patients` model its last patient event, `schedule` its last
+/// scheduling event.
+fn targets(events: &[StoredEvent]) -> [(&'static str, i64); 2] {
+    let last = |patient: bool| {
+        events
+            .iter()
+            .rev()
+            .find(|e| (e.aggregate_type == "patient") == patient)
+            .map_or(0, |e| e.global_position)
+    };
+    [
+        (crate::patients::NAME, last(true)),
+        (crate::schedule::NAME, last(false)),
+    ]
 }
 
 /// Which local days of a provider need computing again.
@@ -141,11 +161,15 @@ fn uuid_of(e: &StoredEvent) -> Result<Uuid, RedisError> {
 }
 
 impl Touched {
-    fn of(events: &[StoredEvent], zone: anamnesis_domain::schedule::ClinicZone) -> Result<Self, RedisError> {
+    fn of(
+        events: &[StoredEvent],
+        zone: anamnesis_domain::schedule::ClinicZone,
+    ) -> Result<Self, RedisError> {
         let mut t = Touched::default();
         for e in events {
             if e.aggregate_type == "patient" {
-                t.patients.insert(e.patient_id.map_or_else(|| uuid_of(e), Ok)?);
+                t.patients
+                    .insert(e.patient_id.map_or_else(|| uuid_of(e), Ok)?);
                 continue;
             }
             let event = ScheduleEvent::decode(&e.event_type, &e.event_version, &e.payload)
@@ -180,9 +204,9 @@ impl Touched {
                                 .or_default()
                                 .add(days_of(zone, &booking.period));
                         }
-                        AppointmentEvent::Rescheduled { from, to } => {
-                            t.appointments.push((e.aggregate_id.clone(), vec![from, to]))
-                        }
+                        AppointmentEvent::Rescheduled { from, to } => t
+                            .appointments
+                            .push((e.aggregate_id.clone(), vec![from, to])),
                         _ => t.appointments.push((e.aggregate_id.clone(), Vec::new())),
                     }
                 }
@@ -193,7 +217,11 @@ impl Touched {
 
     /// Adds the days of the appointments whose provider the batch did not
     /// name, from the `schedule` read model (which has reached the batch).
-    async fn resolve(&mut self, db: &Db, zone: anamnesis_domain::schedule::ClinicZone) -> Result<(), RedisError> {
+    async fn resolve(
+        &mut self,
+        db: &Db,
+        zone: anamnesis_domain::schedule::ClinicZone,
+    ) -> Result<(), RedisError> {
         for (id, periods) in std::mem::take(&mut self.appointments) {
             let row = crate::schedule::appointment(db, &id)
                 .await?
@@ -283,7 +311,9 @@ async fn compute(
                 })?;
                 // Gone a day after the day ends: past days are never read.
                 let expires = zone.day(day).1.timestamp() + 24 * 3600;
-                writes.set.push((cache.slots_key(id, day), value, Some(expires)));
+                writes
+                    .set
+                    .push((cache.slots_key(id, day), value, Some(expires)));
             }
         }
     }
@@ -313,7 +343,13 @@ async fn commit(
     pipe.atomic();
     for (key, value, expires) in &writes.set {
         match expires {
-            Some(at) => pipe.cmd("SET").arg(key).arg(value).arg("EXAT").arg(*at).ignore(),
+            Some(at) => pipe
+                .cmd("SET")
+                .arg(key)
+                .arg(value)
+                .arg("EXAT")
+                .arg(*at)
+                .ignore(),
             None => pipe.cmd("SET").arg(key).arg(value).ignore(),
         };
     }
@@ -330,7 +366,10 @@ async fn commit(
 /// Watches the checkpoint key and reads it (0 when absent).
 async fn watch_checkpoint(cache: &Cache, conn: &mut ConnectionManager) -> Result<i64, RedisError> {
     let key = cache.checkpoint_key();
-    ::redis::cmd("WATCH").arg(&key).query_async::<()>(conn).await?;
+    ::redis::cmd("WATCH")
+        .arg(&key)
+        .query_async::<()>(conn)
+        .await?;
     let at: Option<i64> = ::redis::cmd("GET").arg(&key).query_async(conn).await?;
     Ok(at.unwrap_or(0))
 }
@@ -374,16 +413,15 @@ async fn step(
         Some(last) if events.len() as i64 >= BATCH => last.global_position,
         _ => until,
     };
-    let writes = match events.last() {
-        None => Writes::default(),
-        Some(last) => {
-            let mut touched = Touched::of(&events, cache.config.zone)?;
-            // The read models project exactly these types: once they hold
-            // the batch's last event, they hold the whole batch.
-            upstream.reach(last.global_position).await?;
-            touched.resolve(db, cache.config.zone).await?;
-            compute(cache, (reader, db), touched).await?
-        }
+    let writes = if events.is_empty() {
+        Writes::default()
+    } else {
+        let mut touched = Touched::of(&events, cache.config.zone)?;
+        // The two read models project exactly these types: once each holds
+        // its last event of the batch, they hold the whole batch.
+        upstream.reach(&targets(&events)).await?;
+        touched.resolve(db, cache.config.zone).await?;
+        compute(cache, (reader, db), touched).await?
     };
     if !commit(cache, conn, &writes, Some(reached)).await? {
         return Ok(Stepped::Raced);
@@ -408,7 +446,9 @@ pub async fn fill(
         unwatch(&mut conn).await?;
         return Ok(true);
     }
-    upstream.reach(at).await?;
+    upstream
+        .reach(&[(crate::patients::NAME, at), (crate::schedule::NAME, at)])
+        .await?;
     let mut every = BTreeSet::new();
     every.extend(days.0.iter_days().take_while(|d| *d <= days.1));
     let touched = Touched {
@@ -424,7 +464,10 @@ pub async fn clear(cache: &Cache) -> Result<usize, RedisError> {
     let mut conn = cache.dedicated()?;
     let keys = scan(&mut conn, &format!("{}:*", cache.config.prefix)).await?;
     for chunk in keys.chunks(500) {
-        ::redis::cmd("UNLINK").arg(chunk).query_async::<()>(&mut conn).await?;
+        ::redis::cmd("UNLINK")
+            .arg(chunk)
+            .query_async::<()>(&mut conn)
+            .await?;
     }
     Ok(keys.len())
 }
@@ -452,8 +495,11 @@ pub async fn catch_up(
 }
 
 fn failing(set: bool) {
-    metrics::gauge!("anamnesis_projection_failing", "projection" => NAME)
-        .set(if set { 1.0 } else { 0.0 });
+    metrics::gauge!("anamnesis_projection_failing", "projection" => NAME).set(if set {
+        1.0
+    } else {
+        0.0
+    });
 }
 
 /// Keeps Redis current until `shutdown` turns true: one process at a time

@@ -26,12 +26,15 @@ impl DaySlots {
     /// The slots that start after `now`.
     pub fn after(&self, now: DateTime<Utc>) -> impl Iterator<Item = Period> + '_ {
         let now = now.timestamp();
-        self.0.iter().filter(move |(s, _)| *s > now).filter_map(|(s, e)| {
-            Some(Period {
-                start: DateTime::from_timestamp(*s, 0)?,
-                end: DateTime::from_timestamp(*e, 0)?,
+        self.0
+            .iter()
+            .filter(move |(s, _)| *s > now)
+            .filter_map(|(s, e)| {
+                Some(Period {
+                    start: DateTime::from_timestamp(*s, 0)?,
+                    end: DateTime::from_timestamp(*e, 0)?,
+                })
             })
-        })
     }
 }
 
@@ -43,12 +46,13 @@ where
 {
     let mut aggregate = A::default();
     for e in reader.read_stream(A::TYPE, id, 0).await? {
-        let event = A::Event::from_stored(&e.event_type, &e.event_version, &e.payload).map_err(
-            |err| RedisError::Event {
-                position: e.global_position,
-                detail: err.to_string(),
-            },
-        )?;
+        let event =
+            A::Event::from_stored(&e.event_type, &e.event_version, &e.payload).map_err(|err| {
+                RedisError::Event {
+                    position: e.global_position,
+                    detail: err.to_string(),
+                }
+            })?;
         aggregate.apply(event);
     }
     Ok(aggregate)
@@ -113,6 +117,8 @@ pub async fn day_slots(
 /// The local days a period touches.
 pub(crate) fn days_of(zone: ClinicZone, period: &Period) -> Vec<NaiveDate> {
     let first = zone.date_of(period.start);
-    let last = zone.date_of(period.end - chrono::Duration::seconds(1)).max(first);
+    let last = zone
+        .date_of(period.end - chrono::Duration::seconds(1))
+        .max(first);
     first.iter_days().take_while(|d| *d <= last).collect()
 }
