@@ -195,6 +195,13 @@ pub const TABLE: &[Row] = {
             Roles(&["patient", "doctor", "nurse", "staff", "compliance"]),
             200,
         ),
+        row("GET /v1/patients/{id}/card", Other, CLINICAL_READERS, 200),
+        row(
+            "GET /v1/patients/{id}/card",
+            Own,
+            Roles(&["patient", "doctor", "nurse", "staff", "compliance"]),
+            200,
+        ),
         row(
             "PUT /v1/patients/{id}/demographics",
             Other,

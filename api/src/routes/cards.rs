@@ -95,12 +95,12 @@ async fn cached(
     let cache = state.redis().filter(|_| !fresh.0)?;
     let outcome = match cache.card(id, min.0).await {
         Ok(data) => match data.next_after(now) {
-            Ok(next) => {
+            Some(next) => {
                 let next = next.cloned();
                 Ok((data, next))
             }
             // Every appointment it kept has begun: the database knows more.
-            Err(()) => Err("empty"),
+            None => Err("empty"),
         },
         Err(miss) => Err(miss.as_str()),
     };

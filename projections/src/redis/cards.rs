@@ -54,14 +54,14 @@ pub struct Upcoming {
 }
 
 impl CardData {
-    /// The next booked appointment starting after `now` (seconds); `Err`
-    /// when the card cannot tell (every kept one has begun, and it kept
-    /// fewer than were booked).
-    pub fn next_after(&self, now: i64) -> Result<Option<&Upcoming>, ()> {
+    /// The next booked appointment starting after `now` (seconds), or
+    /// `None` when the card cannot tell (every kept one has begun, and it
+    /// kept fewer than were booked).
+    pub fn next_after(&self, now: i64) -> Option<Option<&Upcoming>> {
         match self.upcoming.iter().find(|u| u.starts_at > now) {
-            Some(u) => Ok(Some(u)),
-            None if self.more_upcoming => Err(()),
-            None => Ok(None),
+            Some(u) => Some(Some(u)),
+            None if self.more_upcoming => None,
+            None => Some(None),
         }
     }
 }

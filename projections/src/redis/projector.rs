@@ -229,7 +229,7 @@ impl Touched {
             let provider = Uuid::parse_str(&row.provider_id).map_err(|_| RedisError::Damaged {
                 key: format!("appointments/{id}"),
             })?;
-            if let Some(patient) = Uuid::parse_str(&row.patient_id).ok() {
+            if let Ok(patient) = Uuid::parse_str(&row.patient_id) {
                 self.patients.insert(patient);
             }
             let days = self.providers.entry(provider).or_default();
