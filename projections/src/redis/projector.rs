@@ -621,3 +621,86 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anamnesis_domain::schedule::ClinicZone;
+    use chrono::TimeZone;
+
+    fn date(d: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn an_appointment_over_local_midnight_touches_both_days() {
+        let zone = ClinicZone::parse("America/Los_Angeles").unwrap();
+        // 23:30 to 00:30 local (PST, UTC-8).
+        let period = Period {
+            start: Utc.with_ymd_and_hms(2026, 12, 8, 7, 30, 0).unwrap(),
+            end: Utc.with_ymd_and_hms(2026, 12, 8, 8, 30, 0).unwrap(),
+        };
+        assert_eq!(
+            days_of(zone, &period),
+            vec![date("2026-12-07"), date("2026-12-08")]
+        );
+    }
+
+    #[test]
+    fn an_appointment_ending_at_midnight_touches_its_day_only() {
+        let zone = ClinicZone::parse("UTC").unwrap();
+        let period = Period {
+            start: Utc.with_ymd_and_hms(2026, 12, 7, 23, 30, 0).unwrap(),
+            end: Utc.with_ymd_and_hms(2026, 12, 8, 0, 0, 0).unwrap(),
+        };
+        assert_eq!(days_of(zone, &period), vec![date("2026-12-07")]);
+    }
+
+    #[test]
+    fn only_days_within_the_horizon_are_computed() {
+        let window = (date("2026-12-01"), date("2026-12-03"));
+        let mut days = Days::default();
+        assert!(days.within(window).is_empty());
+        days.add([date("2026-11-30"), date("2026-12-02"), date("2026-12-09")]);
+        assert_eq!(days.within(window), vec![date("2026-12-02")]);
+        days.merge(&Days::All);
+        assert_eq!(
+            days.within(window),
+            vec![date("2026-12-01"), date("2026-12-02"), date("2026-12-03")]
+        );
+    }
+
+    #[test]
+    fn a_batch_waits_for_each_read_model_on_its_own_last_event() {
+        let event = |position: i64, aggregate_type: &str| StoredEvent {
+            global_position: position,
+            event_id: Uuid::nil(),
+            aggregate_type: aggregate_type.to_owned(),
+            aggregate_id: String::new(),
+            sequence: 1,
+            event_type: String::new(),
+            event_version: String::new(),
+            payload: String::new(),
+            metadata: String::new(),
+            recorded_at: Utc::now(),
+            actor_id: String::new(),
+            actor_role: String::new(),
+            reason: None,
+            correlation_id: None,
+            causation_id: None,
+            patient_id: None,
+            prev_hash: Vec::new(),
+            hash: Vec::new(),
+        };
+        let batch = [
+            event(3, "patient"),
+            event(5, "appointment"),
+            event(6, "patient"),
+            event(9, "provider"),
+        ];
+        assert_eq!(
+            targets(&batch),
+            [(crate::patients::NAME, 6), (crate::schedule::NAME, 9)]
+        );
+    }
+}
