@@ -664,9 +664,10 @@ async fn slots_read_speed() {
             .enumerate()
         {
             for day in [monday + Days::days(1), monday + Days::days(3)] {
-                let (_, other) = patient_account(&s, &format!("p{i}{day}"), &format!("Fam{i}"))
-                    .await
-                    .unwrap();
+                let (_, other) =
+                    patient_account(&s, &format!("p{i}{day}"), &format!("Fam{i}{day}"))
+                        .await
+                        .unwrap();
                 last = book(&s, &staff, &dr, &other, &clinic.at(day, time))
                     .await
                     .unwrap();
