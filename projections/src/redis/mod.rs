@@ -16,6 +16,7 @@
 mod cards;
 mod projector;
 mod slots;
+mod touched;
 
 use std::sync::Arc;
 use std::time::Duration;
