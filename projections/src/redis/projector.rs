@@ -333,6 +333,14 @@ pub async fn run(
         active.send_if_modified(|a| std::mem::replace(a, held) != held);
         if !held {
             filled = None;
+            // Standing by: what Redis reflects is still worth showing.
+            let at: Result<Option<i64>, _> = ::redis::cmd("GET")
+                .arg(cache.checkpoint_key())
+                .query_async(&mut conn)
+                .await;
+            if let Ok(at) = at {
+                progress.send_replace(at.unwrap_or(0));
+            }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                 _ = shutdown.changed() => {}
