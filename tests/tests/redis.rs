@@ -38,6 +38,11 @@ fn prefix() -> String {
 /// A server in Los Angeles over a fresh database, with Redis at `url`
 /// under `prefix`.
 async fn start(backend: Backend, url: &str, prefix: &str) -> anyhow::Result<TestServer> {
+    // Fail, never skip, without a Redis (deploy/test.sh starts the shared one).
+    let mut conn = connection(url).await.map_err(|e| {
+        anyhow::anyhow!("Redis is required for this test and is not reachable at {url}: {e}")
+    })?;
+    redis::cmd("PING").query_async::<String>(&mut conn).await?;
     let db = TestDb::new(backend).await?;
     let db_url = db.url.clone();
     TestServer::start_on(

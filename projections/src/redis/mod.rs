@@ -198,12 +198,6 @@ impl Cache {
         let value = values.first().ok_or(Miss::Empty)?;
         serde_json::from_str(value).map_err(|_| Miss::Empty)
     }
-
-    /// Every key under the prefix (tests, and `rebuild`).
-    pub async fn keys(&self) -> Result<Vec<String>, RedisError> {
-        let mut conn = self.dedicated()?;
-        scan(&mut conn, &format!("{}:*", self.config.prefix)).await
-    }
 }
 
 /// A connection manager that gives up fast: reads fall back to the
