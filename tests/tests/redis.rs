@@ -633,6 +633,79 @@ async fn keys_hold_ids_only(backend: Backend) -> anyhow::Result<()> {
     s.stop().await
 }
 
+/// What makes a read fall back, told apart on a real Redis: behind the
+/// position asked for, a value missing, no checkpoint, no Redis at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_falls_back_when_redis_is_behind_empty_or_away() {
+    use anamnesis_projections::redis::{Cache, DaySlots, Miss, RedisConfig};
+    let prefix = prefix();
+    let config = |url: &str| RedisConfig {
+        url: url.to_owned(),
+        prefix: prefix.clone(),
+        zone: anamnesis_domain::schedule::ClinicZone::parse("UTC").unwrap(),
+        horizon_days: 7,
+    };
+    let cache = Cache::open(config(SHARED_REDIS)).unwrap();
+    let provider = uuid::Uuid::now_v7();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+    let next = day.succ_opt().unwrap();
+
+    // No checkpoint: empty.
+    assert_eq!(
+        cache.slots(provider, (day, day), None).await,
+        Err(Miss::Empty)
+    );
+    let mut conn = connection(SHARED_REDIS).await.unwrap();
+    let slots = DaySlots(vec![(1_796_630_400, 1_796_632_200)]);
+    redis::pipe()
+        .set(format!("{prefix}:checkpoint"), 40)
+        .set(
+            format!("{prefix}:slots:{provider}:{day}"),
+            serde_json::to_string(&slots).unwrap(),
+        )
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    // There, and reflecting what is asked for (or nothing asked).
+    assert_eq!(
+        cache.slots(provider, (day, day), None).await,
+        Ok(vec![slots.clone()])
+    );
+    assert_eq!(
+        cache.slots(provider, (day, day), Some(40)).await,
+        Ok(vec![slots])
+    );
+    // Behind the position asked for.
+    assert_eq!(
+        cache.slots(provider, (day, day), Some(41)).await,
+        Err(Miss::Behind)
+    );
+    // One day of two missing.
+    assert_eq!(
+        cache.slots(provider, (day, next), None).await,
+        Err(Miss::Empty)
+    );
+    assert_eq!(
+        cache.card(provider, None).await.map(|_| ()),
+        Err(Miss::Empty)
+    );
+    forget(SHARED_REDIS, &prefix).await.unwrap();
+
+    // No Redis on that port: down, and told within the read limit.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let away = Cache::open(config(&format!("redis://127.0.0.1:{port}"))).unwrap();
+    let t = std::time::Instant::now();
+    assert_eq!(
+        away.slots(provider, (day, day), None).await,
+        Err(Miss::Down)
+    );
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
 async fn connection(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
     Ok(redis::Client::open(url)?
         .get_multiplexed_async_connection()
