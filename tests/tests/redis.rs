@@ -355,8 +355,9 @@ async fn redis_answers_as_the_database_does(backend: Backend) -> anyhow::Result<
         "the card reads are in the access log: {}",
         log.body
     );
-    forget(SHARED_REDIS, &prefix).await?;
-    s.stop().await
+    // Stopped first: a running projector would fill an emptied Redis again.
+    s.stop().await?;
+    forget(SHARED_REDIS, &prefix).await
 }
 
 /// The id of the patient's one allergy, from the patient read.
@@ -542,8 +543,9 @@ async fn rebuild_refills_redis(backend: Backend) -> anyhow::Result<()> {
     let r = get(&s, &staff, &card, &at(&booked)).await?;
     assert_eq!((r.status, r.source.as_str()), (200, "redis"), "{r:?}");
     assert_eq!(r.body, front);
-    forget(SHARED_REDIS, &prefix).await?;
-    s.stop().await
+    // Stopped first: a running projector would fill an emptied Redis again.
+    s.stop().await?;
+    forget(SHARED_REDIS, &prefix).await
 }
 
 async fn keys_hold_ids_only(backend: Backend) -> anyhow::Result<()> {
@@ -629,8 +631,9 @@ async fn keys_hold_ids_only(backend: Backend) -> anyhow::Result<()> {
         };
         assert!(shaped, "key {key} is not one of the documented shapes");
     }
-    forget(SHARED_REDIS, &prefix).await?;
-    s.stop().await
+    // Stopped first: a running projector would fill an emptied Redis again.
+    s.stop().await?;
+    forget(SHARED_REDIS, &prefix).await
 }
 
 /// What makes a read fall back, told apart on a real Redis: behind the
@@ -809,7 +812,7 @@ async fn slots_read_speed() {
                 h.len()
             );
         }
-        forget(SHARED_REDIS, &prefix).await.unwrap();
         s.stop().await.unwrap();
+        forget(SHARED_REDIS, &prefix).await.unwrap();
     }
 }
