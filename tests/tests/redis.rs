@@ -812,7 +812,67 @@ async fn slots_read_speed() {
                 h.len()
             );
         }
+        refill_rate(&s, backend, (&clinic, &staff, &dr))
+            .await
+            .unwrap();
         s.stop().await.unwrap();
         forget(SHARED_REDIS, &prefix).await.unwrap();
     }
+}
+
+/// How fast the projector fills an empty Redis: 300 more patients booked
+/// over five weeks, then the whole log replayed under a fresh prefix.
+async fn refill_rate(
+    s: &TestServer,
+    backend: Backend,
+    (clinic, staff, dr): (&Clinic, &str, &str),
+) -> anyhow::Result<()> {
+    use anamnesis_projections::redis::{catch_up, Cache, RedisConfig, Upstream};
+    const TIMES: [&str; 14] = [
+        "09:00", "09:30", "10:00", "10:30", "11:00", "11:30", "13:00", "13:30", "14:00", "14:30",
+        "15:00", "15:30", "16:00", "16:30",
+    ];
+    let monday = clinic.next(Weekday::Mon);
+    for i in 0..300_i64 {
+        let registered = s
+            .call(
+                "POST",
+                "/v1/patients",
+                Some(staff),
+                Some(patient(&format!("Load{i}"))),
+                &[],
+            )
+            .await?;
+        anyhow::ensure!(registered.status == 201, "{registered:?}");
+        let day = monday + Days::days(7 * (1 + i / 70) + (i % 70) / 14);
+        let time = TIMES[(i % 14) as usize];
+        let booked = book(s, staff, dr, &id(&registered), &clinic.at(day, time)).await?;
+        anyhow::ensure!(booked.status == 201, "{booked:?}");
+    }
+    let db = s.db.db.clone();
+    let reader = anamnesis_commands::LogReader::detached(db.clone());
+    let prefix = prefix();
+    let cache = Cache::open(RedisConfig {
+        url: SHARED_REDIS.to_owned(),
+        prefix: prefix.clone(),
+        zone: clinic.zone,
+        horizon_days: 12 * 7,
+    })?;
+    let events = s.event_count().await?;
+    let started = std::time::Instant::now();
+    catch_up(
+        &cache,
+        (&reader, &db),
+        &mut Upstream::Polling(db.clone()),
+        |_, _| {},
+    )
+    .await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let keys = keys(SHARED_REDIS, &prefix).await?.len();
+    println!(
+        "{backend:?} refill of an empty Redis: {events} events in {seconds:.2} s \
+         ({:.0} events/s), {keys} keys",
+        events as f64 / seconds
+    );
+    forget(SHARED_REDIS, &prefix).await
 }
