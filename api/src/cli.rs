@@ -61,7 +61,8 @@ pub enum Command {
     /// them in, while the server keeps serving.
     Rebuild {
         /// Read models: activity, patients, schedule, access_log, chart,
-        /// medications, messaging, billing, notifications, alerts.
+        /// medications, messaging, billing, notifications, alerts, redis (the
+        /// Redis read models: emptied and filled again).
         names: Vec<String>,
         /// Every read model.
         #[arg(long, conflicts_with = "names")]

@@ -199,12 +199,27 @@ pub struct Settings {
     /// for a deployment that runs them apart with `anamnesis consume`.
     #[arg(long, env = "ANAMNESIS_NO_CONSUMERS", global = true)]
     pub no_consumers: bool,
+    /// Redis for the read models kept there (free slots per provider and
+    /// day, patient summary cards), e.g. `redis://127.0.0.1:6379`, with a
+    /// password `redis://:PASSWORD@host:6379`. When unset, queries read the
+    /// database only. Values hold patient data (ADR 0022).
+    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<Secret>,
+    /// The first part of every Redis key (`<prefix>:slots:…`,
+    /// `<prefix>:card:…`): letters, digits, `_`, `-` and `.`.
+    #[arg(
+        long,
+        env = "ANAMNESIS_REDIS_PREFIX",
+        default_value = "anamnesis",
+        global = true
+    )]
+    pub redis_prefix: String,
     /// The clinic's one currency, an ISO 4217 code (`USD`, `EUR`): every
     /// bill is in its minor units and records it.
     #[arg(long, env = "ANAMNESIS_CURRENCY", default_value = "USD", global = true)]
     pub currency: String,
 
-    /// SMTP server for e-mailing notifications to patients (ADR 0020):
+    /// SMTP server for e-mailing notifications to patients (ADR 0023):
     /// `smtps://user:password@host:465`, `smtp://host:587?tls=required`, or
     /// `smtp://host:25` (no TLS: a relay on the same host only). Needs
     /// --smtp-from. When unset, no e-mail is sent.
@@ -389,6 +404,30 @@ impl Settings {
         );
         d.max_age = std::time::Duration::from_secs(self.delivery_max_age_seconds);
         Ok(d)
+    }
+
+    /// The Redis read models' settings when Redis is configured, or an
+    /// error naming the setting that cannot be used.
+    pub fn redis(&self) -> anyhow::Result<Option<anamnesis_projections::redis::RedisConfig>> {
+        let Some(url) = &self.redis_url else {
+            return Ok(None);
+        };
+        anyhow::ensure!(
+            !self.redis_prefix.is_empty()
+                && self
+                    .redis_prefix
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')),
+            "--redis-prefix / ANAMNESIS_REDIS_PREFIX: {:?} is not a key prefix \
+             (letters, digits, _, - and .)",
+            self.redis_prefix
+        );
+        Ok(Some(anamnesis_projections::redis::RedisConfig {
+            url: url.expose().to_owned(),
+            prefix: self.redis_prefix.clone(),
+            zone: self.zone()?,
+            horizon_days: self.slot_horizon_weeks * 7,
+        }))
     }
 
     /// Where checkpoints go.

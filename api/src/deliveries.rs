@@ -1,4 +1,4 @@
-//! Starting the delivery sender (ADR 0020) in `serve` (and in any
+//! Starting the delivery sender (ADR 0023) in `serve` (and in any
 //! subcommand that runs the notifications): the channels the settings
 //! configure are written to `delivery_channels` first, so the projector
 //! enqueues for exactly those, then one sender per lane starts, each

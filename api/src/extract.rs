@@ -209,6 +209,45 @@ impl MinPosition {
     }
 }
 
+/// Whether the client asked for the database's answer, not a cache's
+/// (`Cache-Control: no-cache`, ADR 0022).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCache(pub bool);
+
+impl<S: Send + Sync> FromRequestParts<S> for NoCache {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let asked = parts
+            .headers
+            .get_all(header::CACHE_CONTROL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|d| d.trim().eq_ignore_ascii_case("no-cache"));
+        Ok(NoCache(asked))
+    }
+}
+
+/// Where a read was answered from: Redis or the database (ADR 0022).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Redis,
+    Database,
+}
+
+/// A JSON answer with `X-Read-Source` saying where it was read.
+pub type Sourced<T> = ([(&'static str, &'static str); 1], axum::Json<T>);
+
+/// `body`, read from `source`.
+pub fn sourced<T>(source: Source, body: T) -> Sourced<T> {
+    let name = match source {
+        Source::Redis => "redis",
+        Source::Database => "database",
+    };
+    ([("x-read-source", name)], axum::Json(body))
+}
+
 /// An instant as RFC 3339 with an offset (`2026-12-01T09:30:00-08:00`), as UTC.
 pub fn parse_instant(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(text)

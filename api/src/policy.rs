@@ -102,7 +102,7 @@ policy! {
     RecordAdministration => [] in care [Doctor, Nurse];
     // Everyone reads their own notifications (ADR 0019).
     ReadNotifications => [Patient, Doctor, Nurse, Staff, Admin, Compliance, Analyst];
-    // E-mail and webhook deliveries (ADR 0020): ids, statuses, errors; no patient data.
+    // E-mail and webhook deliveries (ADR 0023): ids, statuses, errors; no patient data.
     ReadDeliveries => [Admin];
     // Secure messaging (ADR 0017): only a thread's participants read and
     // write it (a doctor or nurse while still in the patient's care);

@@ -13,8 +13,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Settings;
 
-/// The read models, by the name their checkpoint is kept under.
-pub const NAMES: [&str; 10] = [
+/// The read models, by the name their checkpoint is kept under (`redis`:
+/// the Redis read models, ADR 0022, when Redis is configured).
+pub const NAMES: [&str; 11] = [
     "activity",
     "patients",
     "schedule",
@@ -25,11 +26,12 @@ pub const NAMES: [&str; 10] = [
     "billing",
     "notifications",
     "alerts",
+    "redis",
 ];
 
 /// Rebuilds `names` (every read model when `all`).
 pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Result<()> {
-    let wanted: Vec<&str> = if all {
+    let mut wanted: Vec<&str> = if all {
         NAMES.to_vec()
     } else {
         names.iter().map(String::as_str).collect()
@@ -46,12 +48,19 @@ pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Re
         );
     }
     let db = crate::cli::open_database(settings).await?;
-    let result = rebuild_all(&db, &wanted).await;
+    if wanted.contains(&"redis") && settings.redis_url.is_none() {
+        anyhow::ensure!(
+            all,
+            "rebuild redis: no Redis is configured (--redis-url / REDIS_URL)"
+        );
+        wanted.retain(|n| *n != "redis");
+    }
+    let result = rebuild_all(settings, &db, &wanted).await;
     db.close().await;
     result
 }
 
-async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
+async fn rebuild_all(settings: &Settings, db: &Db, names: &[&str]) -> anyhow::Result<()> {
     use anamnesis_projections::billing::Billing;
     use anamnesis_projections::{
         access_log::AccessLog, activity::Activity, chart::Chart, medications::Medications,
@@ -79,6 +88,7 @@ async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
                 .await?
             }
             "alerts" => one(db, &reader, &anamnesis_projections::alerts::Alerts).await?,
+            "redis" => redis(settings, db, &reader).await?,
             other => anyhow::bail!("no read model is called {other:?}"),
         };
         total += done.events;
@@ -94,17 +104,7 @@ async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
 
 async fn one<P: Projector>(db: &Db, reader: &LogReader, projector: &P) -> anyhow::Result<Rebuilt> {
     let name = projector.name();
-    let target = if std::io::stderr().is_terminal() {
-        ProgressDrawTarget::stderr()
-    } else {
-        ProgressDrawTarget::hidden()
-    };
-    let bar = ProgressBar::with_draw_target(None, target);
-    let template =
-        format!("rebuilding {name} {{bar:40}} {{pos}}/{{len}} positions, {{per_sec}}, eta {{eta}}");
-    if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style);
-    }
+    let bar = bar(name);
     let done = rebuild(db, reader, projector, |position, head| {
         bar.set_length(head.max(0) as u64);
         bar.set_position(position.max(0) as u64);
@@ -122,4 +122,53 @@ async fn one<P: Projector>(db: &Db, reader: &LogReader, projector: &P) -> anyhow
         done.position
     );
     Ok(done)
+}
+
+/// Empties the Redis read models (every key under the prefix) and fills
+/// them again from the whole log. The `patients` and `schedule` read models
+/// they are computed from must be current (a server running, or rebuilt
+/// first: `--all` does them before).
+async fn redis(settings: &Settings, db: &Db, reader: &LogReader) -> anyhow::Result<Rebuilt> {
+    use anamnesis_projections::redis::{catch_up, clear, Cache, Upstream};
+    let config = settings
+        .redis()?
+        .context("rebuild redis: no Redis is configured (--redis-url / REDIS_URL)")?;
+    let cache = Cache::open(config).context("--redis-url / REDIS_URL")?;
+    let started = Instant::now();
+    let cleared = clear(&cache)
+        .await
+        .context("clearing the Redis read models")?;
+    let bar = bar("redis");
+    let mut upstream = Upstream::Polling(db.clone());
+    let position = catch_up(&cache, (reader, db), &mut upstream, |position, head| {
+        bar.set_length(head.max(0) as u64);
+        bar.set_position(position.max(0) as u64);
+    })
+    .await;
+    bar.finish_and_clear();
+    let position = position.context("refilling the Redis read models")?;
+    let seconds = started.elapsed().as_secs_f64();
+    println!("redis: {cleared} keys cleared, refilled up to position {position} in {seconds:.2} s");
+    Ok(Rebuilt {
+        events: 0,
+        position,
+        fold_seconds: seconds,
+        swap_seconds: 0.0,
+    })
+}
+
+/// A progress bar on stderr when it is a terminal.
+fn bar(name: &str) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    let template =
+        format!("rebuilding {name} {{bar:40}} {{pos}}/{{len}} positions, {{per_sec}}, eta {{eta}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
 }

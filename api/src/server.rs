@@ -117,7 +117,7 @@ impl Prepared {
             .await
             .context("opening the projectors' pool")?;
         // Before the notifications projector runs: it enqueues for the
-        // channels this writes (ADR 0020).
+        // channels this writes (ADR 0023).
         let senders =
             crate::deliveries::start(&read_models, settings, !settings.no_consumers, &stopped)
                 .await?;
@@ -151,6 +151,15 @@ impl Prepared {
             started.reminders(ReminderConfig::new(zone));
         }
         started.spawn(anamnesis_projections::billing::Billing);
+        let redis = match settings.redis()? {
+            Some(config) => {
+                let cache = anamnesis_projections::redis::Cache::open(config)
+                    .context("--redis-url / REDIS_URL")?;
+                started.redis(cache.clone());
+                Some(cache)
+            }
+            None => None,
+        };
         let Projectors {
             mut runners,
             handles: mut projections,
@@ -204,7 +213,12 @@ impl Prepared {
             crate::metrics::handle()?,
             (projections, chain_status),
             sessions,
-            (zone, settings.slot_horizon_weeks * 7, settings.clinical()?),
+            (
+                zone,
+                settings.slot_horizon_weeks * 7,
+                settings.clinical()?,
+                redis,
+            ),
         );
         Ok(Self {
             db,
@@ -369,6 +383,47 @@ pub struct Edge {
     pub cors: Vec<axum::http::HeaderValue>,
     /// The rate limits.
     pub limits: Arc<crate::limits::Limits>,
+}
+
+impl Projectors {
+    /// Starts the Redis projector (ADR 0022), after the `patients` and
+    /// `schedule` projectors it computes from; reported like a projector
+    /// but not essential to readiness (reads fall back to the database).
+    fn redis(&mut self, cache: anamnesis_projections::redis::Cache) {
+        use anamnesis_projections::{patients, redis, schedule};
+        let upstream = redis::Upstream::Watching(
+            [patients::NAME, schedule::NAME]
+                .into_iter()
+                .filter_map(|name| {
+                    self.handles
+                        .iter()
+                        .find(|h| h.name == name)
+                        .map(|h| (name, h.progress.clone()))
+                })
+                .collect(),
+        );
+        let (progress, progress_rx) = watch::channel(0);
+        let (failure, failure_rx) = watch::channel(None);
+        let (active, active_rx) = watch::channel(false);
+        self.handles.push(ProjectorHandle {
+            name: redis::NAME,
+            progress: progress_rx,
+            failure: failure_rx,
+            active: active_rx,
+            essential: false,
+        });
+        self.runners.push(tokio::spawn(redis::run(
+            cache,
+            (self.reader.clone(), self.db.clone()),
+            upstream,
+            runner::Report {
+                progress,
+                failure,
+                active,
+            },
+            self.stopped.clone(),
+        )));
+    }
 }
 
 /// The whole HTTP surface.

@@ -11,6 +11,7 @@ use anamnesis_commands::schedule::Scheduler;
 use anamnesis_commands::{Db, EventLog};
 use anamnesis_domain::schedule::ClinicZone;
 
+use anamnesis_projections::redis::Cache;
 use anamnesis_projections::runner::Failure;
 use anamnesis_replay::ChainStatus;
 
@@ -57,6 +58,8 @@ struct Inner {
     clinical: crate::care::ClinicalSettings,
     /// Billing commands, in the clinic's currency.
     billing: anamnesis_commands::billing::Billing,
+    /// The Redis read models, when Redis is configured (ADR 0022).
+    redis: Option<Cache>,
 }
 
 impl AppState {
@@ -67,7 +70,12 @@ impl AppState {
         metrics: PrometheusHandle,
         (projections, chain): (Vec<ProjectorHandle>, watch::Receiver<ChainStatus>),
         sessions: Arc<Sessions>,
-        (zone, horizon_days, clinical): (ClinicZone, i64, crate::care::ClinicalSettings),
+        (zone, horizon_days, clinical, redis): (
+            ClinicZone,
+            i64,
+            crate::care::ClinicalSettings,
+            Option<Cache>,
+        ),
     ) -> Self {
         let identity = Identity::new(bus.clone());
         let scheduler = Scheduler::new(bus.clone(), zone);
@@ -86,12 +94,18 @@ impl AppState {
             horizon_days,
             clinical,
             billing,
+            redis,
         }))
     }
 
     /// The clinical record's settings and document store.
     pub fn clinical(&self) -> &crate::care::ClinicalSettings {
         &self.0.clinical
+    }
+
+    /// The Redis read models, when Redis is configured.
+    pub fn redis(&self) -> Option<&Cache> {
+        self.0.redis.as_ref()
     }
 
     /// Billing commands, in the clinic's currency.

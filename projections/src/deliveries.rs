@@ -1,4 +1,4 @@
-//! E-mail and webhook delivery of notifications (ADR 0020).
+//! E-mail and webhook delivery of notifications (ADR 0023).
 //!
 //! **The outbox is written with the notification.** [`enqueue`] runs inside
 //! the projector's batch transaction, right after a notification's row: one

@@ -13,6 +13,7 @@ pub mod messaging;
 pub mod notifications;
 pub mod patients;
 pub mod rebuild;
+pub mod redis;
 pub mod relay;
 pub mod reminders;
 pub mod runner;

@@ -195,6 +195,13 @@ pub const TABLE: &[Row] = {
             Roles(&["patient", "doctor", "nurse", "staff", "compliance"]),
             200,
         ),
+        row("GET /v1/patients/{id}/card", Other, CLINICAL_READERS, 200),
+        row(
+            "GET /v1/patients/{id}/card",
+            Own,
+            Roles(&["patient", "doctor", "nurse", "staff", "compliance"]),
+            200,
+        ),
         row(
             "PUT /v1/patients/{id}/demographics",
             Other,
@@ -802,7 +809,7 @@ pub const TABLE: &[Row] = {
         // one that is no one's, so a permitted call is 404 (never 403): a
         // real one is marked in tests/tests/notifications.rs.
         row("POST /v1/me/notifications/{id}/read", None, SignedIn, 404),
-        // Deliveries by e-mail and webhook (ADR 0020): admins only. The
+        // Deliveries by e-mail and webhook (ADR 0023): admins only. The
         // access test's server has no channel, so the one named is no
         // delivery: a permitted call is 404; real ones in tests/tests/deliveries.rs.
         row("GET /v1/admin/deliveries", None, Roles(&["admin"]), 200),

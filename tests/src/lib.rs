@@ -8,6 +8,7 @@ pub mod db;
 pub mod fixtures;
 pub mod own_nats;
 pub mod own_postgres;
+pub mod own_redis;
 pub mod schedule;
 pub mod server;
 pub mod smtp_sink;

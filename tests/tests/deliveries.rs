@@ -1,4 +1,4 @@
-//! E-mail and webhook deliveries, on each backend (ADR 0020), against a
+//! E-mail and webhook deliveries, on each backend (ADR 0023), against a
 //! webhook receiver (an axum server started here) and an SMTP sink
 //! (`anamnesis_tests::smtp_sink`), both local:
 //! - a webhook arrives signed, once accepted, after two 500s on its third

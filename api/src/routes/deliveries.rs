@@ -1,4 +1,4 @@
-//! What admins see of e-mail and webhook deliveries (ADR 0020): every
+//! What admins see of e-mail and webhook deliveries (ADR 0023): every
 //! delivery and every attempt, with its time, outcome and error (an HTTP
 //! status, an SMTP code). No patient data: no patient, subject or address.
 

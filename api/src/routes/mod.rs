@@ -3,6 +3,7 @@
 pub mod access_log;
 pub mod auth;
 pub mod billing;
+pub mod cards;
 pub mod chart;
 pub mod compliance;
 pub mod deliveries;
@@ -71,6 +72,7 @@ pub fn api() -> OpenApiRouter<AppState> {
             patients::search_patients
         ))
         .routes(routes!(patients::get_patient))
+        .routes(routes!(cards::patient_card))
         .routes(routes!(patients::update_demographics))
         .routes(routes!(patients::record_allergy))
         .routes(routes!(patients::remove_allergy))

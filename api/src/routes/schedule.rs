@@ -25,7 +25,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::extract::{
     bad_param, bad_query, instant, instant_opt, instant_param, iso_date_opt, page_size,
-    parse_iso_date, uuid_param, Body, MinPosition,
+    parse_iso_date, sourced, uuid_param, Body, MinPosition, NoCache, Source, Sourced,
 };
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context};
@@ -624,42 +624,90 @@ fn date_range(
     Ok((from, to))
 }
 
-/// Free slots of a provider over local dates (any signed-in user).
+/// Free slots of a provider over local dates (any signed-in user). Read
+/// from Redis when it holds them (ADR 0022), else from the database; the
+/// answer is the same.
 #[utoipa::path(get, path = "/v1/providers/{id}/slots", tag = "scheduling", security(("bearer" = [])),
-    params(("id" = Uuid, Path), SlotParams, ("X-Min-Position" = Option<i64>, Header, description = "wait for this log position")),
-    responses((status = 200, body = SlotList), (status = 400, body = Problem), (status = 401, body = Problem),
+    params(("id" = Uuid, Path), SlotParams, ("X-Min-Position" = Option<i64>, Header, description = "wait for this log position"),
+           ("Cache-Control" = Option<String>, Header, description = "`no-cache`: read the database, not Redis")),
+    responses((status = 200, body = SlotList, headers(("X-Read-Source" = String, description = "redis or database"))),
+              (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 404, body = Problem), (status = 503, body = Problem)))]
 pub async fn provider_slots(
     State(state): State<AppState>,
     who: Principal,
     min: MinPosition,
+    fresh: NoCache,
     Path(id): Path<String>,
     params: Result<Query<SlotParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<SlotList>, ApiError> {
+) -> Result<Sourced<SlotList>, ApiError> {
     let id = id_of(&id)?;
     authorize(&who, Action::ListProviders, &Context::NONE)?;
     let Query(p) = params.map_err(|_| bad_query("query parameters are from, to (YYYY-MM-DD)"))?;
     let (from, to) = date_range(&state, p.from, p.to)?;
-    min.wait(state.progress(read_model::NAME)).await?;
-    let (provider, calendar) = state.scheduler().calendar(id).await?;
-    if provider.profile().is_none() {
-        return Err(ApiError::NotFound);
+    let time_zone = state.scheduler().zone().name().to_owned();
+    if let Some(items) = cached_slots(&state, (id, from, to), usize::MAX, (min, fresh)).await {
+        return Ok(sourced(Source::Redis, SlotList { time_zone, items }));
     }
-    let items = slots_of(&state, (id, &calendar), from, to, usize::MAX).await?;
-    Ok(Json(SlotList {
-        time_zone: state.scheduler().zone().name().to_owned(),
-        items,
-    }))
+    min.wait(state.progress(read_model::NAME)).await?;
+    let items = slots_of(&state, (id, &mut None), from, to, usize::MAX).await?;
+    Ok(sourced(Source::Database, SlotList { time_zone, items }))
 }
 
-/// Up to `max` free slots of provider `id` on local dates `from..=to`.
+/// Up to `max` free slots of provider `id` on local dates `from..=to` from
+/// Redis, if it holds them all and reflects `min` (`None`: ask the database).
+async fn cached_slots(
+    state: &AppState,
+    (id, from, to): (Uuid, NaiveDate, NaiveDate),
+    max: usize,
+    (min, fresh): (MinPosition, NoCache),
+) -> Option<Vec<Slot>> {
+    let cache = state.redis().filter(|_| !fresh.0)?;
+    let days = match cache.slots(id, (from, to), min.0).await {
+        Ok(days) => days,
+        Err(miss) => {
+            metrics::counter!("anamnesis_redis_reads_total", "model" => "slots", "outcome" => miss.as_str())
+                .increment(1);
+            return None;
+        }
+    };
+    metrics::counter!("anamnesis_redis_reads_total", "model" => "slots", "outcome" => "hit")
+        .increment(1);
+    let zone = state.scheduler().zone();
+    let now = Utc::now();
+    Some(
+        days.iter()
+            .flat_map(|d| d.after(now))
+            .take(max)
+            .map(|s| Slot {
+                provider_id: id.to_string(),
+                starts_at: zone.local(s.start),
+                ends_at: zone.local(s.end),
+            })
+            .collect(),
+    )
+}
+
+/// Up to `max` free slots of provider `id` on local dates `from..=to`,
+/// from its calendar (loaded into `calendar` when `None`; 404 when there
+/// is no such provider) and the `schedule` read model.
 async fn slots_of(
     state: &AppState,
-    (id, calendar): (Uuid, &Calendar),
+    (id, calendar): (Uuid, &mut Option<Calendar>),
     from: NaiveDate,
     to: NaiveDate,
     max: usize,
 ) -> Result<Vec<Slot>, ApiError> {
+    let calendar = match calendar {
+        Some(c) => c,
+        None => {
+            let (provider, loaded) = state.scheduler().calendar(id).await?;
+            if provider.profile().is_none() {
+                return Err(ApiError::NotFound);
+            }
+            calendar.insert(loaded)
+        }
+    };
     let zone = calendar.zone;
     let start = zone.day(from).0.timestamp();
     let end = zone.day(to).1.timestamp();
@@ -690,17 +738,22 @@ pub struct NextSlotParams {
     pub limit: Option<String>,
 }
 
-/// The next free slots for a specialty, across its providers, earliest first.
+/// The next free slots for a specialty, across its providers, earliest
+/// first. Each provider's days are read from Redis when it holds them
+/// (ADR 0022), else from the database; the answer is the same.
 #[utoipa::path(get, path = "/v1/slots", tag = "scheduling", security(("bearer" = [])),
-    params(NextSlotParams, ("X-Min-Position" = Option<i64>, Header, description = "wait for this log position")),
-    responses((status = 200, body = SlotList), (status = 400, body = Problem), (status = 401, body = Problem),
+    params(NextSlotParams, ("X-Min-Position" = Option<i64>, Header, description = "wait for this log position"),
+           ("Cache-Control" = Option<String>, Header, description = "`no-cache`: read the database, not Redis")),
+    responses((status = 200, body = SlotList, headers(("X-Read-Source" = String, description = "redis, or database when any part came from it"))),
+              (status = 400, body = Problem), (status = 401, body = Problem),
               (status = 503, body = Problem)))]
 pub async fn next_slots(
     State(state): State<AppState>,
     who: Principal,
     min: MinPosition,
+    fresh: NoCache,
     params: Result<Query<NextSlotParams>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<SlotList>, ApiError> {
+) -> Result<Sourced<SlotList>, ApiError> {
     authorize(&who, Action::ListProviders, &Context::NONE)?;
     let Query(p) = params
         .map_err(|_| bad_query("query parameters are specialty, from (YYYY-MM-DD), limit"))?;
@@ -718,30 +771,44 @@ pub async fn next_slots(
     min.wait(state.progress(read_model::NAME)).await?;
     let (providers, _) =
         read_model::providers(state.reads(), Some(&p.specialty), None, 100).await?;
-    // Each provider's calendar is read once, then searched a week at a
-    // time until there are enough slots or the horizon is reached.
+    // Each provider is searched a week at a time until there are enough
+    // slots or the horizon is reached; a calendar is read from the log
+    // once, and only for a provider whose days Redis does not hold.
     let mut calendars = Vec::with_capacity(providers.len());
     for provider in &providers {
         let id = Uuid::parse_str(&provider.provider_id)
             .map_err(|_| ApiError::Internal("a provider id is not a UUID".into()))?;
-        calendars.push((id, state.scheduler().calendar(id).await?.1));
+        calendars.push((id, None));
     }
+    let mut source = Source::Redis;
     let mut items = Vec::new();
     let mut start = from;
     while items.len() < max && start <= horizon {
         let end = (start + Duration::days(6)).min(horizon);
         let mut week = Vec::new();
-        for (id, calendar) in &calendars {
-            week.extend(slots_of(&state, (*id, calendar), start, end, max).await?);
+        for (id, calendar) in calendars.iter_mut() {
+            match cached_slots(&state, (*id, start, end), max, (min, fresh)).await {
+                Some(slots) => week.extend(slots),
+                None => {
+                    source = Source::Database;
+                    week.extend(slots_of(&state, (*id, calendar), start, end, max).await?);
+                }
+            }
         }
         week.sort_by_key(|s| s.starts_at);
         items.extend(week.into_iter().take(max - items.len()));
         start = end + Duration::days(1);
     }
-    Ok(Json(SlotList {
-        time_zone: zone.name().to_owned(),
-        items,
-    }))
+    if calendars.is_empty() {
+        source = Source::Database;
+    }
+    Ok(sourced(
+        source,
+        SlotList {
+            time_zone: zone.name().to_owned(),
+            items,
+        },
+    ))
 }
 
 // ---------------------------------------------------------------- appointments

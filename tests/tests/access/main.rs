@@ -347,6 +347,7 @@ impl World {
             "POST /v1/patients" => ("/v1/patients".to_owned(), Some(patient(&format!("New{n}")))),
             "GET /v1/patients" => ("/v1/patients?name=pa".to_owned(), None),
             "GET /v1/patients/{id}" => (format!("/v1/patients/{id}"), None),
+            "GET /v1/patients/{id}/card" => (format!("/v1/patients/{id}/card"), None),
             "GET /v1/access-log" => ("/v1/access-log".to_owned(), None),
             "GET /v1/me/access-log" => ("/v1/me/access-log".to_owned(), None),
             "GET /v1/me/notifications" => ("/v1/me/notifications".to_owned(), None),
