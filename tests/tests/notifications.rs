@@ -130,7 +130,7 @@ async fn scenario(s: &TestServer) -> anyhow::Result<()> {
     // A booking: Marie and her doctor hear of it.
     let provider = enroll(s, &admin, &doctor_user, "Dr House", "Diagnostics").await?;
     set_hours(
-        &s,
+        s,
         &admin,
         &provider,
         hours(&EVERY_DAY, &[("08:00", "18:00")]),
@@ -153,7 +153,7 @@ async fn scenario(s: &TestServer) -> anyhow::Result<()> {
     // seconds, urgently; Marie gets a new result.
     let specimen = (Utc::now() - Duration::minutes(30)).to_rfc3339();
     post(
-        &s,
+        s,
         &doctor,
         &format!("/v1/patients/{marie_id}/chart"),
         json!({"kind": "lab", "test": "Potassium", "loinc": "2823-3", "value": 2.4,
@@ -168,7 +168,7 @@ async fn scenario(s: &TestServer) -> anyhow::Result<()> {
 
     // Another doctor breaks the glass: compliance hears of it.
     post(
-        &s,
+        s,
         &wilson,
         &format!("/v1/patients/{marie_id}/break-glass"),
         json!({"reason": "unconscious in the emergency department"}),
@@ -180,7 +180,7 @@ async fn scenario(s: &TestServer) -> anyhow::Result<()> {
 
     // Marie writes to her doctor: he hears of it; she, the author, does not.
     let thread = post(
-        &s,
+        s,
         &marie,
         "/v1/threads",
         json!({"patient_id": marie_id, "subject": "My potassium",
