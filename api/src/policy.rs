@@ -80,6 +80,8 @@ policy! {
     ReadSchedule => [Doctor, Nurse, Staff, Admin, Compliance] + provider;
     PatientAppointments => [Doctor, Nurse, Staff, Compliance] + own;
     ReadHistory => [Compliance];
+    // A patient's whole record to take elsewhere (portability).
+    ExportRecord => [Compliance] + own;
     ReadAccessLog => [Compliance];
     OwnAccessLog => [] + own;
     // The clinical record (ADR 0013). Staff, admin and analysts read none.
@@ -351,6 +353,7 @@ mod tests {
                     | Action::ReadSchedule
                     | Action::PatientAppointments
                     | Action::ReadHistory
+                    | Action::ExportRecord
                     | Action::ReadAccessLog
                     | Action::ReadChart
                     | Action::ReadCareTeam

@@ -449,6 +449,18 @@ pub const TABLE: &[Row] = {
             Roles(&["compliance"]),
             200,
         ),
+        row(
+            "GET /v1/patients/{id}/export",
+            Other,
+            Roles(&["compliance"]),
+            200,
+        ),
+        row(
+            "GET /v1/patients/{id}/export",
+            Own,
+            Roles(&["patient", "compliance"]),
+            200,
+        ),
         // The clinical record (ADR 0013). On `Own`, the doctor and the
         // nurse are on the care team; on `Doctors`, only the doctor; on
         // `Glass`, no one, and the doctor holds a break-the-glass grant.

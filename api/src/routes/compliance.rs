@@ -206,3 +206,88 @@ pub async fn patient_as_of(
         coverage: record.coverage,
     }))
 }
+
+/// A patient's export: the whole record as it stands, then its history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Export {
+    /// `anamnesis.export.v1`.
+    pub format: String,
+    pub patient_id: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub exported_at: DateTime<Utc>,
+    /// Everything on record now, as `GET /v1/patients/{id}/as-of` answers it
+    /// (message threads about a patient always have the patient in them).
+    pub record: RecordAsOf,
+    /// Every event about the patient, oldest first: who, role, when, why,
+    /// what changed.
+    pub history: Vec<HistoryEntry>,
+}
+
+/// Everything about a patient, as JSON, for them to take elsewhere (the
+/// patient themself, or compliance): streamed, the history one entry at a
+/// time after the record.
+#[utoipa::path(get, path = "/v1/patients/{id}/export", tag = "compliance", security(("bearer" = [])),
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = Export), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem)))]
+pub async fn export_patient(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    authorize(&who, Action::ExportRecord, &Context::patient(id))?;
+    let reader = state.log().reader();
+    let record = as_of::as_of(&reader, id, Point::Position(i64::MAX)).await?;
+    if record.patient.is_none() {
+        return Err(ApiError::NotFound);
+    }
+    let history = history::history(&reader, id, None, None).await?;
+    crate::access_log::record(&state, &who, "GET /v1/patients/{id}/export", [id]).await?;
+    tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient record exported");
+    let appointments = record
+        .appointments
+        .into_iter()
+        .map(|row| appointment_view(&state, row, true))
+        .collect::<Result<Vec<_>, _>>()?;
+    let record = RecordAsOf {
+        position: record.position,
+        recorded_at: record.recorded_at,
+        patient: record.patient,
+        appointments,
+        chart: record.chart,
+        care_team: record.care_team,
+        medications: record.medications,
+        threads: record.threads,
+        bills: record.bills,
+        coverage: record.coverage,
+    };
+    // The head, then the history's entries one chunk each, then the close:
+    // a long history goes out as it is written, not as one buffer.
+    let head = serde_json::json!({
+        "format": "anamnesis.export.v1",
+        "patient_id": id.to_string(),
+        "exported_at": Utc::now(),
+        "record": record,
+    });
+    let mut opening = serde_json::to_vec(&head).map_err(|e| ApiError::Internal(e.to_string()))?;
+    opening.pop(); // the closing brace: the history follows
+    opening.extend_from_slice(b",\"history\":[");
+    let mut chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(opening)];
+    for (n, entry) in history.into_iter().enumerate() {
+        let mut chunk = if n == 0 { Vec::new() } else { b",".to_vec() };
+        serde_json::to_writer(&mut chunk, &HistoryEntry::from(entry))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        chunks.push(Ok(chunk));
+    }
+    chunks.push(Ok(b"]}".to_vec()));
+    let body = axum::body::Body::from_stream(futures::stream::iter(chunks));
+    Ok(axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .header(
+            axum::http::header::CONTENT_DISPOSITION,
+            "attachment; filename=\"record.json\"",
+        )
+        .body(body)
+        .map_err(|e| ApiError::Internal(e.to_string()))?)
+}

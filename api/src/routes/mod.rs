@@ -160,6 +160,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(billing::aging))
         .routes(routes!(compliance::patient_history))
         .routes(routes!(compliance::patient_as_of))
+        .routes(routes!(compliance::export_patient))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -360,6 +360,7 @@ impl World {
             "GET /v1/patients/{id}/as-of" => {
                 (format!("/v1/patients/{id}/as-of?position=1000000"), None)
             }
+            "GET /v1/patients/{id}/export" => (format!("/v1/patients/{id}/export"), None),
             "PUT /v1/patients/{id}/demographics" => (
                 format!("/v1/patients/{id}/demographics"),
                 Some(patient(family)),
