@@ -282,12 +282,12 @@ pub async fn export_patient(
     }
     chunks.push(Ok(b"]}".to_vec()));
     let body = axum::body::Body::from_stream(futures::stream::iter(chunks));
-    Ok(axum::response::Response::builder()
+    axum::response::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, "application/json")
         .header(
             axum::http::header::CONTENT_DISPOSITION,
             "attachment; filename=\"record.json\"",
         )
         .body(body)
-        .map_err(|e| ApiError::Internal(e.to_string()))?)
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
