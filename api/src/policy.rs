@@ -123,6 +123,10 @@ policy! {
     ManageClaims => [Staff];
     PayBill => [Staff] + own;
     AdjustBill => [Staff];
+    // De-identified analytics (ADR 0021): counts and sums with small cells
+    // suppressed and no patient ids. Analysts; compliance oversees them;
+    // admin runs the clinic on them. Nothing clinical opens them.
+    ReadAnalytics => [Analyst, Compliance, Admin];
 }
 
 /// How much of a patient record a permitted read may show.
@@ -360,6 +364,7 @@ mod tests {
                     | Action::ReadCoverage
                     | Action::ReadBill
                     | Action::ListBills
+                    | Action::ReadAnalytics
             ) {
                 assert!(
                     authorize(&c, action, &Context::patient(THEIRS)).is_err(),

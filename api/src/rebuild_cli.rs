@@ -14,7 +14,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::Settings;
 
 /// The read models, by the name their checkpoint is kept under.
-pub const NAMES: [&str; 9] = [
+pub const NAMES: [&str; 10] = [
     "activity",
     "patients",
     "schedule",
@@ -24,6 +24,7 @@ pub const NAMES: [&str; 9] = [
     "messaging",
     "billing",
     "notifications",
+    "analytics",
 ];
 
 /// Rebuilds `names` (every read model when `all`).
@@ -45,12 +46,16 @@ pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Re
         );
     }
     let db = crate::cli::open_database(settings).await?;
-    let result = rebuild_all(&db, &wanted).await;
+    let result = rebuild_all(&db, &wanted, settings.zone()?).await;
     db.close().await;
     result
 }
 
-async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
+async fn rebuild_all(
+    db: &Db,
+    names: &[&str],
+    zone: anamnesis_domain::schedule::ClinicZone,
+) -> anyhow::Result<()> {
     use anamnesis_projections::billing::Billing;
     use anamnesis_projections::{
         access_log::AccessLog, activity::Activity, chart::Chart, medications::Medications,
@@ -76,6 +81,10 @@ async fn rebuild_all(db: &Db, names: &[&str]) -> anyhow::Result<()> {
                     &anamnesis_projections::notifications::Notifications,
                 )
                 .await?
+            }
+            "analytics" => {
+                let analytics = anamnesis_projections::analytics::Analytics::new(zone);
+                one(db, &reader, &analytics).await?
             }
             other => anyhow::bail!("no read model is called {other:?}"),
         };

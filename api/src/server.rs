@@ -130,6 +130,7 @@ impl Prepared {
         started.spawn(anamnesis_projections::messaging::Messaging);
         started.spawn(anamnesis_projections::notifications::Notifications);
         started.spawn(anamnesis_projections::billing::Billing);
+        started.spawn(anamnesis_projections::analytics::Analytics::new(zone));
         let Projectors {
             mut runners,
             handles: projections,

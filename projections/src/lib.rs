@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod activity;
+pub mod analytics;
 pub mod billing;
 pub mod chart;
 pub mod medications;

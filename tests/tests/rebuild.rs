@@ -19,7 +19,7 @@ use serde_json::json;
 on_both_backends!(a_rebuilt_read_model_equals_the_live_one);
 
 /// Every read-model table, as the projectors declare them.
-const TABLES: [&str; 33] = [
+const TABLES: [&str; 39] = [
     "activity",
     "patients",
     "patient_identifiers",
@@ -52,6 +52,12 @@ const TABLES: [&str; 33] = [
     "notify_appointments",
     "notify_thread_members",
     "notify_medications",
+    "analytics_patients",
+    "analytics_providers",
+    "analytics_appointments",
+    "analytics_prescriptions",
+    "analytics_bills",
+    "analytics_claims",
     "checkpoints",
 ];
 

@@ -1,0 +1,688 @@
+//! The analyst's questions, as SQL over the analytics tables, with
+//! small-cell suppression (ADR 0021): every count, sum and rate is a cell
+//! that says how many distinct patients are behind it; one behind 1 to 4
+//! patients is suppressed (no value, `suppressed: true`), and so is any
+//! rate computed from a suppressed cell. Zero is shown: it tells of no one.
+//! No answer carries an id of a patient.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use anamnesis_commands::Db;
+
+use super::AGE_BANDS;
+use crate::billing::date_of;
+
+/// The fewest distinct patients a shown cell may count.
+pub const THRESHOLD: i64 = 5;
+
+/// A count or a sum: its value, unless the patients behind it are too few.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Count {
+    /// Absent when suppressed.
+    pub value: Option<i64>,
+    /// Whether 1 to 4 distinct patients are behind it.
+    pub suppressed: bool,
+}
+
+impl Count {
+    /// `value`, made from `patients` distinct patients.
+    pub fn of(value: i64, patients: i64) -> Self {
+        let suppressed = patients > 0 && patients < THRESHOLD;
+        Self {
+            value: (!suppressed).then_some(value),
+            suppressed,
+        }
+    }
+}
+
+/// A ratio of two cells (or an average over one): suppressed when either
+/// is; absent, but not suppressed, when its denominator is zero.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Rate {
+    /// Rounded to four decimals; absent when suppressed or undefined.
+    pub value: Option<f64>,
+    pub suppressed: bool,
+}
+
+impl Rate {
+    /// `numerator / denominator`, each a shown or suppressed cell.
+    pub fn of(numerator: Count, denominator: Count) -> Self {
+        Self::scaled(numerator, denominator, 1.0)
+    }
+
+    /// `numerator / denominator / scale`.
+    pub fn scaled(numerator: Count, denominator: Count, scale: f64) -> Self {
+        if numerator.suppressed || denominator.suppressed {
+            return Self {
+                value: None,
+                suppressed: true,
+            };
+        }
+        let value = match (numerator.value, denominator.value) {
+            (Some(n), Some(d)) if d != 0 => {
+                Some((n as f64 / d as f64 / scale * 10_000.0).round() / 10_000.0)
+            }
+            _ => None,
+        };
+        Self {
+            value,
+            suppressed: false,
+        }
+    }
+}
+
+/// Complementary suppression within a row: a total whose parts are shown
+/// beside it is suppressed when any part is (else that part would be the
+/// total less the others), or when the part not shown (`hidden`: the
+/// distinct patients of what the shown parts leave out) is a small cell.
+pub fn total_of(total: Count, parts: &[Count], hidden: i64) -> Count {
+    let small = |n: i64| n > 0 && n < THRESHOLD;
+    if total.suppressed || small(hidden) || parts.iter().any(|p| p.suppressed) {
+        Count {
+            value: None,
+            suppressed: true,
+        }
+    } else {
+        total
+    }
+}
+
+/// [`Rate::of`] over a denominator that is the sum of `parts`: suppressed
+/// when any part is, since the rate and its numerator give the
+/// denominator, and with it the sum of the other parts.
+pub fn rate_over(numerator: Count, denominator: Count, parts: &[Count]) -> Rate {
+    if parts.iter().any(|p| p.suppressed) {
+        return Rate {
+            value: None,
+            suppressed: true,
+        };
+    }
+    Rate::of(numerator, denominator)
+}
+
+/// Runs `sql` binding `params` (integers) and decodes each row as `T`.
+async fn rows<T>(db: &Db, sql: &str, params: &[i64]) -> Result<Vec<T>, sqlx::Error>
+where
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+        + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+        + Send
+        + Unpin,
+{
+    Ok(match db {
+        Db::Postgres(p) => {
+            let mut q = sqlx::query_as(sql);
+            for v in params {
+                q = q.bind(*v);
+            }
+            q.fetch_all(p).await?
+        }
+        Db::Sqlite(p) => {
+            let mut q = sqlx::query_as(sql);
+            for v in params {
+                q = q.bind(*v);
+            }
+            q.fetch_all(p).await?
+        }
+    })
+}
+
+/// `CAST(SUM(CASE WHEN <when> THEN <what> ELSE 0 END) AS BIGINT) AS <name>,
+/// CAST(COUNT(DISTINCT CASE WHEN <when> AND <what> <> 0 THEN patient_id END)
+/// AS BIGINT) AS <name>_patients`: a measure and the patients behind it.
+fn measure(name: &str, when: &str, what: &str) -> String {
+    format!(
+        "CAST(SUM(CASE WHEN {when} THEN {what} ELSE 0 END) AS BIGINT) AS {name}, \
+         CAST(COUNT(DISTINCT CASE WHEN {when} AND {what} <> 0 THEN patient_id END) AS BIGINT) \
+         AS {name}_patients"
+    )
+}
+
+// --- appointments --------------------------------------------------------------
+
+/// How appointments are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppointmentGroup {
+    /// The local day of the start.
+    Day,
+    Provider,
+    Specialty,
+}
+
+#[derive(sqlx::FromRow)]
+struct AppointmentSums {
+    key: String,
+    appointments: i64,
+    appointments_patients: i64,
+    completed: i64,
+    completed_patients: i64,
+    cancelled: i64,
+    cancelled_patients: i64,
+    late: i64,
+    late_patients: i64,
+    on_time_patients: i64,
+    no_show: i64,
+    no_show_patients: i64,
+    open: i64,
+    open_patients: i64,
+    decided: i64,
+    decided_patients: i64,
+    lead: i64,
+    lead_patients: i64,
+}
+
+/// Appointments in one group.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AppointmentRow {
+    /// The group: a local date (`YYYY-MM-DD`), a provider id, or a specialty.
+    pub key: String,
+    /// Distinct patients with an appointment in the group.
+    pub patients: Count,
+    /// Appointments starting in the range, whatever became of them.
+    pub appointments: Count,
+    pub completed: Count,
+    /// Cancelled, late or not.
+    pub cancelled: Count,
+    /// Cancelled less than 24 hours before the start.
+    pub late_cancelled: Count,
+    pub no_show: Count,
+    /// Still booked, checked in or in progress.
+    pub open: Count,
+    /// Completed / (completed + cancelled + no-show).
+    pub completion_rate: Rate,
+    /// Cancelled / (completed + cancelled + no-show).
+    pub cancellation_rate: Rate,
+    /// Late cancellations / (completed + cancelled + no-show).
+    pub late_cancellation_rate: Rate,
+    /// No-shows / (completed + cancelled + no-show).
+    pub no_show_rate: Rate,
+    /// Mean days from booking to the (current) start.
+    pub avg_lead_days: Rate,
+}
+
+/// Appointments whose start falls on local days `from` to `to` (inclusive),
+/// grouped.
+pub async fn appointments(
+    db: &Db,
+    from: NaiveDate,
+    to: NaiveDate,
+    group: AppointmentGroup,
+) -> Result<Vec<AppointmentRow>, sqlx::Error> {
+    let key = match group {
+        AppointmentGroup::Day => "CAST(day AS TEXT)",
+        AppointmentGroup::Provider => "provider_id",
+        AppointmentGroup::Specialty => "specialty",
+    };
+    let decided = "status IN ('completed', 'cancelled', 'no_show')";
+    let sql = format!(
+        "SELECT {key} AS key, {}, {}, {}, {}, {}, {}, {}, {}, \
+         CAST(COUNT(DISTINCT CASE WHEN status = 'cancelled' AND late = 0 THEN patient_id END) \
+         AS BIGINT) AS on_time_patients \
+         FROM analytics_appointments WHERE day BETWEEN $1 AND $2 GROUP BY {key}",
+        measure("appointments", "1 = 1", "1"),
+        measure("completed", "status = 'completed'", "1"),
+        measure("cancelled", "status = 'cancelled'", "1"),
+        measure("late", "status = 'cancelled' AND late = 1", "1"),
+        measure("no_show", "status = 'no_show'", "1"),
+        measure(
+            "open",
+            "status IN ('booked', 'checked_in', 'in_progress')",
+            "1"
+        ),
+        measure("decided", decided, "1"),
+        // Every appointment counts towards the mean lead, a zero lead too.
+        "CAST(SUM(starts_at - booked_at) AS BIGINT) AS lead, \
+         CAST(COUNT(DISTINCT patient_id) AS BIGINT) AS lead_patients",
+    );
+    let sums: Vec<AppointmentSums> = rows(
+        db,
+        &sql,
+        &[
+            crate::billing::day_number(from),
+            crate::billing::day_number(to),
+        ],
+    )
+    .await?;
+    let mut out = Vec::with_capacity(sums.len());
+    for s in sums {
+        let key = match group {
+            AppointmentGroup::Day => {
+                let n: i64 = s.key.parse().map_err(|_| sqlx::Error::ColumnDecode {
+                    index: "key".into(),
+                    source: "a day that is no number".into(),
+                })?;
+                date_of(n)?.to_string()
+            }
+            _ => s.key,
+        };
+        let all = Count::of(s.appointments, s.appointments_patients);
+        let decided = Count::of(s.decided, s.decided_patients);
+        let completed = Count::of(s.completed, s.completed_patients);
+        let cancelled = Count::of(s.cancelled, s.cancelled_patients);
+        let no_show = Count::of(s.no_show, s.no_show_patients);
+        let open = Count::of(s.open, s.open_patients);
+        // Cancelled = late + on time; on time is not shown, so late is
+        // hidden when on time is a small cell.
+        let late = total_of(Count::of(s.late, s.late_patients), &[], s.on_time_patients);
+        let parts = [completed, cancelled, no_show];
+        out.push(AppointmentRow {
+            key,
+            patients: Count::of(s.appointments_patients, s.appointments_patients),
+            appointments: total_of(all, &[completed, cancelled, no_show, open], 0),
+            completed,
+            cancelled,
+            late_cancelled: late,
+            no_show,
+            open,
+            completion_rate: rate_over(completed, decided, &parts),
+            cancellation_rate: rate_over(cancelled, decided, &parts),
+            late_cancellation_rate: rate_over(late, decided, &parts),
+            no_show_rate: rate_over(no_show, decided, &parts),
+            avg_lead_days: Rate::scaled(Count::of(s.lead, s.lead_patients), all, 86_400.0),
+        });
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+// --- patients ----------------------------------------------------------------
+
+/// How patients are grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PatientGroup {
+    AgeBand,
+    Sex,
+    Region,
+}
+
+#[derive(sqlx::FromRow)]
+struct PatientSums {
+    key: String,
+    patients: i64,
+}
+
+/// Living patients in one group.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PatientRow {
+    /// An age band (at the patient's latest demographics), a sex, or a region.
+    pub key: String,
+    pub patients: Count,
+}
+
+/// Living patients on record, grouped; age bands youngest first.
+pub async fn patients(db: &Db, group: PatientGroup) -> Result<Vec<PatientRow>, sqlx::Error> {
+    let key = match group {
+        PatientGroup::AgeBand => "age_band",
+        PatientGroup::Sex => "sex",
+        PatientGroup::Region => "region",
+    };
+    let sql = format!(
+        "SELECT {key} AS key, CAST(COUNT(*) AS BIGINT) AS patients FROM analytics_patients \
+         WHERE deceased = 0 GROUP BY {key}"
+    );
+    let sums: Vec<PatientSums> = rows(db, &sql, &[]).await?;
+    let mut out: Vec<PatientRow> = sums
+        .into_iter()
+        .map(|s| PatientRow {
+            key: s.key,
+            patients: Count::of(s.patients, s.patients),
+        })
+        .collect();
+    let rank = |k: &str| AGE_BANDS.iter().position(|b| *b == k).unwrap_or(usize::MAX);
+    match group {
+        PatientGroup::AgeBand => out.sort_by_key(|r| rank(&r.key)),
+        _ => out.sort_by(|a, b| a.key.cmp(&b.key)),
+    }
+    Ok(out)
+}
+
+// --- prescriptions ------------------------------------------------------------
+
+#[derive(sqlx::FromRow)]
+struct PrescriptionSums {
+    key: String,
+    prescriptions: i64,
+    prescriptions_patients: i64,
+    active: i64,
+    active_patients: i64,
+    discontinued: i64,
+    discontinued_patients: i64,
+    completed: i64,
+    completed_patients: i64,
+}
+
+/// Prescriptions of one drug class.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PrescriptionRow {
+    /// A class of the built-in drug-class table, or `other`.
+    pub key: String,
+    pub patients: Count,
+    /// Prescribed on a local day in the range.
+    pub prescriptions: Count,
+    /// Of those, still active.
+    pub active: Count,
+    /// Of those, discontinued (stopped before their course ended).
+    pub discontinued: Count,
+    /// Of those, completed (their course ran out).
+    pub completed: Count,
+}
+
+/// Prescriptions written on local days `from` to `to`, by drug class.
+pub async fn prescriptions(
+    db: &Db,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<Vec<PrescriptionRow>, sqlx::Error> {
+    let sql = format!(
+        "SELECT drug_class AS key, {}, {}, {}, {} FROM analytics_prescriptions \
+         WHERE day BETWEEN $1 AND $2 GROUP BY drug_class ORDER BY drug_class",
+        measure("prescriptions", "1 = 1", "1"),
+        measure("active", "status = 'active'", "1"),
+        measure("discontinued", "status = 'discontinued'", "1"),
+        measure("completed", "status = 'completed'", "1"),
+    );
+    let sums: Vec<PrescriptionSums> = rows(
+        db,
+        &sql,
+        &[
+            crate::billing::day_number(from),
+            crate::billing::day_number(to),
+        ],
+    )
+    .await?;
+    Ok(sums
+        .into_iter()
+        .map(|s| {
+            let active = Count::of(s.active, s.active_patients);
+            let discontinued = Count::of(s.discontinued, s.discontinued_patients);
+            let completed = Count::of(s.completed, s.completed_patients);
+            PrescriptionRow {
+                key: s.key,
+                patients: Count::of(s.prescriptions_patients, s.prescriptions_patients),
+                prescriptions: total_of(
+                    Count::of(s.prescriptions, s.prescriptions_patients),
+                    &[active, discontinued, completed],
+                    0,
+                ),
+                active,
+                discontinued,
+                completed,
+            }
+        })
+        .collect())
+}
+
+// --- billing -------------------------------------------------------------------
+
+/// How billing is grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillingGroup {
+    /// The month of the date of service.
+    Month,
+    /// The payer of a claim (claims only).
+    Payer,
+}
+
+#[derive(sqlx::FromRow)]
+struct BillSums {
+    key: String,
+    bills: i64,
+    bills_patients: i64,
+    billed: i64,
+    billed_patients: i64,
+    patient_paid: i64,
+    patient_paid_patients: i64,
+    adjusted: i64,
+    adjusted_patients: i64,
+    receivable: i64,
+    receivable_patients: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimSums {
+    key: String,
+    claims: i64,
+    claims_patients: i64,
+    claimed: i64,
+    claimed_patients: i64,
+    payer_paid: i64,
+    payer_paid_patients: i64,
+    approved: i64,
+    approved_patients: i64,
+    denied: i64,
+    denied_patients: i64,
+    adjudicated: i64,
+    adjudicated_patients: i64,
+    pending: i64,
+    pending_patients: i64,
+    pending_amount: i64,
+    pending_amount_patients: i64,
+    withdrawn_patients: i64,
+}
+
+/// Money and claims of one month or payer; amounts in minor units.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BillingRow {
+    /// `YYYY-MM` (month of service) or the payer's name.
+    pub key: String,
+    /// Distinct patients billed (month) or claimed for (payer).
+    pub patients: Count,
+    /// Issued bills (not drafts, not void); by month only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bills: Option<Count>,
+    /// Their totals: revenue billed; by month only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub billed: Option<Count>,
+    /// What patients paid on them (net of refunds); by month only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patient_paid: Option<Count>,
+    /// Adjustments and write-offs; by month only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adjusted: Option<Count>,
+    /// Still owed on them, by insurers and patients; by month only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub receivable: Option<Count>,
+    /// Claims submitted (withdrawn ones too).
+    pub claims: Count,
+    /// Their amounts.
+    pub claimed: Count,
+    /// What payers paid on them.
+    pub payer_paid: Count,
+    /// Paid in full or in part.
+    pub approved: Count,
+    pub denied: Count,
+    /// Submitted, accepted or rejected: waiting on the payer or on staff.
+    pub pending: Count,
+    /// The amounts of pending claims: owed by insurers.
+    pub pending_amount: Count,
+    /// Approved / (approved + denied).
+    pub approval_rate: Rate,
+    /// Denied / (approved + denied).
+    pub denial_rate: Rate,
+}
+
+/// Bills and claims whose date of service is `from` to `to`, grouped.
+pub async fn billing(
+    db: &Db,
+    from: NaiveDate,
+    to: NaiveDate,
+    group: BillingGroup,
+) -> Result<Vec<BillingRow>, sqlx::Error> {
+    let range = [
+        crate::billing::day_number(from),
+        crate::billing::day_number(to),
+    ];
+    let claim_key = match group {
+        BillingGroup::Month => "service_month",
+        BillingGroup::Payer => "payer",
+    };
+    let claims_sql = format!(
+        "SELECT {claim_key} AS key, {}, {}, {}, {}, {}, {}, {}, {}, \
+         CAST(COUNT(DISTINCT CASE WHEN status = 'withdrawn' THEN patient_id END) AS BIGINT) \
+         AS withdrawn_patients FROM analytics_claims \
+         WHERE service_day BETWEEN $1 AND $2 GROUP BY {claim_key}",
+        measure("claims", "1 = 1", "1"),
+        measure("claimed", "1 = 1", "amount"),
+        measure("payer_paid", "1 = 1", "paid"),
+        measure("approved", "status IN ('paid', 'partly_paid')", "1"),
+        measure("denied", "status = 'denied'", "1"),
+        measure(
+            "adjudicated",
+            "status IN ('paid', 'partly_paid', 'denied')",
+            "1"
+        ),
+        measure(
+            "pending",
+            "status IN ('submitted', 'accepted', 'rejected')",
+            "1"
+        ),
+        measure(
+            "pending_amount",
+            "status IN ('submitted', 'accepted', 'rejected')",
+            "amount"
+        ),
+    );
+    let claims: Vec<ClaimSums> = rows(db, &claims_sql, &range).await?;
+    let mut bills: BTreeMap<String, BillSums> = BTreeMap::new();
+    if group == BillingGroup::Month {
+        let bills_sql = format!(
+            "SELECT service_month AS key, {}, {}, {}, {}, {} FROM analytics_bills \
+             WHERE status = 'issued' AND service_day BETWEEN $1 AND $2 GROUP BY service_month",
+            measure("bills", "1 = 1", "1"),
+            measure("billed", "1 = 1", "total"),
+            measure("patient_paid", "1 = 1", "patient_paid"),
+            measure("adjusted", "1 = 1", "adjusted"),
+            measure("receivable", "1 = 1", "insurer_due + patient_due"),
+        );
+        let found: Vec<BillSums> = rows(db, &bills_sql, &range).await?;
+        bills = found.into_iter().map(|b| (b.key.clone(), b)).collect();
+    }
+    let mut claims: BTreeMap<String, ClaimSums> =
+        claims.into_iter().map(|c| (c.key.clone(), c)).collect();
+    let keys: Vec<String> = bills.keys().chain(claims.keys()).cloned().collect();
+    let mut out: Vec<BillingRow> = Vec::new();
+    for key in keys {
+        if out.iter().any(|r| r.key == key) {
+            continue;
+        }
+        let b = bills.remove(&key);
+        let c = claims.remove(&key).unwrap_or(ClaimSums {
+            key: key.clone(),
+            claims: 0,
+            claims_patients: 0,
+            claimed: 0,
+            claimed_patients: 0,
+            payer_paid: 0,
+            payer_paid_patients: 0,
+            approved: 0,
+            approved_patients: 0,
+            denied: 0,
+            denied_patients: 0,
+            adjudicated: 0,
+            adjudicated_patients: 0,
+            pending: 0,
+            pending_patients: 0,
+            pending_amount: 0,
+            pending_amount_patients: 0,
+            withdrawn_patients: 0,
+        });
+        let patients = b.as_ref().map_or(c.claims_patients, |b| b.bills_patients);
+        let approved = Count::of(c.approved, c.approved_patients);
+        let denied = Count::of(c.denied, c.denied_patients);
+        let pending = Count::of(c.pending, c.pending_patients);
+        let adjudicated = Count::of(c.adjudicated, c.adjudicated_patients);
+        let payer_paid = Count::of(c.payer_paid, c.payer_paid_patients);
+        let patient_paid = b
+            .as_ref()
+            .map(|b| Count::of(b.patient_paid, b.patient_paid_patients));
+        let adjusted = b
+            .as_ref()
+            .map(|b| Count::of(b.adjusted, b.adjusted_patients));
+        let receivable = b
+            .as_ref()
+            .map(|b| Count::of(b.receivable, b.receivable_patients));
+        // Billed = receivable + paid by patients + by payers + adjusted.
+        let money: Vec<Count> = [patient_paid, adjusted, receivable, Some(payer_paid)]
+            .into_iter()
+            .flatten()
+            .collect();
+        out.push(BillingRow {
+            key,
+            patients: Count::of(patients, patients),
+            bills: b.as_ref().map(|b| Count::of(b.bills, b.bills_patients)),
+            billed: b
+                .as_ref()
+                .map(|b| total_of(Count::of(b.billed, b.billed_patients), &money, 0)),
+            patient_paid,
+            adjusted,
+            receivable,
+            // Claims = approved + denied + pending + withdrawn (not shown).
+            claims: total_of(
+                Count::of(c.claims, c.claims_patients),
+                &[approved, denied, pending],
+                c.withdrawn_patients,
+            ),
+            claimed: Count::of(c.claimed, c.claimed_patients),
+            payer_paid,
+            approved,
+            denied,
+            pending,
+            pending_amount: Count::of(c.pending_amount, c.pending_amount_patients),
+            approval_rate: rate_over(approved, adjudicated, &[approved, denied]),
+            denial_rate: rate_over(denied, adjudicated, &[approved, denied]),
+        });
+    }
+    // A month with claims only (its bills void or drafts) still has every
+    // column, zero where nothing was billed.
+    if group == BillingGroup::Month {
+        let zero = Some(Count::of(0, 0));
+        for r in &mut out {
+            r.bills = r.bills.or(zero);
+            r.billed = r.billed.or(zero);
+            r.patient_paid = r.patient_paid.or(zero);
+            r.adjusted = r.adjusted.or(zero);
+            r.receivable = r.receivable.or(zero);
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_total_is_hidden_when_one_of_its_parts_is() {
+        let shown = Count::of(6, 6);
+        let small = Count::of(2, 2);
+        assert!(total_of(Count::of(8, 8), &[shown, small], 0).suppressed);
+        assert_eq!(total_of(Count::of(8, 8), &[shown], 0).value, Some(8));
+        // What the shown parts leave out is a small cell: the total goes.
+        assert!(total_of(Count::of(8, 8), &[shown], 2).suppressed);
+        let rate = rate_over(shown, Count::of(8, 8), &[shown, small]);
+        assert!(rate.suppressed);
+    }
+
+    #[test]
+    fn a_cell_of_one_to_four_patients_is_suppressed_and_zero_is_not() {
+        assert_eq!(Count::of(7, 4).value, None);
+        assert!(Count::of(7, 4).suppressed);
+        assert_eq!(Count::of(7, 5).value, Some(7));
+        assert_eq!(Count::of(0, 0).value, Some(0));
+        assert!(!Count::of(0, 0).suppressed);
+    }
+
+    #[test]
+    fn a_rate_from_a_suppressed_cell_is_suppressed() {
+        let shown = Count::of(3, 5);
+        let hidden = Count::of(1, 1);
+        assert!(Rate::of(hidden, Count::of(10, 8)).suppressed);
+        assert!(Rate::of(shown, hidden).suppressed);
+        assert_eq!(Rate::of(shown, Count::of(9, 9)).value, Some(0.3333));
+        let undefined = Rate::of(Count::of(0, 0), Count::of(0, 0));
+        assert_eq!((undefined.value, undefined.suppressed), (None, false));
+    }
+}

@@ -1,0 +1,725 @@
+//! The analytics scenario (ADR 0021), kept apart from the test that runs it
+//! so that the same assertions can run against any way of feeding the
+//! analytics tables (the in-process projector, or a consumer fed from
+//! NATS): [`seed`] makes a small clinic through the HTTP API,
+//! [`record_no_shows`] records the no-shows (their start must have passed,
+//! so they go through the command layer with the clock at the end of the
+//! day, the server stopped), and [`check`] holds the analyst API to the
+//! numbers, the small-cell suppression and the absence of patient data.
+
+use anamnesis_commands::dispatch::CommandBus;
+use anamnesis_commands::{Actor, Db, EventLog, EventMetadata};
+use anamnesis_domain::schedule::{Appointment, AppointmentCommand};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use serde_json::{json, Value};
+
+use crate::fixtures::{admin, user};
+use crate::schedule::{account, book, enroll, free_slots, hours, set_hours, Clinic, EVERY_DAY};
+use crate::server::{Reply, TestServer};
+
+/// The clinic's zone: far from UTC, so that local days matter.
+pub const ZONE: &str = crate::schedule::LOS_ANGELES;
+
+/// Patients in the clinic.
+pub const PATIENTS: usize = 12;
+
+/// What [`seed`] made, and what the checks need of it.
+pub struct Seeded {
+    pub analyst: String,
+    pub doctor: String,
+    pub provider_a: String,
+    pub provider_b: String,
+    pub patients: Vec<String>,
+    /// Today, the late cancellation's day, and the two visit days.
+    pub today: NaiveDate,
+    pub late_day: NaiveDate,
+    pub day: NaiveDate,
+    pub next_day: NaiveDate,
+    /// The appointments the patients missed, and the staff member who
+    /// records it.
+    pub missed: Vec<String>,
+    pub staff_user: String,
+    /// The mean days from booking to start of the first day's visits, as
+    /// the test measured it.
+    pub lead_days: f64,
+    /// Every value of a patient the fixtures wrote: none may reach the
+    /// analytics tables or answers.
+    pub secrets: Vec<String>,
+}
+
+fn demographics(i: usize) -> Value {
+    let birth = if i < 10 {
+        format!("{}-0{}-1{}", 1962 + i % 8, 1 + i % 9, i % 10)
+    } else {
+        format!("2000-05-1{}", i % 10)
+    };
+    let postal = if i < 10 {
+        format!("SW1A {i}ZZ")
+    } else {
+        format!("EC1A {i}BB")
+    };
+    json!({
+        "family_name": format!("Quillfeather{i}"),
+        "given_name": format!("Ottoline{i}"),
+        "birth_date": birth,
+        "sex": if i < 9 { "female" } else { "male" },
+        "phone": format!("+44 20 7946 {:04}", 100 + i),
+        "email": format!("ottoline{i}@quill.example"),
+        "address": {"line": format!("{i} Vauxhall Bridge Road"), "city": "Westminster",
+                    "postal_code": postal, "region": "Greater London", "country": "GB"},
+        "identifiers": [{"system": "mrn", "value": format!("MRN-QF-{i:03}")}]
+    })
+}
+
+/// The values of patient `i` that must never be seen in analytics.
+fn secrets_of(i: usize) -> Vec<String> {
+    let d = demographics(i);
+    let mut out: Vec<String> = [
+        &d["family_name"],
+        &d["given_name"],
+        &d["birth_date"],
+        &d["phone"],
+        &d["email"],
+        &d["address"]["line"],
+        &d["address"]["postal_code"],
+        &d["identifiers"][0]["value"],
+    ]
+    .iter()
+    .filter_map(|v| v.as_str().map(str::to_owned))
+    .collect();
+    out.push(format!("QF-M-{i}"));
+    out
+}
+
+async fn ok(r: Reply, what: &str) -> anyhow::Result<Reply> {
+    anyhow::ensure!(r.status < 300, "{what}: {r:?}");
+    Ok(r)
+}
+
+async fn post(s: &TestServer, token: &str, path: &str, body: Value) -> anyhow::Result<Reply> {
+    ok(
+        s.call("POST", path, Some(token), Some(body), &[]).await?,
+        path,
+    )
+    .await
+}
+
+fn id(r: &Reply) -> String {
+    r.body["id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Makes the clinic through the HTTP API: 12 patients, two providers,
+/// visits completed, cancelled (one late) and booked to be missed,
+/// prescriptions of three classes, and a bill with a claim for everyone.
+pub async fn seed(s: &TestServer) -> anyhow::Result<Seeded> {
+    let clinic = Clinic::new(ZONE)?;
+    let admin = admin(s).await?;
+    let staff = user(s, &admin, "front.desk", "staff").await?;
+    let staff_user = crate::fixtures::user_id_of(&staff)?;
+    let analyst = user(s, &admin, "the.analyst", "analyst").await?;
+    let (doctor, doctor_a) = account(s, &admin, "dr.a", "doctor").await?;
+    let (_, doctor_b) = account(s, &admin, "dr.b", "doctor").await?;
+    let provider_a = enroll(s, &admin, &doctor_a, "Dr A", "Cardiology").await?;
+    let provider_b = enroll(s, &admin, &doctor_b, "Dr B", "Dermatology").await?;
+    for p in [&provider_a, &provider_b] {
+        set_hours(s, &admin, p, hours(&EVERY_DAY, &[("07:00", "19:00")]), 30).await?;
+    }
+    let mut patients = Vec::new();
+    let mut secrets = vec![
+        "Westminster".to_owned(),
+        "Greater London".to_owned(),
+        "Persistent cough".to_owned(),
+        "Amoxicillin".to_owned(),
+        "Ibuprofen".to_owned(),
+        "Salbutamol".to_owned(),
+        "Office visit".to_owned(),
+        "Gold Plus".to_owned(),
+        "moved abroad".to_owned(),
+        "rash on day two".to_owned(),
+        "cash".to_owned(),
+    ];
+    for i in 0..PATIENTS {
+        patients.push(id(&post(s, &staff, "/v1/patients", demographics(i)).await?));
+        secrets.extend(secrets_of(i));
+    }
+
+    // The first day: Dr A sees ten patients; five come, five will not.
+    // The last visit is at 17:30 local, which is the next day in UTC.
+    let today = clinic.today();
+    let day = today + Duration::days(3);
+    let next_day = day + Duration::days(1);
+    let mut lead = 0.0;
+    let mut missed = Vec::new();
+    for (i, patient) in patients.iter().take(10).enumerate() {
+        let time = if i == 9 {
+            "17:30".to_owned()
+        } else {
+            format!("{:02}:{}", 8 + i / 2, if i % 2 == 0 { "00" } else { "30" })
+        };
+        let starts = clinic.instant(day, &time);
+        let booked = ok(
+            book(s, &staff, &provider_a, patient, &clinic.rfc3339(starts)).await?,
+            "booking",
+        )
+        .await?;
+        lead += (starts - Utc::now()).num_seconds() as f64 / 86_400.0;
+        let appointment = id(&booked);
+        if i < 5 {
+            for step in ["check-in", "start", "complete"] {
+                let path = format!("/v1/appointments/{appointment}/{step}");
+                ok(s.call("POST", &path, Some(&staff), None, &[]).await?, &path).await?;
+            }
+        } else {
+            missed.push(appointment);
+        }
+    }
+    // The next day: Dr B sees five; one cancels in good time.
+    for (i, patient) in patients.iter().take(6).enumerate() {
+        let starts = clinic.at(next_day, &format!("{:02}:00", 9 + i));
+        let appointment = id(&ok(
+            book(s, &staff, &provider_b, patient, &starts).await?,
+            "booking",
+        )
+        .await?);
+        if i == 0 {
+            let path = format!("/v1/appointments/{appointment}/cancel");
+            post(s, &staff, &path, json!({"reason": "moved abroad"})).await?;
+        } else {
+            for step in ["check-in", "start", "complete"] {
+                let path = format!("/v1/appointments/{appointment}/{step}");
+                ok(s.call("POST", &path, Some(&staff), None, &[]).await?, &path).await?;
+            }
+        }
+    }
+    // A late cancellation: Dr B's next free slot, within a day.
+    let slots = free_slots(
+        s,
+        &staff,
+        &provider_b,
+        (today, today + Duration::days(1)),
+        None,
+    )
+    .await?;
+    let soon: DateTime<Utc> = slots
+        .into_iter()
+        .find(|t| *t > Utc::now() + Duration::minutes(10))
+        .ok_or_else(|| anyhow::anyhow!("no free slot within a day"))?;
+    let late = id(&ok(
+        book(s, &staff, &provider_b, &patients[10], &clinic.rfc3339(soon)).await?,
+        "booking",
+    )
+    .await?);
+    let cancelled = post(
+        s,
+        &staff,
+        &format!("/v1/appointments/{late}/cancel"),
+        json!({"reason": "moved abroad"}),
+    )
+    .await?;
+    anyhow::ensure!(cancelled.status < 300, "late cancel: {cancelled:?}");
+
+    prescribe_all(s, &doctor, &patients).await?;
+    bill_all(s, &admin, &staff, &patients).await?;
+    Ok(Seeded {
+        analyst,
+        doctor,
+        provider_a,
+        provider_b,
+        patients,
+        today,
+        late_day: clinic.zone.date_of(soon),
+        day,
+        next_day,
+        missed,
+        staff_user,
+        lead_days: lead / 10.0,
+        secrets,
+    })
+}
+
+/// Amoxicillin for five (one discontinued), ibuprofen for five, and
+/// salbutamol (a drug the class table does not know) for two.
+async fn prescribe_all(s: &TestServer, doctor: &str, patients: &[String]) -> anyhow::Result<()> {
+    let order = |name: &str| {
+        json!({"order": {"medication": {"name": name}, "dose": {"amount": 500, "unit": "mg"},
+               "route": "oral", "frequency": {"kind": "times_a_day", "times": ["08:00", "20:00"]},
+               "starts_at": Utc::now().to_rfc3339(), "duration_days": 7}})
+    };
+    for (i, patient) in patients.iter().take(10).enumerate() {
+        let path = format!("/v1/patients/{patient}/medications");
+        let drug = if i < 5 { "Amoxicillin" } else { "Ibuprofen" };
+        let written = post(s, doctor, &path, order(drug)).await?;
+        if i == 0 {
+            let stop = format!("/v1/medications/{}/stop", id(&written));
+            post(
+                s,
+                doctor,
+                &stop,
+                json!({"outcome": "discontinued", "reason": "rash on day two"}),
+            )
+            .await?;
+        }
+        if i < 2 {
+            post(s, doctor, &path, order("Salbutamol")).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A bill of 120.00 for everyone, issued, with a claim of 96.00: Acme
+/// pays five in full (the patient pays the rest) and denies five; Beta
+/// has not answered its two.
+async fn bill_all(
+    s: &TestServer,
+    admin: &str,
+    staff: &str,
+    patients: &[String],
+) -> anyhow::Result<()> {
+    let price = json!({"description": "Office visit", "unit_price": 12_000});
+    let set = s
+        .call(
+            "PUT",
+            "/v1/billing/price-list/99213",
+            Some(admin),
+            Some(price),
+            &[],
+        )
+        .await?;
+    ok(set, "price").await?;
+    for (i, patient) in patients.iter().enumerate() {
+        let payer = if i < 10 { "Acme Health" } else { "Beta Mutual" };
+        let coverage = post(
+            s,
+            staff,
+            &format!("/v1/patients/{patient}/coverage"),
+            json!({"payer": payer, "member_id": format!("QF-M-{i}"), "plan": "Gold Plus",
+                   "valid_from": "2000-01-01", "rank": "primary"}),
+        )
+        .await?;
+        let bill = id(&post(s, staff, "/v1/bills", json!({"patient_id": patient})).await?);
+        let lines = format!("/v1/bills/{bill}/lines");
+        post(s, staff, &lines, json!({"code": "99213", "quantity": 1})).await?;
+        post(s, staff, &format!("/v1/bills/{bill}/issue"), json!(null)).await?;
+        let claim = post(
+            s,
+            staff,
+            &format!("/v1/bills/{bill}/claims"),
+            json!({"coverage_id": id(&coverage), "amount": 9_600}),
+        )
+        .await?;
+        if i >= 10 {
+            continue;
+        }
+        let response = format!("/v1/bills/{bill}/claims/{}/response", id(&claim));
+        post(s, staff, &response, json!({"outcome": "accepted"})).await?;
+        if i < 5 {
+            post(
+                s,
+                staff,
+                &response,
+                json!({"outcome": "adjudicated", "paid": 9_600}),
+            )
+            .await?;
+            let pay = format!("/v1/bills/{bill}/payments");
+            post(s, staff, &pay, json!({"amount": 2_400, "method": "cash"})).await?;
+        } else {
+            let denied = json!({"outcome": "adjudicated", "paid": 0, "reason_codes": ["CO-50"]});
+            post(s, staff, &response, denied).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Records the no-shows: the server stops, the command layer records them
+/// with the clock at the end of the first day, and the server starts again.
+pub async fn record_no_shows(s: TestServer, seeded: &Seeded) -> anyhow::Result<TestServer> {
+    let (db, url, _) = s.shut_down().await?;
+    let log = EventLog::open(db.db.clone()).await?;
+    let bus = CommandBus::new(log);
+    let now = Clinic::new(ZONE)?.instant(seeded.day, "23:00");
+    let meta = EventMetadata::by(Actor::new(seeded.staff_user.as_str(), "staff"));
+    for appointment in &seeded.missed {
+        bus.execute::<Appointment>(appointment, AppointmentCommand::NoShow { now }, &(), &meta)
+            .await
+            .map_err(|e| anyhow::anyhow!("no-show: {e}"))?;
+    }
+    drop(bus);
+    TestServer::start_on(db, url, &["--time-zone", ZONE]).await
+}
+
+/// GETs an analytics answer as `token` once every event so far is in it.
+pub async fn get(s: &TestServer, token: &str, path: &str) -> anyhow::Result<Reply> {
+    let head = s.event_count().await?;
+    s.call(
+        "GET",
+        path,
+        Some(token),
+        None,
+        &[("X-Min-Position", head.to_string())],
+    )
+    .await
+}
+
+/// The answer's row for `key`.
+fn row<'a>(r: &'a Reply, key: &str) -> anyhow::Result<&'a Value> {
+    r.body["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|row| row["key"] == key)
+        .ok_or_else(|| anyhow::anyhow!("no row {key} in {}", r.body))
+}
+
+/// Holds `row`'s cells to `expected`: a number is a shown value, `null` a
+/// suppressed cell, `"undefined"` a rate with nothing to divide by.
+fn cells(row: &Value, expected: &[(&str, Value)]) -> anyhow::Result<()> {
+    for (name, want) in expected {
+        let cell = &row[*name];
+        match want {
+            Value::Null => anyhow::ensure!(
+                cell["value"].is_null() && cell["suppressed"] == true,
+                "{name} should be suppressed in {row}"
+            ),
+            Value::String(_) => anyhow::ensure!(
+                cell["value"].is_null() && cell["suppressed"] == false,
+                "{name} should be undefined in {row}"
+            ),
+            _ => {
+                let (got, want) = (cell["value"].as_f64(), want.as_f64());
+                anyhow::ensure!(
+                    cell["suppressed"] == false
+                        && got.zip(want).is_some_and(|(g, w)| (g - w).abs() < 1e-9),
+                    "{name}: want {want:?} in {row}"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The analyst API's numbers, suppression, CSV and silence about patients.
+pub async fn check(s: &TestServer, seeded: &Seeded) -> anyhow::Result<String> {
+    let t = &seeded.analyst;
+    let (from, to) = (seeded.today, seeded.next_day);
+    let mut answers = String::new();
+    let n = Value::Null;
+
+    // Appointments by local day.
+    let path = format!("/v1/analytics/appointments?from={from}&to={to}&group_by=day");
+    let by_day = get(s, t, &path).await?;
+    anyhow::ensure!(by_day.status == 200, "{by_day:?}");
+    answers.push_str(&by_day.body.to_string());
+    let first = row(&by_day, &seeded.day.to_string())?;
+    cells(
+        first,
+        &[
+            ("patients", json!(10)),
+            ("appointments", json!(10)),
+            ("completed", json!(5)),
+            ("cancelled", json!(0)),
+            ("late_cancelled", json!(0)),
+            ("no_show", json!(5)),
+            ("open", json!(0)),
+            ("completion_rate", json!(0.5)),
+            ("cancellation_rate", json!(0.0)),
+            ("late_cancellation_rate", json!(0.0)),
+            ("no_show_rate", json!(0.5)),
+        ],
+    )?;
+    let lead = first["avg_lead_days"]["value"].as_f64().unwrap_or(-1.0);
+    anyhow::ensure!(
+        (lead - seeded.lead_days).abs() < 0.01,
+        "mean lead {lead} days, measured {}",
+        seeded.lead_days
+    );
+    // One cancellation among six patients: it, the total it is part of,
+    // and every rate over it are suppressed; the five completed are not.
+    let second = row(&by_day, &seeded.next_day.to_string())?;
+    cells(
+        second,
+        &[
+            ("patients", json!(6)),
+            ("completed", json!(5)),
+            ("cancelled", n.clone()),
+            ("appointments", n.clone()),
+            ("late_cancelled", n.clone()),
+            ("no_show", json!(0)),
+            ("completion_rate", n.clone()),
+            ("no_show_rate", n.clone()),
+        ],
+    )?;
+    // The day of the late cancellation: one patient, nothing shown of her.
+    if seeded.late_day != seeded.day && seeded.late_day != seeded.next_day {
+        let late = row(&by_day, &seeded.late_day.to_string())?;
+        cells(
+            late,
+            &[
+                ("patients", n.clone()),
+                ("appointments", n.clone()),
+                ("cancelled", n.clone()),
+                ("late_cancelled", n.clone()),
+                ("avg_lead_days", n.clone()),
+            ],
+        )?;
+    }
+
+    // By provider and by specialty.
+    for (group, a, b) in [
+        (
+            "provider",
+            seeded.provider_a.as_str(),
+            seeded.provider_b.as_str(),
+        ),
+        ("specialty", "cardiology", "dermatology"),
+    ] {
+        let path = format!("/v1/analytics/appointments?from={from}&to={to}&group_by={group}");
+        let r = get(s, t, &path).await?;
+        anyhow::ensure!(r.status == 200, "{r:?}");
+        answers.push_str(&r.body.to_string());
+        cells(
+            row(&r, a)?,
+            &[("appointments", json!(10)), ("no_show_rate", json!(0.5))],
+        )?;
+        cells(
+            row(&r, b)?,
+            &[
+                ("patients", json!(7)),
+                ("completed", json!(5)),
+                ("cancelled", n.clone()),
+                ("late_cancelled", n.clone()),
+                ("appointments", n.clone()),
+                ("cancellation_rate", n.clone()),
+            ],
+        )?;
+        anyhow::ensure!(
+            row(&r, b)?["avg_lead_days"]["value"].is_number(),
+            "seven patients' mean lead is shown"
+        );
+    }
+
+    // Patients by age band, sex and region.
+    for (group, shown, hidden, count) in [
+        ("age_band", "50-64", "18-34", 10),
+        ("sex", "female", "male", 9),
+        ("region", "SW1", "EC1", 10),
+    ] {
+        let r = get(s, t, &format!("/v1/analytics/patients?group_by={group}")).await?;
+        anyhow::ensure!(r.status == 200, "{r:?}");
+        answers.push_str(&r.body.to_string());
+        cells(row(&r, shown)?, &[("patients", json!(count))])?;
+        cells(row(&r, hidden)?, &[("patients", n.clone())])?;
+        anyhow::ensure!(
+            r.body["rows"].as_array().map(Vec::len) == Some(2),
+            "{}",
+            r.body
+        );
+    }
+
+    // Prescriptions by class.
+    let r = get(
+        s,
+        t,
+        &format!(
+            "/v1/analytics/prescriptions?from={}&to={}",
+            seeded.today, seeded.today
+        ),
+    )
+    .await?;
+    anyhow::ensure!(r.status == 200, "{r:?}");
+    answers.push_str(&r.body.to_string());
+    cells(
+        row(&r, "nsaids")?,
+        &[
+            ("patients", json!(5)),
+            ("prescriptions", json!(5)),
+            ("active", json!(5)),
+            ("discontinued", json!(0)),
+        ],
+    )?;
+    cells(
+        row(&r, "penicillins")?,
+        &[
+            ("patients", json!(5)),
+            ("active", n.clone()),
+            ("discontinued", n.clone()),
+            ("prescriptions", n.clone()),
+        ],
+    )?;
+    cells(
+        row(&r, "other")?,
+        &[("patients", n.clone()), ("prescriptions", n.clone())],
+    )?;
+
+    // Billing by month and by payer.
+    let month = format!("{}", seeded.today.format("%Y-%m"));
+    let path = format!(
+        "/v1/analytics/billing?from={}&to={}&group_by=month",
+        seeded.today, seeded.today
+    );
+    let r = get(s, t, &path).await?;
+    anyhow::ensure!(r.status == 200, "{r:?}");
+    answers.push_str(&r.body.to_string());
+    cells(
+        row(&r, &month)?,
+        &[
+            ("patients", json!(12)),
+            ("bills", json!(12)),
+            ("billed", json!(144_000)),
+            ("patient_paid", json!(12_000)),
+            ("adjusted", json!(0)),
+            ("receivable", json!(84_000)),
+            ("claimed", json!(115_200)),
+            ("payer_paid", json!(48_000)),
+            ("approved", json!(5)),
+            ("denied", json!(5)),
+            ("pending", n.clone()),
+            ("pending_amount", n.clone()),
+            ("claims", n.clone()),
+            ("approval_rate", json!(0.5)),
+            ("denial_rate", json!(0.5)),
+        ],
+    )?;
+    let path = format!(
+        "/v1/analytics/billing?from={}&to={}&group_by=payer",
+        seeded.today, seeded.today
+    );
+    let r = get(s, t, &path).await?;
+    anyhow::ensure!(r.status == 200, "{r:?}");
+    answers.push_str(&r.body.to_string());
+    cells(
+        row(&r, "Acme Health")?,
+        &[
+            ("patients", json!(10)),
+            ("claims", json!(10)),
+            ("claimed", json!(96_000)),
+            ("payer_paid", json!(48_000)),
+            ("approval_rate", json!(0.5)),
+            ("pending", json!(0)),
+        ],
+    )?;
+    let beta = row(&r, "Beta Mutual")?;
+    cells(
+        beta,
+        &[
+            ("patients", n.clone()),
+            ("claims", n.clone()),
+            ("claimed", n.clone()),
+            ("pending", n.clone()),
+            ("approval_rate", json!("undefined")),
+        ],
+    )?;
+    anyhow::ensure!(beta.get("billed").is_none(), "by payer, no bill columns");
+
+    // CSV: an empty field, and the suppressed column naming it.
+    let csv_path = format!("/v1/analytics/appointments?from={from}&to={to}");
+    let (status, kind, bytes) = s
+        .get_bytes(&csv_path, Some(t), &[("Accept", "text/csv".to_owned())])
+        .await?;
+    anyhow::ensure!(
+        status == 200 && kind.starts_with("text/csv"),
+        "{status} {kind}"
+    );
+    let text = String::from_utf8(bytes)?;
+    answers.push_str(&text);
+    let mut lines = text.lines();
+    anyhow::ensure!(
+        lines.next()
+            == Some(
+                "day,patients,appointments,completed,cancelled,late_cancelled,no_show,open,\
+                 completion_rate,cancellation_rate,late_cancellation_rate,no_show_rate,\
+                 avg_lead_days,suppressed"
+            ),
+        "{text}"
+    );
+    let second = lines
+        .find(|l| l.starts_with(&seeded.next_day.to_string()))
+        .ok_or_else(|| anyhow::anyhow!("no row for the second day in {text}"))?;
+    let fields: Vec<&str> = second.split(',').collect();
+    anyhow::ensure!(
+        fields[1] == "6" && fields[2].is_empty() && fields[3] == "5" && fields[4].is_empty(),
+        "{second}"
+    );
+    anyhow::ensure!(
+        fields[13].split(';').any(|c| c == "appointments")
+            && fields[13].split(';').any(|c| c == "cancelled")
+            && !fields[13].split(';').any(|c| c == "completed"),
+        "{second}"
+    );
+    let (status, _, bytes) = s
+        .get_bytes(
+            "/v1/analytics/patients?group_by=sex&format=csv",
+            Some(t),
+            &[],
+        )
+        .await?;
+    let text = String::from_utf8(bytes)?;
+    anyhow::ensure!(
+        status == 200 && text == "sex,patients,suppressed\nfemale,9,\nmale,,patients\n",
+        "{text}"
+    );
+    answers.push_str(&text);
+
+    // Nothing of any patient in any answer: no value, no id.
+    for secret in seeded.secrets.iter().chain(&seeded.patients) {
+        anyhow::ensure!(
+            !answers.contains(secret.as_str()),
+            "{secret:?} in an analytics answer"
+        );
+    }
+    Ok(answers)
+}
+
+/// Every row of every analytics table, as sorted text.
+pub async fn dump(s: &TestServer) -> anyhow::Result<Vec<String>> {
+    let tables = [
+        "analytics_patients",
+        "analytics_providers",
+        "analytics_appointments",
+        "analytics_prescriptions",
+        "analytics_bills",
+        "analytics_claims",
+    ];
+    let mut out = Vec::new();
+    for table in tables {
+        let mut rows: Vec<String> = match &s.db.db {
+            Db::Postgres(p) => {
+                sqlx::query_scalar(&format!("SELECT row_to_json(t)::text FROM {table} t"))
+                    .fetch_all(p)
+                    .await?
+            }
+            Db::Sqlite(p) => {
+                let columns: Vec<String> =
+                    sqlx::query_scalar(&format!("SELECT name FROM pragma_table_info('{table}')"))
+                        .fetch_all(p)
+                        .await?;
+                sqlx::query_scalar(&format!(
+                    "SELECT json_array({}) FROM {table}",
+                    columns.join(", ")
+                ))
+                .fetch_all(p)
+                .await?
+            }
+        };
+        rows.sort();
+        out.extend(rows.into_iter().map(|r| format!("{table} {r}")));
+    }
+    Ok(out)
+}
+
+/// No value of a patient in any row of the analytics tables.
+pub async fn check_tables(s: &TestServer, seeded: &Seeded) -> anyhow::Result<()> {
+    let rows = dump(s).await?;
+    anyhow::ensure!(
+        rows.iter()
+            .filter(|r| r.starts_with("analytics_patients "))
+            .count()
+            == PATIENTS,
+        "every patient is in the lookup"
+    );
+    for r in &rows {
+        for secret in &seeded.secrets {
+            anyhow::ensure!(!r.contains(secret.as_str()), "{secret:?} in {r}");
+        }
+    }
+    Ok(())
+}
