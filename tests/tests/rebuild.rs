@@ -410,7 +410,7 @@ async fn a_rebuilt_read_model_equals_the_live_one(backend: Backend) -> anyhow::R
         }
     }
     let said = rebuild_all(&s).await?;
-    assert!(said.contains("rebuilt 9 read model(s)"), "{said}");
+    assert!(said.contains("rebuilt 10 read model(s)"), "{said}");
     let rebuilt = dump(&s).await?;
     let diff = differences(&live, &rebuilt);
     assert!(diff.is_empty(), "the rebuilt read models differ: {diff:?}");
