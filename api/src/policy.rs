@@ -330,6 +330,20 @@ mod tests {
     }
 
     #[test]
+    fn analytics_are_for_analysts_compliance_and_admin_only() {
+        for role in [Role::Analyst, Role::Compliance, Role::Admin] {
+            let p = principal(role, None);
+            assert!(authorize(&p, Action::ReadAnalytics, &Context::NONE).is_ok());
+        }
+        for role in [Role::Patient, Role::Doctor, Role::Nurse, Role::Staff] {
+            let p = principal(role, Some(MINE).filter(|_| role == Role::Patient));
+            assert!(authorize(&p, Action::ReadAnalytics, &Context::NONE).is_err());
+            let care = Context::in_care(MINE, Care::Team);
+            assert!(authorize(&p, Action::ReadAnalytics, &care).is_err());
+        }
+    }
+
+    #[test]
     fn admin_and_analyst_read_no_patient_data() {
         for role in [Role::Admin, Role::Analyst] {
             let p = principal(role, None);

@@ -1,10 +1,5 @@
--- De-identified analytics (docs/adr/0021-analytics.md), folded by the
--- `analytics` projector. No names, contact details, birth dates, free TEXT
--- or identifiers of any patient: opaque ids (to fold, and to count distinct
--- patients for small-cell suppression), age band, sex and region. The
--- analyst API never answers an id of a patient. Days are day numbers
--- (days since 1970-01-01) of the clinic's local date; times whole seconds
--- since the Unix epoch; money integer minor units.
+-- De-identified analytics (see migrations/postgres/0015_analytics.sql and
+-- docs/adr/0021-analytics.md).
 
 -- Lookups: a patient's attributes, a provider's specialty.
 CREATE TABLE analytics_patients (

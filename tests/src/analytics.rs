@@ -331,8 +331,13 @@ async fn bill_all(
 }
 
 /// Records the no-shows: the server stops, the command layer records them
-/// with the clock at the end of the first day, and the server starts again.
-pub async fn record_no_shows(s: TestServer, seeded: &Seeded) -> anyhow::Result<TestServer> {
+/// with the clock at the end of the first day, and the server starts again
+/// in the clinic's zone, with `extra` arguments (a NATS URL, say).
+pub async fn record_no_shows(
+    s: TestServer,
+    seeded: &Seeded,
+    extra: &[&str],
+) -> anyhow::Result<TestServer> {
     let (db, url, _) = s.shut_down().await?;
     let log = EventLog::open(db.db.clone()).await?;
     let bus = CommandBus::new(log);
@@ -344,7 +349,9 @@ pub async fn record_no_shows(s: TestServer, seeded: &Seeded) -> anyhow::Result<T
             .map_err(|e| anyhow::anyhow!("no-show: {e}"))?;
     }
     drop(bus);
-    TestServer::start_on(db, url, &["--time-zone", ZONE]).await
+    let mut args = vec!["--time-zone", ZONE];
+    args.extend_from_slice(extra);
+    TestServer::start_on(db, url, &args).await
 }
 
 /// GETs an analytics answer as `token` once every event so far is in it.

@@ -24,7 +24,7 @@ async fn a_clinic_is_counted_right_with_small_cells_suppressed(
 ) -> anyhow::Result<()> {
     let s = start_in(backend, ZONE).await?;
     let seeded = analytics::seed(&s).await?;
-    let s = analytics::record_no_shows(s, &seeded).await?;
+    let s = analytics::record_no_shows(s, &seeded, &[]).await?;
     analytics::check(&s, &seeded).await?;
     analytics::check_tables(&s, &seeded).await?;
 
