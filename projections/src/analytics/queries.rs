@@ -129,14 +129,39 @@ where
     })
 }
 
-/// `CAST(SUM(CASE WHEN <when> THEN <what> ELSE 0 END) AS BIGINT) AS <name>,
-/// CAST(COUNT(DISTINCT CASE WHEN <when> AND <what> <> 0 THEN patient_id END)
-/// AS BIGINT) AS <name>_patients`: a measure and the patients behind it.
-fn measure(name: &str, when: &str, what: &str) -> String {
+/// One measure: its name, which rows it takes, and what it adds up of them.
+type Measure<'a> = (&'a str, &'a str, &'a str);
+
+/// `SELECT key, <name>, <name>_patients, … FROM <table> WHERE <filter>
+/// GROUP BY key` for each measure (`name`, `when`, `what`): the sum of
+/// `what` over the rows where `when` holds, and the distinct patients
+/// behind it (those with such a row where `what` is not zero). The rows
+/// are folded per patient first, so each group costs one pass instead of
+/// a distinct count per measure.
+fn grouped(key: &str, table: &str, filter: &str, measures: &[Measure]) -> String {
+    let inner: Vec<String> = measures
+        .iter()
+        .map(|(name, when, what)| {
+            format!(
+                "SUM(CASE WHEN {when} THEN {what} ELSE 0 END) AS {name}, \
+                 SUM(CASE WHEN {when} AND {what} <> 0 THEN 1 ELSE 0 END) AS {name}_rows"
+            )
+        })
+        .collect();
+    let outer: Vec<String> = measures
+        .iter()
+        .map(|(name, _, _)| {
+            format!(
+                "CAST(SUM({name}) AS BIGINT) AS {name}, \
+                 CAST(SUM(CASE WHEN {name}_rows > 0 THEN 1 ELSE 0 END) AS BIGINT) AS {name}_patients"
+            )
+        })
+        .collect();
     format!(
-        "CAST(SUM(CASE WHEN {when} THEN {what} ELSE 0 END) AS BIGINT) AS {name}, \
-         CAST(COUNT(DISTINCT CASE WHEN {when} AND {what} <> 0 THEN patient_id END) AS BIGINT) \
-         AS {name}_patients"
+        "SELECT key, {} FROM (SELECT {key} AS key, patient_id, {} FROM {table} WHERE {filter} \
+         GROUP BY {key}, patient_id) per_patient GROUP BY key",
+        outer.join(", "),
+        inner.join(", ")
     )
 }
 
@@ -170,7 +195,6 @@ struct AppointmentSums {
     decided: i64,
     decided_patients: i64,
     lead: i64,
-    lead_patients: i64,
 }
 
 /// Appointments in one group.
@@ -215,26 +239,29 @@ pub async fn appointments(
         AppointmentGroup::Provider => "provider_id",
         AppointmentGroup::Specialty => "specialty",
     };
-    let decided = "status IN ('completed', 'cancelled', 'no_show')";
-    let sql = format!(
-        "SELECT {key} AS key, {}, {}, {}, {}, {}, {}, {}, {}, \
-         CAST(COUNT(DISTINCT CASE WHEN status = 'cancelled' AND late = 0 THEN patient_id END) \
-         AS BIGINT) AS on_time_patients \
-         FROM analytics_appointments WHERE day BETWEEN $1 AND $2 GROUP BY {key}",
-        measure("appointments", "1 = 1", "1"),
-        measure("completed", "status = 'completed'", "1"),
-        measure("cancelled", "status = 'cancelled'", "1"),
-        measure("late", "status = 'cancelled' AND late = 1", "1"),
-        measure("no_show", "status = 'no_show'", "1"),
-        measure(
-            "open",
-            "status IN ('booked', 'checked_in', 'in_progress')",
-            "1"
-        ),
-        measure("decided", decided, "1"),
-        // Every appointment counts towards the mean lead, a zero lead too.
-        "CAST(SUM(starts_at - booked_at) AS BIGINT) AS lead, \
-         CAST(COUNT(DISTINCT patient_id) AS BIGINT) AS lead_patients",
+    let sql = grouped(
+        key,
+        "analytics_appointments",
+        "day BETWEEN $1 AND $2",
+        &[
+            ("appointments", "1 = 1", "1"),
+            ("completed", "status = 'completed'", "1"),
+            ("cancelled", "status = 'cancelled'", "1"),
+            ("late", "status = 'cancelled' AND late = 1", "1"),
+            ("on_time", "status = 'cancelled' AND late = 0", "1"),
+            ("no_show", "status = 'no_show'", "1"),
+            (
+                "open",
+                "status IN ('booked', 'checked_in', 'in_progress')",
+                "1",
+            ),
+            (
+                "decided",
+                "status IN ('completed', 'cancelled', 'no_show')",
+                "1",
+            ),
+            ("lead", "1 = 1", "starts_at - booked_at"),
+        ],
     );
     let sums: Vec<AppointmentSums> = rows(
         db,
@@ -280,7 +307,7 @@ pub async fn appointments(
             cancellation_rate: rate_over(cancelled, decided, &parts),
             late_cancellation_rate: rate_over(late, decided, &parts),
             no_show_rate: rate_over(no_show, decided, &parts),
-            avg_lead_days: Rate::scaled(Count::of(s.lead, s.lead_patients), all, 86_400.0),
+            avg_lead_days: Rate::scaled(Count::of(s.lead, s.appointments_patients), all, 86_400.0),
         });
     }
     out.sort_by(|a, b| a.key.cmp(&b.key));
@@ -375,13 +402,16 @@ pub async fn prescriptions(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<Vec<PrescriptionRow>, sqlx::Error> {
-    let sql = format!(
-        "SELECT drug_class AS key, {}, {}, {}, {} FROM analytics_prescriptions \
-         WHERE day BETWEEN $1 AND $2 GROUP BY drug_class ORDER BY drug_class",
-        measure("prescriptions", "1 = 1", "1"),
-        measure("active", "status = 'active'", "1"),
-        measure("discontinued", "status = 'discontinued'", "1"),
-        measure("completed", "status = 'completed'", "1"),
+    let sql = grouped(
+        "drug_class",
+        "analytics_prescriptions",
+        "day BETWEEN $1 AND $2",
+        &[
+            ("prescriptions", "1 = 1", "1"),
+            ("active", "status = 'active'", "1"),
+            ("discontinued", "status = 'discontinued'", "1"),
+            ("completed", "status = 'completed'", "1"),
+        ],
     );
     let sums: Vec<PrescriptionSums> = rows(
         db,
@@ -392,6 +422,8 @@ pub async fn prescriptions(
         ],
     )
     .await?;
+    let mut sums = sums;
+    sums.sort_by(|a, b| a.key.cmp(&b.key));
     Ok(sums
         .into_iter()
         .map(|s| {
@@ -518,43 +550,41 @@ pub async fn billing(
         BillingGroup::Month => "service_month",
         BillingGroup::Payer => "payer",
     };
-    let claims_sql = format!(
-        "SELECT {claim_key} AS key, {}, {}, {}, {}, {}, {}, {}, {}, \
-         CAST(COUNT(DISTINCT CASE WHEN status = 'withdrawn' THEN patient_id END) AS BIGINT) \
-         AS withdrawn_patients FROM analytics_claims \
-         WHERE service_day BETWEEN $1 AND $2 GROUP BY {claim_key}",
-        measure("claims", "1 = 1", "1"),
-        measure("claimed", "1 = 1", "amount"),
-        measure("payer_paid", "1 = 1", "paid"),
-        measure("approved", "status IN ('paid', 'partly_paid')", "1"),
-        measure("denied", "status = 'denied'", "1"),
-        measure(
-            "adjudicated",
-            "status IN ('paid', 'partly_paid', 'denied')",
-            "1"
-        ),
-        measure(
-            "pending",
-            "status IN ('submitted', 'accepted', 'rejected')",
-            "1"
-        ),
-        measure(
-            "pending_amount",
-            "status IN ('submitted', 'accepted', 'rejected')",
-            "amount"
-        ),
+    let pending = "status IN ('submitted', 'accepted', 'rejected')";
+    let claims_sql = grouped(
+        claim_key,
+        "analytics_claims",
+        "service_day BETWEEN $1 AND $2",
+        &[
+            ("claims", "1 = 1", "1"),
+            ("claimed", "1 = 1", "amount"),
+            ("payer_paid", "1 = 1", "paid"),
+            ("approved", "status IN ('paid', 'partly_paid')", "1"),
+            ("denied", "status = 'denied'", "1"),
+            (
+                "adjudicated",
+                "status IN ('paid', 'partly_paid', 'denied')",
+                "1",
+            ),
+            ("pending", pending, "1"),
+            ("pending_amount", pending, "amount"),
+            ("withdrawn", "status = 'withdrawn'", "1"),
+        ],
     );
     let claims: Vec<ClaimSums> = rows(db, &claims_sql, &range).await?;
     let mut bills: BTreeMap<String, BillSums> = BTreeMap::new();
     if group == BillingGroup::Month {
-        let bills_sql = format!(
-            "SELECT service_month AS key, {}, {}, {}, {}, {} FROM analytics_bills \
-             WHERE status = 'issued' AND service_day BETWEEN $1 AND $2 GROUP BY service_month",
-            measure("bills", "1 = 1", "1"),
-            measure("billed", "1 = 1", "total"),
-            measure("patient_paid", "1 = 1", "patient_paid"),
-            measure("adjusted", "1 = 1", "adjusted"),
-            measure("receivable", "1 = 1", "insurer_due + patient_due"),
+        let bills_sql = grouped(
+            "service_month",
+            "analytics_bills",
+            "status = 'issued' AND service_day BETWEEN $1 AND $2",
+            &[
+                ("bills", "1 = 1", "1"),
+                ("billed", "1 = 1", "total"),
+                ("patient_paid", "1 = 1", "patient_paid"),
+                ("adjusted", "1 = 1", "adjusted"),
+                ("receivable", "1 = 1", "insurer_due + patient_due"),
+            ],
         );
         let found: Vec<BillSums> = rows(db, &bills_sql, &range).await?;
         bills = found.into_iter().map(|b| (b.key.clone(), b)).collect();
