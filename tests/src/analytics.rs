@@ -110,7 +110,8 @@ fn id(r: &Reply) -> String {
 
 /// Makes the clinic through the HTTP API: 12 patients, two providers,
 /// visits completed, cancelled (one late) and booked to be missed,
-/// prescriptions of three classes, and a bill with a claim for everyone.
+/// prescriptions of three classes, a bill with a claim for everyone, a
+/// patient who moves and one who dies.
 pub async fn seed(s: &TestServer) -> anyhow::Result<Seeded> {
     let clinic = Clinic::new(ZONE)?;
     let admin = admin(s).await?;
@@ -220,6 +221,18 @@ pub async fn seed(s: &TestServer) -> anyhow::Result<Seeded> {
 
     prescribe_all(s, &doctor, &patients).await?;
     bill_all(s, &admin, &staff, &patients).await?;
+    // The last patient moves into the first ten's region; the tenth dies.
+    let mut moved = demographics(11);
+    moved["address"]["postal_code"] = json!("SW1A 9QQ");
+    let path = format!("/v1/patients/{}/demographics", patients[11]);
+    ok(
+        s.call("PUT", &path, Some(&staff), Some(moved), &[]).await?,
+        &path,
+    )
+    .await?;
+    secrets.push("SW1A 9QQ".to_owned());
+    let path = format!("/v1/patients/{}/deceased", patients[9]);
+    post(s, &doctor, &path, json!({"deceased_on": today.to_string()})).await?;
     Ok(Seeded {
         analyst,
         doctor,
@@ -504,9 +517,10 @@ pub async fn check(s: &TestServer, seeded: &Seeded) -> anyhow::Result<String> {
         );
     }
 
-    // Patients by age band, sex and region.
+    // Living patients by age band, sex and region: the tenth (male, 50-64)
+    // died, the twelfth moved from EC1 to SW1.
     for (group, shown, hidden, count) in [
-        ("age_band", "50-64", "18-34", 10),
+        ("age_band", "50-64", "18-34", 9),
         ("sex", "female", "male", 9),
         ("region", "SW1", "EC1", 10),
     ] {
