@@ -61,7 +61,8 @@ pub enum Command {
     /// them in, while the server keeps serving.
     Rebuild {
         /// Read models: activity, patients, schedule, access_log, chart,
-        /// medications, messaging, billing, notifications, alerts, redis (the
+        /// medications, messaging, billing, notifications, alerts, analytics,
+        /// redis (the
         /// Redis read models: emptied and filled again).
         names: Vec<String>,
         /// Every read model.
@@ -71,11 +72,11 @@ pub enum Command {
     /// Publish every event to NATS JetStream (--nats-url) until
     /// SIGINT/SIGTERM, without serving HTTP (ADR 0018).
     Relay,
-    /// Run one fan-out consumer (notifications, with its reminders, or
-    /// alerts) until SIGINT/SIGTERM, without serving HTTP: from NATS when
+    /// Run one fan-out consumer (notifications, with its reminders and
+    /// deliveries; alerts; analytics) until SIGINT/SIGTERM, without serving HTTP: from NATS when
     /// --nats-url is set, else from the log (ADR 0020).
     Consume {
-        /// notifications or alerts.
+        /// notifications, alerts or analytics.
         name: String,
     },
     /// Compliance: verify the log's hash chain, write signed checkpoints.

@@ -17,7 +17,7 @@ use anamnesis_projections::runner::{self, Failure, Projector, Report, RunnerConf
 use crate::config::Settings;
 
 /// The consumers there are.
-pub const NAMES: [&str; 2] = ["notifications", "alerts"];
+pub const NAMES: [&str; 3] = ["notifications", "alerts", "analytics"];
 
 /// Consumes until SIGINT/SIGTERM, saying so when it starts, stands by,
 /// gets stuck or recovers.
@@ -73,8 +73,19 @@ pub async fn run(settings: &Settings, name: &str) -> anyhow::Result<()> {
                 stopped.clone(),
             )));
         }
-        _ => {
+        "alerts" => {
             let projector = anamnesis_projections::alerts::Alerts;
+            tasks.push(start(
+                &reader,
+                &db,
+                projector,
+                nats.as_ref(),
+                &mut reports,
+                &stopped,
+            ));
+        }
+        _ => {
+            let projector = anamnesis_projections::analytics::Analytics::new(settings.zone()?);
             tasks.push(start(
                 &reader,
                 &db,

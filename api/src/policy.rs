@@ -127,6 +127,10 @@ policy! {
     ManageClaims => [Staff];
     PayBill => [Staff] + own;
     AdjustBill => [Staff];
+    // De-identified analytics (ADR 0021): counts and sums with small cells
+    // suppressed and no patient ids. Analysts; compliance oversees them;
+    // admin runs the clinic on them. Nothing clinical opens them.
+    ReadAnalytics => [Analyst, Compliance, Admin];
 }
 
 /// How much of a patient record a permitted read may show.
@@ -330,6 +334,20 @@ mod tests {
     }
 
     #[test]
+    fn analytics_are_for_analysts_compliance_and_admin_only() {
+        for role in [Role::Analyst, Role::Compliance, Role::Admin] {
+            let p = principal(role, None);
+            assert!(authorize(&p, Action::ReadAnalytics, &Context::NONE).is_ok());
+        }
+        for role in [Role::Patient, Role::Doctor, Role::Nurse, Role::Staff] {
+            let p = principal(role, Some(MINE).filter(|_| role == Role::Patient));
+            assert!(authorize(&p, Action::ReadAnalytics, &Context::NONE).is_err());
+            let care = Context::in_care(MINE, Care::Team);
+            assert!(authorize(&p, Action::ReadAnalytics, &care).is_err());
+        }
+    }
+
+    #[test]
     fn admin_and_analyst_read_no_patient_data() {
         for role in [Role::Admin, Role::Analyst] {
             let p = principal(role, None);
@@ -365,6 +383,7 @@ mod tests {
                     | Action::ReadCoverage
                     | Action::ReadBill
                     | Action::ListBills
+                    | Action::ReadAnalytics
             ) {
                 assert!(
                     authorize(&c, action, &Context::patient(THEIRS)).is_err(),

@@ -15,7 +15,7 @@ use crate::config::Settings;
 
 /// The read models, by the name their checkpoint is kept under (`redis`:
 /// the Redis read models, ADR 0022, when Redis is configured).
-pub const NAMES: [&str; 11] = [
+pub const NAMES: [&str; 12] = [
     "activity",
     "patients",
     "schedule",
@@ -26,6 +26,7 @@ pub const NAMES: [&str; 11] = [
     "billing",
     "notifications",
     "alerts",
+    "analytics",
     "redis",
 ];
 
@@ -88,6 +89,10 @@ async fn rebuild_all(settings: &Settings, db: &Db, names: &[&str]) -> anyhow::Re
                 .await?
             }
             "alerts" => one(db, &reader, &anamnesis_projections::alerts::Alerts).await?,
+            "analytics" => {
+                let analytics = anamnesis_projections::analytics::Analytics::new(settings.zone()?);
+                one(db, &reader, &analytics).await?
+            }
             "redis" => redis(settings, db, &reader).await?,
             other => anyhow::bail!("no read model is called {other:?}"),
         };

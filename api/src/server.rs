@@ -148,6 +148,10 @@ impl Prepared {
                 consumers.as_ref(),
             );
             started.consumer(anamnesis_projections::alerts::Alerts, consumers.as_ref());
+            started.consumer(
+                anamnesis_projections::analytics::Analytics::new(zone),
+                consumers.as_ref(),
+            );
             started.reminders(ReminderConfig::new(zone));
         }
         started.spawn(anamnesis_projections::billing::Billing);

@@ -4,6 +4,7 @@
 pub mod access_log;
 pub mod activity;
 pub mod alerts;
+pub mod analytics;
 pub mod billing;
 pub mod chart;
 pub mod consume;

@@ -816,6 +816,31 @@ pub const TABLE: &[Row] = {
             Roles(&["staff", "compliance"]),
             200,
         ),
+        // De-identified analytics (ADR 0021): analysts, compliance, admin.
+        row(
+            "GET /v1/analytics/appointments",
+            None,
+            Roles(&["admin", "compliance", "analyst"]),
+            200,
+        ),
+        row(
+            "GET /v1/analytics/patients",
+            None,
+            Roles(&["admin", "compliance", "analyst"]),
+            200,
+        ),
+        row(
+            "GET /v1/analytics/prescriptions",
+            None,
+            Roles(&["admin", "compliance", "analyst"]),
+            200,
+        ),
+        row(
+            "GET /v1/analytics/billing",
+            None,
+            Roles(&["admin", "compliance", "analyst"]),
+            200,
+        ),
         row("GET /v1/me/notifications", None, SignedIn, 200),
         // Every account may mark its own notifications read; the row names
         // one that is no one's, so a permitted call is 404 (never 403): a

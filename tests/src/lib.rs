@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod analytics;
 pub mod bench;
 pub mod cqrs_repository;
 pub mod db;

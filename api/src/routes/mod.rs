@@ -1,6 +1,7 @@
 //! The HTTP routes, each documented in the OpenAPI document it is registered with.
 
 pub mod access_log;
+pub mod analytics;
 pub mod auth;
 pub mod billing;
 pub mod cards;
@@ -158,6 +159,10 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(billing::refund_bill))
         .routes(routes!(billing::patient_bills))
         .routes(routes!(billing::aging))
+        .routes(routes!(analytics::appointment_analytics))
+        .routes(routes!(analytics::patient_analytics))
+        .routes(routes!(analytics::prescription_analytics))
+        .routes(routes!(analytics::billing_analytics))
         .routes(routes!(compliance::patient_history))
         .routes(routes!(compliance::patient_as_of))
         .routes(routes!(compliance::export_patient))

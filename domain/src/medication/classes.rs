@@ -248,6 +248,14 @@ fn classes_of(drug: &[String]) -> impl Iterator<Item = &'static Class> + '_ {
         .filter(move |c| c.members.iter().any(|m| contains(drug, &phrase(m))))
 }
 
+/// The drug class a medication belongs to, by its name (a brand read as
+/// its ingredients), from the built-in table: the first class in table
+/// order when it has ingredients of two; `None` when the table does not
+/// know it. Analytics count prescriptions by it (ADR 0021).
+pub fn drug_class(name: &str) -> Option<&'static str> {
+    classes_of(&expanded(name)).next().map(|c| c.name)
+}
+
 /// The recorded allergies (`id`, substance) that `drug` conflicts with.
 pub fn conflicts(drug: &Drug, allergies: &[(Uuid, String)]) -> Vec<AllergyConflict> {
     let name = expanded(&drug.name);
@@ -275,4 +283,20 @@ pub fn conflicts(drug: &Drug, allergies: &[(Uuid, String)]) -> Vec<AllergyConfli
         }
     }
     out
+}
+
+#[cfg(test)]
+mod class_tests {
+    use super::drug_class;
+
+    #[test]
+    fn a_drug_is_classed_by_its_ingredients_and_brands() {
+        assert_eq!(
+            drug_class("Amoxicillin 500 mg capsule"),
+            Some("penicillins")
+        );
+        assert_eq!(drug_class("Augmentin"), Some("penicillins"));
+        assert_eq!(drug_class("ibuprofen"), Some("nsaids"));
+        assert_eq!(drug_class("Salbutamol"), None);
+    }
 }

@@ -10,7 +10,7 @@ mod values;
 #[cfg(test)]
 mod tests;
 
-pub use classes::conflicts;
+pub use classes::{conflicts, drug_class};
 pub use error::{AllergyConflict, MedicationError};
 pub use order::{
     AllergyOverride, Medication, MedicationCommand, MedicationEvent, MedicationStatus,

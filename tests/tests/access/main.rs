@@ -351,6 +351,19 @@ impl World {
             "GET /v1/access-log" => ("/v1/access-log".to_owned(), None),
             "GET /v1/me/access-log" => ("/v1/me/access-log".to_owned(), None),
             "GET /v1/me/notifications" => ("/v1/me/notifications".to_owned(), None),
+            "GET /v1/analytics/appointments" => (
+                "/v1/analytics/appointments?from=2026-01-01&to=2026-12-31".to_owned(),
+                None,
+            ),
+            "GET /v1/analytics/patients" => ("/v1/analytics/patients".to_owned(), None),
+            "GET /v1/analytics/prescriptions" => (
+                "/v1/analytics/prescriptions?from=2026-01-01&to=2026-12-31".to_owned(),
+                None,
+            ),
+            "GET /v1/analytics/billing" => (
+                "/v1/analytics/billing?from=2026-01-01&to=2026-12-31&group_by=payer".to_owned(),
+                None,
+            ),
             "POST /v1/me/notifications/{id}/read" => {
                 ("/v1/me/notifications/0.0/read".to_owned(), None)
             }

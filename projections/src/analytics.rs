@@ -1,0 +1,433 @@
+//! De-identified analytics (ADR 0021): fact tables of appointments,
+//! prescriptions, bills and claims, and lookups of patients' age band, sex
+//! and region and providers' specialty, folded from the log by one
+//! projector; the queries behind the analyst API, with small-cell
+//! suppression, are in [`queries`].
+//!
+//! Nothing here holds a name, a contact detail, a birth date, free text or
+//! an identifier of a patient: the opaque ids needed to fold (and to count
+//! distinct patients for suppression), the age band at the date of the
+//! event that carried the birth date, sex, the first three characters of
+//! the postal code, a drug class from the built-in table (never the drug's
+//! name), money and days. A bill is folded with the domain's own `apply`
+//! from its events with every text field blanked first ([`blanked`]).
+//!
+//! Local days are the clinic's (`--time-zone`), so the projector carries
+//! the zone: rebuilt with the same zone, it makes the same rows.
+
+use std::collections::BTreeMap;
+
+use chrono::{Datelike, NaiveDate};
+
+use anamnesis_domain::billing::BillEvent;
+use anamnesis_domain::codec::{DecodeError, StoredForm};
+use anamnesis_domain::medication::{drug_class, MedicationEvent};
+use anamnesis_domain::patient::{Address, Demographics, PatientEvent};
+use anamnesis_domain::schedule::{AppointmentEvent, ClinicZone, ProviderEvent};
+
+use crate::billing::day_number;
+use crate::runner::{Decode, Envelope, ProjectionError, Projector, Tx};
+use crate::sql;
+
+mod bills;
+pub mod queries;
+mod revenue;
+
+pub use bills::{blanked, month_of};
+use bills::{fits, load, write, Folded};
+
+pub use queries::{
+    appointments, patients, prescriptions, AppointmentGroup, AppointmentRow, Count, PatientGroup,
+    PatientRow, PrescriptionRow, Rate, THRESHOLD,
+};
+pub use revenue::{billing, BillingGroup, BillingRow};
+
+/// The projector's checkpoint name.
+pub const NAME: &str = "analytics";
+
+/// The age bands, youngest first.
+pub const AGE_BANDS: [&str; 6] = ["0-17", "18-34", "35-49", "50-64", "65-79", "80+"];
+
+/// The band of someone born on `birth`, on `on`.
+pub fn age_band(birth: NaiveDate, on: NaiveDate) -> &'static str {
+    let mut age = on.year() - birth.year();
+    if (on.month(), on.day()) < (birth.month(), birth.day()) {
+        age -= 1;
+    }
+    match age {
+        i32::MIN..=17 => AGE_BANDS[0],
+        18..=34 => AGE_BANDS[1],
+        35..=49 => AGE_BANDS[2],
+        50..=64 => AGE_BANDS[3],
+        65..=79 => AGE_BANDS[4],
+        _ => AGE_BANDS[5],
+    }
+}
+
+/// The coarse region of an address: the first three letters or digits of
+/// its postal code, upper-cased (a US ZIP3, a UK outward code's start, a
+/// Canadian FSA); `unknown` without an address or a usable code.
+pub fn region(address: Option<&Address>) -> String {
+    let code: String = address
+        .map(|a| {
+            a.postal_code
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(3)
+                .collect::<String>()
+                .to_ascii_uppercase()
+        })
+        .unwrap_or_default();
+    if code.chars().count() == 3 {
+        code
+    } else {
+        "unknown".to_owned()
+    }
+}
+
+/// The class a prescription is counted under.
+pub fn class_of(medication_name: &str) -> &'static str {
+    drug_class(medication_name).unwrap_or("other")
+}
+
+/// An event of any aggregate analytics reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AnalyticsEvent {
+    Patient(PatientEvent),
+    Provider(ProviderEvent),
+    Appointment(AppointmentEvent),
+    Medication(MedicationEvent),
+    Bill(BillEvent),
+}
+
+impl Decode for AnalyticsEvent {
+    fn decode(event_type: &str, version: &str, payload: &str) -> Result<Self, DecodeError> {
+        Ok(match event_type.split('.').next().unwrap_or("") {
+            "patient" => Self::Patient(PatientEvent::from_stored(event_type, version, payload)?),
+            "provider" => Self::Provider(ProviderEvent::from_stored(event_type, version, payload)?),
+            "appointment" => {
+                Self::Appointment(AppointmentEvent::from_stored(event_type, version, payload)?)
+            }
+            "medication" => {
+                Self::Medication(MedicationEvent::from_stored(event_type, version, payload)?)
+            }
+            "bill" => Self::Bill(BillEvent::from_stored(event_type, version, payload)?),
+            _ => {
+                return Err(DecodeError::Unknown {
+                    event_type: event_type.to_owned(),
+                    version: version.to_owned(),
+                })
+            }
+        })
+    }
+}
+
+/// Folds the analytics tables, local days in the clinic's `zone`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Analytics {
+    zone: ClinicZone,
+}
+
+impl Analytics {
+    /// Analytics whose days are local days in `zone`.
+    pub fn new(zone: ClinicZone) -> Self {
+        Self { zone }
+    }
+}
+
+impl Projector for Analytics {
+    type Event = AnalyticsEvent;
+
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn aggregate_types(&self) -> &'static [&'static str] {
+        &["patient", "provider", "appointment", "medication", "bill"]
+    }
+
+    fn tables(&self) -> &'static [&'static str] {
+        &[
+            "analytics_patients",
+            "analytics_providers",
+            "analytics_appointments",
+            "analytics_prescriptions",
+            "analytics_bills",
+            "analytics_claims",
+        ]
+    }
+
+    async fn apply_batch(
+        &self,
+        tx: &mut Tx,
+        events: &[Envelope<AnalyticsEvent>],
+    ) -> Result<(), ProjectionError> {
+        // Bills touched by the batch, folded in memory and written once each.
+        let mut bills: BTreeMap<String, Folded> = BTreeMap::new();
+        for e in events {
+            match &e.event {
+                AnalyticsEvent::Patient(event) => self.patient(tx, e, event).await?,
+                AnalyticsEvent::Provider(event) => provider(tx, event, e.id()).await?,
+                AnalyticsEvent::Appointment(event) => self.appointment(tx, e, event).await?,
+                AnalyticsEvent::Medication(event) => self.medication(tx, e, event).await?,
+                AnalyticsEvent::Bill(event) => {
+                    if !bills.contains_key(e.id()) {
+                        let loaded = load(tx, e).await?;
+                        bills.insert(e.id().to_owned(), loaded);
+                    }
+                    let folded = bills
+                        .get_mut(e.id())
+                        .ok_or_else(|| damaged(e, "a bill lost from the batch"))?;
+                    if !fits(&folded.bill, event) {
+                        return Err(damaged(e, "a bill event that does not fit its bill"));
+                    }
+                    folded.bill.fold(blanked(event.clone()));
+                    folded.position = e.position();
+                }
+            }
+        }
+        for (id, folded) in bills {
+            write(tx, &id, &folded).await?;
+        }
+        Ok(())
+    }
+}
+
+fn damaged(e: &Envelope<AnalyticsEvent>, detail: impl Into<String>) -> ProjectionError {
+    ProjectionError::Event {
+        position: e.position(),
+        detail: detail.into(),
+    }
+}
+
+/// Fails unless exactly one row was written.
+fn one_row(e: &Envelope<AnalyticsEvent>, n: u64, what: &str) -> Result<(), ProjectionError> {
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(damaged(e, what))
+    }
+}
+
+impl Analytics {
+    async fn patient(
+        &self,
+        tx: &mut Tx,
+        e: &Envelope<AnalyticsEvent>,
+        event: &PatientEvent,
+    ) -> Result<(), ProjectionError> {
+        let demographics: &Demographics = match event {
+            PatientEvent::PatientRegistered { demographics, .. }
+            | PatientEvent::DemographicsUpdated { demographics } => demographics,
+            PatientEvent::PatientDeceased { .. } => {
+                let n = sql::execute(
+                    tx,
+                    "UPDATE analytics_patients SET deceased = 1, position = $2 \
+                     WHERE patient_id = $1",
+                    &[e.id().into(), e.position().into()],
+                )
+                .await?;
+                return one_row(e, n, "a death of a patient analytics does not hold");
+            }
+            _ => return Ok(()),
+        };
+        let on = self.zone.date_of(e.stored.recorded_at);
+        let registered = matches!(event, PatientEvent::PatientRegistered { .. });
+        let n = sql::execute(
+            tx,
+            if registered {
+                "INSERT INTO analytics_patients (patient_id, age_band, sex, region, deceased, \
+                 position) VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (patient_id) DO NOTHING"
+            } else {
+                "UPDATE analytics_patients SET age_band = $2, sex = $3, region = $4, \
+                 position = $5 WHERE patient_id = $1"
+            },
+            &[
+                e.id().into(),
+                age_band(demographics.birth_date.date(), on).into(),
+                demographics.sex.as_str().into(),
+                region(demographics.address.as_ref()).into(),
+                e.position().into(),
+            ],
+        )
+        .await?;
+        one_row(e, n, "demographics of a patient registered twice, or never")
+    }
+
+    async fn appointment(
+        &self,
+        tx: &mut Tx,
+        e: &Envelope<AnalyticsEvent>,
+        event: &AppointmentEvent,
+    ) -> Result<(), ProjectionError> {
+        use AppointmentEvent as A;
+        let n = match event {
+            A::Booked { booking } => {
+                let provider = booking.provider_id.to_string();
+                let specialty = sql::returning(
+                    tx,
+                    "SELECT specialty FROM analytics_providers WHERE provider_id = $1",
+                    &[provider.as_str().into()],
+                )
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| damaged(e, "a booking with a provider analytics does not hold"))?;
+                let start = booking.period.start;
+                sql::execute(
+                    tx,
+                    "INSERT INTO analytics_appointments (appointment_id, patient_id, provider_id, \
+                     specialty, day, starts_at, booked_at, status, late, position) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'booked', 0, $8) \
+                     ON CONFLICT (appointment_id) DO NOTHING",
+                    &[
+                        e.id().into(),
+                        booking.patient_id.to_string().into(),
+                        provider.into(),
+                        specialty.into(),
+                        day_number(self.zone.date_of(start)).into(),
+                        start.timestamp().into(),
+                        e.stored.recorded_at.timestamp().into(),
+                        e.position().into(),
+                    ],
+                )
+                .await?
+            }
+            A::Rescheduled { to, .. } => {
+                sql::execute(
+                    tx,
+                    "UPDATE analytics_appointments SET day = $2, starts_at = $3, position = $4 \
+                     WHERE appointment_id = $1",
+                    &[
+                        e.id().into(),
+                        day_number(self.zone.date_of(to.start)).into(),
+                        to.start.timestamp().into(),
+                        e.position().into(),
+                    ],
+                )
+                .await?
+            }
+            A::Cancelled { late, .. } => {
+                sql::execute(
+                    tx,
+                    "UPDATE analytics_appointments SET status = 'cancelled', late = $2, \
+                     position = $3 WHERE appointment_id = $1",
+                    &[e.id().into(), i64::from(*late).into(), e.position().into()],
+                )
+                .await?
+            }
+            A::CheckedIn { .. } | A::Started { .. } | A::Completed { .. } | A::NoShow { .. } => {
+                let status = match event {
+                    A::CheckedIn { .. } => "checked_in",
+                    A::Started { .. } => "in_progress",
+                    A::Completed { .. } => "completed",
+                    _ => "no_show",
+                };
+                sql::execute(
+                    tx,
+                    "UPDATE analytics_appointments SET status = $2, position = $3 \
+                     WHERE appointment_id = $1",
+                    &[e.id().into(), status.into(), e.position().into()],
+                )
+                .await?
+            }
+        };
+        one_row(
+            e,
+            n,
+            "an appointment booked twice, or changed but never booked",
+        )
+    }
+
+    async fn medication(
+        &self,
+        tx: &mut Tx,
+        e: &Envelope<AnalyticsEvent>,
+        event: &MedicationEvent,
+    ) -> Result<(), ProjectionError> {
+        let n =
+            match event {
+                MedicationEvent::Prescribed { origin, order, .. } => sql::execute(
+                    tx,
+                    "INSERT INTO analytics_prescriptions (medication_id, patient_id, drug_class, \
+                     day, status, position) VALUES ($1, $2, $3, $4, 'active', $5) \
+                     ON CONFLICT (medication_id) DO NOTHING",
+                    &[
+                        e.id().into(),
+                        origin.patient_id.to_string().into(),
+                        class_of(&order.medication.name).into(),
+                        day_number(self.zone.date_of(e.stored.recorded_at)).into(),
+                        e.position().into(),
+                    ],
+                )
+                .await?,
+                MedicationEvent::Discontinued { .. } | MedicationEvent::Completed { .. } => {
+                    let status = match event {
+                        MedicationEvent::Discontinued { .. } => "discontinued",
+                        _ => "completed",
+                    };
+                    sql::execute(
+                        tx,
+                        "UPDATE analytics_prescriptions SET status = $2, position = $3 \
+                     WHERE medication_id = $1",
+                        &[e.id().into(), status.into(), e.position().into()],
+                    )
+                    .await?
+                }
+                _ => return Ok(()),
+            };
+        one_row(
+            e,
+            n,
+            "a prescription written twice, or ended but never written",
+        )
+    }
+}
+
+async fn provider(tx: &mut Tx, event: &ProviderEvent, id: &str) -> Result<(), ProjectionError> {
+    if let ProviderEvent::Enrolled { profile } = event {
+        sql::execute(
+            tx,
+            "INSERT INTO analytics_providers (provider_id, specialty) VALUES ($1, $2) \
+             ON CONFLICT (provider_id) DO NOTHING",
+            &[id.into(), profile.specialty.to_lowercase().into()],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn date(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn the_age_band_turns_on_the_birthday() {
+        assert_eq!(age_band(date("2008-12-01"), date("2026-11-30")), "0-17");
+        assert_eq!(age_band(date("2008-12-01"), date("2026-12-01")), "18-34");
+        assert_eq!(age_band(date("1967-11-07"), date("2026-11-30")), "50-64");
+        assert_eq!(age_band(date("1946-01-01"), date("2026-01-01")), "80+");
+        assert_eq!(age_band(date("1991-06-15"), date("2026-06-14")), "18-34");
+        assert_eq!(age_band(date("1991-06-15"), date("2026-06-15")), "35-49");
+    }
+
+    #[test]
+    fn the_region_is_the_start_of_the_postal_code() {
+        let at = |code: &str| Address::parse("1 Main St", "Springfield", code, None, "US").unwrap();
+        assert_eq!(region(Some(&at("02139"))), "021");
+        assert_eq!(region(Some(&at("sw1a 1aa"))), "SW1");
+        assert_eq!(region(Some(&at("K1A 0B1"))), "K1A");
+        assert_eq!(region(Some(&at("1-2"))), "unknown");
+        assert_eq!(region(None), "unknown");
+    }
+
+    #[test]
+    fn an_unknown_drug_is_other() {
+        assert_eq!(class_of("Amoxil"), "penicillins");
+        assert_eq!(class_of("Salbutamol inhaler"), "other");
+    }
+}
