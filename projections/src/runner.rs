@@ -17,7 +17,9 @@
 //! advisory lock) while the others stand by, publishing the committed
 //! checkpoint for read-your-writes and taking over when the active one dies.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use anamnesis_commands::{Db, LogReader, StoreError, StoredEvent};
@@ -558,16 +560,52 @@ pub async fn ensure_checkpoint_row(db: &Db, name: &str) -> Result<(), sqlx::Erro
 }
 
 /// The right to run a projector actively. On Postgres: a session advisory
-/// lock on a connection of its own, so that it ends with the process (or
-/// the connection); the others stand by. SQLite is one process's file:
-/// always held there.
+/// lock, so that it ends with the process (or the connection); the others
+/// stand by. Every lease over one pool (one server's projectors, relay and
+/// consumers) shares **one** lock connection: a process holds one
+/// connection for all its locks, not one per projector (with a dozen
+/// projectors that was a dozen of the server's connections). SQLite is one
+/// process's file: always held there.
 pub(crate) struct Lease {
     key: String,
     options: Option<sqlx::postgres::PgConnectOptions>,
-    connection: Option<sqlx::PgConnection>,
+    shared: Option<Arc<tokio::sync::Mutex<LockSession>>>,
     holding: bool,
+    /// The lock connection's generation the lock was taken on.
+    generation: u64,
     checked: Option<Instant>,
+}
+
+/// The lock connection of the leases of one pool.
+#[derive(Default)]
+struct LockSession {
+    connection: Option<sqlx::PgConnection>,
+    /// Bumped with each new connection: locks taken on an older one are gone.
+    generation: u64,
+    /// The locks held on it (a second lease of the same name in this
+    /// process stands by: advisory locks are re-entrant per session).
+    held: std::collections::HashSet<String>,
     complained: bool,
+}
+
+/// The lock sessions of this process, by pool (the address its connect
+/// options live at: one per pool, shared by the pool's clones).
+fn lock_session(pool: &sqlx::PgPool) -> Arc<tokio::sync::Mutex<LockSession>> {
+    static SESSIONS: OnceLock<
+        std::sync::Mutex<HashMap<usize, Weak<tokio::sync::Mutex<LockSession>>>>,
+    > = OnceLock::new();
+    let key = Arc::as_ptr(&pool.connect_options()) as usize;
+    let mut sessions = SESSIONS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    sessions.retain(|_, s| s.strong_count() > 0);
+    if let Some(session) = sessions.get(&key).and_then(Weak::upgrade) {
+        return session;
+    }
+    let session = Arc::new(tokio::sync::Mutex::new(LockSession::default()));
+    sessions.insert(key, Arc::downgrade(&session));
+    session
 }
 
 /// How often an active runner makes sure its lock connection still lives.
@@ -577,26 +615,35 @@ const LEASE_CALL_LIMIT: Duration = Duration::from_secs(5);
 
 impl Lease {
     pub(crate) fn new(db: &Db, name: &str) -> Self {
+        let (options, shared) = match db {
+            Db::Postgres(p) => (Some((*p.connect_options()).clone()), Some(lock_session(p))),
+            Db::Sqlite(_) => (None, None),
+        };
         Self {
             key: format!("anamnesis.projector.{name}"),
-            options: match db {
-                Db::Postgres(p) => Some((*p.connect_options()).clone()),
-                Db::Sqlite(_) => None,
-            },
-            connection: None,
+            options,
+            shared,
             holding: false,
+            generation: 0,
             checked: None,
-            complained: false,
         }
     }
 
     /// Whether this runner may apply batches now: takes the lock when it is
     /// free, and notices when the connection holding it has gone.
     pub(crate) async fn held(&mut self) -> bool {
-        let Some(options) = &self.options else {
+        let (Some(options), Some(shared)) = (&self.options, &self.shared) else {
             return true;
         };
-        if self.connection.is_none() {
+        if self.holding
+            && self
+                .checked
+                .is_some_and(|t| t.elapsed() < LEASE_CHECK_EVERY)
+        {
+            return true;
+        }
+        let mut session = shared.lock().await;
+        if session.connection.is_none() {
             // Keepalives: when the holder's host vanishes (not just its
             // process), the server drops the session, and the lock, within
             // about 25 s instead of the system's default two hours.
@@ -608,27 +655,37 @@ impl Lease {
             match tokio::time::timeout(LEASE_CALL_LIMIT, sqlx::PgConnection::connect_with(&options))
                 .await
             {
-                Ok(Ok(conn)) => self.connection = Some(conn),
+                Ok(Ok(conn)) => {
+                    session.connection = Some(conn);
+                    session.generation += 1;
+                    session.held.clear();
+                    session.complained = false;
+                }
                 outcome => {
                     let error = match outcome {
                         Ok(Err(e)) => e.to_string(),
                         _ => "no answer".to_owned(),
                     };
-                    self.complain(&error);
+                    complain(&mut session, &self.key, &error);
+                    self.holding = false;
                     return false;
                 }
             }
         }
-        let Some(conn) = self.connection.as_mut() else {
+        if self.holding && self.generation != session.generation {
+            tracing::warn!(lock = %self.key, "lost the projector lock's connection; standing by");
+            self.holding = false;
+        }
+        let LockSession {
+            connection,
+            generation,
+            held,
+            complained,
+        } = &mut *session;
+        let Some(conn) = connection.as_mut() else {
             return false;
         };
         if self.holding {
-            if self
-                .checked
-                .is_some_and(|t| t.elapsed() < LEASE_CHECK_EVERY)
-            {
-                return true;
-            }
             if matches!(
                 tokio::time::timeout(LEASE_CALL_LIMIT, conn.ping()).await,
                 Ok(Ok(()))
@@ -637,8 +694,12 @@ impl Lease {
                 return true;
             }
             tracing::warn!(lock = %self.key, "lost the projector lock's connection; standing by");
-            self.connection = None;
+            *connection = None;
             self.holding = false;
+            return false;
+        }
+        if held.contains(&self.key) {
+            // Another lease of this name in this process holds it.
             return false;
         }
         let taken = tokio::time::timeout(
@@ -651,33 +712,59 @@ impl Lease {
         match taken {
             Ok(Ok(true)) => {
                 tracing::info!(lock = %self.key, "running the projector here (active)");
+                held.insert(self.key.clone());
                 self.holding = true;
-                self.complained = false;
+                self.generation = *generation;
                 self.checked = Some(Instant::now());
                 true
             }
-            Ok(Ok(false)) => {
-                self.complained = false;
-                false
-            }
-            Ok(Err(e)) => {
-                self.complain(&e.to_string());
-                self.connection = None;
-                false
-            }
-            Err(_) => {
-                self.complain("no answer");
-                self.connection = None;
+            Ok(Ok(false)) => false,
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "no answer".to_owned(),
+                };
+                if !*complained {
+                    tracing::warn!(lock = %self.key, %error, "cannot reach the projector lock; standing by");
+                    *complained = true;
+                }
+                *connection = None;
                 false
             }
         }
     }
+}
 
-    /// Says once per failure streak that the lock cannot be reached.
-    fn complain(&mut self, error: &str) {
-        if !self.complained {
-            tracing::warn!(lock = %self.key, %error, "cannot reach the projector lock; standing by");
-            self.complained = true;
+/// Says once per failure streak that the lock cannot be reached.
+fn complain(session: &mut LockSession, key: &str, error: &str) {
+    if !session.complained {
+        tracing::warn!(lock = %key, %error, "cannot reach the projector lock; standing by");
+        session.complained = true;
+    }
+}
+
+impl Drop for Lease {
+    /// A runner that stops gives its lock back (the shared connection
+    /// lives on for the others).
+    fn drop(&mut self) {
+        let (true, Some(shared)) = (self.holding, self.shared.take()) else {
+            return;
+        };
+        let (key, generation) = (std::mem::take(&mut self.key), self.generation);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let mut session = shared.lock().await;
+                if session.generation != generation {
+                    return;
+                }
+                session.held.remove(&key);
+                if let Some(conn) = session.connection.as_mut() {
+                    let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+                        .bind(&key)
+                        .execute(&mut *conn)
+                        .await;
+                }
+            });
         }
     }
 }
