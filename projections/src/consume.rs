@@ -32,8 +32,7 @@ use anamnesis_commands::{Db, LogReader};
 
 use crate::relay::{self, RelayConfig};
 use crate::runner::{
-    self, checkpoint, Cursor, Envelope, Failure, Lease, ProjectionError, Projector, Report,
-    Stepped, Tx,
+    self, checkpoint, Cursor, Envelope, Lease, ProjectionError, Projector, Report, Stepped, Tx,
 };
 use crate::sql::{self, Value};
 
@@ -213,11 +212,7 @@ pub async fn run<P>(
         let stepped = step(&reader, &db, &projector, &config, &mut session, &mut cursor).await;
         match stepped {
             Ok(delivered) => {
-                if failure.borrow().is_some() {
-                    tracing::info!(consumer = name, "the consumer applies events again");
-                    failure.send_replace(None);
-                    metrics::gauge!("anamnesis_projection_failing", "projection" => name).set(0.0);
-                }
+                runner::report_recovered(name, &failure);
                 pause = first_pause;
                 if let Some(c) = &cursor {
                     let at = c.scanned;
@@ -247,16 +242,7 @@ pub async fn run<P>(
             Err(error) => {
                 (session, cursor) = (None, None);
                 let at = checkpoint(&db, name).await.unwrap_or(*progress.borrow());
-                if failure.borrow().is_none() {
-                    tracing::warn!(consumer = name, checkpoint = at, %error, "the consumer is stuck; retrying");
-                }
-                metrics::counter!("anamnesis_projection_failures_total", "projection" => name)
-                    .increment(1);
-                metrics::gauge!("anamnesis_projection_failing", "projection" => name).set(1.0);
-                failure.send_replace(Some(Failure {
-                    checkpoint: at,
-                    error: error.to_string(),
-                }));
+                runner::report_stuck(name, &failure, at, &error.to_string());
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => {}

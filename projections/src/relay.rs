@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use anamnesis_commands::{Db, LogReader, StoredEvent};
 
-use crate::runner::{checkpoint, ensure_checkpoint_row, Failure, Lease, Report};
+use crate::runner::{checkpoint, ensure_checkpoint_row, Lease, Report};
 
 /// The relay's checkpoint name.
 pub const NAME: &str = "relay";
@@ -341,19 +341,12 @@ pub async fn run(
         let stepped = step(&reader, &db, &config, &mut session).await;
         match stepped {
             Ok(Some(position)) => {
-                if failure.borrow().is_some() {
-                    tracing::info!("the relay publishes again");
-                    failure.send_replace(None);
-                    metrics::gauge!("anamnesis_projection_failing", "projection" => NAME).set(0.0);
-                }
+                crate::runner::report_recovered(NAME, &failure);
                 pause = first_pause;
                 progress.send_if_modified(|p| std::mem::replace(p, position) != position);
             }
             Ok(None) => {
-                if failure.borrow().is_some() {
-                    failure.send_replace(None);
-                    metrics::gauge!("anamnesis_projection_failing", "projection" => NAME).set(0.0);
-                }
+                crate::runner::report_recovered(NAME, &failure);
                 pause = first_pause;
                 tokio::select! {
                     _ = wake.changed() => {}
@@ -364,16 +357,7 @@ pub async fn run(
             Err(error) => {
                 session = None;
                 let at = checkpoint(&db, NAME).await.unwrap_or(*progress.borrow());
-                if failure.borrow().is_none() {
-                    tracing::warn!(checkpoint = at, %error, "the relay cannot publish; retrying");
-                }
-                metrics::counter!("anamnesis_projection_failures_total", "projection" => NAME)
-                    .increment(1);
-                metrics::gauge!("anamnesis_projection_failing", "projection" => NAME).set(1.0);
-                failure.send_replace(Some(Failure {
-                    checkpoint: at,
-                    error: error.to_string(),
-                }));
+                crate::runner::report_stuck(NAME, &failure, at, &error.to_string());
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => {}

@@ -28,7 +28,7 @@ use anamnesis_domain::codec::StoredForm;
 use anamnesis_domain::medication::{Medication, MedicationStatus, Order};
 use anamnesis_domain::schedule::{Appointment, ClinicZone, Status};
 
-use crate::runner::{self, Failure, Lease, ProjectionError, Report, Tx};
+use crate::runner::{self, Lease, ProjectionError, Report, Tx};
 use crate::sql::{self, Value};
 
 /// The sender's name (its lease and its entry in `/readyz`).
@@ -174,11 +174,7 @@ pub async fn run(
         };
         match round {
             Ok(sent) => {
-                if failure.borrow().is_some() {
-                    tracing::info!("the reminder sender works again");
-                    failure.send_replace(None);
-                    metrics::gauge!("anamnesis_projection_failing", "projection" => NAME).set(0.0);
-                }
+                runner::report_recovered(NAME, &failure);
                 pause = config.every;
                 // Its position is the log's head as of its last good round,
                 // so `/readyz` and the lag metric read as for a projector.
@@ -191,14 +187,8 @@ pub async fn run(
                 }
             }
             Err(error) => {
-                tracing::error!(%error, "a reminder round failed; retrying");
-                metrics::counter!("anamnesis_projection_failures_total", "projection" => NAME)
-                    .increment(1);
-                metrics::gauge!("anamnesis_projection_failing", "projection" => NAME).set(1.0);
-                failure.send_replace(Some(Failure {
-                    checkpoint: *progress.borrow(),
-                    error: error.to_string(),
-                }));
+                let at = *progress.borrow();
+                runner::report_stuck(NAME, &failure, at, &error.to_string());
                 pause = (pause * 2).min(Duration::from_secs(60));
             }
         }

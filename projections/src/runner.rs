@@ -341,6 +341,35 @@ pub async fn run_reporting<P: Projector>(
     }
 }
 
+/// Says that `name` (a relay, a consumer, a sender) cannot get past
+/// `checkpoint`: logged once per streak, counted, and published for
+/// `/readyz` and the `anamnesis_projection_failing` gauge.
+pub(crate) fn report_stuck(
+    name: &'static str,
+    failure: &watch::Sender<Option<Failure>>,
+    checkpoint: i64,
+    error: &str,
+) {
+    if failure.borrow().is_none() {
+        tracing::warn!(task = name, checkpoint, %error, "stuck; retrying");
+    }
+    metrics::counter!("anamnesis_projection_failures_total", "projection" => name).increment(1);
+    metrics::gauge!("anamnesis_projection_failing", "projection" => name).set(1.0);
+    failure.send_replace(Some(Failure {
+        checkpoint,
+        error: error.to_owned(),
+    }));
+}
+
+/// Clears what [`report_stuck`] said, if anything.
+pub(crate) fn report_recovered(name: &'static str, failure: &watch::Sender<Option<Failure>>) {
+    if failure.borrow().is_some() {
+        tracing::info!(task = name, "working again");
+        failure.send_replace(None);
+        metrics::gauge!("anamnesis_projection_failing", "projection" => name).set(0.0);
+    }
+}
+
 /// Moves a published position forward, never back.
 fn advance(published: &mut i64, position: i64) -> bool {
     let newer = position > *published;
