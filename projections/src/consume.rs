@@ -311,7 +311,12 @@ async fn open(config: &ConsumerConfig, name: &str) -> Result<Session, ConsumeErr
         last.headers
             .get(relay::POSITION_HEADER)
             .and_then(|v| v.as_str().parse::<i64>().ok())
-            .unwrap_or(0)
+            .ok_or_else(|| {
+                ConsumeError::Nats(format!(
+                    "stream message {} carries no log position",
+                    info.delivered.stream_sequence
+                ))
+            })?
     } else {
         0
     };

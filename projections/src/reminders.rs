@@ -209,9 +209,15 @@ pub async fn round(
 ) -> Result<i64, RoundError> {
     plan_doses(db, config, now).await?;
     let due = due(db, now.timestamp(), config.cap).await?;
+    // A sent reminder's place in the inbox: the log's head this round.
+    let head = if due.is_empty() {
+        0
+    } else {
+        reader.head().await?
+    };
     let mut sent = 0;
     for reminder in due {
-        if decide(reader, db, &reminder, now).await? {
+        if decide(reader, db, &reminder, (now, head)).await? {
             sent += 1;
         }
     }
@@ -310,7 +316,7 @@ async fn decide(
     reader: &LogReader,
     db: &Db,
     r: &Due,
-    now: DateTime<Utc>,
+    (now, position): (DateTime<Utc>, i64),
 ) -> Result<bool, RoundError> {
     let outcome = match r.subject_type.as_str() {
         "appointment" => {
@@ -358,8 +364,6 @@ async fn decide(
             .next();
             match account {
                 Some(user) => {
-                    // Its place in the inbox: the log's head as it is sent.
-                    let position = reader.head().await?;
                     let moved = sql::execute(
                         &mut tx,
                         "UPDATE reminders SET status = 'sent', recipient_id = $2, \

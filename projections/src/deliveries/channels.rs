@@ -210,9 +210,10 @@ impl Webhook {
             recipient_id: &d.recipient_id,
             subject_type: d.subject_type.as_deref(),
             subject_id: d.subject_id.as_deref(),
-            created_at: chrono::DateTime::from_timestamp_millis(d.caused_at_ms)
-                .unwrap_or_default()
-                .to_rfc3339(),
+            created_at: match chrono::DateTime::from_timestamp_millis(d.caused_at_ms) {
+                Some(t) => t.to_rfc3339(),
+                None => return Outcome::Failed("the notification's time is out of range".into()),
+            },
         };
         let Ok(body) = serde_json::to_vec(&body) else {
             return Outcome::Failed("the body could not be written".into());

@@ -73,13 +73,17 @@ struct AttemptRow {
     error: Option<String>,
 }
 
-fn at(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+/// A stored time; one out of range is damage, said so, never shown as 1970.
+fn at(ms: i64) -> Result<DateTime<Utc>, sqlx::Error> {
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| sqlx::Error::Decode(format!("a delivery time out of range: {ms}").into()))
 }
 
-impl From<Row> for DeliveryView {
-    fn from(r: Row) -> Self {
-        Self {
+impl TryFrom<Row> for DeliveryView {
+    type Error = sqlx::Error;
+
+    fn try_from(r: Row) -> Result<Self, sqlx::Error> {
+        Ok(Self {
             id: r.id,
             notification_id: r.notification_id,
             channel: r.channel,
@@ -88,11 +92,11 @@ impl From<Row> for DeliveryView {
             urgent: r.urgent != 0,
             status: r.status,
             attempts: r.attempts,
-            enqueued_at: at(r.enqueued_at_ms),
-            next_attempt_at: at(r.next_at_ms),
-            updated_at: at(r.updated_at_ms),
+            enqueued_at: at(r.enqueued_at_ms)?,
+            next_attempt_at: at(r.next_at_ms)?,
+            updated_at: at(r.updated_at_ms)?,
             last_error: r.last_error,
-        }
+        })
     }
 }
 
@@ -131,13 +135,12 @@ pub async fn list(
         }
     };
     let more = rows.len() as i64 > limit;
-    Ok((
-        rows.into_iter()
-            .take(limit as usize)
-            .map(DeliveryView::from)
-            .collect(),
-        more,
-    ))
+    let page = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(DeliveryView::try_from)
+        .collect::<Result<_, _>>()?;
+    Ok((page, more))
 }
 
 /// Delivery `id`, if there is one.
@@ -147,7 +150,7 @@ pub async fn get(db: &Db, id: i64) -> Result<Option<DeliveryView>, sqlx::Error> 
         Db::Postgres(p) => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?,
         Db::Sqlite(p) => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?,
     };
-    Ok(row.map(DeliveryView::from))
+    row.map(DeliveryView::try_from).transpose()
 }
 
 /// Every attempt of delivery `id`, first first.
@@ -158,14 +161,15 @@ pub async fn attempts(db: &Db, id: i64) -> Result<Vec<AttemptView>, sqlx::Error>
         Db::Postgres(p) => sqlx::query_as(sql).bind(id).fetch_all(p).await?,
         Db::Sqlite(p) => sqlx::query_as(sql).bind(id).fetch_all(p).await?,
     };
-    Ok(rows
-        .into_iter()
-        .map(|r| AttemptView {
-            attempt: r.attempt,
-            started_at: at(r.started_at_ms),
-            finished_at: r.finished_at_ms.map(at),
-            outcome: r.outcome,
-            error: r.error,
+    rows.into_iter()
+        .map(|r| {
+            Ok(AttemptView {
+                attempt: r.attempt,
+                started_at: at(r.started_at_ms)?,
+                finished_at: r.finished_at_ms.map(at).transpose()?,
+                outcome: r.outcome,
+                error: r.error,
+            })
         })
-        .collect())
+        .collect()
 }

@@ -66,8 +66,13 @@ impl CardData {
     }
 }
 
-fn text(v: &Value, field: &str) -> String {
-    v[field].as_str().unwrap_or_default().to_owned()
+/// Field `field` of a stored list item; missing is damage, said so,
+/// never an empty value on a card.
+fn text(v: &Value, field: &str) -> Result<String, sqlx::Error> {
+    v[field]
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| sqlx::Error::Decode(format!("a patient list item without {field}").into()))
 }
 
 /// Patient `id`'s card from the database, with the booked appointments
@@ -97,16 +102,21 @@ pub async fn card_from_database(
                 .as_str()
                 .is_some_and(|s| s.eq_ignore_ascii_case("mrn"))
         })
-        .map(|i| text(i, "value"));
+        .map(|i| text(i, "value"))
+        .transpose()?;
+    // The read model always holds the list (only a role's view leaves it
+    // out): a card never shows "no allergies" for a list it did not get.
     let allergies = patient
         .allergies
-        .unwrap_or_default()
+        .ok_or_else(|| sqlx::Error::Decode("a patient read without its allergies".into()))?
         .iter()
-        .map(|a| AllergyBrief {
-            substance: text(a, "substance"),
-            severity: text(a, "severity"),
+        .map(|a| {
+            Ok(AllergyBrief {
+                substance: text(a, "substance")?,
+                severity: text(a, "severity")?,
+            })
         })
-        .collect();
+        .collect::<Result<_, sqlx::Error>>()?;
     Ok(Some(CardData {
         id: patient.id,
         family_name: patient.family_name,
