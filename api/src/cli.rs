@@ -82,6 +82,17 @@ pub enum Command {
     /// Compliance: verify the log's hash chain, write signed checkpoints.
     #[command(subcommand)]
     Replay(crate::replay_cli::ReplayCommand),
+    /// Compliance: erase a patient by destroying their data key (ADR
+    /// 0024). Every event about them then reads as erased, and the read
+    /// models drop them when they reach the erasure. Cannot be undone.
+    Erase {
+        /// The patient's id.
+        #[arg(long)]
+        patient: uuid::Uuid,
+        /// The legal ground, kept in the log with the erasure.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 /// User accounts.
@@ -226,6 +237,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Replay(command) => crate::replay_cli::run(&settings, command).await,
+        Command::Erase { patient, reason } => erase(&settings, patient, &reason).await,
         Command::Relay => crate::relay_cli::run(&settings).await,
         Command::Consume { name } => crate::consume_cli::run(&settings, &name).await,
         Command::Rebuild { names, all } => crate::rebuild_cli::run(&settings, &names, all).await,
@@ -255,4 +267,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `anamnesis erase`: the same erasure as `POST /v1/patients/{id}/erasure`,
+/// by the operator who ran it.
+async fn erase(settings: &Settings, patient: uuid::Uuid, reason: &str) -> anyhow::Result<()> {
+    let reason = anamnesis_domain::text::parse(reason, anamnesis_domain::text::Lines::Multi, 500)
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "--reason: the legal ground, 1 to 500 characters without control characters"
+            )
+        })?;
+    let db = open_database(settings).await?;
+    let log = EventLog::open_with(db.clone(), settings.keyring()?).await?;
+    let bus = CommandBus::new(log);
+    let mut metadata = operator();
+    metadata.reason = Some(reason);
+    let erased = anamnesis_commands::erasure::erase(&bus, patient, &metadata).await;
+    db.close().await;
+    let done = erased.map_err(|e| match e {
+        anamnesis_commands::erasure::ErasureError::Command(
+            anamnesis_commands::dispatch::CommandError::Rejected(
+                anamnesis_domain::patient::PatientError::NotRegistered,
+            ),
+        ) => anyhow::anyhow!("no patient {patient}"),
+        anamnesis_commands::erasure::ErasureError::Command(
+            anamnesis_commands::dispatch::CommandError::Erased
+            | anamnesis_commands::dispatch::CommandError::Rejected(
+                anamnesis_domain::patient::PatientError::Erased,
+            ),
+        ) => anyhow::anyhow!("patient {patient} was already erased"),
+        other => anyhow::anyhow!("erasing patient {patient}: {other}"),
+    })?;
+    println!(
+        "patient {patient} erased at position {}: their data key is destroyed; the read models \
+         drop them as they reach that position",
+        done.position
+    );
+    Ok(())
 }

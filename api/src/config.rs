@@ -46,6 +46,31 @@ pub struct Settings {
     )]
     pub token_key: Option<Secret>,
 
+    /// Key (32 bytes, as 64 hex digits) that wraps every patient's data key
+    /// (docs/adr/0024-encryption.md). When unset, one is generated once and
+    /// kept in <data-dir>/master.key; every instance and command of one
+    /// clinic needs the same key, and it must be kept apart from the
+    /// database and its backups: whoever holds both reads every record.
+    #[arg(
+        long,
+        env = "ANAMNESIS_MASTER_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub master_key: Option<Secret>,
+
+    /// Whether new events about a patient are stored encrypted with the
+    /// patient's data key (`true`, the default; `false` only to measure what
+    /// it costs: a patient with events in the clear cannot be erased).
+    #[arg(
+        long,
+        env = "ANAMNESIS_ENCRYPT_PAYLOADS",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub encrypt_payloads: bool,
+
     /// The clinic's time zone, an IANA name (`America/Los_Angeles`): working
     /// hours and whole-day closures are local time in it.
     #[arg(
@@ -307,6 +332,46 @@ impl Settings {
                 self.currency
             )
         })
+    }
+
+    /// The patients' keys: --master-key, or the key file in the data
+    /// directory (generated on first use), and whether to encrypt.
+    pub fn keyring(&self) -> anyhow::Result<anamnesis_commands::Keyring> {
+        use anamnesis_commands::MasterKey;
+        let master = match &self.master_key {
+            Some(key) => MasterKey::from_hex(key.expose())
+                .map_err(|e| anyhow::anyhow!("--master-key / ANAMNESIS_MASTER_KEY: {e}"))?,
+            None => {
+                let path = self.data_dir.join("master.key");
+                if !path.exists() {
+                    use std::io::Write;
+                    std::fs::create_dir_all(&self.data_dir)?;
+                    let mut options = std::fs::OpenOptions::new();
+                    options.write(true).create_new(true);
+                    #[cfg(unix)]
+                    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                    match options.open(&path) {
+                        Ok(mut f) => {
+                            f.write_all(MasterKey::generate_hex().as_bytes())?;
+                            f.sync_all()?;
+                        }
+                        // Another process made it first: use theirs.
+                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                        Err(e) => {
+                            return Err(anyhow::anyhow!("{}: {e}", path.display()));
+                        }
+                    }
+                }
+                let text = std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+                MasterKey::from_hex(&text)
+                    .map_err(|e| anyhow::anyhow!("the key in {}: {e}", path.display()))?
+            }
+        };
+        Ok(anamnesis_commands::Keyring::new(
+            master,
+            self.encrypt_payloads,
+        ))
     }
 
     /// The key that signs checkpoints: --signing-key, or the key file in the

@@ -28,7 +28,7 @@ pub async fn run(settings: &Settings, name: &str) -> anyhow::Result<()> {
         NAMES.join(", ")
     );
     let db = crate::cli::open_database(settings).await?;
-    let log = EventLog::open(db.clone())
+    let log = EventLog::open_with(db.clone(), settings.keyring()?)
         .await
         .context("opening the event log")?;
     let nats = settings.relay()?.map(ConsumerConfig::new);

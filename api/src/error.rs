@@ -70,6 +70,8 @@ pub enum ApiError {
     AllergyConflict {
         allergies: Vec<anamnesis_domain::medication::AllergyConflict>,
     },
+    /// 410: the record's patient was erased (docs/adr/0024-encryption.md).
+    Gone,
     /// 413.
     PayloadTooLarge,
     /// 429: over a rate limit (`crate::limits`); try again after this many
@@ -101,6 +103,7 @@ impl ApiError {
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } | ApiError::OverBookings { .. } => StatusCode::CONFLICT,
+            ApiError::Gone => StatusCode::GONE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -148,6 +151,11 @@ impl ApiError {
                     allergies.len(),
                     if allergies.len() == 1 { "y" } else { "ies" }
                 )),
+            ),
+            ApiError::Gone => (
+                "patient_erased",
+                None,
+                Some("the patient was erased; their record can no longer be read or changed".into()),
             ),
             ApiError::PayloadTooLarge => ("body_too_large", None, None),
             ApiError::RateLimited { retry_after } => (
@@ -261,6 +269,7 @@ fn command_failure<E: Rule>(e: CommandError<E>) -> ApiError {
         CommandError::Repeated(outcome) => ApiError::Replay(outcome),
         CommandError::Invalid(why) => ApiError::Internal(why.to_owned()),
         CommandError::Store(store) => store.into(),
+        CommandError::Erased => ApiError::Gone,
         other => ApiError::Internal(other.to_string()),
     }
 }
@@ -432,6 +441,7 @@ fn patient_rule(e: PatientError) -> ApiError {
         P::AlreadyDeceased => ("already_deceased", None),
         P::DeathBeforeBirth => ("death_before_birth", Some("deceased_on")),
         P::Deceased => ("patient_deceased", None),
+        P::Erased => return ApiError::Gone,
     };
     ApiError::invalid(code, field, e)
 }

@@ -82,6 +82,8 @@ policy! {
     ReadHistory => [Compliance];
     // A patient's whole record to take elsewhere (portability).
     ExportRecord => [Compliance] + own;
+    // Erasure by crypto-shredding (ADR 0024), with a legal reason.
+    ErasePatient => [Compliance];
     ReadAccessLog => [Compliance];
     OwnAccessLog => [] + own;
     // The clinical record (ADR 0013). Staff, admin and analysts read none.

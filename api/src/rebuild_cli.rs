@@ -67,7 +67,7 @@ async fn rebuild_all(settings: &Settings, db: &Db, names: &[&str]) -> anyhow::Re
         access_log::AccessLog, activity::Activity, chart::Chart, medications::Medications,
         patients::Patients, schedule::Schedule,
     };
-    let reader = LogReader::detached(db.clone());
+    let reader = LogReader::detached_with(db.clone(), settings.keyring()?);
     let started = Instant::now();
     let mut total = 0u64;
     for &name in names {

@@ -92,7 +92,10 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> anyhow::Result<
             to,
             format,
             kind,
-        } => history(&reader, patient, (from, to), (&format, &kind)).await,
+        } => {
+            let reader = LogReader::detached_with(db.clone(), settings.keyring()?);
+            history(&reader, patient, (from, to), (&format, &kind)).await
+        }
         ReplayCommand::AsOf {
             patient,
             at,
@@ -103,6 +106,7 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> anyhow::Result<
                 (None, Some(p)) => anamnesis_replay::as_of::Point::Position(p),
                 (None, None) => anyhow::bail!("give --at or --position"),
             };
+            let reader = LogReader::detached_with(db.clone(), settings.keyring()?);
             as_of(&reader, patient, point).await
         }
     };
@@ -265,6 +269,9 @@ async fn history(
         );
         if let Some(reason) = &e.reason {
             println!("          reason: {reason}");
+        }
+        if e.erased {
+            println!("          (erased with the patient)");
         }
         for c in &e.changes {
             let show = |v: &Option<serde_json::Value>| match v {

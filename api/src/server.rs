@@ -97,7 +97,7 @@ impl Prepared {
         let cors = crate::browser::origins(&settings.cors_origins)
             .context("--cors-origins / ANAMNESIS_CORS_ORIGINS")?;
         let db = crate::cli::open_database(settings).await?;
-        let log = EventLog::open(db.clone())
+        let log = EventLog::open_with(db.clone(), settings.keyring()?)
             .await
             .context("starting the event log")?;
         let tokens = match &settings.token_key {

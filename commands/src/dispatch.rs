@@ -5,7 +5,7 @@
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 
-use anamnesis_domain::codec::StoredForm;
+use anamnesis_domain::codec::{DecodeError, StoredForm};
 use anamnesis_domain::subject::Subject;
 use anamnesis_domain::unique::UniqueKeys;
 
@@ -53,6 +53,7 @@ fn failure<E: std::error::Error>(e: AppendError) -> CommandError<E> {
         AppendError::Taken { scope } => CommandError::Taken { scope },
         AppendError::Repeated(outcome) => CommandError::Repeated(outcome),
         AppendError::Invalid(why) => CommandError::Invalid(why),
+        AppendError::Erased => CommandError::Erased,
         AppendError::Store(e) => CommandError::Store(e),
     }
 }
@@ -76,6 +77,7 @@ impl<E: std::error::Error> CommandError<E> {
                 CommandError::Unreadable { position, detail }
             }
             CommandError::Unserializable(d) => CommandError::Unserializable(d),
+            CommandError::Erased => CommandError::Erased,
             CommandError::Store(e) => CommandError::Store(e),
         }
     }
@@ -106,6 +108,10 @@ pub enum CommandError<E: std::error::Error> {
     /// A stored event could not be read back into the aggregate.
     #[error("stored event {position} of this record is unreadable: {detail}")]
     Unreadable { position: i64, detail: String },
+    /// The record is about a patient who was erased: it can no longer be
+    /// read or changed (docs/adr/0024-encryption.md).
+    #[error("the patient was erased")]
+    Erased,
     /// An event could not be turned into JSON (a bug in its type).
     #[error("an event could not be serialized: {0}")]
     Unserializable(String),
@@ -269,9 +275,12 @@ impl CommandBus {
         let (mut sequence, mut position) = (0, 0);
         for e in stored {
             let event = A::Event::from_stored(&e.event_type, &e.event_version, &e.payload)
-                .map_err(|err| CommandError::Unreadable {
-                    position: e.global_position,
-                    detail: err.to_string(),
+                .map_err(|err| match err {
+                    DecodeError::Erased { .. } => CommandError::Erased,
+                    err => CommandError::Unreadable {
+                        position: e.global_position,
+                        detail: err.to_string(),
+                    },
                 })?;
             aggregate.apply(event);
             sequence = e.sequence;

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod billing;
 pub mod database;
 pub mod dispatch;
+pub mod erasure;
 pub mod identity;
 pub mod log;
 pub mod medication;
@@ -13,5 +14,6 @@ pub mod schedule;
 pub use database::{Db, DbError};
 pub use log::{
     Actor, AppendError, AppendRequest, Appended, Credential, EventLog, EventMetadata, Guards,
-    Idempotency, KeyChanges, LogReader, NewEvent, Outcome, StoreError, StoredEvent, StreamAt,
+    Idempotency, KeyChanges, Keyring, LogReader, MasterKey, NewEvent, Outcome, StoreError,
+    StoredEvent, StreamAt,
 };

@@ -47,7 +47,29 @@ pub enum DecodeError {
         /// What is wrong, without the value.
         detail: String,
     },
+    /// The event's patient was erased: its payload is gone for good (its
+    /// data key was destroyed). Its metadata remains.
+    #[error("{event_type}: erased")]
+    Erased {
+        /// The stored type.
+        event_type: String,
+    },
+    /// The payload is still encrypted: it was read without the keys (a raw
+    /// read of the log is for verification and backups only).
+    #[error("{event_type}: an encrypted payload read without its key")]
+    Sealed {
+        /// The stored type.
+        event_type: String,
+    },
 }
+
+/// How an encrypted payload begins in the log (docs/adr/0024-encryption.md):
+/// `{"$sealed":"v1.<base64 of nonce and ciphertext>"}`.
+pub const SEALED_PREFIX: &str = "{\"$sealed\":\"v1.";
+
+/// What the log reader gives for the payload of an event whose patient was
+/// erased.
+pub const ERASED_PAYLOAD: &str = "{\"$erased\":true}";
 
 /// The version an event type is written at until its schema changes.
 pub const CURRENT_VERSION: &str = "1";
@@ -106,6 +128,16 @@ pub trait StoredForm: DomainEvent {
             version: version.to_owned(),
             detail,
         };
+        if payload == ERASED_PAYLOAD {
+            return Err(DecodeError::Erased {
+                event_type: event_type.to_owned(),
+            });
+        }
+        if payload.starts_with(SEALED_PREFIX) {
+            return Err(DecodeError::Sealed {
+                event_type: event_type.to_owned(),
+            });
+        }
         let payload: Value =
             serde_json::from_str(payload).map_err(|e| failed(describe_json_error(&e)))?;
         let payload = Self::upcast(event_type, version, payload)?;

@@ -64,6 +64,12 @@ impl Projector for AccessLog {
         .await?;
         Ok(())
     }
+
+    /// Access records hold who read what of whom, no clinical content: audit
+    /// data that outlives the erasure (ADR 0024).
+    async fn erase(&self, _: &mut Tx, _: uuid::Uuid) -> Result<(), ProjectionError> {
+        Ok(())
+    }
 }
 
 /// One recorded read.

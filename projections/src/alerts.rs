@@ -78,6 +78,19 @@ impl Projector for Alerts {
         }
         Ok(())
     }
+
+    /// The patient's alerts go.
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        crate::sql::erase_patient(
+            tx,
+            &[
+            "DELETE FROM alerts WHERE patient_id = $1",
+            ],
+            patient,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 async fn apply(tx: &mut Tx, e: &Envelope<AlertEvent>) -> Result<(), ProjectionError> {

@@ -191,6 +191,28 @@ impl Projector for Analytics {
         }
         Ok(())
     }
+
+    /// De-identified counts stay (ADR 0024): the patient's rows lose their
+    /// link to the patient, replaced by a pseudonym no other table knows.
+    /// A rebuild after the erasure no longer counts them.
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        let pseudonym = format!("erased-{}", uuid::Uuid::now_v7());
+        for table in [
+            "analytics_patients",
+            "analytics_appointments",
+            "analytics_prescriptions",
+            "analytics_bills",
+            "analytics_claims",
+        ] {
+            crate::sql::execute(
+                tx,
+                &format!("UPDATE {table} SET patient_id = $2 WHERE patient_id = $1"),
+                &[patient.to_string().into(), pseudonym.clone().into()],
+            )
+            .await?;
+        }
+        Ok(())
+    }
 }
 
 fn damaged(e: &Envelope<AnalyticsEvent>, detail: impl Into<String>) -> ProjectionError {
@@ -219,6 +241,8 @@ impl Analytics {
         let demographics: &Demographics = match event {
             PatientEvent::PatientRegistered { demographics, .. }
             | PatientEvent::DemographicsUpdated { demographics } => demographics,
+            // Applied before it, by `erase`.
+            PatientEvent::Erased => return Ok(()),
             PatientEvent::PatientDeceased { .. } => {
                 let n = sql::execute(
                     tx,

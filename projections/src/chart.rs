@@ -82,6 +82,22 @@ impl Projector for Chart {
         }
         Ok(())
     }
+
+    /// Every chart entry and version, the care team and the grants go.
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        crate::sql::erase_patient(
+            tx,
+            &[
+            "DELETE FROM chart_versions WHERE entry_id IN (SELECT entry_id FROM chart_entries WHERE patient_id = $1)",
+            "DELETE FROM chart_entries WHERE patient_id = $1",
+            "DELETE FROM care_team_members WHERE patient_id = $1",
+            "DELETE FROM break_glass_grants WHERE patient_id = $1",
+            ],
+            patient,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 fn seconds(t: DateTime<Utc>) -> Value {

@@ -117,6 +117,10 @@ where
         }
         self.0.apply_batch(tx, &kept).await
     }
+
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        self.0.erase(tx, patient).await
+    }
 }
 
 /// Writes a `processed_events` row per event; returns the ids that had none.

@@ -54,6 +54,21 @@ impl Projector for Medications {
         }
         Ok(())
     }
+
+    /// Orders, their history and administrations go.
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        crate::sql::erase_patient(
+            tx,
+            &[
+            "DELETE FROM medication_history WHERE medication_id IN (SELECT medication_id FROM medications WHERE patient_id = $1)",
+            "DELETE FROM medication_administrations WHERE patient_id = $1",
+            "DELETE FROM medications WHERE patient_id = $1",
+            ],
+            patient,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 fn seconds(t: DateTime<Utc>) -> Value {

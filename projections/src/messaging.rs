@@ -51,6 +51,21 @@ impl Projector for Messaging {
         }
         Ok(())
     }
+
+    /// Threads about the patient and every message in them go.
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        crate::sql::erase_patient(
+            tx,
+            &[
+            "DELETE FROM thread_messages WHERE thread_id IN (SELECT thread_id FROM message_threads WHERE patient_id = $1)",
+            "DELETE FROM thread_participants WHERE thread_id IN (SELECT thread_id FROM message_threads WHERE patient_id = $1)",
+            "DELETE FROM message_threads WHERE patient_id = $1",
+            ],
+            patient,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 fn seconds(t: DateTime<Utc>) -> Value {

@@ -111,6 +111,27 @@ impl Projector for Notifications {
         }
         Ok(())
     }
+
+    /// Notifications about the patient (and their reads), the deliveries and
+    /// reminders they made, and the routing rows that name the patient go.
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        crate::sql::erase_patient(
+            tx,
+            &[
+            "DELETE FROM notification_reads WHERE notification_id IN (SELECT notification_id FROM notifications WHERE patient_id = $1)",
+            "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries WHERE patient_id = $1)",
+            "DELETE FROM deliveries WHERE patient_id = $1",
+            "DELETE FROM reminders WHERE patient_id = $1",
+            "DELETE FROM notifications WHERE patient_id = $1",
+            "DELETE FROM notify_accounts WHERE patient_id = $1",
+            "DELETE FROM notify_appointments WHERE patient_id = $1",
+            "DELETE FROM notify_medications WHERE patient_id = $1",
+            ],
+            patient,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// What a notification says.

@@ -60,6 +60,22 @@ impl Projector for Patients {
         fold.check_known(tx).await?;
         fold.write(tx).await
     }
+
+    /// The record, its identifiers, allergies and history go.
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        crate::sql::erase_patient(
+            tx,
+            &[
+            "DELETE FROM patient_identifiers WHERE patient_id = $1",
+            "DELETE FROM patient_allergies WHERE patient_id = $1",
+            "DELETE FROM patient_conditions WHERE patient_id = $1",
+            "DELETE FROM patients WHERE patient_id = $1",
+            ],
+            patient,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// A batch folded per row: what each statement of [`Fold::write`] writes.
@@ -117,7 +133,8 @@ struct ConditionRow {
 impl Fold {
     fn of(events: &[Envelope<PatientEvent>]) -> Self {
         let mut f = Fold::default();
-        for e in events {
+        // An erasure was applied before it, by `erase`.
+        for e in events.iter().filter(|e| e.event != PatientEvent::Erased) {
             let id = e.id().to_owned();
             let position = e.position();
             let at = e.stored.recorded_at;
@@ -202,6 +219,7 @@ impl Fold {
                 PatientEvent::PatientDeceased { deceased_on } => {
                     touched.deceased_on = Some(*deceased_on)
                 }
+                PatientEvent::Erased => {}
             }
         }
         f

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use anamnesis_commands::{Db, LogReader, StoreError};
 
-use crate::runner::{self, Decode, Envelope, ProjectionError, Projector, Tx};
+use crate::runner::{self, Decode, ProjectionError, Projector, Tx};
 
 /// Events folded per transaction.
 const BATCH: i64 = 10_000;
@@ -93,10 +93,10 @@ async fn run<P: Projector>(
         let (reached, page) = page?;
         if !page.is_empty() {
             let mut tx = begin_shadow(session).await?;
-            projector.apply_batch(&mut tx, &page).await?;
+            runner::apply_parts(projector, &mut tx, &page).await?;
             commit(tx).await?;
         }
-        (at, events) = (reached, events + page.len() as u64);
+        (at, events) = (reached, events + runner::part_events(&page) as u64);
         progress(at, head);
     }
     reading
@@ -142,7 +142,7 @@ async fn run<P: Projector>(
 }
 
 /// A decoded page of the log and the position it reaches.
-type Page<E> = Result<(i64, Vec<Envelope<E>>), RebuildError>;
+type Page<E> = Result<(i64, Vec<runner::Part<E>>), RebuildError>;
 
 /// Reads and decodes the projector's events up to `head`, a page at a time,
 /// into `pages`; stops at the first failure (sent on) or when the
@@ -178,18 +178,15 @@ async fn read_page<P: Projector>(
         Some(last) if stored.len() as i64 >= BATCH => last.global_position,
         _ => until,
     };
-    let mut events = Vec::with_capacity(stored.len());
-    for e in stored {
-        let event =
-            P::Event::decode(&e.event_type, &e.event_version, &e.payload).map_err(|error| {
-                ProjectionError::Event {
-                    position: e.global_position,
-                    detail: error.to_string(),
-                }
-            })?;
-        events.push(Envelope { stored: e, event });
+    let (parts, failed) = runner::decode_parts::<P::Event>(types, stored);
+    if let Some((position, error)) = failed {
+        return Err(ProjectionError::Event {
+            position,
+            detail: error.to_string(),
+        }
+        .into());
     }
-    Ok((reached, events))
+    Ok((reached, parts))
 }
 
 /// Folds the projector's events in `(after, until]` (one page) into `tx`;
@@ -200,12 +197,10 @@ async fn fold<P: Projector>(
     projector: &P,
     (after, until): (i64, i64),
 ) -> Result<(i64, u64), RebuildError> {
-    let (reached, events) =
+    let (reached, parts) =
         read_page::<P>(reader, projector.aggregate_types(), (after, until)).await?;
-    if !events.is_empty() {
-        projector.apply_batch(tx, &events).await?;
-    }
-    Ok((reached, events.len() as u64))
+    runner::apply_parts(projector, tx, &parts).await?;
+    Ok((reached, runner::part_events(&parts) as u64))
 }
 
 /// A transaction that writes the shadow tables only: on SQLite a deferred

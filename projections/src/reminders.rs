@@ -24,7 +24,7 @@ use cqrs_es::Aggregate;
 use tokio::sync::watch;
 
 use anamnesis_commands::{Db, LogReader, StoreError};
-use anamnesis_domain::codec::StoredForm;
+use anamnesis_domain::codec::{DecodeError, StoredForm};
 use anamnesis_domain::medication::{Medication, MedicationStatus, Order};
 use anamnesis_domain::schedule::{Appointment, ClinicZone, Status};
 
@@ -248,7 +248,12 @@ async fn plan_doses(
     let mut planned: Vec<Vec<Value>> = Vec::new();
     for (medication, patient, body) in rows {
         let order: Order = serde_json::from_str(&body)
-            .map_err(|e| RoundError::Reminder(medication.clone(), format!("order: {e}")))?;
+            .map_err(|e| {
+                RoundError::Reminder(
+                    medication.clone(),
+                    format!("order: {}", anamnesis_domain::codec::describe_json_error(&e)),
+                )
+            })?;
         for at in order.doses(config.zone, from, to) {
             let t = at.timestamp();
             planned.push(vec![
@@ -320,7 +325,9 @@ async fn decide(
 ) -> Result<bool, RoundError> {
     let outcome = match r.subject_type.as_str() {
         "appointment" => {
-            let a: Appointment = fold(reader, "appointment", &r.subject_id).await?;
+            let Some(a) = fold::<Appointment>(reader, "appointment", &r.subject_id).await? else {
+                return withdraw_erased(db, r, now).await;
+            };
             let booked_then = a.status() == Status::Booked
                 && a.booking()
                     .is_some_and(|b| b.period.start.timestamp() == r.occurrence);
@@ -333,7 +340,9 @@ async fn decide(
             }
         }
         "medication" => {
-            let m: Medication = fold(reader, "medication", &r.subject_id).await?;
+            let Some(m) = fold::<Medication>(reader, "medication", &r.subject_id).await? else {
+                return withdraw_erased(db, r, now).await;
+            };
             if m.status() != MedicationStatus::Active || m.course_over(now) {
                 Outcome::Withdrawn
             } else if r.occurrence + DOSE_GRACE <= now.timestamp() {
@@ -423,19 +432,37 @@ async fn close(tx: &mut Tx, r: &Due, status: &str, at: i64) -> Result<u64, sqlx:
 }
 
 /// The state of stream `id` of `aggregate_type`, folded from the log (the
-/// write side's truth, never a read model that may lag).
-async fn fold<A>(reader: &LogReader, aggregate_type: &str, id: &str) -> Result<A, RoundError>
+/// write side's truth, never a read model that may lag); `None` when its
+/// patient was erased.
+async fn fold<A>(
+    reader: &LogReader,
+    aggregate_type: &str,
+    id: &str,
+) -> Result<Option<A>, RoundError>
 where
     A: Aggregate + Default,
     A::Event: StoredForm,
 {
     let mut state = A::default();
     for e in reader.read_stream(aggregate_type, id, 0).await? {
-        let event = A::Event::from_stored(&e.event_type, &e.event_version, &e.payload)
-            .map_err(|err| RoundError::Reminder(id.to_owned(), err.to_string()))?;
+        let event = match A::Event::from_stored(&e.event_type, &e.event_version, &e.payload) {
+            Ok(event) => event,
+            Err(DecodeError::Erased { .. }) => return Ok(None),
+            Err(err) => return Err(RoundError::Reminder(id.to_owned(), err.to_string())),
+        };
         state.apply(event);
     }
-    Ok(state)
+    Ok(Some(state))
+}
+
+/// A reminder about a patient who was erased is never sent: it is closed
+/// (the erasure, once the notifications consumer applies it, deletes it).
+async fn withdraw_erased(db: &Db, r: &Due, now: DateTime<Utc>) -> Result<bool, RoundError> {
+    let _turn = db.write_turn().await;
+    let mut tx = runner::begin(db).await?;
+    close(&mut tx, r, "cancelled", now.timestamp()).await?;
+    commit(tx).await?;
+    Ok(false)
 }
 
 async fn commit(tx: Tx) -> Result<(), sqlx::Error> {

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use anamnesis_commands::{Db, LogReader, StoreError, StoredEvent};
 use anamnesis_domain::codec::{DecodeError, StoredForm};
+use anamnesis_domain::subject::ERASURE_EVENT;
+use uuid::Uuid;
 use chrono::Utc;
 use sqlx::Connection;
 use tokio::sync::watch;
@@ -116,6 +118,112 @@ pub trait Projector: Send + Sync + 'static {
         tx: &mut Tx,
         events: &[Envelope<Self::Event>],
     ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+
+    /// Removes patient `patient` from its tables, inside the batch's
+    /// transaction, at the erasure's place in the log
+    /// (docs/adr/0024-encryption.md): every row that names the patient or
+    /// holds what they said or what was written about them goes. Counts
+    /// that identify no one (analytics) may stay. Every projector says what
+    /// it does here, even when that is nothing.
+    fn erase(
+        &self,
+        tx: &mut Tx,
+        patient: Uuid,
+    ) -> impl Future<Output = Result<(), ProjectionError>> + Send;
+}
+
+/// What a projector is handed, in log order: runs of its decoded events,
+/// and the erasure of a patient between them.
+#[derive(Debug, Clone)]
+pub enum Part<E> {
+    /// Events it reads, decoded.
+    Events(Vec<Envelope<E>>),
+    /// A patient was erased at this position.
+    Erase { patient: Uuid, position: i64 },
+}
+
+/// Decodes `stored` into [`Part`]s, in order, for a projector reading
+/// `types` (every type when empty). An erasure event (which every read of
+/// types also returns) becomes a [`Part::Erase`], followed by the event
+/// itself when the projector reads its type. An event whose patient was
+/// erased is passed over: the erasure that destroyed its key comes later in
+/// the log and removes the patient from the read model. Decoding stops at
+/// the first event that cannot be decoded: it is returned with why.
+pub fn decode_parts<E: Decode>(
+    types: &[&str],
+    stored: Vec<StoredEvent>,
+) -> (Vec<Part<E>>, Option<(i64, DecodeError)>) {
+    let mut parts: Vec<Part<E>> = Vec::new();
+    let mut run: Vec<Envelope<E>> = Vec::new();
+    let reads = |t: &str| types.is_empty() || types.contains(&t);
+    for e in stored {
+        if e.event_type == ERASURE_EVENT {
+            let Some(patient) = e
+                .patient_id
+                .or_else(|| Uuid::parse_str(&e.aggregate_id).ok())
+            else {
+                let position = e.global_position;
+                flush(&mut parts, &mut run);
+                let error = DecodeError::Payload {
+                    event_type: e.event_type,
+                    version: e.event_version,
+                    detail: "an erasure that names no patient".into(),
+                };
+                return (parts, Some((position, error)));
+            };
+            flush(&mut parts, &mut run);
+            parts.push(Part::Erase {
+                patient,
+                position: e.global_position,
+            });
+            if !reads(&e.aggregate_type) {
+                continue;
+            }
+        }
+        match E::decode(&e.event_type, &e.event_version, &e.payload) {
+            Ok(event) => run.push(Envelope { stored: e, event }),
+            Err(DecodeError::Erased { .. }) => {}
+            Err(error) => {
+                let position = e.global_position;
+                flush(&mut parts, &mut run);
+                return (parts, Some((position, error)));
+            }
+        }
+    }
+    flush(&mut parts, &mut run);
+    (parts, None)
+}
+
+fn flush<E>(parts: &mut Vec<Part<E>>, run: &mut Vec<Envelope<E>>) {
+    if !run.is_empty() {
+        parts.push(Part::Events(std::mem::take(run)));
+    }
+}
+
+/// The number of events in `parts` (erasures count as none).
+pub fn part_events<E>(parts: &[Part<E>]) -> usize {
+    parts
+        .iter()
+        .map(|p| match p {
+            Part::Events(events) => events.len(),
+            Part::Erase { .. } => 0,
+        })
+        .sum()
+}
+
+/// Applies `parts` in order inside `tx`.
+pub async fn apply_parts<P: Projector>(
+    projector: &P,
+    tx: &mut Tx,
+    parts: &[Part<P::Event>],
+) -> Result<(), ProjectionError> {
+    for part in parts {
+        match part {
+            Part::Events(events) => projector.apply_batch(tx, events).await?,
+            Part::Erase { patient, .. } => projector.erase(tx, *patient).await?,
+        }
+    }
+    Ok(())
 }
 
 /// How a runner pages and waits.
@@ -447,23 +555,17 @@ pub async fn step_until<P: Projector>(
     }
     // Decode once, in order; a batch stops short of an event that cannot
     // be decoded, which then fails alone as the next batch's first.
-    let mut events = Vec::with_capacity(stored.len());
-    for e in stored {
-        match P::Event::decode(&e.event_type, &e.event_version, &e.payload) {
-            Ok(event) => events.push(Envelope { stored: e, event }),
-            Err(error) if events.is_empty() => {
-                return Err(ProjectionError::Event {
-                    position: e.global_position,
-                    detail: error.to_string(),
-                })
-            }
-            Err(_) => {
-                reached = e.global_position - 1;
-                break;
-            }
+    let (parts, failed) = decode_parts::<P::Event>(projector.aggregate_types(), stored);
+    if let Some((position, error)) = failed {
+        if parts.is_empty() {
+            return Err(ProjectionError::Event {
+                position,
+                detail: error.to_string(),
+            });
         }
+        reached = position - 1;
     }
-    commit(db, projector, cursor, &events, reached).await?;
+    commit(db, projector, cursor, &parts, reached).await?;
     Ok(Stepped::Advanced(cursor.scanned))
 }
 
@@ -475,7 +577,7 @@ async fn commit<P: Projector>(
     db: &Db,
     projector: &P,
     cursor: &mut Cursor,
-    events: &[Envelope<P::Event>],
+    parts: &[Part<P::Event>],
     to: i64,
 ) -> Result<(), ProjectionError> {
     let name = projector.name();
@@ -490,9 +592,7 @@ async fn commit<P: Projector>(
     // holds it for its whole swap, and a batch waits for it rather than
     // writing into tables being replaced (SQLite's IMMEDIATE does the same).
     lock_checkpoint(&mut tx, name).await?;
-    if !events.is_empty() {
-        projector.apply_batch(&mut tx, events).await?;
-    }
+    apply_parts(projector, &mut tx, parts).await?;
     // Compare-and-set, last: on Postgres the row lock orders two runners,
     // and the second sees the first's position, not its own.
     let moved = crate::sql::execute(

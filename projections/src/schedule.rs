@@ -78,6 +78,19 @@ impl Projector for Schedule {
         let fold = Fold::of(events)?;
         fold.write(tx).await
     }
+
+    /// The patient's appointments go (their times are free again).
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        crate::sql::erase_patient(
+            tx,
+            &[
+            "DELETE FROM appointments WHERE patient_id = $1",
+            ],
+            patient,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 fn seconds(t: DateTime<Utc>) -> Value {

@@ -87,6 +87,20 @@ pub async fn execute(tx: &mut Tx, sql: &str, params: &[Value]) -> Result<u64, sq
     })
 }
 
+/// Runs each statement with `$1` bound to `patient`'s id (as text, the
+/// read models' id type), in order: how a projector erases a patient.
+pub async fn erase_patient(
+    tx: &mut Tx,
+    statements: &[&str],
+    patient: uuid::Uuid,
+) -> Result<(), sqlx::Error> {
+    let id = Value::from(patient.to_string());
+    for sql in statements {
+        execute(tx, sql, std::slice::from_ref(&id)).await?;
+    }
+    Ok(())
+}
+
 /// Runs `sql` (ending in `RETURNING <one text column>`) with `params`;
 /// returns the column's values.
 pub async fn returning(

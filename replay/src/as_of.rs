@@ -14,7 +14,7 @@ use anamnesis_projections::chart::{self, Chart, EntryView, MemberView, Timeline}
 use anamnesis_projections::medications::{self, MedicationView, Medications};
 use anamnesis_projections::messaging::{self, Messaging, ThreadRecord};
 use anamnesis_projections::patients::{self, PatientView, Patients};
-use anamnesis_projections::runner::{Decode, Envelope, Projector, Tx};
+use anamnesis_projections::runner::{self, Projector, Tx};
 use anamnesis_projections::schedule::{self, AppointmentFilter, AppointmentRow, Schedule};
 
 use crate::{ReplayError, PAGE};
@@ -145,22 +145,25 @@ async fn apply<P: Projector>(
     page: &[StoredEvent],
 ) -> Result<(), ReplayError> {
     let types = projector.aggregate_types();
-    let mut envelopes = Vec::new();
-    for stored in page
+    let mine: Vec<StoredEvent> = page
         .iter()
-        .filter(|e| types.is_empty() || types.contains(&e.aggregate_type.as_str()))
-    {
-        let event = P::Event::decode(&stored.event_type, &stored.event_version, &stored.payload)
-            .map_err(|e| ReplayError::Unreadable {
-                position: stored.global_position,
-                detail: e.to_string(),
-            })?;
-        envelopes.push(Envelope {
-            stored: stored.clone(),
-            event,
+        .filter(|e| {
+            types.is_empty()
+                || types.contains(&e.aggregate_type.as_str())
+                || e.event_type == anamnesis_domain::subject::ERASURE_EVENT
+        })
+        .cloned()
+        .collect();
+    // An erased patient's events read as nothing, and their erasure empties
+    // the record: the same parts the live projectors are handed.
+    let (parts, failed) = runner::decode_parts::<P::Event>(types, mine);
+    if let Some((position, e)) = failed {
+        return Err(ReplayError::Unreadable {
+            position,
+            detail: e.to_string(),
         });
     }
-    if envelopes.is_empty() {
+    if parts.is_empty() {
         return Ok(());
     }
     let Db::Sqlite(pool) = db else {
@@ -169,8 +172,7 @@ async fn apply<P: Projector>(
         ));
     };
     let mut tx = Tx::Sqlite(pool.begin().await?);
-    projector
-        .apply_batch(&mut tx, &envelopes)
+    runner::apply_parts(projector, &mut tx, &parts)
         .await
         .map_err(|e| ReplayError::Projection(e.to_string()))?;
     match tx {

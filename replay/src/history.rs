@@ -14,6 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use anamnesis_commands::{LogReader, StoredEvent};
+use anamnesis_domain::codec::ERASED_PAYLOAD;
 
 use crate::{normalized, ReplayError, PAGE};
 
@@ -33,6 +34,9 @@ pub struct Entry {
     pub event_type: String,
     /// The fields the event changed, before → after.
     pub changes: Vec<Change>,
+    /// Whether the event's content was erased with its patient
+    /// (docs/adr/0024-encryption.md): its metadata is all there is.
+    pub erased: bool,
 }
 
 /// One field an event changed.
@@ -65,9 +69,14 @@ pub async fn history(
             if to.is_some_and(|t| stored.recorded_at > t) {
                 return Ok(entries);
             }
-            let changes = known.apply(stored)?;
+            let erased = stored.payload == ERASED_PAYLOAD;
+            let changes = if erased {
+                Vec::new()
+            } else {
+                known.apply(stored)?
+            };
             if from.is_none_or(|f| stored.recorded_at >= f) {
-                entries.push(entry(stored, changes)?);
+                entries.push(entry(stored, changes, erased)?);
             }
         }
         if (page.len() as i64) < PAGE {
@@ -110,7 +119,7 @@ impl Kind {
     }
 }
 
-fn entry(stored: &StoredEvent, changes: Vec<Change>) -> Result<Entry, ReplayError> {
+fn entry(stored: &StoredEvent, changes: Vec<Change>, erased: bool) -> Result<Entry, ReplayError> {
     // Damaged metadata is an error, never "not break-the-glass".
     let metadata: Value =
         serde_json::from_str(&stored.metadata).map_err(|e| ReplayError::Unreadable {
@@ -134,6 +143,7 @@ fn entry(stored: &StoredEvent, changes: Vec<Change>) -> Result<Entry, ReplayErro
         aggregate_id: stored.aggregate_id.clone(),
         event_type: stored.event_type.clone(),
         changes,
+        erased,
     })
 }
 

@@ -461,6 +461,12 @@ pub const TABLE: &[Row] = {
             Roles(&["patient", "compliance"]),
             200,
         ),
+        row(
+            "POST /v1/patients/{id}/erasure",
+            Fresh,
+            Roles(&["compliance"]),
+            200,
+        ),
         // The clinical record (ADR 0013). On `Own`, the doctor and the
         // nurse are on the care team; on `Doctors`, only the doctor; on
         // `Glass`, no one, and the doctor holds a break-the-glass grant.

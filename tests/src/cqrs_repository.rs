@@ -185,6 +185,7 @@ impl PersistedEventRepository for LogRepository {
             Err(AppendError::Invalid(why)) => Err(unknown(Refused(why))),
             Err(AppendError::Taken { .. }) => Err(unknown(Refused("a unique key is taken"))),
             Err(AppendError::Repeated(_)) => Err(unknown(Refused("already committed"))),
+            Err(AppendError::Erased) => Err(unknown(Refused("the patient was erased"))),
             Err(AppendError::Store(e)) => Err(store_error(e)),
         }
     }

@@ -58,6 +58,10 @@ impl Projector for Held {
         }
         Ok(())
     }
+
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        Activity.erase(tx, patient).await
+    }
 }
 
 async fn append_events(log: &EventLog, prefix: &str, commands: usize) -> anyhow::Result<()> {

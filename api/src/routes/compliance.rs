@@ -16,7 +16,7 @@ use anamnesis_replay::ReplayError;
 use super::schedule::{appointment_view, AppointmentView};
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{bad_param, bad_query, instant_param};
+use crate::extract::{bad_param, bad_query, instant_param, Body};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
 
@@ -59,6 +59,9 @@ pub struct HistoryEntry {
     /// What changed: field, before, after.
     #[schema(value_type = Vec<Object>)]
     pub changes: Vec<anamnesis_replay::history::Change>,
+    /// The event's content was erased with its patient: only its metadata
+    /// remains.
+    pub erased: bool,
 }
 
 impl From<Entry> for HistoryEntry {
@@ -74,6 +77,7 @@ impl From<Entry> for HistoryEntry {
             aggregate_id: e.aggregate_id,
             event_type: e.event_type,
             changes: e.changes,
+            erased: e.erased,
         }
     }
 }
@@ -290,4 +294,81 @@ pub async fn export_patient(
         )
         .body(body)
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ErasureBody {
+    /// The legal ground for the erasure (up to 500 characters): kept in the
+    /// log with the erasure, in the clear.
+    pub reason: String,
+}
+
+/// What an erasure did.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Erased {
+    pub patient_id: String,
+    /// The erasure event's position: read models have removed the patient
+    /// once they reach it (`X-Min-Position`).
+    pub position: i64,
+}
+
+/// Erase a patient (compliance, with a legal reason): their data key is
+/// destroyed with the `patient.erased` event, every earlier event about them
+/// reads as erased from then on, and every read model, Redis and analytics
+/// drop them (de-identified counts stay). Refused with `409
+/// erasure_impossible` when events about them are stored unencrypted.
+#[utoipa::path(post, path = "/v1/patients/{id}/erasure", tag = "compliance", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = ErasureBody,
+    responses((status = 200, body = Erased), (status = 401, body = Problem),
+              (status = 403, body = Problem), (status = 404, body = Problem),
+              (status = 409, body = Problem), (status = 410, body = Problem),
+              (status = 422, body = Problem)))]
+pub async fn erase_patient(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(id): Path<String>,
+    Body(body): Body<ErasureBody>,
+) -> Result<Json<Erased>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
+    authorize(&who, Action::ErasePatient, &Context::patient(id))?;
+    let reason = anamnesis_domain::text::parse(
+        &body.reason,
+        anamnesis_domain::text::Lines::Multi,
+        500,
+    )
+    .map_err(|e| {
+        let code = match e {
+            anamnesis_domain::text::TextError::Empty => "empty_field",
+            anamnesis_domain::text::TextError::TooLong => "too_long",
+            anamnesis_domain::text::TextError::InvalidCharacters => "invalid_characters",
+        };
+        ApiError::invalid(
+            code,
+            Some("reason"),
+            "reason (the legal ground) is text of 1 to 500 characters, without control characters",
+        )
+    })?;
+    let mut metadata = anamnesis_commands::EventMetadata::by(who.actor());
+    metadata.reason = Some(reason);
+    let done = anamnesis_commands::erasure::erase(state.bus(), id, &metadata)
+        .await
+        .map_err(erasure_problem)?;
+    tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient erased");
+    Ok(Json(Erased {
+        patient_id: id.to_string(),
+        position: done.position,
+    }))
+}
+
+fn erasure_problem(e: anamnesis_commands::erasure::ErasureError) -> ApiError {
+    use anamnesis_commands::erasure::ErasureError as E;
+    match e {
+        E::InTheClear(_) | E::NotEncrypting => ApiError::Conflict {
+            code: "erasure_impossible",
+            detail: e.to_string(),
+        },
+        E::Command(c) => c.into(),
+        E::Store(s) => s.into(),
+    }
 }

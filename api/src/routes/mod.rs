@@ -166,6 +166,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(compliance::patient_history))
         .routes(routes!(compliance::patient_as_of))
         .routes(routes!(compliance::export_patient))
+        .routes(routes!(compliance::erase_patient))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))
         .routes(routes!(ops::metrics))

@@ -8,6 +8,7 @@
 pub mod chain;
 mod postgres;
 mod reader;
+pub mod seal;
 mod sqlite;
 pub(crate) use sqlite::insert_events as sqlite_insert_events;
 mod types;
@@ -21,6 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub use crate::database::Db;
 pub use anamnesis_domain::codec::describe_json_error;
 pub use reader::LogReader;
+pub use seal::{Keyring, MasterKey};
 pub use types::{
     hex_bytes, Actor, AppendError, AppendRequest, Appended, Credential, EventMetadata, Guards,
     Idempotency, KeyChanges, NewEvent, Outcome, StoreError, StoredEvent, StreamAt, UniqueKey,
@@ -31,6 +33,7 @@ pub use types::{
 #[derive(Clone)]
 pub struct EventLog {
     db: Db,
+    seals: bool,
     reader: LogReader,
     queue: mpsc::Sender<Vec<writer::Pending>>,
     health: watch::Receiver<Option<String>>,
@@ -38,8 +41,17 @@ pub struct EventLog {
 
 impl EventLog {
     /// Starts the writer (and, on Postgres, a listener for other processes'
-    /// appends) over a migrated database.
+    /// appends) over a migrated database, with no master key: nothing is
+    /// written encrypted, and encrypted payloads cannot be read.
     pub async fn open(db: Db) -> Result<Self, StoreError> {
+        Self::open_with(db, Keyring::none()).await
+    }
+
+    /// [`EventLog::open`] with the patients' keys
+    /// (docs/adr/0024-encryption.md): events about a patient are written
+    /// encrypted with the patient's data key when the keyring seals, and
+    /// every read but [`LogReader::read_from`] opens them.
+    pub async fn open_with(db: Db, keyring: Keyring) -> Result<Self, StoreError> {
         let position = db.head().await?;
         let writer_db = db
             .dedicated(1)
@@ -51,13 +63,25 @@ impl EventLog {
             tokio::spawn(listen_for_appends(pool.clone(), head_tx.clone()));
         }
         let (health_tx, health_rx) = watch::channel(None);
-        tokio::spawn(writer::run(writer_db, queue_rx, head_tx, health_tx));
+        tokio::spawn(writer::run(
+            writer_db,
+            keyring.clone(),
+            queue_rx,
+            head_tx,
+            health_tx,
+        ));
         Ok(Self {
-            reader: LogReader::new(db.clone(), head_rx),
+            seals: keyring.seals(),
+            reader: LogReader::new(db.clone(), head_rx, keyring),
             db,
             queue: queue_tx,
             health: health_rx,
         })
+    }
+
+    /// Whether new events about a patient are written encrypted.
+    pub fn seals(&self) -> bool {
+        self.seals
     }
 
     /// The database under the log (read models live in the same one).
@@ -73,7 +97,7 @@ impl EventLog {
     /// A read-only view of the log over another pool of the same database
     /// (a projector's or the query handlers' own), with the same growth signal.
     pub fn reader_on(&self, db: Db) -> LogReader {
-        LogReader::new(db, self.reader.subscribe())
+        self.reader.on(db)
     }
 
     /// Appends all events of one command atomically at its expected sequence.
@@ -144,7 +168,8 @@ impl EventLog {
             .collect()
     }
 
-    /// Up to `limit` events after global position `after`, in position order.
+    /// Up to `limit` events after global position `after`, in position
+    /// order, exactly as stored (encrypted payloads stay encrypted).
     pub async fn read_from(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         self.reader.read_from(after, limit).await
     }
@@ -344,11 +369,29 @@ impl Db {
 
     pub(crate) async fn commit_batch(
         &self,
+        keyring: &Keyring,
         units: &[&[AppendRequest]],
     ) -> Result<(Vec<writer::UnitResult>, i64), StoreError> {
         match self {
-            Db::Postgres(p) => postgres::commit_batch(p, units).await,
-            Db::Sqlite(p) => sqlite::commit_batch(p, units).await,
+            Db::Postgres(p) => postgres::commit_batch(p, keyring, units).await,
+            Db::Sqlite(p) => sqlite::commit_batch(p, keyring, units).await,
+        }
+    }
+
+    /// The `patient_keys` rows of these patients.
+    pub(crate) async fn patient_keys(
+        &self,
+        patients: &[uuid::Uuid],
+    ) -> Result<Vec<seal::KeyRow>, StoreError> {
+        if patients.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Db::Postgres(p) => postgres::patient_keys(p, patients).await,
+            Db::Sqlite(p) => {
+                let mut conn = p.acquire().await?;
+                sqlite::patient_keys(&mut conn, patients).await
+            }
         }
     }
 }

@@ -10,6 +10,7 @@ use super::writer::{
     check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, stream_keys,
     KeyWrite, Plan, StreamKey, UnitResult,
 };
+use super::seal::{BatchKeys, KeyRow, Keyring};
 use super::{AppendRequest, Outcome, StoreError, StoredEvent};
 
 pub(crate) const NOTIFY_CHANNEL: &str = "anamnesis_events";
@@ -35,6 +36,7 @@ const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, 
 /// 4. `COMMIT`.
 pub(crate) async fn commit_batch(
     pool: &PgPool,
+    keyring: &Keyring,
     units: &[&[AppendRequest]],
 ) -> Result<(Vec<UnitResult>, i64), StoreError> {
     let mut tx = pool
@@ -82,6 +84,13 @@ pub(crate) async fn commit_batch(
 
     let owners = owners_of(digests, owners);
     let answered = answered(&mut tx, idempotency_keys(units)).await?;
+    let patients = BatchKeys::patients_of(units);
+    let stored = if patients.is_empty() {
+        Vec::new()
+    } else {
+        patient_keys(&mut *tx, &patients).await?
+    };
+    let keys = BatchKeys::prepare(keyring, units, stored)?;
     let plan = plan_batch(
         (position, hash),
         sequences,
@@ -89,12 +98,16 @@ pub(crate) async fn commit_batch(
         answered,
         units,
         now_micros(),
+        &keys,
     );
     if plan.rows.is_empty() {
         tx.rollback().await?;
         return Ok((plan.results, position));
     }
     write_rows(&mut tx, &plan).await?;
+    for patient in &plan.erased {
+        erase(&mut tx, *patient, &plan.master_id).await?;
+    }
     tx.commit().await?;
     Ok((plan.results, plan.head_position))
 }
@@ -161,6 +174,10 @@ async fn write_rows(
              SELECT u, ph, ($10::timestamptz[])[1] FROM UNNEST($30::uuid[], $31::text[]) AS cr(u, ph) \
              ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash, \
                   updated_at = excluded.updated_at), \
+         patient_key AS ( \
+             INSERT INTO patient_keys (patient_id, master_key_id, wrapped_key, created_at) \
+             SELECT pk, $35::bytea, wk, ($10::timestamptz[])[1] FROM UNNEST($33::uuid[], $34::bytea[]) \
+                  AS k(pk, wk)), \
          head AS ( \
              UPDATE log_head SET position = $18, hash = $19 WHERE id = 1 RETURNING position) \
          SELECT pg_notify($20, position::text) FROM head",
@@ -197,9 +214,55 @@ async fn write_rows(
     .bind(plan.credentials.iter().map(|c| c.user_id).collect::<Vec<_>>())
     .bind(plan.credentials.iter().map(|c| c.password_hash.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.patient_id).collect::<Vec<_>>())
+    .bind(plan.new_keys.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+    .bind(plan.new_keys.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>())
+    .bind(&plan.master_id)
     .fetch_all(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Destroys a patient's data key (keeping the row, with no key, so that
+/// nothing sealed is written about them again) and releases every unique key
+/// the streams about them hold.
+async fn erase(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    patient: Uuid,
+    master_id: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO patient_keys (patient_id, master_key_id, wrapped_key, created_at, erased_at) \
+         VALUES ($1, $2, NULL, now(), now()) \
+         ON CONFLICT (patient_id) DO UPDATE SET wrapped_key = NULL, erased_at = now()",
+    )
+    .bind(patient)
+    .bind(master_id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM unique_claims WHERE owner IN ( \
+             SELECT DISTINCT aggregate_type || '/' || aggregate_id FROM events \
+             WHERE patient_id = $1 OR (aggregate_type = 'patient' AND aggregate_id = $2))",
+    )
+    .bind(patient)
+    .bind(patient.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The `patient_keys` rows of these patients.
+pub(crate) async fn patient_keys<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+    patients: &[Uuid],
+) -> Result<Vec<KeyRow>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT patient_id, master_key_id, wrapped_key FROM patient_keys \
+         WHERE patient_id = ANY($1::uuid[])",
+    )
+    .bind(patients)
+    .fetch_all(db)
+    .await?)
 }
 
 pub(crate) async fn read_from(

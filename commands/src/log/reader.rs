@@ -5,28 +5,52 @@
 
 use tokio::sync::watch;
 
+use super::seal::{self, Keyring};
+use anamnesis_domain::subject::ERASURE_EVENT;
 use super::{postgres, sqlite, Db, StoreError, StoredEvent};
 
 /// A read-only handle on the log. Cheap to clone.
+///
+/// Every read but [`LogReader::read_from`] opens encrypted payloads with
+/// their patients' keys (docs/adr/0024-encryption.md): an erased patient's
+/// payload reads as `anamnesis_domain::codec::ERASED_PAYLOAD`, which decodes
+/// as `DecodeError::Erased`.
 #[derive(Clone)]
 pub struct LogReader {
     db: Db,
     head: watch::Receiver<i64>,
+    keyring: Keyring,
 }
 
 impl LogReader {
-    pub(crate) fn new(db: Db, head: watch::Receiver<i64>) -> Self {
-        Self { db, head }
+    pub(crate) fn new(db: Db, head: watch::Receiver<i64>, keyring: Keyring) -> Self {
+        Self { db, head, keyring }
+    }
+
+    /// The same reader over another pool of the same database.
+    pub(crate) fn on(&self, db: Db) -> Self {
+        Self::new(db, self.head.clone(), self.keyring.clone())
     }
 
     /// A reader over `db` with no writer in this process (a command-line
-    /// tool that only reads): its growth signal never changes.
+    /// tool that only reads): its growth signal never changes. Without a
+    /// master key, it reads events as stored and cannot open encrypted ones.
     pub fn detached(db: Db) -> Self {
-        let (_, head) = watch::channel(0);
-        Self { db, head }
+        Self::detached_with(db, Keyring::none())
     }
 
-    /// Up to `limit` events after global position `after`, in position order.
+    /// [`LogReader::detached`] with the patients' keys.
+    pub fn detached_with(db: Db, keyring: Keyring) -> Self {
+        let (_, head) = watch::channel(0);
+        Self { db, head, keyring }
+    }
+
+    /// Up to `limit` events after global position `after`, in position
+    /// order, **exactly as stored**: encrypted payloads stay encrypted. For
+    /// what works on stored bytes (verification, backups, the relay, which
+    /// publishes no payload); everything that decodes events reads with
+    /// [`LogReader::read_types`], [`LogReader::read_patient`] or
+    /// [`LogReader::read_stream`].
     pub async fn read_from(&self, after: i64, limit: i64) -> Result<Vec<StoredEvent>, StoreError> {
         match &self.db {
             Db::Postgres(p) => postgres::read_from(p, after, limit).await,
@@ -34,8 +58,22 @@ impl LogReader {
         }
     }
 
+    /// Opens the encrypted payloads of `events` (one lookup of their
+    /// patients' keys), in place.
+    async fn open(&self, mut events: Vec<StoredEvent>) -> Result<Vec<StoredEvent>, StoreError> {
+        let patients = seal::sealed_patients(&events)?;
+        if patients.is_empty() {
+            return Ok(events);
+        }
+        let keys = self.db.patient_keys(&patients).await?;
+        seal::open_all(&self.keyring, &mut events, keys)?;
+        Ok(events)
+    }
+
     /// Up to `limit` events of the given aggregate types with a position in
     /// `(after, until]`, in position order. Every type when `types` is empty.
+    /// Erasures of patients (`patient.erased`) come whatever the types: every
+    /// reader of patient data must see them (docs/adr/0024-encryption.md).
     ///
     /// The filter runs in SQL over the primary-key range, so a reader of one
     /// domain neither fetches nor decodes the others' events. `until` bounds
@@ -52,10 +90,11 @@ impl LogReader {
         limit: i64,
         payload: bool,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        match &self.db {
+        let events = match &self.db {
             Db::Postgres(p) => postgres::read_types(p, types, (after, until), limit, payload).await,
             Db::Sqlite(p) => sqlite::read_types(p, types, (after, until), limit, payload).await,
-        }
+        }?;
+        self.open(events).await
     }
 
     /// Up to `limit` events about patient `patient` after position `after`
@@ -68,10 +107,11 @@ impl LogReader {
         (after, until): (i64, i64),
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        match &self.db {
+        let events = match &self.db {
             Db::Postgres(p) => postgres::read_patient(p, patient, (after, until), limit).await,
             Db::Sqlite(p) => sqlite::read_patient(p, patient, (after, until), limit).await,
-        }
+        }?;
+        self.open(events).await
     }
 
     /// The events of one stream after `after_sequence`, in sequence order.
@@ -81,14 +121,15 @@ impl LogReader {
         aggregate_id: &str,
         after_sequence: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        match &self.db {
+        let events = match &self.db {
             Db::Postgres(p) => {
                 postgres::read_stream(p, aggregate_type, aggregate_id, after_sequence).await
             }
             Db::Sqlite(p) => {
                 sqlite::read_stream(p, aggregate_type, aggregate_id, after_sequence).await
             }
-        }
+        }?;
+        self.open(events).await
     }
 
     /// The streams of `aggregate_type` that gained events after position
@@ -197,7 +238,10 @@ pub(crate) fn types_query(columns: &str, types: &[&str], payload: bool) -> Strin
     );
     if !types.is_empty() {
         let list: Vec<String> = (0..types.len()).map(|i| format!("${}", i + 4)).collect();
-        sql.push_str(&format!(" AND aggregate_type IN ({})", list.join(", ")));
+        sql.push_str(&format!(
+            " AND (aggregate_type IN ({}) OR event_type = '{ERASURE_EVENT}')",
+            list.join(", ")
+        ));
     }
     sql.push_str(" ORDER BY global_position LIMIT $3");
     sql
@@ -233,6 +277,6 @@ mod tests {
         assert!(sql.starts_with(
             "SELECT global_position, 'null' AS payload, '{}' AS metadata, hash FROM events"
         ));
-        assert!(sql.contains("aggregate_type IN ($4)"));
+        assert!(sql.contains("aggregate_type IN ($4) OR event_type = 'patient.erased'"));
     }
 }

@@ -14,6 +14,7 @@ use super::writer::{
     check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, stream_keys,
     StreamKey, UnitResult,
 };
+use super::seal::{BatchKeys, KeyRow, Keyring};
 use super::{AppendRequest, Outcome, StoreError, StoredEvent};
 
 const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, sequence, \
@@ -22,6 +23,7 @@ const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, 
 
 pub(crate) async fn commit_batch(
     pool: &SqlitePool,
+    keyring: &Keyring,
     units: &[&[AppendRequest]],
 ) -> Result<(Vec<UnitResult>, i64), StoreError> {
     // In line behind this process's other writers (`Db::write_turn`).
@@ -80,6 +82,8 @@ pub(crate) async fn commit_batch(
             answered.insert(key, Outcome::from_row(row)?);
         }
     }
+    let stored = patient_keys(&mut tx, &BatchKeys::patients_of(units)).await?;
+    let keys = BatchKeys::prepare(keyring, units, stored)?;
     let plan = plan_batch(
         (position, hash),
         sequences,
@@ -87,6 +91,7 @@ pub(crate) async fn commit_batch(
         answered,
         units,
         now_micros(),
+        &keys,
     );
     if plan.rows.is_empty() {
         tx.rollback().await?;
@@ -140,6 +145,41 @@ pub(crate) async fn commit_batch(
         .bind(c.user_id.to_string())
         .bind(&c.password_hash)
         .bind(recorded_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for (patient, wrapped) in &plan.new_keys {
+        sqlx::query(
+            "INSERT INTO patient_keys (patient_id, master_key_id, wrapped_key, created_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(patient.to_string())
+        .bind(&plan.master_id)
+        .bind(wrapped)
+        .bind(recorded_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    for patient in &plan.erased {
+        // The key is destroyed; the row stays, with no key, so that nothing
+        // sealed is written about the patient again. The unique keys the
+        // streams about them hold are released.
+        sqlx::query(
+            "INSERT INTO patient_keys (patient_id, master_key_id, wrapped_key, created_at, \
+                 erased_at) VALUES ($1, $2, NULL, $3, $3) \
+             ON CONFLICT (patient_id) DO UPDATE SET wrapped_key = NULL, erased_at = $3",
+        )
+        .bind(patient.to_string())
+        .bind(&plan.master_id)
+        .bind(recorded_at)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM unique_claims WHERE owner IN ( \
+                 SELECT DISTINCT aggregate_type || '/' || aggregate_id FROM events \
+                 WHERE patient_id = $1 OR (aggregate_type = 'patient' AND aggregate_id = $1))",
+        )
+        .bind(patient.to_string())
         .execute(&mut *tx)
         .await?;
     }
@@ -263,6 +303,33 @@ pub(crate) async fn read_patient(
         .fetch_all(pool)
         .await?;
     rows.iter().map(decode).collect()
+}
+
+/// The `patient_keys` rows of these patients, [`MAX_BINDS`] a query.
+pub(crate) async fn patient_keys(
+    conn: &mut sqlx::SqliteConnection,
+    patients: &[Uuid],
+) -> Result<Vec<KeyRow>, StoreError> {
+    let mut rows = Vec::with_capacity(patients.len());
+    for chunk in patients.chunks(MAX_BINDS) {
+        let list: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT patient_id, master_key_id, wrapped_key FROM patient_keys \
+             WHERE patient_id IN ({})",
+            list.join(", ")
+        );
+        let mut query = sqlx::query_as::<_, (String, Vec<u8>, Option<Vec<u8>>)>(&sql);
+        for patient in chunk {
+            query = query.bind(patient.to_string());
+        }
+        for (patient, master, wrapped) in query.fetch_all(&mut *conn).await? {
+            let patient = Uuid::parse_str(&patient).map_err(|_| {
+                StoreError::Damaged("patient_keys holds a patient id that is no UUID".into())
+            })?;
+            rows.push((patient, master, wrapped));
+        }
+    }
+    Ok(rows)
 }
 
 pub(crate) async fn password_hash(

@@ -303,6 +303,10 @@ pub enum AppendError {
     /// held by another stream.
     #[error("a unique {scope} is held by another record")]
     Taken { scope: &'static str },
+    /// The command writes about a patient who was erased: nothing more is
+    /// appended about them but access records (docs/adr/0024-encryption.md).
+    #[error("the patient was erased")]
+    Erased,
     /// The request itself is unacceptable (no events, no actor, ...).
     #[error("invalid append: {0}")]
     Invalid(&'static str),
@@ -330,6 +334,10 @@ pub enum StoreError {
     /// nothing was written, and a retry later may succeed.
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
+    /// A patient's data key cannot be used: no master key, another master
+    /// key than the one the keys were made with, or a key that was altered.
+    #[error("patient keys: {0}")]
+    Keys(String),
     /// The log's head and its events disagree: something wrote to the log
     /// outside the append path. Appends stop until an operator resolves it.
     #[error("event log integrity: {0}")]

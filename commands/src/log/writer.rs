@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::chain::event_hash;
+use super::seal::{self, BatchKeys, KeyState, Keyring};
 use super::types::key_digest;
 use super::{
     AppendError, AppendRequest, Appended, Credential, Db, Outcome, StoreError, StoredEvent,
@@ -49,6 +50,14 @@ pub(crate) struct Plan {
     pub idempotency: Vec<(Vec<u8>, Outcome)>,
     /// The credentials the committed units set, one per user (the last).
     pub credentials: Vec<Credential>,
+    /// Data keys made for patients the committed rows are sealed for:
+    /// (patient, wrapped key), to store with them.
+    pub new_keys: Vec<(Uuid, Vec<u8>)>,
+    /// The master key's id, stored with each new key.
+    pub master_id: Vec<u8>,
+    /// Patients erased by the committed units: their keys are destroyed and
+    /// their records' unique keys released in the same transaction.
+    pub erased: Vec<Uuid>,
 }
 
 /// Every idempotency key a batch carries, for the backend to look up.
@@ -188,8 +197,11 @@ pub(crate) fn plan_batch(
     mut answered: HashMap<Vec<u8>, Outcome>,
     units: &[&[AppendRequest]],
     recorded_at: DateTime<Utc>,
+    patient_keys: &BatchKeys,
 ) -> Plan {
     let mut idempotency = Vec::new();
+    let mut erased: Vec<Uuid> = Vec::new();
+    let mut sealed_for: Vec<Uuid> = Vec::new();
     let mut credentials: HashMap<Uuid, Credential> = HashMap::new();
     let (mut position, mut hash) = head;
     let mut rows = Vec::new();
@@ -211,8 +223,8 @@ pub(crate) fn plan_batch(
         let mut appended = Vec::with_capacity(unit.len());
         let mut conflict = None;
         for req in unit.iter() {
-            let key = (req.aggregate_type.clone(), req.aggregate_id.clone());
-            let actual = sequence_in(&unit_sequences, &sequences, &key);
+            let stream = (req.aggregate_type.clone(), req.aggregate_id.clone());
+            let actual = sequence_in(&unit_sequences, &sequences, &stream);
             if actual != req.expected_sequence {
                 conflict = Some(AppendError::Conflict {
                     aggregate_type: req.aggregate_type.clone(),
@@ -221,6 +233,14 @@ pub(crate) fn plan_batch(
                     actual,
                 });
                 break;
+            }
+            if let Some(patient) = req.patient_id {
+                let gone = erased.contains(&patient)
+                    || matches!(patient_keys.states.get(&patient), Some(KeyState::Erased));
+                if gone && !seal::allowed_after_erasure(req) {
+                    conflict = Some(AppendError::Erased);
+                    break;
+                }
             }
             let me = owner_name(req);
             conflict = broken_guard(
@@ -259,18 +279,37 @@ pub(crate) fn plan_batch(
             let mut sequence = actual;
             // A map of strings always serializes; the fallback is never taken.
             let extra = serde_json::to_string(&req.metadata.extra).unwrap_or_else(|_| "{}".into());
+            let data_key = req
+                .patient_id
+                .filter(|_| patient_keys.seal && seal::sealed_request(req))
+                .and_then(|patient| match patient_keys.states.get(&patient) {
+                    Some(KeyState::Live(key)) => Some((patient, key)),
+                    _ => None,
+                });
             for event in &req.events {
                 unit_position += 1;
                 sequence += 1;
+                let event_id = Uuid::now_v7();
+                let payload = event.payload.to_string();
+                let payload = match data_key {
+                    Some((patient, key)) => match key.seal(patient, event_id, &payload) {
+                        Ok(sealed) => sealed,
+                        Err(e) => {
+                            conflict = Some(AppendError::Store(e));
+                            break;
+                        }
+                    },
+                    None => payload,
+                };
                 let mut row = StoredEvent {
                     global_position: unit_position,
-                    event_id: Uuid::now_v7(),
+                    event_id,
                     aggregate_type: req.aggregate_type.clone(),
                     aggregate_id: req.aggregate_id.clone(),
                     sequence,
                     event_type: event.event_type.clone(),
                     event_version: event.event_version.clone(),
-                    payload: event.payload.to_string(),
+                    payload,
                     metadata: extra.clone(),
                     recorded_at,
                     actor_id: req.metadata.actor.id.clone(),
@@ -286,7 +325,13 @@ pub(crate) fn plan_batch(
                 unit_hash = row.hash.clone();
                 unit_rows.push(row);
             }
-            unit_sequences.insert(key, sequence);
+            if conflict.is_some() {
+                break;
+            }
+            if let Some((patient, _)) = data_key {
+                sealed_for.push(patient);
+            }
+            unit_sequences.insert(stream, sequence);
             appended.push(Appended {
                 first_position,
                 last_position: unit_position,
@@ -315,6 +360,9 @@ pub(crate) fn plan_batch(
                 for c in unit.iter().filter_map(|r| r.credential.as_ref()) {
                     credentials.insert(c.user_id, c.clone());
                 }
+                for r in unit.iter().filter(|r| seal::erases(r)) {
+                    erased.extend(r.patient_id);
+                }
                 results.push(Ok(appended));
             }
         }
@@ -337,6 +385,14 @@ pub(crate) fn plan_batch(
         keys,
         idempotency,
         credentials: credentials.into_values().collect(),
+        new_keys: patient_keys
+            .made
+            .iter()
+            .filter(|(patient, _)| sealed_for.contains(patient))
+            .map(|(patient, wrapped)| (*patient, wrapped.clone()))
+            .collect(),
+        master_id: patient_keys.master_id.clone(),
+        erased,
     }
 }
 
@@ -386,6 +442,7 @@ pub(crate) fn now_micros() -> DateTime<Utc> {
 /// transaction together (unless that transaction fails, see `commit`).
 pub(crate) async fn run(
     db: Db,
+    keyring: Keyring,
     mut queue: mpsc::Receiver<Vec<Pending>>,
     head: watch::Sender<i64>,
     health: watch::Sender<Option<String>>,
@@ -399,7 +456,7 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let failed = commit(&db, std::mem::take(&mut batch), &head).await;
+        let failed = commit(&db, &keyring, std::mem::take(&mut batch), &head).await;
         if let Some(Failed {
             unreachable: Some(cause),
             ..
@@ -444,10 +501,15 @@ impl Failed {
 
 /// Commits one batch and answers its units. Returns why the last attempt
 /// failed, if it did.
-async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) -> Option<Failed> {
+async fn commit(
+    db: &Db,
+    keyring: &Keyring,
+    batch: Vec<Pending>,
+    head: &watch::Sender<i64>,
+) -> Option<Failed> {
     let units: Vec<&[AppendRequest]> = batch.iter().map(|p| p.requests.as_slice()).collect();
     let started = std::time::Instant::now();
-    match db.commit_batch(&units).await {
+    match db.commit_batch(keyring, &units).await {
         Ok((results, position)) => {
             let appended: usize = results
                 .iter()
@@ -485,7 +547,7 @@ async fn commit(db: &Db, batch: Vec<Pending>, head: &watch::Sender<i64>) -> Opti
             tracing::warn!(%error, units = batch.len(), "batch append failed; retrying its units one by one");
             let mut failure = None;
             for pending in batch {
-                failure = Box::pin(commit(db, vec![pending], head)).await;
+                failure = Box::pin(commit(db, keyring, vec![pending], head)).await;
             }
             failure
         }

@@ -105,4 +105,6 @@ pub enum PatientCommand {
         /// Today.
         today: NaiveDate,
     },
+    /// Erase the patient (the legal reason goes in the command's metadata).
+    Erase,
 }

@@ -3,6 +3,9 @@
 /// Why a patient command was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PatientError {
+    /// The patient was erased.
+    #[error("the patient was erased")]
+    Erased,
     /// The record was already registered.
     #[error("the patient is already registered")]
     AlreadyRegistered,

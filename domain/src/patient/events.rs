@@ -80,6 +80,12 @@ pub enum PatientEvent {
         /// Date of death.
         deceased_on: NaiveDate,
     },
+    /// The patient was erased at their request or by law: their data key
+    /// was destroyed with this event, so every earlier event about them
+    /// reads as erased (docs/adr/0024-encryption.md). Holds nothing; the
+    /// legal reason is the event's `reason`.
+    #[serde(rename = "patient.erased")]
+    Erased,
 }
 
 impl crate::codec::StoredForm for PatientEvent {}
@@ -94,6 +100,7 @@ impl DomainEvent for PatientEvent {
             PatientEvent::ConditionAdded { .. } => "patient.condition_added",
             PatientEvent::ConditionResolved { .. } => "patient.condition_resolved",
             PatientEvent::PatientDeceased { .. } => "patient.deceased",
+            PatientEvent::Erased => crate::subject::ERASURE_EVENT,
         }
         .to_owned()
     }

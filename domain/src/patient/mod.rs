@@ -36,6 +36,9 @@ pub struct Patient {
     /// The user account that is this patient, when they registered themselves.
     #[serde(default)]
     account: Option<Uuid>,
+    /// Erased: refuses every command.
+    #[serde(default)]
+    erased: bool,
 }
 
 impl Patient {
@@ -162,6 +165,11 @@ impl Aggregate for Patient {
                 }
             }
             PatientEvent::PatientDeceased { .. } => self.deceased = true,
+            PatientEvent::Erased => {
+                self.erased = true;
+                self.identifiers = Vec::new();
+                self.account = None;
+            }
         }
     }
 }
@@ -170,6 +178,9 @@ impl Patient {
     /// Every patient command yields exactly one event or an error.
     fn decide(&self, command: PatientCommand) -> Result<PatientEvent, PatientError> {
         use PatientCommand as C;
+        if self.erased {
+            return Err(PatientError::Erased);
+        }
         if !matches!(command, C::Register { .. }) && !self.registered() {
             return Err(PatientError::NotRegistered);
         }
@@ -263,6 +274,7 @@ impl Patient {
                 }
                 Ok(PatientEvent::PatientDeceased { deceased_on })
             }
+            C::Erase => Ok(PatientEvent::Erased),
         }
     }
 

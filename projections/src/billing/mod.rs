@@ -109,6 +109,23 @@ impl Projector for Billing {
         }
         Ok(())
     }
+
+    /// Bills, their lines, claims and movements, and coverage go.
+    async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
+        crate::sql::erase_patient(
+            tx,
+            &[
+            "DELETE FROM billing_lines WHERE bill_id IN (SELECT bill_id FROM billing_bills WHERE patient_id = $1)",
+            "DELETE FROM billing_movements WHERE bill_id IN (SELECT bill_id FROM billing_bills WHERE patient_id = $1)",
+            "DELETE FROM billing_claims WHERE patient_id = $1",
+            "DELETE FROM billing_bills WHERE patient_id = $1",
+            "DELETE FROM billing_coverage WHERE patient_id = $1",
+            ],
+            patient,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 fn damaged(e: &Envelope<BillingEvent>, detail: impl Into<String>) -> ProjectionError {

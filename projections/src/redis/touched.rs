@@ -155,10 +155,19 @@ impl Touched {
             if e.aggregate_type == "patient" {
                 t.patients
                     .insert(e.patient_id.map_or_else(|| uuid_of(e), Ok)?);
+                if e.event_type == anamnesis_domain::subject::ERASURE_EVENT {
+                    // The patient's appointments left the schedule: which
+                    // days they held is no longer known.
+                    t.every_provider = Days::All;
+                }
                 continue;
             }
-            let event = ScheduleEvent::decode(&e.event_type, &e.event_version, &e.payload)
-                .map_err(|err| bad(e, err))?;
+            let event = match ScheduleEvent::decode(&e.event_type, &e.event_version, &e.payload) {
+                Ok(event) => event,
+                // The erasure that follows in the log recomputes every day.
+                Err(anamnesis_domain::codec::DecodeError::Erased { .. }) => continue,
+                Err(err) => return Err(bad(e, err)),
+            };
             match event {
                 ScheduleEvent::Provider(p) => {
                     let days = t.providers.entry(uuid_of(e)?).or_default();

@@ -374,6 +374,10 @@ impl World {
                 (format!("/v1/patients/{id}/as-of?position=1000000"), None)
             }
             "GET /v1/patients/{id}/export" => (format!("/v1/patients/{id}/export"), None),
+            "POST /v1/patients/{id}/erasure" => (
+                format!("/v1/patients/{id}/erasure"),
+                Some(json!({"reason": "the patient's request under GDPR article 17"})),
+            ),
             "PUT /v1/patients/{id}/demographics" => (
                 format!("/v1/patients/{id}/demographics"),
                 Some(patient(family)),
