@@ -286,10 +286,7 @@ impl User {
                         }
                     }
                 };
-                Ok(vec![
-                    answered,
-                    UserEvent::LoginSucceeded { session_id, at },
-                ])
+                Ok(vec![answered, UserEvent::LoginSucceeded { session_id, at }])
             }
             MfaCommand::StartEnrolment { challenge_id, at } => {
                 if !self.active {
@@ -412,7 +409,10 @@ mod tests {
 
     #[test]
     fn a_fresh_code_answers_a_challenge_and_opens_a_session() {
-        let events = given(enrolled(100), complete(MfaProof::Totp { step: 101 }, noon());
+        let events = given(
+            enrolled(100),
+            complete(MfaProof::Totp { step: 101 }, noon()),
+        );
         assert_eq!(
             events,
             Ok(vec![
@@ -430,7 +430,10 @@ mod tests {
 
     #[test]
     fn a_code_of_a_used_step_is_a_replay() {
-        let events = given(enrolled(100), complete(MfaProof::Totp { step: 100 }, noon());
+        let events = given(
+            enrolled(100),
+            complete(MfaProof::Totp { step: 100 }, noon()),
+        );
         assert_eq!(events, Err(UserError::MfaCodeReplayed));
     }
 
@@ -446,7 +449,10 @@ mod tests {
             complete(MfaProof::RecoveryCode { index: 3 }, noon()),
         );
         assert_eq!(used, Err(UserError::RecoveryCodeUsed));
-        let other = given(history, complete(MfaProof::RecoveryCode { index: 4 }, noon());
+        let other = given(
+            history,
+            complete(MfaProof::RecoveryCode { index: 4 }, noon()),
+        );
         assert!(other.is_ok());
     }
 
@@ -457,10 +463,10 @@ mod tests {
             challenge_id: CHALLENGE,
             step: 101,
         });
-        let answered = given(history, complete(MfaProof::Totp { step: 102 }, noon());
+        let answered = given(history, complete(MfaProof::Totp { step: 102 }, noon()));
         assert_eq!(answered, Err(UserError::UnknownChallenge));
         let late = noon() + challenge_lifetime();
-        let expired = given(enrolled(100), complete(MfaProof::Totp { step: 102 }, late);
+        let expired = given(enrolled(100), complete(MfaProof::Totp { step: 102 }, late));
         assert_eq!(expired, Err(UserError::UnknownChallenge));
     }
 
@@ -474,22 +480,24 @@ mod tests {
                 purpose: MfaPurpose::Enrol,
             },
         ];
-        let answered = given(history, complete(MfaProof::Totp { step: 5 }, noon());
+        let answered = given(history, complete(MfaProof::Totp { step: 5 }, noon()));
         assert_eq!(answered, Err(UserError::MfaEnrolmentRequired));
     }
 
     #[test]
     fn a_required_role_cannot_disable_its_second_factor() {
-        let disable = |required| UserCommand::Mfa(MfaCommand::Disable {
-            step: 101,
-            required,
-        });
+        let disable = |required| {
+            UserCommand::Mfa(MfaCommand::Disable {
+                step: 101,
+                required,
+            })
+        };
         assert_eq!(
-            given(enrolled(100), disable(true),
+            given(enrolled(100), disable(true)),
             Err(UserError::MfaRequired)
         );
         assert_eq!(
-            given(enrolled(100), disable(false),
+            given(enrolled(100), disable(false)),
             Ok(vec![UserEvent::MfaDisabled { step: 101 }])
         );
     }
