@@ -13,5 +13,6 @@ pub mod schedule;
 pub use database::{Db, DbError};
 pub use log::{
     Actor, AppendError, AppendRequest, Appended, Credential, EventLog, EventMetadata, Guards,
-    Idempotency, KeyChanges, LogReader, NewEvent, Outcome, StoreError, StoredEvent, StreamAt,
+    Idempotency, KeyChanges, LogReader, MfaCredential, MfaState, NewEvent, Outcome, StoreError,
+    StoredEvent, StreamAt,
 };

@@ -337,6 +337,7 @@ async fn append_legacy(
         metadata: EventMetadata::by(Actor::new("cli:root", "operator")),
         keys: Default::default(),
         credential: None,
+        mfa: None,
         guards: Default::default(),
         patient_id: None,
     })

@@ -16,7 +16,8 @@ use uuid::Uuid;
 use super::chain::event_hash;
 use super::types::key_digest;
 use super::{
-    AppendError, AppendRequest, Appended, Credential, Db, Outcome, StoreError, StoredEvent,
+    AppendError, AppendRequest, Appended, Credential, Db, MfaCredential, Outcome, StoreError,
+    StoredEvent,
 };
 
 /// The most commands one transaction takes. Large enough that a busy server
@@ -49,6 +50,9 @@ pub(crate) struct Plan {
     pub idempotency: Vec<(Vec<u8>, Outcome)>,
     /// The credentials the committed units set, one per user (the last).
     pub credentials: Vec<Credential>,
+    /// The second factors the committed units set or removed, one per
+    /// user (the last).
+    pub mfa: Vec<MfaCredential>,
 }
 
 /// Every idempotency key a batch carries, for the backend to look up.
@@ -191,6 +195,7 @@ pub(crate) fn plan_batch(
 ) -> Plan {
     let mut idempotency = Vec::new();
     let mut credentials: HashMap<Uuid, Credential> = HashMap::new();
+    let mut mfa: HashMap<Uuid, MfaCredential> = HashMap::new();
     let (mut position, mut hash) = head;
     let mut rows = Vec::new();
     let mut results = Vec::with_capacity(units.len());
@@ -315,6 +320,9 @@ pub(crate) fn plan_batch(
                 for c in unit.iter().filter_map(|r| r.credential.as_ref()) {
                     credentials.insert(c.user_id, c.clone());
                 }
+                for m in unit.iter().filter_map(|r| r.mfa.as_ref()) {
+                    mfa.insert(m.user_id, m.clone());
+                }
                 results.push(Ok(appended));
             }
         }
@@ -337,6 +345,7 @@ pub(crate) fn plan_batch(
         keys,
         idempotency,
         credentials: credentials.into_values().collect(),
+        mfa: mfa.into_values().collect(),
     }
 }
 
