@@ -223,6 +223,7 @@ impl Prepared {
                 settings.clinical()?,
                 redis,
             ),
+            settings.mfa_roles()?,
         );
         Ok(Self {
             db,

@@ -76,8 +76,9 @@ impl AppState {
             crate::care::ClinicalSettings,
             Option<Cache>,
         ),
+        mfa_roles: Vec<anamnesis_domain::user::Role>,
     ) -> Self {
-        let identity = Identity::new(bus.clone());
+        let identity = Identity::new(bus.clone()).with_mfa_roles(mfa_roles);
         let scheduler = Scheduler::new(bus.clone(), zone);
         let billing =
             anamnesis_commands::billing::Billing::new(bus.clone(), clinical.currency, zone);

@@ -455,24 +455,21 @@ impl Identity {
         .map_err(as_login)
     }
 
-    /// An operator removes the second factor of the account named
-    /// `username` (a lost device); the user enrols again at their next login
-    /// if their role requires it.
+    /// An operator removes the second factor of account `user_id` (a lost
+    /// device); the user enrols again at their next login if their role
+    /// requires it.
     pub async fn reset_mfa(
         &self,
-        username: &str,
+        user_id: Uuid,
         metadata: &EventMetadata,
-    ) -> Result<(Uuid, Executed), CommandError<UserError>> {
-        let user_id = self.resolve(username).await?;
+    ) -> Result<Executed, CommandError<UserError>> {
         let removed = MfaCredential {
             user_id,
             state: MfaState::Removed,
         };
         let reset = UserCommand::Mfa(MfaCommand::Reset);
-        let done = self
-            .run_with(user_id, None, reset, (None, Some(removed)), metadata)
-            .await?;
-        Ok((user_id, done))
+        self.run_with(user_id, None, reset, (None, Some(removed)), metadata)
+            .await
     }
 }
 
