@@ -48,19 +48,16 @@ pub enum LoginAnswer {
 /// The answer to a right password.
 pub fn login_answer(state: &AppState, login: Login) -> Result<LoginAnswer, ApiError> {
     Ok(match login {
-        Login::Session(session) => LoginAnswer::Tokens(
-            state
-                .tokens()
-                .issue(&session.account, session.session_id)?,
-        ),
+        Login::Session(session) => {
+            LoginAnswer::Tokens(state.tokens().issue(&session.account, session.session_id)?)
+        }
         Login::Challenge {
             challenge_id,
             purpose,
             account,
             ..
         } => {
-            let (challenge, expires_in) =
-                state.tokens().issue_challenge(&account, challenge_id)?;
+            let (challenge, expires_in) = state.tokens().issue_challenge(&account, challenge_id)?;
             LoginAnswer::Challenge(MfaChallenge {
                 mfa_required: true,
                 enrolment_required: purpose == MfaPurpose::Enrol,
