@@ -216,14 +216,13 @@ impl Prepared {
             tokens,
             crate::metrics::handle()?,
             (projections, chain_status),
-            sessions,
+            (sessions, settings.mfa_roles()?),
             (
                 zone,
                 settings.slot_horizon_weeks * 7,
                 settings.clinical()?,
                 redis,
             ),
-            settings.mfa_roles()?,
         );
         Ok(Self {
             db,

@@ -69,14 +69,13 @@ impl AppState {
         tokens: Tokens,
         metrics: PrometheusHandle,
         (projections, chain): (Vec<ProjectorHandle>, watch::Receiver<ChainStatus>),
-        sessions: Arc<Sessions>,
+        (sessions, mfa_roles): (Arc<Sessions>, Vec<anamnesis_domain::user::Role>),
         (zone, horizon_days, clinical, redis): (
             ClinicZone,
             i64,
             crate::care::ClinicalSettings,
             Option<Cache>,
         ),
-        mfa_roles: Vec<anamnesis_domain::user::Role>,
     ) -> Self {
         let identity = Identity::new(bus.clone()).with_mfa_roles(mfa_roles);
         let scheduler = Scheduler::new(bus.clone(), zone);

@@ -149,7 +149,13 @@ async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
     let enrolled_step = totp_step().await - 1;
     let code = json!({"code": totp.generate(enrolled_step * 30)});
     let confirmed = s
-        .call("POST", "/v1/me/mfa/totp/confirm", Some(&desk), Some(code), &[])
+        .call(
+            "POST",
+            "/v1/me/mfa/totp/confirm",
+            Some(&desk),
+            Some(code),
+            &[],
+        )
         .await?;
     assert_eq!(confirmed.status, 200, "{confirmed:?}");
 
