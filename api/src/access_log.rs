@@ -59,6 +59,7 @@ pub async fn record_marked(
             metadata: marked(EventMetadata::by(who.actor()), break_glass),
             keys: Default::default(),
             credential: None,
+            mfa: None,
             guards: Default::default(),
             patient_id: Some(patient),
         })

@@ -39,6 +39,9 @@ pub const LEEWAY: u64 = 1;
 enum Kind {
     Access,
     Refresh,
+    /// A second-factor login challenge (ADR 0025): `sid` is the challenge's
+    /// id. No route but the MFA ones takes it.
+    Challenge,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -166,6 +169,37 @@ impl Tokens {
         })
     }
 
+    /// A login challenge's token for `account`, naming `challenge_id`; it
+    /// lives as long as the challenge.
+    pub fn issue_challenge(
+        &self,
+        account: &Account,
+        challenge_id: Uuid,
+    ) -> Result<(String, i64), ApiError> {
+        let now = Utc::now().timestamp();
+        let ttl = anamnesis_domain::user::challenge_lifetime().num_seconds();
+        let claims = Claims {
+            sub: account.user_id,
+            role: account.role,
+            pid: account.patient_id,
+            sid: challenge_id,
+            typ: Kind::Challenge,
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            iat: now,
+            exp: now + ttl,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))?;
+        Ok((token, ttl))
+    }
+
+    /// The principal of a challenge token; its `session_id` is the
+    /// challenge's id (whether it is open is checked by the write side).
+    pub fn check_challenge(&self, token: &str) -> Result<Principal, ApiError> {
+        self.check(token, Kind::Challenge)
+    }
+
     fn check(&self, token: &str, kind: Kind) -> Result<Principal, ApiError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY;
@@ -203,6 +237,33 @@ impl Tokens {
     /// The principal of a refresh token (its session is checked by the caller).
     pub fn check_refresh(&self, token: &str) -> Result<Principal, ApiError> {
         self.check(token, Kind::Refresh)
+    }
+}
+
+/// The bearer token of a request.
+pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Unauthorized {
+            code: "unauthenticated",
+            detail: "send Authorization: Bearer <access token>",
+        })?;
+    header
+        .strip_prefix("Bearer ")
+        .map(str::trim)
+        .ok_or(ApiError::Unauthorized {
+            code: "unauthenticated",
+            detail: "send Authorization: Bearer <access token>",
+        })
+}
+
+impl Principal {
+    /// The principal of an access token whose session is open.
+    pub async fn signed_in(token: &str, state: &AppState) -> Result<Self, ApiError> {
+        let who = state.tokens().check(token, Kind::Access)?;
+        state.sessions().check(&who).await?;
+        Ok(who)
     }
 }
 

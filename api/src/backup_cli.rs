@@ -63,6 +63,7 @@ async fn write_backup(db: &Db, out: &Path) -> anyhow::Result<()> {
         head_hash: snapshot.head_hash.clone(),
         events: head,
         credentials: snapshot.credentials.len(),
+        mfa: snapshot.mfa.len(),
         claims: snapshot.claims.len(),
         idempotency_keys: snapshot.idempotency.len(),
         taken_at: chrono::Utc::now(),
@@ -70,6 +71,9 @@ async fn write_backup(db: &Db, out: &Path) -> anyhow::Result<()> {
     write_line(&mut w, &Line::Header(header))?;
     for c in snapshot.credentials {
         write_line(&mut w, &Line::Credential(c))?;
+    }
+    for m in snapshot.mfa {
+        write_line(&mut w, &Line::Mfa(m))?;
     }
     for c in snapshot.claims {
         write_line(&mut w, &Line::Claim(c))?;
@@ -195,6 +199,7 @@ async fn load(db: &Db, from: &Path) -> anyhow::Result<()> {
     let mut at = (0, GENESIS.to_vec());
     let mut window: Vec<StoredEvent> = Vec::with_capacity(WINDOW);
     let (mut credentials, mut claims, mut keys) = (0, 0, 0);
+    let mut mfa = 0;
     let mut number = 1;
     let trailer = loop {
         number += 1;
@@ -211,6 +216,10 @@ async fn load(db: &Db, from: &Path) -> anyhow::Result<()> {
                     .await
                     .context("restoring a credential")?;
                 credentials += 1;
+            }
+            Some(Line::Mfa(m)) => {
+                restore.mfa(&m).await.context("restoring a second factor")?;
+                mfa += 1;
             }
             Some(Line::Claim(c)) => {
                 restore
@@ -264,6 +273,11 @@ async fn load(db: &Db, from: &Path) -> anyhow::Result<()> {
         header.credentials,
         header.claims,
         header.idempotency_keys
+    );
+    anyhow::ensure!(
+        mfa == header.mfa,
+        "the backup holds {mfa} second factors; its header names {}",
+        header.mfa
     );
     restore
         .commit(at.0, &at.1)

@@ -220,6 +220,16 @@ pub struct Settings {
     )]
     pub token_burst: u32,
 
+    /// Roles that must log in with a second factor (TOTP), comma-separated;
+    /// empty: nobody must (anyone may enrol). ADR 0025.
+    #[arg(
+        long,
+        env = "ANAMNESIS_MFA_ROLES",
+        default_value = "admin,compliance",
+        global = true
+    )]
+    pub mfa_roles: String,
+
     /// `serve` runs no fan-out consumer (notifications, alerts, reminders):
     /// for a deployment that runs them apart with `anamnesis consume`.
     #[arg(long, env = "ANAMNESIS_NO_CONSUMERS", global = true)]
@@ -308,6 +318,23 @@ impl Settings {
             token_per_second: self.token_rate_per_second,
             token_burst: self.token_burst,
         }
+    }
+
+    /// The roles that must use a second factor, or an error naming the setting.
+    pub fn mfa_roles(&self) -> anyhow::Result<Vec<anamnesis_domain::user::Role>> {
+        self.mfa_roles
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(|r| {
+                anamnesis_domain::user::Role::parse(r).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--mfa-roles / ANAMNESIS_MFA_ROLES: {r:?} is not a role (patient, \
+                         doctor, nurse, staff, admin, compliance, analyst)"
+                    )
+                })
+            })
+            .collect()
     }
 
     /// The clinic's zone, or an error naming the setting.

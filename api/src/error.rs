@@ -465,6 +465,18 @@ fn user_rule(e: UserError) -> ApiError {
         U::AlreadyActive => ("already_active", None),
         U::Locked { .. } => ("login_locked", None),
         U::PatientLink => ("patient_link", Some("role")),
+        U::UnknownChallenge => return LoginError::ChallengeClosed.into(),
+        U::MfaEnrolmentRequired => return LoginError::MfaEnrolmentRequired.into(),
+        U::MfaCodeReplayed | U::RecoveryCodeUsed => return LoginError::InvalidMfaCode.into(),
+        U::MfaAlreadyEnrolled => {
+            return ApiError::Conflict {
+                code: "mfa_already_enrolled",
+                detail: e.to_string(),
+            }
+        }
+        U::MfaNotEnrolled => ("mfa_not_enrolled", None),
+        U::MfaNotStarted => ("mfa_not_started", None),
+        U::MfaRequired => ("mfa_required", None),
     };
     ApiError::invalid(code, field, e)
 }
@@ -485,6 +497,18 @@ impl From<LoginError> for ApiError {
             LoginError::Locked { .. } => ApiError::Unauthorized {
                 code: "invalid_credentials",
                 detail: "wrong username or password",
+            },
+            LoginError::InvalidMfaCode => ApiError::Unauthorized {
+                code: "invalid_mfa_code",
+                detail: "the code is wrong or was used already",
+            },
+            LoginError::ChallengeClosed => ApiError::Unauthorized {
+                code: "mfa_challenge_closed",
+                detail: "the login challenge was answered, has expired or is unknown; log in again",
+            },
+            LoginError::MfaEnrolmentRequired => ApiError::Unauthorized {
+                code: "mfa_enrolment_required",
+                detail: "enrol an authenticator with this challenge first (POST /v1/me/mfa/totp)",
             },
             LoginError::Busy(_) => busy(),
             LoginError::Command(c) => c.into(),

@@ -30,7 +30,12 @@ use sha2::{Digest, Sha256};
 use crate::error::ApiError;
 
 /// The paths limited per client address.
-const AUTH_PATHS: [&str; 3] = ["/v1/auth/login", "/v1/auth/register", "/v1/auth/password"];
+const AUTH_PATHS: [&str; 4] = [
+    "/v1/auth/login",
+    "/v1/auth/login/mfa",
+    "/v1/auth/register",
+    "/v1/auth/password",
+];
 
 /// How the limits are set (`--auth-rate-per-minute`, ...); 0 turns one off.
 #[derive(Debug, Clone, Copy)]

@@ -216,7 +216,7 @@ impl Prepared {
             tokens,
             crate::metrics::handle()?,
             (projections, chain_status),
-            sessions,
+            (sessions, settings.mfa_roles()?),
             (
                 zone,
                 settings.slot_horizon_weeks * 7,

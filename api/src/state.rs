@@ -69,7 +69,7 @@ impl AppState {
         tokens: Tokens,
         metrics: PrometheusHandle,
         (projections, chain): (Vec<ProjectorHandle>, watch::Receiver<ChainStatus>),
-        sessions: Arc<Sessions>,
+        (sessions, mfa_roles): (Arc<Sessions>, Vec<anamnesis_domain::user::Role>),
         (zone, horizon_days, clinical, redis): (
             ClinicZone,
             i64,
@@ -77,7 +77,7 @@ impl AppState {
             Option<Cache>,
         ),
     ) -> Self {
-        let identity = Identity::new(bus.clone());
+        let identity = Identity::new(bus.clone()).with_mfa_roles(mfa_roles);
         let scheduler = Scheduler::new(bus.clone(), zone);
         let billing =
             anamnesis_commands::billing::Billing::new(bus.clone(), clinical.currency, zone);

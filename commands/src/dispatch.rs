@@ -333,6 +333,7 @@ where
         metadata: metadata.clone(),
         keys: KeyChanges::between(&keys_before, &aggregate.unique_keys()),
         credential: None,
+        mfa: None,
         patient_id: aggregate.patient(aggregate_id),
         guards: Default::default(),
     })))

@@ -14,6 +14,7 @@ pub mod schedule;
 pub use database::{Db, DbError};
 pub use log::{
     Actor, AppendError, AppendRequest, Appended, Credential, EventLog, EventMetadata, Guards,
-    Idempotency, KeyChanges, Keyring, LogReader, MasterKey, NewEvent, Outcome, StoreError,
+    Idempotency, KeyChanges, Keyring, LogReader, MasterKey, MfaCredential, MfaState, NewEvent,
+    Outcome, StoreError,
     StoredEvent, StreamAt,
 };

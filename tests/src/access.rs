@@ -865,6 +865,20 @@ pub const TABLE: &[Row] = {
         row("GET /healthz", None, Anyone, 200),
         row("GET /readyz", None, Anyone, 200),
         row("GET /metrics", None, Anyone, 200),
+        // Multi-factor authentication (ADR 0025), last: the confirmation
+        // leaves every account enrolled, so that a later login of the test
+        // would get a challenge. Each account's own enrolment; an admin
+        // resets anyone's.
+        row("POST /v1/auth/login/mfa", None, Anyone, 200),
+        row("POST /v1/me/mfa/totp", None, SignedIn, 200),
+        row("POST /v1/me/mfa/totp/disable", None, SignedIn, 200),
+        row("POST /v1/me/mfa/totp/confirm", None, SignedIn, 200),
+        row(
+            "POST /v1/users/{username}/mfa/reset",
+            None,
+            Roles(&["admin"]),
+            200,
+        ),
     ]
 };
 

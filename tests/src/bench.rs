@@ -249,6 +249,8 @@ impl BenchServer {
         ] {
             cli.extend([limit.to_owned(), "0".to_owned()]);
         }
+        // The load signs admins in in one step (no second factor).
+        cli.extend(["--mfa-roles".to_owned(), String::new()]);
         cli.extend(extra.iter().cloned());
         cli.push("serve".into());
         let settings = <anamnesis_api::cli::Cli as clap::Parser>::try_parse_from(cli)?.settings;

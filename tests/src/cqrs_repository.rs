@@ -176,6 +176,7 @@ impl PersistedEventRepository for LogRepository {
             // adapter cannot claim unique keys (the command bus does).
             keys: KeyChanges::default(),
             credential: None,
+            mfa: None,
             guards: Default::default(),
             patient_id: None,
         };

@@ -106,6 +106,11 @@ impl TestServer {
                 args.extend([limit.to_owned(), "0".to_owned()]);
             }
         }
+        if !extra.contains(&"--mfa-roles") {
+            // Admin and compliance sign in in one step in tests, unless a
+            // test asks for a second factor (tests/tests/mfa.rs).
+            args.extend(["--mfa-roles".to_owned(), String::new()]);
+        }
         args.extend(
             extra
                 .iter()

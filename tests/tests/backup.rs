@@ -83,6 +83,18 @@ fn after<'a>(text: &'a str, label: &str) -> &'a str {
     rest.split([' ', ',', ';', '\n']).next().unwrap_or("")
 }
 
+/// The TOTP step of now; in the last two seconds of a step, waits for the
+/// next, so that a code of the step before still counts when it lands.
+async fn totp_step() -> u64 {
+    loop {
+        let now = chrono::Utc::now().timestamp();
+        if now % 30 < 28 {
+            return now as u64 / 30;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
 async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let s = TestServer::start(from).await?;
@@ -126,6 +138,26 @@ async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
     assert_eq!(appointment.status, 200, "{appointment:?}");
     let before = read_patient(&s, &doctor, &marie, Some(&booked)).await?;
     assert_eq!(before.status, 200, "{before:?}");
+
+    // The desk enrols a second factor: its secret is a credential beside
+    // the log, backed up and restored with it (ADR 0025).
+    let started = s
+        .call("POST", "/v1/me/mfa/totp", Some(&desk), None, &[])
+        .await?;
+    assert_eq!(started.status, 200, "{started:?}");
+    let totp = totp_rs::TOTP::from_url(started.body["otpauth_uri"].as_str().unwrap()).unwrap();
+    let enrolled_step = totp_step().await - 1;
+    let code = json!({"code": totp.generate(enrolled_step * 30)});
+    let confirmed = s
+        .call(
+            "POST",
+            "/v1/me/mfa/totp/confirm",
+            Some(&desk),
+            Some(code),
+            &[],
+        )
+        .await?;
+    assert_eq!(confirmed.status, 200, "{confirmed:?}");
 
     // Backed up while the server runs.
     let file = work.path().join("clinic.backup");
@@ -183,7 +215,19 @@ async fn round_trip(from: Backend, to: Backend) -> anyhow::Result<()> {
     assert_eq!(read.status, 200, "{read:?}");
     assert_eq!(read.body, before.body);
     let head_header = [("X-Min-Position", head.to_string())];
-    let desk = r.login("desk", PASSWORD).await?;
+    // The desk's second factor came back with the log.
+    let body = json!({"username": "desk", "password": PASSWORD});
+    let challenge = r
+        .call("POST", "/v1/auth/login", None, Some(body), &[])
+        .await?;
+    assert_eq!(challenge.body["mfa_required"], true, "{challenge:?}");
+    let step = (enrolled_step + 1).max(totp_step().await - 1);
+    let body = json!({"challenge": challenge.body["challenge"], "code": totp.generate(step * 30)});
+    let answered = r
+        .call("POST", "/v1/auth/login/mfa", None, Some(body), &[])
+        .await?;
+    assert_eq!(answered.status, 200, "{answered:?}");
+    let desk = answered.body["access_token"].as_str().unwrap().to_owned();
     let read = r
         .call("GET", &appointment_path, Some(&desk), None, &head_header)
         .await?;

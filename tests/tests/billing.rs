@@ -791,6 +791,7 @@ async fn a_bill_event_that_does_not_fit_its_bill_stops_the_billing_projector(
             metadata: EventMetadata::by(Actor::new("test:damage", "operator")),
             keys: Default::default(),
             credential: None,
+            mfa: None,
             guards: Default::default(),
             patient_id: None,
         })

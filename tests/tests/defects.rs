@@ -98,6 +98,7 @@ async fn append_raw(
             metadata: EventMetadata::by(Actor::new("test:legacy", "operator")),
             keys: Default::default(),
             credential: None,
+            mfa: None,
             guards: Default::default(),
             patient_id: None,
         })

@@ -337,6 +337,7 @@ async fn append_legacy(
         metadata: EventMetadata::by(Actor::new("cli:root", "operator")),
         keys: Default::default(),
         credential: None,
+        mfa: None,
         guards: Default::default(),
         patient_id: None,
     })
@@ -478,6 +479,7 @@ fn password_set(user_id: Uuid, expected: i64, hash: &str) -> AppendRequest {
             user_id,
             password_hash: hash.into(),
         }),
+        mfa: None,
         guards: Default::default(),
         patient_id: None,
     }

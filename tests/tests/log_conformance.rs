@@ -70,6 +70,7 @@ fn request(stream: &str, expected: i64, payloads: &[serde_json::Value]) -> Appen
         metadata: actor(),
         keys: Default::default(),
         credential: None,
+        mfa: None,
         guards: Default::default(),
         patient_id: None,
     }

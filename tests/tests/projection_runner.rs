@@ -80,6 +80,7 @@ async fn append_events(log: &EventLog, prefix: &str, commands: usize) -> anyhow:
             metadata: EventMetadata::by(Actor::new("user-1", "nurse")),
             keys: Default::default(),
             credential: None,
+            mfa: None,
             guards: Default::default(),
             patient_id: None,
         })

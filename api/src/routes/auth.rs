@@ -23,19 +23,20 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// Log in with a username and password.
+/// Log in with a username and password. An account with a second factor,
+/// or whose role must have one (`--mfa-roles`), gets a challenge instead of
+/// tokens (ADR 0025): answer it at `POST /v1/auth/login/mfa`, or enrol with it.
 #[utoipa::path(post, path = "/v1/auth/login", tag = "auth", request_body = LoginRequest,
-    responses((status = 200, body = TokenPair),
+    responses((status = 200, description = "tokens, or a second-factor challenge (`mfa_required: true`)",
+               body = super::mfa::LoginAnswer),
               (status = 401, description = "wrong credentials, a locked account, or deactivated", body = Problem),
               (status = 503, description = "too many logins at once: retry after `Retry-After` seconds", body = Problem)))]
 pub async fn login(
     State(state): State<AppState>,
     Body(req): Body<LoginRequest>,
-) -> Result<Json<TokenPair>, ApiError> {
-    let session = state.identity().login(&req.username, req.password).await?;
-    Ok(Json(
-        state.tokens().issue(&session.account, session.session_id)?,
-    ))
+) -> Result<Json<super::mfa::LoginAnswer>, ApiError> {
+    let login = state.identity().login(&req.username, req.password).await?;
+    Ok(Json(super::mfa::login_answer(&state, login)?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -10,6 +10,7 @@ pub mod compliance;
 pub mod deliveries;
 pub mod medications;
 pub mod messaging;
+pub mod mfa;
 pub mod notifications;
 pub mod ops;
 pub mod patients;
@@ -65,6 +66,11 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(auth::logout))
         .routes(routes!(auth::register))
         .routes(routes!(auth::change_password))
+        .routes(routes!(mfa::login_mfa))
+        .routes(routes!(mfa::start_enrolment))
+        .routes(routes!(mfa::confirm_enrolment))
+        .routes(routes!(mfa::disable))
+        .routes(routes!(mfa::reset))
         .routes(routes!(users::create_user))
         .routes(routes!(users::deactivate))
         .routes(routes!(users::reactivate))

@@ -1,6 +1,6 @@
 //! Backup and restore of the write side (ADR 0011): the log, and the tables
-//! beside it that the log does not hold (`credentials`, `unique_claims`,
-//! `idempotency_keys`). Read models are not backed up: they are rebuilt.
+//! beside it that the log does not hold (`credentials`, `mfa_credentials`,
+//! `unique_claims`, `idempotency_keys`). Read models are not backed up: they are rebuilt.
 //!
 //! A backup file is JSON Lines, one [`Line`] each: a header, the side
 //! tables as of the header's head, every event up to that head in position
@@ -31,6 +31,7 @@ pub const VERSION: u32 = 1;
 pub enum Line {
     Header(Header),
     Credential(CredentialRow),
+    Mfa(MfaRow),
     Claim(ClaimRow),
     Idempotency(IdempotencyRow),
     Event(StoredEvent),
@@ -53,6 +54,9 @@ pub struct Header {
     /// How many events, credentials, claims and idempotency keys follow.
     pub events: i64,
     pub credentials: usize,
+    /// Second factors (ADR 0025); absent from backups of earlier releases.
+    #[serde(default)]
+    pub mfa: usize,
     pub claims: usize,
     pub idempotency_keys: usize,
     /// When the backup was taken.
@@ -81,6 +85,26 @@ impl std::fmt::Debug for CredentialRow {
             .field("user_id", &self.user_id)
             .field("password_hash", &"<redacted>")
             .finish()
+    }
+}
+
+/// A row of `mfa_credentials` (ADR 0025). Its `Debug` shows no secret.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct MfaRow {
+    pub user_id: Uuid,
+    pub secret: String,
+    pub confirmed: bool,
+    /// Recovery code digests, comma-separated, as stored.
+    pub recovery_codes: String,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for MfaRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MfaRow")
+            .field("user_id", &self.user_id)
+            .field("confirmed", &self.confirmed)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,6 +140,7 @@ pub struct Snapshot {
     pub head_position: i64,
     pub head_hash: Vec<u8>,
     pub credentials: Vec<CredentialRow>,
+    pub mfa: Vec<MfaRow>,
     pub claims: Vec<ClaimRow>,
     pub idempotency: Vec<IdempotencyRow>,
 }
@@ -144,6 +169,20 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
                 updated_at,
             })
             .collect();
+            let mfa = sqlx::query_as::<_, MfaTuple<Uuid>>(MFA)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(
+                    |(user_id, secret, confirmed, recovery_codes, updated_at)| MfaRow {
+                        user_id,
+                        secret,
+                        confirmed,
+                        recovery_codes,
+                        updated_at,
+                    },
+                )
+                .collect();
             let claims = sqlx::query_as(CLAIMS).fetch_all(&mut *tx).await?;
             let idempotency = sqlx::query_as(
                 "SELECT key, request_hash, status::bigint, result_id, position, recorded_at \
@@ -156,6 +195,7 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
                 head_position,
                 head_hash,
                 credentials,
+                mfa,
                 claims: rows(claims, claim),
                 idempotency: rows(idempotency, idempotency_row),
             })
@@ -182,6 +222,24 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
                 })
             })
             .collect::<Result<_, StoreError>>()?;
+            let mfa = sqlx::query_as::<_, MfaTuple<String>>(MFA)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(user_id, secret, confirmed, recovery_codes, updated_at)| {
+                    let user_id = Uuid::parse_str(&user_id).map_err(|e| StoreError::Corrupt {
+                        position: head_position,
+                        detail: format!("a second factor's user_id is no uuid: {e}"),
+                    })?;
+                    Ok(MfaRow {
+                        user_id,
+                        secret,
+                        confirmed,
+                        recovery_codes,
+                        updated_at,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
             let claims = sqlx::query_as(CLAIMS).fetch_all(&mut *tx).await?;
             let idempotency = sqlx::query_as(
                 "SELECT key, request_hash, status, result_id, position, recorded_at \
@@ -194,12 +252,18 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
                 head_position,
                 head_hash,
                 credentials,
+                mfa,
                 claims: rows(claims, claim),
                 idempotency: rows(idempotency, idempotency_row),
             })
         }
     }
 }
+
+const MFA: &str = "SELECT user_id, secret, confirmed, recovery_codes, updated_at \
+                   FROM mfa_credentials ORDER BY user_id";
+
+type MfaTuple<Id> = (Id, String, bool, String, DateTime<Utc>);
 
 const CLAIMS: &str = "SELECT key, scope, owner, claimed_at FROM unique_claims ORDER BY key";
 

@@ -7,7 +7,7 @@
 //! moved once, at the end, to the last event and its hash, which is what its
 //! trigger (deferred to commit on Postgres) requires. Nothing is disabled.
 
-use super::{ClaimRow, CredentialRow, IdempotencyRow};
+use super::{ClaimRow, CredentialRow, IdempotencyRow, MfaRow};
 use crate::{Db, StoreError, StoredEvent};
 
 /// A restore under way: the open transaction.
@@ -127,6 +127,35 @@ impl Restore {
                 sqlx::query(sql)
                     .bind(row.user_id.to_string())
                     .bind(&row.password_hash)
+                    .bind(row.updated_at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        };
+        Ok(())
+    }
+
+    /// Inserts a second factor (ADR 0025).
+    pub async fn mfa(&mut self, row: &MfaRow) -> Result<(), StoreError> {
+        let sql = "INSERT INTO mfa_credentials (user_id, secret, confirmed, recovery_codes, \
+                   updated_at) VALUES ($1, $2, $3, $4, $5)";
+        match self {
+            Self::Postgres(tx) => {
+                sqlx::query(sql)
+                    .bind(row.user_id)
+                    .bind(&row.secret)
+                    .bind(row.confirmed)
+                    .bind(&row.recovery_codes)
+                    .bind(row.updated_at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Self::Sqlite(tx) => {
+                sqlx::query(sql)
+                    .bind(row.user_id.to_string())
+                    .bind(&row.secret)
+                    .bind(row.confirmed)
+                    .bind(&row.recovery_codes)
                     .bind(row.updated_at)
                     .execute(&mut **tx)
                     .await?;

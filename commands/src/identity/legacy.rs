@@ -106,6 +106,7 @@ impl Identity {
                 user_id,
                 password_hash,
             }),
+            mfa: None,
             guards: Default::default(),
             patient_id,
         };

@@ -6,6 +6,7 @@
 
 mod hashing;
 mod legacy;
+mod mfa;
 
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
@@ -20,9 +21,10 @@ use anamnesis_domain::user::{
 
 use hashing::verify_password;
 pub use hashing::{hash_password, Busy};
+pub use mfa::{Confirmed, Enrolment, Login, MfaAnswer, ISSUER, RECOVERY_CODES};
 
 use crate::dispatch::{retry_or_fail, CommandBus, CommandError, Decision, Executed, MAX_ATTEMPTS};
-use crate::log::{Actor, Credential, EventMetadata};
+use crate::log::{Actor, Credential, EventMetadata, MfaCredential};
 
 /// An account as loaded: its state, its stream's last sequence and the
 /// position of its last event (what [`CommandBus::decide_from`] takes).
@@ -67,6 +69,16 @@ pub enum LoginError {
     Locked { until: DateTime<Utc> },
     #[error("the account is deactivated")]
     Deactivated,
+    /// A second-factor code that is wrong, was used already, or is a used
+    /// recovery code.
+    #[error("wrong or used code")]
+    InvalidMfaCode,
+    /// The login challenge is not open (answered, expired, never issued).
+    #[error("the login challenge is not open; log in again")]
+    ChallengeClosed,
+    /// The challenge only allows enrolment.
+    #[error("enrol an authenticator first")]
+    MfaEnrolmentRequired,
     #[error(transparent)]
     Busy(#[from] Busy),
     #[error(transparent)]
@@ -94,12 +106,31 @@ pub struct Registered {
 #[derive(Clone)]
 pub struct Identity {
     bus: CommandBus,
+    /// The roles that must use a second factor (ADR 0025).
+    mfa_roles: std::sync::Arc<[Role]>,
+}
+
+/// The metadata of an account's own login events.
+fn as_self(account: &Account) -> EventMetadata {
+    EventMetadata::by(Actor::new(
+        account.user_id.to_string(),
+        account.role.as_str(),
+    ))
 }
 
 impl Identity {
-    /// Identity over `bus`.
+    /// Identity over `bus`; no role must use a second factor.
     pub fn new(bus: CommandBus) -> Self {
-        Self { bus }
+        Self {
+            bus,
+            mfa_roles: std::sync::Arc::from(Vec::new()),
+        }
+    }
+
+    /// The roles that must use a second factor to log in.
+    pub fn with_mfa_roles(mut self, roles: Vec<Role>) -> Self {
+        self.mfa_roles = std::sync::Arc::from(roles);
+        self
     }
 
     /// Creates an account under the stream of its user id; its username is
@@ -258,9 +289,10 @@ impl Identity {
         Ok(hash)
     }
 
-    /// Checks the password and opens a session; records failures. The
-    /// account's stream is read once: the login decides on what was loaded.
-    pub async fn login(&self, username: &str, password: String) -> Result<Session, LoginError> {
+    /// Checks the password and opens a session, or a second-factor
+    /// challenge (ADR 0025); records failures. The account's stream is read
+    /// once: the login decides on what was loaded.
+    pub async fn login(&self, username: &str, password: String) -> Result<Login, LoginError> {
         let now = Utc::now();
         let loaded = match self.user_id_of(username).await? {
             Some(user_id) => self.load(user_id).await?,
@@ -281,32 +313,54 @@ impl Identity {
             return Err(LoginError::Locked { until });
         }
         let active = user.is_active();
-        let as_self = EventMetadata::by(Actor::new(
-            account.user_id.to_string(),
-            account.role.as_str(),
-        ));
+        let as_self = as_self(&account);
         let stored = self.password_hash(account.user_id).await?;
         let Some(stored) = stored else {
             verify_password(password, None).await?;
             return Err(LoginError::BadCredentials);
         };
         if !verify_password(password, Some(stored)).await? {
-            let failed = UserCommand::RecordFailedLogin { at: now };
-            self.run(account.user_id, Some(loaded), failed, None, &as_self)
+            self.record_failure(loaded, account.user_id, now, &as_self)
                 .await?;
-            metrics::counter!("anamnesis_login_failures_total").increment(1);
             return Err(LoginError::BadCredentials);
         }
         if !active {
             return Err(LoginError::Deactivated);
         }
+        self.after_password(loaded, account, now, &as_self).await
+    }
+
+    /// Records a failed login (a wrong password or second factor): it
+    /// counts towards the lockout.
+    async fn record_failure(
+        &self,
+        loaded: Loaded,
+        user_id: Uuid,
+        now: DateTime<Utc>,
+        as_self: &EventMetadata,
+    ) -> Result<(), LoginError> {
+        let failed = UserCommand::RecordFailedLogin { at: now };
+        self.run(user_id, Some(loaded), failed, None, as_self)
+            .await?;
+        metrics::counter!("anamnesis_login_failures_total").increment(1);
+        Ok(())
+    }
+
+    /// Opens a session after a right password (and second factor, if any).
+    async fn open_session(
+        &self,
+        loaded: Loaded,
+        account: Account,
+        now: DateTime<Utc>,
+        as_self: &EventMetadata,
+    ) -> Result<Session, LoginError> {
         let session_id = Uuid::now_v7();
         let opened = UserCommand::RecordLogin {
             session_id,
             at: now,
         };
         let done = self
-            .run(account.user_id, Some(loaded), opened, None, &as_self)
+            .run(account.user_id, Some(loaded), opened, None, as_self)
             .await
             .map_err(|e| match e {
                 CommandError::Rejected(UserError::Locked { until }) => LoginError::Locked { until },
@@ -376,7 +430,10 @@ impl Identity {
     ) -> Result<Executed, CommandError<UserError>> {
         if matches!(
             command,
-            UserCommand::Create { .. } | UserCommand::ChangePassword | UserCommand::ResetPassword
+            UserCommand::Create { .. }
+                | UserCommand::ChangePassword
+                | UserCommand::ResetPassword
+                | UserCommand::Mfa(_)
         ) {
             // These need a credential: `create`, `change_password`, `reset_password`.
             return Err(CommandError::Invalid(
@@ -392,9 +449,22 @@ impl Identity {
     async fn run(
         &self,
         user_id: Uuid,
-        mut loaded: Option<Loaded>,
+        loaded: Option<Loaded>,
         command: UserCommand,
         credential: Option<Credential>,
+        metadata: &EventMetadata,
+    ) -> Result<Executed, CommandError<UserError>> {
+        self.run_with(user_id, loaded, command, (credential, None), metadata)
+            .await
+    }
+
+    /// [`Identity::run`], with a second factor to store or remove as well.
+    async fn run_with(
+        &self,
+        user_id: Uuid,
+        mut loaded: Option<Loaded>,
+        command: UserCommand,
+        (credential, mfa): (Option<Credential>, Option<MfaCredential>),
         metadata: &EventMetadata,
     ) -> Result<Executed, CommandError<UserError>> {
         let stream = user_id.to_string();
@@ -409,6 +479,7 @@ impl Identity {
                 .await?;
             if let Decision::Append(request) = &mut decided {
                 request.credential.clone_from(&credential);
+                request.mfa.clone_from(&mfa);
             }
             match self.bus.commit(decided).await {
                 Ok(done) => return Ok(done),

@@ -25,8 +25,28 @@ pub use reader::LogReader;
 pub use seal::{Keyring, MasterKey};
 pub use types::{
     hex_bytes, Actor, AppendError, AppendRequest, Appended, Credential, EventMetadata, Guards,
-    Idempotency, KeyChanges, NewEvent, Outcome, StoreError, StoredEvent, StreamAt, UniqueKey,
+    Idempotency, KeyChanges, MfaCredential, MfaState, NewEvent, Outcome, StoreError, StoredEvent,
+    StreamAt, UniqueKey,
 };
+
+/// A user's second factor as stored (ADR 0025). Its `Debug` shows no secret.
+#[derive(Clone)]
+pub struct StoredMfa {
+    /// The TOTP secret, base32.
+    pub secret: String,
+    /// Whether a code confirmed it.
+    pub confirmed: bool,
+    /// The recovery codes' SHA-256 digests (hex), in the order shown.
+    pub recovery_codes: Vec<String>,
+}
+
+impl std::fmt::Debug for StoredMfa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredMfa")
+            .field("confirmed", &self.confirmed)
+            .finish_non_exhaustive()
+    }
+}
 
 /// A handle on the log. Cheap to clone; the writer task stops when the last
 /// handle is dropped.
@@ -283,6 +303,26 @@ impl EventLog {
             Db::Postgres(p) => postgres::password_hash(p, user_id).await,
             Db::Sqlite(p) => sqlite::password_hash(p, user_id).await,
         }
+    }
+
+    /// The stored second factor of `user_id` (ADR 0025), if one was set.
+    pub async fn mfa_credential(
+        &self,
+        user_id: uuid::Uuid,
+    ) -> Result<Option<StoredMfa>, StoreError> {
+        let row = match &self.db {
+            Db::Postgres(p) => postgres::mfa_credential(p, user_id).await?,
+            Db::Sqlite(p) => sqlite::mfa_credential(p, user_id).await?,
+        };
+        Ok(row.map(|(secret, confirmed, codes)| StoredMfa {
+            secret,
+            confirmed,
+            recovery_codes: codes
+                .split(',')
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        }))
     }
 
     /// The position of the last committed event, read from the database.

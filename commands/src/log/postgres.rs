@@ -11,7 +11,7 @@ use super::writer::{
     KeyWrite, Plan, StreamKey, UnitResult,
 };
 use super::seal::{BatchKeys, KeyRow, Keyring};
-use super::{AppendRequest, Outcome, StoreError, StoredEvent};
+use super::{AppendRequest, MfaCredential, MfaState, Outcome, StoreError, StoredEvent};
 
 pub(crate) const NOTIFY_CHANNEL: &str = "anamnesis_events";
 
@@ -141,6 +141,7 @@ async fn write_rows(
     plan: &Plan,
 ) -> Result<(), sqlx::Error> {
     let rows = &plan.rows;
+    let (mfa_set, mfa_removed) = mfa_writes(&plan.mfa);
     let (released, claimed): (Vec<&KeyWrite>, Vec<&KeyWrite>) =
         plan.keys.iter().partition(|k| k.owner.is_none());
     // One statement for the whole batch: column arrays, unnested server-side.
@@ -174,9 +175,17 @@ async fn write_rows(
              SELECT u, ph, ($10::timestamptz[])[1] FROM UNNEST($30::uuid[], $31::text[]) AS cr(u, ph) \
              ON CONFLICT (user_id) DO UPDATE SET password_hash = excluded.password_hash, \
                   updated_at = excluded.updated_at), \
+         mfa_set AS ( \
+             INSERT INTO mfa_credentials (user_id, secret, confirmed, recovery_codes, updated_at) \
+             SELECT u, se, co, rc, ($10::timestamptz[])[1] \
+             FROM UNNEST($33::uuid[], $34::text[], $35::bool[], $36::text[]) AS m(u, se, co, rc) \
+             ON CONFLICT (user_id) DO UPDATE SET secret = excluded.secret, \
+                  confirmed = excluded.confirmed, recovery_codes = excluded.recovery_codes, \
+                  updated_at = excluded.updated_at), \
+         mfa_removed AS (DELETE FROM mfa_credentials WHERE user_id = ANY($37::uuid[])), \
          patient_key AS ( \
              INSERT INTO patient_keys (patient_id, master_key_id, wrapped_key, created_at) \
-             SELECT pk, $35::bytea, wk, ($10::timestamptz[])[1] FROM UNNEST($33::uuid[], $34::bytea[]) \
+             SELECT pk, $40::bytea, wk, ($10::timestamptz[])[1] FROM UNNEST($38::uuid[], $39::bytea[]) \
                   AS k(pk, wk)), \
          head AS ( \
              UPDATE log_head SET position = $18, hash = $19 WHERE id = 1 RETURNING position) \
@@ -214,6 +223,11 @@ async fn write_rows(
     .bind(plan.credentials.iter().map(|c| c.user_id).collect::<Vec<_>>())
     .bind(plan.credentials.iter().map(|c| c.password_hash.clone()).collect::<Vec<_>>())
     .bind(rows.iter().map(|r| r.patient_id).collect::<Vec<_>>())
+    .bind(mfa_set.iter().map(|m| m.0).collect::<Vec<_>>())
+    .bind(mfa_set.iter().map(|m| m.1.clone()).collect::<Vec<_>>())
+    .bind(mfa_set.iter().map(|m| m.2).collect::<Vec<_>>())
+    .bind(mfa_set.iter().map(|m| m.3.clone()).collect::<Vec<_>>())
+    .bind(mfa_removed)
     .bind(plan.new_keys.iter().map(|(p, _)| *p).collect::<Vec<_>>())
     .bind(plan.new_keys.iter().map(|(_, k)| k.clone()).collect::<Vec<_>>())
     .bind(&plan.master_id)
@@ -262,6 +276,44 @@ pub(crate) async fn patient_keys<'e>(
     )
     .bind(patients)
     .fetch_all(db)
+    .await?)
+}
+
+/// The second factors a batch sets (user, secret, confirmed, recovery code
+/// digests joined by commas) and the users whose second factor it removes.
+type MfaRow = (Uuid, String, bool, String);
+
+fn mfa_writes(mfa: &[MfaCredential]) -> (Vec<MfaRow>, Vec<Uuid>) {
+    let mut set = Vec::new();
+    let mut removed = Vec::new();
+    for m in mfa {
+        match &m.state {
+            MfaState::Set {
+                secret,
+                confirmed,
+                recovery_codes,
+            } => set.push((
+                m.user_id,
+                secret.clone(),
+                *confirmed,
+                recovery_codes.join(","),
+            )),
+            MfaState::Removed => removed.push(m.user_id),
+        }
+    }
+    (set, removed)
+}
+
+/// A user's second factor as stored: secret, confirmed, recovery code digests.
+pub(crate) async fn mfa_credential(
+    pool: &PgPool,
+    user_id: Uuid,
+) -> Result<Option<(String, bool, String)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT secret, confirmed, recovery_codes FROM mfa_credentials WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(pool)
     .await?)
 }
 

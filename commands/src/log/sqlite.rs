@@ -15,7 +15,7 @@ use super::writer::{
     StreamKey, UnitResult,
 };
 use super::seal::{BatchKeys, KeyRow, Keyring};
-use super::{AppendRequest, Outcome, StoreError, StoredEvent};
+use super::{AppendRequest, MfaState, Outcome, StoreError, StoredEvent};
 
 const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, sequence, \
      event_type, event_version, payload, metadata, recorded_at, actor_id, actor_role, reason, \
@@ -183,6 +183,35 @@ pub(crate) async fn commit_batch(
         .execute(&mut *tx)
         .await?;
     }
+    for m in &plan.mfa {
+        match &m.state {
+            MfaState::Set {
+                secret,
+                confirmed,
+                recovery_codes,
+            } => {
+                sqlx::query(
+                    "INSERT INTO mfa_credentials (user_id, secret, confirmed, recovery_codes, \
+                     updated_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (user_id) DO UPDATE SET \
+                     secret = excluded.secret, confirmed = excluded.confirmed, \
+                     recovery_codes = excluded.recovery_codes, updated_at = excluded.updated_at",
+                )
+                .bind(m.user_id.to_string())
+                .bind(secret)
+                .bind(*confirmed)
+                .bind(recovery_codes.join(","))
+                .bind(recorded_at)
+                .execute(&mut *tx)
+                .await?;
+            }
+            MfaState::Removed => {
+                sqlx::query("DELETE FROM mfa_credentials WHERE user_id = $1")
+                    .bind(m.user_id.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+    }
     sqlx::query("UPDATE log_head SET position = $1, hash = $2 WHERE id = 1")
         .bind(plan.head_position)
         .bind(&plan.head_hash)
@@ -342,6 +371,19 @@ pub(crate) async fn password_hash(
             .fetch_optional(pool)
             .await?,
     )
+}
+
+/// A user's second factor as stored: secret, confirmed, recovery code digests.
+pub(crate) async fn mfa_credential(
+    pool: &SqlitePool,
+    user_id: Uuid,
+) -> Result<Option<(String, bool, String)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT secret, confirmed, recovery_codes FROM mfa_credentials WHERE user_id = $1",
+    )
+    .bind(user_id.to_string())
+    .fetch_optional(pool)
+    .await?)
 }
 
 /// The most parameters one statement binds: well inside SQLite's limit

@@ -128,6 +128,9 @@ pub struct AppendRequest {
     /// A password to store with these events (the event records that it
     /// was set; the credential table holds it): both commit, or neither.
     pub credential: Option<Credential>,
+    /// A second factor to store or remove with these events (ADR 0025),
+    /// like `credential`: both commit, or neither.
+    pub mfa: Option<MfaCredential>,
     /// Conditions the append commits under and writes nothing for: other
     /// streams that must not have moved, keys no other stream may hold.
     pub guards: Guards,
@@ -181,6 +184,52 @@ impl std::fmt::Debug for Credential {
             .field("user_id", &self.user_id)
             .field("password_hash", &"<redacted>")
             .finish()
+    }
+}
+
+/// A user's second factor, kept in the mutable `mfa_credentials` table,
+/// never in the log (ADR 0025). Its `Debug` shows no secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MfaCredential {
+    /// Whose.
+    pub user_id: Uuid,
+    /// What the account's row becomes.
+    pub state: MfaState,
+}
+
+/// A row of `mfa_credentials`, or none.
+#[derive(Clone, PartialEq, Eq)]
+pub enum MfaState {
+    /// An authenticator's secret, confirmed or awaiting its first code,
+    /// and the SHA-256 digests (hex) of the recovery codes, in order.
+    Set {
+        /// The TOTP secret, base32.
+        secret: String,
+        /// Whether a code confirmed it.
+        confirmed: bool,
+        /// Recovery code digests (empty until confirmed).
+        recovery_codes: Vec<String>,
+    },
+    /// No second factor: the row is removed.
+    Removed,
+}
+
+impl std::fmt::Debug for MfaCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = match &self.state {
+            MfaState::Set { confirmed, .. } => {
+                if *confirmed {
+                    "confirmed"
+                } else {
+                    "pending"
+                }
+            }
+            MfaState::Removed => "removed",
+        };
+        f.debug_struct("MfaCredential")
+            .field("user_id", &self.user_id)
+            .field("state", &state)
+            .finish_non_exhaustive()
     }
 }
 

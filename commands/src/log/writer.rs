@@ -17,7 +17,8 @@ use super::chain::event_hash;
 use super::seal::{self, BatchKeys, KeyState, Keyring};
 use super::types::key_digest;
 use super::{
-    AppendError, AppendRequest, Appended, Credential, Db, Outcome, StoreError, StoredEvent,
+    AppendError, AppendRequest, Appended, Credential, Db, MfaCredential, Outcome, StoreError,
+    StoredEvent,
 };
 
 /// The most commands one transaction takes. Large enough that a busy server
@@ -58,6 +59,9 @@ pub(crate) struct Plan {
     /// Patients erased by the committed units: their keys are destroyed and
     /// their records' unique keys released in the same transaction.
     pub erased: Vec<Uuid>,
+    /// The second factors the committed units set or removed, one per
+    /// user (the last).
+    pub mfa: Vec<MfaCredential>,
 }
 
 /// Every idempotency key a batch carries, for the backend to look up.
@@ -203,6 +207,7 @@ pub(crate) fn plan_batch(
     let mut erased: Vec<Uuid> = Vec::new();
     let mut sealed_for: Vec<Uuid> = Vec::new();
     let mut credentials: HashMap<Uuid, Credential> = HashMap::new();
+    let mut mfa: HashMap<Uuid, MfaCredential> = HashMap::new();
     let (mut position, mut hash) = head;
     let mut rows = Vec::new();
     let mut results = Vec::with_capacity(units.len());
@@ -363,6 +368,9 @@ pub(crate) fn plan_batch(
                 for r in unit.iter().filter(|r| seal::erases(r)) {
                     erased.extend(r.patient_id);
                 }
+                for m in unit.iter().filter_map(|r| r.mfa.as_ref()) {
+                    mfa.insert(m.user_id, m.clone());
+                }
                 results.push(Ok(appended));
             }
         }
@@ -393,6 +401,7 @@ pub(crate) fn plan_batch(
             .collect(),
         master_id: patient_keys.master_id.clone(),
         erased,
+        mfa: mfa.into_values().collect(),
     }
 }
 

@@ -41,4 +41,28 @@ pub enum UserError {
     /// A patient account must name its patient record; others must not.
     #[error("a patient account must be linked to a patient record, and only a patient account")]
     PatientLink,
+    /// No such login challenge is open (never issued, answered, or expired).
+    #[error("the login challenge is not open; log in again")]
+    UnknownChallenge,
+    /// The account must enrol an authenticator before it can log in.
+    #[error("enrol an authenticator first")]
+    MfaEnrolmentRequired,
+    /// An authenticator is already enrolled.
+    #[error("an authenticator is already enrolled")]
+    MfaAlreadyEnrolled,
+    /// No authenticator is enrolled.
+    #[error("no authenticator is enrolled")]
+    MfaNotEnrolled,
+    /// No enrolment was started.
+    #[error("no enrolment was started")]
+    MfaNotStarted,
+    /// A code of this time step (or an earlier one) was already used.
+    #[error("this code was already used; wait for the next one")]
+    MfaCodeReplayed,
+    /// This recovery code was already used.
+    #[error("this recovery code was already used")]
+    RecoveryCodeUsed,
+    /// The account's role must use a second factor.
+    #[error("this account's role must use a second factor")]
+    MfaRequired,
 }

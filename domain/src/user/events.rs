@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Role, Username};
+use super::{MfaPurpose, Role, Username};
 use crate::codec::{DecodeError, StoredForm};
 
 /// A fact about a user account, stored under the stable names below. No
@@ -62,6 +62,57 @@ pub enum UserEvent {
     /// The account was reactivated.
     #[serde(rename = "user.reactivated")]
     UserReactivated,
+    /// The password was right; a second factor was asked for (ADR 0025).
+    #[serde(rename = "user.mfa_challenged")]
+    MfaChallenged {
+        /// The challenge (its token names it).
+        challenge_id: Uuid,
+        /// When it opened.
+        at: DateTime<Utc>,
+        /// Verify a code, or enrol first.
+        purpose: MfaPurpose,
+    },
+    /// An authenticator's enrolment started; its secret is in the MFA table.
+    #[serde(rename = "user.mfa_enrolment_started")]
+    MfaEnrolmentStarted {
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// A code of the new secret confirmed the enrolment; recovery codes were
+    /// issued (their hashes are in the MFA table).
+    #[serde(rename = "user.mfa_enrolled")]
+    MfaEnrolled {
+        /// The time step of the confirming code.
+        step: u64,
+        /// How many recovery codes were issued.
+        recovery_codes: u8,
+    },
+    /// A TOTP code answered a challenge.
+    #[serde(rename = "user.mfa_verified")]
+    MfaVerified {
+        /// The challenge.
+        challenge_id: Uuid,
+        /// The code's time step: no code of it or an earlier one answers again.
+        step: u64,
+    },
+    /// A recovery code answered a challenge; it never answers again.
+    #[serde(rename = "user.recovery_code_used")]
+    RecoveryCodeUsed {
+        /// The challenge.
+        challenge_id: Uuid,
+        /// Which code (its number in the list shown at enrolment).
+        index: u8,
+    },
+    /// The user turned their second factor off, with a current code.
+    #[serde(rename = "user.mfa_disabled")]
+    MfaDisabled {
+        /// The time step of that code.
+        step: u64,
+    },
+    /// An operator removed the account's second factor (the reason is in
+    /// the event's metadata).
+    #[serde(rename = "user.mfa_reset")]
+    MfaReset,
 }
 
 /// Event types whose version 1 carried a `password_hash`; version 2 does not.
@@ -119,6 +170,13 @@ impl DomainEvent for UserEvent {
             UserEvent::PasswordReset => "user.password_reset",
             UserEvent::UserDeactivated => "user.deactivated",
             UserEvent::UserReactivated => "user.reactivated",
+            UserEvent::MfaChallenged { .. } => "user.mfa_challenged",
+            UserEvent::MfaEnrolmentStarted { .. } => "user.mfa_enrolment_started",
+            UserEvent::MfaEnrolled { .. } => "user.mfa_enrolled",
+            UserEvent::MfaVerified { .. } => "user.mfa_verified",
+            UserEvent::RecoveryCodeUsed { .. } => "user.recovery_code_used",
+            UserEvent::MfaDisabled { .. } => "user.mfa_disabled",
+            UserEvent::MfaReset => "user.mfa_reset",
         }
         .to_owned()
     }

@@ -2,6 +2,7 @@
 
 mod error;
 mod events;
+mod mfa;
 mod values;
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use uuid::Uuid;
 
 pub use error::UserError;
 pub use events::{UserEvent, LEGACY_HASH_FIELD};
+pub use mfa::{challenge_lifetime, Challenge, Mfa, MfaCommand, MfaProof, MfaPurpose};
 pub use values::{check_password, Role, Username};
 
 /// The unique-claim scope of usernames: one account per name, claimed with
@@ -76,6 +78,8 @@ pub enum UserCommand {
     Deactivate,
     /// Let it log in again.
     Reactivate,
+    /// About the account's second factor (ADR 0025).
+    Mfa(MfaCommand),
 }
 
 /// A user account's state.
@@ -89,6 +93,9 @@ pub struct User {
     /// [`session_lifetime`] drop out at the next login, so the set stays as
     /// small as the logins of one lifetime.
     sessions: BTreeMap<Uuid, DateTime<Utc>>,
+    /// The second factor (ADR 0025).
+    #[serde(default)]
+    mfa: Mfa,
 }
 
 /// What was fixed at creation.
@@ -130,7 +137,12 @@ impl User {
         self.sessions.contains_key(&session_id)
     }
 
-    fn decide(&self, command: UserCommand) -> Result<UserEvent, UserError> {
+    /// The account's second factor.
+    pub fn mfa(&self) -> &Mfa {
+        &self.mfa
+    }
+
+    fn decide(&self, command: UserCommand) -> Result<Vec<UserEvent>, UserError> {
         if let UserCommand::Create {
             user_id,
             username,
@@ -144,17 +156,18 @@ impl User {
             if (role == Role::Patient) != patient_id.is_some() {
                 return Err(UserError::PatientLink);
             }
-            return Ok(UserEvent::UserCreated {
+            return Ok(vec![UserEvent::UserCreated {
                 user_id,
                 username,
                 role,
                 patient_id,
-            });
+            }]);
         }
         if self.account.is_none() {
             return Err(UserError::NotFound);
         }
-        match command {
+        let event = match command {
+            UserCommand::Mfa(command) => return self.decide_mfa(command),
             UserCommand::Create { .. } => Err(UserError::AlreadyExists),
             UserCommand::RecordLogin { session_id, at } => {
                 if !self.active {
@@ -195,7 +208,8 @@ impl User {
                 }
                 Ok(UserEvent::UserReactivated)
             }
-        }
+        };
+        event.map(|e| vec![e])
     }
 }
 
@@ -212,12 +226,16 @@ impl Aggregate for User {
         _services: &Self::Services,
         sink: &EventSink<Self>,
     ) -> Result<(), Self::Error> {
-        let event = self.decide(command)?;
-        sink.write(event, self).await;
+        for event in self.decide(command)? {
+            sink.write(event, self).await;
+        }
         Ok(())
     }
 
     fn apply(&mut self, event: Self::Event) {
+        if self.mfa.apply(&event) {
+            return;
+        }
         match event {
             UserEvent::UserCreated {
                 user_id,
@@ -251,17 +269,30 @@ impl Aggregate for User {
             UserEvent::SessionEnded { session_id } => {
                 self.sessions.remove(&session_id);
             }
-            UserEvent::PasswordChanged => self.sessions.clear(),
+            UserEvent::PasswordChanged => {
+                self.sessions.clear();
+                self.mfa.close_challenges();
+            }
             UserEvent::PasswordReset => {
                 self.failed_logins = 0;
                 self.locked_until = None;
                 self.sessions.clear();
+                self.mfa.close_challenges();
             }
             UserEvent::UserDeactivated => {
                 self.active = false;
                 self.sessions.clear();
+                self.mfa.close_challenges();
             }
             UserEvent::UserReactivated => self.active = true,
+            // Applied by `Mfa::apply` above.
+            UserEvent::MfaChallenged { .. }
+            | UserEvent::MfaEnrolmentStarted { .. }
+            | UserEvent::MfaEnrolled { .. }
+            | UserEvent::MfaVerified { .. }
+            | UserEvent::RecoveryCodeUsed { .. }
+            | UserEvent::MfaDisabled { .. }
+            | UserEvent::MfaReset => {}
         }
     }
 }

@@ -48,6 +48,7 @@ fn request(n: i64) -> AppendRequest {
         metadata: EventMetadata::by(Actor::new(uuid::Uuid::now_v7().to_string(), "doctor")),
         keys: Default::default(),
         credential: None,
+        mfa: None,
         guards: Default::default(),
         patient_id: Some(uuid::Uuid::now_v7()),
     }

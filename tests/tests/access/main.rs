@@ -24,6 +24,7 @@ mod billing;
 mod chart;
 mod medications;
 mod messaging;
+mod mfa;
 mod schedule;
 
 on_both_backends!(every_endpoint_answers_every_role_per_the_matrix);
@@ -68,6 +69,8 @@ struct World {
     clinic: schedule::Clinic,
     /// The coverage and bills the billing routes act on.
     ledger: billing::Ledger,
+    /// The enrolled account and recovery codes the second login step uses.
+    mfa: mfa::Enrolled,
     /// Makes names, identifiers and substances unique per call.
     n: usize,
 }
@@ -142,6 +145,7 @@ impl World {
             thread: None,
             clinic: schedule::Clinic::default(),
             ledger: billing::Ledger::default(),
+            mfa: mfa::Enrolled::default(),
             n: 0,
         };
         world.other_id = world.new_patient().await?;
@@ -284,6 +288,14 @@ impl World {
             None => {}
         }
         if let Some((path, body)) = self.messaging_request(row, &id).await? {
+            return Ok(Call {
+                path,
+                body,
+                raw: None,
+                token,
+            });
+        }
+        if let Some((path, body)) = self.mfa_request(row, role).await? {
             return Ok(Call {
                 path,
                 body,
