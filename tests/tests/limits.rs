@@ -350,3 +350,47 @@ async fn with_redis_away_each_server_limits_on_its_own(backend: Backend) -> anyh
     }
     s.stop().await
 }
+
+/// What a check in Redis costs a request: `/healthz` with a bearer token
+/// (counted by the token budget before anything else runs), 1,000 in a row
+/// after 100 of warm-up, limits in memory and in Redis. Prints figures.
+#[tokio::test]
+#[ignore = "a measurement: run with --ignored --nocapture"]
+async fn limit_check_speed() -> anyhow::Result<()> {
+    connection(SHARED_REDIS).await?;
+    let prefix = prefix();
+    let limits = [
+        "--token-rate-per-second",
+        "100000",
+        "--token-burst",
+        "100000",
+    ];
+    let mut with_redis = vec!["--redis-url", SHARED_REDIS, "--redis-prefix", &prefix];
+    with_redis.extend(limits);
+    for (name, extra) in [("in memory", limits.to_vec()), ("in Redis", with_redis)] {
+        let db = TestDb::new(Backend::Sqlite).await?;
+        let s = TestServer::start_on(db, None, &extra).await?;
+        let mut took = Vec::with_capacity(1000);
+        for n in 0..1100 {
+            let started = std::time::Instant::now();
+            let r = s
+                .http
+                .get(format!("{}/healthz", s.base))
+                .bearer_auth("a token")
+                .send()
+                .await?;
+            assert_eq!(r.status(), 200);
+            if n >= 100 {
+                took.push(started.elapsed());
+            }
+        }
+        took.sort();
+        println!(
+            "limits {name}: p50 {:.3} ms, p99 {:.3} ms",
+            took[took.len() / 2].as_secs_f64() * 1e3,
+            took[took.len() * 99 / 100].as_secs_f64() * 1e3
+        );
+        s.stop().await?;
+    }
+    Ok(())
+}
