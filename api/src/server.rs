@@ -231,7 +231,7 @@ impl Prepared {
             state,
             edge: Edge {
                 cors,
-                limits: crate::limits::Limits::new(settings.limits()),
+                limits: crate::limits::Limits::new(settings.limits(), shared_limits(settings)?),
             },
             stop,
             runners,
@@ -285,6 +285,16 @@ impl Prepared {
         self.db.close().await;
         Ok(())
     }
+}
+
+/// The rate limits' handle on Redis (ADR 0026), when `--redis-url` is set.
+fn shared_limits(settings: &ServeSettings) -> anyhow::Result<Option<crate::limits::Shared>> {
+    let Some(config) = settings.redis()? else {
+        return Ok(None);
+    };
+    let shared = crate::limits::Shared::open(&config.url, &config.prefix)
+        .context("--redis-url / REDIS_URL (rate limits)")?;
+    Ok(Some(shared))
 }
 
 /// The projectors a server runs, as they are started.

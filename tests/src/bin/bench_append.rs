@@ -1,7 +1,13 @@
 //! Append throughput and latency: single-event commands through the command
-//! layer (group commit), next to a baseline measured in the same run: the same
-//! number of tasks, each doing one plain single-row INSERT per transaction
-//! into a table of the same shape as `events`.
+//! layer (group commit), next to two baselines measured in the same run, each
+//! with the same number of tasks writing plain INSERTs into a table of the
+//! same shape as `events`:
+//! - one single-row INSERT per transaction;
+//! - one multi-row INSERT per transaction, of as many rows as the writer's
+//!   average batch in this run (events per transaction of the register
+//!   phase, counted from the log: a batch's events share one `recorded_at`):
+//!   what the same commits could carry without the head lock, hashing,
+//!   stream checks and the command layer.
 //!
 //! cargo run --release -p anamnesis-tests --bin bench-append -- --concurrency 64 --seconds 20
 #![forbid(unsafe_code)]
@@ -30,7 +36,8 @@ struct Args {
     backend: String,
 }
 
-async fn baseline(db: &Db, args: &Args) -> anyhow::Result<Figures> {
+/// Creates `bench_baseline`, the baselines' table.
+async fn baseline_table(db: &Db) -> anyhow::Result<()> {
     // A table of the same shape as `events` (columns, constraints, indexes),
     // with positions from a plain sequence.
     match db {
@@ -61,6 +68,10 @@ async fn baseline(db: &Db, args: &Args) -> anyhow::Result<Figures> {
             sqlx::query(&ddl).execute(p).await?;
         }
     }
+    Ok(())
+}
+
+async fn baseline(db: &Db, args: &Args) -> anyhow::Result<Figures> {
     const INSERT: &str = "INSERT INTO bench_baseline (event_id, aggregate_type, aggregate_id, \
         sequence, event_type, event_version, payload, metadata, recorded_at, actor_id, actor_role, \
         prev_hash, hash) VALUES ($1, 'patient', $2, 1, 'patient.registered', '1', $3, '{}', $4, \
@@ -93,6 +104,91 @@ async fn baseline(db: &Db, args: &Args) -> anyhow::Result<Figures> {
         },
     )
     .await
+}
+
+/// The baseline of `rows`-row INSERTs, one per transaction: its figures
+/// count rows (its latency is one INSERT's).
+async fn multi_row_baseline(db: &Db, args: &Args, rows: usize) -> anyhow::Result<Figures> {
+    const COLUMNS: &str = "INSERT INTO bench_baseline (event_id, aggregate_type, aggregate_id, \
+        sequence, event_type, event_version, payload, metadata, recorded_at, actor_id, actor_role, \
+        prev_hash, hash) VALUES ";
+    // Postgres wants the payload cast to its `json` column; SQLite knows no casts.
+    let cast = if matches!(db, Db::Postgres(_)) {
+        "::json"
+    } else {
+        ""
+    };
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let n = r * 5;
+            format!(
+                "(${}, 'patient', ${}, 1, 'patient.registered', '1', ${}{cast}, '{{}}', ${}, \
+                 'bench', 'staff', ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5,
+                n + 5
+            )
+        })
+        .collect();
+    let insert: Arc<str> = format!("{COLUMNS}{}", values.join(", ")).into();
+    let db = db.clone();
+    let name = "baseline: 1 multi-row INSERT per transaction";
+    let mut figures = closed_loop(name, args.concurrency, args.seconds, move |i| {
+        let (db, insert) = (db.clone(), insert.clone());
+        async move {
+            let (now, hash) = (chrono::Utc::now(), vec![7u8; 32]);
+            match &db {
+                Db::Postgres(p) => {
+                    let mut q = sqlx::query(&insert);
+                    for r in 0..rows {
+                        let id = uuid::Uuid::now_v7();
+                        q = q.bind(id).bind(id.to_string()).bind(payload(i + r as u64));
+                        q = q.bind(now).bind(hash.clone());
+                    }
+                    q.execute(p).await?;
+                }
+                Db::Sqlite(p) => {
+                    let mut q = sqlx::query(&insert);
+                    for r in 0..rows {
+                        let id = uuid::Uuid::now_v7().to_string();
+                        q = q.bind(id.clone()).bind(id).bind(payload(i + r as u64));
+                        q = q.bind(now).bind(hash.clone());
+                    }
+                    q.execute(p).await?;
+                }
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    figures.ops *= rows as u64;
+    Ok(figures)
+}
+
+/// Events per transaction the writer committed in the log's positions
+/// after `after` (a batch's events share one `recorded_at`), and how many
+/// events that is.
+async fn average_batch(db: &Db, after: i64) -> anyhow::Result<(f64, i64)> {
+    const SQL: &str = "SELECT COUNT(*), COUNT(DISTINCT recorded_at) FROM events \
+        WHERE global_position > $1";
+    let (events, batches): (i64, i64) = match db {
+        Db::Postgres(p) => sqlx::query_as(SQL).bind(after).fetch_one(p).await?,
+        Db::Sqlite(p) => sqlx::query_as(SQL).bind(after).fetch_one(p).await?,
+    };
+    anyhow::ensure!(batches > 0, "the writer committed nothing");
+    Ok((events as f64 / batches as f64, events))
+}
+
+/// The log's last position.
+async fn head(db: &Db) -> anyhow::Result<i64> {
+    const SQL: &str = "SELECT CAST(COALESCE(MAX(global_position), 0) AS BIGINT) FROM events";
+    Ok(match db {
+        Db::Postgres(p) => sqlx::query_scalar(SQL).fetch_one(p).await?,
+        Db::Sqlite(p) => sqlx::query_scalar(SQL).fetch_one(p).await?,
+    })
 }
 
 fn payload(i: u64) -> String {
@@ -202,24 +298,40 @@ async fn main() -> anyhow::Result<()> {
     let t = TestDb::with_pool(backend, args.concurrency.clamp(2, 90) as u32)
         .await
         .context("creating the benchmark database")?;
+    baseline_table(&t.db).await?;
     let base = baseline(&t.db, &args).await?;
+    let before = head(&t.db).await?;
     let ours = group_commit(&t.db, &args).await?;
+    let (batch, _) = average_batch(&t.db, before).await?;
+    let rows = (batch.round() as usize).max(1);
+    let multi = multi_row_baseline(&t.db, &args, rows).await?;
+    let before = head(&t.db).await?;
     let updates = update_existing(&t.db, &args).await?;
+    // The update phase's log also holds its seeding (batches of up to 500).
+    let (update_batch, _) = average_batch(&t.db, before + 20_000).await?;
     println!();
     println!(
         "backend {}, {} tasks, {} s per phase",
         args.backend, args.concurrency, args.seconds
     );
+    println!(
+        "writer's average batch: register {batch:.1} events/transaction, \
+         update {update_batch:.1} (warm-up second included)"
+    );
     base.print("baseline: 1 INSERT per transaction", "events");
+    multi.print(
+        &format!("baseline: 1 INSERT of {rows} rows per transaction"),
+        "events",
+    );
     ours.print("anamnesis: register (new stream)", "events");
     updates.print("anamnesis: update (load, decide, append)", "events");
-    println!(
-        "ratio (anamnesis register / baseline events/s): {:.2}",
-        ours.rate() / base.rate()
-    );
-    println!(
-        "ratio (anamnesis update / baseline events/s): {:.2}",
-        updates.rate() / base.rate()
-    );
+    for (name, ours) in [("register", &ours), ("update", &updates)] {
+        println!(
+            "ratio (anamnesis {name} / baseline events/s): {:.2} to 1-row INSERTs, \
+             {:.2} to {rows}-row INSERTs",
+            ours.rate() / base.rate(),
+            ours.rate() / multi.rate()
+        );
+    }
     t.cleanup().await
 }
