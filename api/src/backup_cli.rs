@@ -64,6 +64,7 @@ async fn write_backup(db: &Db, out: &Path) -> anyhow::Result<()> {
         events: head,
         credentials: snapshot.credentials.len(),
         mfa: snapshot.mfa.len(),
+        patient_keys: snapshot.patient_keys.len(),
         claims: snapshot.claims.len(),
         idempotency_keys: snapshot.idempotency.len(),
         taken_at: chrono::Utc::now(),
@@ -74,6 +75,9 @@ async fn write_backup(db: &Db, out: &Path) -> anyhow::Result<()> {
     }
     for m in snapshot.mfa {
         write_line(&mut w, &Line::Mfa(m))?;
+    }
+    for k in snapshot.patient_keys {
+        write_line(&mut w, &Line::PatientKey(k))?;
     }
     for c in snapshot.claims {
         write_line(&mut w, &Line::Claim(c))?;
@@ -200,6 +204,7 @@ async fn load(db: &Db, from: &Path) -> anyhow::Result<()> {
     let mut window: Vec<StoredEvent> = Vec::with_capacity(WINDOW);
     let (mut credentials, mut claims, mut keys) = (0, 0, 0);
     let mut mfa = 0;
+    let mut patient_keys = 0;
     let mut number = 1;
     let trailer = loop {
         number += 1;
@@ -220,6 +225,13 @@ async fn load(db: &Db, from: &Path) -> anyhow::Result<()> {
             Some(Line::Mfa(m)) => {
                 restore.mfa(&m).await.context("restoring a second factor")?;
                 mfa += 1;
+            }
+            Some(Line::PatientKey(k)) => {
+                restore
+                    .patient_key(&k)
+                    .await
+                    .context("restoring a patient's key")?;
+                patient_keys += 1;
             }
             Some(Line::Claim(c)) => {
                 restore
@@ -278,6 +290,11 @@ async fn load(db: &Db, from: &Path) -> anyhow::Result<()> {
         mfa == header.mfa,
         "the backup holds {mfa} second factors; its header names {}",
         header.mfa
+    );
+    anyhow::ensure!(
+        patient_keys == header.patient_keys,
+        "the backup holds {patient_keys} patient keys; its header names {}",
+        header.patient_keys
     );
     restore
         .commit(at.0, &at.1)

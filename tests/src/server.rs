@@ -31,6 +31,11 @@ pub struct TestServer {
 /// The token signing key every test server uses (so tests can sign tokens).
 pub const TEST_TOKEN_KEY: &str = "0123456789abcdef0123456789abcdef-test-key";
 
+/// The master key every test server uses, so that several instances and the
+/// command line of one test open the same patients' keys.
+pub const TEST_MASTER_KEY: &str =
+    "7e57a11c0ffee0ddba11ad5eed5b0a7d00d1eca5edfacade0b5e55edc0de7e57";
+
 /// A response: status and JSON body (`Null` when empty or not JSON).
 #[derive(Debug)]
 pub struct Reply {
@@ -94,6 +99,9 @@ impl TestServer {
         }
         if let Some(url) = &url {
             args.extend(["--database-url".to_owned(), url.clone()]);
+        }
+        if !extra.contains(&"--master-key") {
+            args.extend(["--master-key".to_owned(), TEST_MASTER_KEY.to_owned()]);
         }
         if !extra.iter().any(|a| a.contains("-rate-")) {
             // Tests sign in many users from one address in seconds: the
@@ -317,6 +325,9 @@ impl TestServer {
     pub async fn cli(&self, args: &[&str], stdin: &str) -> anyhow::Result<std::process::Output> {
         let mut cmd = tokio::process::Command::new(binary()?);
         cmd.arg("--data-dir").arg(&self.settings.data_dir);
+        if let Some(key) = &self.settings.master_key {
+            cmd.env("ANAMNESIS_MASTER_KEY", key.expose());
+        }
         if let Some(url) = &self.url {
             cmd.arg("--database-url").arg(url);
         }

@@ -27,6 +27,8 @@ fn common_args(t: &TestDb, data_dir: &std::path::Path) -> Vec<String> {
         data_dir.display().to_string(),
         "--token-key".into(),
         TEST_TOKEN_KEY.into(),
+        "--master-key".into(),
+        anamnesis_tests::server::TEST_MASTER_KEY.into(),
         "--database-url".into(),
         t.url.clone().expect("a Postgres test database"),
         // One client address and token at full speed: no rate limits.

@@ -32,6 +32,7 @@ pub enum Line {
     Header(Header),
     Credential(CredentialRow),
     Mfa(MfaRow),
+    PatientKey(PatientKeyRow),
     Claim(ClaimRow),
     Idempotency(IdempotencyRow),
     Event(StoredEvent),
@@ -57,6 +58,10 @@ pub struct Header {
     /// Second factors (ADR 0025); absent from backups of earlier releases.
     #[serde(default)]
     pub mfa: usize,
+    /// Patients' wrapped data keys (ADR 0024), erased ones without a key;
+    /// absent from backups of earlier releases.
+    #[serde(default)]
+    pub patient_keys: usize,
     pub claims: usize,
     pub idempotency_keys: usize,
     /// When the backup was taken.
@@ -108,6 +113,37 @@ impl std::fmt::Debug for MfaRow {
     }
 }
 
+/// A row of `patient_keys` (ADR 0024): a data key wrapped under the master
+/// key (which is never in a backup), or none once the patient was erased.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PatientKeyRow {
+    pub patient_id: Uuid,
+    #[serde(with = "hex_bytes")]
+    pub master_key_id: Vec<u8>,
+    #[serde(default, with = "hex_option")]
+    pub wrapped_key: Option<Vec<u8>>,
+    pub created_at: DateTime<Utc>,
+    pub erased_at: Option<DateTime<Utc>>,
+}
+
+/// Optional bytes as a hex string or null.
+mod hex_option {
+    use serde::Deserialize;
+
+    pub fn serialize<S: serde::Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => s.serialize_some(&hex::encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|t| hex::decode(t).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// A row of `unique_claims` (keys are digests: no identifier in the clear).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClaimRow {
@@ -141,6 +177,7 @@ pub struct Snapshot {
     pub head_hash: Vec<u8>,
     pub credentials: Vec<CredentialRow>,
     pub mfa: Vec<MfaRow>,
+    pub patient_keys: Vec<PatientKeyRow>,
     pub claims: Vec<ClaimRow>,
     pub idempotency: Vec<IdempotencyRow>,
 }
@@ -183,6 +220,20 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
                     },
                 )
                 .collect();
+            let patient_keys = sqlx::query_as::<_, KeyTuple<Uuid>>(PATIENT_KEYS)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(patient_id, master_key_id, wrapped_key, created_at, erased_at)| {
+                    PatientKeyRow {
+                        patient_id,
+                        master_key_id,
+                        wrapped_key,
+                        created_at,
+                        erased_at,
+                    }
+                })
+                .collect();
             let claims = sqlx::query_as(CLAIMS).fetch_all(&mut *tx).await?;
             let idempotency = sqlx::query_as(
                 "SELECT key, request_hash, status::bigint, result_id, position, recorded_at \
@@ -196,6 +247,7 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
                 head_hash,
                 credentials,
                 mfa,
+                patient_keys,
                 claims: rows(claims, claim),
                 idempotency: rows(idempotency, idempotency_row),
             })
@@ -240,6 +292,25 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
                     })
                 })
                 .collect::<Result<_, StoreError>>()?;
+            let patient_keys = sqlx::query_as::<_, KeyTuple<String>>(PATIENT_KEYS)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .map(|(patient_id, master_key_id, wrapped_key, created_at, erased_at)| {
+                    let patient_id =
+                        Uuid::parse_str(&patient_id).map_err(|e| StoreError::Corrupt {
+                            position: head_position,
+                            detail: format!("a patient key's patient_id is no uuid: {e}"),
+                        })?;
+                    Ok(PatientKeyRow {
+                        patient_id,
+                        master_key_id,
+                        wrapped_key,
+                        created_at,
+                        erased_at,
+                    })
+                })
+                .collect::<Result<_, StoreError>>()?;
             let claims = sqlx::query_as(CLAIMS).fetch_all(&mut *tx).await?;
             let idempotency = sqlx::query_as(
                 "SELECT key, request_hash, status, result_id, position, recorded_at \
@@ -253,12 +324,24 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
                 head_hash,
                 credentials,
                 mfa,
+                patient_keys,
                 claims: rows(claims, claim),
                 idempotency: rows(idempotency, idempotency_row),
             })
         }
     }
 }
+
+const PATIENT_KEYS: &str = "SELECT patient_id, master_key_id, wrapped_key, created_at, erased_at \
+                            FROM patient_keys ORDER BY patient_id";
+
+type KeyTuple<Id> = (
+    Id,
+    Vec<u8>,
+    Option<Vec<u8>>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
 
 const MFA: &str = "SELECT user_id, secret, confirmed, recovery_codes, updated_at \
                    FROM mfa_credentials ORDER BY user_id";

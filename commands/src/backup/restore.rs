@@ -7,7 +7,7 @@
 //! moved once, at the end, to the last event and its hash, which is what its
 //! trigger (deferred to commit on Postgres) requires. Nothing is disabled.
 
-use super::{ClaimRow, CredentialRow, IdempotencyRow, MfaRow};
+use super::{ClaimRow, CredentialRow, IdempotencyRow, MfaRow, PatientKeyRow};
 use crate::{Db, StoreError, StoredEvent};
 
 /// A restore under way: the open transaction.
@@ -128,6 +128,35 @@ impl Restore {
                     .bind(row.user_id.to_string())
                     .bind(&row.password_hash)
                     .bind(row.updated_at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        };
+        Ok(())
+    }
+
+    /// Inserts a patient's key row (ADR 0024).
+    pub async fn patient_key(&mut self, row: &PatientKeyRow) -> Result<(), StoreError> {
+        let sql = "INSERT INTO patient_keys (patient_id, master_key_id, wrapped_key, created_at, \
+                   erased_at) VALUES ($1, $2, $3, $4, $5)";
+        match self {
+            Self::Postgres(tx) => {
+                sqlx::query(sql)
+                    .bind(row.patient_id)
+                    .bind(&row.master_key_id)
+                    .bind(&row.wrapped_key)
+                    .bind(row.created_at)
+                    .bind(row.erased_at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Self::Sqlite(tx) => {
+                sqlx::query(sql)
+                    .bind(row.patient_id.to_string())
+                    .bind(&row.master_key_id)
+                    .bind(&row.wrapped_key)
+                    .bind(row.created_at)
+                    .bind(row.erased_at)
                     .execute(&mut **tx)
                     .await?;
             }
