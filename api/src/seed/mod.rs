@@ -208,6 +208,7 @@ async fn seed(
         today: zone.date_of(now),
     };
     let started = Instant::now();
+    let first = bus.log().head_position().await?;
     let identity = Identity::new(bus.clone());
     let providers = plan::providers(&sizes);
     let staff = setup::clinic((&bus, &identity), &sizes, &providers, &hash, (zone, now)).await?;
@@ -258,14 +259,21 @@ async fn seed(
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
     let position = bus.log().head_position().await?;
-    summary(&clinic, args, (seconds, position))
+    summary(&clinic, args, (seconds, position, position - first))
 }
 
 /// Prints what was made, and a few logins; writes it as JSON to
 /// `--summary`. Usernames and counts only: no patient data.
-fn summary(clinic: &story::Clinic, args: &SeedArgs, (seconds, position): (f64, i64)) -> anyhow::Result<()> {
-    let counts = clinic.tally.counts();
-    let events = counts.first().map_or(0, |c| c.1);
+fn summary(
+    clinic: &story::Clinic,
+    args: &SeedArgs,
+    (seconds, position, events): (f64, i64, i64),
+) -> anyhow::Result<()> {
+    let mut counts = clinic.tally.counts();
+    // Every event the seed appended, its setup's too.
+    if let Some(c) = counts.first_mut() {
+        c.1 = u64::try_from(events).unwrap_or(0);
+    }
     let mut logins: Vec<(&str, String)> = clinic.staff.logins.clone();
     let portal: Vec<String> = (0..clinic.sizes.patients)
         .map(|i| plan::patient(&clinic.sizes, i))
