@@ -25,7 +25,9 @@ async fn anamnesis(db: &TestDb, dir: &Path, args: &[&str]) -> anyhow::Result<Out
 }
 
 /// A fresh database and the data directory to run the binary with.
-async fn database(backend: Backend) -> anyhow::Result<(TestDb, PathBuf, Option<tempfile::TempDir>)> {
+async fn database(
+    backend: Backend,
+) -> anyhow::Result<(TestDb, PathBuf, Option<tempfile::TempDir>)> {
     let db = TestDb::new(backend).await?;
     match db.data_dir().map(Path::to_path_buf) {
         Some(dir) => Ok((db, dir, None)),
@@ -44,8 +46,17 @@ async fn seed(db: &TestDb, dir: &Path, seed: &str) -> anyhow::Result<Value> {
         db,
         dir,
         &[
-            "seed", "--patients", "20", "--providers", "3", "--days", "14", "--seed", seed,
-            "--summary", &summary_arg,
+            "seed",
+            "--patients",
+            "20",
+            "--providers",
+            "3",
+            "--days",
+            "14",
+            "--seed",
+            seed,
+            "--summary",
+            &summary_arg,
         ],
     )
     .await?;
@@ -62,7 +73,12 @@ fn count(summary: &Value, name: &str) -> u64 {
 }
 
 /// Every item of a paged list (`items`, `next_cursor`).
-async fn all(s: &TestServer, path: &str, token: &str, min: &[(&str, String)]) -> anyhow::Result<Vec<Value>> {
+async fn all(
+    s: &TestServer,
+    path: &str,
+    token: &str,
+    min: &[(&str, String)],
+) -> anyhow::Result<Vec<Value>> {
     let mut items = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -86,7 +102,12 @@ async fn names(s: &TestServer, token: &str, min: &[(&str, String)]) -> anyhow::R
     let mut names: Vec<String> = all(s, "/v1/patients", token, min)
         .await?
         .iter()
-        .map(|p| format!("{} {} {}", p["family_name"], p["given_name"], p["birth_date"]))
+        .map(|p| {
+            format!(
+                "{} {} {}",
+                p["family_name"], p["given_name"], p["birth_date"]
+            )
+        })
         .collect();
     names.sort();
     Ok(names)
@@ -102,11 +123,22 @@ async fn a_seeded_clinic_answers_over_the_api(backend: Backend) -> anyhow::Resul
             "no {status} appointment: {summary}"
         );
     }
-    for what in ["chart_entries", "prescriptions", "bills", "claims", "threads"] {
+    for what in [
+        "chart_entries",
+        "prescriptions",
+        "bills",
+        "claims",
+        "threads",
+    ] {
         assert!(count(&summary, what) > 0, "no {what}: {summary}");
     }
     // A second seed of a clinic with patients is refused without --force.
-    let again = anamnesis(&db, &dir, &["seed", "--patients", "1", "--providers", "1", "--days", "1"]).await?;
+    let again = anamnesis(
+        &db,
+        &dir,
+        &["seed", "--patients", "1", "--providers", "1", "--days", "1"],
+    )
+    .await?;
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
     let verified = anamnesis(&db, &dir, &["replay", "verify"]).await?;
@@ -125,7 +157,13 @@ async fn a_seeded_clinic_answers_over_the_api(backend: Backend) -> anyhow::Resul
     let providers = all(&s, "/v1/providers", &desk, &min).await?;
     assert_eq!(providers.len(), 3);
     for status in ["completed", "cancelled", "no_show", "booked"] {
-        let listed = all(&s, &format!("/v1/appointments?status={status}"), &desk, &min).await?;
+        let listed = all(
+            &s,
+            &format!("/v1/appointments?status={status}"),
+            &desk,
+            &min,
+        )
+        .await?;
         assert_eq!(
             listed.len() as u64,
             count(&summary, &format!("appointments_{status}")),
@@ -144,7 +182,13 @@ async fn a_seeded_clinic_answers_over_the_api(backend: Backend) -> anyhow::Resul
         let chart = all(&s, &format!("/v1/patients/{id}/chart"), &compliance, &min).await?;
         entries += chart.len() as u64;
         let r = s
-            .call("GET", &format!("/v1/patients/{id}/medications"), Some(&compliance), None, &min)
+            .call(
+                "GET",
+                &format!("/v1/patients/{id}/medications"),
+                Some(&compliance),
+                None,
+                &min,
+            )
             .await?;
         assert_eq!(r.status, 200, "{r:?}");
         prescriptions += r.body.as_array().map_or(0, |a| a.len() as u64);
@@ -161,7 +205,9 @@ async fn a_seeded_clinic_answers_over_the_api(backend: Backend) -> anyhow::Resul
     assert_eq!(threads, count(&summary, "threads"));
 
     // A portal patient signs in and sees their own appointments.
-    let patient = summary["patient_logins"][0].as_str().context("a patient login")?;
+    let patient = summary["patient_logins"][0]
+        .as_str()
+        .context("a patient login")?;
     let token = s.login(patient, PASSWORD).await?;
     let me = anamnesis_tests::fixtures::user_id_of(&token)?;
     assert!(!me.is_empty());

@@ -6,8 +6,8 @@ use anamnesis_domain::medication::{DoseUnit, Route};
 
 pub const GIVEN_FEMALE: &[&str] = &[
     "Amelia", "Beatriz", "Chloe", "Dalia", "Elena", "Fatima", "Grace", "Hana", "Ines", "Julia",
-    "Keiko", "Lena", "Maya", "Nadia", "Olivia", "Priya", "Rosa", "Sofia", "Tamar", "Uma",
-    "Vera", "Wanda", "Yara", "Zoe", "Alice", "Clara", "Emma", "Irene", "Lucia", "Marta",
+    "Keiko", "Lena", "Maya", "Nadia", "Olivia", "Priya", "Rosa", "Sofia", "Tamar", "Uma", "Vera",
+    "Wanda", "Yara", "Zoe", "Alice", "Clara", "Emma", "Irene", "Lucia", "Marta",
 ];
 
 pub const GIVEN_MALE: &[&str] = &[
@@ -17,17 +17,71 @@ pub const GIVEN_MALE: &[&str] = &[
 ];
 
 pub const FAMILY: &[&str] = &[
-    "Abara", "Bergstrom", "Castellano", "Dubois", "Eriksen", "Ferreira", "Gallagher", "Haddad",
-    "Ivanova", "Jensen", "Kowalski", "Lindqvist", "Moreau", "Nakamura", "Okafor", "Petrov",
-    "Quintero", "Rossi", "Santos", "Takahashi", "Umarov", "Van Dijk", "Weber", "Xu", "Yilmaz",
-    "Zimmermann", "Almeida", "Brennan", "Costa", "Delgado", "Esposito", "Fischer", "Gomez",
-    "Hoffmann", "Iqbal", "Jovanovic", "Kim", "Larsen", "Mendes", "Novak", "Oliveira", "Park",
-    "Reyes", "Schmidt", "Torres", "Ueda", "Vargas", "Walsh", "Young", "Zhang",
+    "Abara",
+    "Bergstrom",
+    "Castellano",
+    "Dubois",
+    "Eriksen",
+    "Ferreira",
+    "Gallagher",
+    "Haddad",
+    "Ivanova",
+    "Jensen",
+    "Kowalski",
+    "Lindqvist",
+    "Moreau",
+    "Nakamura",
+    "Okafor",
+    "Petrov",
+    "Quintero",
+    "Rossi",
+    "Santos",
+    "Takahashi",
+    "Umarov",
+    "Van Dijk",
+    "Weber",
+    "Xu",
+    "Yilmaz",
+    "Zimmermann",
+    "Almeida",
+    "Brennan",
+    "Costa",
+    "Delgado",
+    "Esposito",
+    "Fischer",
+    "Gomez",
+    "Hoffmann",
+    "Iqbal",
+    "Jovanovic",
+    "Kim",
+    "Larsen",
+    "Mendes",
+    "Novak",
+    "Oliveira",
+    "Park",
+    "Reyes",
+    "Schmidt",
+    "Torres",
+    "Ueda",
+    "Vargas",
+    "Walsh",
+    "Young",
+    "Zhang",
 ];
 
 pub const STREETS: &[&str] = &[
-    "Maple Street", "Harbor Road", "Station Avenue", "Mill Lane", "Orchard Way", "Church Street",
-    "Park Road", "River Walk", "Hill Crescent", "Market Square", "Elm Grove", "Lake Drive",
+    "Maple Street",
+    "Harbor Road",
+    "Station Avenue",
+    "Mill Lane",
+    "Orchard Way",
+    "Church Street",
+    "Park Road",
+    "River Walk",
+    "Hill Crescent",
+    "Market Square",
+    "Elm Grove",
+    "Lake Drive",
 ];
 
 /// (city, region, postal code prefix)
@@ -86,8 +140,14 @@ pub const CONDITIONS: &[(&str, &str)] = &[
 
 /// Reasons for a visit, and the assessment a completed one ends with.
 pub const VISITS: &[(&str, &str)] = &[
-    ("Annual check-up", "Healthy adult; routine screening up to date"),
-    ("Blood pressure follow-up", "Blood pressure controlled on current treatment"),
+    (
+        "Annual check-up",
+        "Healthy adult; routine screening up to date",
+    ),
+    (
+        "Blood pressure follow-up",
+        "Blood pressure controlled on current treatment",
+    ),
     ("Persistent cough", "Viral upper respiratory infection"),
     ("Back pain", "Mechanical low back pain"),
     ("Diabetes review", "Type 2 diabetes, stable"),
@@ -102,16 +162,76 @@ pub const VISITS: &[(&str, &str)] = &[
 
 /// (drug, amount, unit, route, days; 0: ongoing)
 pub const DRUGS: &[(&str, f64, DoseUnit, Route, u32)] = &[
-    ("lisinopril 10 mg tablet", 1.0, DoseUnit::Tablet, Route::Oral, 0),
-    ("metformin 500 mg tablet", 1.0, DoseUnit::Tablet, Route::Oral, 0),
-    ("atorvastatin 20 mg tablet", 1.0, DoseUnit::Tablet, Route::Oral, 0),
-    ("amoxicillin 500 mg capsule", 1.0, DoseUnit::Capsule, Route::Oral, 7),
-    ("omeprazole 20 mg capsule", 1.0, DoseUnit::Capsule, Route::Oral, 28),
-    ("sertraline 50 mg tablet", 1.0, DoseUnit::Tablet, Route::Oral, 0),
-    ("levothyroxine 50 mcg tablet", 1.0, DoseUnit::Tablet, Route::Oral, 0),
-    ("salbutamol 100 mcg inhaler", 2.0, DoseUnit::Puff, Route::Inhaled, 0),
-    ("ibuprofen 400 mg tablet", 1.0, DoseUnit::Tablet, Route::Oral, 5),
-    ("cetirizine 10 mg tablet", 1.0, DoseUnit::Tablet, Route::Oral, 14),
+    (
+        "lisinopril 10 mg tablet",
+        1.0,
+        DoseUnit::Tablet,
+        Route::Oral,
+        0,
+    ),
+    (
+        "metformin 500 mg tablet",
+        1.0,
+        DoseUnit::Tablet,
+        Route::Oral,
+        0,
+    ),
+    (
+        "atorvastatin 20 mg tablet",
+        1.0,
+        DoseUnit::Tablet,
+        Route::Oral,
+        0,
+    ),
+    (
+        "amoxicillin 500 mg capsule",
+        1.0,
+        DoseUnit::Capsule,
+        Route::Oral,
+        7,
+    ),
+    (
+        "omeprazole 20 mg capsule",
+        1.0,
+        DoseUnit::Capsule,
+        Route::Oral,
+        28,
+    ),
+    (
+        "sertraline 50 mg tablet",
+        1.0,
+        DoseUnit::Tablet,
+        Route::Oral,
+        0,
+    ),
+    (
+        "levothyroxine 50 mcg tablet",
+        1.0,
+        DoseUnit::Tablet,
+        Route::Oral,
+        0,
+    ),
+    (
+        "salbutamol 100 mcg inhaler",
+        2.0,
+        DoseUnit::Puff,
+        Route::Inhaled,
+        0,
+    ),
+    (
+        "ibuprofen 400 mg tablet",
+        1.0,
+        DoseUnit::Tablet,
+        Route::Oral,
+        5,
+    ),
+    (
+        "cetirizine 10 mg tablet",
+        1.0,
+        DoseUnit::Tablet,
+        Route::Oral,
+        14,
+    ),
 ];
 
 /// (LOINC, test, unit, low, high)

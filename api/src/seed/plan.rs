@@ -149,7 +149,11 @@ pub fn providers(sizes: &Sizes) -> Vec<ProviderPlan> {
                 Clinician::Doctor => (format!("Dr {given} {family}"), "dr"),
                 Clinician::Nurse => (format!("{given} {family}, RN"), "nurse"),
             };
-            let morning_start = if r.gen_bool(0.5) { time(8, 30) } else { time(9, 0) };
+            let morning_start = if r.gen_bool(0.5) {
+                time(8, 30)
+            } else {
+                time(9, 0)
+            };
             let workday = vec![(morning_start, time(12, 0)), (time(13, 0), time(17, 0))];
             let mut hours: Vec<(Day, Vec<(NaiveTime, NaiveTime)>)> = [
                 Day::Monday,
@@ -204,7 +208,9 @@ pub fn holidays(sizes: &Sizes) -> Vec<(NaiveDate, &'static str)> {
             (12, 26, "Boxing Day"),
         ] {
             if let Some(d) = NaiveDate::from_ymd_opt(year, month, day) {
-                if d >= sizes.first_day() && d <= sizes.last_day() && !out.iter().any(|(o, _)| *o == d)
+                if d >= sizes.first_day()
+                    && d <= sizes.last_day()
+                    && !out.iter().any(|(o, _)| *o == d)
                 {
                     out.push((d, name));
                 }
@@ -275,7 +281,11 @@ pub fn patient(sizes: &Sizes, i: usize) -> PatientPlan {
         given_name: given.to_owned(),
         birth_date,
         sex: Some(if female { Sex::Female } else { Sex::Male }),
-        phone: Some(format!("+1 555 {:04} {:04}", r.gen_range(0..10_000), i % 10_000)),
+        phone: Some(format!(
+            "+1 555 {:04} {:04}",
+            r.gen_range(0..10_000),
+            i % 10_000
+        )),
         email: Some(format!("{local}@example.org")),
         address: Some(AddressInput {
             line: format!("{number} {street}"),
@@ -309,7 +319,11 @@ pub fn patient(sizes: &Sizes, i: usize) -> PatientPlan {
     }
     let coverage = r.gen_bool(0.8).then(|| {
         let (payer, plan) = pick(&mut r, names::PAYERS);
-        (payer, plan, format!("M{:09}", r.gen_range(0..1_000_000_000u64)))
+        (
+            payer,
+            plan,
+            format!("M{:09}", r.gen_range(0..1_000_000_000u64)),
+        )
     });
     let thread = (portal && r.gen_bool(0.3)).then(|| pick(&mut r, names::THREADS));
     PatientPlan {
