@@ -214,10 +214,19 @@ async fn seed(
     let staff = setup::clinic((&bus, &identity), &sizes, &providers, &hash, (zone, now)).await?;
     let holidays = plan::holidays(&sizes);
     let mut visits: Vec<Vec<plan::Visit>> = vec![Vec::new(); sizes.patients];
+    let mut unplaced = 0;
     for p in &providers {
-        for v in plan::schedule(&sizes, p, &holidays) {
+        let (planned, left_out) = plan::schedule(&sizes, p, &holidays);
+        unplaced += left_out;
+        for v in planned {
             visits[v.patient].push(v);
         }
+    }
+    if unplaced > 0 {
+        eprintln!(
+            "{unplaced} visits found no free slot in their provider's hours and are left \
+             out: more --providers would see them"
+        );
     }
     for list in &mut visits {
         list.sort_by_key(|v| (v.date, v.start));

@@ -364,14 +364,16 @@ pub struct Visit {
 /// Every visit of provider `p` with the patients of their panel: each
 /// patient seen at least once in the past (the visit they registered at)
 /// and more often the longer the history, each booked at most once ahead;
-/// slots on working days outside holidays and time off, never two in one.
+/// slots on working days outside holidays and time off, never two in one;
+/// with how many visits found no free slot (a panel too large for its
+/// provider's hours).
 /// Of the past visits, one in ten is cancelled and one in twenty a no-show,
 /// spread evenly through the schedule.
 pub fn schedule(
     sizes: &Sizes,
     provider: &ProviderPlan,
     holidays: &[(NaiveDate, &'static str)],
-) -> Vec<Visit> {
+) -> (Vec<Visit>, usize) {
     let mut r = rng(sizes.seed, "schedule", &[provider.index as u64]);
     let open = |d: NaiveDate| {
         !holidays.iter().any(|(h, _)| *h == d)
@@ -379,54 +381,42 @@ pub fn schedule(
                 .time_off
                 .is_some_and(|(from, to)| from <= d && d <= to)
     };
-    let past: Vec<NaiveDate> = (0..sizes.days)
-        .map(|k| sizes.first_day() + Duration::days(k))
-        .filter(|d| open(*d) && !provider.slots(*d).is_empty())
-        .collect();
-    let future: Vec<NaiveDate> = (1..=sizes.ahead)
-        .map(|k| sizes.today + Duration::days(k))
-        .filter(|d| open(*d) && !provider.slots(*d).is_empty())
-        .collect();
-    let mut taken: std::collections::HashSet<(NaiveDate, NaiveTime)> = Default::default();
-    let mut visits = Vec::new();
-    let panel = (provider.index..sizes.patients).step_by(sizes.providers.max(1));
-    let mut place = |r: &mut ChaCha8Rng, days: &[NaiveDate], patient: usize, past: bool| {
-        if days.is_empty() {
-            return;
-        }
-        let first = r.gen_range(0..days.len());
-        for k in 0..days.len() {
-            let date = days[(first + k) % days.len()];
-            let slots = provider.slots(date);
-            let s0 = r.gen_range(0..slots.len());
-            for j in 0..slots.len() {
-                let start = slots[(s0 + j) % slots.len()];
-                if taken.insert((date, start)) {
-                    visits.push(Visit {
-                        patient,
-                        provider: provider.index,
-                        date,
-                        start,
-                        outcome: if past {
-                            Outcome::Completed
-                        } else {
-                            Outcome::Booked
-                        },
-                        number: 0,
-                    });
-                    return;
-                }
-            }
-        }
+    // Every free slot of the window, taken at random: a full calendar
+    // costs nothing more to fill than an empty one.
+    let free = |days: &mut dyn Iterator<Item = NaiveDate>| -> Vec<(NaiveDate, NaiveTime)> {
+        days.filter(|d| open(*d))
+            .flat_map(|d| provider.slots(d).into_iter().map(move |t| (d, t)))
+            .collect()
     };
+    let mut past = free(&mut (0..sizes.days).map(|k| sizes.first_day() + Duration::days(k)));
+    let mut future = free(&mut (1..=sizes.ahead).map(|k| sizes.today + Duration::days(k)));
+    let mut visits = Vec::new();
+    let mut unplaced = 0;
+    let panel = (provider.index..sizes.patients).step_by(sizes.providers.max(1));
+    let mut place =
+        |r: &mut ChaCha8Rng, slots: &mut Vec<(NaiveDate, NaiveTime)>, patient, outcome| {
+            if slots.is_empty() {
+                unplaced += 1;
+                return;
+            }
+            let (date, start) = slots.swap_remove(r.gen_range(0..slots.len()));
+            visits.push(Visit {
+                patient,
+                provider: provider.index,
+                date,
+                start,
+                outcome,
+                number: 0,
+            });
+        };
     let extra_rate = sizes.days as f64 / 60.0;
     for patient in panel {
         let extra = extra_rate.floor() as usize + usize::from(r.gen_bool(extra_rate.fract()));
         for _ in 0..1 + extra {
-            place(&mut r, &past, patient, true);
+            place(&mut r, &mut past, patient, Outcome::Completed);
         }
         if r.gen_bool((sizes.ahead as f64 / 45.0).min(1.0)) {
-            place(&mut r, &future, patient, false);
+            place(&mut r, &mut future, patient, Outcome::Booked);
         }
     }
     let mut past_visits: Vec<usize> = (0..visits.len())
@@ -443,5 +433,5 @@ pub fn schedule(
     for (n, v) in visits.iter_mut().enumerate() {
         v.number = n;
     }
-    visits
+    (visits, unplaced)
 }
