@@ -100,7 +100,12 @@ impl Tally {
         add(&self.0.patients, 1);
         if let Some(bar) = self.0.bar.get() {
             bar.inc(1);
-            bar.set_message(format!("{} events", self.0.events.load(Ordering::Relaxed)));
+            let events = self.0.events.load(Ordering::Relaxed);
+            let seconds = bar.elapsed().as_secs_f64().max(1e-3);
+            bar.set_message(format!(
+                "{events} events, {:.0} events/s",
+                events as f64 / seconds
+            ));
         }
     }
     fn appointment(&self, outcome: Outcome) {
@@ -344,7 +349,7 @@ fn bar(patients: u64) -> ProgressBar {
         ProgressDrawTarget::hidden()
     };
     let bar = ProgressBar::with_draw_target(Some(patients), target);
-    let template = "seeding {bar:40} {pos}/{len} patients, {msg}, {per_sec}, eta {eta}";
+    let template = "seeding {bar:40} {pos}/{len} patients, {msg}, eta {eta}";
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style);
     }
