@@ -93,6 +93,10 @@ pub enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Write a reproducible synthetic clinic (staff, providers, patients,
+    /// visits, charts, prescriptions, bills, threads) through the command
+    /// layer, for demonstrations and load tests (ADR 0027).
+    Seed(crate::seed::SeedArgs),
 }
 
 /// User accounts.
@@ -238,6 +242,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Replay(command) => crate::replay_cli::run(&settings, command).await,
         Command::Erase { patient, reason } => erase(&settings, patient, &reason).await,
+        Command::Seed(args) => crate::seed::run(&settings, &args).await,
         Command::Relay => crate::relay_cli::run(&settings).await,
         Command::Consume { name } => crate::consume_cli::run(&settings, &name).await,
         Command::Rebuild { names, all } => crate::rebuild_cli::run(&settings, &names, all).await,

@@ -21,6 +21,7 @@ pub mod rebuild_cli;
 pub mod relay_cli;
 pub mod replay_cli;
 pub mod routes;
+pub mod seed;
 pub mod server;
 pub mod sessions;
 pub mod state;

@@ -143,7 +143,21 @@ impl Identity {
         metadata: &EventMetadata,
     ) -> Result<(Uuid, Executed), CommandError<UserError>> {
         let username = Username::parse(&account.username).map_err(CommandError::Rejected)?;
-        let password_hash = hash_password(account.password).await?;
+        let password_hash = hash_password(account.password.clone()).await?;
+        self.create_hashed(account, username, password_hash, metadata)
+            .await
+    }
+
+    /// [`Identity::create`] with the password hashed already
+    /// ([`hash_password`]; `account.password` is not read): for many
+    /// accounts with one password (`anamnesis seed`).
+    pub async fn create_hashed(
+        &self,
+        account: NewAccount,
+        username: Username,
+        password_hash: String,
+        metadata: &EventMetadata,
+    ) -> Result<(Uuid, Executed), CommandError<UserError>> {
         let user_id = account.user_id;
         let command = UserCommand::Create {
             user_id,
@@ -182,6 +196,30 @@ impl Identity {
         let password_hash = hash_password(password)
             .await
             .map_err(|e| e.map_rejected(RegistrationError::User))?;
+        self.register_patient_hashed(
+            username,
+            password_hash,
+            demographics,
+            today,
+            (user_id, patient_id),
+            idempotency,
+        )
+        .await
+    }
+
+    /// [`Identity::register_patient`] with the password hashed already
+    /// ([`hash_password`]): for many accounts with one password (the
+    /// synthetic clinic of `anamnesis seed`), where a hash each would cost
+    /// more than everything else together.
+    pub async fn register_patient_hashed(
+        &self,
+        username: Username,
+        password_hash: String,
+        demographics: DemographicsInput,
+        today: chrono::NaiveDate,
+        (user_id, patient_id): (Uuid, Uuid),
+        idempotency: Option<crate::log::Idempotency>,
+    ) -> Result<Registered, CommandError<RegistrationError>> {
         let credential = Credential {
             user_id,
             password_hash,
