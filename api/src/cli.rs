@@ -279,10 +279,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn erase(settings: &Settings, patient: uuid::Uuid, reason: &str) -> anyhow::Result<()> {
     let reason = anamnesis_domain::text::parse(reason, anamnesis_domain::text::Lines::Multi, 500)
         .map_err(|_| {
-            anyhow::anyhow!(
-                "--reason: the legal ground, 1 to 500 characters without control characters"
-            )
-        })?;
+        anyhow::anyhow!(
+            "--reason: the legal ground, 1 to 500 characters without control characters"
+        )
+    })?;
     let db = open_database(settings).await?;
     let log = EventLog::open_with(db.clone(), settings.keyring()?).await?;
     let bus = CommandBus::new(log);

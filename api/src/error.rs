@@ -155,7 +155,9 @@ impl ApiError {
             ApiError::Gone => (
                 "patient_erased",
                 None,
-                Some("the patient was erased; their record can no longer be read or changed".into()),
+                Some(
+                    "the patient was erased; their record can no longer be read or changed".into(),
+                ),
             ),
             ApiError::PayloadTooLarge => ("body_too_large", None, None),
             ApiError::RateLimited { retry_after } => (

@@ -22,7 +22,9 @@ pub enum ErasureError {
     )]
     InTheClear(i64),
     /// The log does not encrypt (no master key, or encryption off).
-    #[error("the log does not encrypt patients' events (encryption is off): nothing can be erased")]
+    #[error(
+        "the log does not encrypt patients' events (encryption is off): nothing can be erased"
+    )]
     NotEncrypting,
     #[error(transparent)]
     Command(#[from] CommandError<PatientError>),
@@ -55,6 +57,7 @@ pub async fn erase(
 pub async fn in_the_clear(db: &Db, patient: Uuid) -> Result<i64, StoreError> {
     let sealed = format!("{}%", anamnesis_domain::codec::SEALED_PREFIX);
     let clear_types = anamnesis_domain::subject::CLEAR_TYPES;
+    let erasure = anamnesis_domain::subject::ERASURE_EVENT;
     let types = clear_types
         .iter()
         .map(|t| format!("'{t}'"))
@@ -65,7 +68,8 @@ pub async fn in_the_clear(db: &Db, patient: Uuid) -> Result<i64, StoreError> {
             sqlx::query_scalar(&format!(
                 "SELECT count(*) FROM events \
                  WHERE (patient_id = $1 OR (aggregate_type = 'patient' AND aggregate_id = $2)) \
-                 AND aggregate_type NOT IN ({types}) AND payload::text NOT LIKE $3"
+                 AND aggregate_type NOT IN ({types}) AND event_type <> '{erasure}' \
+                 AND payload::text NOT LIKE $3"
             ))
             .bind(patient)
             .bind(patient.to_string())
@@ -77,7 +81,8 @@ pub async fn in_the_clear(db: &Db, patient: Uuid) -> Result<i64, StoreError> {
             sqlx::query_scalar(&format!(
                 "SELECT count(*) FROM events \
                  WHERE (patient_id = $1 OR (aggregate_type = 'patient' AND aggregate_id = $1)) \
-                 AND aggregate_type NOT IN ({types}) AND payload NOT LIKE $2"
+                 AND aggregate_type NOT IN ({types}) AND event_type <> '{erasure}' \
+                 AND payload NOT LIKE $2"
             ))
             .bind(patient.to_string())
             .bind(&sealed)

@@ -15,6 +15,5 @@ pub use database::{Db, DbError};
 pub use log::{
     Actor, AppendError, AppendRequest, Appended, Credential, EventLog, EventMetadata, Guards,
     Idempotency, KeyChanges, Keyring, LogReader, MasterKey, MfaCredential, MfaState, NewEvent,
-    Outcome, StoreError,
-    StoredEvent, StreamAt,
+    Outcome, StoreError, StoredEvent, StreamAt,
 };

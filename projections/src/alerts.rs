@@ -81,14 +81,8 @@ impl Projector for Alerts {
 
     /// The patient's alerts go.
     async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
-        crate::sql::erase_patient(
-            tx,
-            &[
-            "DELETE FROM alerts WHERE patient_id = $1",
-            ],
-            patient,
-        )
-        .await?;
+        crate::sql::erase_patient(tx, &["DELETE FROM alerts WHERE patient_id = $1"], patient)
+            .await?;
         Ok(())
     }
 }

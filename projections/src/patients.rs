@@ -66,10 +66,10 @@ impl Projector for Patients {
         crate::sql::erase_patient(
             tx,
             &[
-            "DELETE FROM patient_identifiers WHERE patient_id = $1",
-            "DELETE FROM patient_allergies WHERE patient_id = $1",
-            "DELETE FROM patient_conditions WHERE patient_id = $1",
-            "DELETE FROM patients WHERE patient_id = $1",
+                "DELETE FROM patient_identifiers WHERE patient_id = $1",
+                "DELETE FROM patient_allergies WHERE patient_id = $1",
+                "DELETE FROM patient_conditions WHERE patient_id = $1",
+                "DELETE FROM patients WHERE patient_id = $1",
             ],
             patient,
         )

@@ -247,13 +247,15 @@ async fn plan_doses(
             .unwrap_or_else(|_| chrono::Duration::hours(2));
     let mut planned: Vec<Vec<Value>> = Vec::new();
     for (medication, patient, body) in rows {
-        let order: Order = serde_json::from_str(&body)
-            .map_err(|e| {
-                RoundError::Reminder(
-                    medication.clone(),
-                    format!("order: {}", anamnesis_domain::codec::describe_json_error(&e)),
-                )
-            })?;
+        let order: Order = serde_json::from_str(&body).map_err(|e| {
+            RoundError::Reminder(
+                medication.clone(),
+                format!(
+                    "order: {}",
+                    anamnesis_domain::codec::describe_json_error(&e)
+                ),
+            )
+        })?;
         for at in order.doses(config.zone, from, to) {
             let t = at.timestamp();
             planned.push(vec![

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use anamnesis_commands::{Db, LogReader, StoreError, StoredEvent};
 use anamnesis_domain::codec::{DecodeError, StoredForm};
 use anamnesis_domain::subject::ERASURE_EVENT;
-use uuid::Uuid;
 use chrono::Utc;
 use sqlx::Connection;
 use tokio::sync::watch;
+use uuid::Uuid;
 
 /// One open read-model transaction, on whichever backend the log is on.
 pub enum Tx {

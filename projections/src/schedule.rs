@@ -83,9 +83,7 @@ impl Projector for Schedule {
     async fn erase(&self, tx: &mut Tx, patient: uuid::Uuid) -> Result<(), ProjectionError> {
         crate::sql::erase_patient(
             tx,
-            &[
-            "DELETE FROM appointments WHERE patient_id = $1",
-            ],
+            &["DELETE FROM appointments WHERE patient_id = $1"],
             patient,
         )
         .await?;

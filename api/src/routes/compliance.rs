@@ -332,23 +332,20 @@ pub async fn erase_patient(
 ) -> Result<Json<Erased>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound)?;
     authorize(&who, Action::ErasePatient, &Context::patient(id))?;
-    let reason = anamnesis_domain::text::parse(
-        &body.reason,
-        anamnesis_domain::text::Lines::Multi,
-        500,
-    )
-    .map_err(|e| {
-        let code = match e {
-            anamnesis_domain::text::TextError::Empty => "empty_field",
-            anamnesis_domain::text::TextError::TooLong => "too_long",
-            anamnesis_domain::text::TextError::InvalidCharacters => "invalid_characters",
-        };
-        ApiError::invalid(
+    let reason =
+        anamnesis_domain::text::parse(&body.reason, anamnesis_domain::text::Lines::Multi, 500)
+            .map_err(|e| {
+                let code = match e {
+                    anamnesis_domain::text::TextError::Empty => "empty_field",
+                    anamnesis_domain::text::TextError::TooLong => "too_long",
+                    anamnesis_domain::text::TextError::InvalidCharacters => "invalid_characters",
+                };
+                ApiError::invalid(
             code,
             Some("reason"),
             "reason (the legal ground) is text of 1 to 500 characters, without control characters",
         )
-    })?;
+            })?;
     let mut metadata = anamnesis_commands::EventMetadata::by(who.actor());
     metadata.reason = Some(reason);
     let done = anamnesis_commands::erasure::erase(state.bus(), id, &metadata)

@@ -130,14 +130,19 @@ pub struct PatientKeyRow {
 mod hex_option {
     use serde::Deserialize;
 
-    pub fn serialize<S: serde::Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        bytes: &Option<Vec<u8>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match bytes {
             Some(b) => s.serialize_some(&hex::encode(b)),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
         Option::<String>::deserialize(d)?
             .map(|t| hex::decode(t).map_err(serde::de::Error::custom))
             .transpose()
@@ -224,15 +229,17 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
-                .map(|(patient_id, master_key_id, wrapped_key, created_at, erased_at)| {
-                    PatientKeyRow {
-                        patient_id,
-                        master_key_id,
-                        wrapped_key,
-                        created_at,
-                        erased_at,
-                    }
-                })
+                .map(
+                    |(patient_id, master_key_id, wrapped_key, created_at, erased_at)| {
+                        PatientKeyRow {
+                            patient_id,
+                            master_key_id,
+                            wrapped_key,
+                            created_at,
+                            erased_at,
+                        }
+                    },
+                )
                 .collect();
             let claims = sqlx::query_as(CLAIMS).fetch_all(&mut *tx).await?;
             let idempotency = sqlx::query_as(
@@ -296,20 +303,22 @@ pub async fn snapshot(db: &Db) -> Result<Snapshot, StoreError> {
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
-                .map(|(patient_id, master_key_id, wrapped_key, created_at, erased_at)| {
-                    let patient_id =
-                        Uuid::parse_str(&patient_id).map_err(|e| StoreError::Corrupt {
-                            position: head_position,
-                            detail: format!("a patient key's patient_id is no uuid: {e}"),
-                        })?;
-                    Ok(PatientKeyRow {
-                        patient_id,
-                        master_key_id,
-                        wrapped_key,
-                        created_at,
-                        erased_at,
-                    })
-                })
+                .map(
+                    |(patient_id, master_key_id, wrapped_key, created_at, erased_at)| {
+                        let patient_id =
+                            Uuid::parse_str(&patient_id).map_err(|e| StoreError::Corrupt {
+                                position: head_position,
+                                detail: format!("a patient key's patient_id is no uuid: {e}"),
+                            })?;
+                        Ok(PatientKeyRow {
+                            patient_id,
+                            master_key_id,
+                            wrapped_key,
+                            created_at,
+                            erased_at,
+                        })
+                    },
+                )
                 .collect::<Result<_, StoreError>>()?;
             let claims = sqlx::query_as(CLAIMS).fetch_all(&mut *tx).await?;
             let idempotency = sqlx::query_as(

@@ -305,7 +305,12 @@ impl Identity {
 
     /// The account `user_id`, loaded once, if it exists.
     async fn load(&self, user_id: Uuid) -> Result<Option<Loaded>, CommandError<UserError>> {
-        let loaded = self.bus.load::<User>(&user_id.to_string()).await?;
+        // A patient's own account is erased with them (its events name
+        // them): it is no account any more.
+        let loaded = match self.bus.load::<User>(&user_id.to_string()).await {
+            Err(CommandError::Erased) => return Ok(None),
+            loaded => loaded?,
+        };
         Ok(loaded.0.account().is_some().then_some(loaded))
     }
 

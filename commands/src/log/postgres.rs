@@ -6,11 +6,11 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+use super::seal::{BatchKeys, KeyRow, Keyring};
 use super::writer::{
     check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, stream_keys,
     KeyWrite, Plan, StreamKey, UnitResult,
 };
-use super::seal::{BatchKeys, KeyRow, Keyring};
 use super::{AppendRequest, MfaCredential, MfaState, Outcome, StoreError, StoredEvent};
 
 pub(crate) const NOTIFY_CHANNEL: &str = "anamnesis_events";

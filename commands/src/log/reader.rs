@@ -6,8 +6,8 @@
 use tokio::sync::watch;
 
 use super::seal::{self, Keyring};
-use anamnesis_domain::subject::ERASURE_EVENT;
 use super::{postgres, sqlite, Db, StoreError, StoredEvent};
+use anamnesis_domain::subject::ERASURE_EVENT;
 
 /// A read-only handle on the log. Cheap to clone.
 ///

@@ -85,7 +85,13 @@ impl MasterKey {
         let aad = [KEY_AAD, patient.as_bytes()].concat();
         let sealed = self
             .cipher
-            .encrypt(&nonce, Payload { msg: key, aad: &aad })
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: key,
+                    aad: &aad,
+                },
+            )
             .map_err(|_| StoreError::Keys("a data key could not be wrapped".into()))?;
         Ok([nonce.as_slice(), &sealed].concat())
     }
@@ -316,7 +322,10 @@ pub(crate) fn allowed_after_erasure(r: &AppendRequest) -> bool {
     CLEAR_TYPES.contains(&r.aggregate_type.as_str())
 }
 
-fn states_of(keyring: &Keyring, stored: Vec<KeyRow>) -> Result<HashMap<Uuid, KeyState>, StoreError> {
+fn states_of(
+    keyring: &Keyring,
+    stored: Vec<KeyRow>,
+) -> Result<HashMap<Uuid, KeyState>, StoreError> {
     let mut states = HashMap::with_capacity(stored.len());
     for (patient, master_id, wrapped) in stored {
         let state = match wrapped {

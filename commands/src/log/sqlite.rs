@@ -10,11 +10,11 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
+use super::seal::{BatchKeys, KeyRow, Keyring};
 use super::writer::{
     check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, stream_keys,
     StreamKey, UnitResult,
 };
-use super::seal::{BatchKeys, KeyRow, Keyring};
 use super::{AppendRequest, MfaState, Outcome, StoreError, StoredEvent};
 
 const COLUMNS: &str = "global_position, event_id, aggregate_type, aggregate_id, sequence, \
