@@ -143,8 +143,9 @@ fn operator() -> EventMetadata {
 
 /// Accounts over `db`, those of earlier releases moved to their user ids
 /// first (ADR 0006), so that they can be found by name.
-async fn open_identity(db: &Db) -> anyhow::Result<Identity> {
-    let identity = Identity::new(CommandBus::new(EventLog::open(db.clone()).await?));
+async fn open_identity(settings: &Settings, db: &Db) -> anyhow::Result<Identity> {
+    let log = EventLog::open_with(db.clone(), settings.keyring()?).await?;
+    let identity = Identity::new(CommandBus::new(log));
     identity
         .adopt_legacy_accounts()
         .await
@@ -225,7 +226,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let password = password_from_stdin()?;
             let db = open_database(&settings).await?;
-            let identity = open_identity(&db).await?;
+            let identity = open_identity(&settings, &db).await?;
             let metadata = operator();
             let account = NewAccount {
                 user_id: uuid::Uuid::now_v7(),
@@ -260,7 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }) => {
             let password = password_from_stdin()?;
             let db = open_database(&settings).await?;
-            let identity = open_identity(&db).await?;
+            let identity = open_identity(&settings, &db).await?;
             let reset = identity
                 .reset_password(&username, password, &operator())
                 .await;

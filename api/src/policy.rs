@@ -374,6 +374,9 @@ mod tests {
                     | Action::PatientAppointments
                     | Action::ReadHistory
                     | Action::ExportRecord
+                    // The one thing compliance writes: an erasure the law
+                    // requires (ADR 0024).
+                    | Action::ErasePatient
                     | Action::ReadAccessLog
                     | Action::ReadChart
                     | Action::ReadCareTeam

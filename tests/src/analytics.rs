@@ -356,7 +356,7 @@ pub async fn record_no_shows(
     extra: &[&str],
 ) -> anyhow::Result<TestServer> {
     let (db, url, _) = s.shut_down().await?;
-    let log = EventLog::open(db.db.clone()).await?;
+    let log = EventLog::open_with(db.db.clone(), crate::server::test_keyring()?).await?;
     let bus = CommandBus::new(log);
     let now = Clinic::new(ZONE)?.instant(seeded.day, "23:00");
     let meta = EventMetadata::by(Actor::new(seeded.staff_user.as_str(), "staff"));

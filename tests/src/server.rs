@@ -36,6 +36,14 @@ pub const TEST_TOKEN_KEY: &str = "0123456789abcdef0123456789abcdef-test-key";
 pub const TEST_MASTER_KEY: &str =
     "7e57a11c0ffee0ddba11ad5eed5b0a7d00d1eca5edfacade0b5e55edc0de7e57";
 
+/// The keys a test server opens the log with ([`TEST_MASTER_KEY`]), for a
+/// test that writes through the command layer beside it.
+pub fn test_keyring() -> anyhow::Result<anamnesis_commands::Keyring> {
+    let master =
+        anamnesis_commands::MasterKey::from_hex(TEST_MASTER_KEY).map_err(anyhow::Error::msg)?;
+    Ok(anamnesis_commands::Keyring::new(master, true))
+}
+
 /// A response: status and JSON body (`Null` when empty or not JSON).
 #[derive(Debug)]
 pub struct Reply {

@@ -234,6 +234,9 @@ fn consumer(
 ) -> anyhow::Result<tokio::process::Child> {
     let mut cmd = tokio::process::Command::new(binary()?);
     cmd.arg("--data-dir").arg(&s.settings.data_dir);
+    if let Some(key) = &s.settings.master_key {
+        cmd.env("ANAMNESIS_MASTER_KEY", key.expose());
+    }
     if let Some(db_url) = &s.url {
         cmd.arg("--database-url").arg(db_url);
     }

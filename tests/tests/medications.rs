@@ -367,27 +367,23 @@ async fn prescribing_over_an_allergy_needs_an_override_that_is_kept(
 
 /// The first event of stream `id` on the log: its type, payload and reason.
 async fn first_event(s: &TestServer, id: &str) -> anyhow::Result<(String, Value, Option<String>)> {
-    let (event_type, payload, reason): (String, String, Option<String>) = match &s.db.db {
-        anamnesis_commands::Db::Postgres(p) => {
-            sqlx::query_as(
-                "SELECT event_type, payload::text, reason FROM events WHERE aggregate_id = $1 \
-                 ORDER BY global_position LIMIT 1",
-            )
-            .bind(id)
-            .fetch_one(p)
-            .await?
-        }
-        anamnesis_commands::Db::Sqlite(p) => {
-            sqlx::query_as(
-                "SELECT event_type, payload, reason FROM events WHERE aggregate_id = $1 \
-                 ORDER BY global_position LIMIT 1",
-            )
-            .bind(id)
-            .fetch_one(p)
-            .await?
-        }
-    };
-    Ok((event_type, serde_json::from_str(&payload)?, reason))
+    // Through the log reader: the payload is stored sealed with the
+    // patient's key (ADR 0024).
+    let reader = anamnesis_commands::LogReader::detached_with(
+        s.db.db.clone(),
+        anamnesis_tests::server::test_keyring()?,
+    );
+    let first = reader
+        .read_stream("medication", id, 0)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no event of medication {id}"))?;
+    Ok((
+        first.event_type,
+        serde_json::from_str(&first.payload)?,
+        first.reason,
+    ))
 }
 
 /// The aggregate type of the log's last event.

@@ -509,6 +509,10 @@ async fn rebuild_refills_redis(backend: Backend) -> anyhow::Result<()> {
     }
     args.extend(["rebuild".to_owned(), "redis".to_owned()]);
     let out = tokio::process::Command::new(anamnesis_tests::server::binary()?)
+        .env(
+            "ANAMNESIS_MASTER_KEY",
+            anamnesis_tests::server::TEST_MASTER_KEY,
+        )
         .args(&args)
         .output()
         .await?;

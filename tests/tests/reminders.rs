@@ -30,7 +30,8 @@ async fn start(backend: Backend) -> anyhow::Result<TestServer> {
 /// One round of the sender at `now`; how many it sent.
 async fn round(s: &TestServer, now: DateTime<Utc>) -> anyhow::Result<i64> {
     let config = ReminderConfig::new(anamnesis_domain::schedule::ClinicZone::parse("UTC").unwrap());
-    let reader = LogReader::detached(s.db.db.clone());
+    let reader =
+        LogReader::detached_with(s.db.db.clone(), anamnesis_tests::server::test_keyring()?);
     Ok(reminders::round(&reader, &s.db.db, &config, now).await?)
 }
 

@@ -17,6 +17,11 @@ const PASSWORD: &str = "seeded clinic password";
 /// Runs the binary on `db` (its data directory `dir`) with `args`.
 async fn anamnesis(db: &TestDb, dir: &Path, args: &[&str]) -> anyhow::Result<Output> {
     let mut cmd = tokio::process::Command::new(binary()?);
+    // The servers this test starts on the seeded database use the test key.
+    cmd.env(
+        "ANAMNESIS_MASTER_KEY",
+        anamnesis_tests::server::TEST_MASTER_KEY,
+    );
     cmd.arg("--data-dir").arg(dir);
     if let Some(url) = &db.url {
         cmd.arg("--database-url").arg(url);

@@ -173,20 +173,22 @@ pub async fn run(settings: &Settings, args: &SeedArgs) -> anyhow::Result<()> {
     let zone = settings.zone()?;
     let currency = settings.currency()?;
     let db = crate::cli::open_database(settings).await?;
-    let result = seed(&db, args, (zone, currency)).await;
+    let keyring = settings.keyring()?;
+    let result = seed(&db, keyring, args, (zone, currency)).await;
     db.close().await;
     result
 }
 
 async fn seed(
     db: &Db,
+    keyring: anamnesis_commands::Keyring,
     args: &SeedArgs,
     (zone, currency): (
         anamnesis_domain::schedule::ClinicZone,
         anamnesis_domain::billing::Currency,
     ),
 ) -> anyhow::Result<()> {
-    let bus = CommandBus::new(EventLog::open(db.clone()).await?);
+    let bus = CommandBus::new(EventLog::open_with(db.clone(), keyring).await?);
     let has_patients = !bus
         .log()
         .streams_touched("patient", 0, i64::MAX, 1)

@@ -36,6 +36,10 @@ struct Args {
     /// Which phases to run: any of `login`, `register`, `read`.
     #[arg(long, value_delimiter = ',', default_value = "login,register,read")]
     phases: Vec<String>,
+    /// Run every phase twice in this run, on a server with payload
+    /// encryption off and then on (ADR 0024), and print the p99 ratios.
+    #[arg(long)]
+    compare_encryption: bool,
 }
 
 const PASSWORD: &str = "benchmark password";
@@ -191,13 +195,49 @@ async fn main() -> anyhow::Result<()> {
             .with_ansi(false)
             .init();
     }
-    let user_count = args.users.unwrap_or(args.clients).max(1);
     let backend = match args.backend.as_str() {
         "postgres" => Backend::Postgres,
         "sqlite" => Backend::Sqlite,
         other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
     };
-    let server = BenchServer::start(backend, args.clients).await?;
+    if !args.compare_encryption {
+        run(&args, backend, &[]).await?;
+        return Ok(());
+    }
+    let off = run(
+        &args,
+        backend,
+        &["--encrypt-payloads".into(), "false".into()],
+    )
+    .await?;
+    let on = run(&args, backend, &[]).await?;
+    println!();
+    println!("payload encryption, on vs off (same run; p99 at half the sustained rate):");
+    for ((route, off), (_, on)) in off.iter().zip(&on) {
+        println!(
+            "  {route:<28} off p50 {:>6.2} ms p99 {:>6.2} ms | on p50 {:>6.2} ms p99 {:>6.2} ms | p99 on/off {:.2}",
+            off.0,
+            off.1,
+            on.0,
+            on.1,
+            on.1 / off.1
+        );
+    }
+    Ok(())
+}
+
+/// One full benchmark on a fresh server started with `extra` settings;
+/// returns each phase's (p50, p99) in ms at half the sustained rate.
+async fn run(
+    args: &Args,
+    backend: Backend,
+    extra: &[String],
+) -> anyhow::Result<Vec<(&'static str, (f64, f64))>> {
+    let user_count = args.users.unwrap_or(args.clients).max(1);
+    if !extra.is_empty() {
+        eprintln!("server settings: {}", extra.join(" "));
+    }
+    let server = BenchServer::start_with(backend, args.clients, extra).await?;
     let client = Arc::new(Client {
         http: server.http.clone(),
         base: server.base.clone(),
@@ -351,5 +391,9 @@ async fn main() -> anyhow::Result<()> {
         half.print(&format!("{route} at half the sustained rate"), "req");
         println!("{:<50} {}", "", lag(half_lag));
     }
-    server.stop().await
+    server.stop().await?;
+    Ok(rows
+        .iter()
+        .map(|(route, _, _, half, _, _)| (*route, (half.ms(0.5), half.ms(0.99))))
+        .collect())
 }
