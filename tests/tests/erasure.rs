@@ -1,7 +1,7 @@
 //! Erasure by crypto-shredding (issue 13, items 1 and 2; ADR 0024), on each
 //! backend: distinctive strings are planted in every domain a patient
 //! touches (their account, record, allergies, history, chart, appointment,
-//! prescription, messages); after the erasure no table, no fresh backup and
+//! prescription, insurance, messages); after the erasure no table, no fresh backup and
 //! no rebuilt read model holds any of them, the log still verifies, history
 //! shows the erased events with their metadata, and another patient is
 //! untouched.
@@ -23,7 +23,7 @@ on_both_backends!(
 );
 
 /// What is planted about the erased patient, one per domain.
-const PLANTED: [&str; 9] = [
+const PLANTED: [&str; 10] = [
     "zyxwquartzname",  // username
     "Zyxwquartz",      // family name
     "MRN-QX7741",      // identifier
@@ -33,6 +33,7 @@ const PLANTED: [&str; 9] = [
     "Vexillarycough",  // reason for visit
     "Snorkelwick",     // message
     "Plumbeousdosing", // prescription instructions
+    "MEMB-QZ4410",     // insurance member id
 ];
 
 /// Every text value of every table, as one string per table.
@@ -199,6 +200,19 @@ async fn plant(s: &TestServer) -> anyhow::Result<Planted> {
         &victim_token,
         json!({"patient_id": victim, "subject": "A question",
                "body": "Snorkelwick again", "participants": [user_id_of(&doctor)?]}),
+    )
+    .await?;
+    assert_eq!(r.status, 201, "{r:?}");
+
+    // Her insurance, with a planted member id.
+    let from = (chrono::Utc::now().date_naive() - chrono::Duration::days(30)).to_string();
+    let r = call(
+        s,
+        "POST",
+        &format!("/v1/patients/{victim}/coverage"),
+        &staff,
+        json!({"payer": "Acme Health", "member_id": "MEMB-QZ4410", "plan": "Gold PPO",
+               "valid_from": from, "rank": "primary"}),
     )
     .await?;
     assert_eq!(r.status, 201, "{r:?}");
