@@ -51,6 +51,7 @@ pub(crate) async fn commit_batch(
         .map(|(t, id)| (t.as_str(), id.as_str()))
         .unzip();
     let digests = key_digests(units);
+    let patients = BatchKeys::patients_of(units);
     type Head = (
         i64,
         Vec<u8>,
@@ -58,8 +59,9 @@ pub(crate) async fn commit_batch(
         Option<i64>,
         Option<Vec<u8>>,
         Vec<Option<String>>,
+        (Vec<Uuid>, Vec<Vec<u8>>, Vec<Option<Vec<u8>>>),
     );
-    let (position, hash, current, last, last_hash, owners): Head = sqlx::query_as(
+    let row: sqlx::postgres::PgRow = sqlx::query(
         "SELECT h.position, h.hash, ARRAY( \
              SELECT COALESCE((SELECT e.sequence FROM events e \
                               WHERE e.aggregate_type = t.aggregate_type \
@@ -71,25 +73,44 @@ pub(crate) async fn commit_batch(
              (SELECT max(global_position) FROM events), \
              (SELECT e.hash FROM events e WHERE e.global_position = h.position), \
              ARRAY(SELECT (SELECT c.owner FROM unique_claims c WHERE c.key = k.key) \
-                   FROM UNNEST($3::bytea[]) WITH ORDINALITY AS k(key, n) ORDER BY k.n) \
+                   FROM UNNEST($3::bytea[]) WITH ORDINALITY AS k(key, n) ORDER BY k.n), \
+             ARRAY(SELECT p.patient_id FROM patient_keys p \
+                   WHERE p.patient_id = ANY($4::uuid[]) ORDER BY p.patient_id), \
+             ARRAY(SELECT p.master_key_id FROM patient_keys p \
+                   WHERE p.patient_id = ANY($4::uuid[]) ORDER BY p.patient_id), \
+             ARRAY(SELECT p.wrapped_key FROM patient_keys p \
+                   WHERE p.patient_id = ANY($4::uuid[]) ORDER BY p.patient_id) \
          FROM log_head h WHERE h.id = 1",
     )
     .bind(&types)
     .bind(&ids)
     .bind(&digests)
+    .bind(&patients)
     .fetch_one(&mut *tx)
     .await?;
+    // The batch's patients' keys come in the same round trip, under the
+    // head lock (ADR 0024): no extra round trip while the lock is held.
+    let (position, hash, current, last, last_hash, owners, keys): Head = (
+        row.try_get(0)?,
+        row.try_get(1)?,
+        row.try_get(2)?,
+        row.try_get(3)?,
+        row.try_get(4)?,
+        row.try_get(5)?,
+        (row.try_get(6)?, row.try_get(7)?, row.try_get(8)?),
+    );
     check_head(position, &hash, last, last_hash.as_deref())?;
     let sequences: HashMap<StreamKey, i64> = streams.into_iter().zip(current).collect();
 
     let owners = owners_of(digests, owners);
     let answered = answered(&mut tx, idempotency_keys(units)).await?;
-    let patients = BatchKeys::patients_of(units);
-    let stored = if patients.is_empty() {
-        Vec::new()
-    } else {
-        patient_keys(&mut *tx, &patients).await?
-    };
+    let (key_ids, masters, wrapped) = keys;
+    let stored: Vec<KeyRow> = key_ids
+        .into_iter()
+        .zip(masters)
+        .zip(wrapped)
+        .map(|((p, m), w)| (p, m, w))
+        .collect();
     let keys = BatchKeys::prepare(keyring, units, stored)?;
     let plan = plan_batch(
         (position, hash),
