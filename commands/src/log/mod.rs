@@ -314,15 +314,29 @@ impl EventLog {
             Db::Postgres(p) => postgres::mfa_credential(p, user_id).await?,
             Db::Sqlite(p) => sqlite::mfa_credential(p, user_id).await?,
         };
-        Ok(row.map(|(secret, confirmed, codes)| StoredMfa {
-            secret,
-            confirmed,
-            recovery_codes: codes
-                .split(',')
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned)
-                .collect(),
-        }))
+        // Each recovery code is known by its place in the list: a damaged
+        // list is an error, never a shorter one (indices would shift).
+        row.map(|(secret, confirmed, codes)| {
+            let recovery_codes: Vec<String> = if codes.is_empty() {
+                Vec::new()
+            } else {
+                codes.split(',').map(str::to_owned).collect()
+            };
+            if recovery_codes
+                .iter()
+                .any(|c| c.len() != 64 || !c.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(StoreError::Damaged(
+                    "a second factor's recovery codes are not a list of digests".into(),
+                ));
+            }
+            Ok(StoredMfa {
+                secret,
+                confirmed,
+                recovery_codes,
+            })
+        })
+        .transpose()
     }
 
     /// The position of the last committed event, read from the database.

@@ -205,7 +205,7 @@ pub(crate) fn plan_batch(
 ) -> Plan {
     let mut idempotency = Vec::new();
     let mut erased: Vec<Uuid> = Vec::new();
-    let mut sealed_for: Vec<Uuid> = Vec::new();
+    let mut sealed_for: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
     let mut credentials: HashMap<Uuid, Credential> = HashMap::new();
     let mut mfa: HashMap<Uuid, MfaCredential> = HashMap::new();
     let (mut position, mut hash) = head;
@@ -334,7 +334,7 @@ pub(crate) fn plan_batch(
                 break;
             }
             if let Some((patient, _)) = data_key {
-                sealed_for.push(patient);
+                sealed_for.insert(patient);
             }
             unit_sequences.insert(stream, sequence);
             appended.push(Appended {
