@@ -58,10 +58,25 @@ pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Re
     }
     let result = rebuild_all(settings, &db, &wanted).await;
     db.close().await;
+    result.map(|_| ())
+}
+
+/// Every read model kept in the database (all but `redis`).
+pub const ALL_BUT_REDIS: &[&str] = match NAMES.split_last() {
+    Some((_, rest)) => rest,
+    None => &[],
+};
+
+/// Rebuilds `names` (known names, `redis` only when Redis is configured)
+/// one after the other; the events folded in all and the seconds it took.
+pub async fn rebuild_named(settings: &Settings, names: &[&str]) -> anyhow::Result<(u64, f64)> {
+    let db = crate::cli::open_database(settings).await?;
+    let result = rebuild_all(settings, &db, names).await;
+    db.close().await;
     result
 }
 
-async fn rebuild_all(settings: &Settings, db: &Db, names: &[&str]) -> anyhow::Result<()> {
+async fn rebuild_all(settings: &Settings, db: &Db, names: &[&str]) -> anyhow::Result<(u64, f64)> {
     use anamnesis_projections::billing::Billing;
     use anamnesis_projections::{
         access_log::AccessLog, activity::Activity, chart::Chart, medications::Medications,
@@ -104,7 +119,7 @@ async fn rebuild_all(settings: &Settings, db: &Db, names: &[&str]) -> anyhow::Re
         names.len(),
         total as f64 / seconds.max(1e-9)
     );
-    Ok(())
+    Ok((total, seconds))
 }
 
 async fn one<P: Projector>(db: &Db, reader: &LogReader, projector: &P) -> anyhow::Result<Rebuilt> {

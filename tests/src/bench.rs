@@ -203,6 +203,8 @@ pub struct BenchServer {
     pub http: reqwest::Client,
     pub base: String,
     pub db: TestDb,
+    /// The server's configuration (for in-process commands beside it).
+    pub settings: anamnesis_api::config::Settings,
     stop: tokio::sync::oneshot::Sender<()>,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
 }
@@ -222,6 +224,17 @@ impl BenchServer {
         backend: Backend,
         clients: usize,
         extra: &[String],
+    ) -> anyhow::Result<Self> {
+        Self::start_seeded(backend, clients, extra, &[]).await
+    }
+
+    /// [`BenchServer::start_with`] over a database that `anamnesis seed`
+    /// with the arguments `seed` fills first (none when `seed` is empty).
+    pub async fn start_seeded(
+        backend: Backend,
+        clients: usize,
+        extra: &[String],
+        seed: &[String],
     ) -> anyhow::Result<Self> {
         let db = TestDb::with_pool(backend, 2)
             .await
@@ -252,8 +265,21 @@ impl BenchServer {
         // The load signs admins in in one step (no second factor).
         cli.extend(["--mfa-roles".to_owned(), String::new()]);
         cli.extend(extra.iter().cloned());
+        if !seed.is_empty() {
+            let mut seeding = cli.clone();
+            seeding.push("seed".into());
+            seeding.extend(seed.iter().cloned());
+            let parsed = <anamnesis_api::cli::Cli as clap::Parser>::try_parse_from(seeding)?;
+            let anamnesis_api::cli::Command::Seed(args) = parsed.command else {
+                anyhow::bail!("not the seed command");
+            };
+            anamnesis_api::seed::run(&parsed.settings, &args)
+                .await
+                .context("seeding the benchmark clinic")?;
+        }
         cli.push("serve".into());
         let settings = <anamnesis_api::cli::Cli as clap::Parser>::try_parse_from(cli)?.settings;
+        let kept = settings.clone();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let base = format!("http://{}", listener.local_addr()?);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -283,6 +309,7 @@ impl BenchServer {
             http,
             base,
             db,
+            settings: kept,
             stop,
             thread,
         })
@@ -385,5 +412,83 @@ impl BenchServer {
             .join()
             .map_err(|_| anyhow::anyhow!("the server thread panicked"))??;
         self.db.cleanup().await
+    }
+}
+
+/// Waits until every projection of the server at `base` has caught up with
+/// the log (lag 0 in `/metrics`); returns how long that took, in seconds.
+pub async fn catch_up(http: &reqwest::Client, base: &str) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    loop {
+        let text = http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        let behind: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("anamnesis_projection_lag_events"))
+            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+            .sum();
+        if behind == 0.0 {
+            return Ok(started.elapsed().as_secs_f64());
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(300),
+            "projections did not catch up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Projection lag (the age of the oldest event not yet in every read model,
+/// from `/metrics`), sampled every `every` while a phase runs.
+pub struct LagSampler {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<Vec<f64>>,
+}
+
+/// (p50, p99, max) lag in milliseconds, and the number of samples.
+pub type Lag = (f64, f64, f64, usize);
+
+impl LagSampler {
+    /// Starts sampling the server at `base`.
+    pub fn start(http: reqwest::Client, base: String, every: Duration) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut samples = Vec::new();
+            while !*stopped.borrow() {
+                if let Ok(r) = http.get(format!("{base}/metrics")).send().await {
+                    if let Ok(text) = r.text().await {
+                        let lag = text
+                            .lines()
+                            .filter(|l| l.starts_with("anamnesis_projection_lag_seconds"))
+                            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                            .fold(0.0, f64::max);
+                        samples.push(lag * 1000.0);
+                    }
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            samples
+        });
+        Self { stop, task }
+    }
+
+    /// Stops sampling: (p50, p99, max) lag in milliseconds, and the number
+    /// of samples.
+    pub async fn finish(self) -> anyhow::Result<Lag> {
+        self.stop.send_replace(true);
+        let mut samples = self.task.await?;
+        if samples.is_empty() {
+            return Ok((0.0, 0.0, 0.0, 0));
+        }
+        samples.sort_by(f64::total_cmp);
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Ok((at(0.5), at(0.99), at(1.0), samples.len()))
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod analytics;
+pub mod baseline;
 pub mod bench;
 pub mod cqrs_repository;
 pub mod db;
@@ -13,3 +14,4 @@ pub mod own_redis;
 pub mod schedule;
 pub mod server;
 pub mod smtp_sink;
+pub mod storm;

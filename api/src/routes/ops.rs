@@ -181,14 +181,27 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Projection lag, measured at scrape time: events behind the log head, and
     // how long ago the oldest unprojected event was recorded.
     if let Ok(head) = state.log().head_position().await {
-        // The delivery senders follow their outbox, not the log: no lag.
+        // The delivery senders follow their outbox, not the log, and the
+        // reminder sender runs in rounds (its position is the head as of its
+        // last round, up to a round old by design): no projection lag. Their
+        // health shows in `/readyz` and `anamnesis_projection_failing`.
         let follows_log = |name: &str| {
-            !anamnesis_projections::deliveries::LANES
-                .iter()
-                .any(|l| l.name == name)
+            name != anamnesis_projections::reminders::NAME
+                && !anamnesis_projections::deliveries::LANES
+                    .iter()
+                    .any(|l| l.name == name)
         };
-        for p in state.projections().iter().filter(|p| follows_log(p.name)) {
+        for p in state.projections().iter() {
             let (name, at) = (&p.name, *p.progress.borrow());
+            let stuck = if p.failure.borrow().is_some() {
+                1.0
+            } else {
+                0.0
+            };
+            metrics::gauge!("anamnesis_projection_failing", "projection" => *name).set(stuck);
+            if !follows_log(name) {
+                continue;
+            }
             let behind = (head - at).max(0);
             metrics::gauge!("anamnesis_projection_lag_events", "projection" => *name)
                 .set(behind as f64);
@@ -206,12 +219,6 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 }
             };
             metrics::gauge!("anamnesis_projection_lag_seconds", "projection" => *name).set(seconds);
-            let stuck = if p.failure.borrow().is_some() {
-                1.0
-            } else {
-                0.0
-            };
-            metrics::gauge!("anamnesis_projection_failing", "projection" => *name).set(stuck);
         }
     }
     let chain = state.chain();

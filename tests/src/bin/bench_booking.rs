@@ -8,16 +8,15 @@
 //! cargo run --release -p anamnesis-tests --bin bench-booking -- --backend postgres
 #![forbid(unsafe_code)]
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use anamnesis_tests::bench::{closed_loop, open_loop, BenchServer};
 use anamnesis_tests::db::Backend;
-use anyhow::Context;
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Utc, Weekday};
+use anamnesis_tests::storm::{
+    at, day_name, fan_out, id, provider, report, storm, verify, PASSWORD,
+};
+use chrono::{Datelike, Duration, Utc};
 use clap::Parser;
-use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 #[derive(Debug, Parser)]
@@ -40,7 +39,6 @@ struct Args {
     rate: f64,
 }
 
-const PASSWORD: &str = "benchmark password";
 const PROVIDERS: usize = 10;
 const SLOTS_PER_PROVIDER: usize = 10;
 const SLOT_MINUTES: i64 = 30;
@@ -50,76 +48,6 @@ const WEEK_BOOKINGS: usize = 1000;
 const IN_FLIGHT: u64 = 1000;
 /// Five-minute slots a day from 00:00 to 23:55.
 const SLOTS_PER_DAY: usize = 287;
-
-/// Runs `n` calls of `op`, `parallel` at a time, in order.
-async fn fan_out<F, Fut>(n: usize, parallel: usize, op: F) -> anyhow::Result<Vec<Value>>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Value>>,
-{
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    stream::iter(0..n)
-        .map(op)
-        .buffered(parallel)
-        .try_collect()
-        .await
-}
-
-fn id(v: &Value) -> anyhow::Result<String> {
-    Ok(v["id"].as_str().context("an id")?.to_owned())
-}
-
-fn at(day: NaiveDate, minutes: i64) -> anyhow::Result<DateTime<Utc>> {
-    Ok(day.and_hms_opt(0, 0, 0).context("midnight")?.and_utc() + Duration::minutes(minutes))
-}
-
-fn day_name(d: Weekday) -> &'static str {
-    [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-    ][d.num_days_from_monday() as usize]
-}
-
-/// A doctor account `name` enrolled as a provider with `hours`; its id.
-async fn provider(
-    s: &BenchServer,
-    admin: &str,
-    name: &str,
-    (hours, minutes): (Value, i64),
-) -> anyhow::Result<String> {
-    let user = s
-        .expect(
-            201,
-            ("POST", "/v1/users"),
-            admin,
-            Some(&json!({"username": name, "password": PASSWORD, "role": "doctor"})),
-        )
-        .await?;
-    let enrolled = s
-        .expect(
-            201,
-            ("POST", "/v1/providers"),
-            admin,
-            Some(&json!({
-            "user_id": id(&user)?, "display_name": format!("Dr {name}"),
-            "specialty": "general practice", "default_minutes": minutes})),
-        )
-        .await?;
-    let provider = id(&enrolled)?;
-    s.expect(
-        200,
-        ("PUT", &format!("/v1/providers/{provider}/availability")),
-        admin,
-        Some(&json!({"hours": hours, "slot_minutes": minutes})),
-    )
-    .await?;
-    Ok(provider)
-}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -213,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
         "goal: exactly {slots} wins, 0 errors, p99 <= 100 ms: {}",
         if met { "met" } else { "MISSED" }
     );
-    verify(&s, &staff, day, &contended, slots).await?;
+    verify(&s, &staff, (day, &[]), &contended, slots).await?;
 
     // Phase 2: one provider open all week in five-minute slots, every
     // other slot booked, each by another patient. Booked as a storm too,
@@ -328,175 +256,4 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("the server is still shared"))?
         .stop()
         .await
-}
-
-/// What one storm client got.
-struct Answer {
-    status: u16,
-    code: String,
-    id: String,
-    position: i64,
-    micros: u64,
-}
-
-/// A storm's answers and how long it took, from release to the last answer.
-struct Storm {
-    answers: Vec<Answer>,
-    elapsed: std::time::Duration,
-}
-
-impl Storm {
-    /// The log position of the last booking that landed.
-    fn last_position(&self) -> i64 {
-        self.answers.iter().map(|a| a.position).max().unwrap_or(0)
-    }
-}
-
-/// One client per body, all released at once, each posting its booking as
-/// `token` over a connection opened beforehand (the storm measures bookings,
-/// not TCP handshakes).
-async fn storm(
-    s: &Arc<BenchServer>,
-    token: &Arc<String>,
-    bodies: Vec<Value>,
-) -> anyhow::Result<Storm> {
-    fan_out(bodies.len(), bodies.len(), |_| {
-        let s = s.clone();
-        async move {
-            s.call("GET", "/readyz", None, None, &[])
-                .await
-                .map(|_| Value::Null)
-        }
-    })
-    .await?;
-    let go = Arc::new(tokio::sync::Barrier::new(bodies.len() + 1));
-    let mut tasks = Vec::with_capacity(bodies.len());
-    for body in bodies {
-        let (s, token, go) = (s.clone(), token.clone(), go.clone());
-        tasks.push(tokio::spawn(async move {
-            go.wait().await;
-            let started = Instant::now();
-            let (status, r) = s
-                .call("POST", "/v1/appointments", Some(&token), Some(&body), &[])
-                .await?;
-            anyhow::Ok(Answer {
-                status,
-                code: r["code"].as_str().unwrap_or_default().to_owned(),
-                id: r["id"].as_str().unwrap_or_default().to_owned(),
-                position: r["position"].as_i64().unwrap_or(0),
-                micros: started.elapsed().as_micros().max(1) as u64,
-            })
-        }));
-    }
-    go.wait().await;
-    let started = Instant::now();
-    let mut answers = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        answers.push(t.await??);
-    }
-    Ok(Storm {
-        answers,
-        elapsed: started.elapsed(),
-    })
-}
-
-/// Prints a storm's counts by answer, rate and latency; returns (wins,
-/// errors, p99 in ms). Errors are answers other than 201 and 409.
-fn report(name: &str, storm: &Storm) -> anyhow::Result<(usize, usize, f64)> {
-    let answers = &storm.answers;
-    let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
-    let mut kinds: BTreeMap<(u16, &str), usize> = BTreeMap::new();
-    for a in answers {
-        latency.record(a.micros)?;
-        *kinds.entry((a.status, a.code.as_str())).or_default() += 1;
-    }
-    let count = |code: u16| answers.iter().filter(|a| a.status == code).count();
-    let (wins, conflicts) = (count(201), count(409));
-    let errors = answers.len() - wins - conflicts;
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1000.0;
-    println!(
-        "{name:<50} {:>6.0} req/s   p50 {:>8.2} ms   p99 {:>8.2} ms   max {:>8.2} ms   ({:.2} s)",
-        answers.len() as f64 / storm.elapsed.as_secs_f64(),
-        ms(0.50),
-        ms(0.99),
-        ms(1.0),
-        storm.elapsed.as_secs_f64()
-    );
-    println!(
-        "{:<50} {wins} wins (201), {conflicts} conflicts (409), {errors} errors",
-        ""
-    );
-    for ((status, code), n) in kinds {
-        println!("{:<50}   {n:>5} x {status} {code}", "");
-    }
-    Ok((wins, errors, ms(0.99)))
-}
-
-/// The read model, once it has seen the storm's last booking, holds exactly
-/// `expected` booked appointments on `day`, the winners, and no two overlap
-/// on one provider's calendar.
-async fn verify(
-    s: &BenchServer,
-    staff: &str,
-    day: NaiveDate,
-    storm: &Storm,
-    expected: usize,
-) -> anyhow::Result<()> {
-    let last = storm.last_position();
-    let (from, to) = (at(day, 0)?.to_rfc3339(), at(day, 24 * 60)?.to_rfc3339());
-    let mut booked: Vec<(String, i64, i64, String)> = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut path = format!(
-            "/v1/appointments?status=booked&limit=100&from={}&to={}",
-            from.replace('+', "%2B"),
-            to.replace('+', "%2B"),
-        );
-        if let Some(c) = &cursor {
-            path.push_str(&format!("&cursor={c}"));
-        }
-        let at_last = [("X-Min-Position", last.to_string())];
-        let (status, page) = s.call("GET", &path, Some(staff), None, &at_last).await?;
-        anyhow::ensure!(status == 200, "listing appointments: {status} {page}");
-        for a in page["items"].as_array().context("items")? {
-            let time = |f: &str| -> anyhow::Result<i64> {
-                Ok(DateTime::parse_from_rfc3339(a[f].as_str().context("a time")?)?.timestamp())
-            };
-            booked.push((
-                a["provider_id"].as_str().unwrap_or_default().to_owned(),
-                time("starts_at")?,
-                time("ends_at")?,
-                a["appointment_id"].as_str().unwrap_or_default().to_owned(),
-            ));
-        }
-        cursor = page["next_cursor"].as_str().map(str::to_owned);
-        if cursor.is_none() {
-            break;
-        }
-    }
-    booked.sort();
-    let overlaps = booked
-        .windows(2)
-        .filter(|w| w[0].0 == w[1].0 && w[1].1 < w[0].2)
-        .count();
-    let mut won: Vec<&str> = storm
-        .answers
-        .iter()
-        .filter(|a| a.status == 201)
-        .map(|a| a.id.as_str())
-        .collect();
-    let mut listed: Vec<&str> = booked.iter().map(|b| b.3.as_str()).collect();
-    won.sort_unstable();
-    listed.sort_unstable();
-    println!(
-        "read model: {} booked, {overlaps} overlapping pairs, {} the winners",
-        booked.len(),
-        if won == listed { "exactly" } else { "NOT" }
-    );
-    anyhow::ensure!(
-        booked.len() == expected && overlaps == 0 && won == listed,
-        "the read model holds {} booked appointments ({overlaps} overlapping pairs), not the {expected} winners",
-        booked.len()
-    );
-    Ok(())
 }

@@ -9,7 +9,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anamnesis_tests::bench::{closed_loop, open_loop, BenchServer, Figures};
+use anamnesis_tests::bench::{
+    catch_up, closed_loop, open_loop, BenchServer, Figures, Lag, LagSampler,
+};
 use anamnesis_tests::db::Backend;
 use anyhow::Context;
 use clap::Parser;
@@ -104,85 +106,6 @@ where
         .buffered(parallel)
         .try_collect()
         .await
-}
-
-/// Waits until every projection has caught up with the log (lag 0 in
-/// `/metrics`); returns how long that took, in seconds.
-async fn catch_up(client: &Client) -> anyhow::Result<f64> {
-    let started = std::time::Instant::now();
-    loop {
-        let text = client
-            .http
-            .get(format!("{}/metrics", client.base))
-            .send()
-            .await?
-            .text()
-            .await?;
-        let behind: f64 = text
-            .lines()
-            .filter(|l| l.starts_with("anamnesis_projection_lag_events"))
-            .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
-            .sum();
-        if behind == 0.0 {
-            return Ok(started.elapsed().as_secs_f64());
-        }
-        anyhow::ensure!(
-            started.elapsed() < Duration::from_secs(300),
-            "projections did not catch up"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Projection lag (the age of the oldest event not yet in every read model,
-/// from `/metrics`), sampled every 20 ms while a phase runs.
-struct LagSampler {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<Vec<f64>>,
-}
-
-impl LagSampler {
-    fn start(client: Arc<Client>) -> Self {
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            let mut samples = Vec::new();
-            while !*stopped.borrow() {
-                if let Ok(r) = client
-                    .http
-                    .get(format!("{}/metrics", client.base))
-                    .send()
-                    .await
-                {
-                    if let Ok(text) = r.text().await {
-                        let lag = text
-                            .lines()
-                            .filter(|l| l.starts_with("anamnesis_projection_lag_seconds"))
-                            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                            .fold(0.0, f64::max);
-                        samples.push(lag * 1000.0);
-                    }
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-                    _ = stopped.changed() => {}
-                }
-            }
-            samples
-        });
-        Self { stop, task }
-    }
-
-    /// (p50, p99, max) lag in milliseconds, and the number of samples.
-    async fn finish(self) -> anyhow::Result<(f64, f64, f64, usize)> {
-        self.stop.send_replace(true);
-        let mut samples = self.task.await?;
-        if samples.is_empty() {
-            return Ok((0.0, 0.0, 0.0, 0));
-        }
-        samples.sort_by(f64::total_cmp);
-        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-        Ok((at(0.5), at(0.99), at(1.0), samples.len()))
-    }
 }
 
 #[tokio::main]
@@ -328,7 +251,6 @@ async fn run(
     // The maximum rate of a command leaves projection work behind. What the
     // system sustains is the commands over the time until the read models
     // have caught up too; "half rate" is half of that.
-    type Lag = (f64, f64, f64, usize);
     let mut rows: Vec<(&str, Figures, f64, Figures, Lag, Lag)> = Vec::new();
     let phases: [(&'static str, &'static str, &'static str); 3] = [
         ("POST /v1/auth/login", "login: max", "login: half rate"),
@@ -340,16 +262,25 @@ async fn run(
         if !args.phases.iter().any(|p| p == wanted) {
             continue;
         }
-        let sampler = LagSampler::start(client.clone());
+        let sampler = LagSampler::start(
+            client.http.clone(),
+            client.base.clone(),
+            Duration::from_millis(20),
+        );
         let max = match k {
             0 => closed_loop(max_name, args.clients, args.seconds, login.clone()).await?,
             1 => closed_loop(max_name, args.clients, args.seconds, register.clone()).await?,
             _ => closed_loop(max_name, args.clients, args.seconds, read.clone()).await?,
         };
-        let sustained = max.ops as f64 / (args.seconds as f64 + catch_up(&client).await?);
+        let sustained =
+            max.ops as f64 / (args.seconds as f64 + catch_up(&client.http, &client.base).await?);
         let max_lag = sampler.finish().await?;
         let rate = sustained / 2.0;
-        let sampler = LagSampler::start(client.clone());
+        let sampler = LagSampler::start(
+            client.http.clone(),
+            client.base.clone(),
+            Duration::from_millis(20),
+        );
         let half = match k {
             0 => open_loop(half_name, rate, args.seconds, args.clients, login.clone()).await?,
             1 => {
@@ -364,7 +295,7 @@ async fn run(
             }
             _ => open_loop(half_name, rate, args.seconds, args.clients, read.clone()).await?,
         };
-        catch_up(&client).await?;
+        catch_up(&client.http, &client.base).await?;
         let half_lag = sampler.finish().await?;
         rows.push((route, max, sustained, half, max_lag, half_lag));
     }

@@ -1,0 +1,158 @@
+//! What the virtual users measured: every answer's latency, by operation,
+//! with the second of the run it started in (for the chart), and the
+//! answers counted as successes, expected conflicts or errors.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+/// How one request ended.
+pub enum Outcome {
+    /// The answer the user wanted.
+    Done,
+    /// A refusal a real user meets and the system must give: the slot was
+    /// taken by someone else, the appointment moved on meanwhile.
+    Conflict,
+}
+
+/// One operation's samples.
+#[derive(Default)]
+struct Samples {
+    /// (second of the run, latency in µs) of every answered request.
+    answered: Vec<(u32, u32)>,
+    conflicts: u64,
+    errors: u64,
+    sample_error: Option<String>,
+}
+
+/// Shared by every virtual user of a phase.
+pub struct Recorder {
+    started: Instant,
+    ops: Mutex<BTreeMap<&'static str, Samples>>,
+}
+
+/// One operation's figures.
+pub struct OpFigures {
+    pub name: &'static str,
+    pub ok: u64,
+    pub conflicts: u64,
+    pub errors: u64,
+    pub rate: f64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub sample_error: Option<String>,
+    /// (second, p99 ms) over the run.
+    pub timeline: Vec<(u32, f64)>,
+}
+
+impl Recorder {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            ops: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Records one request of `op` that started at `at`.
+    pub fn record(&self, op: &'static str, at: Instant, result: &anyhow::Result<Outcome>) {
+        let took = at.elapsed().as_micros().clamp(1, u128::from(u32::MAX)) as u32;
+        let second = at.saturating_duration_since(self.started).as_secs() as u32;
+        let Ok(mut ops) = self.ops.lock() else {
+            return;
+        };
+        let s = ops.entry(op).or_default();
+        match result {
+            Ok(outcome) => {
+                s.answered.push((second, took));
+                if matches!(outcome, Outcome::Conflict) {
+                    s.conflicts += 1;
+                }
+            }
+            Err(e) => {
+                s.errors += 1;
+                s.sample_error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+
+    /// Requests recorded so far.
+    pub fn count(&self) -> usize {
+        self.ops
+            .lock()
+            .map(|ops| {
+                ops.values()
+                    .map(|s| s.answered.len() + s.errors as usize)
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// The figures of every operation, over `elapsed`.
+    pub fn figures(&self, elapsed: Duration) -> anyhow::Result<Vec<OpFigures>> {
+        let ops = self
+            .ops
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a virtual user panicked while recording"))?;
+        let mut out = Vec::new();
+        for (&name, s) in ops.iter() {
+            let mut all = histogram()?;
+            let mut by_second: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+            for &(second, us) in &s.answered {
+                all.record(u64::from(us))?;
+                by_second.entry(second).or_default().push(us);
+            }
+            let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
+            let timeline = by_second
+                .into_iter()
+                .map(|(second, mut v)| {
+                    v.sort_unstable();
+                    let i = ((v.len() - 1) as f64 * 0.99).round() as usize;
+                    (second, f64::from(v[i]) / 1000.0)
+                })
+                .collect();
+            let answered = s.answered.len() as u64;
+            out.push(OpFigures {
+                name,
+                ok: answered - s.conflicts,
+                conflicts: s.conflicts,
+                errors: s.errors,
+                rate: answered as f64 / elapsed.as_secs_f64().max(1e-9),
+                p50: ms(0.50),
+                p95: ms(0.95),
+                p99: ms(0.99),
+                max: all.max() as f64 / 1000.0,
+                sample_error: s.sample_error.clone(),
+                timeline,
+            });
+        }
+        Ok(out)
+    }
+}
+
+fn histogram() -> anyhow::Result<Histogram<u64>> {
+    // 1 µs to ~71 min (u32 µs), 3 significant digits.
+    Ok(Histogram::new_with_bounds(1, u64::from(u32::MAX), 3)?)
+}
+
+impl OpFigures {
+    pub fn json(&self) -> Value {
+        json!({
+            "operation": self.name,
+            "ok": self.ok,
+            "expected_conflicts": self.conflicts,
+            "errors": self.errors,
+            "requests_per_second": self.rate,
+            "p50_ms": self.p50,
+            "p95_ms": self.p95,
+            "p99_ms": self.p99,
+            "max_ms": self.max,
+            "sample_error": self.sample_error,
+            "p99_ms_by_second": self.timeline.iter().map(|(s, v)| json!([s, v])).collect::<Vec<_>>(),
+        })
+    }
+}
