@@ -492,3 +492,51 @@ impl LagSampler {
         Ok((at(0.5), at(0.99), at(1.0), samples.len()))
     }
 }
+
+/// Runs `n` calls of `op`, `parallel` at a time, in order.
+pub async fn fan_out<F, Fut>(n: usize, parallel: usize, op: F) -> anyhow::Result<Vec<Value>>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Value>>,
+{
+    use futures::stream::{self, StreamExt, TryStreamExt};
+    stream::iter(0..n)
+        .map(op)
+        .buffered(parallel)
+        .try_collect()
+        .await
+}
+
+/// The `id` of a command's answer.
+pub fn id(v: &Value) -> anyhow::Result<String> {
+    Ok(v["id"].as_str().context("an id")?.to_owned())
+}
+
+/// A query-string value, percent-encoded.
+pub fn query_value(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The backend a benchmark's `--backend` names; installs a log subscriber
+/// on stderr when `RUST_LOG` is set.
+pub fn backend_and_logs(name: &str) -> anyhow::Result<Backend> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
+    match name {
+        "postgres" => Ok(Backend::Postgres),
+        "sqlite" => Ok(Backend::Sqlite),
+        other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
+    }
+}

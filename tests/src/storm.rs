@@ -11,43 +11,17 @@ use chrono::{DateTime, Duration, NaiveDate, Utc, Weekday};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::bench::BenchServer;
+use crate::bench::{fan_out, id, BenchServer};
 
 /// The password of the accounts storms make.
 pub const PASSWORD: &str = "benchmark password";
-
-/// Runs `n` calls of `op`, `parallel` at a time, in order.
-pub async fn fan_out<F, Fut>(n: usize, parallel: usize, op: F) -> anyhow::Result<Vec<Value>>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Value>>,
-{
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    stream::iter(0..n)
-        .map(op)
-        .buffered(parallel)
-        .try_collect()
-        .await
-}
-
-pub fn id(v: &Value) -> anyhow::Result<String> {
-    Ok(v["id"].as_str().context("an id")?.to_owned())
-}
 
 pub fn at(day: NaiveDate, minutes: i64) -> anyhow::Result<DateTime<Utc>> {
     Ok(day.and_hms_opt(0, 0, 0).context("midnight")?.and_utc() + Duration::minutes(minutes))
 }
 
 pub fn day_name(d: Weekday) -> &'static str {
-    [
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-    ][d.num_days_from_monday() as usize]
+    crate::schedule::EVERY_DAY[d.num_days_from_monday() as usize]
 }
 
 /// A doctor account `name` enrolled as a provider with `hours`; its id.

@@ -11,8 +11,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anamnesis_tests::bench::{closed_loop, BenchServer};
-use anamnesis_tests::db::Backend;
+use anamnesis_tests::bench::{closed_loop, fan_out, id, BenchServer};
 use anyhow::Context;
 use chrono::{Duration, Utc};
 use clap::Parser;
@@ -53,24 +52,6 @@ const DRUGS: [&str; 5] = [
     "Salbutamol",
 ];
 
-/// Runs `n` calls of `op`, `parallel` at a time.
-async fn fan_out<F, Fut>(n: usize, parallel: usize, op: F) -> anyhow::Result<Vec<Value>>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Value>>,
-{
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    stream::iter(0..n)
-        .map(op)
-        .buffered(parallel)
-        .try_collect()
-        .await
-}
-
-fn id(v: &Value) -> anyhow::Result<String> {
-    Ok(v["id"].as_str().context("an id")?.to_owned())
-}
-
 fn position(v: &Value) -> i64 {
     v["position"].as_i64().unwrap_or(0)
 }
@@ -78,11 +59,7 @@ fn position(v: &Value) -> i64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let backend = match args.backend.as_str() {
-        "postgres" => Backend::Postgres,
-        "sqlite" => Backend::Sqlite,
-        other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
-    };
+    let backend = anamnesis_tests::bench::backend_and_logs(&args.backend)?;
     anyhow::ensure!(
         args.patients >= PER_DAY && args.patients % PROVIDERS == 0 && args.billed <= args.patients,
         "--patients is a multiple of {PROVIDERS}, at least {PER_DAY} (no one twice a day, \

@@ -10,11 +10,8 @@
 
 use std::sync::Arc;
 
-use anamnesis_tests::bench::{closed_loop, open_loop, BenchServer};
-use anamnesis_tests::db::Backend;
-use anamnesis_tests::storm::{
-    at, day_name, fan_out, id, provider, report, storm, verify, PASSWORD,
-};
+use anamnesis_tests::bench::{closed_loop, fan_out, id, open_loop, BenchServer};
+use anamnesis_tests::storm::{at, day_name, provider, report, storm, verify, PASSWORD};
 use chrono::{Datelike, Duration, Utc};
 use clap::Parser;
 use serde_json::{json, Value};
@@ -52,18 +49,7 @@ const SLOTS_PER_DAY: usize = 287;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .init();
-    }
-    let backend = match args.backend.as_str() {
-        "postgres" => Backend::Postgres,
-        "sqlite" => Backend::Sqlite,
-        other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
-    };
+    let backend = anamnesis_tests::bench::backend_and_logs(&args.backend)?;
     anyhow::ensure!(
         args.clients >= WEEK_BOOKINGS,
         "--clients is at least {WEEK_BOOKINGS}: phase 2 books for that many patients"

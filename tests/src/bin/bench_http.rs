@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anamnesis_tests::bench::{
-    catch_up, closed_loop, open_loop, BenchServer, Figures, Lag, LagSampler,
+    catch_up, closed_loop, fan_out, open_loop, BenchServer, Figures, Lag, LagSampler,
 };
 use anamnesis_tests::db::Backend;
 use anyhow::Context;
@@ -94,35 +94,10 @@ fn patient(i: u64) -> Value {
            "sex": "unknown", "identifiers": [{"system": "mrn", "value": format!("B-{i}")}]})
 }
 
-/// Runs `n` calls of `op`, `parallel` at a time.
-async fn fan_out<F, Fut>(n: usize, parallel: usize, op: F) -> anyhow::Result<Vec<Value>>
-where
-    F: Fn(usize) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Value>>,
-{
-    use futures::stream::{self, StreamExt, TryStreamExt};
-    stream::iter(0..n)
-        .map(op)
-        .buffered(parallel)
-        .try_collect()
-        .await
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .init();
-    }
-    let backend = match args.backend.as_str() {
-        "postgres" => Backend::Postgres,
-        "sqlite" => Backend::Sqlite,
-        other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
-    };
+    let backend = anamnesis_tests::bench::backend_and_logs(&args.backend)?;
     if !args.compare_encryption {
         run(&args, backend, &[]).await?;
         return Ok(());

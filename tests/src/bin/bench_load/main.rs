@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use anamnesis_tests::baseline::{baseline, baseline_table};
 use anamnesis_tests::bench::{catch_up, BenchServer, LagSampler};
-use anamnesis_tests::db::Backend;
 use anamnesis_tests::storm;
 use anyhow::Context;
 use chrono::Datelike;
@@ -89,18 +88,7 @@ const STORM_MINUTES: i64 = 30;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if std::env::var_os("RUST_LOG").is_some() {
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .init();
-    }
-    let backend = match args.backend.as_str() {
-        "postgres" => Backend::Postgres,
-        "sqlite" => Backend::Sqlite,
-        other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
-    };
+    let backend = anamnesis_tests::bench::backend_and_logs(&args.backend)?;
     anyhow::ensure!(args.users >= 1, "--users: at least 1");
     anyhow::ensure!(
         args.storm_clients >= STORM_PROVIDERS * STORM_SLOTS,
@@ -361,7 +349,7 @@ async fn booking_storm(
         providers
             .push(storm::provider(s, &admin, &format!("storm-doctor{p}"), hours.clone()).await?);
     }
-    let patients: Vec<String> = storm::fan_out(clients, 16, |i| {
+    let patients: Vec<String> = anamnesis_tests::bench::fan_out(clients, 16, |i| {
         let (s, desk) = (s.clone(), desk.clone());
         async move {
             let body = json!({"family_name": format!("Storm{i}"), "given_name": "Load",
@@ -373,7 +361,7 @@ async fn booking_storm(
     })
     .await?
     .iter()
-    .map(storm::id)
+    .map(anamnesis_tests::bench::id)
     .collect::<anyhow::Result<_>>()?;
     let slots = STORM_PROVIDERS * STORM_SLOTS;
     let mut bodies = Vec::with_capacity(clients);

@@ -62,7 +62,12 @@ pub async fn reads(s: &Arc<BenchServer>, summary: &Value, label: &str) -> anyhow
     let search_paths = Arc::new(
         names
             .iter()
-            .map(|n| format!("/v1/patients?name={}&limit=20", encode(n)))
+            .map(|n| {
+                format!(
+                    "/v1/patients?name={}&limit=20",
+                    anamnesis_tests::bench::query_value(n)
+                )
+            })
             .collect(),
     );
     let timeline_paths = Arc::new(
@@ -161,16 +166,4 @@ pub fn json(r: &Reads) -> Value {
     let one = |f: &Figures| json!({"per_second": f.rate(), "p50_ms": f.ms(0.5), "p99_ms": f.ms(0.99), "errors": f.errors});
     json!({"label": r.label, "patients": r.patients, "point_read": one(&r.point),
         "search": one(&r.search), "timeline": one(&r.timeline)})
-}
-
-/// A query value, percent-encoded.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

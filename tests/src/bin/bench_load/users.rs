@@ -489,18 +489,6 @@ fn pick<'a>(rng: &mut StdRng, choices: &[(u32, &'a str)]) -> &'a str {
     choices.last().map_or("", |c| c.1)
 }
 
-/// A query value, percent-encoded.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 impl Visit<'_> {
     /// One request of `op`, timed and recorded.
     async fn timed<F>(&self, op: &'static str, request: F) -> Option<Value>
@@ -710,7 +698,10 @@ impl Visit<'_> {
             "search" => {
                 let name = &self.any_patient(rng).family_name;
                 let prefix: String = name.chars().take(3).collect();
-                let path = format!("/v1/patients?name={}&limit=20", encode(&prefix));
+                let path = format!(
+                    "/v1/patients?name={}&limit=20",
+                    anamnesis_tests::bench::query_value(&prefix)
+                );
                 self.timed("desk: search patients", self.get(&path)).await;
             }
             "check in" if !m.to_check_in.is_empty() => {
