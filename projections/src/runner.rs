@@ -531,14 +531,21 @@ pub async fn step_until<P: Projector>(
         return Ok(Stepped::CaughtUp(cursor.scanned));
     }
     let until = head.min(cursor.scanned + SCAN_WINDOW);
-    let stored = reader
-        .read_types(
-            projector.aggregate_types(),
-            (cursor.scanned, until),
-            batch_size,
-            P::Event::PAYLOAD,
-        )
-        .await?;
+    // A stretch this process appended with none of its types: no read.
+    let stored = if reader.holds_none_of(projector.aggregate_types(), (cursor.scanned, until)) {
+        metrics::counter!("anamnesis_projection_reads_skipped_total", "projection" => projector.name())
+            .increment(1);
+        Vec::new()
+    } else {
+        reader
+            .read_types(
+                projector.aggregate_types(),
+                (cursor.scanned, until),
+                batch_size,
+                P::Event::PAYLOAD,
+            )
+            .await?
+    };
     let full = stored.len() as i64 >= batch_size;
     let mut reached = match stored.last() {
         Some(last) if full => last.global_position,

@@ -5,6 +5,7 @@
 //! ([`EventLog::reader`], [`EventLog::reader_on`]): reads, the head and the
 //! growth signal, and no way to append.
 
+mod appended;
 pub mod chain;
 mod postgres;
 mod reader;
@@ -83,16 +84,17 @@ impl EventLog {
             tokio::spawn(listen_for_appends(pool.clone(), head_tx.clone()));
         }
         let (health_tx, health_rx) = watch::channel(None);
+        let appended = appended::Appended::new(position);
         tokio::spawn(writer::run(
             writer_db,
             keyring.clone(),
             queue_rx,
-            head_tx,
+            (head_tx, appended.clone()),
             health_tx,
         ));
         Ok(Self {
             seals: keyring.seals(),
-            reader: LogReader::new(db.clone(), head_rx, keyring),
+            reader: LogReader::new(db.clone(), (head_rx, Some(appended)), keyring),
             db,
             queue: queue_tx,
             health: health_rx,

@@ -5,6 +5,7 @@
 
 use tokio::sync::watch;
 
+use super::appended::Appended;
 use super::seal::{self, Keyring};
 use super::{postgres, sqlite, Db, StoreError, StoredEvent};
 use anamnesis_domain::subject::ERASURE_EVENT;
@@ -19,17 +20,45 @@ use anamnesis_domain::subject::ERASURE_EVENT;
 pub struct LogReader {
     db: Db,
     head: watch::Receiver<i64>,
+    /// What the writer of this process appended, by type (none for a
+    /// detached reader).
+    appended: Option<Appended>,
     keyring: Keyring,
 }
 
 impl LogReader {
-    pub(crate) fn new(db: Db, head: watch::Receiver<i64>, keyring: Keyring) -> Self {
-        Self { db, head, keyring }
+    pub(crate) fn new(
+        db: Db,
+        (head, appended): (watch::Receiver<i64>, Option<Appended>),
+        keyring: Keyring,
+    ) -> Self {
+        Self {
+            db,
+            head,
+            appended,
+            keyring,
+        }
     }
 
     /// The same reader over another pool of the same database.
     pub(crate) fn on(&self, db: Db) -> Self {
-        Self::new(db, self.head.clone(), self.keyring.clone())
+        Self::new(
+            db,
+            (self.head.clone(), self.appended.clone()),
+            self.keyring.clone(),
+        )
+    }
+
+    /// Whether positions after `after` up to `until` certainly hold no
+    /// event of the aggregate `types` and no erasure, known without a read:
+    /// this process's writer appended every one of them and none of those
+    /// batches held one. `false` whenever unsure (a detached reader, events
+    /// from another process, no types). A projector passes such a stretch
+    /// over as it would after reading it empty.
+    pub fn holds_none_of(&self, types: &[&str], (after, until): (i64, i64)) -> bool {
+        self.appended
+            .as_ref()
+            .is_some_and(|a| a.holds_none_of(types, (after, until)))
     }
 
     /// A reader over `db` with no writer in this process (a command-line
@@ -42,7 +71,7 @@ impl LogReader {
     /// [`LogReader::detached`] with the patients' keys.
     pub fn detached_with(db: Db, keyring: Keyring) -> Self {
         let (_, head) = watch::channel(0);
-        Self { db, head, keyring }
+        Self::new(db, (head, None), keyring)
     }
 
     /// Up to `limit` events after global position `after`, in position

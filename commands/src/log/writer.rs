@@ -453,7 +453,7 @@ pub(crate) async fn run(
     db: Db,
     keyring: Keyring,
     mut queue: mpsc::Receiver<Vec<Pending>>,
-    head: watch::Sender<i64>,
+    (head, appended): (watch::Sender<i64>, super::appended::Appended),
     health: watch::Sender<Option<String>>,
 ) {
     let mut batch: Vec<Pending> = Vec::with_capacity(MAX_BATCH_COMMANDS);
@@ -465,7 +465,13 @@ pub(crate) async fn run(
                 Err(_) => break,
             }
         }
-        let failed = commit(&db, &keyring, std::mem::take(&mut batch), &head).await;
+        let failed = commit(
+            &db,
+            &keyring,
+            std::mem::take(&mut batch),
+            (&head, &appended),
+        )
+        .await;
         if let Some(Failed {
             unreachable: Some(cause),
             ..
@@ -514,23 +520,37 @@ async fn commit(
     db: &Db,
     keyring: &Keyring,
     batch: Vec<Pending>,
-    head: &watch::Sender<i64>,
+    (head, appended): (&watch::Sender<i64>, &super::appended::Appended),
 ) -> Option<Failed> {
     let units: Vec<&[AppendRequest]> = batch.iter().map(|p| p.requests.as_slice()).collect();
     let started = std::time::Instant::now();
     match db.commit_batch(keyring, &units).await {
         Ok((results, position)) => {
-            let appended: usize = results
-                .iter()
-                .flatten()
-                .flatten()
-                .map(|a| (a.last_position - a.first_position + 1) as usize)
-                .sum();
-            metrics::counter!("anamnesis_events_appended_total").increment(appended as u64);
+            let count = appended_count(&results);
+            metrics::counter!("anamnesis_events_appended_total").increment(count as u64);
             tracing::debug!(
                 units = units.len(),
                 micros = started.elapsed().as_micros() as u64,
                 "batch committed"
+            );
+            // What the batch held, before the signal wakes the readers.
+            let mut types = Vec::new();
+            let mut erasure = false;
+            for (unit, result) in units.iter().zip(&results) {
+                if result.is_ok() {
+                    for request in unit.iter() {
+                        types.push(request.aggregate_type.as_str());
+                        erasure |= request
+                            .events
+                            .iter()
+                            .any(|e| e.event_type == anamnesis_domain::subject::ERASURE_EVENT);
+                    }
+                }
+            }
+            appended.record(
+                (position - appended_count(&results), position),
+                types.into_iter(),
+                erasure,
             );
             advance(head, position);
             for (pending, result) in batch.into_iter().zip(results) {
@@ -556,7 +576,7 @@ async fn commit(
             tracing::warn!(%error, units = batch.len(), "batch append failed; retrying its units one by one");
             let mut failure = None;
             for pending in batch {
-                failure = Box::pin(commit(db, keyring, vec![pending], head)).await;
+                failure = Box::pin(commit(db, keyring, vec![pending], (head, appended))).await;
             }
             failure
         }
@@ -599,6 +619,16 @@ fn caused_by_data(error: &StoreError) -> bool {
             .code()
             .is_some_and(|c| c.starts_with("22") || c.starts_with("23")),
     }
+}
+
+/// Events the successful units of a batch appended.
+fn appended_count(results: &[UnitResult]) -> i64 {
+    results
+        .iter()
+        .flatten()
+        .flatten()
+        .map(|a| a.last_position - a.first_position + 1)
+        .sum()
 }
 
 /// Moves the head signal forward (never back) and wakes its watchers.
