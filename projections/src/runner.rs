@@ -292,6 +292,8 @@ pub struct Cursor {
     /// Every event up to here is applied or not the projector's.
     pub scanned: i64,
     last_write: Option<Instant>,
+    /// When the head was last read from the database.
+    head_read: Option<Instant>,
 }
 
 impl Cursor {
@@ -301,9 +303,16 @@ impl Cursor {
             committed,
             scanned: committed,
             last_write: None,
+            head_read: None,
         }
     }
 }
+
+/// How long a caught-up projector trusts its reader's growth signal before
+/// it reads the head from the database again (for appends the signal cannot
+/// carry: another process's on SQLite, a NOTIFY lost while the listener
+/// reconnected).
+const HEAD_READ_EVERY: Duration = Duration::from_secs(1);
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -516,7 +525,15 @@ pub async fn step_until<P: Projector>(
     let signalled = *reader.subscribe().borrow();
     let head = if signalled > cursor.scanned {
         signalled
+    } else if reader.signals_own_appends()
+        && cursor
+            .head_read
+            .is_some_and(|t| t.elapsed() < HEAD_READ_EVERY)
+    {
+        // Nothing signalled, and the database was asked a moment ago.
+        cursor.scanned
     } else {
+        cursor.head_read = Some(Instant::now());
         reader.head().await?
     }
     .min(limit);

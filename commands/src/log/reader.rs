@@ -49,6 +49,13 @@ impl LogReader {
         )
     }
 
+    /// Whether this reader's growth signal moves with the appends of a
+    /// writer in this process (and, on Postgres, with other processes'
+    /// NOTIFYs); a detached reader's never moves.
+    pub fn signals_own_appends(&self) -> bool {
+        self.appended.is_some()
+    }
+
     /// Whether positions after `after` up to `until` certainly hold no
     /// event of the aggregate `types` and no erasure, known without a read:
     /// this process's writer appended every one of them and none of those
