@@ -48,6 +48,8 @@ pub async fn start(
                 failure: failure_rx,
                 active: active_rx,
                 essential: false,
+                // Deliveries follow their outbox, not the log.
+                follows_log: false,
             };
             let task = tokio::spawn(deliveries::run(
                 db.clone(),

@@ -308,7 +308,7 @@ struct Projectors {
 
 impl Projectors {
     fn spawn<P: Projector>(&mut self, projector: P) {
-        let report = self.report(projector.name(), true);
+        let report = self.report(projector.name(), (true, true));
         self.runners.push(tokio::spawn(runner::run_reporting(
             self.reader.clone(),
             self.db.clone(),
@@ -322,7 +322,11 @@ impl Projectors {
 
 impl Projectors {
     /// A handle for `/readyz` and `/metrics`, and the report its task fills.
-    fn report(&mut self, name: &'static str, essential: bool) -> runner::Report {
+    fn report(
+        &mut self,
+        name: &'static str,
+        (essential, follows_log): (bool, bool),
+    ) -> runner::Report {
         let (progress, progress_rx) = watch::channel(0);
         let (failure, failure_rx) = watch::channel(None);
         let (active, active_rx) = watch::channel(false);
@@ -332,6 +336,7 @@ impl Projectors {
             failure: failure_rx,
             active: active_rx,
             essential,
+            follows_log,
         });
         runner::Report {
             progress,
@@ -343,7 +348,7 @@ impl Projectors {
     /// Starts the relay to NATS (ADR 0018), reported like a projector but
     /// not essential to readiness.
     fn relay(&mut self, config: anamnesis_projections::relay::RelayConfig) {
-        let report = self.report(anamnesis_projections::relay::NAME, false);
+        let report = self.report(anamnesis_projections::relay::NAME, (false, true));
         self.runners
             .push(tokio::spawn(anamnesis_projections::relay::run(
                 self.reader.clone(),
@@ -366,7 +371,7 @@ impl Projectors {
         let Some(config) = nats else {
             return self.spawn(projector);
         };
-        let report = self.report(projector.name(), false);
+        let report = self.report(projector.name(), (false, true));
         self.runners.push(tokio::spawn(consume::run(
             self.reader.clone(),
             self.db.clone(),
@@ -379,7 +384,9 @@ impl Projectors {
 
     /// Starts the reminder sender (ADR 0020), not essential to readiness.
     fn reminders(&mut self, config: ReminderConfig) {
-        let report = self.report(reminders::NAME, false);
+        // Rounds every few seconds: its position is the head as of the
+        // last round, no lag.
+        let report = self.report(reminders::NAME, (false, false));
         self.runners.push(tokio::spawn(reminders::run(
             self.reader.clone(),
             self.db.clone(),
@@ -425,6 +432,7 @@ impl Projectors {
             failure: failure_rx,
             active: active_rx,
             essential: false,
+            follows_log: true,
         });
         self.runners.push(tokio::spawn(redis::run(
             cache,

@@ -33,6 +33,10 @@ pub struct ProjectorHandle {
     /// the relay is not (the API answers rightly while NATS is away, and
     /// the relay catches up after; /readyz still shows its problem).
     pub essential: bool,
+    /// Whether its position follows the log, so that its distance from the
+    /// head is a lag: a projector's or the relay's is; a sender's that runs
+    /// in rounds or follows an outbox (reminders, deliveries) is not.
+    pub follows_log: bool,
 }
 
 /// Shared, cheaply cloned state.

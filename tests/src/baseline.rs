@@ -86,3 +86,12 @@ pub fn payload(i: u64) -> String {
         r#"{{"demographics":{{"address":null,"birth_date":"1980-01-01","contact":{{"email":null,"phone":null}},"identifiers":[],"name":{{"family":"Bench","given":"N{i}"}},"sex":"unknown"}},"user_id":null}}"#
     )
 }
+
+/// The log's head: the highest global position in `events`.
+pub async fn head(db: &Db) -> anyhow::Result<i64> {
+    const SQL: &str = "SELECT CAST(COALESCE(MAX(global_position), 0) AS BIGINT) FROM events";
+    Ok(match db {
+        Db::Postgres(p) => sqlx::query_scalar(SQL).fetch_one(p).await?,
+        Db::Sqlite(p) => sqlx::query_scalar(SQL).fetch_one(p).await?,
+    })
+}

@@ -181,16 +181,6 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     // Projection lag, measured at scrape time: events behind the log head, and
     // how long ago the oldest unprojected event was recorded.
     if let Ok(head) = state.log().head_position().await {
-        // The delivery senders follow their outbox, not the log, and the
-        // reminder sender runs in rounds (its position is the head as of its
-        // last round, up to a round old by design): no projection lag. Their
-        // health shows in `/readyz` and `anamnesis_projection_failing`.
-        let follows_log = |name: &str| {
-            name != anamnesis_projections::reminders::NAME
-                && !anamnesis_projections::deliveries::LANES
-                    .iter()
-                    .any(|l| l.name == name)
-        };
         for p in state.projections().iter() {
             let (name, at) = (&p.name, *p.progress.borrow());
             let stuck = if p.failure.borrow().is_some() {
@@ -199,7 +189,9 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 0.0
             };
             metrics::gauge!("anamnesis_projection_failing", "projection" => *name).set(stuck);
-            if !follows_log(name) {
+            // A sender in rounds or of an outbox has no lag (its health
+            // shows in `/readyz` and the failing gauge).
+            if !p.follows_log {
                 continue;
             }
             let behind = (head - at).max(0);

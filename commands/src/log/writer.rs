@@ -547,11 +547,7 @@ async fn commit(
                     }
                 }
             }
-            appended.record(
-                (position - appended_count(&results), position),
-                types.into_iter(),
-                erasure,
-            );
+            appended.record((position - count, position), types.into_iter(), erasure);
             advance(head, position);
             for (pending, result) in batch.into_iter().zip(results) {
                 let _ = pending.reply.send(result);

@@ -17,7 +17,7 @@ use anamnesis_commands::{Actor, Db, EventLog, EventMetadata};
 use anamnesis_domain::patient::{DemographicsInput, Patient, PatientCommand, Sex};
 use std::sync::Arc;
 
-use anamnesis_tests::baseline::{baseline, baseline_table, payload};
+use anamnesis_tests::baseline::{baseline, baseline_table, head, payload};
 use anamnesis_tests::bench::{closed_loop, Figures};
 use anamnesis_tests::db::{Backend, TestDb};
 use anyhow::Context;
@@ -111,15 +111,6 @@ async fn average_batch(db: &Db, after: i64) -> anyhow::Result<(f64, i64)> {
     };
     anyhow::ensure!(batches > 0, "the writer committed nothing");
     Ok((events as f64 / batches as f64, events))
-}
-
-/// The log's last position.
-async fn head(db: &Db) -> anyhow::Result<i64> {
-    const SQL: &str = "SELECT CAST(COALESCE(MAX(global_position), 0) AS BIGINT) FROM events";
-    Ok(match db {
-        Db::Postgres(p) => sqlx::query_scalar(SQL).fetch_one(p).await?,
-        Db::Sqlite(p) => sqlx::query_scalar(SQL).fetch_one(p).await?,
-    })
 }
 
 async fn group_commit(db: &Db, args: &Args) -> anyhow::Result<Figures> {

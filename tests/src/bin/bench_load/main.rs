@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anamnesis_tests::baseline::{baseline, baseline_table};
+use anamnesis_tests::baseline::{baseline, baseline_table, head};
 use anamnesis_tests::bench::{catch_up, BenchServer, LagSampler};
 use anamnesis_tests::storm;
 use anyhow::Context;
@@ -124,7 +124,9 @@ async fn main() -> anyhow::Result<()> {
     let summary: Value = serde_json::from_slice(
         &std::fs::read(&summary_path).context("reading the seed's summary")?,
     )?;
-    let seeded_events = summary["counts"]["events"].as_u64().unwrap_or(0);
+    let seeded_events = summary["counts"]["events"]
+        .as_u64()
+        .context("the seed's summary has no event count")?;
     let start_catch_up = catch_up(&s.http, &s.base).await?;
     eprintln!(
         "seeded {seeded_events} events in {seed_seconds:.1} s; read models caught up {start_catch_up:.1} s after start"
@@ -139,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
         "{} virtual users signed in in {sign_in_seconds:.1} s: {mix}",
         people.len()
     );
-    let head_before = head(&s).await?;
+    let head_before = head(&s.db.db).await?;
     let recorder = Arc::new(Recorder::new());
     let sampler = LagSampler::start(s.http.clone(), s.base.clone(), Duration::from_millis(100));
     let phase = Duration::from_secs(args.seconds);
@@ -153,7 +155,7 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let lag = sampler.finish().await?;
     let mixed_catch_up = catch_up(&s.http, &s.base).await?;
-    let appended = head(&s).await? - head_before;
+    let appended = head(&s.db.db).await? - head_before;
     let ops = recorder.figures(phase)?;
 
     // The booking storm.
@@ -312,15 +314,6 @@ async fn main() -> anyhow::Result<()> {
         "the booking storm did not end with exactly 100 winners"
     );
     Ok(())
-}
-
-/// The log's head position.
-async fn head(s: &BenchServer) -> anyhow::Result<i64> {
-    const SQL: &str = "SELECT CAST(COALESCE(MAX(global_position), 0) AS BIGINT) FROM events";
-    Ok(match &s.db.db {
-        anamnesis_commands::Db::Postgres(p) => sqlx::query_scalar(SQL).fetch_one(p).await?,
-        anamnesis_commands::Db::Sqlite(p) => sqlx::query_scalar(SQL).fetch_one(p).await?,
-    })
 }
 
 /// The storm: ten new providers with ten half-hour slots each on a weekday

@@ -45,7 +45,9 @@ pub async fn reads(s: &Arc<BenchServer>, summary: &Value, label: &str) -> anyhow
             .collect(),
     );
     anyhow::ensure!(!ids.is_empty(), "the clinic has no patients");
-    let patients = summary["counts"]["patients"].as_u64().unwrap_or(0) as usize;
+    let patients = summary["counts"]["patients"]
+        .as_u64()
+        .context("the seed's summary has no patient count")? as usize;
     let get = |paths: Arc<Vec<String>>| {
         let (s, token) = (s.clone(), token.clone());
         move |i: u64| {

@@ -59,6 +59,8 @@ struct Seeded {
 /// What the whole clinic's users share: who is who, set up before the run.
 struct Clinic {
     providers: Vec<String>,
+    /// Provider ids by their user's id.
+    by_user: HashMap<String, String>,
     patients: Vec<Seeded>,
     /// A fresh number for each registration and each drug name.
     counter: AtomicU64,
@@ -163,7 +165,7 @@ pub async fn sign_in(s: &Arc<BenchServer>, summary: &Value, n: usize) -> anyhow:
     }
     let billing = login(s, billing_name).await?;
     let clinic = Arc::new(discover(s, &desks[0].token).await?);
-    let by_user = providers_by_user(s, &desks[0].token).await?;
+    let by_user = &clinic.by_user;
     let count = by_user.len() as u64;
     anyhow::ensure!(count > 0, "the clinic has no providers");
 
@@ -329,11 +331,15 @@ async fn all_pages(s: &BenchServer, path: &str, token: &str) -> anyhow::Result<V
 
 /// Every provider and seeded patient, read as the front desk reads them.
 async fn discover(s: &BenchServer, desk: &str) -> anyhow::Result<Clinic> {
-    let providers = all_pages(s, "/v1/providers?limit=100", desk)
-        .await?
-        .iter()
-        .filter_map(|p| p["provider_id"].as_str().map(str::to_owned))
-        .collect::<Vec<_>>();
+    let mut by_user = HashMap::new();
+    for p in all_pages(s, "/v1/providers?limit=100", desk).await? {
+        let user = p["user_id"].as_str().context("a provider's user id")?;
+        let provider = p["provider_id"].as_str().context("a provider id")?;
+        by_user.insert(user.to_owned(), provider.to_owned());
+    }
+    let mut providers: Vec<String> = by_user.values().cloned().collect();
+    // In a fixed order, so that the users' seeded choices repeat.
+    providers.sort();
     let mut patients = Vec::new();
     for p in all_pages(s, "/v1/patients?limit=100", desk).await? {
         let mrn = p["identifiers"]
@@ -341,39 +347,26 @@ async fn discover(s: &BenchServer, desk: &str) -> anyhow::Result<Clinic> {
             .and_then(|ids| ids.iter().find(|i| i["system"] == "mrn"))
             .and_then(|i| i["value"].as_str())
             .and_then(trailing_number);
-        if let (Some(id), Some(number)) = (p["id"].as_str(), mrn) {
-            patients.push(Seeded {
-                id: id.to_owned(),
-                number,
-                family_name: p["family_name"].as_str().unwrap_or_default().to_owned(),
-            });
-        }
+        // At sign-in every patient is the seed's, with the MRN `S<seed>-<n>`.
+        let number = mrn.context("a seeded patient without an MRN")?;
+        patients.push(Seeded {
+            id: p["id"].as_str().context("a patient id")?.to_owned(),
+            number,
+            family_name: p["family_name"]
+                .as_str()
+                .context("a patient's family name")?
+                .to_owned(),
+        });
     }
     anyhow::ensure!(!providers.is_empty(), "the clinic has no providers");
     anyhow::ensure!(!patients.is_empty(), "the clinic has no seeded patients");
     Ok(Clinic {
         providers,
+        by_user,
         patients,
         counter: AtomicU64::new(0),
         today: Utc::now().date_naive(),
     })
-}
-
-/// Provider ids by their user's id.
-async fn providers_by_user(
-    s: &BenchServer,
-    token: &str,
-) -> anyhow::Result<HashMap<String, String>> {
-    Ok(all_pages(s, "/v1/providers?limit=100", token)
-        .await?
-        .iter()
-        .filter_map(|p| {
-            Some((
-                p["user_id"].as_str()?.to_owned(),
-                p["provider_id"].as_str()?.to_owned(),
-            ))
-        })
-        .collect())
 }
 
 /// The operations that write (commands); the rest read.
@@ -542,7 +535,7 @@ impl Visit<'_> {
         match self.user.role {
             Role::Patient => self.patient(rng, m).await,
             Role::Desk => self.desk(rng, m).await,
-            Role::Doctor | Role::Nurse => self.clinician(rng, m).await,
+            Role::Doctor | Role::Nurse => self.clinician(rng).await,
             Role::Billing => self.billing(rng, m).await,
         }
     }
@@ -758,7 +751,7 @@ impl Visit<'_> {
         }
     }
 
-    async fn clinician(&self, rng: &mut StdRng, _m: &mut Memory) {
+    async fn clinician(&self, rng: &mut StdRng) {
         let in_care = &self.user.in_care;
         if in_care.is_empty() {
             let path = format!(
@@ -782,7 +775,6 @@ impl Visit<'_> {
         } else {
             &[(30, "day"), (35, "chart"), (35, "vitals")]
         };
-        let who = if doctor { "doctor" } else { "nurse" };
         match pick(rng, choices) {
             "chart" => {
                 let path = format!("/v1/patients/{patient}/chart");
@@ -841,7 +833,7 @@ impl Visit<'_> {
             _ => {
                 let day = self.clinic.today + Days::days(rng.gen_range(0..=2));
                 let path = format!("/v1/providers/{}/schedule?date={day}", self.user.me);
-                let op = if who == "doctor" {
+                let op = if doctor {
                     "doctor: my day"
                 } else {
                     "nurse: my day"
@@ -894,16 +886,16 @@ impl Visit<'_> {
                     .into_iter()
                     .flatten()
                 {
-                    if let (Some(claim), Some(status)) =
-                        (c["claim_id"].as_str(), c["status"].as_str())
-                    {
+                    // A claim as the bill shows it; one without an amount
+                    // is not worked (a payer answer needs it).
+                    if let (Some(claim), Some(status), Some(amount)) = (
+                        c["claim_id"].as_str(),
+                        c["status"].as_str(),
+                        c["amount"].as_i64(),
+                    ) {
                         m.claims.retain(|k| k.1 != claim);
-                        m.claims.push((
-                            bill.clone(),
-                            claim.to_owned(),
-                            status.to_owned(),
-                            c["amount"].as_i64().unwrap_or(0),
-                        ));
+                        m.claims
+                            .push((bill.clone(), claim.to_owned(), status.to_owned(), amount));
                     }
                 }
             }
