@@ -106,6 +106,25 @@ impl LogReader {
         Ok(events)
     }
 
+    /// Opens the encrypted payloads of `events` with the key rows read with
+    /// them (Postgres brings them in the events' own query): only those of
+    /// patients whose payloads are sealed count, as when they are looked up.
+    fn open_keyed(
+        &self,
+        (mut events, keys): postgres::Keyed,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let sealed = seal::sealed_patients(&events)?;
+        if sealed.is_empty() {
+            return Ok(events);
+        }
+        let keys = keys
+            .into_iter()
+            .filter(|(patient, _, _)| sealed.binary_search(patient).is_ok())
+            .collect();
+        seal::open_all(&self.keyring, &mut events, keys)?;
+        Ok(events)
+    }
+
     /// Up to `limit` events of the given aggregate types with a position in
     /// `(after, until]`, in position order. Every type when `types` is empty.
     /// Erasures of patients (`patient.erased`) come whatever the types: every
@@ -126,11 +145,14 @@ impl LogReader {
         limit: i64,
         payload: bool,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let events = match &self.db {
-            Db::Postgres(p) => postgres::read_types(p, types, (after, until), limit, payload).await,
-            Db::Sqlite(p) => sqlite::read_types(p, types, (after, until), limit, payload).await,
-        }?;
-        self.open(events).await
+        match &self.db {
+            Db::Postgres(p) => self
+                .open_keyed(postgres::read_types(p, types, (after, until), limit, payload).await?),
+            Db::Sqlite(p) => {
+                let events = sqlite::read_types(p, types, (after, until), limit, payload).await?;
+                self.open(events).await
+            }
+        }
     }
 
     /// Up to `limit` events about patient `patient` after position `after`
@@ -143,11 +165,15 @@ impl LogReader {
         (after, until): (i64, i64),
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let events = match &self.db {
-            Db::Postgres(p) => postgres::read_patient(p, patient, (after, until), limit).await,
-            Db::Sqlite(p) => sqlite::read_patient(p, patient, (after, until), limit).await,
-        }?;
-        self.open(events).await
+        match &self.db {
+            Db::Postgres(p) => {
+                self.open_keyed(postgres::read_patient(p, patient, (after, until), limit).await?)
+            }
+            Db::Sqlite(p) => {
+                let events = sqlite::read_patient(p, patient, (after, until), limit).await?;
+                self.open(events).await
+            }
+        }
     }
 
     /// The events of one stream after `after_sequence`, in sequence order.
@@ -157,15 +183,16 @@ impl LogReader {
         aggregate_id: &str,
         after_sequence: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        let events = match &self.db {
-            Db::Postgres(p) => {
-                postgres::read_stream(p, aggregate_type, aggregate_id, after_sequence).await
-            }
+        match &self.db {
+            Db::Postgres(p) => self.open_keyed(
+                postgres::read_stream(p, aggregate_type, aggregate_id, after_sequence).await?,
+            ),
             Db::Sqlite(p) => {
-                sqlite::read_stream(p, aggregate_type, aggregate_id, after_sequence).await
+                let events =
+                    sqlite::read_stream(p, aggregate_type, aggregate_id, after_sequence).await?;
+                self.open(events).await
             }
-        }?;
-        self.open(events).await
+        }
     }
 
     /// The streams of `aggregate_type` that gained events after position
