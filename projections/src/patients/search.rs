@@ -109,6 +109,8 @@ pub async fn search(
         }
         Some(name) => {
             let prefix = name.trim().to_lowercase();
+            // Where the family phase resumes; None: it is over (the
+            // cursor is in the given name phase).
             let family_after = match s.after {
                 None => Some(None),
                 Some(Resume::Family(id)) => Some(Some(id)),
