@@ -31,6 +31,10 @@ macro_rules! on_pool {
     };
 }
 
+mod search;
+
+pub use search::{search, Resume, Search};
+
 impl Projector for Patients {
     type Event = PatientEvent;
 
@@ -702,75 +706,4 @@ pub async fn get(db: &Db, id: &str) -> Result<Option<PatientView>, sqlx::Error> 
         Some(row) => Ok(views(db, vec![row]).await?.pop()),
         None => Ok(None),
     }
-}
-
-/// Search filters; all given ones must match.
-#[derive(Debug, Clone, Default)]
-pub struct Search {
-    /// Prefix of the family or given name, any case.
-    pub name: Option<String>,
-    pub birth_date: Option<NaiveDate>,
-    /// An identifier's value (MRN, insurance number).
-    pub identifier: Option<String>,
-    /// Return patients whose id sorts after this one (the previous page's cursor).
-    pub after: Option<String>,
-    pub limit: i64,
-}
-
-enum Param {
-    Text(String),
-    Date(NaiveDate),
-}
-
-/// One page of matching patients, ordered by id (registration order), and
-/// whether more follow.
-pub async fn search(db: &Db, s: &Search) -> Result<(Vec<PatientView>, bool), sqlx::Error> {
-    let mut clauses = vec!["version > 0".to_owned()];
-    let mut params = Vec::new();
-    // Pushes a parameter and returns its `$n` number.
-    let next = |p: Param, params: &mut Vec<Param>| {
-        params.push(p);
-        params.len()
-    };
-    if let Some(name) = &s.name {
-        let prefix = name.trim().to_lowercase();
-        let low = next(Param::Text(prefix.clone()), &mut params);
-        let high = next(Param::Text(format!("{prefix}\u{10FFFF}")), &mut params);
-        clauses.push(format!(
-            "((family_key >= ${low} AND family_key < ${high}) \
-              OR (given_key >= ${low} AND given_key < ${high}))"
-        ));
-    }
-    if let Some(date) = s.birth_date {
-        let n = next(Param::Date(date), &mut params);
-        clauses.push(format!("birth_date = ${n}"));
-    }
-    if let Some(identifier) = &s.identifier {
-        let n = next(Param::Text(identifier.trim().to_owned()), &mut params);
-        clauses.push(format!(
-            "patient_id IN (SELECT patient_id FROM patient_identifiers WHERE value = ${n})"
-        ));
-    }
-    if let Some(after) = &s.after {
-        let n = next(Param::Text(after.clone()), &mut params);
-        clauses.push(format!("patient_id > ${n}"));
-    }
-    let sql = format!(
-        "SELECT {COLUMNS} FROM patients WHERE {} ORDER BY patient_id LIMIT {}",
-        clauses.join(" AND "),
-        s.limit + 1
-    );
-    let rows: Vec<PatientRow> = on_pool!(db, |p| {
-        let mut q = sqlx::query_as(&sql);
-        for param in &params {
-            q = match param {
-                Param::Text(t) => q.bind(t.as_str()),
-                Param::Date(d) => q.bind(*d),
-            };
-        }
-        q.fetch_all(p).await
-    })?;
-    let more = rows.len() as i64 > s.limit;
-    let page: Vec<PatientRow> = rows.into_iter().take(s.limit as usize).collect();
-    Ok((views(db, page).await?, more))
 }

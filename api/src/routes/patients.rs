@@ -11,7 +11,7 @@ use uuid::Uuid;
 use anamnesis_domain::patient::{
     AddressInput, DemographicsInput, Patient, PatientCommand, Severity, Sex,
 };
-use anamnesis_projections::patients::{self as read_model, PatientView, Search};
+use anamnesis_projections::patients::{self as read_model, PatientView, Resume, Search};
 
 use anamnesis_commands::dispatch::Decision;
 use anamnesis_domain::chart::{CareCommand, CareTeam};
@@ -228,7 +228,7 @@ pub struct SearchParams {
     pub birth_date: Option<String>,
     /// An identifier's value (MRN, insurance number).
     pub identifier: Option<String>,
-    /// `next_cursor` of the previous page.
+    /// The `next_cursor` of a previous page of the same search: opaque.
     pub cursor: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(value_type = Option<i64>)]
@@ -265,16 +265,19 @@ impl SearchParams {
                     .ok_or_else(|| bad_param("birth_date", "birth_date is YYYY-MM-DD"))
             })
             .transpose()?;
+        let name = query_text(self.name, "name")?;
+        // A name search's cursor names its phase (family or given name); a
+        // cursor from the other kind of search is refused, not misread.
         let after = self
             .cursor
             .map(|c| {
-                Uuid::parse_str(&c).map(|u| u.to_string()).map_err(|_| {
+                Resume::parse(&c, name.is_some()).ok_or_else(|| {
                     bad_param("cursor", "cursor is the next_cursor of a previous page")
                 })
             })
             .transpose()?;
         Ok(Search {
-            name: query_text(self.name, "name")?,
+            name,
             birth_date,
             identifier: query_text(self.identifier, "identifier")?,
             after,
@@ -286,7 +289,7 @@ impl SearchParams {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PatientPage {
     pub items: Vec<PatientView>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Opaque: pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -308,7 +311,9 @@ fn profile(view: PatientView, as_seen: View, who: &Principal, context: &Context)
     view
 }
 
-/// Search patients by name prefix, birth date or identifier.
+/// Search patients by name prefix, birth date or identifier. A name search
+/// lists the family name matches, then the given-name-only matches, each
+/// alphabetically; a search without a name lists by registration.
 #[utoipa::path(get, path = "/v1/patients", tag = "patients", security(("bearer" = [])),
     params(SearchParams, ("X-Min-Position" = Option<i64>, Header, description = "wait for this log position")),
     responses((status = 200, body = PatientPage), (status = 400, body = Problem),
@@ -328,10 +333,10 @@ pub async fn search_patients(
     })?;
     let search = params.parse()?;
     min.wait(state.progress(read_model::NAME)).await?;
-    let (items, more) = read_model::search(state.reads(), &search).await?;
+    let (items, next) = read_model::search(state.reads(), &search).await?;
     let read = crate::access_log::ids(items.iter().map(|p| p.id.as_str()))?;
     crate::access_log::record(&state, &who, "GET /v1/patients", read).await?;
-    let next_cursor = more.then(|| items.last().map(|p| p.id.clone())).flatten();
+    let next_cursor = next.map(|resume| resume.to_string());
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), results = items.len(), "patient search");
     // Doctors and nurses see the clinical lists of the patients in their
     // care; the others' demographics only (ADR 0013).
