@@ -1,10 +1,11 @@
 //! `bench-load`: the system as a clinic uses it (issue 14). Seeds a
 //! synthetic clinic (`anamnesis seed`, through the command layer), serves
 //! it, then:
-//! 1. the mixed phase: `--users` virtual users for `--seconds`, each a
-//!    patient, a front desk, a doctor, a nurse or a billing clerk doing what
-//!    they do, with a think time between requests; per-operation requests/s,
-//!    p50/p95/p99, expected conflicts and errors, and projection lag p99;
+//! 1. the mixed phase: `--users` virtual users for `--seconds` (measured
+//!    after `--warm-up-seconds`), each a patient, a front desk, a doctor, a
+//!    nurse or a billing clerk doing what they do, with a think time between
+//!    requests; per-operation requests/s, p50/p95/p99, expected conflicts
+//!    and errors, and projection lag p99;
 //! 2. the booking storm: `--storm-clients` clients released at once on 100
 //!    slots; exactly 100 must win and the read model must hold exactly them;
 //! 3. the rebuild: every read model folded again from the whole log while
@@ -48,6 +49,11 @@ struct Args {
     /// Measured seconds of the mixed phase.
     #[arg(long, default_value_t = 60)]
     seconds: u64,
+    /// Seconds of the mixed phase before it is measured: the users run,
+    /// the server's pools open their connections and its caches fill. Their
+    /// p99 is printed on a line of its own; the chart shows them too.
+    #[arg(long, default_value_t = 5)]
+    warm_up_seconds: u64,
     /// Mean think time of a virtual user between two requests, in ms
     /// (exponentially distributed): the offered load is about
     /// users / think time.
@@ -141,22 +147,28 @@ async fn main() -> anyhow::Result<()> {
         "{} virtual users signed in in {sign_in_seconds:.1} s: {mix}",
         people.len()
     );
-    let head_before = head(&s.db.db).await?;
     let recorder = Arc::new(Recorder::new());
-    let sampler = LagSampler::start(s.http.clone(), s.base.clone(), Duration::from_millis(100));
     let phase = Duration::from_secs(args.seconds);
-    users::run(
+    let warm_up = Duration::from_secs(args.warm_up_seconds);
+    let running = tokio::spawn(users::run(
         s.clone(),
         people,
         recorder.clone(),
-        phase,
+        warm_up + phase,
         Duration::from_millis(args.think_ms),
-    )
-    .await?;
+    ));
+    // The first seconds open the pools' connections and fill the caches:
+    // measured apart, not in the table.
+    tokio::time::sleep(warm_up).await;
+    let head_before = head(&s.db.db).await?;
+    let sampler = LagSampler::start(s.http.clone(), s.base.clone(), Duration::from_millis(100));
+    running.await??;
     let lag = sampler.finish().await?;
     let mixed_catch_up = catch_up(&s.http, &s.base).await?;
     let appended = head(&s.db.db).await? - head_before;
-    let ops = recorder.figures(phase)?;
+    let warm_up_seconds = u32::try_from(args.warm_up_seconds)?;
+    let ops = recorder.figures(warm_up_seconds, phase)?;
+    let (warm_p99, warm_max, warm_requests) = recorder.warm_up(warm_up_seconds)?;
 
     // The booking storm.
     let (storm_row, storm_ok) = booking_storm(&s, &summary, args.storm_clients).await?;
@@ -184,8 +196,8 @@ async fn main() -> anyhow::Result<()> {
     // The report.
     println!();
     println!(
-        "bench-load: backend {}, {} virtual users ({mix}), think time {} ms mean, {} s",
-        args.backend, args.users, args.think_ms, args.seconds
+        "bench-load: backend {}, {} virtual users ({mix}), think time {} ms mean, {} s measured after {} s of warm-up",
+        args.backend, args.users, args.think_ms, args.seconds, args.warm_up_seconds
     );
     println!(
         "clinic: {} patients, {} providers, {seeded_events} events seeded in {seed_seconds:.1} s",
@@ -212,6 +224,10 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "{:<28} {total:>8.1} requests/s in all; {appended} events appended ({append_rate:.1}/s)",
         "all"
+    );
+    println!(
+        "warm-up (first {} s, not above): {warm_requests} requests, p99 {warm_p99:.1} ms, max {warm_max:.1} ms",
+        args.warm_up_seconds
     );
     println!(
         "projection lag: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms ({} samples); caught up {mixed_catch_up:.2} s after the phase",
@@ -270,6 +286,8 @@ async fn main() -> anyhow::Result<()> {
         "mix": mix,
         "think_ms": args.think_ms,
         "seconds": args.seconds,
+        "warm_up": {"seconds": args.warm_up_seconds, "requests": warm_requests,
+            "p99_ms": warm_p99, "max_ms": warm_max},
         "clinic": {"patients": args.patients, "providers": args.providers,
             "events": seeded_events, "seed_seconds": seed_seconds,
             "catch_up_seconds": start_catch_up},

@@ -21,9 +21,10 @@ pub enum Outcome {
 /// One operation's samples.
 #[derive(Default)]
 struct Samples {
-    /// (second of the run, latency in µs) of every answered request.
-    answered: Vec<(u32, u32)>,
-    conflicts: u64,
+    /// (second of the run, latency in µs, whether a conflict) of every
+    /// answered request.
+    answered: Vec<(u32, u32, bool)>,
+    /// Errors, whenever they came: the warm-up is no excuse for one.
     errors: u64,
     sample_error: Option<String>,
 }
@@ -68,10 +69,8 @@ impl Recorder {
         let s = ops.entry(op).or_default();
         match result {
             Ok(outcome) => {
-                s.answered.push((second, took));
-                if matches!(outcome, Outcome::Conflict) {
-                    s.conflicts += 1;
-                }
+                s.answered
+                    .push((second, took, matches!(outcome, Outcome::Conflict)));
             }
             Err(e) => {
                 s.errors += 1;
@@ -92,8 +91,10 @@ impl Recorder {
             .unwrap_or(0)
     }
 
-    /// The figures of every operation, over `elapsed`.
-    pub fn figures(&self, elapsed: Duration) -> anyhow::Result<Vec<OpFigures>> {
+    /// The figures of every operation over the `elapsed` after the first
+    /// `warm_up` seconds (requests that started in those count only in the
+    /// timeline and in [`Recorder::warm_up`]).
+    pub fn figures(&self, warm_up: u32, elapsed: Duration) -> anyhow::Result<Vec<OpFigures>> {
         let ops = self
             .ops
             .lock()
@@ -102,9 +103,15 @@ impl Recorder {
         for (&name, s) in ops.iter() {
             let mut all = histogram()?;
             let mut by_second: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-            for &(second, us) in &s.answered {
-                all.record(u64::from(us))?;
+            let mut measured = 0u64;
+            let mut conflicts = 0u64;
+            for &(second, us, conflict) in &s.answered {
                 by_second.entry(second).or_default().push(us);
+                if second >= warm_up {
+                    all.record(u64::from(us))?;
+                    measured += 1;
+                    conflicts += u64::from(conflict);
+                }
             }
             let ms = |q: f64| all.value_at_quantile(q) as f64 / 1000.0;
             let timeline = by_second
@@ -115,13 +122,12 @@ impl Recorder {
                     (second, f64::from(v[i]) / 1000.0)
                 })
                 .collect();
-            let answered = s.answered.len() as u64;
             out.push(OpFigures {
                 name,
-                ok: answered - s.conflicts,
-                conflicts: s.conflicts,
+                ok: measured - conflicts,
+                conflicts,
                 errors: s.errors,
-                rate: answered as f64 / elapsed.as_secs_f64().max(1e-9),
+                rate: measured as f64 / elapsed.as_secs_f64().max(1e-9),
                 p50: ms(0.50),
                 p95: ms(0.95),
                 p99: ms(0.99),
@@ -131,6 +137,27 @@ impl Recorder {
             });
         }
         Ok(out)
+    }
+}
+
+impl Recorder {
+    /// p99 and max (ms) of every request of every operation that started in
+    /// the first `warm_up` seconds, and how many there were.
+    pub fn warm_up(&self, warm_up: u32) -> anyhow::Result<(f64, f64, u64)> {
+        let ops = self
+            .ops
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a virtual user panicked while recording"))?;
+        let mut all = histogram()?;
+        for s in ops.values() {
+            for &(second, us, _) in &s.answered {
+                if second < warm_up {
+                    all.record(u64::from(us))?;
+                }
+            }
+        }
+        let ms = |v: u64| v as f64 / 1000.0;
+        Ok((ms(all.value_at_quantile(0.99)), ms(all.max()), all.len()))
     }
 }
 
