@@ -497,8 +497,8 @@ fn keyed(rows: &[PgRow]) -> Result<Keyed, StoreError> {
         let event = decode(row)?;
         let master: Option<Vec<u8>> = row.try_get("key_master")?;
         if let (Some(patient), Some(master)) = (event.patient_id, master) {
-            if !keys.contains_key(&patient) {
-                keys.insert(patient, (patient, master, row.try_get("key_wrapped")?));
+            if let std::collections::hash_map::Entry::Vacant(v) = keys.entry(patient) {
+                v.insert((patient, master, row.try_get("key_wrapped")?));
             }
         }
         events.push(event);
