@@ -157,13 +157,7 @@ impl Sessions {
                 break;
             }
             let step = async {
-                let head = match follow_to(&log, seen, &mut head_read) {
-                    Some(head) => head,
-                    None => {
-                        head_read = Some(Instant::now());
-                        log.head().await?
-                    }
-                };
+                let head = log.head_after(seen, &mut head_read).await?;
                 // A stretch this process appended with no user event in it:
                 // nothing to invalidate, and no read (ADR 0028).
                 if log.holds_none_of(&["user"], (seen, head)) {
@@ -213,22 +207,4 @@ impl Sessions {
         }
         self.following.store(false, Ordering::Release);
     }
-}
-
-/// How long the follower trusts its reader's growth signal before it reads
-/// the head from the database again (for appends the signal cannot carry:
-/// another process's on SQLite, a NOTIFY lost while the listener
-/// reconnected). As the projectors do.
-const HEAD_READ_EVERY: Duration = Duration::from_secs(1);
-
-/// The head to follow to without asking the database, when the signal
-/// knows it: a signalled head beyond `seen`, or `seen` itself when the
-/// database was asked less than [`HEAD_READ_EVERY`] ago. `None`: read it.
-fn follow_to(log: &LogReader, seen: i64, head_read: &mut Option<Instant>) -> Option<i64> {
-    let signalled = *log.subscribe().borrow();
-    if signalled > seen {
-        return Some(signalled);
-    }
-    let recent = head_read.is_some_and(|t| t.elapsed() < HEAD_READ_EVERY);
-    (log.signals_own_appends() && recent).then_some(seen)
 }

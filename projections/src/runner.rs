@@ -292,7 +292,8 @@ pub struct Cursor {
     /// Every event up to here is applied or not the projector's.
     pub scanned: i64,
     last_write: Option<Instant>,
-    /// When the head was last read from the database.
+    /// When the head was last read from the database
+    /// (`LogReader::head_after`).
     head_read: Option<Instant>,
 }
 
@@ -307,12 +308,6 @@ impl Cursor {
         }
     }
 }
-
-/// How long a caught-up projector trusts its reader's growth signal before
-/// it reads the head from the database again (for appends the signal cannot
-/// carry: another process's on SQLite, a NOTIFY lost while the listener
-/// reconnected).
-const HEAD_READ_EVERY: Duration = Duration::from_secs(1);
 
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -518,25 +513,10 @@ pub async fn step_until<P: Projector>(
     batch_size: i64,
     limit: i64,
 ) -> Result<Stepped, ProjectionError> {
-    // Every event at or before the growth signal is committed (it moves
-    // after a commit; NOTIFYs from other processes are checked against the
-    // head before they move it); when it says there is nothing new, the
-    // database has the last word.
-    let signalled = *reader.subscribe().borrow();
-    let head = if signalled > cursor.scanned {
-        signalled
-    } else if reader.signals_own_appends()
-        && cursor
-            .head_read
-            .is_some_and(|t| t.elapsed() < HEAD_READ_EVERY)
-    {
-        // Nothing signalled, and the database was asked a moment ago.
-        cursor.scanned
-    } else {
-        cursor.head_read = Some(Instant::now());
-        reader.head().await?
-    }
-    .min(limit);
+    let head = reader
+        .head_after(cursor.scanned, &mut cursor.head_read)
+        .await?
+        .min(limit);
     let stale = cursor
         .last_write
         .is_none_or(|t| t.elapsed() >= IDLE_CHECKPOINT_EVERY);

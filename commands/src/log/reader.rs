@@ -10,6 +10,10 @@ use super::seal::{self, Keyring};
 use super::{postgres, sqlite, Db, StoreError, StoredEvent};
 use anamnesis_domain::subject::ERASURE_EVENT;
 
+/// How long [`LogReader::head_after`] trusts the growth signal before it
+/// reads the head from the database again.
+const HEAD_READ_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A read-only handle on the log. Cheap to clone.
 ///
 /// Every read but [`LogReader::read_from`] opens encrypted payloads with
@@ -261,6 +265,32 @@ impl LogReader {
     /// Every event at or before it is committed and visible.
     pub async fn head(&self) -> Result<i64, StoreError> {
         self.db.head().await
+    }
+
+    /// The head for a follower that has seen the log up to `seen`, asking
+    /// the database only when the growth signal cannot say: a signalled head
+    /// beyond `seen` is committed (the signal moves after a commit; NOTIFYs
+    /// from other processes are checked against the head first); when the
+    /// signal says nothing new, the database has the last word, asked at
+    /// most once per [`HEAD_READ_EVERY`] (`last_read`, kept by the caller)
+    /// for a reader whose signal carries this process's appends. The
+    /// database catches what the signal cannot carry: another process's
+    /// appends on SQLite, a NOTIFY lost while the listener reconnected.
+    pub async fn head_after(
+        &self,
+        seen: i64,
+        last_read: &mut Option<std::time::Instant>,
+    ) -> Result<i64, StoreError> {
+        let signalled = *self.head.borrow();
+        if signalled > seen {
+            return Ok(signalled);
+        }
+        let recent = last_read.is_some_and(|t| t.elapsed() < HEAD_READ_EVERY);
+        if self.signals_own_appends() && recent {
+            return Ok(seen);
+        }
+        *last_read = Some(std::time::Instant::now());
+        self.head().await
     }
 
     /// What `log_head` says: the position of the last committed event and

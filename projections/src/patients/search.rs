@@ -69,23 +69,9 @@ impl fmt::Display for Resume {
     }
 }
 
-/// The orders a search pages in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Id,
-    Family,
-    Given,
-}
-
-impl Phase {
-    fn resume(self, id: Uuid) -> Resume {
-        match self {
-            Phase::Id => Resume::Id(id),
-            Phase::Family => Resume::Family(id),
-            Phase::Given => Resume::Given(id),
-        }
-    }
-}
+/// The phase a row was found in, as the cursor after it: `Resume::Id`,
+/// `Resume::Family` or `Resume::Given`.
+type Phase = fn(Uuid) -> Resume;
 
 /// One page of matching patients, and where the next page starts if more
 /// follow.
@@ -95,6 +81,7 @@ pub async fn search(
 ) -> Result<(Vec<PatientView>, Option<Resume>), sqlx::Error> {
     // One row past the page says whether more follow.
     let wanted = s.limit + 1;
+    // Each row with how a cursor after it reads (its phase).
     let mut rows: Vec<(PatientRow, Phase)> = Vec::new();
     match &s.name {
         None => {
@@ -105,7 +92,7 @@ pub async fn search(
                 None => None,
             };
             let page = Filtered::new(s).by_id(after).fetch(db, wanted).await?;
-            rows.extend(page.into_iter().map(|r| (r, Phase::Id)));
+            rows.extend(page.into_iter().map(|r| (r, Resume::Id as Phase)));
         }
         Some(name) => {
             let prefix = name.trim().to_lowercase();
@@ -122,7 +109,7 @@ pub async fn search(
                     .by_family(&prefix, after)
                     .fetch(db, wanted)
                     .await?;
-                rows.extend(page.into_iter().map(|r| (r, Phase::Family)));
+                rows.extend(page.into_iter().map(|r| (r, Resume::Family as Phase)));
             }
             let left = wanted - rows.len() as i64;
             if left > 0 {
@@ -134,19 +121,19 @@ pub async fn search(
                     .by_given(&prefix, after)
                     .fetch(db, left)
                     .await?;
-                rows.extend(page.into_iter().map(|r| (r, Phase::Given)));
+                rows.extend(page.into_iter().map(|r| (r, Resume::Given as Phase)));
             }
         }
     }
     let more = rows.len() as i64 > s.limit;
     rows.truncate(usize::try_from(s.limit).unwrap_or(0));
     let next = match rows.last() {
-        Some((row, phase)) if more => {
+        Some((row, resume)) if more => {
             let id = Uuid::parse_str(&row.patient_id).map_err(|e| sqlx::Error::ColumnDecode {
                 index: "patient_id".into(),
                 source: e.into(),
             })?;
-            Some(phase.resume(id))
+            Some(resume(id))
         }
         _ => None,
     };
