@@ -79,6 +79,10 @@ pub struct Scheduler {
     bus: CommandBus,
     zone: ClinicZone,
     seen: Arc<Mutex<Seen>>,
+    /// Held while a stream missing from `seen` is read on a first attempt:
+    /// a storm of bookings on a cold process reads each provider's and the
+    /// clinic's stream once, not once per booking.
+    cold: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Patients remembered at most; beyond it the memory starts over.
@@ -89,6 +93,9 @@ const PATIENTS_REMEMBERED: usize = 50_000;
 #[derive(Default)]
 struct Seen {
     providers: HashMap<Uuid, (Provider, i64)>,
+    /// Each enrolled provider's user account, which never changes: kept
+    /// apart from `providers`, whose state and sequence go stale.
+    accounts: HashMap<Uuid, Uuid>,
     clinic: Option<(ClinicCalendar, i64)>,
     patients: HashMap<Uuid, (PatientStanding, i64)>,
 }
@@ -113,6 +120,7 @@ impl Scheduler {
             bus,
             zone,
             seen: Arc::default(),
+            cold: Arc::default(),
         }
     }
 
@@ -124,21 +132,31 @@ impl Scheduler {
     /// The user account of provider `id` (`None`: no such provider). A
     /// provider's account never changes, so what was seen answers.
     pub async fn provider_user(&self, id: Uuid) -> Result<Option<Uuid>> {
-        if let Some((p, _)) = self.seen().providers.get(&id) {
-            if let Some(profile) = p.profile() {
-                return Ok(Some(profile.user_id));
-            }
+        if let Some(user) = self.seen().accounts.get(&id) {
+            return Ok(Some(*user));
         }
-        let (provider, _) = self.provider(id, Read::Fresh).await?;
-        Ok(provider.profile().map(|p| p.user_id))
+        let (provider, _, _) = self.bus.load::<Provider>(&id.to_string()).await?;
+        let user = provider.profile().map(|p| p.user_id);
+        if let Some(user) = user {
+            self.seen().accounts.insert(id, user);
+        }
+        Ok(user)
     }
 
     async fn provider(&self, id: Uuid, read: Read) -> Result<(Provider, i64)> {
-        if read == Read::Seen {
+        let _cold = if read == Read::Seen {
             if let Some(seen) = self.seen().providers.get(&id) {
                 return Ok(seen.clone());
             }
-        }
+            let cold = self.cold.lock().await;
+            // Another booking may have read it while this one waited.
+            if let Some(seen) = self.seen().providers.get(&id) {
+                return Ok(seen.clone());
+            }
+            Some(cold)
+        } else {
+            None
+        };
         let (provider, sequence, _) = self.bus.load::<Provider>(&id.to_string()).await?;
         if provider.profile().is_some() {
             self.seen()
@@ -149,11 +167,18 @@ impl Scheduler {
     }
 
     async fn clinic(&self, read: Read) -> Result<(ClinicCalendar, i64)> {
-        if read == Read::Seen {
+        let _cold = if read == Read::Seen {
             if let Some(seen) = &self.seen().clinic {
                 return Ok(seen.clone());
             }
-        }
+            let cold = self.cold.lock().await;
+            if let Some(seen) = &self.seen().clinic {
+                return Ok(seen.clone());
+            }
+            Some(cold)
+        } else {
+            None
+        };
         let (clinic, sequence, _) = self.bus.load::<ClinicCalendar>(CLINIC_CALENDAR_ID).await?;
         self.seen().clinic = Some((clinic.clone(), sequence));
         Ok((clinic, sequence))

@@ -33,10 +33,12 @@ use crate::state::AppState;
 
 use crate::extract::id_of;
 
-/// The user account of provider `id`, from the write side (`None`: no such provider).
+/// The user account of provider `id`, from the write side (`None`: no such
+/// provider). An enrolled provider's account never changes: the scheduler
+/// answers from what it has seen, and reads the stream only for a provider
+/// it has not seen enrolled.
 async fn provider_user(state: &AppState, id: Uuid) -> Result<Option<Uuid>, ApiError> {
-    let (provider, _, _) = state.bus().load::<Provider>(&id.to_string()).await?;
-    Ok(provider.profile().map(|p| p.user_id))
+    Ok(state.scheduler().provider_user(id).await?)
 }
 
 /// The provider record of user `user_id`, if they are one.
