@@ -287,35 +287,32 @@ impl Analytics {
         use AppointmentEvent as A;
         let n = match event {
             A::Booked { booking } => {
-                let provider = booking.provider_id.to_string();
-                let specialty = sql::returning(
-                    tx,
-                    "SELECT specialty FROM analytics_providers WHERE provider_id = $1",
-                    &[provider.as_str().into()],
-                )
-                .await?
-                .into_iter()
-                .next()
-                .ok_or_else(|| damaged(e, "a booking with a provider analytics does not hold"))?;
+                // The provider's specialty comes in the same statement: no
+                // row when analytics does not hold the provider.
                 let start = booking.period.start;
-                sql::execute(
+                let n = sql::execute(
                     tx,
                     "INSERT INTO analytics_appointments (appointment_id, patient_id, provider_id, \
                      specialty, day, starts_at, booked_at, status, late, position) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'booked', 0, $8) \
+                     SELECT $1, $2, provider_id, specialty, $4, $5, $6, 'booked', 0, $7 \
+                     FROM analytics_providers WHERE provider_id = $3 \
                      ON CONFLICT (appointment_id) DO NOTHING",
                     &[
                         e.id().into(),
                         booking.patient_id.to_string().into(),
-                        provider.into(),
-                        specialty.into(),
+                        booking.provider_id.to_string().into(),
                         day_number(self.zone.date_of(start)).into(),
                         start.timestamp().into(),
                         e.stored.recorded_at.timestamp().into(),
                         e.position().into(),
                     ],
                 )
-                .await?
+                .await?;
+                return one_row(
+                    e,
+                    n,
+                    "an appointment booked twice, or with a provider analytics does not hold",
+                );
             }
             A::Rescheduled { to, .. } => {
                 sql::execute(
