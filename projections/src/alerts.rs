@@ -9,7 +9,7 @@ use anamnesis_domain::chart::{CareEvent, EntryEvent};
 use anamnesis_domain::codec::{DecodeError, StoredForm};
 use anamnesis_domain::user::{Role, UserEvent};
 
-use crate::notifications::{insert, note, About, Note};
+use crate::notifications::{note, About, Note, Outbox};
 use crate::runner::{Decode, Envelope, ProjectionError, Projector, Tx};
 use crate::sql;
 
@@ -73,10 +73,11 @@ impl Projector for Alerts {
         tx: &mut Tx,
         events: &[Envelope<AlertEvent>],
     ) -> Result<(), ProjectionError> {
+        let mut out = Outbox::new("alerts");
         for e in events {
-            apply(tx, e).await?;
+            apply(tx, &mut out, e).await?;
         }
-        Ok(())
+        out.write(tx).await
     }
 
     /// The patient's alerts go.
@@ -87,7 +88,11 @@ impl Projector for Alerts {
     }
 }
 
-async fn apply(tx: &mut Tx, e: &Envelope<AlertEvent>) -> Result<(), ProjectionError> {
+async fn apply(
+    tx: &mut Tx,
+    out: &mut Outbox,
+    e: &Envelope<AlertEvent>,
+) -> Result<(), ProjectionError> {
     use AlertEvent as A;
     let id = e.id().to_owned();
     let alert = |to: Vec<String>, what: Note, patient: Option<String>| (to, what, patient);
@@ -142,7 +147,7 @@ async fn apply(tx: &mut Tx, e: &Envelope<AlertEvent>) -> Result<(), ProjectionEr
             patient: patient.as_deref(),
             subject: &id,
         };
-        insert(tx, "alerts", &e.stored, &to, about, 0).await?;
+        out.add(&e.stored, &to, about, 0);
     }
     Ok(())
 }

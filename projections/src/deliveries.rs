@@ -69,31 +69,47 @@ pub struct Outgoing<'a> {
 /// E-mail is enqueued only for a patient's notification about their own
 /// record (staff accounts have no address).
 pub async fn enqueue(tx: &mut Tx, n: &Outgoing<'_>) -> Result<(), ProjectionError> {
-    let now = Utc::now().timestamp_millis();
-    sql::execute(
+    enqueue_rows(tx, &[row(n, Utc::now())]).await
+}
+
+/// `n` as a row for [`enqueue_rows`], enqueued at `now`.
+pub(crate) fn row(n: &Outgoing<'_>, now: DateTime<Utc>) -> Vec<sql::Value> {
+    vec![
+        n.notification_id.into(),
+        n.recipient_id.into(),
+        n.kind.into(),
+        n.title.into(),
+        i64::from(n.urgent).into(),
+        n.patient_id.map(str::to_owned).into(),
+        n.subject_type.into(),
+        n.subject_id.into(),
+        n.position.into(),
+        n.caused_at.timestamp_millis().into(),
+        now.timestamp_millis().into(),
+    ]
+}
+
+/// [`enqueue`] for many notifications ([`row`]s) in one statement.
+pub(crate) async fn enqueue_rows(
+    tx: &mut Tx,
+    rows: &[Vec<sql::Value>],
+) -> Result<(), ProjectionError> {
+    sql::with_values(
         tx,
+        "notification_id, recipient_id, kind, title, urgent, patient_id, subject_type, \
+         subject_id, position, caused_at_ms, now_ms",
+        rows,
         "INSERT INTO deliveries (notification_id, channel, recipient_id, kind, title, urgent, \
          patient_id, subject_type, subject_id, position, caused_at_ms, enqueued_at_ms, status, \
          attempts, next_at_ms, updated_at_ms) \
-         SELECT $1, c.channel, $2, $3, $4, $5, $6, $9, $10, $11, $7, $8, \
-         CASE WHEN $7 < $8 - c.max_age_ms THEN 'expired' ELSE 'pending' END, 0, $8, $8 \
-         FROM delivery_channels c \
+         SELECT v.notification_id, c.channel, v.recipient_id, v.kind, v.title, v.urgent, \
+         v.patient_id, v.subject_type, v.subject_id, v.position, v.caused_at_ms, v.now_ms, \
+         CASE WHEN v.caused_at_ms < v.now_ms - c.max_age_ms THEN 'expired' ELSE 'pending' END, \
+         0, v.now_ms, v.now_ms \
+         FROM v CROSS JOIN delivery_channels c \
          WHERE c.channel <> 'email' OR EXISTS (SELECT 1 FROM notify_accounts a \
-         WHERE a.patient_id = $6 AND a.user_id = $2) \
+         WHERE a.patient_id = v.patient_id AND a.user_id = v.recipient_id) \
          ON CONFLICT (notification_id, channel) DO NOTHING",
-        &[
-            n.notification_id.into(),
-            n.recipient_id.into(),
-            n.kind.into(),
-            n.title.into(),
-            i64::from(n.urgent).into(),
-            n.patient_id.map(str::to_owned).into(),
-            n.caused_at.timestamp_millis().into(),
-            now.into(),
-            n.subject_type.into(),
-            n.subject_id.into(),
-            n.position.into(),
-        ],
     )
     .await?;
     Ok(())

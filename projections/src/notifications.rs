@@ -106,10 +106,11 @@ impl Projector for Notifications {
         tx: &mut Tx,
         events: &[Envelope<NotifyEvent>],
     ) -> Result<(), ProjectionError> {
+        let mut out = Outbox::new("notifications");
         for e in events {
-            apply(tx, e).await?;
+            apply(tx, &mut out, e).await?;
         }
-        Ok(())
+        out.write(tx).await
     }
 
     /// Notifications about the patient (and their reads), the deliveries and
@@ -197,7 +198,11 @@ async fn account(tx: &mut Tx, patient: &str) -> Result<Option<String>, Projectio
     .await
 }
 
-async fn apply(tx: &mut Tx, e: &Envelope<NotifyEvent>) -> Result<(), ProjectionError> {
+async fn apply(
+    tx: &mut Tx,
+    out: &mut Outbox,
+    e: &Envelope<NotifyEvent>,
+) -> Result<(), ProjectionError> {
     use NotifyEvent as N;
     let id = e.id().to_owned();
     match &e.event {
@@ -265,7 +270,7 @@ async fn apply(tx: &mut Tx, e: &Envelope<NotifyEvent>) -> Result<(), ProjectionE
                 )
                 .await?,
             );
-            notify(tx, e, &to, BOOKED, Some(&patient), &id).await?;
+            notify(out, e, &to, BOOKED, Some(&patient), &id);
             reminders::schedule_appointment(
                 tx,
                 &id,
@@ -289,7 +294,7 @@ async fn apply(tx: &mut Tx, e: &Envelope<NotifyEvent>) -> Result<(), ProjectionE
             .await?
             .ok_or_else(|| damaged(e, "a change of an appointment the notifier does not hold"))?;
             let to: Vec<String> = account(tx, &patient).await?.into_iter().collect();
-            notify(tx, e, &to, what, Some(&patient), &id).await?;
+            notify(out, e, &to, what, Some(&patient), &id);
             // The reminders of the old time go; a new time gets its own.
             let recorded = e.stored.recorded_at;
             if let N::Appointment(AppointmentEvent::Rescheduled { from, to }) = &e.event {
@@ -321,7 +326,7 @@ async fn apply(tx: &mut Tx, e: &Envelope<NotifyEvent>) -> Result<(), ProjectionE
             };
             if lab {
                 let to: Vec<String> = account(tx, &patient).await?.into_iter().collect();
-                notify_from(tx, e, &to, NEW_RESULT, Some(&patient), &id, 1).await?;
+                notify_from(out, e, &to, NEW_RESULT, Some(&patient), &id, 1);
             }
         }
         N::Thread(ThreadEvent::Started { participants, .. }) => {
@@ -342,7 +347,7 @@ async fn apply(tx: &mut Tx, e: &Envelope<NotifyEvent>) -> Result<(), ProjectionE
             )
             .await?;
             let patient = e.stored.patient_id.map(|p| p.to_string());
-            notify(tx, e, &to, MESSAGE, patient.as_deref(), &id).await?;
+            notify(out, e, &to, MESSAGE, patient.as_deref(), &id);
         }
         N::Medication(MedicationEvent::Prescribed { origin, .. }) => {
             sql::execute(
@@ -380,7 +385,7 @@ async fn apply(tx: &mut Tx, e: &Envelope<NotifyEvent>) -> Result<(), ProjectionE
                     REFILL_ANSWERED,
                 ),
             };
-            notify(tx, e, &to, what, Some(patient), &id).await?;
+            notify(out, e, &to, what, Some(patient), &id);
         }
         _ => {}
     }
@@ -399,34 +404,34 @@ async fn member(tx: &mut Tx, thread: &str, user: &str) -> Result<(), ProjectionE
 }
 
 /// One notification per recipient, numbered from 0 within the event.
-async fn notify(
-    tx: &mut Tx,
+fn notify(
+    out: &mut Outbox,
     e: &Envelope<NotifyEvent>,
     to: &[String],
     what: Note,
     patient: Option<&str>,
     subject: &str,
-) -> Result<(), ProjectionError> {
-    notify_from(tx, e, to, what, patient, subject, 0).await
+) {
+    notify_from(out, e, to, what, patient, subject, 0);
 }
 
 /// [`notify`], numbering from `first` (an event that makes notifications of
 /// two kinds numbers the second after the first).
-async fn notify_from(
-    tx: &mut Tx,
+fn notify_from(
+    out: &mut Outbox,
     e: &Envelope<NotifyEvent>,
     to: &[String],
     what: Note,
     patient: Option<&str>,
     subject: &str,
     first: usize,
-) -> Result<(), ProjectionError> {
+) {
     let about = About {
         what,
         patient,
         subject,
     };
-    insert(tx, "notifications", &e.stored, to, about, first).await
+    out.add(&e.stored, to, about, first);
 }
 
 /// What a notification is and whom it is about.
@@ -437,32 +442,49 @@ pub(crate) struct About<'a> {
     pub(crate) subject: &'a str,
 }
 
-/// One row of `table` (`notifications` or `alerts`) per recipient, caused
-/// by `cause`, ids `<position>.<first * 100 + n>`.
-pub(crate) async fn insert(
-    tx: &mut Tx,
-    table: &str,
-    cause: &anamnesis_commands::StoredEvent,
-    to: &[String],
-    about: About<'_>,
-    first: usize,
-) -> Result<(), ProjectionError> {
-    let About {
-        what,
-        patient,
-        subject,
-    } = about;
-    for (n, recipient) in to.iter().enumerate() {
-        let inserted = sql::execute(
-            tx,
-            &format!(
-                "INSERT INTO {table} (notification_id, recipient_id, kind, title, patient_id, \
-                 subject_type, subject_id, urgent, created_at, position) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (notification_id) DO NOTHING"
-            ),
-            &[
-                format!("{}.{}", cause.global_position, first * 100 + n).into(),
+/// The notifications (or alerts) a batch makes and their deliveries,
+/// written together when the batch's events are applied: nothing in the
+/// batch reads them back, and the routing rows the deliveries look at
+/// (`notify_accounts`) are only ever added before them or erased between
+/// batches. Two statements a batch instead of two per notification.
+pub(crate) struct Outbox {
+    table: &'static str,
+    /// Each row's id and the position that made it.
+    made: Vec<(String, i64)>,
+    rows: Vec<Vec<Value>>,
+    deliveries: Vec<Vec<Value>>,
+}
+
+impl Outbox {
+    /// An empty outbox for `table` (`notifications` or `alerts`).
+    pub(crate) fn new(table: &'static str) -> Self {
+        Self {
+            table,
+            made: Vec::new(),
+            rows: Vec::new(),
+            deliveries: Vec::new(),
+        }
+    }
+
+    /// One row per recipient, caused by `cause`, ids
+    /// `<position>.<first * 100 + n>`.
+    pub(crate) fn add(
+        &mut self,
+        cause: &anamnesis_commands::StoredEvent,
+        to: &[String],
+        about: About<'_>,
+        first: usize,
+    ) {
+        let About {
+            what,
+            patient,
+            subject,
+        } = about;
+        let now = chrono::Utc::now();
+        for (n, recipient) in to.iter().enumerate() {
+            let id = format!("{}.{}", cause.global_position, first * 100 + n);
+            self.rows.push(vec![
+                id.as_str().into(),
                 recipient.as_str().into(),
                 what.kind.into(),
                 what.title.into(),
@@ -472,33 +494,53 @@ pub(crate) async fn insert(
                 i64::from(what.urgent).into(),
                 cause.recorded_at.timestamp().into(),
                 cause.global_position.into(),
-            ],
+            ]);
+            self.deliveries.push(crate::deliveries::row(
+                &crate::deliveries::Outgoing {
+                    notification_id: &id,
+                    recipient_id: recipient,
+                    kind: what.kind,
+                    title: what.title,
+                    urgent: what.urgent,
+                    patient_id: patient,
+                    subject_type: what.subject_type,
+                    subject_id: subject,
+                    position: cause.global_position,
+                    caused_at: cause.recorded_at,
+                },
+                now,
+            ));
+            self.made.push((id, cause.global_position));
+        }
+    }
+
+    /// Writes what was added. A row already there stops the projector at
+    /// the position that made it again.
+    pub(crate) async fn write(self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let written: std::collections::HashSet<String> = sql::insert_rows_returning(
+            tx,
+            &format!(
+                "{} (notification_id, recipient_id, kind, title, patient_id, subject_type, \
+                 subject_id, urgent, created_at, position)",
+                self.table
+            ),
+            "ON CONFLICT (notification_id) DO NOTHING RETURNING notification_id",
+            &self.rows,
         )
-        .await?;
-        if inserted == 0 {
+        .await?
+        .into_iter()
+        .collect();
+        if let Some((_, position)) = self.made.iter().find(|(id, _)| !written.contains(id)) {
             return Err(ProjectionError::Event {
-                position: cause.global_position,
+                position: *position,
                 detail: "a notification made twice".into(),
             });
         }
-        crate::deliveries::enqueue(
-            tx,
-            &crate::deliveries::Outgoing {
-                notification_id: &format!("{}.{}", cause.global_position, first * 100 + n),
-                recipient_id: recipient,
-                kind: what.kind,
-                title: what.title,
-                urgent: what.urgent,
-                patient_id: patient,
-                subject_type: what.subject_type,
-                subject_id: subject,
-                position: cause.global_position,
-                caused_at: cause.recorded_at,
-            },
-        )
-        .await?;
+        crate::deliveries::enqueue_rows(tx, &self.deliveries).await
     }
-    Ok(())
 }
 
 // --- queries -------------------------------------------------------------------
