@@ -164,9 +164,23 @@ impl Projector for Analytics {
     ) -> Result<(), ProjectionError> {
         // Bills touched by the batch, folded in memory and written once each.
         let mut bills: BTreeMap<String, Folded> = BTreeMap::new();
+        // Registrations in a row are one insert.
+        let mut registered = sql::Run::new_rows(
+            "analytics_patients (patient_id, age_band, sex, region, position, deceased)",
+            "patient_id",
+            "demographics of a patient registered twice",
+        );
         for e in events {
+            if !matches!(
+                e.event,
+                AnalyticsEvent::Patient(PatientEvent::PatientRegistered { .. })
+            ) {
+                registered.flush(tx).await?;
+            }
             match &e.event {
-                AnalyticsEvent::Patient(event) => self.patient(tx, e, event).await?,
+                AnalyticsEvent::Patient(event) => {
+                    self.patient(tx, e, event, &mut registered).await?
+                }
                 AnalyticsEvent::Provider(event) => provider(tx, event, e.id()).await?,
                 AnalyticsEvent::Appointment(event) => self.appointment(tx, e, event).await?,
                 AnalyticsEvent::Medication(event) => self.medication(tx, e, event).await?,
@@ -186,6 +200,7 @@ impl Projector for Analytics {
                 }
             }
         }
+        registered.flush(tx).await?;
         for (id, folded) in bills {
             write(tx, &id, &folded).await?;
         }
@@ -232,11 +247,14 @@ fn one_row(e: &Envelope<AnalyticsEvent>, n: u64, what: &str) -> Result<(), Proje
 }
 
 impl Analytics {
+    /// Applies a patient event; a registration goes into the run
+    /// `registered`.
     async fn patient(
         &self,
         tx: &mut Tx,
         e: &Envelope<AnalyticsEvent>,
         event: &PatientEvent,
+        registered: &mut sql::Run,
     ) -> Result<(), ProjectionError> {
         let demographics: &Demographics = match event {
             PatientEvent::PatientRegistered { demographics, .. }
@@ -255,27 +273,37 @@ impl Analytics {
             }
             _ => return Ok(()),
         };
-        let on = self.zone.date_of(e.stored.recorded_at);
-        let registered = matches!(event, PatientEvent::PatientRegistered { .. });
+        let mut row = self.demographics(e, demographics);
+        if matches!(event, PatientEvent::PatientRegistered { .. }) {
+            row.push(0_i64.into());
+            registered.push(e.id().to_owned(), e.position(), row);
+            return Ok(());
+        }
         let n = sql::execute(
             tx,
-            if registered {
-                "INSERT INTO analytics_patients (patient_id, age_band, sex, region, deceased, \
-                 position) VALUES ($1, $2, $3, $4, 0, $5) ON CONFLICT (patient_id) DO NOTHING"
-            } else {
-                "UPDATE analytics_patients SET age_band = $2, sex = $3, region = $4, \
-                 position = $5 WHERE patient_id = $1"
-            },
-            &[
-                e.id().into(),
-                age_band(demographics.birth_date.date(), on).into(),
-                demographics.sex.as_str().into(),
-                region(demographics.address.as_ref()).into(),
-                e.position().into(),
-            ],
+            "UPDATE analytics_patients SET age_band = $2, sex = $3, region = $4, \
+             position = $5 WHERE patient_id = $1",
+            &row,
         )
         .await?;
-        one_row(e, n, "demographics of a patient registered twice, or never")
+        one_row(e, n, "demographics of a patient never registered")
+    }
+
+    /// A patient's row as `demographics` make it: id, age band, sex,
+    /// region, position.
+    fn demographics(
+        &self,
+        e: &Envelope<AnalyticsEvent>,
+        demographics: &Demographics,
+    ) -> Vec<sql::Value> {
+        let on = self.zone.date_of(e.stored.recorded_at);
+        vec![
+            e.id().into(),
+            age_band(demographics.birth_date.date(), on).into(),
+            demographics.sex.as_str().into(),
+            region(demographics.address.as_ref()).into(),
+            e.position().into(),
+        ]
     }
 
     async fn appointment(

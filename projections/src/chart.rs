@@ -73,13 +73,22 @@ impl Projector for Chart {
         events: &[Envelope<ChartEvent>],
     ) -> Result<(), ProjectionError> {
         // Entries change a few times in their life: one statement or two per
-        // event, in the batch's one transaction.
+        // event, in the batch's one transaction. Care-team members added in
+        // a row (a registration adds its provider) are one insert.
+        let mut added = sql::Run::unchecked(
+            "care_team_members (patient_id, user_id, reason, added_by, added_at)",
+            "ON CONFLICT (patient_id, user_id) DO NOTHING",
+        );
         for e in events {
+            if !matches!(e.event, ChartEvent::Care(CareEvent::MemberAdded { .. })) {
+                added.flush(tx).await?;
+            }
             match &e.event {
                 ChartEvent::Entry(event) => entry(tx, e, event).await?,
-                ChartEvent::Care(event) => care(tx, e, event).await?,
+                ChartEvent::Care(event) => care(tx, e, event, &mut added).await?,
             }
         }
+        added.flush(tx).await?;
         Ok(())
     }
 
@@ -285,27 +294,28 @@ async fn version(
     Ok(())
 }
 
+/// A care-team member's row, as `MemberAdded` makes it.
+fn member(e: &Envelope<ChartEvent>, user_id: &uuid::Uuid, reason: &str) -> Vec<Value> {
+    vec![
+        e.id().into(),
+        user_id.to_string().into(),
+        reason.into(),
+        e.stored.actor_id.as_str().into(),
+        seconds(e.stored.recorded_at),
+    ]
+}
+
+/// Applies a care-team event; a member added goes into the run `added`.
 async fn care(
     tx: &mut Tx,
     e: &Envelope<ChartEvent>,
     event: &CareEvent,
+    added: &mut sql::Run,
 ) -> Result<(), ProjectionError> {
     let patient = e.id();
     match event {
         CareEvent::MemberAdded { user_id, reason } => {
-            sql::execute(
-                tx,
-                "INSERT INTO care_team_members (patient_id, user_id, reason, added_by, added_at) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (patient_id, user_id) DO NOTHING",
-                &[
-                    patient.into(),
-                    user_id.to_string().into(),
-                    reason.as_str().into(),
-                    e.stored.actor_id.as_str().into(),
-                    seconds(e.stored.recorded_at),
-                ],
-            )
-            .await?;
+            added.push(String::new(), e.position(), member(e, user_id, reason));
         }
         CareEvent::MemberRemoved { user_id, .. } => {
             sql::execute(

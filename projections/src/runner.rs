@@ -247,7 +247,7 @@ pub struct RunnerConfig {
 impl Default for RunnerConfig {
     fn default() -> Self {
         Self {
-            batch_size: 500,
+            batch_size: 2_000,
             poll_interval: Duration::from_secs(1),
             retry_delay: Duration::from_secs(1),
             standby_interval: Duration::from_millis(100),

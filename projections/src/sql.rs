@@ -187,6 +187,86 @@ pub async fn insert_rows_returning(
     Ok(written)
 }
 
+/// The rows of one `INSERT`, gathered from consecutive events of a batch
+/// and written in one statement when the run ends: before the projector
+/// runs any other statement (so the order of writes is the events'
+/// order), and at the batch's end. With a key column, every row must be
+/// new: a key already in the table, or twice in the run, stops the
+/// projector at the position of the event that made it again.
+pub struct Run {
+    into: &'static str,
+    tail: &'static str,
+    key: Option<&'static str>,
+    duplicate: &'static str,
+    rows: Vec<Vec<Value>>,
+    /// Each row's key (when checked) and the position that made it.
+    made: Vec<(String, i64)>,
+}
+
+impl Run {
+    /// A run of `INSERT INTO <into> … <tail>` (`tail` an `ON CONFLICT`
+    /// clause or empty) whose rows are not checked.
+    pub fn unchecked(into: &'static str, tail: &'static str) -> Self {
+        Self {
+            into,
+            tail,
+            key: None,
+            duplicate: "",
+            rows: Vec::new(),
+            made: Vec::new(),
+        }
+    }
+
+    /// A run of `INSERT INTO <into> …` where each row is new by `key` (a
+    /// text column); `duplicate` says what a row already there means.
+    pub fn new_rows(into: &'static str, key: &'static str, duplicate: &'static str) -> Self {
+        Self {
+            key: Some(key),
+            duplicate,
+            ..Self::unchecked(into, "")
+        }
+    }
+
+    /// Adds a row made by the event at `position`, keyed `key` (ignored
+    /// when unchecked).
+    pub fn push(&mut self, key: String, position: i64, row: Vec<Value>) {
+        if self.key.is_some() {
+            self.made.push((key, position));
+        }
+        self.rows.push(row);
+    }
+
+    /// Writes the rows gathered so far, if any; the run is empty after.
+    pub async fn flush(&mut self, tx: &mut Tx) -> Result<(), crate::runner::ProjectionError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let made = std::mem::take(&mut self.made);
+        let Some(key) = self.key else {
+            insert_rows(tx, self.into, self.tail, &rows).await?;
+            return Ok(());
+        };
+        let tail = format!("ON CONFLICT ({key}) DO NOTHING RETURNING {key}");
+        let mut written: std::collections::HashSet<String> =
+            insert_rows_returning(tx, self.into, &tail, &rows)
+                .await?
+                .into_iter()
+                .collect();
+        // The first row not written, or written for an earlier event of the
+        // run, names the event.
+        for (key, position) in made {
+            if !written.remove(&key) {
+                return Err(crate::runner::ProjectionError::Event {
+                    position,
+                    detail: self.duplicate.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// `WITH v(<columns>) AS (<rows>) <statement>`: a statement (an `UPDATE …
 /// FROM v`, a `DELETE … WHERE … IN (SELECT … FROM v)`) over a list of rows.
 pub async fn with_values(

@@ -358,3 +358,105 @@ async fn death_then_update(backend: Backend) -> anyhow::Result<()> {
     drop((bus, log));
     t.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_registration_seen_twice_stops_analytics_at_it() {
+    registration_twice(Backend::Postgres).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_registration_seen_twice_stops_analytics_at_it() {
+    registration_twice(Backend::Sqlite).await.unwrap()
+}
+
+/// Registrations in a row are one insert (`sql::Run`): a second
+/// registration of one patient inside the run, or of a patient an earlier
+/// batch wrote, stops the projector at that event, and the batch writes
+/// nothing.
+async fn registration_twice(backend: Backend) -> anyhow::Result<()> {
+    use anamnesis_domain::codec::StoredForm;
+    use anamnesis_domain::patient::{parse_demographics, DemographicsInput, PatientEvent};
+    use anamnesis_domain::schedule::ClinicZone;
+    use anamnesis_projections::analytics::Analytics;
+
+    let t = TestDb::new(backend).await?;
+    let log = EventLog::open(t.db.clone()).await?;
+    let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    let input = DemographicsInput {
+        family_name: "Byron".into(),
+        given_name: "Ada".into(),
+        birth_date: chrono::NaiveDate::from_ymd_opt(1985, 12, 10).unwrap(),
+        ..DemographicsInput::default()
+    };
+    let registered = PatientEvent::PatientRegistered {
+        demographics: parse_demographics(&input, today).unwrap(),
+        user_id: None,
+    }
+    .to_stored()
+    .unwrap();
+    // Appends the registration to `stream` at `sequence`, as a damaged or
+    // forged log could hold it (the write side never appends it twice).
+    let append = |stream: String, sequence: i64| {
+        let log = log.clone();
+        let registered = registered.clone();
+        async move {
+            log.append_many(vec![AppendRequest {
+                aggregate_type: "patient".into(),
+                aggregate_id: stream,
+                expected_sequence: sequence,
+                events: vec![NewEvent {
+                    event_type: registered.event_type,
+                    event_version: registered.event_version,
+                    payload: registered.payload,
+                }],
+                metadata: EventMetadata::by(Actor::new("u-1", "doctor")),
+                keys: Default::default(),
+                credential: None,
+                mfa: None,
+                guards: Default::default(),
+                patient_id: None,
+            }])
+            .await
+            .remove(0)
+        }
+    };
+    let (a, b) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    append(a.clone(), 0).await?; // 1
+    append(b, 0).await?; // 2
+    append(a, 1).await?; // 3: A again
+    let analytics = Analytics::new(ClinicZone::parse("UTC").unwrap());
+    let rows = |db: Db| async move {
+        let sql = "SELECT COUNT(*) FROM analytics_patients";
+        anyhow::Ok(match db {
+            Db::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&p).await?,
+            Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&p).await?,
+        })
+    };
+
+    let mut cursor = Cursor::at(0);
+    let failed = runner::step(&log.reader(), &t.db, &analytics, &mut cursor, 100).await;
+    assert!(
+        matches!(failed, Err(ProjectionError::Event { position: 3, .. })),
+        "stopped at the second registration: {failed:?}"
+    );
+    assert_eq!(checkpoint(&t.db, analytics.name()).await?, 0);
+    assert_eq!(rows(t.db.clone()).await?, 0, "the batch wrote nothing");
+
+    // A alone in a first batch; then B and A again: A is in the table.
+    let mut cursor = Cursor::at(0);
+    let stepped = runner::step_until(&log.reader(), &t.db, &analytics, &mut cursor, 100, 1).await?;
+    assert_eq!(stepped, Stepped::Advanced(1));
+    assert_eq!(rows(t.db.clone()).await?, 1);
+    let failed = runner::step(&log.reader(), &t.db, &analytics, &mut cursor, 100).await;
+    assert!(
+        matches!(failed, Err(ProjectionError::Event { position: 3, .. })),
+        "stopped at the registration an earlier batch wrote: {failed:?}"
+    );
+    assert_eq!(checkpoint(&t.db, analytics.name()).await?, 1);
+    assert_eq!(rows(t.db.clone()).await?, 1, "B was not written either");
+    drop(log);
+    t.cleanup().await
+}
