@@ -162,8 +162,23 @@ impl Projector for Analytics {
         tx: &mut Tx,
         events: &[Envelope<AnalyticsEvent>],
     ) -> Result<(), ProjectionError> {
-        // Bills touched by the batch, folded in memory and written once each.
-        let mut bills: BTreeMap<String, Folded> = BTreeMap::new();
+        // Bills touched by the batch: read in one statement, folded in
+        // memory, written together at the end.
+        let mut first: BTreeMap<&str, i64> = BTreeMap::new();
+        for e in events {
+            if let AnalyticsEvent::Bill(_) = e.event {
+                first.entry(e.id()).or_insert(e.position());
+            }
+        }
+        let mut bills: BTreeMap<String, Folded> = if first.is_empty() {
+            BTreeMap::new()
+        } else {
+            let ids = first
+                .into_iter()
+                .map(|(id, p)| (id.to_owned(), p))
+                .collect();
+            load(tx, ids).await?
+        };
         // Registrations in a row are one insert.
         let mut registered = sql::Run::new_rows(
             "analytics_patients (patient_id, age_band, sex, region, position, deceased)",
@@ -185,10 +200,6 @@ impl Projector for Analytics {
                 AnalyticsEvent::Appointment(event) => self.appointment(tx, e, event).await?,
                 AnalyticsEvent::Medication(event) => self.medication(tx, e, event).await?,
                 AnalyticsEvent::Bill(event) => {
-                    if !bills.contains_key(e.id()) {
-                        let loaded = load(tx, e).await?;
-                        bills.insert(e.id().to_owned(), loaded);
-                    }
                     let folded = bills
                         .get_mut(e.id())
                         .ok_or_else(|| damaged(e, "a bill lost from the batch"))?;
@@ -201,8 +212,8 @@ impl Projector for Analytics {
             }
         }
         registered.flush(tx).await?;
-        for (id, folded) in bills {
-            write(tx, &id, &folded).await?;
+        if !bills.is_empty() {
+            write(tx, &bills).await?;
         }
         Ok(())
     }

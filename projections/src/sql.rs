@@ -173,16 +173,8 @@ pub async fn insert_rows_returning(
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut written = Vec::new();
     for chunk in chunks(tx, rows) {
-        check_shape(chunk)?;
         let sql = format!("INSERT INTO {into} {} {tail}", rows_source(tx, chunk));
-        written.extend(match tx {
-            Tx::Postgres(c) => {
-                bind_columns(sqlx::query_scalar(&sql), chunk)
-                    .fetch_all(&mut **c)
-                    .await?
-            }
-            Tx::Sqlite(_) => returning(tx, &sql, &chunk.concat()).await?,
-        });
+        written.extend(texts(tx, &sql, chunk).await?);
     }
     Ok(written)
 }
@@ -284,6 +276,37 @@ pub async fn with_values(
         affected += run(tx, &sql, chunk).await?;
     }
     Ok(affected)
+}
+
+/// `WITH v(<columns>) AS (<rows>) <query>`, a query returning one text
+/// column (a batch's rows read back by key: `SELECT … FROM t JOIN v …`):
+/// its values.
+pub async fn select_with_values(
+    tx: &mut Tx,
+    columns: &str,
+    rows: &[Vec<Value>],
+    query: &str,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut found = Vec::new();
+    for chunk in chunks(tx, rows) {
+        let sql = format!("WITH v({columns}) AS ({}) {query}", rows_source(tx, chunk));
+        found.extend(texts(tx, &sql, chunk).await?);
+    }
+    Ok(found)
+}
+
+/// Runs a statement made by [`rows_source`] over `rows`, returning one text
+/// column.
+async fn texts(tx: &mut Tx, sql: &str, rows: &[Vec<Value>]) -> Result<Vec<String>, sqlx::Error> {
+    check_shape(rows)?;
+    match tx {
+        Tx::Postgres(c) => {
+            bind_columns(sqlx::query_scalar(sql), rows)
+                .fetch_all(&mut **c)
+                .await
+        }
+        Tx::Sqlite(_) => returning(tx, sql, &rows.concat()).await,
+    }
 }
 
 /// All rows at once on Postgres (arrays have no parameter limit); slices

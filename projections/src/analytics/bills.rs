@@ -2,13 +2,14 @@
 //! from events whose free text is blanked first, and written as a bill row
 //! and its claims' rows.
 
+use std::collections::BTreeMap;
+
 use chrono::{Datelike, NaiveDate};
 
 use anamnesis_domain::billing::{Bill, BillEvent, Line};
 
-use super::AnalyticsEvent;
 use crate::billing::day_number;
-use crate::runner::{Envelope, ProjectionError, Tx};
+use crate::runner::{ProjectionError, Tx};
 use crate::sql::{self, Value};
 
 /// `event` with every free text blanked (reasons, line descriptions,
@@ -162,32 +163,40 @@ pub(super) struct Folded {
     pub(super) position: i64,
 }
 
+/// The bills of a batch as analytics holds them, in one statement: `ids`
+/// are the bills' ids, each with the position of its first event in the
+/// batch (named when its stored state is damaged). A bill analytics does
+/// not hold yet starts empty.
 pub(super) async fn load(
     tx: &mut Tx,
-    e: &Envelope<AnalyticsEvent>,
-) -> Result<Folded, ProjectionError> {
-    let state = sql::returning(
+    ids: Vec<(String, i64)>,
+) -> Result<BTreeMap<String, Folded>, ProjectionError> {
+    let keys: Vec<Vec<Value>> = ids.iter().map(|(id, _)| vec![id.as_str().into()]).collect();
+    // The id, a space, the state: one text column.
+    let rows = sql::select_with_values(
         tx,
-        "SELECT state FROM analytics_bills WHERE bill_id = $1",
-        &[e.id().into()],
+        "bill_id",
+        &keys,
+        "SELECT b.bill_id || ' ' || b.state FROM analytics_bills b \
+         JOIN v ON b.bill_id = v.bill_id",
     )
     .await?;
-    let bill = match state.first() {
-        None => Bill::default(),
-        Some(state) => serde_json::from_str(state).map_err(|err| {
-            super::damaged(
-                e,
-                format!(
+    let mut stored: BTreeMap<&str, &str> = rows.iter().filter_map(|r| r.split_once(' ')).collect();
+    let mut folded = BTreeMap::new();
+    for (id, position) in ids {
+        let bill = match stored.remove(id.as_str()) {
+            None => Bill::default(),
+            Some(state) => serde_json::from_str(state).map_err(|err| ProjectionError::Event {
+                position,
+                detail: format!(
                     "bill state: {}",
                     anamnesis_domain::codec::describe_json_error(&err)
                 ),
-            )
-        })?,
-    };
-    Ok(Folded {
-        bill,
-        position: e.position(),
-    })
+            })?,
+        };
+        folded.insert(id, Folded { bill, position });
+    }
+    Ok(folded)
 }
 
 /// Whether `event` can happen to `bill` as it stands.
@@ -214,34 +223,48 @@ pub fn month_of(date: NaiveDate) -> String {
     format!("{:04}-{:02}", date.year(), date.month())
 }
 
-pub(super) async fn write(tx: &mut Tx, id: &str, folded: &Folded) -> Result<(), ProjectionError> {
-    let bill = &folded.bill;
-    let damaged = |detail: String| ProjectionError::Event {
-        position: folded.position,
-        detail,
-    };
-    let opening = bill
-        .opening()
-        .ok_or_else(|| damaged("a bill never opened".into()))?;
-    let balance = bill.balance().map_err(|e| damaged(e.to_string()))?;
-    let state = serde_json::to_string(bill).map_err(|e| damaged(e.to_string()))?;
-    let patient = opening.patient_id.to_string();
-    let day = day_number(opening.service_date);
-    let month = month_of(opening.service_date);
-    sql::execute(
-        tx,
-        "INSERT INTO analytics_bills (bill_id, patient_id, service_day, service_month, status, \
-         total, insurer_due, patient_due, payer_paid, patient_paid, adjusted, state, position) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-         ON CONFLICT (bill_id) DO UPDATE SET status = excluded.status, total = excluded.total, \
-         insurer_due = excluded.insurer_due, patient_due = excluded.patient_due, \
-         payer_paid = excluded.payer_paid, patient_paid = excluded.patient_paid, \
-         adjusted = excluded.adjusted, state = excluded.state, position = excluded.position",
-        &[
-            id.into(),
-            patient.as_str().into(),
+/// Writes the bills a batch folded: one upsert of every bill, their
+/// claims replaced in two statements.
+pub(super) async fn write(
+    tx: &mut Tx,
+    bills: &BTreeMap<String, Folded>,
+) -> Result<(), ProjectionError> {
+    let mut rows = Vec::with_capacity(bills.len());
+    let mut keys = Vec::with_capacity(bills.len());
+    let mut claims: Vec<Vec<Value>> = Vec::new();
+    for (id, folded) in bills {
+        let bill = &folded.bill;
+        let damaged = |detail: String| ProjectionError::Event {
+            position: folded.position,
+            detail,
+        };
+        let opening = bill
+            .opening()
+            .ok_or_else(|| damaged("a bill never opened".into()))?;
+        let balance = bill.balance().map_err(|e| damaged(e.to_string()))?;
+        let state = serde_json::to_string(bill).map_err(|e| damaged(e.to_string()))?;
+        let patient = opening.patient_id.to_string();
+        let day = day_number(opening.service_date);
+        let month = month_of(opening.service_date);
+        for c in bill.claims() {
+            claims.push(vec![
+                c.claim_id.to_string().into(),
+                id.as_str().into(),
+                patient.as_str().into(),
+                c.payer.as_str().into(),
+                c.status.as_str().into(),
+                c.amount.get().into(),
+                c.paid.get().into(),
+                day.into(),
+                month.as_str().into(),
+            ]);
+        }
+        keys.push(vec![id.as_str().into()]);
+        rows.push(vec![
+            id.as_str().into(),
+            patient.into(),
             day.into(),
-            month.as_str().into(),
+            month.into(),
             bill.status().as_str().into(),
             balance.total.get().into(),
             balance.insurer.get().into(),
@@ -251,32 +274,26 @@ pub(super) async fn write(tx: &mut Tx, id: &str, folded: &Folded) -> Result<(), 
             balance.adjusted.get().into(),
             state.into(),
             folded.position.into(),
-        ],
-    )
-    .await?;
-    sql::execute(
+        ]);
+    }
+    sql::insert_rows(
         tx,
-        "DELETE FROM analytics_claims WHERE bill_id = $1",
-        &[id.into()],
+        "analytics_bills (bill_id, patient_id, service_day, service_month, status, \
+         total, insurer_due, patient_due, payer_paid, patient_paid, adjusted, state, position)",
+        "ON CONFLICT (bill_id) DO UPDATE SET status = excluded.status, total = excluded.total, \
+         insurer_due = excluded.insurer_due, patient_due = excluded.patient_due, \
+         payer_paid = excluded.payer_paid, patient_paid = excluded.patient_paid, \
+         adjusted = excluded.adjusted, state = excluded.state, position = excluded.position",
+        &rows,
     )
     .await?;
-    let claims: Vec<Vec<Value>> = bill
-        .claims()
-        .iter()
-        .map(|c| {
-            vec![
-                c.claim_id.to_string().into(),
-                id.into(),
-                patient.as_str().into(),
-                c.payer.as_str().into(),
-                c.status.as_str().into(),
-                c.amount.get().into(),
-                c.paid.get().into(),
-                day.into(),
-                month.as_str().into(),
-            ]
-        })
-        .collect();
+    sql::with_values(
+        tx,
+        "bill_id",
+        &keys,
+        "DELETE FROM analytics_claims WHERE bill_id IN (SELECT bill_id FROM v)",
+    )
+    .await?;
     sql::insert_rows(
         tx,
         "analytics_claims (claim_id, bill_id, patient_id, payer, status, amount, paid, \

@@ -86,26 +86,47 @@ impl Projector for Billing {
         tx: &mut Tx,
         events: &[Envelope<BillingEvent>],
     ) -> Result<(), ProjectionError> {
-        // Bills touched by the batch, folded in memory and written once each.
-        let mut bills: BTreeMap<String, Folded> = BTreeMap::new();
+        // Bills touched by the batch: read in one statement, folded in
+        // memory, written together at the end.
+        let mut first: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+        for e in events {
+            if let BillingEvent::Bill(_) = e.event {
+                let at = (e.position(), e.stored.recorded_at.timestamp());
+                first.entry(e.id()).or_insert(at);
+            }
+        }
+        let mut bills = if first.is_empty() {
+            BTreeMap::new()
+        } else {
+            load(tx, first).await?
+        };
+        let mut movements = sql::Run::new_rows(
+            "billing_movements (movement_id, bill_id, kind, amount, note, actor_id, recorded_at, \
+             position)",
+            "movement_id",
+            "a payment, adjustment or refund recorded twice",
+        );
         for e in events {
             match &e.event {
-                BillingEvent::PriceList(event) => price_list(tx, e, event).await?,
-                BillingEvent::Coverage(event) => coverage(tx, e, event).await?,
+                BillingEvent::PriceList(event) => {
+                    movements.flush(tx).await?;
+                    price_list(tx, e, event).await?
+                }
+                BillingEvent::Coverage(event) => {
+                    movements.flush(tx).await?;
+                    coverage(tx, e, event).await?
+                }
                 BillingEvent::Bill(event) => {
-                    if !bills.contains_key(e.id()) {
-                        let loaded = load(tx, e).await?;
-                        bills.insert(e.id().to_owned(), loaded);
-                    }
                     let folded = bills
                         .get_mut(e.id())
                         .ok_or_else(|| damaged(e, "a bill lost from the batch"))?;
-                    fold(tx, e, event, folded).await?;
+                    fold(tx, e, event, folded, &mut movements).await?;
                 }
             }
         }
-        for (id, folded) in bills {
-            write(tx, &id, &folded).await?;
+        movements.flush(tx).await?;
+        if !bills.is_empty() {
+            write(tx, &bills).await?;
         }
         Ok(())
     }
@@ -251,47 +272,57 @@ struct Folded {
     claims_changed: bool,
 }
 
-async fn load(tx: &mut Tx, e: &Envelope<BillingEvent>) -> Result<Folded, ProjectionError> {
-    // One round trip: when it was opened, a space, the folded bill.
-    let row = sql::returning(
+/// The bills of a batch as the read model holds them, in one statement:
+/// each id with the position and time (seconds) of its first event in the
+/// batch. A bill not held yet starts empty, opened at that time.
+async fn load(
+    tx: &mut Tx,
+    first: BTreeMap<&str, (i64, i64)>,
+) -> Result<BTreeMap<String, Folded>, ProjectionError> {
+    let keys: Vec<Vec<Value>> = first.keys().map(|id| vec![(*id).into()]).collect();
+    // The id, when it was opened, the folded bill: one text column.
+    let rows = sql::select_with_values(
         tx,
-        "SELECT CAST(opened_at AS TEXT) || ' ' || state FROM billing_bills WHERE bill_id = $1",
-        &[e.id().into()],
+        "bill_id",
+        &keys,
+        "SELECT b.bill_id || ' ' || CAST(b.opened_at AS TEXT) || ' ' || b.state \
+         FROM billing_bills b JOIN v ON b.bill_id = v.bill_id",
     )
     .await?;
-    let at = e.stored.recorded_at.timestamp();
-    let Some(row) = row.first() else {
-        return Ok(Folded {
-            bill: Bill::default(),
-            opened_at: at,
-            updated_at: at,
-            position: e.position(),
-            lines_changed: false,
-            claims_changed: false,
-        });
-    };
-    let (opened_at, state) = row
-        .split_once(' ')
-        .and_then(|(t, s)| Some((t.parse::<i64>().ok()?, s)))
-        .ok_or_else(|| damaged(e, "a bill row without its opening time"))?;
-    let bill: Bill = serde_json::from_str(state).map_err(|err| {
-        // Never serde's own message: it may quote a value (a payer, a reason).
-        damaged(
-            e,
-            format!(
-                "bill state: {}",
-                anamnesis_domain::codec::describe_json_error(&err)
-            ),
-        )
-    })?;
-    Ok(Folded {
-        bill,
-        opened_at,
-        updated_at: at,
-        position: e.position(),
-        lines_changed: false,
-        claims_changed: false,
-    })
+    let mut stored: BTreeMap<&str, &str> = rows.iter().filter_map(|r| r.split_once(' ')).collect();
+    let mut folded = BTreeMap::new();
+    for (id, (position, at)) in first {
+        let damaged = |detail: String| ProjectionError::Event { position, detail };
+        let (bill, opened_at) = match stored.remove(id) {
+            None => (Bill::default(), at),
+            Some(row) => {
+                let (opened_at, state) = row
+                    .split_once(' ')
+                    .and_then(|(t, s)| Some((t.parse::<i64>().ok()?, s)))
+                    .ok_or_else(|| damaged("a bill row without its opening time".into()))?;
+                let bill: Bill = serde_json::from_str(state).map_err(|err| {
+                    // Never serde's own message: it may quote a value (a payer, a reason).
+                    damaged(format!(
+                        "bill state: {}",
+                        anamnesis_domain::codec::describe_json_error(&err)
+                    ))
+                })?;
+                (bill, opened_at)
+            }
+        };
+        folded.insert(
+            id.to_owned(),
+            Folded {
+                bill,
+                opened_at,
+                updated_at: at,
+                position,
+                lines_changed: false,
+                claims_changed: false,
+            },
+        );
+    }
+    Ok(folded)
 }
 
 /// Whether `event` can happen to `bill` as it stands (the write side
@@ -316,11 +347,14 @@ fn fits(bill: &Bill, event: &BillEvent) -> bool {
     }
 }
 
+/// Folds a bill event into `folded`; a new movement goes into the run
+/// `movements`, a settled one is updated after the run is written.
 async fn fold(
     tx: &mut Tx,
     e: &Envelope<BillingEvent>,
     event: &BillEvent,
     folded: &mut Folded,
+    movements: &mut sql::Run,
 ) -> Result<(), ProjectionError> {
     if !fits(&folded.bill, event) {
         return Err(damaged(e, "a bill event that does not fit its bill"));
@@ -336,6 +370,7 @@ async fn fold(
         _ => None,
     };
     if let Some((id, kind)) = settled {
+        movements.flush(tx).await?;
         let n = sql::execute(
             tx,
             "UPDATE billing_movements SET kind = $2, position = $3 \
@@ -376,12 +411,10 @@ async fn fold(
         _ => None,
     };
     if let Some((id, kind, amount, note)) = movement {
-        let n = sql::execute(
-            tx,
-            "INSERT INTO billing_movements (movement_id, bill_id, kind, amount, note, actor_id, \
-             recorded_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-             ON CONFLICT (movement_id) DO NOTHING",
-            &[
+        movements.push(
+            id.to_string(),
+            e.position(),
+            vec![
                 id.to_string().into(),
                 e.id().into(),
                 kind.into(),
@@ -391,11 +424,7 @@ async fn fold(
                 e.stored.recorded_at.timestamp().into(),
                 e.position().into(),
             ],
-        )
-        .await?;
-        if n == 0 {
-            return Err(damaged(e, "a payment, adjustment or refund recorded twice"));
-        }
+        );
     }
     match event {
         BillEvent::LineAdded(_) | BillEvent::LineRemoved { .. } => folded.lines_changed = true,
@@ -419,33 +448,61 @@ async fn fold(
     Ok(())
 }
 
-async fn write(tx: &mut Tx, id: &str, folded: &Folded) -> Result<(), ProjectionError> {
-    let bill = &folded.bill;
-    let damaged = |detail: String| ProjectionError::Event {
-        position: folded.position,
-        detail,
-    };
-    let opening = bill
-        .opening()
-        .ok_or_else(|| damaged("a bill never opened".into()))?;
-    let balance = bill.balance().map_err(|e| damaged(e.to_string()))?;
-    let state = serde_json::to_string(bill).map_err(|e| damaged(e.to_string()))?;
-    sql::execute(
-        tx,
-        "INSERT INTO billing_bills (bill_id, patient_id, appointment_id, currency, status, \
-         service_day, issued_day, void_reason, total, insurer_due, patient_due, payer_paid, \
-         patient_paid, adjusted, refunded, state, opened_at, updated_at, position) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) \
-         ON CONFLICT (bill_id) DO UPDATE SET status = excluded.status, \
-         issued_day = excluded.issued_day, void_reason = excluded.void_reason, \
-         total = excluded.total, insurer_due = excluded.insurer_due, \
-         patient_due = excluded.patient_due, payer_paid = excluded.payer_paid, \
-         patient_paid = excluded.patient_paid, adjusted = excluded.adjusted, \
-         refunded = excluded.refunded, state = excluded.state, \
-         updated_at = excluded.updated_at, position = excluded.position",
-        &[
-            id.into(),
-            opening.patient_id.to_string().into(),
+/// Writes the bills a batch folded: one upsert of every bill; the lines
+/// and the claims of the bills whose lines or claims changed replaced in
+/// two statements each.
+async fn write(tx: &mut Tx, bills: &BTreeMap<String, Folded>) -> Result<(), ProjectionError> {
+    let mut rows = Vec::with_capacity(bills.len());
+    let (mut relined, mut lines) = (Vec::new(), Vec::new());
+    let (mut reclaimed, mut claims) = (Vec::new(), Vec::new());
+    for (id, folded) in bills {
+        let bill = &folded.bill;
+        let damaged = |detail: String| ProjectionError::Event {
+            position: folded.position,
+            detail,
+        };
+        let opening = bill
+            .opening()
+            .ok_or_else(|| damaged("a bill never opened".into()))?;
+        let balance = bill.balance().map_err(|e| damaged(e.to_string()))?;
+        let state = serde_json::to_string(bill).map_err(|e| damaged(e.to_string()))?;
+        let patient = opening.patient_id.to_string();
+        if folded.lines_changed {
+            relined.push(vec![id.as_str().into()]);
+            for (i, l) in bill.lines().iter().enumerate() {
+                lines.push(vec![
+                    id.as_str().into(),
+                    l.line_id.to_string().into(),
+                    (i as i64).into(),
+                    l.code.as_str().into(),
+                    l.description.as_str().into(),
+                    l.quantity.into(),
+                    l.unit_price.get().into(),
+                    l.amount.get().into(),
+                ]);
+            }
+        }
+        if folded.claims_changed {
+            reclaimed.push(vec![id.as_str().into()]);
+            for c in bill.claims() {
+                claims.push(vec![
+                    c.claim_id.to_string().into(),
+                    id.as_str().into(),
+                    patient.as_str().into(),
+                    c.coverage_id.to_string().into(),
+                    c.payer.as_str().into(),
+                    c.status.as_str().into(),
+                    c.amount.get().into(),
+                    c.paid.get().into(),
+                    c.reason_codes.join(" ").into(),
+                    c.submissions.into(),
+                    day_number(c.submitted_on).into(),
+                ]);
+            }
+        }
+        rows.push(vec![
+            id.as_str().into(),
+            patient.into(),
             Value::Text(opening.appointment_id.map(|a| a.to_string())),
             opening.currency.as_str().into(),
             bill.status().as_str().into(),
@@ -463,43 +520,30 @@ async fn write(tx: &mut Tx, id: &str, folded: &Folded) -> Result<(), ProjectionE
             folded.opened_at.into(),
             folded.updated_at.into(),
             folded.position.into(),
-        ],
-    )
-    .await?;
-    if folded.lines_changed {
-        lines(tx, id, bill).await?;
+        ]);
     }
-    if folded.claims_changed {
-        claims(tx, id, bill, folded.position).await?;
-    }
-    Ok(())
-}
-
-/// Replaces a bill's lines.
-async fn lines(tx: &mut Tx, id: &str, bill: &Bill) -> Result<(), ProjectionError> {
-    sql::execute(
+    sql::insert_rows(
         tx,
-        "DELETE FROM billing_lines WHERE bill_id = $1",
-        &[id.into()],
+        "billing_bills (bill_id, patient_id, appointment_id, currency, status, service_day, \
+         issued_day, void_reason, total, insurer_due, patient_due, payer_paid, patient_paid, \
+         adjusted, refunded, state, opened_at, updated_at, position)",
+        "ON CONFLICT (bill_id) DO UPDATE SET status = excluded.status, \
+         issued_day = excluded.issued_day, void_reason = excluded.void_reason, \
+         total = excluded.total, insurer_due = excluded.insurer_due, \
+         patient_due = excluded.patient_due, payer_paid = excluded.payer_paid, \
+         patient_paid = excluded.patient_paid, adjusted = excluded.adjusted, \
+         refunded = excluded.refunded, state = excluded.state, \
+         updated_at = excluded.updated_at, position = excluded.position",
+        &rows,
     )
     .await?;
-    let lines: Vec<Vec<Value>> = bill
-        .lines()
-        .iter()
-        .enumerate()
-        .map(|(i, l)| {
-            vec![
-                id.into(),
-                l.line_id.to_string().into(),
-                (i as i64).into(),
-                l.code.as_str().into(),
-                l.description.as_str().into(),
-                l.quantity.into(),
-                l.unit_price.get().into(),
-                l.amount.get().into(),
-            ]
-        })
-        .collect();
+    sql::with_values(
+        tx,
+        "bill_id",
+        &relined,
+        "DELETE FROM billing_lines WHERE bill_id IN (SELECT bill_id FROM v)",
+    )
+    .await?;
     sql::insert_rows(
         tx,
         "billing_lines (bill_id, line_id, ordinal, code, description, quantity, unit_price, amount)",
@@ -507,44 +551,13 @@ async fn lines(tx: &mut Tx, id: &str, bill: &Bill) -> Result<(), ProjectionError
         &lines,
     )
     .await?;
-    Ok(())
-}
-
-/// Replaces a bill's claims.
-async fn claims(tx: &mut Tx, id: &str, bill: &Bill, position: i64) -> Result<(), ProjectionError> {
-    // A claim on a bill never opened is damage: never a row with no patient.
-    let patient = bill
-        .opening()
-        .map(|o| o.patient_id.to_string())
-        .ok_or_else(|| ProjectionError::Event {
-            position,
-            detail: "claims on a bill that was never opened".into(),
-        })?;
-    sql::execute(
+    sql::with_values(
         tx,
-        "DELETE FROM billing_claims WHERE bill_id = $1",
-        &[id.into()],
+        "bill_id",
+        &reclaimed,
+        "DELETE FROM billing_claims WHERE bill_id IN (SELECT bill_id FROM v)",
     )
     .await?;
-    let claims: Vec<Vec<Value>> = bill
-        .claims()
-        .iter()
-        .map(|c| {
-            vec![
-                c.claim_id.to_string().into(),
-                id.into(),
-                patient.as_str().into(),
-                c.coverage_id.to_string().into(),
-                c.payer.as_str().into(),
-                c.status.as_str().into(),
-                c.amount.get().into(),
-                c.paid.get().into(),
-                c.reason_codes.join(" ").into(),
-                c.submissions.into(),
-                day_number(c.submitted_on).into(),
-            ]
-        })
-        .collect();
     sql::insert_rows(
         tx,
         "billing_claims (claim_id, bill_id, patient_id, coverage_id, payer, status, amount, paid, \
