@@ -107,8 +107,9 @@ impl Projector for Notifications {
         events: &[Envelope<NotifyEvent>],
     ) -> Result<(), ProjectionError> {
         let mut out = Outbox::new("notifications");
+        let mut over = Over::default();
         for e in events {
-            apply(tx, &mut out, e).await?;
+            apply(tx, &mut out, &mut over, e).await?;
         }
         out.write(tx).await
     }
@@ -198,9 +199,16 @@ async fn account(tx: &mut Tx, patient: &str) -> Result<Option<String>, Projectio
     .await
 }
 
+/// Appointments of a batch whose reminders are all withdrawn already
+/// (checked in, then started, then completed: one withdrawal, not three).
+/// Only a booking or a move schedules reminders again.
+#[derive(Default)]
+struct Over(std::collections::HashSet<String>);
+
 async fn apply(
     tx: &mut Tx,
     out: &mut Outbox,
+    over: &mut Over,
     e: &Envelope<NotifyEvent>,
 ) -> Result<(), ProjectionError> {
     use NotifyEvent as N;
@@ -261,15 +269,22 @@ async fn apply(
                 ],
             )
             .await?;
-            let mut to: Vec<String> = account(tx, &patient).await?.into_iter().collect();
-            to.extend(
-                one(
-                    tx,
-                    "SELECT user_id FROM notify_providers WHERE provider_id = $1",
-                    &[provider.as_str().into()],
-                )
-                .await?,
-            );
+            // The patient's account and the provider's user in one
+            // statement: `<account> <user>`, either empty when not held.
+            let both = one(
+                tx,
+                "SELECT COALESCE((SELECT user_id FROM notify_accounts WHERE patient_id = $1), '') \
+                 || ' ' || \
+                 COALESCE((SELECT user_id FROM notify_providers WHERE provider_id = $2), '')",
+                &[patient.as_str().into(), provider.as_str().into()],
+            )
+            .await?
+            .ok_or_else(|| damaged(e, "no answer for the booking's recipients"))?;
+            let to: Vec<String> = both
+                .split(' ')
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect();
             notify(out, e, &to, BOOKED, Some(&patient), &id);
             reminders::schedule_appointment(
                 tx,
@@ -279,6 +294,7 @@ async fn apply(
                 e.stored.recorded_at,
             )
             .await?;
+            over.0.remove(&id);
         }
         N::Appointment(AppointmentEvent::Rescheduled { .. })
         | N::Appointment(AppointmentEvent::Cancelled { .. }) => {
@@ -300,7 +316,8 @@ async fn apply(
             if let N::Appointment(AppointmentEvent::Rescheduled { from, to }) = &e.event {
                 reminders::withdraw(tx, &id, Some(from.start), recorded.timestamp()).await?;
                 reminders::schedule_appointment(tx, &id, &patient, to.start, recorded).await?;
-            } else {
+                over.0.remove(&id);
+            } else if over.0.insert(id.clone()) {
                 reminders::withdraw(tx, &id, None, recorded.timestamp()).await?;
             }
         }
@@ -311,7 +328,9 @@ async fn apply(
             | AppointmentEvent::NoShow { .. },
         ) => {
             // Here, seen, or gone: nothing left to remind of.
-            reminders::withdraw(tx, &id, None, e.stored.recorded_at.timestamp()).await?;
+            if over.0.insert(id.clone()) {
+                reminders::withdraw(tx, &id, None, e.stored.recorded_at.timestamp()).await?;
+            }
         }
         N::Entry(
             EntryEvent::CriticalResultRecorded { origin, .. } | EntryEvent::Recorded { origin, .. },
