@@ -205,6 +205,22 @@ async fn account(tx: &mut Tx, patient: &str) -> Result<Option<String>, Projectio
 #[derive(Default)]
 struct Over(std::collections::HashSet<String>);
 
+impl Over {
+    /// Withdraws every pending reminder of `appointment`, unless this batch
+    /// did already.
+    async fn withdraw(
+        &mut self,
+        tx: &mut Tx,
+        appointment: &str,
+        at: i64,
+    ) -> Result<(), ProjectionError> {
+        if self.0.insert(appointment.to_owned()) {
+            reminders::withdraw(tx, appointment, None, at).await?;
+        }
+        Ok(())
+    }
+}
+
 async fn apply(
     tx: &mut Tx,
     out: &mut Outbox,
@@ -317,8 +333,8 @@ async fn apply(
                 reminders::withdraw(tx, &id, Some(from.start), recorded.timestamp()).await?;
                 reminders::schedule_appointment(tx, &id, &patient, to.start, recorded).await?;
                 over.0.remove(&id);
-            } else if over.0.insert(id.clone()) {
-                reminders::withdraw(tx, &id, None, recorded.timestamp()).await?;
+            } else {
+                over.withdraw(tx, &id, recorded.timestamp()).await?;
             }
         }
         N::Appointment(
@@ -328,9 +344,8 @@ async fn apply(
             | AppointmentEvent::NoShow { .. },
         ) => {
             // Here, seen, or gone: nothing left to remind of.
-            if over.0.insert(id.clone()) {
-                reminders::withdraw(tx, &id, None, e.stored.recorded_at.timestamp()).await?;
-            }
+            over.withdraw(tx, &id, e.stored.recorded_at.timestamp())
+                .await?;
         }
         N::Entry(
             EntryEvent::CriticalResultRecorded { origin, .. } | EntryEvent::Recorded { origin, .. },
