@@ -7,6 +7,8 @@
 //! read from the log by the policy layer (ADR 0013). They answer the
 //! timeline, an entry's history and compliance's list of grants.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -79,17 +81,28 @@ impl Projector for Chart {
             "care_team_members (patient_id, user_id, reason, added_by, added_at)",
             "ON CONFLICT (patient_id, user_id) DO NOTHING",
         );
+        // Entries created in the batch stay in memory until its end (later
+        // events about them change them there); every version is a row of
+        // one insert.
+        let mut entries = Entries {
+            created: BTreeMap::new(),
+            versions: sql::Run::unchecked(
+                "chart_versions (entry_id, version, event_type, body, reason, actor_id, \
+                 actor_role, recorded_at, position)",
+                "ON CONFLICT (entry_id, version) DO NOTHING",
+            ),
+        };
         for e in events {
             if !matches!(e.event, ChartEvent::Care(CareEvent::MemberAdded { .. })) {
                 added.flush(tx).await?;
             }
             match &e.event {
-                ChartEvent::Entry(event) => entry(tx, e, event).await?,
+                ChartEvent::Entry(event) => entry(tx, e, event, &mut entries).await?,
                 ChartEvent::Care(event) => care(tx, e, event, &mut added).await?,
             }
         }
         added.flush(tx).await?;
-        Ok(())
+        entries.write(tx).await
     }
 
     /// Every chart entry and version, the care team and the grants go.
@@ -129,10 +142,110 @@ fn damaged(e: &Envelope<ChartEvent>, detail: impl Into<String>) -> ProjectionErr
     }
 }
 
+/// A chart entry created in the batch, as its row will be written.
+struct Created {
+    /// The position of the event that created it.
+    created: i64,
+    patient_id: String,
+    kind: &'static str,
+    status: &'static str,
+    author_id: String,
+    appointment_id: Option<String>,
+    title: String,
+    search: String,
+    body: String,
+    versions: i64,
+    critical: i64,
+    effective_at: i64,
+    recorded_at: i64,
+    updated_at: i64,
+    signed_at: Option<i64>,
+    signed_by: Option<String>,
+    withdrawn_reason: Option<String>,
+    position: i64,
+}
+
+/// What a batch writes of chart entries at its end.
+struct Entries {
+    created: BTreeMap<String, Created>,
+    versions: sql::Run,
+}
+
+impl Entries {
+    /// Adds version `n` of entry `e.id()`.
+    fn version(&mut self, e: &Envelope<ChartEvent>, n: i64, json: &str, reason: Option<String>) {
+        self.versions.push(
+            String::new(),
+            e.position(),
+            vec![
+                e.id().into(),
+                n.into(),
+                e.stored.event_type.as_str().into(),
+                json.into(),
+                reason.into(),
+                e.stored.actor_id.as_str().into(),
+                e.stored.actor_role.as_str().into(),
+                seconds(e.stored.recorded_at),
+                e.position().into(),
+            ],
+        );
+    }
+
+    /// The created entries in one insert (an entry the table holds already
+    /// stops the projector at the event that created it again), then the
+    /// versions.
+    async fn write(mut self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        let mut rows = Vec::with_capacity(self.created.len());
+        for (id, c) in &self.created {
+            rows.push(vec![
+                id.as_str().into(),
+                c.patient_id.as_str().into(),
+                c.kind.into(),
+                c.status.into(),
+                c.author_id.as_str().into(),
+                Value::Text(c.appointment_id.clone()),
+                c.title.as_str().into(),
+                c.search.as_str().into(),
+                c.body.as_str().into(),
+                c.versions.into(),
+                c.critical.into(),
+                c.effective_at.into(),
+                c.recorded_at.into(),
+                c.updated_at.into(),
+                Value::Int(c.signed_at),
+                Value::Text(c.signed_by.clone()),
+                Value::Text(c.withdrawn_reason.clone()),
+                c.position.into(),
+            ]);
+        }
+        if !rows.is_empty() {
+            let written: std::collections::HashSet<String> = sql::insert_rows_returning(
+                tx,
+                "chart_entries (entry_id, patient_id, kind, status, author_id, appointment_id, \
+                 title, search, body, versions, critical, effective_at, recorded_at, updated_at, \
+                 signed_at, signed_by, withdrawn_reason, position)",
+                "ON CONFLICT (entry_id) DO NOTHING RETURNING entry_id",
+                &rows,
+            )
+            .await?
+            .into_iter()
+            .collect();
+            if let Some(c) = self.created.iter().find(|(id, _)| !written.contains(*id)) {
+                return Err(ProjectionError::Event {
+                    position: c.1.created,
+                    detail: "a chart entry created twice".into(),
+                });
+            }
+        }
+        self.versions.flush(tx).await
+    }
+}
+
 async fn entry(
     tx: &mut Tx,
     e: &Envelope<ChartEvent>,
     event: &EntryEvent,
+    entries: &mut Entries,
 ) -> Result<(), ProjectionError> {
     use EntryEvent as E;
     let at = e.stored.recorded_at;
@@ -157,34 +270,33 @@ async fn entry(
             let search = format!("{title}\n{}", body.search_text()).to_lowercase();
             let json = body_json(body)?;
             let effective = body.clinical_time().unwrap_or(at);
-            let inserted = sql::execute(
-                tx,
-                "INSERT INTO chart_entries (entry_id, patient_id, kind, status, author_id, \
-                 appointment_id, title, search, body, versions, critical, effective_at, \
-                 recorded_at, updated_at, position) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1, $10, $11, $12, $12, $13) \
-                 ON CONFLICT (entry_id) DO NOTHING",
-                &[
-                    e.id().into(),
-                    origin.patient_id.to_string().into(),
-                    body.kind().as_str().into(),
-                    status.into(),
-                    origin.author.to_string().into(),
-                    appointment.into(),
-                    title.into(),
-                    search.into(),
-                    json.clone().into(),
-                    i64::from(body.is_critical()).into(),
-                    seconds(effective),
-                    seconds(at),
-                    e.position().into(),
-                ],
-            )
-            .await?;
-            if inserted == 0 {
+            if entries.created.contains_key(e.id()) {
                 return Err(damaged(e, "a chart entry created twice"));
             }
-            version(tx, e, 1, &json, None).await?;
+            entries.version(e, 1, &json, None);
+            entries.created.insert(
+                e.id().to_owned(),
+                Created {
+                    created: e.position(),
+                    patient_id: origin.patient_id.to_string(),
+                    kind: body.kind().as_str(),
+                    status,
+                    author_id: origin.author.to_string(),
+                    appointment_id: appointment,
+                    title: title.to_string(),
+                    search,
+                    body: json,
+                    versions: 1,
+                    critical: i64::from(body.is_critical()),
+                    effective_at: effective.timestamp(),
+                    recorded_at: at.timestamp(),
+                    updated_at: at.timestamp(),
+                    signed_at: None,
+                    signed_by: None,
+                    withdrawn_reason: None,
+                    position: e.position(),
+                },
+            );
         }
         E::Revised { body } | E::Amended { body, .. } | E::CriticalResultAmended { body, .. } => {
             let reason = match event {
@@ -197,6 +309,19 @@ async fn entry(
             let search = format!("{title}\n{}", body.search_text()).to_lowercase();
             let json = body_json(body)?;
             let effective = body.clinical_time();
+            if let Some(c) = entries.created.get_mut(e.id()) {
+                c.title = title.to_string();
+                c.search = search;
+                c.body = json.clone();
+                c.versions += 1;
+                c.critical = i64::from(body.is_critical());
+                c.effective_at = effective.map_or(c.effective_at, |t| t.timestamp());
+                c.updated_at = at.timestamp();
+                c.position = e.position();
+                let n = c.versions;
+                entries.version(e, n, &json, reason);
+                return Ok(());
+            }
             let versions = sql::returning(
                 tx,
                 "UPDATE chart_entries SET title = $2, search = $3, body = $4, \
@@ -219,9 +344,17 @@ async fn entry(
                 .first()
                 .and_then(|v| v.parse::<i64>().ok())
                 .ok_or_else(|| damaged(e, "a version of an entry the chart does not hold"))?;
-            version(tx, e, n, &json, reason).await?;
+            entries.version(e, n, &json, reason);
         }
         E::Signed { at: signed_at } => {
+            if let Some(c) = entries.created.get_mut(e.id()) {
+                c.status = "signed";
+                c.signed_at = Some(signed_at.timestamp());
+                c.signed_by = Some(e.stored.actor_id.clone());
+                c.updated_at = at.timestamp();
+                c.position = e.position();
+                return Ok(());
+            }
             update(
                 tx,
                 e,
@@ -236,6 +369,13 @@ async fn entry(
             .await?;
         }
         E::EnteredInError { reason } => {
+            if let Some(c) = entries.created.get_mut(e.id()) {
+                c.status = "entered_in_error";
+                c.withdrawn_reason = Some(reason.clone());
+                c.updated_at = at.timestamp();
+                c.position = e.position();
+                return Ok(());
+            }
             update(
                 tx,
                 e,
@@ -263,34 +403,6 @@ async fn update(
     if sql::execute(tx, statement, &params).await? == 0 {
         return Err(damaged(e, "an event of an entry the chart does not hold"));
     }
-    Ok(())
-}
-
-async fn version(
-    tx: &mut Tx,
-    e: &Envelope<ChartEvent>,
-    n: i64,
-    json: &str,
-    reason: Option<String>,
-) -> Result<(), ProjectionError> {
-    sql::execute(
-        tx,
-        "INSERT INTO chart_versions (entry_id, version, event_type, body, reason, actor_id, \
-         actor_role, recorded_at, position) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-         ON CONFLICT (entry_id, version) DO NOTHING",
-        &[
-            e.id().into(),
-            n.into(),
-            e.stored.event_type.as_str().into(),
-            json.into(),
-            reason.into(),
-            e.stored.actor_id.as_str().into(),
-            e.stored.actor_role.as_str().into(),
-            seconds(e.stored.recorded_at),
-            e.position().into(),
-        ],
-    )
-    .await?;
     Ok(())
 }
 

@@ -394,31 +394,8 @@ async fn registration_twice(backend: Backend) -> anyhow::Result<()> {
     }
     .to_stored()
     .unwrap();
-    // Appends the registration to `stream` at `sequence`, as a damaged or
-    // forged log could hold it (the write side never appends it twice).
     let append = |stream: String, sequence: i64| {
-        let log = log.clone();
-        let registered = registered.clone();
-        async move {
-            log.append_many(vec![AppendRequest {
-                aggregate_type: "patient".into(),
-                aggregate_id: stream,
-                expected_sequence: sequence,
-                events: vec![NewEvent {
-                    event_type: registered.event_type,
-                    event_version: registered.event_version,
-                    payload: registered.payload,
-                }],
-                metadata: EventMetadata::by(Actor::new("u-1", "doctor")),
-                keys: Default::default(),
-                credential: None,
-                mfa: None,
-                guards: Default::default(),
-                patient_id: None,
-            }])
-            .await
-            .remove(0)
-        }
+        append_raw(&log, "patient", stream, sequence, registered.clone())
     };
     let (a, b) = (
         uuid::Uuid::now_v7().to_string(),
@@ -456,6 +433,123 @@ async fn registration_twice(backend: Backend) -> anyhow::Result<()> {
         "stopped at the registration an earlier batch wrote: {failed:?}"
     );
     assert_eq!(checkpoint(&t.db, analytics.name()).await?, 1);
+    assert_eq!(rows(t.db.clone()).await?, 1, "B was not written either");
+    drop(log);
+    t.cleanup().await
+}
+
+/// Appends `event` to stream `stream` of `aggregate_type` at `sequence`, as
+/// a damaged or forged log could hold it (the write side never appends a
+/// creation twice).
+async fn append_raw(
+    log: &EventLog,
+    aggregate_type: &str,
+    stream: String,
+    sequence: i64,
+    event: anamnesis_domain::codec::Encoded,
+) -> anyhow::Result<()> {
+    log.append_many(vec![AppendRequest {
+        aggregate_type: aggregate_type.into(),
+        aggregate_id: stream,
+        expected_sequence: sequence,
+        events: vec![NewEvent {
+            event_type: event.event_type,
+            event_version: event.event_version,
+            payload: event.payload,
+        }],
+        metadata: EventMetadata::by(Actor::new("u-1", "doctor")),
+        keys: Default::default(),
+        credential: None,
+        mfa: None,
+        guards: Default::default(),
+        patient_id: None,
+    }])
+    .await
+    .remove(0)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_chart_entry_created_twice_stops_the_chart_at_it() {
+    entry_twice(Backend::Postgres).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_chart_entry_created_twice_stops_the_chart_at_it() {
+    entry_twice(Backend::Sqlite).await.unwrap()
+}
+
+/// Entries created in a batch are written at its end: a second creation of
+/// one entry in the batch, or of an entry an earlier batch wrote, stops the
+/// chart at that event, and the batch writes nothing; a signature in the
+/// batch of the creation lands on the row.
+async fn entry_twice(backend: Backend) -> anyhow::Result<()> {
+    use anamnesis_domain::chart::{Diagnosis, DiagnosisStatus, EntryBody, EntryEvent, Origin};
+    use anamnesis_domain::codec::StoredForm;
+    use anamnesis_projections::chart::Chart;
+
+    let t = TestDb::new(backend).await?;
+    let log = EventLog::open(t.db.clone()).await?;
+    let recorded = EntryEvent::Recorded {
+        origin: Origin {
+            patient_id: uuid::Uuid::now_v7(),
+            author: uuid::Uuid::now_v7(),
+        },
+        body: EntryBody::Diagnosis(Diagnosis {
+            description: "Type 2 diabetes".into(),
+            icd10: Some("E11.9".into()),
+            status: DiagnosisStatus::Active,
+            onset: None,
+        }),
+    }
+    .to_stored()
+    .unwrap();
+    let signed = EntryEvent::Signed {
+        at: chrono::Utc::now(),
+    }
+    .to_stored()
+    .unwrap();
+    let (a, b) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    append_raw(&log, "chart_entry", a.clone(), 0, recorded.clone()).await?; // 1
+    append_raw(&log, "chart_entry", a.clone(), 1, signed).await?; // 2
+    append_raw(&log, "chart_entry", b, 0, recorded.clone()).await?; // 3
+    append_raw(&log, "chart_entry", a, 2, recorded).await?; // 4: A again
+    let rows = |db: Db| async move {
+        let sql = "SELECT COUNT(*) FROM chart_entries";
+        anyhow::Ok(match db {
+            Db::Postgres(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&p).await?,
+            Db::Sqlite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(&p).await?,
+        })
+    };
+
+    let mut cursor = Cursor::at(0);
+    let failed = runner::step(&log.reader(), &t.db, &Chart, &mut cursor, 100).await;
+    assert!(
+        matches!(failed, Err(ProjectionError::Event { position: 4, .. })),
+        "stopped at the second creation: {failed:?}"
+    );
+    assert_eq!(checkpoint(&t.db, Chart.name()).await?, 0);
+    assert_eq!(rows(t.db.clone()).await?, 0, "the batch wrote nothing");
+
+    // A, created and signed, alone in a first batch; then B and A again.
+    let mut cursor = Cursor::at(0);
+    let stepped = runner::step_until(&log.reader(), &t.db, &Chart, &mut cursor, 100, 2).await?;
+    assert_eq!(stepped, Stepped::Advanced(2));
+    let sql = "SELECT status || ' ' || CAST(versions AS TEXT) FROM chart_entries";
+    let row: String = match &t.db {
+        Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+        Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await?,
+    };
+    assert_eq!(row, "signed 1", "the signature folded into the new row");
+    let failed = runner::step(&log.reader(), &t.db, &Chart, &mut cursor, 100).await;
+    assert!(
+        matches!(failed, Err(ProjectionError::Event { position: 4, .. })),
+        "stopped at the creation of an entry an earlier batch wrote: {failed:?}"
+    );
+    assert_eq!(checkpoint(&t.db, Chart.name()).await?, 2);
     assert_eq!(rows(t.db.clone()).await?, 1, "B was not written either");
     drop(log);
     t.cleanup().await
