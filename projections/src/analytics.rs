@@ -185,6 +185,9 @@ impl Projector for Analytics {
             "patient_id",
             "demographics of a patient registered twice",
         );
+        // Appointments booked in the batch stay in memory until its end
+        // (later events about them change them there).
+        let mut booked: BTreeMap<String, Booked> = BTreeMap::new();
         for e in events {
             if !matches!(
                 e.event,
@@ -197,7 +200,9 @@ impl Projector for Analytics {
                     self.patient(tx, e, event, &mut registered).await?
                 }
                 AnalyticsEvent::Provider(event) => provider(tx, event, e.id()).await?,
-                AnalyticsEvent::Appointment(event) => self.appointment(tx, e, event).await?,
+                AnalyticsEvent::Appointment(event) => {
+                    self.appointment(tx, e, event, &mut booked).await?
+                }
                 AnalyticsEvent::Medication(event) => self.medication(tx, e, event).await?,
                 AnalyticsEvent::Bill(event) => {
                     let folded = bills
@@ -212,6 +217,7 @@ impl Projector for Analytics {
             }
         }
         registered.flush(tx).await?;
+        write_booked(tx, booked).await?;
         if !bills.is_empty() {
             write(tx, &bills).await?;
         }
@@ -317,44 +323,60 @@ impl Analytics {
         ]
     }
 
+    /// Applies an appointment event: a booking goes into `booked`, and so
+    /// do later changes of an appointment booked in the batch.
     async fn appointment(
         &self,
         tx: &mut Tx,
         e: &Envelope<AnalyticsEvent>,
         event: &AppointmentEvent,
+        booked: &mut BTreeMap<String, Booked>,
     ) -> Result<(), ProjectionError> {
         use AppointmentEvent as A;
-        let n = match event {
-            A::Booked { booking } => {
-                // The provider's specialty comes in the same statement: no
-                // row when analytics does not hold the provider.
-                let start = booking.period.start;
-                let n = sql::execute(
-                    tx,
-                    "INSERT INTO analytics_appointments (appointment_id, patient_id, provider_id, \
-                     specialty, day, starts_at, booked_at, status, late, position) \
-                     SELECT $1, $2, provider_id, specialty, $4, $5, $6, 'booked', 0, $7 \
-                     FROM analytics_providers WHERE provider_id = $3 \
-                     ON CONFLICT (appointment_id) DO NOTHING",
-                    &[
-                        e.id().into(),
-                        booking.patient_id.to_string().into(),
-                        booking.provider_id.to_string().into(),
-                        day_number(self.zone.date_of(start)).into(),
-                        start.timestamp().into(),
-                        e.stored.recorded_at.timestamp().into(),
-                        e.position().into(),
-                    ],
-                )
-                .await?;
-                return one_row(
-                    e,
-                    n,
-                    "an appointment booked twice, or with a provider analytics does not hold",
-                );
+        if let A::Booked { booking } = event {
+            let start = booking.period.start;
+            let new = Booked {
+                booked: e.position(),
+                patient_id: booking.patient_id.to_string(),
+                provider_id: booking.provider_id.to_string(),
+                day: day_number(self.zone.date_of(start)),
+                starts_at: start.timestamp(),
+                booked_at: e.stored.recorded_at.timestamp(),
+                status: "booked",
+                late: 0,
+                position: e.position(),
+            };
+            if booked.insert(e.id().to_owned(), new).is_some() {
+                return Err(damaged(e, "an appointment booked twice"));
             }
-            A::Rescheduled { to, .. } => {
-                sql::execute(
+            return Ok(());
+        }
+        let status = match event {
+            A::Booked { .. } | A::Rescheduled { .. } => None,
+            A::CheckedIn { .. } => Some("checked_in"),
+            A::Started { .. } => Some("in_progress"),
+            A::Completed { .. } => Some("completed"),
+            A::NoShow { .. } => Some("no_show"),
+            A::Cancelled { .. } => Some("cancelled"),
+        };
+        if let Some(b) = booked.get_mut(e.id()) {
+            match event {
+                A::Rescheduled { to, .. } => {
+                    b.day = day_number(self.zone.date_of(to.start));
+                    b.starts_at = to.start.timestamp();
+                }
+                A::Cancelled { late, .. } => b.late = i64::from(*late),
+                _ => {}
+            }
+            if let Some(status) = status {
+                b.status = status;
+            }
+            b.position = e.position();
+            return Ok(());
+        }
+        let n =
+            match (event, status) {
+                (A::Rescheduled { to, .. }, _) => sql::execute(
                     tx,
                     "UPDATE analytics_appointments SET day = $2, starts_at = $3, position = $4 \
                      WHERE appointment_id = $1",
@@ -365,38 +387,29 @@ impl Analytics {
                         e.position().into(),
                     ],
                 )
-                .await?
-            }
-            A::Cancelled { late, .. } => {
-                sql::execute(
-                    tx,
-                    "UPDATE analytics_appointments SET status = 'cancelled', late = $2, \
+                .await?,
+                (A::Cancelled { late, .. }, _) => {
+                    sql::execute(
+                        tx,
+                        "UPDATE analytics_appointments SET status = 'cancelled', late = $2, \
                      position = $3 WHERE appointment_id = $1",
-                    &[e.id().into(), i64::from(*late).into(), e.position().into()],
-                )
-                .await?
-            }
-            A::CheckedIn { .. } | A::Started { .. } | A::Completed { .. } | A::NoShow { .. } => {
-                let status = match event {
-                    A::CheckedIn { .. } => "checked_in",
-                    A::Started { .. } => "in_progress",
-                    A::Completed { .. } => "completed",
-                    _ => "no_show",
-                };
-                sql::execute(
-                    tx,
-                    "UPDATE analytics_appointments SET status = $2, position = $3 \
+                        &[e.id().into(), i64::from(*late).into(), e.position().into()],
+                    )
+                    .await?
+                }
+                (_, Some(status)) => {
+                    sql::execute(
+                        tx,
+                        "UPDATE analytics_appointments SET status = $2, position = $3 \
                      WHERE appointment_id = $1",
-                    &[e.id().into(), status.into(), e.position().into()],
-                )
-                .await?
-            }
-        };
-        one_row(
-            e,
-            n,
-            "an appointment booked twice, or changed but never booked",
-        )
+                        &[e.id().into(), status.into(), e.position().into()],
+                    )
+                    .await?
+                }
+                // A booking went into `booked` above.
+                (_, None) => return Err(damaged(e, "a booking taken for a change")),
+            };
+        one_row(e, n, "a change of an appointment analytics does not hold")
     }
 
     async fn medication(
@@ -442,6 +455,74 @@ impl Analytics {
             "a prescription written twice, or ended but never written",
         )
     }
+}
+
+/// An appointment booked in the batch, as its row will be written (the
+/// provider's specialty joins it then: set at enrolment, never changed).
+struct Booked {
+    /// The position of the booking.
+    booked: i64,
+    patient_id: String,
+    provider_id: String,
+    day: i64,
+    starts_at: i64,
+    booked_at: i64,
+    status: &'static str,
+    late: i64,
+    position: i64,
+}
+
+/// Writes the appointments booked in a batch in one statement; one that
+/// analytics holds already, or whose provider it does not hold, stops the
+/// projector at its booking.
+async fn write_booked(
+    tx: &mut Tx,
+    booked: BTreeMap<String, Booked>,
+) -> Result<(), ProjectionError> {
+    if booked.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Vec<sql::Value>> = booked
+        .iter()
+        .map(|(id, b)| {
+            vec![
+                id.as_str().into(),
+                b.patient_id.as_str().into(),
+                b.provider_id.as_str().into(),
+                b.day.into(),
+                b.starts_at.into(),
+                b.booked_at.into(),
+                b.status.into(),
+                b.late.into(),
+                b.position.into(),
+            ]
+        })
+        .collect();
+    // `WHERE true`: SQLite reads an `ON` after a join as the join's
+    // unless the SELECT has a WHERE.
+    let written: std::collections::HashSet<String> = sql::select_with_values(
+        tx,
+        "appointment_id, patient_id, provider_id, day, starts_at, booked_at, status, late, \
+         position",
+        &rows,
+        "INSERT INTO analytics_appointments (appointment_id, patient_id, provider_id, specialty, \
+         day, starts_at, booked_at, status, late, position) \
+         SELECT v.appointment_id, v.patient_id, v.provider_id, p.specialty, v.day, v.starts_at, \
+         v.booked_at, v.status, v.late, v.position \
+         FROM v JOIN analytics_providers p ON p.provider_id = v.provider_id WHERE true \
+         ON CONFLICT (appointment_id) DO NOTHING RETURNING appointment_id",
+    )
+    .await?
+    .into_iter()
+    .collect();
+    if let Some((_, b)) = booked.iter().find(|(id, _)| !written.contains(*id)) {
+        return Err(ProjectionError::Event {
+            position: b.booked,
+            detail: "an appointment booked twice, or with a provider analytics does not hold"
+                .into(),
+        });
+    }
+    Ok(())
 }
 
 async fn provider(tx: &mut Tx, event: &ProviderEvent, id: &str) -> Result<(), ProjectionError> {

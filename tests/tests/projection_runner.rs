@@ -554,3 +554,101 @@ async fn entry_twice(backend: Backend) -> anyhow::Result<()> {
     drop(log);
     t.cleanup().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_booking_analytics_cannot_place_stops_it_at_the_booking() {
+    booking_unplaced(Backend::Postgres).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_booking_analytics_cannot_place_stops_it_at_the_booking() {
+    booking_unplaced(Backend::Sqlite).await.unwrap()
+}
+
+/// Bookings of a batch are written at its end, with the provider's
+/// specialty joined in: a booking of a provider analytics does not hold
+/// stops it at that booking, however many events of the batch followed
+/// it; a booking checked in in the same batch lands with its status.
+async fn booking_unplaced(backend: Backend) -> anyhow::Result<()> {
+    use anamnesis_domain::codec::StoredForm;
+    use anamnesis_domain::schedule::{
+        AppointmentEvent, Booking, ClinicZone, Period, Profile, ProviderEvent, ProviderKind,
+    };
+    use anamnesis_projections::analytics::Analytics;
+
+    let t = TestDb::new(backend).await?;
+    let log = EventLog::open(t.db.clone()).await?;
+    let (known, unknown) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let enrolled = ProviderEvent::Enrolled {
+        profile: Profile {
+            user_id: uuid::Uuid::now_v7(),
+            kind: ProviderKind::Doctor,
+            display_name: "Dr Lovelace".into(),
+            specialty: "Cardiology".into(),
+            default_minutes: 30,
+        },
+    }
+    .to_stored()
+    .unwrap();
+    let start = chrono::Utc::now() + chrono::Duration::days(7);
+    let booked = |provider_id| {
+        AppointmentEvent::Booked {
+            booking: Booking {
+                provider_id,
+                patient_id: uuid::Uuid::now_v7(),
+                period: Period {
+                    start,
+                    end: start + chrono::Duration::minutes(30),
+                },
+                reason_for_visit: "Check-up".into(),
+                overbook_reason: None,
+            },
+        }
+        .to_stored()
+        .unwrap()
+    };
+    let checked_in = AppointmentEvent::CheckedIn {
+        at: chrono::Utc::now(),
+    }
+    .to_stored()
+    .unwrap();
+    let (a, b) = (
+        uuid::Uuid::now_v7().to_string(),
+        uuid::Uuid::now_v7().to_string(),
+    );
+    append_raw(&log, "provider", known.to_string(), 0, enrolled).await?; // 1
+    append_raw(&log, "appointment", a.clone(), 0, booked(known)).await?; // 2
+    append_raw(&log, "appointment", a, 1, checked_in.clone()).await?; // 3
+    append_raw(&log, "appointment", b.clone(), 0, booked(unknown)).await?; // 4
+    append_raw(&log, "appointment", b, 1, checked_in).await?; // 5
+    let analytics = Analytics::new(ClinicZone::parse("UTC").unwrap());
+    let rows = |db: Db| async move {
+        let sql = "SELECT specialty || ' ' || status FROM analytics_appointments";
+        anyhow::Ok(match db {
+            Db::Postgres(p) => sqlx::query_scalar::<_, String>(sql).fetch_all(&p).await?,
+            Db::Sqlite(p) => sqlx::query_scalar::<_, String>(sql).fetch_all(&p).await?,
+        })
+    };
+
+    let mut cursor = Cursor::at(0);
+    let failed = runner::step(&log.reader(), &t.db, &analytics, &mut cursor, 100).await;
+    assert!(
+        matches!(failed, Err(ProjectionError::Event { position: 4, .. })),
+        "stopped at the booking of a provider analytics does not hold: {failed:?}"
+    );
+    assert_eq!(checkpoint(&t.db, analytics.name()).await?, 0);
+    assert!(
+        rows(t.db.clone()).await?.is_empty(),
+        "the batch wrote nothing"
+    );
+
+    let mut cursor = Cursor::at(0);
+    let stepped = runner::step_until(&log.reader(), &t.db, &analytics, &mut cursor, 100, 3).await?;
+    assert_eq!(stepped, Stepped::Advanced(3));
+    assert_eq!(
+        rows(t.db.clone()).await?,
+        vec!["cardiology checked_in".to_owned()]
+    );
+    drop(log);
+    t.cleanup().await
+}
