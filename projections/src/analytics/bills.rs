@@ -234,15 +234,7 @@ pub(super) async fn write(
     let mut claims: Vec<Vec<Value>> = Vec::new();
     for (id, folded) in bills {
         let bill = &folded.bill;
-        let damaged = |detail: String| ProjectionError::Event {
-            position: folded.position,
-            detail,
-        };
-        let opening = bill
-            .opening()
-            .ok_or_else(|| damaged("a bill never opened".into()))?;
-        let balance = bill.balance().map_err(|e| damaged(e.to_string()))?;
-        let state = serde_json::to_string(bill).map_err(|e| damaged(e.to_string()))?;
+        let (opening, balance, state) = crate::billing::row_parts(bill, folded.position)?;
         let patient = opening.patient_id.to_string();
         let day = day_number(opening.service_date);
         let month = month_of(opening.service_date);

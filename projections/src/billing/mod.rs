@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use anamnesis_domain::billing::{Bill, BillEvent, CoverageEvent, PriceListEvent};
+use anamnesis_domain::billing::{Balance, Bill, BillEvent, CoverageEvent, Opening, PriceListEvent};
 use anamnesis_domain::codec::{DecodeError, StoredForm};
 
 use crate::runner::{Decode, Envelope, ProjectionError, Projector, Tx};
@@ -448,6 +448,22 @@ async fn fold(
     Ok(())
 }
 
+/// What every bill row is made of: the opening, the balance and the
+/// folded bill as JSON; a bill never opened or whose sums overflow is
+/// damage at `position`.
+pub(crate) fn row_parts(
+    bill: &Bill,
+    position: i64,
+) -> Result<(&Opening, Balance, String), ProjectionError> {
+    let damaged = |detail: String| ProjectionError::Event { position, detail };
+    let opening = bill
+        .opening()
+        .ok_or_else(|| damaged("a bill never opened".into()))?;
+    let balance = bill.balance().map_err(|e| damaged(e.to_string()))?;
+    let state = serde_json::to_string(bill).map_err(|e| damaged(e.to_string()))?;
+    Ok((opening, balance, state))
+}
+
 /// Writes the bills a batch folded: one upsert of every bill; the lines
 /// and the claims of the bills whose lines or claims changed replaced in
 /// two statements each.
@@ -457,15 +473,7 @@ async fn write(tx: &mut Tx, bills: &BTreeMap<String, Folded>) -> Result<(), Proj
     let (mut reclaimed, mut claims) = (Vec::new(), Vec::new());
     for (id, folded) in bills {
         let bill = &folded.bill;
-        let damaged = |detail: String| ProjectionError::Event {
-            position: folded.position,
-            detail,
-        };
-        let opening = bill
-            .opening()
-            .ok_or_else(|| damaged("a bill never opened".into()))?;
-        let balance = bill.balance().map_err(|e| damaged(e.to_string()))?;
-        let state = serde_json::to_string(bill).map_err(|e| damaged(e.to_string()))?;
+        let (opening, balance, state) = row_parts(bill, folded.position)?;
         let patient = opening.patient_id.to_string();
         if folded.lines_changed {
             relined.push(vec![id.as_str().into()]);
