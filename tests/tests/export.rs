@@ -100,9 +100,17 @@ async fn a_patient_takes_her_whole_record(backend: Backend) -> anyhow::Result<()
         let (status, _, body) = export(&s, token, &marie_id).await?;
         assert_eq!(status, 403, "{body}");
     }
-    // Each export is on her access log.
+    // Each export is on her access log, once the access log holds every
+    // record written so far (its projector gathers records for 30 ms).
+    let head = s.event_count().await?.to_string();
     let log = s
-        .call("GET", "/v1/me/access-log", Some(&marie), None, &[])
+        .call(
+            "GET",
+            "/v1/me/access-log",
+            Some(&marie),
+            None,
+            &[("X-Min-Position", head)],
+        )
         .await?;
     let exports = log.body["items"]
         .as_array()
