@@ -195,48 +195,37 @@ impl Entries {
     /// stops the projector at the event that created it again), then the
     /// versions.
     async fn write(mut self, tx: &mut Tx) -> Result<(), ProjectionError> {
-        let mut rows = Vec::with_capacity(self.created.len());
-        for (id, c) in &self.created {
-            rows.push(vec![
+        let mut created = sql::Run::new_rows(
+            "chart_entries (entry_id, patient_id, kind, status, author_id, appointment_id, \
+             title, search, body, versions, critical, effective_at, recorded_at, updated_at, \
+             signed_at, signed_by, withdrawn_reason, position)",
+            "entry_id",
+            "a chart entry created twice",
+        );
+        for (id, c) in self.created {
+            let row = vec![
                 id.as_str().into(),
-                c.patient_id.as_str().into(),
+                c.patient_id.into(),
                 c.kind.into(),
                 c.status.into(),
-                c.author_id.as_str().into(),
-                Value::Text(c.appointment_id.clone()),
-                c.title.as_str().into(),
-                c.search.as_str().into(),
-                c.body.as_str().into(),
+                c.author_id.into(),
+                Value::Text(c.appointment_id),
+                c.title.into(),
+                c.search.into(),
+                c.body.into(),
                 c.versions.into(),
                 c.critical.into(),
                 c.effective_at.into(),
                 c.recorded_at.into(),
                 c.updated_at.into(),
                 Value::Int(c.signed_at),
-                Value::Text(c.signed_by.clone()),
-                Value::Text(c.withdrawn_reason.clone()),
+                Value::Text(c.signed_by),
+                Value::Text(c.withdrawn_reason),
                 c.position.into(),
-            ]);
+            ];
+            created.push(id, c.created, row);
         }
-        if !rows.is_empty() {
-            let written: std::collections::HashSet<String> = sql::insert_rows_returning(
-                tx,
-                "chart_entries (entry_id, patient_id, kind, status, author_id, appointment_id, \
-                 title, search, body, versions, critical, effective_at, recorded_at, updated_at, \
-                 signed_at, signed_by, withdrawn_reason, position)",
-                "ON CONFLICT (entry_id) DO NOTHING RETURNING entry_id",
-                &rows,
-            )
-            .await?
-            .into_iter()
-            .collect();
-            if let Some(c) = self.created.iter().find(|(id, _)| !written.contains(*id)) {
-                return Err(ProjectionError::Event {
-                    position: c.1.created,
-                    detail: "a chart entry created twice".into(),
-                });
-            }
-        }
+        created.flush(tx).await?;
         self.versions.flush(tx).await
     }
 }

@@ -295,6 +295,30 @@ pub async fn select_with_values(
     Ok(found)
 }
 
+/// The rows of `query` (over `WITH v(<key>)`, one per key) returning one
+/// text column `<key> <rest>`, as a map from key to rest. A row of another
+/// shape is damage, named at `position` (the batch's first event): never
+/// a row dropped, which would read a stored record as missing.
+pub async fn select_by_key(
+    tx: &mut Tx,
+    key: &str,
+    keys: &[Vec<Value>],
+    query: &str,
+    position: i64,
+) -> Result<std::collections::BTreeMap<String, String>, crate::runner::ProjectionError> {
+    let mut found = std::collections::BTreeMap::new();
+    for row in select_with_values(tx, key, keys, query).await? {
+        let Some((k, rest)) = row.split_once(' ') else {
+            return Err(crate::runner::ProjectionError::Event {
+                position,
+                detail: format!("a stored row without its {key}"),
+            });
+        };
+        found.insert(k.to_owned(), rest.to_owned());
+    }
+    Ok(found)
+}
+
 /// Runs a statement made by [`rows_source`] over `rows`, returning one text
 /// column.
 async fn texts(tx: &mut Tx, sql: &str, rows: &[Vec<Value>]) -> Result<Vec<String>, sqlx::Error> {

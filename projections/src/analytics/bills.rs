@@ -172,21 +172,21 @@ pub(super) async fn load(
     ids: Vec<(String, i64)>,
 ) -> Result<BTreeMap<String, Folded>, ProjectionError> {
     let keys: Vec<Vec<Value>> = ids.iter().map(|(id, _)| vec![id.as_str().into()]).collect();
-    // The id, a space, the state: one text column.
-    let rows = sql::select_with_values(
+    let first = ids.iter().map(|(_, p)| *p).min().unwrap_or_default();
+    let mut stored = sql::select_by_key(
         tx,
         "bill_id",
         &keys,
         "SELECT b.bill_id || ' ' || b.state FROM analytics_bills b \
          JOIN v ON b.bill_id = v.bill_id",
+        first,
     )
     .await?;
-    let mut stored: BTreeMap<&str, &str> = rows.iter().filter_map(|r| r.split_once(' ')).collect();
     let mut folded = BTreeMap::new();
     for (id, position) in ids {
         let bill = match stored.remove(id.as_str()) {
             None => Bill::default(),
-            Some(state) => serde_json::from_str(state).map_err(|err| ProjectionError::Event {
+            Some(state) => serde_json::from_str(&state).map_err(|err| ProjectionError::Event {
                 position,
                 detail: format!(
                     "bill state: {}",

@@ -280,16 +280,17 @@ async fn load(
     first: BTreeMap<&str, (i64, i64)>,
 ) -> Result<BTreeMap<String, Folded>, ProjectionError> {
     let keys: Vec<Vec<Value>> = first.keys().map(|id| vec![(*id).into()]).collect();
-    // The id, when it was opened, the folded bill: one text column.
-    let rows = sql::select_with_values(
+    let earliest = first.values().map(|(p, _)| *p).min().unwrap_or_default();
+    // When it was opened, a space, the folded bill.
+    let mut stored = sql::select_by_key(
         tx,
         "bill_id",
         &keys,
         "SELECT b.bill_id || ' ' || CAST(b.opened_at AS TEXT) || ' ' || b.state \
          FROM billing_bills b JOIN v ON b.bill_id = v.bill_id",
+        earliest,
     )
     .await?;
-    let mut stored: BTreeMap<&str, &str> = rows.iter().filter_map(|r| r.split_once(' ')).collect();
     let mut folded = BTreeMap::new();
     for (id, (position, at)) in first {
         let damaged = |detail: String| ProjectionError::Event { position, detail };
