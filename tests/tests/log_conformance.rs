@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use anamnesis_commands::log::chain::{self, verify_run};
 use anamnesis_commands::{
-    Actor, AppendError, AppendRequest, Db, EventLog, EventMetadata, KeyChanges, NewEvent,
-    StoredEvent, StreamAt,
+    Actor, AppendError, AppendRequest, Db, EventLog, EventMetadata, KeyChanges, LogReader,
+    NewEvent, StoredEvent, StreamAt,
 };
 use anamnesis_domain::unique::UniqueKey;
 use anamnesis_tests::db::{Backend, TestDb};
@@ -48,6 +48,7 @@ conformance!(
     a_later_unit_in_a_batch_sees_an_earlier_units_claim_and_append,
     claim_holders_names_each_stream_holding_any_of_the_keys,
     stream_ids_lists_the_streams_of_one_type,
+    reads_of_what_this_process_appended_match_the_database,
 );
 
 fn actor() -> EventMetadata {
@@ -905,4 +906,90 @@ async fn stream_ids_lists_the_streams_of_one_type(backend: Backend) -> anyhow::R
     assert_eq!(reader.stream_ids("other").await?, vec!["z"]);
     assert!(reader.stream_ids("none").await?.is_empty());
     t.cleanup().await
+}
+
+/// The projectors of a process read what its writer appended from memory
+/// (ADR 0007): the events must be exactly those the database gives, sealed
+/// payloads opened, headers-only reads blank, and a patient's payloads read
+/// as erased once the erasure is committed.
+async fn reads_of_what_this_process_appended_match_the_database(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let t = TestDb::new(backend).await?;
+    let keyring = anamnesis_tests::server::test_keyring()?;
+    let log = EventLog::open_with(t.db.clone(), keyring.clone()).await?;
+    let memory = log.reader();
+    let database = LogReader::detached_with(t.db.clone(), keyring);
+    let (ada, bo) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let about = |stream: &str, patient: uuid::Uuid, n: i64| {
+        let mut r = request(
+            stream,
+            0,
+            &[json!({"n": n, "name": "Ada \u{e9}"}), json!({"n": n + 1})],
+        );
+        r.patient_id = Some(patient);
+        r.metadata.reason = Some("care".into());
+        r
+    };
+    // Several writers at once, so that batches hold several units.
+    let appends = [
+        about("a", ada, 1),
+        about("b", bo, 3),
+        request("c", 0, &[json!({"plain": true})]),
+        about("d", ada, 5),
+    ]
+    .into_iter()
+    .map(|r| {
+        let log = log.clone();
+        tokio::spawn(async move { log.append(r).await })
+    })
+    .collect::<Vec<_>>();
+    for a in appends {
+        a.await??;
+    }
+    let head = memory.head().await?;
+    assert_eq!(head, 7);
+    let stored = log.read_from(0, 100).await?;
+    assert!(
+        stored.iter().filter(|e| e.payload.contains("Ada")).count() == 0,
+        "payloads about a patient are stored sealed"
+    );
+    let compare = |types: &'static [&'static str], range: (i64, i64), limit: i64, payload: bool| {
+        let (memory, database) = (memory.clone(), database.clone());
+        async move {
+            let (m, d) = (
+                memory.read_types(types, range, limit, payload).await?,
+                database.read_types(types, range, limit, payload).await?,
+            );
+            assert_eq!(
+                m, d,
+                "types {types:?}, range {range:?}, limit {limit}, payload {payload}"
+            );
+            anyhow::Ok(m)
+        }
+    };
+    let all = compare(&[], (0, head), 100, true).await?;
+    assert_eq!(all.len(), 7);
+    assert!(all.iter().any(|e| e.payload.contains("Ada")), "opened");
+    compare(&[], (0, head), 100, false).await?;
+    compare(&["test"], (2, 6), 3, true).await?;
+    compare(&["other"], (0, head), 100, true).await?;
+
+    // Erase Ada: from the erasure's commit on, her payloads read as erased.
+    let mut erasure = request(&ada.to_string(), 0, &[json!({})]);
+    erasure.aggregate_type = "patient".into();
+    erasure.events[0].event_type = anamnesis_domain::subject::ERASURE_EVENT.into();
+    erasure.patient_id = Some(ada);
+    log.append(erasure).await?;
+    let after = compare(&[], (0, head + 1), 100, true).await?;
+    let erased: Vec<i64> = after
+        .iter()
+        .filter(|e| e.payload == anamnesis_domain::codec::ERASED_PAYLOAD)
+        .map(|e| e.global_position)
+        .collect();
+    assert_eq!(erased.len(), 4, "Ada's four events: {erased:?}");
+    // What comes after the erasure is read from memory again.
+    log.append(about("e", bo, 7)).await?;
+    compare(&["test"], (head + 1, head + 3), 100, true).await?;
+    Ok(())
 }

@@ -427,7 +427,7 @@ impl Db {
         &self,
         keyring: &Keyring,
         units: &[&[AppendRequest]],
-    ) -> Result<(Vec<writer::UnitResult>, i64), StoreError> {
+    ) -> Result<writer::Committed, StoreError> {
         match self {
             Db::Postgres(p) => postgres::commit_batch(p, keyring, units).await,
             Db::Sqlite(p) => sqlite::commit_batch(p, keyring, units).await,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::seal::{BatchKeys, KeyRow, Keyring, SEALED_PREFIX};
 use super::writer::{
     check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, stream_keys,
-    KeyWrite, Plan, StreamKey, UnitResult,
+    Committed, KeyWrite, Plan, StreamKey,
 };
 use super::{AppendRequest, MfaCredential, MfaState, Outcome, StoreError, StoredEvent};
 
@@ -38,7 +38,7 @@ pub(crate) async fn commit_batch(
     pool: &PgPool,
     keyring: &Keyring,
     units: &[&[AppendRequest]],
-) -> Result<(Vec<UnitResult>, i64), StoreError> {
+) -> Result<Committed, StoreError> {
     let mut tx = pool
         .begin_with(
             "BEGIN; SET LOCAL lock_timeout = '5s'; SELECT 1 FROM log_head WHERE id = 1 FOR UPDATE",
@@ -123,14 +123,14 @@ pub(crate) async fn commit_batch(
     );
     if plan.rows.is_empty() {
         tx.rollback().await?;
-        return Ok((plan.results, position));
+        return Ok(plan.refused(position));
     }
     write_rows(&mut tx, &plan).await?;
     for patient in &plan.erased {
         erase(&mut tx, *patient, &plan.master_id).await?;
     }
     tx.commit().await?;
-    Ok((plan.results, plan.head_position))
+    Ok(plan.committed())
 }
 
 /// What the commands with these idempotency keys answered (none is looked

@@ -142,6 +142,9 @@ impl LogReader {
     ///
     /// Without `payload`, events come with an empty payload and metadata
     /// (`null`, `{}`): for readers of who-did-what that never look inside.
+    ///
+    /// Positions this process's writer appended lately are read from its
+    /// memory (the same events, opened, with no query).
     pub async fn read_types(
         &self,
         types: &[&str],
@@ -149,6 +152,23 @@ impl LogReader {
         limit: i64,
         payload: bool,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        let recent = self
+            .appended
+            .as_ref()
+            .and_then(|a| a.read_types(types, (after, until), limit));
+        if let Some(recent) = recent {
+            metrics::counter!("anamnesis_log_reads_from_memory_total").increment(1);
+            return Ok(recent
+                .iter()
+                .map(|e| {
+                    if payload {
+                        e.as_ref().clone()
+                    } else {
+                        headers_of(e)
+                    }
+                })
+                .collect());
+        }
         match &self.db {
             Db::Postgres(p) => self
                 .open_keyed(postgres::read_types(p, types, (after, until), limit, payload).await?),
@@ -314,6 +334,30 @@ impl LogReader {
     /// `postgres` or `sqlite`.
     pub fn backend(&self) -> &'static str {
         self.db.backend()
+    }
+}
+
+/// `event` with the payload and metadata a read without payload gives.
+fn headers_of(event: &StoredEvent) -> StoredEvent {
+    StoredEvent {
+        global_position: event.global_position,
+        event_id: event.event_id,
+        aggregate_type: event.aggregate_type.clone(),
+        aggregate_id: event.aggregate_id.clone(),
+        sequence: event.sequence,
+        event_type: event.event_type.clone(),
+        event_version: event.event_version.clone(),
+        payload: "null".into(),
+        metadata: "{}".into(),
+        recorded_at: event.recorded_at,
+        actor_id: event.actor_id.clone(),
+        actor_role: event.actor_role.clone(),
+        reason: event.reason.clone(),
+        correlation_id: event.correlation_id,
+        causation_id: event.causation_id,
+        patient_id: event.patient_id,
+        prev_hash: event.prev_hash.clone(),
+        hash: event.hash.clone(),
     }
 }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::seal::{BatchKeys, KeyRow, Keyring};
 use super::writer::{
     check_head, idempotency_keys, key_digests, now_micros, owners_of, plan_batch, stream_keys,
-    StreamKey, UnitResult,
+    Committed, StreamKey,
 };
 use super::{AppendRequest, MfaState, Outcome, StoreError, StoredEvent};
 
@@ -25,7 +25,7 @@ pub(crate) async fn commit_batch(
     pool: &SqlitePool,
     keyring: &Keyring,
     units: &[&[AppendRequest]],
-) -> Result<(Vec<UnitResult>, i64), StoreError> {
+) -> Result<Committed, StoreError> {
     // In line behind this process's other writers (`Db::write_turn`).
     let _turn = crate::database::Db::Sqlite(pool.clone()).write_turn().await;
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
@@ -95,7 +95,7 @@ pub(crate) async fn commit_batch(
     );
     if plan.rows.is_empty() {
         tx.rollback().await?;
-        return Ok((plan.results, position));
+        return Ok(plan.refused(position));
     }
     insert_events(&mut tx, &plan.rows).await?;
     let recorded_at = plan.rows.first().map(|r| r.recorded_at);
@@ -218,7 +218,7 @@ pub(crate) async fn commit_batch(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok((plan.results, plan.head_position))
+    Ok(plan.committed())
 }
 
 /// Inserts events exactly as given, every column (the writer's rows, a

@@ -42,6 +42,8 @@ pub(crate) type StreamKey = (String, String);
 /// The outcome of planning one batch against the head and stream sequences.
 pub(crate) struct Plan {
     pub rows: Vec<StoredEvent>,
+    /// For each row, its payload in the clear when the row is sealed.
+    pub plain: Vec<Option<String>>,
     pub results: Vec<UnitResult>,
     pub head_position: i64,
     pub head_hash: Vec<u8>,
@@ -62,6 +64,50 @@ pub(crate) struct Plan {
     /// The second factors the committed units set or removed, one per
     /// user (the last).
     pub mfa: Vec<MfaCredential>,
+}
+
+/// What a batch's transaction answers.
+pub(crate) struct Committed {
+    /// One result per unit, in queue order.
+    pub results: Vec<UnitResult>,
+    /// The head after the batch.
+    pub position: i64,
+    /// The appended events as a reader opens them (sealed payloads in the
+    /// clear), in position order: what this process's readers are served
+    /// from memory (`Appended`).
+    pub events: Vec<StoredEvent>,
+}
+
+impl Plan {
+    /// The answer once the plan's rows are committed.
+    pub(crate) fn committed(self) -> Committed {
+        let events = self
+            .rows
+            .into_iter()
+            .zip(self.plain)
+            .map(|(mut row, clear)| {
+                if let Some(clear) = clear {
+                    row.payload = clear;
+                }
+                row
+            })
+            .collect();
+        Committed {
+            results: self.results,
+            position: self.head_position,
+            events,
+        }
+    }
+
+    /// The answer when nothing was appended (every unit refused): the head
+    /// stays at `position`.
+    pub(crate) fn refused(self, position: i64) -> Committed {
+        Committed {
+            results: self.results,
+            position,
+            events: Vec::new(),
+        }
+    }
 }
 
 /// Every idempotency key a batch carries, for the backend to look up.
@@ -210,6 +256,7 @@ pub(crate) fn plan_batch(
     let mut mfa: HashMap<Uuid, MfaCredential> = HashMap::new();
     let (mut position, mut hash) = head;
     let mut rows = Vec::new();
+    let mut plain = Vec::new();
     let mut results = Vec::with_capacity(units.len());
     let mut touched: Vec<(Vec<u8>, &'static str)> = Vec::new();
     for unit in units {
@@ -225,6 +272,7 @@ pub(crate) fn plan_batch(
         let mut unit_owners: HashMap<Vec<u8>, Option<String>> = HashMap::new();
         let mut unit_touched = Vec::new();
         let mut unit_rows = Vec::new();
+        let mut unit_plain = Vec::new();
         let mut appended = Vec::with_capacity(unit.len());
         let mut conflict = None;
         for req in unit.iter() {
@@ -296,15 +344,15 @@ pub(crate) fn plan_batch(
                 sequence += 1;
                 let event_id = Uuid::now_v7();
                 let payload = event.payload.to_string();
-                let payload = match data_key {
+                let (payload, clear) = match data_key {
                     Some((patient, key)) => match key.seal(patient, event_id, &payload) {
-                        Ok(sealed) => sealed,
+                        Ok(sealed) => (sealed, Some(payload)),
                         Err(e) => {
                             conflict = Some(AppendError::Store(e));
                             break;
                         }
                     },
-                    None => payload,
+                    None => (payload, None),
                 };
                 let mut row = StoredEvent {
                     global_position: unit_position,
@@ -329,6 +377,7 @@ pub(crate) fn plan_batch(
                 row.hash = event_hash(&row.prev_hash, &row).to_vec();
                 unit_hash = row.hash.clone();
                 unit_rows.push(row);
+                unit_plain.push(clear);
             }
             if conflict.is_some() {
                 break;
@@ -362,6 +411,7 @@ pub(crate) fn plan_batch(
                 owners.extend(unit_owners);
                 touched.extend(unit_touched);
                 rows.extend(unit_rows);
+                plain.extend(unit_plain);
                 for c in unit.iter().filter_map(|r| r.credential.as_ref()) {
                     credentials.insert(c.user_id, c.clone());
                 }
@@ -387,6 +437,7 @@ pub(crate) fn plan_batch(
         .collect();
     Plan {
         rows,
+        plain,
         results,
         head_position: position,
         head_hash: hash,
@@ -525,7 +576,11 @@ async fn commit(
     let units: Vec<&[AppendRequest]> = batch.iter().map(|p| p.requests.as_slice()).collect();
     let started = std::time::Instant::now();
     match db.commit_batch(keyring, &units).await {
-        Ok((results, position)) => {
+        Ok(Committed {
+            results,
+            position,
+            events,
+        }) => {
             let count = appended_count(&results);
             metrics::counter!("anamnesis_events_appended_total").increment(count as u64);
             tracing::debug!(
@@ -534,20 +589,7 @@ async fn commit(
                 "batch committed"
             );
             // What the batch held, before the signal wakes the readers.
-            let mut types = Vec::new();
-            let mut erasure = false;
-            for (unit, result) in units.iter().zip(&results) {
-                if result.is_ok() {
-                    for request in unit.iter() {
-                        types.push(request.aggregate_type.as_str());
-                        erasure |= request
-                            .events
-                            .iter()
-                            .any(|e| e.event_type == anamnesis_domain::subject::ERASURE_EVENT);
-                    }
-                }
-            }
-            appended.record((position - count, position), types.into_iter(), erasure);
+            appended.record((position - count, position), events);
             advance(head, position);
             for (pending, result) in batch.into_iter().zip(results) {
                 let _ = pending.reply.send(result);
