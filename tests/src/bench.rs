@@ -540,3 +540,83 @@ pub fn backend_and_logs(name: &str) -> anyhow::Result<Backend> {
         other => anyhow::bail!("--backend must be postgres or sqlite, not {other}"),
     }
 }
+
+/// The server's own latency histogram of one route and status, from
+/// `/metrics` (`anamnesis_http_request_duration_seconds`, measured from the
+/// router to the response, so without the load generator's and the
+/// kernel's queues): cumulative counts by upper bound in seconds.
+pub async fn server_histogram(
+    http: &reqwest::Client,
+    base: &str,
+    (method, route, status): (&str, &str, u16),
+) -> anyhow::Result<Vec<(f64, u64)>> {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let wanted = [
+        format!("method=\"{method}\""),
+        format!("route=\"{route}\""),
+        format!("status=\"{status}\""),
+    ];
+    let mut buckets = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("anamnesis_http_request_duration_seconds_bucket{")
+        else {
+            continue;
+        };
+        let Some((labels, count)) = rest.split_once("} ") else {
+            continue;
+        };
+        if !wanted.iter().all(|w| labels.contains(w.as_str())) {
+            continue;
+        }
+        let le = labels
+            .split(',')
+            .find_map(|l| l.strip_prefix("le=\""))
+            .map(|l| l.trim_end_matches('"'))
+            .context("a bucket without an upper bound")?;
+        let le = if le == "+Inf" {
+            f64::INFINITY
+        } else {
+            le.parse()?
+        };
+        buckets.push((le, count.trim().parse::<f64>()? as u64));
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(buckets)
+}
+
+/// What the server's histogram gained between `before` and `after`
+/// (`server_histogram`): "n requests, x% within `within` ms, p99 at most
+/// y ms" (the bucket bound the 99th percentile falls under).
+pub fn server_share(before: &[(f64, u64)], after: &[(f64, u64)], within_ms: f64) -> String {
+    let gained: Vec<(f64, u64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let was = before.iter().find(|(b, _)| b == le).map_or(0, |(_, m)| *m);
+            (*le, n.saturating_sub(was))
+        })
+        .collect();
+    let total = gained.last().map_or(0, |(_, n)| *n);
+    if total == 0 {
+        return "no requests".into();
+    }
+    let within = gained
+        .iter()
+        .filter(|(le, _)| *le <= within_ms / 1000.0)
+        .map(|(_, n)| *n)
+        .next_back()
+        .unwrap_or(0);
+    let p99 = gained
+        .iter()
+        .find(|(_, n)| *n as f64 >= total as f64 * 0.99)
+        .map_or(f64::INFINITY, |(le, _)| *le * 1000.0);
+    format!(
+        "{total} requests, {:.2}% within {within_ms} ms, p99 at most {p99} ms",
+        within as f64 * 100.0 / total as f64
+    )
+}

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anamnesis_tests::bench::{
-    catch_up, closed_loop, fan_out, open_loop, BenchServer, Figures, Lag, LagSampler,
+    catch_up, closed_loop, fan_out, open_loop, server_histogram, server_share, BenchServer,
+    Figures, Lag, LagSampler,
 };
 use anamnesis_tests::db::Backend;
 use anyhow::Context;
@@ -226,7 +227,7 @@ async fn run(
     // The maximum rate of a command leaves projection work behind. What the
     // system sustains is the commands over the time until the read models
     // have caught up too; "half rate" is half of that.
-    let mut rows: Vec<(&str, Figures, f64, Figures, Lag, Lag)> = Vec::new();
+    let mut rows: Vec<(&str, Figures, f64, Figures, Lag, Lag, String)> = Vec::new();
     let phases: [(&'static str, &'static str, &'static str); 3] = [
         ("POST /v1/auth/login", "login: max", "login: half rate"),
         ("POST /v1/patients", "register: max", "register: half rate"),
@@ -256,6 +257,14 @@ async fn run(
             client.base.clone(),
             Duration::from_millis(20),
         );
+        let server = ["POST", "POST", "GET"][k];
+        let status = [200, 201, 200][k];
+        let server_before = server_histogram(
+            &client.http,
+            &client.base,
+            (server, route_of(route), status),
+        )
+        .await?;
         let half = match k {
             0 => open_loop(half_name, rate, args.seconds, args.clients, login.clone()).await?,
             1 => {
@@ -270,9 +279,16 @@ async fn run(
             }
             _ => open_loop(half_name, rate, args.seconds, args.clients, read.clone()).await?,
         };
+        let server_after = server_histogram(
+            &client.http,
+            &client.base,
+            (server, route_of(route), status),
+        )
+        .await?;
         catch_up(&client.http, &client.base).await?;
         let half_lag = sampler.finish().await?;
-        rows.push((route, max, sustained, half, max_lag, half_lag));
+        let server_side = server_share(&server_before, &server_after, 25.0);
+        rows.push((route, max, sustained, half, max_lag, half_lag, server_side));
     }
 
     println!();
@@ -283,7 +299,7 @@ async fn run(
     let lag = |(p50, p99, max, n): &Lag| {
         format!("projection lag p50 {p50:.0} ms, p99 {p99:.0} ms, max {max:.0} ms ({n} samples)")
     };
-    for (route, max, sustained, half, max_lag, half_lag) in &rows {
+    for (route, max, sustained, half, max_lag, half_lag, server_side) in &rows {
         max.print(
             &format!("{route} at {} clients (command-only)", args.clients),
             "req",
@@ -296,10 +312,16 @@ async fn run(
         println!("{:<50} {}", "", lag(max_lag));
         half.print(&format!("{route} at half the sustained rate"), "req");
         println!("{:<50} {}", "", lag(half_lag));
+        println!("{:<50} server side: {server_side}", "");
     }
     server.stop().await?;
     Ok(rows
         .iter()
-        .map(|(route, _, _, half, _, _)| (*route, (half.ms(0.5), half.ms(0.99))))
+        .map(|(route, _, _, half, _, _, _)| (*route, (half.ms(0.5), half.ms(0.99))))
         .collect())
+}
+
+/// The route template of a phase's name ("POST /v1/patients" → "/v1/patients").
+fn route_of(phase: &str) -> &str {
+    phase.split_once(' ').map_or(phase, |(_, route)| route)
 }
