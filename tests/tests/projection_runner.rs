@@ -11,7 +11,16 @@ use anamnesis_projections::runner::{
     Unread,
 };
 use anamnesis_tests::db::{Backend, TestDb};
+use anamnesis_tests::on_both_backends;
 use tokio::sync::watch;
+
+on_both_backends!(
+    patients_replay,
+    death_then_update,
+    registration_twice,
+    entry_twice,
+    booking_unplaced,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_runner_killed_mid_stream_resumes_without_loss_or_repeat() {
@@ -206,16 +215,6 @@ async fn killed_mid_stream(backend: Backend) -> anyhow::Result<()> {
     t.cleanup().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_the_patients_projection_survives_a_replay_unchanged() {
-    patients_replay(Backend::Postgres).await.unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_the_patients_projection_survives_a_replay_unchanged() {
-    patients_replay(Backend::Sqlite).await.unwrap()
-}
-
 /// Builds the patients read model, rewinds its checkpoint to 0 (as a crash
 /// between output and checkpoint never can, but a careless rebuild might) and
 /// replays everything: the guards keep every row as it was.
@@ -299,16 +298,6 @@ async fn patients_replay(backend: Backend) -> anyhow::Result<()> {
     t.cleanup().await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_death_then_an_update_in_one_batch_keeps_the_death() {
-    death_then_update(Backend::Postgres).await.unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_death_then_an_update_in_one_batch_keeps_the_death() {
-    death_then_update(Backend::Sqlite).await.unwrap()
-}
-
 /// Registration, death and a later demographics update of one patient,
 /// folded into one batch: the row ends at the update's position with the
 /// update's demographics, and the death is not lost on the way.
@@ -357,16 +346,6 @@ async fn death_then_update(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(shown.version, 3);
     drop((bus, log));
     t.cleanup().await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_registration_seen_twice_stops_analytics_at_it() {
-    registration_twice(Backend::Postgres).await.unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_registration_seen_twice_stops_analytics_at_it() {
-    registration_twice(Backend::Sqlite).await.unwrap()
 }
 
 /// Registrations in a row are one insert (`sql::Run`): a second
@@ -469,16 +448,6 @@ async fn append_raw(
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_chart_entry_created_twice_stops_the_chart_at_it() {
-    entry_twice(Backend::Postgres).await.unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_chart_entry_created_twice_stops_the_chart_at_it() {
-    entry_twice(Backend::Sqlite).await.unwrap()
-}
-
 /// Entries created in a batch are written at its end: a second creation of
 /// one entry in the batch, or of an entry an earlier batch wrote, stops the
 /// chart at that event, and the batch writes nothing; a signature in the
@@ -553,16 +522,6 @@ async fn entry_twice(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(rows(t.db.clone()).await?, 1, "B was not written either");
     drop(log);
     t.cleanup().await
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_a_booking_analytics_cannot_place_stops_it_at_the_booking() {
-    booking_unplaced(Backend::Postgres).await.unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_a_booking_analytics_cannot_place_stops_it_at_the_booking() {
-    booking_unplaced(Backend::Sqlite).await.unwrap()
 }
 
 /// Bookings of a batch are written at its end, with the provider's

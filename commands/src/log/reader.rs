@@ -337,27 +337,17 @@ impl LogReader {
     }
 }
 
-/// `event` with the payload and metadata a read without payload gives.
+/// The payload of every event a read without payload gives.
+const NO_PAYLOAD: &str = "null";
+/// The metadata of every event a read without payload gives.
+const NO_METADATA: &str = "{}";
+
+/// `event` as a read without payload gives it.
 fn headers_of(event: &StoredEvent) -> StoredEvent {
     StoredEvent {
-        global_position: event.global_position,
-        event_id: event.event_id,
-        aggregate_type: event.aggregate_type.clone(),
-        aggregate_id: event.aggregate_id.clone(),
-        sequence: event.sequence,
-        event_type: event.event_type.clone(),
-        event_version: event.event_version.clone(),
-        payload: "null".into(),
-        metadata: "{}".into(),
-        recorded_at: event.recorded_at,
-        actor_id: event.actor_id.clone(),
-        actor_role: event.actor_role.clone(),
-        reason: event.reason.clone(),
-        correlation_id: event.correlation_id,
-        causation_id: event.causation_id,
-        patient_id: event.patient_id,
-        prev_hash: event.prev_hash.clone(),
-        hash: event.hash.clone(),
+        payload: NO_PAYLOAD.into(),
+        metadata: NO_METADATA.into(),
+        ..event.clone()
     }
 }
 
@@ -391,11 +381,11 @@ fn without_payload(columns: &str) -> String {
         .map(|c| {
             let c = c.trim();
             if c.starts_with("payload") {
-                "'null' AS payload"
+                format!("'{NO_PAYLOAD}' AS payload")
             } else if c.starts_with("metadata") {
-                "'{}' AS metadata"
+                format!("'{NO_METADATA}' AS metadata")
             } else {
-                c
+                c.to_owned()
             }
         })
         .collect::<Vec<_>>()
