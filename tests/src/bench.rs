@@ -591,8 +591,9 @@ pub async fn server_histogram(
 }
 
 /// What the server's histogram gained between `before` and `after`
-/// (`server_histogram`): "n requests, x% within `within` ms, p99 at most
-/// y ms" (the bucket bound the 99th percentile falls under).
+/// (`server_histogram`): "n requests, x% within `within` ms, p50 at most
+/// y ms, p99 at most z ms" (the bucket bounds the median and the 99th
+/// percentile fall under).
 pub fn server_share(before: &[(f64, u64)], after: &[(f64, u64)], within_ms: f64) -> String {
     let gained: Vec<(f64, u64)> = after
         .iter()
@@ -611,12 +612,16 @@ pub fn server_share(before: &[(f64, u64)], after: &[(f64, u64)], within_ms: f64)
         .map(|(_, n)| *n)
         .next_back()
         .unwrap_or(0);
-    let p99 = gained
-        .iter()
-        .find(|(_, n)| *n as f64 >= total as f64 * 0.99)
-        .map_or(f64::INFINITY, |(le, _)| *le * 1000.0);
+    let under = |q: f64| {
+        gained
+            .iter()
+            .find(|(_, n)| *n as f64 >= total as f64 * q)
+            .map_or(f64::INFINITY, |(le, _)| *le * 1000.0)
+    };
     format!(
-        "{total} requests, {:.2}% within {within_ms} ms, p99 at most {p99} ms",
-        within as f64 * 100.0 / total as f64
+        "{total} requests, {:.2}% within {within_ms} ms, p50 at most {} ms, p99 at most {} ms",
+        within as f64 * 100.0 / total as f64,
+        under(0.5),
+        under(0.99)
     )
 }
