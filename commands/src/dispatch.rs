@@ -2,6 +2,8 @@
 //! what it decided at the sequence it saw. A conflict (someone else appended
 //! first) reloads and decides again, a bounded number of times.
 
+use std::collections::HashMap;
+
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::Aggregate;
 
@@ -11,6 +13,7 @@ use anamnesis_domain::unique::UniqueKeys;
 
 use crate::log::{
     AppendError, AppendRequest, EventLog, EventMetadata, KeyChanges, NewEvent, StoreError,
+    StoredEvent,
 };
 
 /// How often a command is tried when its stream keeps moving under it.
@@ -271,23 +274,59 @@ impl CommandBus {
         A::Event: StoredForm,
     {
         let stored = self.log.read_stream(A::TYPE, aggregate_id, 0).await?;
-        let mut aggregate = A::default();
-        let (mut sequence, mut position) = (0, 0);
-        for e in stored {
-            let event = A::Event::from_stored(&e.event_type, &e.event_version, &e.payload)
-                .map_err(|err| match err {
+        fold(stored)
+    }
+
+    /// [`CommandBus::load`] for each of `ids`, in one read of the log: by
+    /// id, each aggregate as `load` would have loaded it, or the error it
+    /// would have failed with. Only a failure of the read itself fails all.
+    pub async fn load_many<A>(
+        &self,
+        ids: &[String],
+    ) -> Result<HashMap<String, Result<(A, i64, i64), CommandError<A::Error>>>, StoreError>
+    where
+        A: Aggregate,
+        A::Event: StoredForm,
+    {
+        let mut streams: HashMap<String, Vec<StoredEvent>> =
+            ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+        for e in self.log.read_streams(A::TYPE, ids).await? {
+            if let Some(stream) = streams.get_mut(&e.aggregate_id) {
+                stream.push(e);
+            }
+        }
+        Ok(streams
+            .into_iter()
+            .map(|(id, stored)| (id, fold(stored)))
+            .collect())
+    }
+}
+
+/// `A` as its stored events (in sequence order) make it, with the last
+/// event's sequence and position (0 and 0 for none).
+fn fold<A>(stored: Vec<StoredEvent>) -> Result<(A, i64, i64), CommandError<A::Error>>
+where
+    A: Aggregate,
+    A::Event: StoredForm,
+{
+    let mut aggregate = A::default();
+    let (mut sequence, mut position) = (0, 0);
+    for e in stored {
+        let event =
+            A::Event::from_stored(&e.event_type, &e.event_version, &e.payload).map_err(|err| {
+                match err {
                     DecodeError::Erased { .. } => CommandError::Erased,
                     err => CommandError::Unreadable {
                         position: e.global_position,
                         detail: err.to_string(),
                     },
-                })?;
-            aggregate.apply(event);
-            sequence = e.sequence;
-            position = e.global_position;
-        }
-        Ok((aggregate, sequence, position))
+                }
+            })?;
+        aggregate.apply(event);
+        sequence = e.sequence;
+        position = e.global_position;
     }
+    Ok((aggregate, sequence, position))
 }
 
 /// Lets `aggregate` (at `sequence`, last event at `position`) decide `command`.

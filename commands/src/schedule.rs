@@ -73,6 +73,17 @@ pub struct ClosureAdded {
     pub cancelled: Vec<Uuid>,
 }
 
+/// What a booking needs to know of a patient's record.
+fn standing_of(patient: &Patient) -> PatientStanding {
+    if !patient.is_registered() {
+        PatientStanding::Unknown
+    } else if patient.is_deceased() {
+        PatientStanding::Deceased
+    } else {
+        PatientStanding::Registered
+    }
+}
+
 /// Runs scheduling commands in the clinic's time zone.
 #[derive(Clone)]
 pub struct Scheduler {
@@ -83,7 +94,27 @@ pub struct Scheduler {
     /// a storm of bookings on a cold process reads each provider's and the
     /// clinic's stream once, not once per booking.
     cold: Arc<tokio::sync::Mutex<()>>,
+    /// Patients' streams waiting to be read together.
+    gather: Arc<Gather>,
 }
+
+/// Reads of patients' standing that wait together (ADR 0008). Each caller
+/// queues its patient, then takes its turn; a turn reads every patient
+/// queued by then in one read of the log and answers them all. While one
+/// read is under way the next callers queue behind it, so a storm of
+/// bookings by patients this process has not seen reads the log a few times,
+/// not once per booking, and a lone booking waits for no one.
+#[derive(Default)]
+struct Gather {
+    queue: Mutex<Vec<(Uuid, Answer)>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+/// A patient's standing and stream sequence, or `None`: read it alone.
+type Answer = tokio::sync::oneshot::Sender<Option<(PatientStanding, i64)>>;
+
+/// Patients read together at most.
+const GATHERED_AT_MOST: usize = 1_000;
 
 /// Patients remembered at most; beyond it the memory starts over.
 const PATIENTS_REMEMBERED: usize = 50_000;
@@ -121,6 +152,7 @@ impl Scheduler {
             zone,
             seen: Arc::default(),
             cold: Arc::default(),
+            gather: Arc::default(),
         }
     }
 
@@ -236,17 +268,18 @@ impl Scheduler {
                 return Ok(*seen);
             }
         }
-        let (patient, sequence, _) = self
-            .bus
-            .load::<Patient>(&patient_id.to_string())
-            .await
-            .map_err(|e| e.map_rejected(|_| ScheduleError::UnknownPatient))?;
-        let standing = if !patient.is_registered() {
-            PatientStanding::Unknown
-        } else if patient.is_deceased() {
-            PatientStanding::Deceased
-        } else {
-            PatientStanding::Registered
+        let (standing, sequence) = match self.read_together(patient_id).await {
+            Some(read) => read,
+            None => {
+                // The shared read failed, or this stream does not fold: read
+                // it alone, for its own answer or its own error.
+                let (patient, sequence, _) = self
+                    .bus
+                    .load::<Patient>(&patient_id.to_string())
+                    .await
+                    .map_err(|e| e.map_rejected(|_| ScheduleError::UnknownPatient))?;
+                (standing_of(&patient), sequence)
+            }
         };
         let mut seen = self.seen();
         if seen.patients.len() >= PATIENTS_REMEMBERED {
@@ -254,6 +287,48 @@ impl Scheduler {
         }
         seen.patients.insert(patient_id, (standing, sequence));
         Ok((standing, sequence))
+    }
+
+    /// Patient `patient_id`'s standing and stream sequence, read with those
+    /// of every other patient queued by the time this caller's turn comes
+    /// ([`Gather`]); `None` when that read failed or this stream did not
+    /// fold.
+    async fn read_together(&self, patient_id: Uuid) -> Option<(PatientStanding, i64)> {
+        // A panic while holding the queue's lock leaves plain data behind.
+        let queue = || self.gather.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let (answer, mut answered) = tokio::sync::oneshot::channel();
+        queue().push((patient_id, answer));
+        loop {
+            tokio::select! {
+                biased;
+                // Answered by another caller's turn: no need to wait for one.
+                read = &mut answered => return read.ok().flatten(),
+                turn = self.gather.turn.lock() => {
+                    let _turn = turn;
+                    let waiting: Vec<(Uuid, Answer)> = {
+                        let mut queued = queue();
+                        let take = queued.len().min(GATHERED_AT_MOST);
+                        queued.drain(..take).collect()
+                    };
+                    if waiting.is_empty() {
+                        continue;
+                    }
+                    let mut ids: Vec<String> =
+                        waiting.iter().map(|(p, _)| p.to_string()).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    let loaded = self.bus.load_many::<Patient>(&ids).await.ok();
+                    for (patient, answer) in waiting {
+                        let read = loaded
+                            .as_ref()
+                            .and_then(|l| l.get(&patient.to_string()))
+                            .and_then(|r| r.as_ref().ok())
+                            .map(|(p, sequence, _)| (standing_of(p), *sequence));
+                        let _ = answer.send(read);
+                    }
+                }
+            }
+        }
     }
 
     /// Books appointment `id` (a fresh id).

@@ -49,6 +49,7 @@ conformance!(
     claim_holders_names_each_stream_holding_any_of_the_keys,
     stream_ids_lists_the_streams_of_one_type,
     reads_of_what_this_process_appended_match_the_database,
+    reading_many_streams_at_once_matches_reading_each,
 );
 
 fn actor() -> EventMetadata {
@@ -992,4 +993,43 @@ async fn reads_of_what_this_process_appended_match_the_database(
     log.append(about("e", bo, 7)).await?;
     compare(&["test"], (head + 1, head + 3), 100, true).await?;
     Ok(())
+}
+
+async fn reading_many_streams_at_once_matches_reading_each(backend: Backend) -> anyhow::Result<()> {
+    let t = TestDb::new(backend).await?;
+    let keyring = anamnesis_tests::server::test_keyring()?;
+    let log = EventLog::open_with(t.db.clone(), keyring).await?;
+    let ada = uuid::Uuid::now_v7();
+    let mut sealed = request("a", 0, &[json!({"name": "Ada"}), json!({"n": 2})]);
+    sealed.patient_id = Some(ada);
+    log.append(sealed).await?;
+    log.append(request("b", 0, &[json!({"n": 1})])).await?;
+    // Another type under the same id: not one of the streams asked for.
+    let mut other = request("a", 0, &[json!({"n": 9})]);
+    other.aggregate_type = "other".into();
+    log.append(other).await?;
+    let mut later = request("a", 2, &[json!({"name": "Ada", "n": 3})]);
+    later.patient_id = Some(ada);
+    log.append(later).await?;
+    log.append(request("c", 0, &[json!({"n": 1}), json!({"n": 2})]))
+        .await?;
+    log.append(request("b", 1, &[json!({"n": 2})])).await?;
+
+    // More ids than one SQLite statement binds, most of them no stream.
+    let mut ids: Vec<String> = (0..1_200).map(|n| format!("none-{n}")).collect();
+    ids.extend(["c", "a", "b"].map(String::from));
+    let together = log.read_streams("test", &ids).await?;
+    let mut each = Vec::new();
+    for id in ["a", "b", "c"] {
+        each.extend(log.read_stream("test", id, 0).await?);
+    }
+    each.sort_by_key(|e| e.global_position);
+    assert_eq!(together, each);
+    assert_eq!(together.len(), 7);
+    assert!(
+        together.iter().any(|e| e.payload.contains("Ada")),
+        "sealed payloads come opened"
+    );
+    assert!(log.read_streams("test", &[]).await?.is_empty());
+    t.cleanup().await
 }

@@ -20,6 +20,7 @@ on_both_backends!(
     one_patient_racing_across_fifty_providers_gets_one_appointment,
     hostile_bookings_are_refused_and_write_nothing,
     an_instance_books_on_what_another_instance_changed,
+    bookings_read_together_each_get_their_own_patients_answer,
 );
 
 const RACERS: usize = 50;
@@ -156,6 +157,74 @@ async fn fifty_patients_racing_for_one_slot_leave_one_appointment(
         (409, "patient_double_booked"),
         "{twice:?}"
     );
+    Arc::into_inner(s).unwrap().stop().await
+}
+
+/// Bookings by patients the server has not seen yet read those patients
+/// together (one read for all that wait): each still gets the answer its
+/// own patient's record gives.
+async fn bookings_read_together_each_get_their_own_patients_answer(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let s = start_in(backend, LOS_ANGELES).await?;
+    let clinic = Clinic::new(LOS_ANGELES)?;
+    let admin = admin(&s).await?;
+    let staff = user(&s, &admin, "front.desk", "staff").await?;
+    let doctor = user(&s, &admin, "dr.wilson", "doctor").await?;
+    let doctor_user = user_id(&s, &admin, "dr.house", "doctor").await?;
+    let dr = enroll(
+        &s,
+        &admin,
+        &doctor_user,
+        "Dr Gregory House",
+        "Internal medicine",
+    )
+    .await?;
+    set_hours(&s, &admin, &dr, hours(&WEEKDAYS, &[("09:00", "17:00")]), 30).await?;
+    let mut patients = Vec::new();
+    for i in 0..10 {
+        // Registered by the doctor, who joins each care team (and may
+        // record a death).
+        let r = post(
+            &s,
+            &doctor,
+            "/v1/patients",
+            Some(patient(&format!("Together{i}"))),
+        )
+        .await?;
+        assert_eq!(r.status, 201, "{r:?}");
+        patients.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    let today = clinic.today();
+    let died = post(
+        &s,
+        &doctor,
+        &format!("/v1/patients/{}/deceased", patients[9]),
+        Some(json!({"deceased_on": today.to_string()})),
+    )
+    .await?;
+    assert_eq!(died.status, 200, "{died:?}");
+    patients.push(uuid::Uuid::now_v7().to_string());
+    let monday = clinic.next(Weekday::Mon);
+    let bodies = patients
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let at = clinic.instant(monday, "09:00") + Duration::minutes(30 * i as i64);
+            json!({"provider_id": dr, "patient_id": p, "starts_at": clinic.rfc3339(at),
+                   "reason_for_visit": "Check-up"})
+        })
+        .collect();
+
+    let before = s.event_count().await?;
+    let s = Arc::new(s);
+    let replies = race(s.clone(), &staff, bodies).await?;
+    for (i, r) in replies.iter().take(9).enumerate() {
+        assert_eq!(r.status, 201, "patient {i}: {r:?}");
+    }
+    assert_eq!(replies[9].code(), "patient_deceased", "{:?}", replies[9]);
+    assert_eq!(replies[10].code(), "unknown_patient", "{:?}", replies[10]);
+    assert_eq!(s.event_count().await?, before + 9);
     Arc::into_inner(s).unwrap().stop().await
 }
 

@@ -208,6 +208,16 @@ impl EventLog {
             .await
     }
 
+    /// Every event of the streams of `aggregate_type` named in `ids`, in
+    /// position order ([`LogReader::read_streams`]).
+    pub async fn read_streams(
+        &self,
+        aggregate_type: &str,
+        ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        self.reader.read_streams(aggregate_type, ids).await
+    }
+
     /// The streams of `aggregate_type` that gained events in `(after,
     /// until]` ([`LogReader::streams_touched`]).
     pub async fn streams_touched(

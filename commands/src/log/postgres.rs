@@ -405,6 +405,29 @@ pub(crate) async fn read_stream(
     keyed(&rows)
 }
 
+/// Every event of the streams of `aggregate_type` named in `ids`, in
+/// position order (so each stream's in sequence order). One statement, one
+/// index probe per stream.
+pub(crate) async fn read_streams(
+    pool: &PgPool,
+    aggregate_type: &str,
+    ids: &[String],
+) -> Result<Keyed, StoreError> {
+    let sql = with_keys(
+        &format!(
+            "SELECT {COLUMNS} FROM events \
+             WHERE aggregate_type = $1 AND aggregate_id = ANY($2::text[])"
+        ),
+        "global_position",
+    );
+    let rows = sqlx::query(&sql)
+        .bind(aggregate_type)
+        .bind(ids)
+        .fetch_all(pool)
+        .await?;
+    keyed(&rows)
+}
+
 pub(crate) async fn read_patient(
     pool: &PgPool,
     patient: Uuid,

@@ -219,6 +219,29 @@ impl LogReader {
         }
     }
 
+    /// Every event of the streams of `aggregate_type` named in `ids`, in
+    /// position order: what [`LogReader::read_stream`] reads from 0 for each
+    /// of them, in one read (the cold reads of many commands that wait
+    /// together).
+    pub async fn read_streams(
+        &self,
+        aggregate_type: &str,
+        ids: &[String],
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        match &self.db {
+            Db::Postgres(p) => {
+                self.open_keyed(postgres::read_streams(p, aggregate_type, ids).await?)
+            }
+            Db::Sqlite(p) => {
+                let events = sqlite::read_streams(p, aggregate_type, ids).await?;
+                self.open(events).await
+            }
+        }
+    }
+
     /// The streams of `aggregate_type` that gained events after position
     /// `after`, up to position `until`: (global position, aggregate id), in
     /// position order, at most `limit`. Reads ids only, over the primary key

@@ -310,6 +310,35 @@ pub(crate) async fn read_stream(
     rows.iter().map(decode).collect()
 }
 
+/// Every event of the streams of `aggregate_type` named in `ids`, in
+/// position order (so each stream's in sequence order), [`MAX_BINDS`]
+/// streams a query.
+pub(crate) async fn read_streams(
+    pool: &SqlitePool,
+    aggregate_type: &str,
+    ids: &[String],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut events = Vec::new();
+    for chunk in ids.chunks(MAX_BINDS - 1) {
+        let list: Vec<String> = (2..=chunk.len() + 1).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id IN ({}) \
+             ORDER BY global_position",
+            list.join(", ")
+        );
+        let mut query = sqlx::query(&sql).bind(aggregate_type);
+        for id in chunk {
+            query = query.bind(id);
+        }
+        for row in query.fetch_all(pool).await? {
+            events.push(decode(&row)?);
+        }
+    }
+    // Chunks each come in position order; together they must too.
+    events.sort_by_key(|e| e.global_position);
+    Ok(events)
+}
+
 pub(crate) async fn read_patient(
     pool: &SqlitePool,
     patient: Uuid,
