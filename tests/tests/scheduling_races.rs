@@ -48,6 +48,40 @@ async fn race(
     Ok(replies)
 }
 
+/// A Los Angeles clinic with a front desk and one provider, Dr House,
+/// working 09:00-17:00 on weekdays in 30-minute slots.
+struct OneDoctor {
+    s: TestServer,
+    clinic: Clinic,
+    admin: String,
+    staff: String,
+    dr: String,
+}
+
+async fn one_doctor(backend: Backend) -> anyhow::Result<OneDoctor> {
+    let s = start_in(backend, LOS_ANGELES).await?;
+    let clinic = Clinic::new(LOS_ANGELES)?;
+    let admin = admin(&s).await?;
+    let staff = user(&s, &admin, "front.desk", "staff").await?;
+    let doctor_user = user_id(&s, &admin, "dr.house", "doctor").await?;
+    let dr = enroll(
+        &s,
+        &admin,
+        &doctor_user,
+        "Dr Gregory House",
+        "Internal medicine",
+    )
+    .await?;
+    set_hours(&s, &admin, &dr, hours(&WEEKDAYS, &[("09:00", "17:00")]), 30).await?;
+    Ok(OneDoctor {
+        s,
+        clinic,
+        admin,
+        staff,
+        dr,
+    })
+}
+
 /// (201s, 409s with `code`, anything else).
 fn tally<'a>(replies: &'a [Reply], code: &str) -> (usize, usize, Vec<&'a Reply>) {
     let won = replies.iter().filter(|r| r.status == 201).count();
@@ -65,20 +99,13 @@ fn tally<'a>(replies: &'a [Reply], code: &str) -> (usize, usize, Vec<&'a Reply>)
 async fn fifty_patients_racing_for_one_slot_leave_one_appointment(
     backend: Backend,
 ) -> anyhow::Result<()> {
-    let s = start_in(backend, LOS_ANGELES).await?;
-    let clinic = Clinic::new(LOS_ANGELES)?;
-    let admin = admin(&s).await?;
-    let staff = user(&s, &admin, "front.desk", "staff").await?;
-    let doctor_user = user_id(&s, &admin, "dr.house", "doctor").await?;
-    let dr = enroll(
-        &s,
-        &admin,
-        &doctor_user,
-        "Dr Gregory House",
-        "Internal medicine",
-    )
-    .await?;
-    set_hours(&s, &admin, &dr, hours(&WEEKDAYS, &[("09:00", "17:00")]), 30).await?;
+    let OneDoctor {
+        s,
+        clinic,
+        admin: _,
+        staff,
+        dr,
+    } = one_doctor(backend).await?;
     let mut patients = Vec::with_capacity(RACERS);
     for i in 0..RACERS {
         let r = post(
@@ -166,21 +193,14 @@ async fn fifty_patients_racing_for_one_slot_leave_one_appointment(
 async fn bookings_read_together_each_get_their_own_patients_answer(
     backend: Backend,
 ) -> anyhow::Result<()> {
-    let s = start_in(backend, LOS_ANGELES).await?;
-    let clinic = Clinic::new(LOS_ANGELES)?;
-    let admin = admin(&s).await?;
-    let staff = user(&s, &admin, "front.desk", "staff").await?;
+    let OneDoctor {
+        s,
+        clinic,
+        admin,
+        staff,
+        dr,
+    } = one_doctor(backend).await?;
     let doctor = user(&s, &admin, "dr.wilson", "doctor").await?;
-    let doctor_user = user_id(&s, &admin, "dr.house", "doctor").await?;
-    let dr = enroll(
-        &s,
-        &admin,
-        &doctor_user,
-        "Dr Gregory House",
-        "Internal medicine",
-    )
-    .await?;
-    set_hours(&s, &admin, &dr, hours(&WEEKDAYS, &[("09:00", "17:00")]), 30).await?;
     let mut patients = Vec::new();
     for i in 0..10 {
         // Registered by the doctor, who joins each care team (and may
@@ -273,20 +293,13 @@ async fn one_patient_racing_across_fifty_providers_gets_one_appointment(
 }
 
 async fn hostile_bookings_are_refused_and_write_nothing(backend: Backend) -> anyhow::Result<()> {
-    let s = start_in(backend, LOS_ANGELES).await?;
-    let clinic = Clinic::new(LOS_ANGELES)?;
-    let admin = admin(&s).await?;
-    let staff = user(&s, &admin, "front.desk", "staff").await?;
-    let doctor_user = user_id(&s, &admin, "dr.house", "doctor").await?;
-    let dr = enroll(
-        &s,
-        &admin,
-        &doctor_user,
-        "Dr Gregory House",
-        "Internal medicine",
-    )
-    .await?;
-    set_hours(&s, &admin, &dr, hours(&WEEKDAYS, &[("09:00", "17:00")]), 30).await?;
+    let OneDoctor {
+        s,
+        clinic,
+        admin: _,
+        staff,
+        dr,
+    } = one_doctor(backend).await?;
     let (_, marie_id) = patient_account(&s, "marie", "Curie").await?;
     let monday = clinic.next(Weekday::Mon);
     let good = json!({"provider_id": dr, "patient_id": marie_id,
