@@ -82,6 +82,23 @@ async fn one_doctor(backend: Backend) -> anyhow::Result<OneDoctor> {
     })
 }
 
+/// Registers `n` patients named `family0`, `family1`…; their ids.
+async fn register(
+    s: &TestServer,
+    token: &str,
+    family: &str,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let body = patient(&format!("{family}{i}"));
+        let r = post(s, token, "/v1/patients", Some(body)).await?;
+        assert_eq!(r.status, 201, "{r:?}");
+        ids.push(r.body["id"].as_str().unwrap().to_owned());
+    }
+    Ok(ids)
+}
+
 /// (201s, 409s with `code`, anything else).
 fn tally<'a>(replies: &'a [Reply], code: &str) -> (usize, usize, Vec<&'a Reply>) {
     let won = replies.iter().filter(|r| r.status == 201).count();
@@ -106,18 +123,7 @@ async fn fifty_patients_racing_for_one_slot_leave_one_appointment(
         staff,
         dr,
     } = one_doctor(backend).await?;
-    let mut patients = Vec::with_capacity(RACERS);
-    for i in 0..RACERS {
-        let r = post(
-            &s,
-            &staff,
-            "/v1/patients",
-            Some(patient(&format!("Racer{i}"))),
-        )
-        .await?;
-        assert_eq!(r.status, 201, "{r:?}");
-        patients.push(r.body["id"].as_str().unwrap().to_owned());
-    }
+    let patients = register(&s, &staff, "Racer", RACERS).await?;
     let monday = clinic.next(Weekday::Mon);
     let slot = clinic.at(monday, "10:00");
     let bodies = patients
@@ -201,20 +207,9 @@ async fn bookings_read_together_each_get_their_own_patients_answer(
         dr,
     } = one_doctor(backend).await?;
     let doctor = user(&s, &admin, "dr.wilson", "doctor").await?;
-    let mut patients = Vec::new();
-    for i in 0..10 {
-        // Registered by the doctor, who joins each care team (and may
-        // record a death).
-        let r = post(
-            &s,
-            &doctor,
-            "/v1/patients",
-            Some(patient(&format!("Together{i}"))),
-        )
-        .await?;
-        assert_eq!(r.status, 201, "{r:?}");
-        patients.push(r.body["id"].as_str().unwrap().to_owned());
-    }
+    // Registered by the doctor, who joins each care team (and may record a
+    // death).
+    let mut patients = register(&s, &doctor, "Together", 10).await?;
     let today = clinic.today();
     let died = post(
         &s,
@@ -376,18 +371,7 @@ async fn an_instance_books_on_what_another_instance_changed(
         clinic.today() + Duration::days(1),
         clinic.today() + Duration::days(2),
     );
-    let mut patients = Vec::new();
-    for n in 0..4 {
-        let r = post(
-            &one,
-            &staff,
-            "/v1/patients",
-            Some(patient(&format!("Child{n}"))),
-        )
-        .await?;
-        assert_eq!(r.status, 201, "{r:?}");
-        patients.push(r.body["id"].as_str().unwrap().to_owned());
-    }
+    let patients = register(&one, &staff, "Child", 4).await?;
 
     // The second instance books, and so has read the calendars.
     let r = book(
