@@ -317,7 +317,15 @@ impl Scheduler {
                         waiting.iter().map(|(p, _)| p.to_string()).collect();
                     ids.sort_unstable();
                     ids.dedup();
-                    let loaded = self.bus.load_many::<Patient>(&ids).await.ok();
+                    let loaded = match self.bus.load_many::<Patient>(&ids).await {
+                        Ok(loaded) => Some(loaded),
+                        Err(error) => {
+                            // Each booking then reads its patient alone and
+                            // fails, if it does, with its own error.
+                            tracing::warn!(%error, patients = ids.len(), "shared read of patients failed");
+                            None
+                        }
+                    };
                     for (patient, answer) in waiting {
                         let read = loaded
                             .as_ref()
