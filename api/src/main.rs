@@ -20,6 +20,7 @@ async fn main() -> ExitCode {
     } else {
         logs.init();
     }
+    anamnesis_api::small_pages();
     match cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -92,6 +92,9 @@ impl Prepared {
     /// Reaches the database (creating and migrating it where this role may),
     /// starts the log writer and the projectors.
     pub async fn open(settings: &ServeSettings) -> anyhow::Result<Self> {
+        // Also here for the processes that host a server without the
+        // binary's `main` (benchmarks, tests).
+        crate::small_pages();
         let zone = settings.zone()?;
         settings.currency()?;
         let cors = crate::browser::origins(&settings.cors_origins)
