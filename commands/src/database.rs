@@ -88,11 +88,20 @@ impl Db {
     }
 
     /// A Postgres pool of at most `max_connections`.
+    ///
+    /// Every session runs with `jit = off`: our statements are short, and
+    /// the planner's cost estimates for a batch over small, unanalysed
+    /// tables (the notifications projector's deliveries insert: 0.1-9.8
+    /// million) crossed the JIT thresholds, so that statement was compiled
+    /// with LLVM on every batch, 140-390 ms each, on the shared cores
+    /// (ADR 0007).
     pub async fn postgres(url: &str, max_connections: u32) -> Result<Self, DbError> {
-        let options = PgConnectOptions::from_str(url).map_err(|e| DbError::Unreachable {
-            place: "DATABASE_URL".into(),
-            cause: format!("not a valid postgres URL ({e})"),
-        })?;
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| DbError::Unreachable {
+                place: "DATABASE_URL".into(),
+                cause: format!("not a valid postgres URL ({e})"),
+            })?
+            .options([("jit", "off")]);
         let place = format!(
             "{}:{}/{}",
             options.get_host(),

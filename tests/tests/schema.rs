@@ -1,6 +1,7 @@
 //! The two migration folders describe one schema: the same tables, the same
 //! columns and the same explicitly created indexes on Postgres and SQLite, so
-//! that the folders cannot drift apart unnoticed.
+//! that the folders cannot drift apart unnoticed. And every Postgres session
+//! the server opens runs as `Db::postgres` sets it up (no JIT).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
@@ -80,4 +81,29 @@ async fn postgres_and_sqlite_migrate_to_the_same_tables_columns_and_indexes() {
         Vec::<&String>::new(),
         "indexes on one backend only"
     );
+}
+
+/// Each pool the server opens on Postgres (commands, reads, read models, a
+/// rebuild's single session) runs with JIT off: LLVM compiles of the
+/// projectors' batch statements took 140-390 ms each (ADR 0007).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_postgres_session_runs_without_jit() {
+    let postgres = TestDb::new(Backend::Postgres).await.unwrap();
+    let pools = [
+        postgres.db.clone(),
+        postgres.db.dedicated(2).await.unwrap(),
+        postgres.db.for_read_models(2).await.unwrap(),
+        postgres.db.single_session().await.unwrap(),
+    ];
+    for (n, db) in pools.iter().enumerate() {
+        let Db::Postgres(pool) = db else {
+            panic!("pool {n} is not on Postgres")
+        };
+        let jit: String = sqlx::query_scalar("SHOW jit")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(jit, "off", "pool {n}");
+    }
+    postgres.cleanup().await.unwrap();
 }
