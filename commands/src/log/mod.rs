@@ -49,7 +49,60 @@ impl std::fmt::Debug for StoredMfa {
     }
 }
 
-/// A handle on the log. Cheap to clone; the writer task stops when the last
+/// Starts the writer on a thread of its own, with a runtime of its own and
+/// its connection opened there, and returns once that connection is open.
+///
+/// Every append waits for the writer, one batch at a time, and a batch is
+/// four round trips to the database. As a task among the request handlers,
+/// each of those round trips was noticed and resumed only after the worker
+/// threads had run the handlers queued ahead of it: in a burst (a thousand
+/// bookings at once) the writer idled between its statements while the
+/// handlers it was to answer waited on it. On its own thread the system
+/// schedules it beside the workers (ADR 0007). It stops when the last
+/// handle on the log is dropped.
+async fn writer_thread(
+    db: Db,
+    keyring: Keyring,
+    queue: mpsc::Receiver<Vec<writer::Pending>>,
+    signals: (watch::Sender<i64>, appended::Appended),
+    health: watch::Sender<Option<String>>,
+) -> Result<(), StoreError> {
+    let (opened_tx, opened) = oneshot::channel::<Result<(), StoreError>>();
+    let failed = |e: &dyn std::fmt::Display| StoreError::WriterFailed(e.to_string());
+    std::thread::Builder::new()
+        .name("anamnesis-writer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = opened_tx.send(Err(StoreError::WriterFailed(e.to_string())));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let writer_db = match db.dedicated(1).await {
+                    Ok(writer_db) => writer_db,
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(StoreError::WriterFailed(e.to_string())));
+                        return;
+                    }
+                };
+                drop(db);
+                let _ = opened_tx.send(Ok(()));
+                writer::run(writer_db.clone(), keyring, queue, signals, health).await;
+                writer_db.close().await;
+            });
+        })
+        .map_err(|e| failed(&e))?;
+    opened
+        .await
+        .map_err(|_| StoreError::WriterFailed("the writer's thread ended while starting".into()))?
+}
+
+/// A handle on the log. Cheap to clone; the writer stops when the last
 /// handle is dropped.
 #[derive(Clone)]
 pub struct EventLog {
@@ -74,10 +127,6 @@ impl EventLog {
     /// every read but [`LogReader::read_from`] opens them.
     pub async fn open_with(db: Db, keyring: Keyring) -> Result<Self, StoreError> {
         let position = db.head().await?;
-        let writer_db = db
-            .dedicated(1)
-            .await
-            .map_err(|e| StoreError::WriterFailed(e.to_string()))?;
         let (head_tx, head_rx) = watch::channel(position);
         let (queue_tx, queue_rx) = mpsc::channel(writer::MAX_BATCH_COMMANDS * 4);
         if let Db::Postgres(pool) = &db {
@@ -85,13 +134,14 @@ impl EventLog {
         }
         let (health_tx, health_rx) = watch::channel(None);
         let appended = appended::Appended::new(position);
-        tokio::spawn(writer::run(
-            writer_db,
+        writer_thread(
+            db.clone(),
             keyring.clone(),
             queue_rx,
             (head_tx, appended.clone()),
             health_tx,
-        ));
+        )
+        .await?;
         Ok(Self {
             seals: keyring.seals(),
             reader: LogReader::new(db.clone(), (head_rx, Some(appended)), keyring),
