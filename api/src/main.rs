@@ -6,8 +6,7 @@ use anamnesis_api::cli::{self, Cli};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
@@ -21,7 +20,14 @@ async fn main() -> ExitCode {
         logs.init();
     }
     anamnesis_api::small_pages();
-    match cli::run(cli).await {
+    let runtime = match anamnesis_api::server::runtime() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("anamnesis: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("anamnesis: {error:#}");

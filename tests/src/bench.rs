@@ -285,9 +285,8 @@ impl BenchServer {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let listener = listener.into_std()?;
         let thread = std::thread::spawn(move || -> anyhow::Result<()> {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            // The binary's runtime, so that the server is measured as it runs.
+            let runtime = anamnesis_api::server::runtime()?;
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener)?;
                 anamnesis_api::server::launch(&settings, listener, async {
