@@ -68,7 +68,6 @@ async fn writer_thread(
     health: watch::Sender<Option<String>>,
 ) -> Result<(), StoreError> {
     let (opened_tx, opened) = oneshot::channel::<Result<(), StoreError>>();
-    let failed = |e: &dyn std::fmt::Display| StoreError::WriterFailed(e.to_string());
     std::thread::Builder::new()
         .name("anamnesis-writer".into())
         .spawn(move || {
@@ -96,7 +95,7 @@ async fn writer_thread(
                 writer_db.close().await;
             });
         })
-        .map_err(|e| failed(&e))?;
+        .map_err(|e| StoreError::WriterFailed(e.to_string()))?;
     opened
         .await
         .map_err(|_| StoreError::WriterFailed("the writer's thread ended while starting".into()))?
@@ -129,19 +128,20 @@ impl EventLog {
         let position = db.head().await?;
         let (head_tx, head_rx) = watch::channel(position);
         let (queue_tx, queue_rx) = mpsc::channel(writer::MAX_BATCH_COMMANDS * 4);
-        if let Db::Postgres(pool) = &db {
-            tokio::spawn(listen_for_appends(pool.clone(), head_tx.clone()));
-        }
         let (health_tx, health_rx) = watch::channel(None);
         let appended = appended::Appended::new(position);
+        // The writer first: if it cannot start, nothing else is left running.
         writer_thread(
             db.clone(),
             keyring.clone(),
             queue_rx,
-            (head_tx, appended.clone()),
+            (head_tx.clone(), appended.clone()),
             health_tx,
         )
         .await?;
+        if let Db::Postgres(pool) = &db {
+            tokio::spawn(listen_for_appends(pool.clone(), head_tx));
+        }
         Ok(Self {
             seals: keyring.seals(),
             reader: LogReader::new(db.clone(), (head_rx, Some(appended)), keyring),
