@@ -19,7 +19,6 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
-    anamnesis_api::small_pages();
     let runtime = match anamnesis_api::server::runtime() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -72,7 +72,11 @@ async fn deadline(
 /// for it. With spare workers the system's scheduler runs them beside it:
 /// registrations at half the sustained rate, p99 26-87 ms with two workers,
 /// 13-17 ms with four (ADR 0007).
+/// The process also runs without transparent huge pages
+/// ([`crate::small_pages`]): this is where a process that hosts a server is
+/// set up.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    crate::small_pages();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -110,9 +114,6 @@ impl Prepared {
     /// Reaches the database (creating and migrating it where this role may),
     /// starts the log writer and the projectors.
     pub async fn open(settings: &ServeSettings) -> anyhow::Result<Self> {
-        // Also here for the processes that host a server without the
-        // binary's `main` (benchmarks, tests).
-        crate::small_pages();
         let zone = settings.zone()?;
         settings.currency()?;
         let cors = crate::browser::origins(&settings.cors_origins)
