@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::migrate::{MigrateError, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{ConnectOptions, Connection, PgPool, SqlitePool};
 
@@ -20,6 +20,32 @@ pub const SQLITE_FILE: &str = "anamnesis.db";
 /// How long a Postgres pool waits for a connection, a new one included,
 /// before it gives up (then the request answers `503 database_unavailable`).
 const POSTGRES_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `options`, reaching a server on this machine's loopback without TLS when
+/// TLS was only preferred (`sslmode=prefer`, the default), not required.
+///
+/// `prefer` asks for encryption where it costs nothing to ask; on the
+/// loopback it protects nothing (whoever can read the loopback is root on
+/// the host) and cost 5-16 % of the CPU in the load tests (ADR 0029).
+/// `require` and `verify-*` are kept as given, on the loopback too.
+pub fn plain_on_loopback(options: PgConnectOptions) -> PgConnectOptions {
+    let host = options
+        .get_host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|address| address.is_loopback());
+    if loopback
+        && options.get_socket().is_none()
+        && matches!(options.get_ssl_mode(), PgSslMode::Prefer)
+    {
+        options.ssl_mode(PgSslMode::Disable)
+    } else {
+        options
+    }
+}
 
 /// A pool on one of the two backends.
 #[derive(Clone, Debug)]
@@ -95,6 +121,9 @@ impl Db {
     /// million) crossed the JIT thresholds, so that statement was compiled
     /// with LLVM on every batch, 140-390 ms each, on the shared cores
     /// (ADR 0007).
+    ///
+    /// A loopback server with the default `sslmode=prefer` is reached
+    /// without TLS ([`plain_on_loopback`], ADR 0029).
     pub async fn postgres(url: &str, max_connections: u32) -> Result<Self, DbError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| DbError::Unreachable {
@@ -102,6 +131,7 @@ impl Db {
                 cause: format!("not a valid postgres URL ({e})"),
             })?
             .options([("jit", "off")]);
+        let options = plain_on_loopback(options);
         let place = format!(
             "{}:{}/{}",
             options.get_host(),
@@ -400,4 +430,52 @@ fn sqlite_write_gate(pool: &sqlx::SqlitePool) -> Arc<tokio::sync::Mutex<()>> {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     gates.entry(file).or_default().clone()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is a failed test
+
+    use super::*;
+
+    fn mode(url: &str) -> PgSslMode {
+        plain_on_loopback(PgConnectOptions::from_str(url).unwrap()).get_ssl_mode()
+    }
+
+    #[test]
+    fn tls_is_dropped_only_where_it_was_merely_preferred_on_the_loopback() {
+        for url in [
+            "postgres://a@127.0.0.1/db?sslmode=prefer",
+            "postgres://a@127.0.0.9:6000/db?sslmode=prefer",
+            "postgres://a@localhost/db?sslmode=prefer",
+            "postgres://a@[::1]/db?sslmode=prefer",
+        ] {
+            assert!(matches!(mode(url), PgSslMode::Disable), "{url}");
+        }
+        for (url, kept) in [
+            (
+                "postgres://a@127.0.0.1/db?sslmode=require",
+                PgSslMode::Require,
+            ),
+            (
+                "postgres://a@localhost/db?sslmode=verify-full",
+                PgSslMode::VerifyFull,
+            ),
+            (
+                "postgres://a@[::1]/db?sslmode=verify-ca",
+                PgSslMode::VerifyCa,
+            ),
+            (
+                "postgres://a@db.clinic.example/db?sslmode=prefer",
+                PgSslMode::Prefer,
+            ),
+            ("postgres://a@10.0.0.5/db?sslmode=prefer", PgSslMode::Prefer),
+        ] {
+            assert_eq!(
+                format!("{:?}", mode(url)),
+                format!("{kept:?}"),
+                "{url}: kept as given"
+            );
+        }
+    }
 }

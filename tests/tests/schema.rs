@@ -1,14 +1,19 @@
 //! The two migration folders describe one schema: the same tables, the same
 //! columns and the same explicitly created indexes on Postgres and SQLite, so
 //! that the folders cannot drift apart unnoticed. And every Postgres session
-//! the server opens runs as `Db::postgres` sets it up (no JIT).
+//! the server opens runs as `Db::postgres` sets it up (no JIT; no TLS on the
+//! loopback unless required).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 use std::collections::BTreeSet;
 
+use std::str::FromStr;
+
+use anamnesis_commands::database::plain_on_loopback;
 use anamnesis_commands::Db;
 use anamnesis_tests::db::{Backend, TestDb};
+use sqlx::postgres::{PgConnectOptions, PgSslMode};
 
 /// (table, column) pairs and index names.
 type Shape = (BTreeSet<(String, String)>, BTreeSet<String>);
@@ -85,10 +90,17 @@ async fn postgres_and_sqlite_migrate_to_the_same_tables_columns_and_indexes() {
 
 /// Each pool the server opens on Postgres (commands, reads, read models, a
 /// rebuild's single session) runs with JIT off: LLVM compiles of the
-/// projectors' batch statements took 140-390 ms each (ADR 0007).
+/// projectors' batch statements took 140-390 ms each (ADR 0007); and,
+/// where the server is on the loopback and TLS only preferred, without TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_postgres_session_runs_without_jit() {
     let postgres = TestDb::new(Backend::Postgres).await.unwrap();
+    let url = postgres.url.clone().unwrap();
+    let options = PgConnectOptions::from_str(&url).unwrap();
+    let plain = matches!(
+        plain_on_loopback(options).get_ssl_mode(),
+        PgSslMode::Disable
+    );
     let pools = [
         postgres.db.clone(),
         postgres.db.dedicated(2).await.unwrap(),
@@ -104,6 +116,15 @@ async fn every_postgres_session_runs_without_jit() {
             .await
             .unwrap();
         assert_eq!(jit, "off", "pool {n}");
+        // A server on the loopback is reached without TLS (ADR 0029).
+        let tls: Option<bool> =
+            sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if plain {
+            assert_eq!(tls, Some(false), "pool {n}: TLS on a loopback session");
+        }
     }
     postgres.cleanup().await.unwrap();
 }
