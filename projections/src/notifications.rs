@@ -9,6 +9,9 @@
 //! A title is generic ("New result"): the notification carries the ids a
 //! client follows (through the policy and the access log) for the rest.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use anamnesis_commands::Db;
@@ -107,10 +110,11 @@ impl Projector for Notifications {
         events: &[Envelope<NotifyEvent>],
     ) -> Result<(), ProjectionError> {
         let mut out = Outbox::new("notifications");
-        let mut over = Over::default();
+        let mut batch = Batch::read(tx, events).await?;
         for e in events {
-            apply(tx, &mut out, &mut over, e).await?;
+            apply(tx, &mut out, &mut batch, e).await?;
         }
+        batch.write(tx).await?;
         out.write(tx).await
     }
 
@@ -189,42 +193,266 @@ async fn all(tx: &mut Tx, sql: &str, params: &[Value]) -> Result<Vec<String>, Pr
     Ok(sql::returning(tx, sql, params).await?)
 }
 
-/// The user account of patient `patient`, if they have one.
-async fn account(tx: &mut Tx, patient: &str) -> Result<Option<String>, ProjectionError> {
-    one(
-        tx,
-        "SELECT user_id FROM notify_accounts WHERE patient_id = $1",
-        &[patient.into()],
-    )
-    .await
+/// What a batch knows of the routing tables and what it adds to them,
+/// so that a booking costs no statement of its own (ADR 0019):
+///
+/// - **Read once, at the start**: the account of every patient, the user of
+///   every provider and the patient of every appointment the batch's events
+///   will ask for, one statement per table. A routing row the batch adds is
+///   added here as well, so a later event of the batch finds it as it would
+///   in the table.
+/// - **Written once, at the end**: the bookings' routing rows and their
+///   reminders. A reminder withdrawn in the batch that scheduled it is
+///   written withdrawn; a withdrawal also updates, at once, the rows
+///   written before the batch (which the rows held here never are).
+#[derive(Default)]
+struct Batch {
+    /// Patient → their account (`None`: none).
+    accounts: HashMap<String, Option<String>>,
+    /// Provider → their user (`None`: not enrolled).
+    providers: HashMap<String, Option<String>>,
+    /// Appointment → its patient (`None`: not held).
+    appointments: HashMap<String, Option<String>>,
+    /// `notify_appointments` rows to write.
+    booked: Vec<Vec<Value>>,
+    /// Reminders to write, in the order scheduled.
+    reminders: Vec<reminders::AppointmentReminder>,
+    /// Appointments whose reminders are all withdrawn already (checked in,
+    /// then started, then completed: one withdrawal, not three). Only a
+    /// booking or a move schedules reminders again.
+    over: HashSet<String>,
 }
 
-/// Appointments of a batch whose reminders are all withdrawn already
-/// (checked in, then started, then completed: one withdrawal, not three).
-/// Only a booking or a move schedules reminders again.
-#[derive(Default)]
-struct Over(std::collections::HashSet<String>);
+impl Batch {
+    /// Reads what `events` will ask of the routing tables.
+    async fn read(tx: &mut Tx, events: &[Envelope<NotifyEvent>]) -> Result<Self, ProjectionError> {
+        use NotifyEvent as N;
+        let Some(first) = events.first().map(|e| e.stored.global_position) else {
+            return Ok(Self::default());
+        };
+        let (mut patients, mut providers, mut appointments) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        for e in events {
+            match &e.event {
+                N::Appointment(AppointmentEvent::Booked { booking }) => {
+                    patients.insert(booking.patient_id.to_string());
+                    providers.insert(booking.provider_id.to_string());
+                }
+                N::Appointment(
+                    AppointmentEvent::Rescheduled { .. } | AppointmentEvent::Cancelled { .. },
+                ) => {
+                    appointments.insert(e.id().to_owned());
+                }
+                N::Entry(
+                    EntryEvent::CriticalResultRecorded { origin, .. }
+                    | EntryEvent::Recorded { origin, .. },
+                ) => {
+                    patients.insert(origin.patient_id.to_string());
+                }
+                _ => {}
+            }
+        }
+        let mut batch = Self::default();
+        let found = lookup(
+            tx,
+            "appointment_id",
+            &appointments,
+            "SELECT a.appointment_id || ' ' || a.patient_id FROM notify_appointments a \
+             JOIN v ON a.appointment_id = v.appointment_id",
+            first,
+        )
+        .await?;
+        for (appointment, patient) in found {
+            if let Some(p) = &patient {
+                patients.insert(p.clone());
+            }
+            batch.appointments.insert(appointment, patient);
+        }
+        batch.accounts = lookup(
+            tx,
+            "patient_id",
+            &patients,
+            "SELECT a.patient_id || ' ' || a.user_id FROM notify_accounts a \
+             JOIN v ON a.patient_id = v.patient_id",
+            first,
+        )
+        .await?;
+        batch.providers = lookup(
+            tx,
+            "provider_id",
+            &providers,
+            "SELECT p.provider_id || ' ' || p.user_id FROM notify_providers p \
+             JOIN v ON p.provider_id = v.provider_id",
+            first,
+        )
+        .await?;
+        Ok(batch)
+    }
 
-impl Over {
+    /// The account of patient `patient`, if they have one.
+    async fn account(
+        &mut self,
+        tx: &mut Tx,
+        patient: &str,
+    ) -> Result<Option<String>, ProjectionError> {
+        let sql = "SELECT user_id FROM notify_accounts WHERE patient_id = $1";
+        known(&mut self.accounts, tx, sql, patient).await
+    }
+
+    /// The user of provider `provider`, if enrolled.
+    async fn provider(
+        &mut self,
+        tx: &mut Tx,
+        provider: &str,
+    ) -> Result<Option<String>, ProjectionError> {
+        let sql = "SELECT user_id FROM notify_providers WHERE provider_id = $1";
+        known(&mut self.providers, tx, sql, provider).await
+    }
+
+    /// The patient of appointment `appointment`, if held (added by this
+    /// batch, or before it).
+    async fn patient_of(
+        &mut self,
+        tx: &mut Tx,
+        appointment: &str,
+    ) -> Result<Option<String>, ProjectionError> {
+        let sql = "SELECT patient_id FROM notify_appointments WHERE appointment_id = $1";
+        known(&mut self.appointments, tx, sql, appointment).await
+    }
+
+    /// A routing row added to the table at once: what the batch knows of
+    /// `key` becomes `value`, unless the table held one already (the
+    /// insert does nothing then).
+    fn added(known: &mut HashMap<String, Option<String>>, key: &str, value: String) {
+        // A key the batch did not read is read from the table if asked.
+        if let Some(entry @ None) = known.get_mut(key) {
+            *entry = Some(value);
+        }
+    }
+
+    /// Books `appointment` of `patient` with `provider`: its routing row,
+    /// written at the end of the batch (a row already there stays).
+    fn book(&mut self, appointment: &str, patient: &str, provider: &str) {
+        let known = self
+            .appointments
+            .entry(appointment.to_owned())
+            .or_insert(None);
+        if known.is_none() {
+            *known = Some(patient.to_owned());
+        }
+        self.booked
+            .push(vec![appointment.into(), patient.into(), provider.into()]);
+    }
+
+    /// Schedules the reminders of `appointment` of `patient` at `start`,
+    /// booked or moved at `at`.
+    fn schedule(
+        &mut self,
+        appointment: &str,
+        patient: &str,
+        start: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) {
+        // A reminder scheduled twice in the batch (moved away and back) is
+        // held once: pending again if it was withdrawn, as the table does.
+        for r in reminders::appointment_reminders(appointment, patient, start, at) {
+            match self.reminders.iter_mut().find(|held| held.id == r.id) {
+                Some(held) => held.withdrawn_at = None,
+                None => self.reminders.push(r),
+            }
+        }
+        self.over.remove(appointment);
+    }
+
+    /// Withdraws the pending reminders of `appointment`, or only those of
+    /// one `occurrence`: the rows written before the batch at once, those
+    /// of this batch here (they are written at its end).
+    async fn withdraw(
+        &mut self,
+        tx: &mut Tx,
+        appointment: &str,
+        occurrence: Option<DateTime<Utc>>,
+        at: i64,
+    ) -> Result<(), ProjectionError> {
+        let only = occurrence.map(|o| o.timestamp());
+        for r in &mut self.reminders {
+            if r.appointment == appointment
+                && r.withdrawn_at.is_none()
+                && only.is_none_or(|o| o == r.occurrence)
+            {
+                r.withdrawn_at = Some(at);
+            }
+        }
+        reminders::withdraw(tx, appointment, occurrence, at).await
+    }
+
     /// Withdraws every pending reminder of `appointment`, unless this batch
     /// did already.
-    async fn withdraw(
+    async fn over(
         &mut self,
         tx: &mut Tx,
         appointment: &str,
         at: i64,
     ) -> Result<(), ProjectionError> {
-        if self.0.insert(appointment.to_owned()) {
-            reminders::withdraw(tx, appointment, None, at).await?;
+        if self.over.insert(appointment.to_owned()) {
+            self.withdraw(tx, appointment, None, at).await?;
         }
         Ok(())
     }
+
+    /// Writes the routing rows and reminders the batch added.
+    async fn write(self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        if !self.booked.is_empty() {
+            sql::insert_rows(
+                tx,
+                "notify_appointments (appointment_id, patient_id, provider_id)",
+                "ON CONFLICT (appointment_id) DO NOTHING",
+                &self.booked,
+            )
+            .await?;
+        }
+        reminders::insert_appointment_reminders(tx, &self.reminders).await
+    }
+}
+
+/// What the batch knows of `key`, or else what `sql` (one text column,
+/// `$1` the key) reads of it, remembered.
+async fn known(
+    known: &mut HashMap<String, Option<String>>,
+    tx: &mut Tx,
+    sql: &str,
+    key: &str,
+) -> Result<Option<String>, ProjectionError> {
+    if let Some(value) = known.get(key) {
+        return Ok(value.clone());
+    }
+    let found = one(tx, sql, &[key.into()]).await?;
+    known.insert(key.to_owned(), found.clone());
+    Ok(found)
+}
+
+/// `key → rest` for each of `keys` that `query` (over `WITH v(<key>)`,
+/// returning `<key> <rest>`) finds; `None` for the others. No statement
+/// when there are no keys.
+async fn lookup(
+    tx: &mut Tx,
+    key: &str,
+    keys: &BTreeSet<String>,
+    query: &str,
+    position: i64,
+) -> Result<HashMap<String, Option<String>>, ProjectionError> {
+    if keys.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows: Vec<Vec<Value>> = keys.iter().map(|k| vec![k.as_str().into()]).collect();
+    let mut found = sql::select_by_key(tx, key, &rows, query, position).await?;
+    Ok(keys.iter().map(|k| (k.clone(), found.remove(k))).collect())
 }
 
 async fn apply(
     tx: &mut Tx,
     out: &mut Outbox,
-    over: &mut Over,
+    batch: &mut Batch,
     e: &Envelope<NotifyEvent>,
 ) -> Result<(), ProjectionError> {
     use NotifyEvent as N;
@@ -259,6 +487,7 @@ async fn apply(
                 &[id.as_str().into(), user.to_string().into()],
             )
             .await?;
+            Batch::added(&mut batch.accounts, &id, user.to_string());
         }
         N::Provider(ProviderEvent::Enrolled { profile }) => {
             sql::execute(
@@ -268,49 +497,23 @@ async fn apply(
                 &[id.as_str().into(), profile.user_id.to_string().into()],
             )
             .await?;
+            Batch::added(&mut batch.providers, &id, profile.user_id.to_string());
         }
         N::Appointment(AppointmentEvent::Booked { booking }) => {
             let (patient, provider) = (
                 booking.patient_id.to_string(),
                 booking.provider_id.to_string(),
             );
-            sql::execute(
-                tx,
-                "INSERT INTO notify_appointments (appointment_id, patient_id, provider_id) \
-                 VALUES ($1, $2, $3) ON CONFLICT (appointment_id) DO NOTHING",
-                &[
-                    id.as_str().into(),
-                    patient.as_str().into(),
-                    provider.as_str().into(),
-                ],
-            )
-            .await?;
-            // The patient's account and the provider's user in one
-            // statement: `<account> <user>`, either empty when not held.
-            let both = one(
-                tx,
-                "SELECT COALESCE((SELECT user_id FROM notify_accounts WHERE patient_id = $1), '') \
-                 || ' ' || \
-                 COALESCE((SELECT user_id FROM notify_providers WHERE provider_id = $2), '')",
-                &[patient.as_str().into(), provider.as_str().into()],
-            )
-            .await?
-            .ok_or_else(|| damaged(e, "no answer for the booking's recipients"))?;
-            let to: Vec<String> = both
-                .split(' ')
-                .filter(|u| !u.is_empty())
-                .map(str::to_owned)
-                .collect();
+            batch.book(&id, &patient, &provider);
+            let to: Vec<String> = [
+                batch.account(tx, &patient).await?,
+                batch.provider(tx, &provider).await?,
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
             notify(out, e, &to, BOOKED, Some(&patient), &id);
-            reminders::schedule_appointment(
-                tx,
-                &id,
-                &patient,
-                booking.period.start,
-                e.stored.recorded_at,
-            )
-            .await?;
-            over.0.remove(&id);
+            batch.schedule(&id, &patient, booking.period.start, e.stored.recorded_at);
         }
         N::Appointment(AppointmentEvent::Rescheduled { .. })
         | N::Appointment(AppointmentEvent::Cancelled { .. }) => {
@@ -318,23 +521,20 @@ async fn apply(
                 N::Appointment(AppointmentEvent::Rescheduled { .. }) => MOVED,
                 _ => CANCELLED,
             };
-            let patient = one(
-                tx,
-                "SELECT patient_id FROM notify_appointments WHERE appointment_id = $1",
-                &[id.as_str().into()],
-            )
-            .await?
-            .ok_or_else(|| damaged(e, "a change of an appointment the notifier does not hold"))?;
-            let to: Vec<String> = account(tx, &patient).await?.into_iter().collect();
+            let patient = batch.patient_of(tx, &id).await?.ok_or_else(|| {
+                damaged(e, "a change of an appointment the notifier does not hold")
+            })?;
+            let to: Vec<String> = batch.account(tx, &patient).await?.into_iter().collect();
             notify(out, e, &to, what, Some(&patient), &id);
             // The reminders of the old time go; a new time gets its own.
             let recorded = e.stored.recorded_at;
             if let N::Appointment(AppointmentEvent::Rescheduled { from, to }) = &e.event {
-                reminders::withdraw(tx, &id, Some(from.start), recorded.timestamp()).await?;
-                reminders::schedule_appointment(tx, &id, &patient, to.start, recorded).await?;
-                over.0.remove(&id);
+                batch
+                    .withdraw(tx, &id, Some(from.start), recorded.timestamp())
+                    .await?;
+                batch.schedule(&id, &patient, to.start, recorded);
             } else {
-                over.withdraw(tx, &id, recorded.timestamp()).await?;
+                batch.over(tx, &id, recorded.timestamp()).await?;
             }
         }
         N::Appointment(
@@ -344,7 +544,8 @@ async fn apply(
             | AppointmentEvent::NoShow { .. },
         ) => {
             // Here, seen, or gone: nothing left to remind of.
-            over.withdraw(tx, &id, e.stored.recorded_at.timestamp())
+            batch
+                .over(tx, &id, e.stored.recorded_at.timestamp())
                 .await?;
         }
         N::Entry(
@@ -359,7 +560,7 @@ async fn apply(
                 _ => false,
             };
             if lab {
-                let to: Vec<String> = account(tx, &patient).await?.into_iter().collect();
+                let to: Vec<String> = batch.account(tx, &patient).await?.into_iter().collect();
                 notify_from(out, e, &to, NEW_RESULT, Some(&patient), &id, 1);
             }
         }
@@ -415,7 +616,7 @@ async fn apply(
                     (vec![prescriber.to_owned()], REFILL_ASKED)
                 }
                 _ => (
-                    account(tx, patient).await?.into_iter().collect(),
+                    batch.account(tx, patient).await?.into_iter().collect(),
                     REFILL_ANSWERED,
                 ),
             };

@@ -67,42 +67,84 @@ impl ReminderConfig {
 
 // --- scheduling, inside the notifications consumer's transaction ------------
 
-/// Schedules the reminders of an appointment of `patient` starting at
-/// `start`, booked (or moved) at `at`: an offset already past when it was
-/// booked is not scheduled (the booking confirmation said it).
-pub(crate) async fn schedule_appointment(
-    tx: &mut Tx,
+/// A reminder of an appointment, as scheduled: pending, or withdrawn at
+/// `withdrawn_at` before it was written (moved or cancelled in the same
+/// batch as it was scheduled).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AppointmentReminder {
+    pub(crate) id: String,
+    pub(crate) appointment: String,
+    pub(crate) patient: String,
+    pub(crate) occurrence: i64,
+    pub(crate) due_at: i64,
+    pub(crate) withdrawn_at: Option<i64>,
+}
+
+/// The reminders of an appointment of `patient` starting at `start`,
+/// booked (or moved) at `at`: an offset already past when it was booked is
+/// not scheduled (the booking confirmation said it).
+pub(crate) fn appointment_reminders(
     appointment: &str,
     patient: &str,
     start: DateTime<Utc>,
     at: DateTime<Utc>,
-) -> Result<(), ProjectionError> {
+) -> Vec<AppointmentReminder> {
     let occurrence = start.timestamp();
-    let rows: Vec<Vec<Value>> = APPOINTMENT_OFFSETS
+    APPOINTMENT_OFFSETS
         .iter()
         .filter(|(_, before)| occurrence - before > at.timestamp())
-        .map(|(offset, before)| {
+        .map(|(offset, before)| AppointmentReminder {
+            id: format!("appointment.{appointment}.{occurrence}.{offset}"),
+            appointment: appointment.to_owned(),
+            patient: patient.to_owned(),
+            occurrence,
+            due_at: occurrence - before,
+            withdrawn_at: None,
+        })
+        .collect()
+}
+
+/// Writes appointment reminders scheduled in one batch. One already there
+/// (same appointment, time and offset) stays as it is (sent, missed,
+/// pending), unless it was withdrawn: then the appointment moved away and
+/// back, and the reminder is as the batch left it (pending again, or
+/// withdrawn again later in the batch).
+pub(crate) async fn insert_appointment_reminders(
+    tx: &mut Tx,
+    reminders: &[AppointmentReminder],
+) -> Result<(), ProjectionError> {
+    if reminders.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<Vec<Value>> = reminders
+        .iter()
+        .map(|r| {
+            let status = if r.withdrawn_at.is_some() {
+                "cancelled"
+            } else {
+                "pending"
+            };
             vec![
-                format!("appointment.{appointment}.{occurrence}.{offset}").into(),
+                r.id.as_str().into(),
                 "appointment_reminder".into(),
                 "Appointment reminder".into(),
                 "appointment".into(),
-                appointment.into(),
-                patient.into(),
-                occurrence.into(),
-                (occurrence - before).into(),
-                "pending".into(),
+                r.appointment.as_str().into(),
+                r.patient.as_str().into(),
+                r.occurrence.into(),
+                r.due_at.into(),
+                status.into(),
+                Value::Int(r.withdrawn_at),
             ]
         })
         .collect();
-    if rows.is_empty() {
-        return Ok(());
-    }
     sql::insert_rows(
         tx,
         "reminders (reminder_id, kind, title, subject_type, subject_id, patient_id, \
-         occurrence, due_at, status)",
-        "ON CONFLICT (reminder_id) DO NOTHING",
+         occurrence, due_at, status, decided_at)",
+        "ON CONFLICT (reminder_id) DO UPDATE \
+         SET status = excluded.status, decided_at = excluded.decided_at \
+         WHERE reminders.status = 'cancelled'",
         &rows,
     )
     .await?;
