@@ -253,71 +253,35 @@ impl Batch {
             }
         }
         let mut batch = Self::default();
-        let found = lookup(
-            tx,
-            "appointment_id",
-            &appointments,
-            "SELECT a.appointment_id || ' ' || a.patient_id FROM notify_appointments a \
-             JOIN v ON a.appointment_id = v.appointment_id",
-            first,
-        )
-        .await?;
-        for (appointment, patient) in found {
-            if let Some(p) = &patient {
-                patients.insert(p.clone());
-            }
-            batch.appointments.insert(appointment, patient);
-        }
-        batch.accounts = lookup(
-            tx,
-            "patient_id",
-            &patients,
-            "SELECT a.patient_id || ' ' || a.user_id FROM notify_accounts a \
-             JOIN v ON a.patient_id = v.patient_id",
-            first,
-        )
-        .await?;
-        batch.providers = lookup(
-            tx,
-            "provider_id",
-            &providers,
-            "SELECT p.provider_id || ' ' || p.user_id FROM notify_providers p \
-             JOIN v ON p.provider_id = v.provider_id",
-            first,
-        )
-        .await?;
+        let found = lookup(tx, Route::Appointments, &appointments, first).await?;
+        patients.extend(found.values().flatten().cloned());
+        batch.appointments = found;
+        batch.accounts = lookup(tx, Route::Accounts, &patients, first).await?;
+        batch.providers = lookup(tx, Route::Providers, &providers, first).await?;
         Ok(batch)
     }
 
-    /// The account of patient `patient`, if they have one.
-    async fn account(
+    /// What `route` holds for `key` (`None`: no row): as the batch knows
+    /// it, or else read from the table and remembered.
+    async fn get(
         &mut self,
         tx: &mut Tx,
-        patient: &str,
+        route: Route,
+        key: &str,
     ) -> Result<Option<String>, ProjectionError> {
-        let sql = "SELECT user_id FROM notify_accounts WHERE patient_id = $1";
-        known(&mut self.accounts, tx, sql, patient).await
-    }
-
-    /// The user of provider `provider`, if enrolled.
-    async fn provider(
-        &mut self,
-        tx: &mut Tx,
-        provider: &str,
-    ) -> Result<Option<String>, ProjectionError> {
-        let sql = "SELECT user_id FROM notify_providers WHERE provider_id = $1";
-        known(&mut self.providers, tx, sql, provider).await
-    }
-
-    /// The patient of appointment `appointment`, if held (added by this
-    /// batch, or before it).
-    async fn patient_of(
-        &mut self,
-        tx: &mut Tx,
-        appointment: &str,
-    ) -> Result<Option<String>, ProjectionError> {
-        let sql = "SELECT patient_id FROM notify_appointments WHERE appointment_id = $1";
-        known(&mut self.appointments, tx, sql, appointment).await
+        let known = match route {
+            Route::Accounts => &mut self.accounts,
+            Route::Providers => &mut self.providers,
+            Route::Appointments => &mut self.appointments,
+        };
+        if let Some(value) = known.get(key) {
+            return Ok(value.clone());
+        }
+        let (table, key_column, value_column) = route.columns();
+        let sql = format!("SELECT {value_column} FROM {table} WHERE {key_column} = $1");
+        let found = one(tx, &sql, &[key.into()]).await?;
+        known.insert(key.to_owned(), found.clone());
+        Ok(found)
     }
 
     /// A routing row added to the table at once: what the batch knows of
@@ -415,37 +379,45 @@ impl Batch {
     }
 }
 
-/// What the batch knows of `key`, or else what `sql` (one text column,
-/// `$1` the key) reads of it, remembered.
-async fn known(
-    known: &mut HashMap<String, Option<String>>,
-    tx: &mut Tx,
-    sql: &str,
-    key: &str,
-) -> Result<Option<String>, ProjectionError> {
-    if let Some(value) = known.get(key) {
-        return Ok(value.clone());
-    }
-    let found = one(tx, sql, &[key.into()]).await?;
-    known.insert(key.to_owned(), found.clone());
-    Ok(found)
+/// A routing table a batch reads: whom to tell about what.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// A patient's account.
+    Accounts,
+    /// A provider's user.
+    Providers,
+    /// An appointment's patient.
+    Appointments,
 }
 
-/// `key → rest` for each of `keys` that `query` (over `WITH v(<key>)`,
-/// returning `<key> <rest>`) finds; `None` for the others. No statement
-/// when there are no keys.
+impl Route {
+    /// (table, key column, value column).
+    fn columns(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Accounts => ("notify_accounts", "patient_id", "user_id"),
+            Self::Providers => ("notify_providers", "provider_id", "user_id"),
+            Self::Appointments => ("notify_appointments", "appointment_id", "patient_id"),
+        }
+    }
+}
+
+/// What `route` holds for each of `keys` (`None`: no row), in one
+/// statement; none when there are no keys. A damaged row is named at
+/// `position`, the batch's first event.
 async fn lookup(
     tx: &mut Tx,
-    key: &str,
+    route: Route,
     keys: &BTreeSet<String>,
-    query: &str,
     position: i64,
 ) -> Result<HashMap<String, Option<String>>, ProjectionError> {
     if keys.is_empty() {
         return Ok(HashMap::new());
     }
+    let (table, key, value) = route.columns();
+    let query =
+        format!("SELECT t.{key} || ' ' || t.{value} FROM {table} t JOIN v ON t.{key} = v.{key}");
     let rows: Vec<Vec<Value>> = keys.iter().map(|k| vec![k.as_str().into()]).collect();
-    let mut found = sql::select_by_key(tx, key, &rows, query, position).await?;
+    let mut found = sql::select_by_key(tx, key, &rows, &query, position).await?;
     Ok(keys.iter().map(|k| (k.clone(), found.remove(k))).collect())
 }
 
@@ -506,8 +478,8 @@ async fn apply(
             );
             batch.book(&id, &patient, &provider);
             let to: Vec<String> = [
-                batch.account(tx, &patient).await?,
-                batch.provider(tx, &provider).await?,
+                batch.get(tx, Route::Accounts, &patient).await?,
+                batch.get(tx, Route::Providers, &provider).await?,
             ]
             .into_iter()
             .flatten()
@@ -521,10 +493,17 @@ async fn apply(
                 N::Appointment(AppointmentEvent::Rescheduled { .. }) => MOVED,
                 _ => CANCELLED,
             };
-            let patient = batch.patient_of(tx, &id).await?.ok_or_else(|| {
-                damaged(e, "a change of an appointment the notifier does not hold")
-            })?;
-            let to: Vec<String> = batch.account(tx, &patient).await?.into_iter().collect();
+            let patient = batch
+                .get(tx, Route::Appointments, &id)
+                .await?
+                .ok_or_else(|| {
+                    damaged(e, "a change of an appointment the notifier does not hold")
+                })?;
+            let to: Vec<String> = batch
+                .get(tx, Route::Accounts, &patient)
+                .await?
+                .into_iter()
+                .collect();
             notify(out, e, &to, what, Some(&patient), &id);
             // The reminders of the old time go; a new time gets its own.
             let recorded = e.stored.recorded_at;
@@ -560,7 +539,11 @@ async fn apply(
                 _ => false,
             };
             if lab {
-                let to: Vec<String> = batch.account(tx, &patient).await?.into_iter().collect();
+                let to: Vec<String> = batch
+                    .get(tx, Route::Accounts, &patient)
+                    .await?
+                    .into_iter()
+                    .collect();
                 notify_from(out, e, &to, NEW_RESULT, Some(&patient), &id, 1);
             }
         }
@@ -616,7 +599,11 @@ async fn apply(
                     (vec![prescriber.to_owned()], REFILL_ASKED)
                 }
                 _ => (
-                    batch.account(tx, patient).await?.into_iter().collect(),
+                    batch
+                        .get(tx, Route::Accounts, patient)
+                        .await?
+                        .into_iter()
+                        .collect(),
                     REFILL_ANSWERED,
                 ),
             };
