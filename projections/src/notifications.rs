@@ -197,14 +197,24 @@ async fn all(tx: &mut Tx, sql: &str, params: &[Value]) -> Result<Vec<String>, Pr
 /// so that a booking costs no statement of its own (ADR 0019):
 ///
 /// - **Read once, at the start**: the account of every patient, the user of
-///   every provider and the patient of every appointment the batch's events
-///   will ask for, one statement per table. A routing row the batch adds is
+///   every provider, the patient of every appointment and the members of
+///   every thread the batch's events will ask for or add, one statement per
+///   table. A routing row the batch adds is
 ///   added here as well, so a later event of the batch finds it as it would
 ///   in the table.
-/// - **Written once, at the end**: the bookings' routing rows and their
-///   reminders. A reminder withdrawn in the batch that scheduled it is
-///   written withdrawn; a withdrawal also updates, at once, the rows
-///   written before the batch (which the rows held here never are).
+/// - **Written once, at the end**: the routing rows the batch adds (users,
+///   accounts, providers, thread members, prescriptions, bookings) and the
+///   bookings' reminders, one statement per table. Until then the batch
+///   answers from what it holds (a thread's members, a prescription's
+///   prescriber); a statement that must read or change one of those tables
+///   first inserts the rows the batch holds for it. A reminder withdrawn in
+///   the batch that scheduled it is written withdrawn.
+/// - **Withdrawals, once**: the pending reminders written before the batch,
+///   of every appointment its events withdraw reminders of, are read at the
+///   start (one statement) and withdrawn here; the end writes them
+///   withdrawn (one statement), before the reminders the batch scheduled,
+///   so that one moved away and back is pending again, as it would be row
+///   by row.
 #[derive(Default)]
 struct Batch {
     /// Patient → their account (`None`: none).
@@ -221,6 +231,19 @@ struct Batch {
     /// then started, then completed: one withdrawal, not three). Only a
     /// booking or a move schedules reminders again.
     over: HashSet<String>,
+    /// Appointment → its reminders written before the batch and pending
+    /// (id, occurrence), for every appointment the batch withdraws from.
+    pending: HashMap<String, Vec<(String, i64)>>,
+    /// Those the batch withdrew: (reminder id, when).
+    withdrawn: Vec<Vec<Value>>,
+    /// Thread → its members, for every thread a message of the batch is
+    /// posted to: read at the start, joined here as the batch adds them.
+    members: HashMap<String, BTreeSet<String>>,
+    /// Medication → (patient, prescriber), as the batch prescribed them.
+    medications: HashMap<String, (String, String)>,
+    /// Rows the batch adds to each routing table, inserted at its end, or
+    /// before a statement that reads or changes that table.
+    inserts: HashMap<Table, Vec<Vec<Value>>>,
 }
 
 impl Batch {
@@ -230,8 +253,13 @@ impl Batch {
         let Some(first) = events.first().map(|e| e.stored.global_position) else {
             return Ok(Self::default());
         };
-        let (mut patients, mut providers, mut appointments) =
-            (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+        let (mut patients, mut providers, mut appointments, mut withdrawing, mut threads) = (
+            BTreeSet::new(),
+            BTreeSet::new(),
+            BTreeSet::new(),
+            BTreeSet::new(),
+            BTreeSet::new(),
+        );
         for e in events {
             match &e.event {
                 N::Appointment(AppointmentEvent::Booked { booking }) => {
@@ -242,12 +270,34 @@ impl Batch {
                     AppointmentEvent::Rescheduled { .. } | AppointmentEvent::Cancelled { .. },
                 ) => {
                     appointments.insert(e.id().to_owned());
+                    withdrawing.insert(e.id().to_owned());
+                }
+                N::Appointment(
+                    AppointmentEvent::CheckedIn { .. }
+                    | AppointmentEvent::Started { .. }
+                    | AppointmentEvent::Completed { .. }
+                    | AppointmentEvent::NoShow { .. },
+                ) => {
+                    withdrawing.insert(e.id().to_owned());
                 }
                 N::Entry(
                     EntryEvent::CriticalResultRecorded { origin, .. }
                     | EntryEvent::Recorded { origin, .. },
                 ) => {
                     patients.insert(origin.patient_id.to_string());
+                }
+                // Their rows are added at the end of the batch: what the
+                // table held before is read now.
+                N::Patient(PatientEvent::PatientRegistered {
+                    user_id: Some(_), ..
+                }) => {
+                    patients.insert(e.id().to_owned());
+                }
+                N::Provider(ProviderEvent::Enrolled { .. }) => {
+                    providers.insert(e.id().to_owned());
+                }
+                N::Thread(ThreadEvent::MessagePosted { .. }) => {
+                    threads.insert(e.id().to_owned());
                 }
                 _ => {}
             }
@@ -258,7 +308,54 @@ impl Batch {
         batch.appointments = found;
         batch.accounts = lookup(tx, Route::Accounts, &patients, first).await?;
         batch.providers = lookup(tx, Route::Providers, &providers, first).await?;
+        batch.pending = reminders::pending_of(tx, &withdrawing, first).await?;
+        batch.members = members_of(tx, &threads, first).await?;
         Ok(batch)
+    }
+
+    /// Adds `row` to `table` at the end of the batch.
+    fn insert(&mut self, table: Table, row: Vec<Value>) {
+        self.inserts.entry(table).or_default().push(row);
+    }
+
+    /// Inserts the rows the batch added to `table` now: a statement about
+    /// to read or change it finds them.
+    async fn flush(&mut self, tx: &mut Tx, table: Table) -> Result<(), ProjectionError> {
+        let Some(rows) = self.inserts.remove(&table) else {
+            return Ok(());
+        };
+        let (into, conflict) = table.insert();
+        sql::insert_rows(tx, into, conflict, &rows).await?;
+        Ok(())
+    }
+
+    /// Adds `user` to `thread`.
+    fn join(&mut self, thread: &str, user: String) {
+        if let Some(members) = self.members.get_mut(thread) {
+            members.insert(user.clone());
+        }
+        self.insert(Table::Members, vec![thread.into(), user.into()]);
+    }
+
+    /// The members of `thread` but `author`, in order: as the batch knows
+    /// them, or else read from the table.
+    async fn others(
+        &mut self,
+        tx: &mut Tx,
+        thread: &str,
+        author: &str,
+    ) -> Result<Vec<String>, ProjectionError> {
+        if let Some(members) = self.members.get(thread) {
+            return Ok(members.iter().filter(|m| *m != author).cloned().collect());
+        }
+        self.flush(tx, Table::Members).await?;
+        all(
+            tx,
+            "SELECT user_id FROM notify_thread_members WHERE thread_id = $1 AND user_id <> $2 \
+             ORDER BY user_id",
+            &[thread.into(), author.into()],
+        )
+        .await
     }
 
     /// What `route` holds for `key` (`None`: no row): as the batch knows
@@ -277,6 +374,14 @@ impl Batch {
         if let Some(value) = known.get(key) {
             return Ok(value.clone());
         }
+        if let Some(table) = route.added_to() {
+            self.flush(tx, table).await?;
+        }
+        let known = match route {
+            Route::Accounts => &mut self.accounts,
+            Route::Providers => &mut self.providers,
+            Route::Appointments => &mut self.appointments,
+        };
         let (table, key_column, value_column) = route.columns();
         let sql = format!("SELECT {value_column} FROM {table} WHERE {key_column} = $1");
         let found = one(tx, &sql, &[key.into()]).await?;
@@ -329,8 +434,9 @@ impl Batch {
     }
 
     /// Withdraws the pending reminders of `appointment`, or only those of
-    /// one `occurrence`: the rows written before the batch at once, those
-    /// of this batch here (they are written at its end).
+    /// one `occurrence`, all written at the end of the batch. An appointment
+    /// whose rows the batch did not read first (an event `read` does not
+    /// know as a withdrawal) has its rows updated at once.
     async fn withdraw(
         &mut self,
         tx: &mut Tx,
@@ -347,7 +453,18 @@ impl Batch {
                 r.withdrawn_at = Some(at);
             }
         }
-        reminders::withdraw(tx, appointment, occurrence, at).await
+        let Some(pending) = self.pending.get_mut(appointment) else {
+            return reminders::withdraw(tx, appointment, occurrence, at).await;
+        };
+        let withdrawn = &mut self.withdrawn;
+        pending.retain(|(id, o)| {
+            let goes = only.is_none_or(|only| only == *o);
+            if goes {
+                withdrawn.push(vec![id.as_str().into(), at.into()]);
+            }
+            !goes
+        });
+        Ok(())
     }
 
     /// Withdraws every pending reminder of `appointment`, unless this batch
@@ -364,8 +481,13 @@ impl Batch {
         Ok(())
     }
 
-    /// Writes the routing rows and reminders the batch added.
-    async fn write(self, tx: &mut Tx) -> Result<(), ProjectionError> {
+    /// Writes the routing rows and reminders the batch added, after the
+    /// withdrawals of earlier reminders.
+    async fn write(mut self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        for table in Table::ALL {
+            self.flush(tx, table).await?;
+        }
+        reminders::withdraw_rows(tx, &self.withdrawn).await?;
         if !self.booked.is_empty() {
             sql::insert_rows(
                 tx,
@@ -391,6 +513,17 @@ enum Route {
 }
 
 impl Route {
+    /// The table whose rows the batch adds at its end, for the routes read
+    /// from one.
+    fn added_to(self) -> Option<Table> {
+        match self {
+            Self::Accounts => Some(Table::Accounts),
+            Self::Providers => Some(Table::Providers),
+            // Bookings' rows, which the batch always holds (`book`).
+            Self::Appointments => None,
+        }
+    }
+
     /// (table, key column, value column).
     fn columns(self) -> (&'static str, &'static str, &'static str) {
         match self {
@@ -399,6 +532,90 @@ impl Route {
             Self::Appointments => ("notify_appointments", "appointment_id", "patient_id"),
         }
     }
+}
+
+/// A routing table a batch adds rows to at its end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Table {
+    Users,
+    Accounts,
+    Providers,
+    Members,
+    Medications,
+}
+
+impl Table {
+    const ALL: [Self; 5] = [
+        Self::Users,
+        Self::Accounts,
+        Self::Providers,
+        Self::Members,
+        Self::Medications,
+    ];
+
+    /// (table and columns, conflict clause): a row already there stays.
+    fn insert(self) -> (&'static str, &'static str) {
+        match self {
+            Self::Users => (
+                "notify_users (user_id, role, active)",
+                "ON CONFLICT (user_id) DO NOTHING",
+            ),
+            Self::Accounts => (
+                "notify_accounts (patient_id, user_id)",
+                "ON CONFLICT (patient_id) DO NOTHING",
+            ),
+            Self::Providers => (
+                "notify_providers (provider_id, user_id)",
+                "ON CONFLICT (provider_id) DO NOTHING",
+            ),
+            Self::Members => (
+                "notify_thread_members (thread_id, user_id)",
+                "ON CONFLICT (thread_id, user_id) DO NOTHING",
+            ),
+            Self::Medications => (
+                "notify_medications (medication_id, patient_id, prescriber_id)",
+                "ON CONFLICT (medication_id) DO NOTHING",
+            ),
+        }
+    }
+}
+
+/// The members of each of `threads`, in one statement; every thread has an
+/// entry, empty when it has none. A damaged row is named at `position`.
+async fn members_of(
+    tx: &mut Tx,
+    threads: &BTreeSet<String>,
+    position: i64,
+) -> Result<HashMap<String, BTreeSet<String>>, ProjectionError> {
+    let mut found: HashMap<String, BTreeSet<String>> = threads
+        .iter()
+        .map(|t| (t.clone(), BTreeSet::new()))
+        .collect();
+    if threads.is_empty() {
+        return Ok(found);
+    }
+    let keys: Vec<Vec<Value>> = threads.iter().map(|t| vec![t.as_str().into()]).collect();
+    let rows = sql::select_with_values(
+        tx,
+        "thread_id",
+        &keys,
+        "SELECT m.thread_id || ' ' || m.user_id FROM notify_thread_members m \
+         JOIN v ON m.thread_id = v.thread_id",
+    )
+    .await?;
+    for row in rows {
+        let members = row
+            .split_once(' ')
+            .and_then(|(thread, user)| Some((found.get_mut(thread)?, user)));
+        let Some((members, user)) = members else {
+            return Err(ProjectionError::Event {
+                position,
+                detail: "a stored thread member without its thread".into(),
+            });
+        };
+        members.insert(user.to_owned());
+    }
+    Ok(found)
 }
 
 /// What `route` holds for each of `keys` (`None`: no row), in one
@@ -431,16 +648,18 @@ async fn apply(
     let id = e.id().to_owned();
     match &e.event {
         N::User(UserEvent::UserCreated { user_id, role, .. }) => {
-            sql::execute(
-                tx,
-                "INSERT INTO notify_users (user_id, role, active) VALUES ($1, $2, 1) \
-                 ON CONFLICT (user_id) DO NOTHING",
-                &[user_id.to_string().into(), role.as_str().into()],
-            )
-            .await?;
+            batch.insert(
+                Table::Users,
+                vec![
+                    user_id.to_string().into(),
+                    role.as_str().into(),
+                    1i64.into(),
+                ],
+            );
         }
         N::User(UserEvent::UserDeactivated) | N::User(UserEvent::UserReactivated) => {
             let active = i64::from(matches!(e.event, N::User(UserEvent::UserReactivated)));
+            batch.flush(tx, Table::Users).await?;
             sql::execute(
                 tx,
                 "UPDATE notify_users SET active = $2 WHERE user_id = $1",
@@ -452,23 +671,17 @@ async fn apply(
             user_id: Some(user),
             ..
         }) => {
-            sql::execute(
-                tx,
-                "INSERT INTO notify_accounts (patient_id, user_id) VALUES ($1, $2) \
-                 ON CONFLICT (patient_id) DO NOTHING",
-                &[id.as_str().into(), user.to_string().into()],
-            )
-            .await?;
+            batch.insert(
+                Table::Accounts,
+                vec![id.as_str().into(), user.to_string().into()],
+            );
             Batch::added(&mut batch.accounts, &id, user.to_string());
         }
         N::Provider(ProviderEvent::Enrolled { profile }) => {
-            sql::execute(
-                tx,
-                "INSERT INTO notify_providers (provider_id, user_id) VALUES ($1, $2) \
-                 ON CONFLICT (provider_id) DO NOTHING",
-                &[id.as_str().into(), profile.user_id.to_string().into()],
-            )
-            .await?;
+            batch.insert(
+                Table::Providers,
+                vec![id.as_str().into(), profile.user_id.to_string().into()],
+            );
             Batch::added(&mut batch.providers, &id, profile.user_id.to_string());
         }
         N::Appointment(AppointmentEvent::Booked { booking }) => {
@@ -549,79 +762,74 @@ async fn apply(
         }
         N::Thread(ThreadEvent::Started { participants, .. }) => {
             for p in participants {
-                member(tx, &id, &p.user_id.to_string()).await?;
+                batch.join(&id, p.user_id.to_string());
             }
         }
         N::Thread(ThreadEvent::ParticipantAdded { participant }) => {
-            member(tx, &id, &participant.user_id.to_string()).await?;
+            batch.join(&id, participant.user_id.to_string());
         }
         N::Thread(ThreadEvent::MessagePosted { author, .. }) => {
             // The first message comes with the thread: its members are in.
-            let to = all(
-                tx,
-                "SELECT user_id FROM notify_thread_members WHERE thread_id = $1 AND user_id <> $2 \
-                 ORDER BY user_id",
-                &[id.as_str().into(), author.to_string().into()],
-            )
-            .await?;
+            let to = batch.others(tx, &id, &author.to_string()).await?;
             let patient = e.stored.patient_id.map(|p| p.to_string());
             notify(out, e, &to, MESSAGE, patient.as_deref(), &id);
         }
         N::Medication(MedicationEvent::Prescribed { origin, .. }) => {
-            sql::execute(
-                tx,
-                "INSERT INTO notify_medications (medication_id, patient_id, prescriber_id) \
-                 VALUES ($1, $2, $3) ON CONFLICT (medication_id) DO NOTHING",
-                &[
+            let (patient, prescriber) =
+                (origin.patient_id.to_string(), origin.prescriber.to_string());
+            batch.insert(
+                Table::Medications,
+                vec![
                     id.as_str().into(),
-                    origin.patient_id.to_string().into(),
-                    origin.prescriber.to_string().into(),
+                    patient.as_str().into(),
+                    prescriber.as_str().into(),
                 ],
-            )
-            .await?;
+            );
+            batch
+                .medications
+                .entry(id.clone())
+                .or_insert((patient, prescriber));
         }
         N::Medication(MedicationEvent::RefillRequested { .. })
         | N::Medication(MedicationEvent::RefillApproved { .. })
         | N::Medication(MedicationEvent::RefillDenied { .. }) => {
-            let row = one(
-                tx,
-                "SELECT patient_id || ' ' || prescriber_id FROM notify_medications \
-                 WHERE medication_id = $1",
-                &[id.as_str().into()],
-            )
-            .await?
-            .ok_or_else(|| damaged(e, "a refill of a medication the notifier does not hold"))?;
-            let (patient, prescriber) = row
-                .split_once(' ')
-                .ok_or_else(|| damaged(e, "a medication row without its prescriber"))?;
+            let (patient, prescriber) = match batch.medications.get(&id) {
+                Some(known) => known.clone(),
+                None => {
+                    batch.flush(tx, Table::Medications).await?;
+                    let row = one(
+                        tx,
+                        "SELECT patient_id || ' ' || prescriber_id FROM notify_medications \
+                         WHERE medication_id = $1",
+                        &[id.as_str().into()],
+                    )
+                    .await?
+                    .ok_or_else(|| {
+                        damaged(e, "a refill of a medication the notifier does not hold")
+                    })?;
+                    let (patient, prescriber) = row
+                        .split_once(' ')
+                        .ok_or_else(|| damaged(e, "a medication row without its prescriber"))?;
+                    (patient.to_owned(), prescriber.to_owned())
+                }
+            };
             let (to, what) = match &e.event {
                 N::Medication(MedicationEvent::RefillRequested { .. }) => {
-                    (vec![prescriber.to_owned()], REFILL_ASKED)
+                    (vec![prescriber.clone()], REFILL_ASKED)
                 }
                 _ => (
                     batch
-                        .get(tx, Route::Accounts, patient)
+                        .get(tx, Route::Accounts, &patient)
                         .await?
                         .into_iter()
                         .collect(),
                     REFILL_ANSWERED,
                 ),
             };
-            notify(out, e, &to, what, Some(patient), &id);
+            notify(out, e, &to, what, Some(&patient), &id);
         }
         _ => {}
     }
-    Ok(())
-}
-
-async fn member(tx: &mut Tx, thread: &str, user: &str) -> Result<(), ProjectionError> {
-    sql::execute(
-        tx,
-        "INSERT INTO notify_thread_members (thread_id, user_id) VALUES ($1, $2) \
-         ON CONFLICT (thread_id, user_id) DO NOTHING",
-        &[thread.into(), user.into()],
-    )
-    .await?;
     Ok(())
 }
 

@@ -171,6 +171,68 @@ pub(crate) async fn withdraw(
     Ok(())
 }
 
+/// The pending reminders of each of `subjects`, as (id, occurrence), in
+/// one statement; every subject has an entry, empty when it has none. A
+/// damaged row is named at `position` (the batch's first event).
+pub(crate) async fn pending_of(
+    tx: &mut Tx,
+    subjects: &std::collections::BTreeSet<String>,
+    position: i64,
+) -> Result<std::collections::HashMap<String, Vec<(String, i64)>>, ProjectionError> {
+    let mut found: std::collections::HashMap<String, Vec<(String, i64)>> =
+        subjects.iter().map(|s| (s.clone(), Vec::new())).collect();
+    if subjects.is_empty() {
+        return Ok(found);
+    }
+    let keys: Vec<Vec<Value>> = subjects.iter().map(|s| vec![s.as_str().into()]).collect();
+    let rows = sql::select_with_values(
+        tx,
+        "subject_id",
+        &keys,
+        "SELECT r.subject_id || ' ' || r.occurrence || ' ' || r.reminder_id \
+         FROM reminders r JOIN v ON r.subject_id = v.subject_id WHERE r.status = 'pending'",
+    )
+    .await?;
+    for row in rows {
+        let mut parts = row.splitn(3, ' ');
+        let (Some(subject), Some(occurrence), Some(id)) =
+            (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(damaged_row(position));
+        };
+        let occurrence = occurrence.parse().map_err(|_| damaged_row(position))?;
+        found
+            .get_mut(subject)
+            .ok_or_else(|| damaged_row(position))?
+            .push((id.to_owned(), occurrence));
+    }
+    Ok(found)
+}
+
+fn damaged_row(position: i64) -> ProjectionError {
+    ProjectionError::Event {
+        position,
+        detail: "a stored reminder without its subject, occurrence or id".into(),
+    }
+}
+
+/// Withdraws reminders by id, each at its own time (`rows`: id, when),
+/// those still pending; one statement.
+pub(crate) async fn withdraw_rows(tx: &mut Tx, rows: &[Vec<Value>]) -> Result<(), ProjectionError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    sql::with_values(
+        tx,
+        "reminder_id, decided_at",
+        rows,
+        "UPDATE reminders SET status = 'cancelled', decided_at = v.decided_at FROM v \
+         WHERE reminders.reminder_id = v.reminder_id AND reminders.status = 'pending'",
+    )
+    .await?;
+    Ok(())
+}
+
 // --- the sender -------------------------------------------------------------
 
 /// Why a round failed (never patient data).
