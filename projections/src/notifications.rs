@@ -209,7 +209,8 @@ async fn all(tx: &mut Tx, sql: &str, params: &[Value]) -> Result<Vec<String>, Pr
 ///   prescriber); a statement that must read or change one of those tables
 ///   first inserts the rows the batch holds for it. A reminder withdrawn in
 ///   the batch that scheduled it is written withdrawn.
-/// - **Withdrawals, once**: the pending reminders written before the batch,
+/// - **Withdrawals, once** (Postgres; on SQLite each updates the table at
+///   once, `reminders::pending_of` says why): the pending reminders written before the batch,
 ///   of every appointment its events withdraw reminders of, are read at the
 ///   start (one statement) and withdrawn here; the end writes them
 ///   withdrawn (one statement), before the reminders the batch scheduled,
@@ -272,12 +273,7 @@ impl Batch {
                     appointments.insert(e.id().to_owned());
                     withdrawing.insert(e.id().to_owned());
                 }
-                N::Appointment(
-                    AppointmentEvent::CheckedIn { .. }
-                    | AppointmentEvent::Started { .. }
-                    | AppointmentEvent::Completed { .. }
-                    | AppointmentEvent::NoShow { .. },
-                ) => {
+                N::Appointment(a) if over(a) => {
                     withdrawing.insert(e.id().to_owned());
                 }
                 N::Entry(
@@ -534,6 +530,18 @@ impl Route {
     }
 }
 
+/// Whether `event` leaves nothing to remind of: the patient is here, seen,
+/// or gone.
+fn over(event: &AppointmentEvent) -> bool {
+    matches!(
+        event,
+        AppointmentEvent::CheckedIn { .. }
+            | AppointmentEvent::Started { .. }
+            | AppointmentEvent::Completed { .. }
+            | AppointmentEvent::NoShow { .. }
+    )
+}
+
 /// A routing table a batch adds rows to at its end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Table {
@@ -729,13 +737,7 @@ async fn apply(
                 batch.over(tx, &id, recorded.timestamp()).await?;
             }
         }
-        N::Appointment(
-            AppointmentEvent::CheckedIn { .. }
-            | AppointmentEvent::Started { .. }
-            | AppointmentEvent::Completed { .. }
-            | AppointmentEvent::NoShow { .. },
-        ) => {
-            // Here, seen, or gone: nothing left to remind of.
+        N::Appointment(a) if over(a) => {
             batch
                 .over(tx, &id, e.stored.recorded_at.timestamp())
                 .await?;
