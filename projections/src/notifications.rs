@@ -210,12 +210,12 @@ async fn all(tx: &mut Tx, sql: &str, params: &[Value]) -> Result<Vec<String>, Pr
 ///   first inserts the rows the batch holds for it. A reminder withdrawn in
 ///   the batch that scheduled it is written withdrawn.
 /// - **Withdrawals, once** (Postgres; on SQLite each updates the table at
-///   once, `reminders::pending_of` says why): the pending reminders written before the batch,
-///   of every appointment its events withdraw reminders of, are read at the
-///   start (one statement) and withdrawn here; the end writes them
-///   withdrawn (one statement), before the reminders the batch scheduled,
-///   so that one moved away and back is pending again, as it would be row
-///   by row.
+///   once, `reminders::pending_of` says why): the pending reminders written
+///   before the batch, of every appointment its events withdraw reminders
+///   of, are read at the start (one statement) and withdrawn here; the end
+///   writes them withdrawn (one statement), before the reminders the batch
+///   scheduled, so that one moved away and back is pending again, as it
+///   would be row by row.
 #[derive(Default)]
 struct Batch {
     /// Patient → their account (`None`: none).
