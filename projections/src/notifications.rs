@@ -354,6 +354,15 @@ impl Batch {
         .await
     }
 
+    /// What the batch knows of `route`'s table.
+    fn known(&mut self, route: Route) -> &mut HashMap<String, Option<String>> {
+        match route {
+            Route::Accounts => &mut self.accounts,
+            Route::Providers => &mut self.providers,
+            Route::Appointments => &mut self.appointments,
+        }
+    }
+
     /// What `route` holds for `key` (`None`: no row): as the batch knows
     /// it, or else read from the table and remembered.
     async fn get(
@@ -362,22 +371,14 @@ impl Batch {
         route: Route,
         key: &str,
     ) -> Result<Option<String>, ProjectionError> {
-        let known = match route {
-            Route::Accounts => &mut self.accounts,
-            Route::Providers => &mut self.providers,
-            Route::Appointments => &mut self.appointments,
-        };
+        let known = self.known(route);
         if let Some(value) = known.get(key) {
             return Ok(value.clone());
         }
         if let Some(table) = route.added_to() {
             self.flush(tx, table).await?;
         }
-        let known = match route {
-            Route::Accounts => &mut self.accounts,
-            Route::Providers => &mut self.providers,
-            Route::Appointments => &mut self.appointments,
-        };
+        let known = self.known(route);
         let (table, key_column, value_column) = route.columns();
         let sql = format!("SELECT {value_column} FROM {table} WHERE {key_column} = $1");
         let found = one(tx, &sql, &[key.into()]).await?;
