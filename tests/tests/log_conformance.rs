@@ -49,6 +49,7 @@ conformance!(
     claim_holders_names_each_stream_holding_any_of_the_keys,
     stream_ids_lists_the_streams_of_one_type,
     reads_of_what_this_process_appended_match_the_database,
+    a_read_of_some_types_over_a_long_stretch_matches_a_plain_scan,
     reading_many_streams_at_once_matches_reading_each,
 );
 
@@ -906,6 +907,65 @@ async fn stream_ids_lists_the_streams_of_one_type(backend: Backend) -> anyhow::R
     assert_eq!(reader.stream_ids("test").await?, vec!["a", "b"]);
     assert_eq!(reader.stream_ids("other").await?, vec!["z"]);
     assert!(reader.stream_ids("none").await?.is_empty());
+    t.cleanup().await
+}
+
+/// A read of some types over more positions than one query spans (Postgres
+/// reads in windows of 10,000 positions, ADR 0014) returns exactly what a
+/// plain scan of the log finds, in order, cut at the limit wherever the limit
+/// falls: mid-window, at a window's edge, or past the last match.
+async fn a_read_of_some_types_over_a_long_stretch_matches_a_plain_scan(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let (t, log) = open(backend).await?;
+    let other = |stream: &str| {
+        let mut r = request(stream, 0, &[json!({"other": true})]);
+        r.aggregate_type = "other".into();
+        r
+    };
+    log.append(other("o1")).await?;
+    for chunk in 0..25 {
+        let payloads: Vec<serde_json::Value> = (0..1_000).map(|n| json!({"n": n})).collect();
+        log.append(request(&format!("s{chunk}"), 0, &payloads)).await?;
+        if chunk == 12 {
+            log.append(other("o2")).await?;
+        }
+    }
+    log.append(other("o3")).await?;
+    // A reader of the database only: nothing is answered from memory.
+    let reader = LogReader::detached(t.db.clone());
+    let head = reader.head().await?;
+    assert_eq!(head, 25_003);
+    let scan = reader.read_from(0, head).await?;
+    assert_eq!(scan.len(), 25_003);
+    let cases: [(&[&str], (i64, i64), i64); 7] = [
+        (&["other"], (0, head), 100),
+        (&["other"], (1, head), 1),
+        (&[], (0, head), 12_345),
+        (&[], (0, head), 10_000),
+        (&["test"], (3, head - 5), 30_000),
+        (&["test", "other"], (9_999, 20_001), 10_001),
+        (&["none"], (0, head), 10),
+    ];
+    for (types, (after, until), limit) in cases {
+        let wanted: Vec<i64> = scan
+            .iter()
+            .filter(|e| e.global_position > after && e.global_position <= until)
+            .filter(|e| types.is_empty() || types.contains(&e.aggregate_type.as_str()))
+            .take(limit as usize)
+            .map(|e| e.global_position)
+            .collect();
+        let got: Vec<i64> = reader
+            .read_types(types, (after, until), limit, false)
+            .await?
+            .iter()
+            .map(|e| e.global_position)
+            .collect();
+        assert_eq!(
+            got, wanted,
+            "types {types:?}, range ({after}, {until}], limit {limit}"
+        );
+    }
     t.cleanup().await
 }
 
