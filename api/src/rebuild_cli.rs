@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::time::Instant;
 
 use anamnesis_commands::{Db, LogReader};
-use anamnesis_projections::rebuild::{rebuild, Rebuilt};
+use anamnesis_projections::rebuild::{rebuild, rebuild_fed, Feed, Rebuilt, Subscription};
 use anamnesis_projections::runner::Projector;
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -68,71 +68,93 @@ pub const ALL_BUT_REDIS: &[&str] = match NAMES.split_last() {
 };
 
 /// Rebuilds `names` (known names, `redis` only when Redis is configured),
-/// several at a time on Postgres ([`jobs`]); the events folded in all and
-/// the seconds it took.
-pub async fn rebuild_named(settings: &Settings, names: &[&str]) -> anyhow::Result<(u64, f64)> {
+/// all at once from one read of the log on Postgres ([`shared_read`]); the
+/// events folded in all and the seconds it took.
+pub async fn rebuild_named(settings: &Settings, names: &[&str]) -> anyhow::Result<Totals> {
     let db = crate::cli::open_database(settings).await?;
     let result = rebuild_all(settings, &db, names).await;
     db.close().await;
     result
 }
 
-/// Read models rebuilt at the same time: on Postgres, each folds on a
-/// database session of its own, and one model's rebuild leaves the machine
-/// idle while it waits for its session's round trips (ADR 0014). On SQLite
-/// one at a time: every fold runs in this process, and swaps share the one
-/// write lock.
-fn jobs(db: &Db) -> usize {
-    match db {
-        Db::Postgres(_) => 3,
-        Db::Sqlite(_) => 1,
+/// Whether the read models rebuild at the same time, from one shared read
+/// of the log ([`Feed`]): on Postgres, where each folds on a database
+/// session of its own (one model's rebuild alone leaves the machine idle
+/// while it waits for its session's round trips, ADR 0014). On SQLite one
+/// at a time, each reading for itself: every fold runs in this process,
+/// and swaps share the one write lock.
+fn shared_read(db: &Db) -> bool {
+    matches!(db, Db::Postgres(_))
+}
+
+/// What a rebuild of several read models did.
+#[derive(Debug, Clone, Copy)]
+pub struct Totals {
+    /// Events folded, summed over the read models (a log's event counts
+    /// once for each read model that folds it).
+    pub folded: u64,
+    /// The log's head when the rebuild started: the events it was rebuilt
+    /// from.
+    pub log: i64,
+    /// Seconds from the start to the last swap.
+    pub seconds: f64,
+}
+
+impl Totals {
+    /// Events of the log per second: the figure to compare across runs
+    /// and with the goal (ADR 0014).
+    pub fn log_rate(&self) -> f64 {
+        self.log.max(0) as f64 / self.seconds.max(1e-9)
     }
 }
 
-/// The order `--all` starts the read models in: the longest rebuilds first
-/// (on a clinic's log, ADR 0014), so that the last to finish is a short one.
-const LONGEST_FIRST: [&str; 11] = [
-    "notifications",
-    "analytics",
-    "activity",
-    "schedule",
-    "chart",
-    "billing",
-    "patients",
-    "alerts",
-    "messaging",
-    "medications",
-    "access_log",
-];
-
-async fn rebuild_all(settings: &Settings, db: &Db, names: &[&str]) -> anyhow::Result<(u64, f64)> {
+async fn rebuild_all(settings: &Settings, db: &Db, names: &[&str]) -> anyhow::Result<Totals> {
     use futures::{StreamExt, TryStreamExt};
     let reader = LogReader::detached_with(db.clone(), settings.keyring()?);
     let bars = MultiProgress::with_draw_target(draw_target());
     let started = Instant::now();
+    let log = reader.head().await?;
     // The Redis read models are computed from `patients` and `schedule`:
     // they go last, once those stand.
-    let (redis_too, mut in_db): (Vec<&str>, Vec<&str>) = names.iter().partition(|n| **n == "redis");
-    in_db.sort_by_key(|n| LONGEST_FIRST.iter().position(|m| m == n));
-    let mut total: u64 = futures::stream::iter(
+    let (redis_too, in_db): (Vec<&str>, Vec<&str>) = names.iter().partition(|n| **n == "redis");
+    // Where several rebuild at once, they fold from one read of the log,
+    // all at the same time (the read goes at the pace of the slowest).
+    let (feed, mut subscriptions) = if shared_read(db) && in_db.len() > 1 {
+        let (feed, subscriptions) = Feed::open(&reader, in_db.len()).await?;
+        (Some(feed), subscriptions)
+    } else {
+        (None, Vec::new())
+    };
+    let at_once = if feed.is_some() { in_db.len() } else { 1 };
+    let folds = futures::stream::iter(
         in_db
             .into_iter()
-            .map(|name| one_named(settings, db, &reader, &bars, name)),
+            .map(|name| one_named(settings, db, &reader, &bars, name, subscriptions.pop())),
     )
-    .buffer_unordered(jobs(db))
+    .buffer_unordered(at_once)
     .map_ok(|done| done.events)
-    .try_fold(0, |sum, events| async move { Ok(sum + events) })
-    .await?;
+    .try_fold(0, |sum, events| async move { Ok(sum + events) });
+    let mut total: u64 = match feed {
+        Some(feed) => tokio::join!(folds, feed.run()).0?,
+        None => folds.await?,
+    };
     if !redis_too.is_empty() {
         total += redis(settings, db, &reader, &bars).await?.events;
     }
-    let seconds = started.elapsed().as_secs_f64();
+    let totals = Totals {
+        folded: total,
+        log,
+        seconds: started.elapsed().as_secs_f64(),
+    };
     println!(
-        "rebuilt {} read model(s): {total} events in {seconds:.1} s ({:.0} events/s)",
+        "rebuilt {} read model(s) from a log of {log} events in {:.1} s: {:.0} log events/s \
+         ({total} events folded, {:.0}/s)",
         names.len(),
-        total as f64 / seconds.max(1e-9)
+        totals.seconds,
+        totals.log_rate(),
+        total as f64 / totals.seconds.max(1e-9)
     );
-    Ok((total, seconds))
+    Ok(totals)
 }
 
 /// The rebuild of the read model kept in the database under `name`.
@@ -142,6 +164,7 @@ fn one_named<'a>(
     reader: &'a LogReader,
     bars: &'a MultiProgress,
     name: &'a str,
+    feed: Option<Subscription>,
 ) -> futures::future::BoxFuture<'a, anyhow::Result<Rebuilt>> {
     use anamnesis_projections::billing::Billing;
     use anamnesis_projections::{
@@ -151,19 +174,19 @@ fn one_named<'a>(
     };
     use futures::FutureExt;
     match name {
-        "activity" => one(db, reader, &Activity, bars).boxed(),
-        "patients" => one(db, reader, &Patients, bars).boxed(),
-        "schedule" => one(db, reader, &Schedule, bars).boxed(),
-        "access_log" => one(db, reader, &AccessLog, bars).boxed(),
-        "chart" => one(db, reader, &Chart, bars).boxed(),
-        "medications" => one(db, reader, &Medications, bars).boxed(),
-        "messaging" => one(db, reader, &Messaging, bars).boxed(),
-        "billing" => one(db, reader, &Billing, bars).boxed(),
-        "notifications" => one(db, reader, &Notifications, bars).boxed(),
-        "alerts" => one(db, reader, &Alerts, bars).boxed(),
+        "activity" => one(db, reader, &Activity, bars, feed).boxed(),
+        "patients" => one(db, reader, &Patients, bars, feed).boxed(),
+        "schedule" => one(db, reader, &Schedule, bars, feed).boxed(),
+        "access_log" => one(db, reader, &AccessLog, bars, feed).boxed(),
+        "chart" => one(db, reader, &Chart, bars, feed).boxed(),
+        "medications" => one(db, reader, &Medications, bars, feed).boxed(),
+        "messaging" => one(db, reader, &Messaging, bars, feed).boxed(),
+        "billing" => one(db, reader, &Billing, bars, feed).boxed(),
+        "notifications" => one(db, reader, &Notifications, bars, feed).boxed(),
+        "alerts" => one(db, reader, &Alerts, bars, feed).boxed(),
         "analytics" => async move {
             let analytics = anamnesis_projections::analytics::Analytics::new(settings.zone()?);
-            one(db, reader, &analytics, bars).await
+            one(db, reader, &analytics, bars, feed).await
         }
         .boxed(),
         other => {
@@ -178,14 +201,18 @@ async fn one<P: Projector>(
     reader: &LogReader,
     projector: &P,
     bars: &MultiProgress,
+    feed: Option<Subscription>,
 ) -> anyhow::Result<Rebuilt> {
     let name = projector.name();
     let bar = bars.add(bar(name));
-    let done = rebuild(db, reader, projector, |position, head| {
+    let progress = |position: i64, head: i64| {
         bar.set_length(head.max(0) as u64);
         bar.set_position(position.max(0) as u64);
-    })
-    .await;
+    };
+    let done = match feed {
+        Some(feed) => rebuild_fed(db, reader, projector, feed, progress).await,
+        None => rebuild(db, reader, projector, progress).await,
+    };
     bar.finish_and_clear();
     bars.remove(&bar);
     let done =
@@ -264,21 +291,4 @@ fn bar(name: &str) -> ProgressBar {
         bar.set_style(style);
     }
     bar
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `--all` starts every read model kept in the database, each once: a
-    /// read model missing from the order would be rebuilt last, not never,
-    /// but the order is meant to name them all.
-    #[test]
-    fn the_start_order_names_every_read_model_in_the_database_once() {
-        let mut ordered = LONGEST_FIRST.to_vec();
-        let mut all = ALL_BUT_REDIS.to_vec();
-        ordered.sort_unstable();
-        all.sort_unstable();
-        assert_eq!(ordered, all);
-    }
 }

@@ -274,6 +274,22 @@ async fn an_event_of_a_type_this_release_does_not_know_stops_its_projector(
         .cloned()
         .unwrap_or_default();
     assert_eq!(activity["ready"], true, "{activity}");
+
+    // A rebuild stops at the same event and says where; the live tables of
+    // a read model that cannot fold it stay as they were (on Postgres
+    // every read model folds from one shared read of the log, ADR 0014).
+    let out = s.cli(&["rebuild", "--all"], "").await?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains(&format!("position {unknown}")), "{said}");
+    // Whichever read model of patients' events meets it first names it.
+    assert!(said.contains("(the live tables are unchanged)"), "{said}");
+    let r = readyz(&s).await?;
+    assert_eq!(r.status, 503, "still stuck after the failed rebuild");
     s.stop().await
 }
 

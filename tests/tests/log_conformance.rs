@@ -926,7 +926,8 @@ async fn a_read_of_some_types_over_a_long_stretch_matches_a_plain_scan(
     log.append(other("o1")).await?;
     for chunk in 0..25 {
         let payloads: Vec<serde_json::Value> = (0..1_000).map(|n| json!({"n": n})).collect();
-        log.append(request(&format!("s{chunk}"), 0, &payloads)).await?;
+        log.append(request(&format!("s{chunk}"), 0, &payloads))
+            .await?;
         if chunk == 12 {
             log.append(other("o2")).await?;
         }

@@ -149,11 +149,7 @@ impl Appended {
             known
                 .recent
                 .range(start..end)
-                .filter(|e| {
-                    types.is_empty()
-                        || types.contains(&e.aggregate_type.as_str())
-                        || e.event_type == ERASURE_EVENT
-                })
+                .filter(|e| super::reader::of_types(types, e))
                 .take(limit)
                 .cloned()
                 .collect(),

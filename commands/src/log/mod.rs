@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 pub use crate::database::Db;
 pub use anamnesis_domain::codec::describe_json_error;
-pub use reader::LogReader;
+pub use reader::{of_types, LogReader};
 pub use seal::{Keyring, MasterKey};
 pub use types::{
     hex_bytes, Actor, AppendError, AppendRequest, Appended, Credential, EventMetadata, Guards,

@@ -377,6 +377,15 @@ fn headers_of(event: &StoredEvent) -> StoredEvent {
 /// `SELECT … WHERE global_position > $1 AND global_position <= $2 [AND
 /// aggregate_type IN ($4, …)] ORDER BY global_position LIMIT $3`, the same
 /// text on both backends.
+/// Whether a read of `types` returns `event` (every type when `types` is
+/// empty; a patient's erasure always, since every read model forgets them):
+/// what [`types_query`] asks the database, for reads answered in memory.
+pub fn of_types(types: &[&str], event: &StoredEvent) -> bool {
+    types.is_empty()
+        || types.contains(&event.aggregate_type.as_str())
+        || event.event_type == ERASURE_EVENT
+}
+
 pub(crate) fn types_query(columns: &str, types: &[&str], payload: bool) -> String {
     let columns = if payload {
         columns.to_owned()
