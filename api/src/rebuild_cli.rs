@@ -113,6 +113,8 @@ async fn rebuild_all(settings: &Settings, db: &Db, names: &[&str]) -> anyhow::Re
     let reader = LogReader::detached_with(db.clone(), settings.keyring()?);
     let bars = MultiProgress::with_draw_target(draw_target());
     let started = Instant::now();
+    // The head now: at most the one each rebuild reads (the feed's, or its
+    // own), since the log only grows.
     let log = reader.head().await?;
     // The Redis read models are computed from `patients` and `schedule`:
     // they go last, once those stand.
@@ -125,6 +127,8 @@ async fn rebuild_all(settings: &Settings, db: &Db, names: &[&str]) -> anyhow::Re
     } else {
         (None, Vec::new())
     };
+    // Fed, every rebuild must run at once: the feed waits for each
+    // subscription in turn, so one not yet started would stop the others.
     let at_once = if feed.is_some() { in_db.len() } else { 1 };
     let folds = futures::stream::iter(
         in_db

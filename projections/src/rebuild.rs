@@ -298,7 +298,14 @@ async fn keep<P: Projector>(
     let mut kept: Vec<StoredEvent> = Vec::new();
     let mut at = 0;
     while at < feed.head {
-        let page = match feed.pages.recv().await {
+        // A fold that stopped (it failed, or the others did) lets go of the
+        // feed now, not at its next page: a read model whose types are rare
+        // may not fill one before the end of the log.
+        let next = tokio::select! {
+            next = feed.pages.recv() => next,
+            () = pages.closed() => return,
+        };
+        let page = match next {
             Some(Ok(page)) => page,
             Some(Err(error)) => {
                 let _ = pages.send(Err(RebuildError::Feed(error))).await;

@@ -956,16 +956,18 @@ async fn a_read_of_some_types_over_a_long_stretch_matches_a_plain_scan(
             .take(limit as usize)
             .map(|e| e.global_position)
             .collect();
-        let got: Vec<i64> = reader
-            .read_types(types, (after, until), limit, false)
-            .await?
-            .iter()
-            .map(|e| e.global_position)
-            .collect();
-        assert_eq!(
-            got, wanted,
-            "types {types:?}, range ({after}, {until}], limit {limit}"
-        );
+        for payload in [false, true] {
+            let got: Vec<i64> = reader
+                .read_types(types, (after, until), limit, payload)
+                .await?
+                .iter()
+                .map(|e| e.global_position)
+                .collect();
+            assert_eq!(
+                got, wanted,
+                "types {types:?}, range ({after}, {until}], limit {limit}, payload {payload}"
+            );
+        }
     }
     t.cleanup().await
 }

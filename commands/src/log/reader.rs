@@ -374,9 +374,6 @@ fn headers_of(event: &StoredEvent) -> StoredEvent {
     }
 }
 
-/// `SELECT … WHERE global_position > $1 AND global_position <= $2 [AND
-/// aggregate_type IN ($4, …)] ORDER BY global_position LIMIT $3`, the same
-/// text on both backends.
 /// Whether a read of `types` returns `event` (every type when `types` is
 /// empty; a patient's erasure always, since every read model forgets them):
 /// what [`types_query`] asks the database, for reads answered in memory.
@@ -386,6 +383,9 @@ pub fn of_types(types: &[&str], event: &StoredEvent) -> bool {
         || event.event_type == ERASURE_EVENT
 }
 
+/// `SELECT … WHERE global_position > $1 AND global_position <= $2 [AND
+/// aggregate_type IN ($4, …)] ORDER BY global_position LIMIT $3`, the same
+/// text on both backends.
 pub(crate) fn types_query(columns: &str, types: &[&str], payload: bool) -> String {
     let columns = if payload {
         columns.to_owned()
