@@ -74,9 +74,16 @@ impl Projector for Alerts {
         events: &[Envelope<AlertEvent>],
     ) -> Result<(), ProjectionError> {
         let mut out = Outbox::new("alerts");
+        // Users created are one insert, up to the next statement on
+        // alert_users (a deactivation, a reactivation, a broken glass).
+        let mut users = sql::Run::unchecked(
+            "alert_users (user_id, role, active)",
+            "ON CONFLICT (user_id) DO NOTHING",
+        );
         for e in events {
-            apply(tx, &mut out, e).await?;
+            apply(tx, &mut out, &mut users, e).await?;
         }
+        users.flush(tx).await?;
         out.write(tx).await
     }
 
@@ -91,6 +98,7 @@ impl Projector for Alerts {
 async fn apply(
     tx: &mut Tx,
     out: &mut Outbox,
+    users: &mut sql::Run,
     e: &Envelope<AlertEvent>,
 ) -> Result<(), ProjectionError> {
     use AlertEvent as A;
@@ -98,16 +106,16 @@ async fn apply(
     let alert = |to: Vec<String>, what: Note, patient: Option<String>| (to, what, patient);
     let made = match &e.event {
         A::User(UserEvent::UserCreated { user_id, role, .. }) => {
-            sql::execute(
-                tx,
-                "INSERT INTO alert_users (user_id, role, active) VALUES ($1, $2, 1) \
-                 ON CONFLICT (user_id) DO NOTHING",
-                &[user_id.to_string().into(), role.as_str().into()],
-            )
-            .await?;
+            let row = vec![
+                user_id.to_string().into(),
+                role.as_str().into(),
+                1_i64.into(),
+            ];
+            users.push(String::new(), e.position(), row);
             None
         }
         A::User(UserEvent::UserDeactivated) | A::User(UserEvent::UserReactivated) => {
+            users.flush(tx).await?;
             let active = i64::from(matches!(e.event, A::User(UserEvent::UserReactivated)));
             sql::execute(
                 tx,
@@ -131,6 +139,7 @@ async fn apply(
         )),
         // Compliance hears of every emergency access, at once.
         A::Care(CareEvent::GlassBroken { .. }) => {
+            users.flush(tx).await?;
             let to = sql::returning(
                 tx,
                 "SELECT user_id FROM alert_users WHERE role = $1 AND active = 1 ORDER BY user_id",

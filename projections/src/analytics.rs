@@ -179,7 +179,8 @@ impl Projector for Analytics {
                 .collect();
             load(tx, ids).await?
         };
-        // Registrations in a row are one insert.
+        // Registrations are one insert, up to the next other patient event
+        // (the only statements on analytics_patients).
         let mut registered = sql::Run::new_rows(
             "analytics_patients (patient_id, age_band, sex, region, position, deceased)",
             "patient_id",
@@ -189,10 +190,9 @@ impl Projector for Analytics {
         // (later events about them change them there).
         let mut booked: BTreeMap<String, Booked> = BTreeMap::new();
         for e in events {
-            if !matches!(
-                e.event,
-                AnalyticsEvent::Patient(PatientEvent::PatientRegistered { .. })
-            ) {
+            if matches!(&e.event, AnalyticsEvent::Patient(p)
+                if !matches!(p, PatientEvent::PatientRegistered { .. }))
+            {
                 registered.flush(tx).await?;
             }
             match &e.event {

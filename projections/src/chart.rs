@@ -75,8 +75,9 @@ impl Projector for Chart {
         events: &[Envelope<ChartEvent>],
     ) -> Result<(), ProjectionError> {
         // Entries change a few times in their life: one statement or two per
-        // event, in the batch's one transaction. Care-team members added in
-        // a row (a registration adds its provider) are one insert.
+        // event, in the batch's one transaction. Care-team members added
+        // (a registration adds its provider) are one insert, up to the next
+        // removal of a member.
         let mut added = sql::Run::unchecked(
             "care_team_members (patient_id, user_id, reason, added_by, added_at)",
             "ON CONFLICT (patient_id, user_id) DO NOTHING",
@@ -93,7 +94,9 @@ impl Projector for Chart {
             ),
         };
         for e in events {
-            if !matches!(e.event, ChartEvent::Care(CareEvent::MemberAdded { .. })) {
+            // Only a removal touches the members' table: the run goes in
+            // before it, and grows across every other event.
+            if matches!(e.event, ChartEvent::Care(CareEvent::MemberRemoved { .. })) {
                 added.flush(tx).await?;
             }
             match &e.event {

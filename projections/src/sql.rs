@@ -179,10 +179,12 @@ pub async fn insert_rows_returning(
     Ok(written)
 }
 
-/// The rows of one `INSERT`, gathered from consecutive events of a batch
-/// and written in one statement when the run ends: before the projector
-/// runs any other statement (so the order of writes is the events'
-/// order), and at the batch's end. With a key column, every row must be
+/// The rows of one `INSERT`, gathered from the events of a batch and
+/// written in one statement when the run ends: before the projector runs
+/// any statement that reads or writes the run's table (so the order of
+/// writes to it is the events' order; statements on other tables may run
+/// while the run grows, and each caller says which end it), and at the
+/// batch's end. With a key column, every row must be
 /// new: a key already in the table, or twice in the run, stops the
 /// projector at the position of the event that made it again.
 pub struct Run {

@@ -106,16 +106,19 @@ impl Projector for Billing {
             "movement_id",
             "a payment, adjustment or refund recorded twice",
         );
+        // Coverage added is one insert, up to the next coverage ended.
+        let mut covered = sql::Run::new_rows(
+            "billing_coverage (coverage_id, patient_id, payer, member_id, plan, valid_from, \
+             valid_to, rank, ended, position)",
+            "coverage_id",
+            "a coverage added twice",
+        );
+        // Each run is written before the next statement on its table; the
+        // price list, coverage and bills are tables of their own.
         for e in events {
             match &e.event {
-                BillingEvent::PriceList(event) => {
-                    movements.flush(tx).await?;
-                    price_list(tx, e, event).await?
-                }
-                BillingEvent::Coverage(event) => {
-                    movements.flush(tx).await?;
-                    coverage(tx, e, event).await?
-                }
+                BillingEvent::PriceList(event) => price_list(tx, e, event).await?,
+                BillingEvent::Coverage(event) => coverage(tx, e, event, &mut covered).await?,
                 BillingEvent::Bill(event) => {
                     let folded = bills
                         .get_mut(e.id())
@@ -125,6 +128,7 @@ impl Projector for Billing {
             }
         }
         movements.flush(tx).await?;
+        covered.flush(tx).await?;
         if !bills.is_empty() {
             write(tx, &bills).await?;
         }
@@ -208,39 +212,37 @@ async fn price_list(
     Ok(())
 }
 
+/// Applies a coverage event; coverage added goes into the run `covered`
+/// (a coverage the table holds already stops the projector at the event
+/// that added it again).
 async fn coverage(
     tx: &mut Tx,
     e: &Envelope<BillingEvent>,
     event: &CoverageEvent,
+    covered: &mut sql::Run,
 ) -> Result<(), ProjectionError> {
     match event {
         CoverageEvent::Added(c) => {
-            let n = sql::execute(
-                tx,
-                "INSERT INTO billing_coverage (coverage_id, patient_id, payer, member_id, plan, \
-                 valid_from, valid_to, rank, ended, position) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9) ON CONFLICT (coverage_id) DO NOTHING",
-                &[
-                    c.coverage_id.to_string().into(),
-                    e.id().into(),
-                    c.payer.as_str().into(),
-                    c.member_id.as_str().into(),
-                    c.plan.as_str().into(),
-                    day_number(c.valid_from).into(),
-                    Value::Int(c.valid_to.map(day_number)),
-                    c.rank.as_str().into(),
-                    e.position().into(),
-                ],
-            )
-            .await?;
-            if n == 0 {
-                return Err(damaged(e, "a coverage added twice"));
-            }
+            let id = c.coverage_id.to_string();
+            let row = vec![
+                id.as_str().into(),
+                e.id().into(),
+                c.payer.as_str().into(),
+                c.member_id.as_str().into(),
+                c.plan.as_str().into(),
+                day_number(c.valid_from).into(),
+                Value::Int(c.valid_to.map(day_number)),
+                c.rank.as_str().into(),
+                0_i64.into(),
+                e.position().into(),
+            ];
+            covered.push(id, e.position(), row);
         }
         CoverageEvent::Ended {
             coverage_id,
             reason,
         } => {
+            covered.flush(tx).await?;
             let n = sql::execute(
                 tx,
                 "UPDATE billing_coverage SET ended = 1, ended_reason = $3, position = $4 \
