@@ -143,10 +143,22 @@ impl Tokens {
         Self::from_key_text(&text).with_context(|| format!("the key in {}", path.display()))
     }
 
-    /// Access and refresh tokens for a fresh session.
-    pub fn issue(&self, account: &Account, session_id: Uuid) -> Result<TokenPair, ApiError> {
+    /// Access and refresh tokens for a session opened now.
+    pub fn issue_new(&self, account: &Account, session_id: Uuid) -> Result<TokenPair, ApiError> {
+        self.issue(account, session_id, Utc::now().timestamp() + refresh_ttl())
+    }
+
+    /// Access and refresh tokens for a session that ends at `ends` (Unix
+    /// seconds): neither outlives it, so refreshing never extends a session
+    /// past its lifetime from the login that opened it.
+    pub fn issue(
+        &self,
+        account: &Account,
+        session_id: Uuid,
+        ends: i64,
+    ) -> Result<TokenPair, ApiError> {
+        let now = Utc::now().timestamp();
         let make = |typ: Kind, ttl: i64| {
-            let now = Utc::now().timestamp();
             let claims = Claims {
                 sub: account.user_id,
                 role: account.role,
@@ -156,7 +168,7 @@ impl Tokens {
                 iss: ISSUER.to_owned(),
                 aud: AUDIENCE.to_owned(),
                 iat: now,
-                exp: now + ttl,
+                exp: (now + ttl).min(ends),
             };
             encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
                 .map_err(|e| ApiError::Internal(format!("signing a token: {e}")))
@@ -164,7 +176,7 @@ impl Tokens {
         Ok(TokenPair {
             access_token: make(Kind::Access, ACCESS_TTL)?,
             token_type: "Bearer",
-            expires_in: ACCESS_TTL,
+            expires_in: ACCESS_TTL.min(ends - now).max(0),
             refresh_token: make(Kind::Refresh, refresh_ttl())?,
         })
     }

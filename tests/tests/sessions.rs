@@ -10,8 +10,120 @@ use serde_json::json;
 
 on_both_backends!(
     sessions_refresh_end_and_lock,
-    a_new_login_works_at_once_while_the_old_session_is_cached
+    a_new_login_works_at_once_while_the_old_session_is_cached,
+    a_refresh_never_extends_the_session,
+    a_wrong_current_password_counts_towards_the_lockout
 );
+
+/// Changing a password asks for the current one: a guess like a login's.
+/// Five wrong ones lock the account as five wrong logins do (they once
+/// counted for nothing, so a stolen access token could guess for ever).
+async fn a_wrong_current_password_counts_towards_the_lockout(
+    backend: Backend,
+) -> anyhow::Result<()> {
+    let s = TestServer::start(backend).await?;
+    let admin = admin(&s).await?;
+    user(&s, &admin, "nurse.joy", "nurse").await?;
+    let token = s.login("nurse.joy", PASSWORD).await?;
+    for guess in 0..5 {
+        let wrong = s
+            .call(
+                "POST",
+                "/v1/auth/password",
+                Some(&token),
+                Some(json!({"current_password": format!("guess number {guess}"),
+                    "new_password": "a brand new password"})),
+                &[],
+            )
+            .await?;
+        assert_eq!(wrong.status, 401, "guess {guess}: {wrong:?}");
+    }
+    let locked = s
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"username": "nurse.joy", "password": PASSWORD})),
+            &[],
+        )
+        .await?;
+    assert_eq!(locked.status, 401, "{locked:?}");
+    // Locked, the right current password changes nothing either.
+    let right = s
+        .call(
+            "POST",
+            "/v1/auth/password",
+            Some(&token),
+            Some(json!({"current_password": PASSWORD, "new_password": "a brand new password"})),
+            &[],
+        )
+        .await?;
+    assert_eq!(right.status, 401, "{right:?}");
+    s.stop().await
+}
+
+/// A token's `exp`, read without checking its signature (the server
+/// checks that; the test reads what it promised).
+fn expiry(token: &serde_json::Value) -> i64 {
+    let token = token.as_str().unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.insecure_disable_signature_validation();
+    validation.validate_aud = false;
+    let claims = jsonwebtoken::decode::<serde_json::Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_secret(&[]),
+        &validation,
+    )
+    .unwrap()
+    .claims;
+    claims["exp"].as_i64().unwrap()
+}
+
+/// A session lasts its lifetime (12 h) from the login that opened it:
+/// each refresh hands out tokens that end when the session ends, never
+/// later (it once restarted the 12 h at every refresh, so a stolen refresh
+/// token lived for ever).
+async fn a_refresh_never_extends_the_session(backend: Backend) -> anyhow::Result<()> {
+    let s = TestServer::start(backend).await?;
+    let admin = admin(&s).await?;
+    user(&s, &admin, "nurse.joy", "nurse").await?;
+    let login = s
+        .call(
+            "POST",
+            "/v1/auth/login",
+            None,
+            Some(json!({"username": "nurse.joy", "password": PASSWORD})),
+            &[],
+        )
+        .await?;
+    assert_eq!(login.status, 200, "{login:?}");
+    let ends = expiry(&login.body["refresh_token"]);
+    let now = chrono::Utc::now().timestamp();
+    assert!((now + 12 * 3600 - 5..=now + 12 * 3600 + 5).contains(&ends));
+    let mut refresh = login.body["refresh_token"].clone();
+    for round in 0..2 {
+        // Whole seconds apart, so a restarted lifetime would show.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let refreshed = s
+            .call(
+                "POST",
+                "/v1/auth/refresh",
+                None,
+                Some(json!({ "refresh_token": refresh })),
+                &[],
+            )
+            .await?;
+        assert_eq!(refreshed.status, 200, "round {round}: {refreshed:?}");
+        assert!(
+            expiry(&refreshed.body["refresh_token"]) <= ends,
+            "round {round}: the refresh token outlives the session"
+        );
+        assert!(expiry(&refreshed.body["access_token"]) <= ends);
+        refresh = refreshed.body["refresh_token"].clone();
+    }
+    Ok(())
+}
 
 /// The session check caches each account; a login adds a session the
 /// cache has not seen until its follower reads the log. A request with the

@@ -66,10 +66,17 @@ pub async fn refresh(
             detail: "the session has ended; log in again",
         })?;
     let account = user.account().ok_or(ApiError::NotFound)?;
-    if !user.is_active() || !user.has_session(who.session_id) {
-        return Err(closed);
-    }
-    Ok(Json(state.tokens().issue(account, who.session_id)?))
+    // A session lasts its lifetime from the login that opened it, however
+    // often it is refreshed.
+    let ends = match user.session_ends(who.session_id) {
+        Some(ends) if user.is_active() && ends > chrono::Utc::now() => ends,
+        _ => return Err(closed),
+    };
+    Ok(Json(state.tokens().issue(
+        account,
+        who.session_id,
+        ends.timestamp(),
+    )?))
 }
 
 /// End the current session: its refresh token stops working.

@@ -1,7 +1,7 @@
 //! Multi-factor authentication (ADR 0025): the second login step, TOTP
 //! enrolment with recovery codes, turning it off, and an admin's reset.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -15,7 +15,7 @@ use anamnesis_domain::user::MfaPurpose;
 use super::Accepted;
 use crate::auth::{bearer, Principal, TokenPair};
 use crate::error::{ApiError, Problem};
-use crate::extract::Body;
+use crate::extract::{Body, Path};
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
@@ -48,9 +48,11 @@ pub enum LoginAnswer {
 /// The answer to a right password.
 pub fn login_answer(state: &AppState, login: Login) -> Result<LoginAnswer, ApiError> {
     Ok(match login {
-        Login::Session(session) => {
-            LoginAnswer::Tokens(state.tokens().issue(&session.account, session.session_id)?)
-        }
+        Login::Session(session) => LoginAnswer::Tokens(
+            state
+                .tokens()
+                .issue_new(&session.account, session.session_id)?,
+        ),
         Login::Challenge {
             challenge_id,
             purpose,
@@ -107,7 +109,9 @@ pub async fn login_mfa(
         .complete_login(challenge.user_id, challenge.session_id, answer)
         .await?;
     Ok(Json(
-        state.tokens().issue(&session.account, session.session_id)?,
+        state
+            .tokens()
+            .issue_new(&session.account, session.session_id)?,
     ))
 }
 
@@ -213,7 +217,7 @@ pub async fn confirm_enrolment(
         .confirm_enrolment(me.user_id, &req.code, me.challenge, &metadata)
         .await?;
     let tokens = match &confirmed.session {
-        Some(s) => Some(state.tokens().issue(&s.account, s.session_id)?),
+        Some(s) => Some(state.tokens().issue_new(&s.account, s.session_id)?),
         None => None,
     };
     if me.principal.is_some() {

@@ -430,10 +430,19 @@ impl Identity {
         let Some(loaded) = self.load(user_id).await? else {
             return Err(LoginError::BadCredentials);
         };
+        // The current password is a guess like a login's: a locked account
+        // takes none, and a wrong one counts towards the lockout (it once
+        // did not, so a stolen access token could guess without limit).
+        let now = Utc::now();
+        if loaded.0.locked_at(now).is_some() {
+            verify_password(current, None).await?;
+            return Err(LoginError::BadCredentials);
+        }
         let Some(stored) = self.password_hash(user_id).await? else {
             return Err(LoginError::BadCredentials);
         };
         if !verify_password(current, Some(stored)).await? {
+            self.record_failure(loaded, user_id, now, metadata).await?;
             return Err(LoginError::BadCredentials);
         }
         let credential = Credential {

@@ -137,6 +137,14 @@ impl User {
         self.sessions.contains_key(&session_id)
     }
 
+    /// When `session_id` ends ([`session_lifetime`] after it was opened,
+    /// whatever was refreshed since), if it is open.
+    pub fn session_ends(&self, session_id: Uuid) -> Option<DateTime<Utc>> {
+        self.sessions
+            .get(&session_id)
+            .map(|opened| *opened + session_lifetime())
+    }
+
     /// The account's second factor.
     pub fn mfa(&self) -> &Mfa {
         &self.mfa
