@@ -101,6 +101,22 @@ fn digest(parts: &[&[u8]]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+/// The commands whose first answer is not kept to replay: sign-in and
+/// second-factor enrolment answer with tokens, secrets and recovery codes
+/// (never stored in the log's idempotency table), and an erasure destroys
+/// what a replay would describe. A key sent to one is refused (ADR 0005),
+/// never silently ignored.
+fn takes_no_key(path: &str) -> bool {
+    const PATHS: [&str; 5] = [
+        "/v1/auth/login",
+        "/v1/auth/login/mfa",
+        "/v1/auth/refresh",
+        "/v1/me/mfa/totp",
+        "/v1/me/mfa/totp/confirm",
+    ];
+    PATHS.contains(&path) || (path.starts_with("/v1/patients/") && path.ends_with("/erasure"))
+}
+
 /// Answers a repeated command from the log, and gives a new one its key.
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
@@ -117,6 +133,16 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             code: "invalid_header",
             field: Some("Idempotency-Key".into()),
             detail: "Idempotency-Key is 1 to 255 visible ASCII characters".into(),
+        }
+        .into_response();
+    }
+    if takes_no_key(req.uri().path()) {
+        return ApiError::BadRequest {
+            code: "idempotency_key_unsupported",
+            field: Some("Idempotency-Key".into()),
+            detail: "this operation cannot be repeated by key (its answer holds a secret, \
+                     or it is not kept for replay); send it without Idempotency-Key"
+                .into(),
         }
         .into_response();
     }
@@ -140,17 +166,31 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
         }
     };
     let (parts, body) = req.into_parts();
-    // Document uploads are the one body larger than MAX_BODY_BYTES; every
-    // other route still refuses more when it reads the body.
-    let limit = MAX_BODY_BYTES.max(state.clinical().documents.max_bytes);
+    // Document uploads are the one body larger than MAX_BODY_BYTES, and
+    // only a signed-in user uploads: a request without credentials is
+    // never buffered past the JSON limit (every route still refuses more
+    // when it reads the body).
+    let limit = if scope == "anonymous" {
+        MAX_BODY_BYTES
+    } else {
+        MAX_BODY_BYTES.max(state.clinical().documents.max_bytes)
+    };
     let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return ApiError::PayloadTooLarge.into_response();
     };
+    // Everything the handler reads of the request: a retry with another
+    // query (a document's title) or content type is another request.
+    let content_type = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .map_or(&b""[..], |v| v.as_bytes());
     let key = Key {
         key: digest(&[b"anamnesis.idempotency", scope.as_bytes(), &client_key]),
         request_hash: digest(&[
             parts.method.as_str().as_bytes(),
             parts.uri.path().as_bytes(),
+            parts.uri.query().unwrap_or("").as_bytes(),
+            content_type,
             &bytes,
         ]),
     };
