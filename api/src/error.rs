@@ -79,6 +79,8 @@ pub enum ApiError {
     RateLimited { retry_after: u64 },
     /// 415.
     UnsupportedMediaType,
+    /// 405: the path exists, not with this method (axum adds `Allow`).
+    MethodNotAllowed,
     /// 503: the service cannot do this now (the log failed an integrity
     /// check, the database does not answer).
     Unavailable { code: &'static str, detail: String },
@@ -107,6 +109,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotCaughtUp { .. } | ApiError::Unavailable { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -169,6 +172,11 @@ impl ApiError {
                 "unsupported_media_type",
                 None,
                 Some("send application/json".into()),
+            ),
+            ApiError::MethodNotAllowed => (
+                "method_not_allowed",
+                None,
+                Some("this path does not take that method".into()),
             ),
             ApiError::NotCaughtUp { position, reached } => (
                 "not_caught_up",

@@ -151,6 +151,22 @@ pub fn iso_date_opt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Nai
     .transpose()
 }
 
+/// The parameters of a request's path. A segment that is no text (bad
+/// UTF-8 after percent-decoding) names nothing: `404 not_found` as a
+/// problem, never axum's plain-text 400.
+pub struct Path<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| Path(value))
+            .map_err(|_| ApiError::NotFound)
+    }
+}
+
 /// The read-your-writes position a query must reflect (`X-Min-Position`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MinPosition(pub Option<i64>);

@@ -38,13 +38,33 @@ pub fn handle() -> anyhow::Result<PrometheusHandle> {
 
 /// Records each request's latency under its route template (never the
 /// concrete path or query: those can hold patient data).
+/// The method's label: its name if it is one of HTTP's standard methods,
+/// else `other`.
+fn standard_method(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
 pub async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = request.method().to_string();
+    // A client may send any token as a method: only the standard ones
+    // become labels, so no client grows the metrics without bound.
+    let method = standard_method(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     metrics::histogram!(

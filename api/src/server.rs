@@ -502,13 +502,7 @@ pub fn router(state: AppState, edge: &Edge) -> axum::Router {
             }),
         )
         .fallback(|| async { ApiError::NotFound })
-        .method_not_allowed_fallback(|| async {
-            ApiError::BadRequest {
-                code: "method_not_allowed",
-                field: None,
-                detail: "this path does not take that method".into(),
-            }
-        })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             crate::idempotency::middleware,

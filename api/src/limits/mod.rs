@@ -193,8 +193,9 @@ fn digest(which: Which, key: &[u8]) -> [u8; 16] {
     out
 }
 
-/// The longest sign-in body read to find its account name.
-const LOGIN_BODY: usize = 16 * 1024;
+/// The longest sign-in body read to find its account name: the JSON limit
+/// of every route, so the limits answer as the route would.
+const LOGIN_BODY: usize = crate::server::MAX_BODY_BYTES;
 
 /// The middleware: the address limit on the auth paths, the account limit
 /// on sign-in (its name read from the body, which is then passed on), the
@@ -224,17 +225,16 @@ async fn check(limits: &Limits, req: Request) -> Result<Request, ApiError> {
     }
     if path == "/v1/auth/login" && limits.account.is_some() {
         let (parts, body) = req.into_parts();
-        let bytes =
-            axum::body::to_bytes(body, LOGIN_BODY)
-                .await
-                .map_err(|_| ApiError::BadRequest {
-                    code: "invalid_body",
-                    field: None,
-                    detail: "the request body is unreadable or too large".into(),
-                })?;
+        // Past the limit, or cut off: what the route answers to a body it
+        // cannot take whole.
+        let bytes = axum::body::to_bytes(body, LOGIN_BODY)
+            .await
+            .map_err(|_| ApiError::PayloadTooLarge)?;
+        // The name as the account's is kept (trimmed, lowercased): spaces
+        // around it are the same account, not a fresh budget.
         let name = serde_json::from_slice::<serde_json::Value>(&bytes)
             .ok()
-            .and_then(|v| v.get("username")?.as_str().map(str::to_lowercase));
+            .and_then(|v| v.get("username")?.as_str().map(|n| n.trim().to_lowercase()));
         if let Some(name) = name {
             limits.check(Which::Account, name.as_bytes()).await?;
         }

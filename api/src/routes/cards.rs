@@ -3,7 +3,7 @@
 //! card, else from the `patients` and `schedule` read models; the answer is
 //! the same. The policy and the access log are those of reading the patient.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
 use serde::Serialize;
 
@@ -11,7 +11,7 @@ use anamnesis_projections::redis::{card_from_database, AllergyBrief, CardData, U
 
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{id_of, sourced, MinPosition, NoCache, Source, Sourced};
+use crate::extract::{id_of, sourced, MinPosition, NoCache, Path, Source, Sourced};
 use crate::policy::{authorize, Action, Care, View};
 use crate::state::AppState;
 

@@ -6,7 +6,7 @@
 //! when made under a break-the-glass grant.
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -30,7 +30,7 @@ use crate::access_log::{marked, record_marked};
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::extract::{
-    bad_param, bad_query, instant_param, page_size, uuid_param, Body, MinPosition,
+    bad_param, bad_query, instant_param, page_size, uuid_param, Body, MinPosition, Path,
 };
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{self, authorize, Action, Context};

@@ -2,7 +2,7 @@
 //! delivery and every attempt, with its time, outcome and error (an HTTP
 //! status, an SMTP code). No patient data: no patient, subject or address.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +10,7 @@ use anamnesis_projections::deliveries::{self, AttemptView, DeliveryView};
 
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{bad_param, bad_query, page_size};
+use crate::extract::{bad_param, bad_query, page_size, Path};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
 

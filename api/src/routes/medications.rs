@@ -8,7 +8,7 @@
 //! patient (`crate::care`); every read is recorded in the access log,
 //! marked when made under a break-the-glass grant.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
@@ -28,7 +28,7 @@ use super::Accepted;
 use crate::access_log::{marked, record_marked};
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{bad_param, bad_query, instant_param, Body, MinPosition};
+use crate::extract::{bad_param, bad_query, instant_param, Body, MinPosition, Path};
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;

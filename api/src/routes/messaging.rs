@@ -6,7 +6,7 @@
 //! request; a non-participant gets 403 for a thread that exists. Every
 //! read of a thread or an inbox is recorded in the access log.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
@@ -27,7 +27,7 @@ use crate::access_log::{ids, record};
 use crate::auth::Principal;
 use crate::care;
 use crate::error::{ApiError, Problem, Rule};
-use crate::extract::{bad_param, bad_query, page_size, Body, MinPosition};
+use crate::extract::{bad_param, bad_query, page_size, Body, MinPosition, Path};
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Care, Context};
 use crate::state::AppState;

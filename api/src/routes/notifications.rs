@@ -3,7 +3,7 @@
 //! one read. A notification names a patient by id at most; the page's
 //! patients are recorded in the access log, as an inbox of threads is.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
@@ -13,7 +13,7 @@ use anamnesis_projections::notifications::{self as read_model, NotificationView}
 use crate::access_log::{ids, record};
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{bad_param, bad_query, page_size, MinPosition};
+use crate::extract::{bad_param, bad_query, page_size, MinPosition, Path};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
 
@@ -98,7 +98,10 @@ pub async fn mark_notification_read(
     Path(id): Path<String>,
 ) -> Result<axum::http::StatusCode, ApiError> {
     authorize(&who, Action::ReadNotifications, &Context::NONE)?;
+    // An id with a control character (a NUL, which Postgres text refuses)
+    // names no notification.
     let found = id.len() <= 40
+        && !id.chars().any(char::is_control)
         && read_model::mark_read(
             state.reads(),
             &who.user_id.to_string(),

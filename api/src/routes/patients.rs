@@ -1,7 +1,7 @@
 //! The patients slice: commands to the Patient aggregate, queries to the
 //! `patients` read model. Every route asks the policy first.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{NaiveDate, Utc};
@@ -21,7 +21,7 @@ use super::Accepted;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::extract::{
-    bad_param, iso_date, iso_date_opt, page_size, parse_iso_date, Body, MinPosition,
+    bad_param, iso_date, iso_date_opt, page_size, parse_iso_date, Body, MinPosition, Path,
 };
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context, View};

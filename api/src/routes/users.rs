@@ -1,6 +1,6 @@
 //! Staff and provider accounts, managed by admins.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use anamnesis_domain::user::{Role, UserCommand};
 use super::Accepted;
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem, Rule};
-use crate::extract::Body;
+use crate::extract::{Body, Path};
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;

@@ -7,7 +7,7 @@
 //! Staff run billing; a patient reads and pays their own bills; compliance
 //! reads. Every read of a patient's bills or coverage is recorded.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{NaiveDate, Utc};
@@ -33,7 +33,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::extract::{
     bad_param, bad_query, iso_date, iso_date_opt, page_size, parse_iso_date, uuid_param, Body,
-    MinPosition,
+    MinPosition, Path,
 };
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context};
