@@ -39,7 +39,7 @@ fn progress(verb: &str, total: i64) -> ProgressBar {
 /// verified as it is read (a log that fails verification is not backed up).
 /// Written to `out.partial` (mode 0600) and renamed once complete.
 pub async fn backup(settings: &Settings, out: &Path) -> anyhow::Result<()> {
-    let db = crate::cli::open_database(settings).await?;
+    let db = crate::cli::open_existing(settings).await?;
     let result = write_backup(&db, out).await;
     db.close().await;
     result
@@ -54,6 +54,9 @@ async fn write_backup(db: &Db, out: &Path) -> anyhow::Result<()> {
     let partial = partial_path(out);
     let file =
         create_private(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    // A backup that fails leaves no file behind: the partial one holds
+    // password hashes and patient keys as much as a whole one does.
+    let mut unfinished = Unfinished(Some(&partial));
     let mut w = BufWriter::with_capacity(1 << 20, file);
     let header = Header {
         format: backup::FORMAT.into(),
@@ -128,6 +131,7 @@ async fn write_backup(db: &Db, out: &Path) -> anyhow::Result<()> {
     drop(file);
     std::fs::rename(&partial, out)
         .with_context(|| format!("renaming {} to {}", partial.display(), out.display()))?;
+    unfinished.0 = None;
     let seconds = started.elapsed().as_secs_f64();
     println!(
         "backup of {head} events up to position {head}, head hash {}, written to {}; \
@@ -137,6 +141,20 @@ async fn write_backup(db: &Db, out: &Path) -> anyhow::Result<()> {
         head as f64 / seconds.max(1e-9),
     );
     Ok(())
+}
+
+/// The partial file of a backup under way: removed when dropped, unless
+/// the backup completed (and renamed it).
+struct Unfinished<'a>(Option<&'a Path>);
+
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            if let Err(e) = std::fs::remove_file(path) {
+                eprintln!("could not remove the unfinished {}: {e}", path.display());
+            }
+        }
+    }
 }
 
 fn partial_path(out: &Path) -> PathBuf {

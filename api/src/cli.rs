@@ -162,6 +162,17 @@ pub async fn open_database(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// [`open_database`] for a command that works on a clinic's log (verify,
+/// history, backup, rebuild, erase): the database must be there, never made
+/// afresh, or a mistyped name would be answered about an empty log, and
+/// succeed.
+pub async fn open_existing(settings: &Settings) -> anyhow::Result<Db> {
+    let url = settings.database_url.as_ref().map(|s| s.expose());
+    let db = Db::connect_existing(url, &settings.data_dir).await?;
+    db.ensure_current().await?;
+    Ok(db)
+}
+
 /// Runs one subcommand to completion.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = cli.settings;
@@ -260,7 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             password_stdin: _,
         }) => {
             let password = password_from_stdin()?;
-            let db = open_database(&settings).await?;
+            let db = open_existing(&settings).await?;
             let identity = open_identity(&settings, &db).await?;
             let reset = identity
                 .reset_password(&username, password, &operator())
@@ -284,7 +295,7 @@ async fn erase(settings: &Settings, patient: uuid::Uuid, reason: &str) -> anyhow
             "--reason: the legal ground, 1 to 500 characters without control characters"
         )
     })?;
-    let db = open_database(settings).await?;
+    let db = open_existing(settings).await?;
     let log = EventLog::open_with(db.clone(), settings.keyring()?).await?;
     let bus = CommandBus::new(log);
     let mut metadata = operator();

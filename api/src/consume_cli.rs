@@ -27,7 +27,7 @@ pub async fn run(settings: &Settings, name: &str) -> anyhow::Result<()> {
         "no consumer {name:?}: one of {}",
         NAMES.join(", ")
     );
-    let db = crate::cli::open_database(settings).await?;
+    let db = crate::cli::open_existing(settings).await?;
     let log = EventLog::open_with(db.clone(), settings.keyring()?)
         .await
         .context("opening the event log")?;

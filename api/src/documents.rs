@@ -68,8 +68,18 @@ impl Documents {
             });
         }
         let dir = PathBuf::from(location);
+        let made = !dir.exists();
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("creating the document directory {}", dir.display()))?;
+        // Clinical documents are the owner's to read: a directory this run
+        // made is 0700 (the files under it get the default mode, so nobody
+        // else may reach them); one the operator named is theirs to set.
+        #[cfg(unix)]
+        if made {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("making {} private", dir.display()))?;
+        }
         let local = Arc::new(
             LocalFileSystem::new_with_prefix(&dir)
                 .with_context(|| format!("the document directory {}", dir.display()))?,

@@ -48,7 +48,7 @@ pub async fn run(settings: &Settings, names: &[String], all: bool) -> anyhow::Re
             NAMES.join(", ")
         );
     }
-    let db = crate::cli::open_database(settings).await?;
+    let db = crate::cli::open_existing(settings).await?;
     if wanted.contains(&"redis") && settings.redis_url.is_none() {
         anyhow::ensure!(
             all,
@@ -71,7 +71,7 @@ pub const ALL_BUT_REDIS: &[&str] = match NAMES.split_last() {
 /// all at once from one read of the log on Postgres ([`shared_read`]); the
 /// events folded in all and the seconds it took.
 pub async fn rebuild_named(settings: &Settings, names: &[&str]) -> anyhow::Result<Totals> {
-    let db = crate::cli::open_database(settings).await?;
+    let db = crate::cli::open_existing(settings).await?;
     let result = rebuild_all(settings, &db, names).await;
     db.close().await;
     result

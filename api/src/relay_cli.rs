@@ -19,7 +19,7 @@ pub async fn run(settings: &Settings) -> anyhow::Result<()> {
     let config = settings.relay()?.context(
         "the relay needs a NATS server: --nats-url or NATS_URL (e.g. nats://127.0.0.1:4222)",
     )?;
-    let db = crate::cli::open_database(settings).await?;
+    let db = crate::cli::open_existing(settings).await?;
     let log = EventLog::open(db.clone())
         .await
         .context("opening the event log")?;

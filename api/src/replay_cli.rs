@@ -78,7 +78,7 @@ fn instant(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 
 /// Runs one `replay` subcommand.
 pub async fn run(settings: &Settings, command: ReplayCommand) -> anyhow::Result<()> {
-    let db = crate::cli::open_database(settings).await?;
+    let db = crate::cli::open_existing(settings).await?;
     let reader = LogReader::detached(db.clone());
     let result = match command {
         ReplayCommand::Verify {
@@ -150,6 +150,12 @@ async fn verify(
 }
 
 async fn checkpoint(settings: &Settings, reader: &LogReader, out: &Path) -> anyhow::Result<()> {
+    // A checkpoint handed out is evidence: never written over.
+    anyhow::ensure!(
+        !out.exists(),
+        "{} exists: a checkpoint is never written over; choose another file",
+        out.display()
+    );
     let key = settings.checkpoint_key()?;
     let (verified, _) = verify_with_progress(reader, &[]).await?;
     anyhow::ensure!(

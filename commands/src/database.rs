@@ -69,6 +69,50 @@ pub enum DbError {
     DataDir { path: PathBuf, cause: String },
 }
 
+/// Keeps the embedded database to its owner: the file (password hashes,
+/// second-factor secrets, read models in the clear) is made, or tightened
+/// if an older release made it with the default mode, to 0600, and so are
+/// its `-wal` and `-shm` (SQLite gives them the database file's mode when
+/// it makes them); the data directory to 0700 when this run `made` it (a
+/// directory the operator named is theirs to set).
+#[cfg(unix)]
+fn private(data_dir: &Path, made: bool) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if made {
+        std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    // Made only if missing: opening and closing a descriptor on a database
+    // file this process has open drops every POSIX lock SQLite holds on it
+    // (the tests' own connections, another pool), which SQLite answers
+    // with I/O errors. A mode change opens nothing.
+    let file = data_dir.join(SQLITE_FILE);
+    if !file.exists() {
+        let made = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file);
+        match made {
+            Ok(_) => {}
+            // Made meanwhile by another process: its mode is set below.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let path = data_dir.join(format!("{SQLITE_FILE}{suffix}"));
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private(_: &Path, _: bool) -> std::io::Result<()> {
+    Ok(())
+}
+
 /// Creates the database `options` names, connecting to the server's
 /// `postgres` database with the same credentials.
 async fn create_database(options: &PgConnectOptions, place: &str) -> Result<(), DbError> {
@@ -107,9 +151,36 @@ impl Db {
     /// under `data_dir`.
     pub async fn connect(database_url: Option<&str>, data_dir: &Path) -> Result<Self, DbError> {
         match database_url {
-            Some(url) if url.starts_with("sqlite:") => Self::sqlite_url(url).await,
+            Some(url) if url.starts_with("sqlite:") => Self::sqlite_url(url, true).await,
             Some(url) => Self::postgres(url, 32).await,
             None => Self::sqlite(data_dir).await,
+        }
+    }
+
+    /// [`Self::connect`] to a database that must be there already: one that
+    /// is missing is an error, never created. A command that reads the log
+    /// (verify, backup, history, rebuild) pointed at a mistyped name or
+    /// directory would otherwise report an empty log, and succeed.
+    pub async fn connect_existing(
+        database_url: Option<&str>,
+        data_dir: &Path,
+    ) -> Result<Self, DbError> {
+        match database_url {
+            Some(url) if url.starts_with("sqlite:") => Self::sqlite_url(url, false).await,
+            Some(url) => Self::postgres_opening(url, 32, false).await,
+            None => {
+                let file = data_dir.join(SQLITE_FILE);
+                if !file.exists() {
+                    return Err(DbError::Unreachable {
+                        place: file.display().to_string(),
+                        cause: "there is no database here (run `anamnesis serve` or \
+                                `anamnesis restore` to make one)"
+                            .into(),
+                    });
+                }
+                let options = SqliteConnectOptions::new().filename(file);
+                Self::sqlite_with(options, data_dir.display().to_string(), false).await
+            }
         }
     }
 
@@ -125,6 +196,16 @@ impl Db {
     /// A loopback server with the default `sslmode=prefer` is reached
     /// without TLS ([`plain_on_loopback`], ADR 0029).
     pub async fn postgres(url: &str, max_connections: u32) -> Result<Self, DbError> {
+        Self::postgres_opening(url, max_connections, true).await
+    }
+
+    /// [`Self::postgres`]; a database that does not exist is created only
+    /// when `create`.
+    async fn postgres_opening(
+        url: &str,
+        max_connections: u32,
+        create: bool,
+    ) -> Result<Self, DbError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| DbError::Unreachable {
                 place: "DATABASE_URL".into(),
@@ -153,7 +234,7 @@ impl Db {
                 })
         };
         let probe = match connect().await? {
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("3D000") => {
+            Err(sqlx::Error::Database(e)) if create && e.code().as_deref() == Some("3D000") => {
                 // No such database: create it when this role may, as a
                 // first run on a fresh server expects; otherwise say how.
                 create_database(&options, &place).await?;
@@ -173,12 +254,15 @@ impl Db {
 
     /// The embedded database in `data_dir`, created if missing.
     pub async fn sqlite(data_dir: &Path) -> Result<Self, DbError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| DbError::DataDir {
+        let fault = |e: std::io::Error| DbError::DataDir {
             path: data_dir.to_owned(),
             cause: e.to_string(),
-        })?;
+        };
+        let made = !data_dir.exists();
+        std::fs::create_dir_all(data_dir).map_err(fault)?;
+        private(data_dir, made).map_err(fault)?;
         let options = SqliteConnectOptions::new().filename(data_dir.join(SQLITE_FILE));
-        Self::sqlite_with(options, data_dir.display().to_string()).await
+        Self::sqlite_with(options, data_dir.display().to_string(), true).await
     }
 
     /// A private, migrated, in-memory SQLite database, gone when dropped:
@@ -205,19 +289,23 @@ impl Db {
         Ok(db)
     }
 
-    async fn sqlite_url(url: &str) -> Result<Self, DbError> {
+    async fn sqlite_url(url: &str, create: bool) -> Result<Self, DbError> {
         let options = SqliteConnectOptions::from_str(url).map_err(|e| DbError::Unreachable {
             place: "DATABASE_URL".into(),
             cause: format!("not a valid sqlite URL ({e})"),
         })?;
-        Self::sqlite_with(options, url.to_owned()).await
+        Self::sqlite_with(options, url.to_owned(), create).await
     }
 
-    async fn sqlite_with(options: SqliteConnectOptions, place: String) -> Result<Self, DbError> {
+    async fn sqlite_with(
+        options: SqliteConnectOptions,
+        place: String,
+        create: bool,
+    ) -> Result<Self, DbError> {
         // WAL lets readers run beside the writer; synchronous=FULL makes every
         // commit durable before it is acknowledged.
         let options = options
-            .create_if_missing(true)
+            .create_if_missing(create)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))

@@ -51,6 +51,73 @@ mod sqlite {
     }
 }
 
+/// Commands that work on a clinic's log, pointed at a database that is not
+/// there (a mistyped directory or name), fail saying so and make nothing:
+/// they once made an empty database and reported "chain verified: 0
+/// events", or wrote an empty backup, and exited 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_on_a_missing_database_fail_and_make_none() {
+    missing_database().await.unwrap()
+}
+
+async fn missing_database() -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let nowhere = work.path().join("no-such-dir");
+    let missing = format!(
+        "{}_missing_{}",
+        anamnesis_tests::db::TEST_DB_PREFIX,
+        uuid::Uuid::now_v7().simple()
+    );
+    let server = anamnesis_tests::db::postgres_server_url();
+    let (base, _) = server.rsplit_once('/').unwrap();
+    let url = format!("{base}/{missing}");
+    let out = work.path().join("b.backup");
+    let out_arg = out.display().to_string();
+    let commands: [&[&str]; 4] = [
+        &["replay", "verify"],
+        &["backup", "--out", &out_arg],
+        &["rebuild", "--all"],
+        &[
+            "replay",
+            "history",
+            "--patient",
+            "01a23599-0000-7000-8000-000000000000",
+        ],
+    ];
+    for args in commands {
+        for postgres in [false, true] {
+            let mut cmd = tokio::process::Command::new(binary()?);
+            cmd.env(
+                "ANAMNESIS_MASTER_KEY",
+                anamnesis_tests::server::TEST_MASTER_KEY,
+            )
+            .arg("--data-dir")
+            .arg(&nowhere);
+            if postgres {
+                cmd.arg("--database-url").arg(&url);
+            }
+            let (ok, said) = text(cmd.args(args).stdin(Stdio::null()).output().await?);
+            assert!(!ok, "{args:?} (postgres: {postgres}) succeeded: {said}");
+            assert!(
+                said.contains("cannot reach the database"),
+                "{args:?}: {said}"
+            );
+        }
+        assert!(!out.exists(), "{args:?} wrote a backup");
+    }
+    assert!(
+        !nowhere.join("anamnesis.db").exists(),
+        "a database was made"
+    );
+    let admin = sqlx::postgres::PgPool::connect(&server).await?;
+    let made: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pg_database WHERE datname = $1")
+        .bind(&missing)
+        .fetch_one(&admin)
+        .await?;
+    assert_eq!(made, 0, "a Postgres database was made");
+    Ok(())
+}
+
 /// Runs the binary against `db` (its data directory, or `dir` for
 /// Postgres, and its URL).
 async fn cli(db: &TestDb, dir: &Path, args: &[&str]) -> anyhow::Result<(bool, String)> {

@@ -28,7 +28,48 @@ on_both_backends!(
     a_truncated_log_with_a_new_tail_is_caught,
     truncation_with_the_head_rewound_is_caught_by_a_checkpoint,
     a_forged_admin_with_the_chain_recomputed_is_caught_by_an_automatic_checkpoint,
+    a_respelled_patient_id_is_caught,
 );
+
+/// The chain hashes a patient id's 16 bytes; on SQLite the column is text,
+/// so the same id spelled in upper case once verified clean while the
+/// patient's history (which matches the text) lost those events. Any
+/// spelling but the log's own is damage, caught by verify.
+async fn a_respelled_patient_id_is_caught(backend: Backend) -> anyhow::Result<()> {
+    let s = populated(backend, &[]).await?;
+    let doctor = s.login("dr.house", PASSWORD).await?;
+    let registered = s
+        .call(
+            "POST",
+            "/v1/patients",
+            Some(&doctor),
+            Some(patient("Curie")),
+            &[],
+        )
+        .await?;
+    assert_eq!(registered.status, 201, "{registered:?}");
+    let position = events(&s.db.db)
+        .await?
+        .iter()
+        .find(|e| e.patient_id.is_some())
+        .map(|e| e.global_position)
+        .expect("an event about the patient");
+    let respell = match backend {
+        // Postgres keeps the column as a uuid: no other spelling exists.
+        Backend::Postgres => return s.stop().await,
+        Backend::Sqlite => format!(
+            "UPDATE events SET patient_id = upper(patient_id) WHERE global_position = {position}"
+        ),
+    };
+    tamper(&s.db.db, &[respell.as_str()]).await?;
+    let (ok, text) = verify(&s, &[]).await?;
+    assert!(!ok, "verify passed a respelled patient id: {text}");
+    assert!(
+        text.contains(&format!("position {position}")) && text.contains("patient_id"),
+        "{text}"
+    );
+    s.stop().await
+}
 
 /// A server with a few events: an admin, two users, their logins.
 async fn populated(backend: Backend, extra: &[&str]) -> anyhow::Result<TestServer> {
@@ -244,6 +285,16 @@ async fn an_edited_actor_is_caught(backend: Backend) -> anyhow::Result<()> {
     )
     .await?;
     caught_at(&s, &[], 2).await?;
+    // A backup of it is refused, and leaves no file behind: not even the
+    // partial one, which would hold every password hash.
+    let dir = tempfile::tempdir()?;
+    let out = dir.path().join("b.backup");
+    let backup = s
+        .cli(&["backup", "--out", &out.display().to_string()], "")
+        .await?;
+    assert!(!backup.status.success());
+    let left: Vec<_> = std::fs::read_dir(dir.path())?.collect();
+    assert!(left.is_empty(), "a failed backup left {left:?}");
     s.stop().await
 }
 
@@ -319,6 +370,16 @@ async fn truncation_with_the_head_rewound_is_caught_by_a_checkpoint(
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Evidence once handed out is never written over.
+    let handed = std::fs::read(&file)?;
+    let again = s
+        .cli(
+            &["replay", "checkpoint", "--out", file.to_str().unwrap()],
+            "",
+        )
+        .await?;
+    assert!(!again.status.success());
+    assert_eq!(std::fs::read(&file)?, handed);
     let all = events(&s.db.db).await?;
     let n = all.len() as i64;
     // The last two events go, and log_head is rewound to match: the

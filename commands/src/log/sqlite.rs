@@ -449,13 +449,26 @@ pub(crate) async fn head(pool: &SqlitePool) -> Result<i64, StoreError> {
     )
 }
 
+/// A UUID column as the log writes it: lower-case and hyphenated. The chain
+/// hashes the UUID's 16 bytes, not its text, so another spelling of the
+/// same UUID (upper case, no hyphens) would verify, while every read that
+/// matches the text (a patient's history) would no longer find the row:
+/// it is damage, refused at every read, verification's included.
 fn uuid_column(row: &SqliteRow, name: &str, position: i64) -> Result<Option<Uuid>, StoreError> {
     let text: Option<String> = row.try_get(name)?;
     text.map(|t| {
-        Uuid::parse_str(&t).map_err(|e| StoreError::Corrupt {
+        let uuid = Uuid::parse_str(&t).map_err(|e| StoreError::Corrupt {
             position,
             detail: format!("{name}: {e}"),
-        })
+        })?;
+        let mut written = Uuid::encode_buffer();
+        if *uuid.hyphenated().encode_lower(&mut written) != *t {
+            return Err(StoreError::Corrupt {
+                position,
+                detail: format!("{name} is not written as the log writes a UUID"),
+            });
+        }
+        Ok(uuid)
     })
     .transpose()
 }
