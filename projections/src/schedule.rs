@@ -296,7 +296,12 @@ impl Fold {
                         seconds(period.end),
                         c.status.unwrap_or(Status::Booked).as_str().into(),
                         b.reason_for_visit.as_str().into(),
-                        b.overbook_reason.clone().into(),
+                        // A reschedule goes through the full check: the
+                        // appointment is no overbooking after it.
+                        b.overbook_reason
+                            .clone()
+                            .filter(|_| c.period.is_none())
+                            .into(),
                         cancel_reason.into(),
                         flag(late),
                         flag(by_clinic),
@@ -325,6 +330,7 @@ impl Fold {
                             cancel_reason.into(),
                             Value::Int(late),
                             Value::Int(by_clinic),
+                            i64::from(c.period.is_some()).into(),
                             c.last.into(),
                         ],
                     ));
@@ -346,11 +352,14 @@ impl Fold {
         let rows: Vec<Vec<Value>> = updates.iter().map(|(_, _, r)| r.clone()).collect();
         sql::with_values(
             tx,
-            "appointment_id, starts_at, ends_at, status, cancel_reason, late, by_clinic, version",
+            "appointment_id, starts_at, ends_at, status, cancel_reason, late, by_clinic, \
+             rescheduled, version",
             &rows,
             "UPDATE appointments SET \
                  starts_at = COALESCE(v.starts_at, appointments.starts_at), \
                  ends_at = COALESCE(v.ends_at, appointments.ends_at), \
+                 overbook_reason = CASE WHEN v.rescheduled = 1 THEN NULL \
+                     ELSE appointments.overbook_reason END, \
                  status = COALESCE(v.status, appointments.status), \
                  cancel_reason = COALESCE(v.cancel_reason, appointments.cancel_reason), \
                  late = COALESCE(v.late, appointments.late), \

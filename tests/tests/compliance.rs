@@ -323,15 +323,33 @@ async fn only_compliance_reads_history_and_as_of(backend: Backend) -> anyhow::Re
             400,
         ),
         (format!("/v1/patients/{my_id}/history?from=soon"), 400),
-        (
-            format!("/v1/patients/{}/history", uuid::Uuid::now_v7()),
-            404,
-        ),
     ] {
         let r = s.call("GET", &path, Some(&officer), None, &[]).await?;
         assert_eq!(r.status, status, "{path}: {r:?}");
         assert_eq!(r.content_type, "application/problem+json", "{path}");
     }
+    // A patient the log has no record of: 404 for history and as-of, with
+    // or without a window, and no read is recorded (such reads once
+    // answered 200, and their access records then made the unfiltered
+    // history "find" the made-up patient).
+    let nobody = uuid::Uuid::now_v7();
+    let before = s.event_count().await?;
+    for query in [
+        "history",
+        "history?from=2020-01-01T00:00:00Z",
+        "as-of?position=100000",
+        "as-of?at=2026-01-01T00:00:00Z",
+        "history",
+    ] {
+        let path = format!("/v1/patients/{nobody}/{query}");
+        let r = s.call("GET", &path, Some(&officer), None, &[]).await?;
+        assert_eq!((r.status, r.code()), (404, "not_found"), "{path}: {r:?}");
+    }
+    assert_eq!(
+        s.event_count().await?,
+        before,
+        "a read of nobody was recorded"
+    );
     // The patient's own sign-up is in their history (their account names them).
     let r = s
         .call(

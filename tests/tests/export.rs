@@ -57,6 +57,18 @@ async fn a_patient_takes_her_whole_record(backend: Backend) -> anyhow::Result<()
         assert_eq!(r.status, 201, "{r:?}");
     }
 
+    // A note her doctor has drafted and not signed is his until signed.
+    let draft = s
+        .call(
+            "POST",
+            &format!("/v1/patients/{marie_id}/chart"),
+            Some(&doctor),
+            Some(json!({"kind": "note", "subjective": "Draft thoughts, unsigned"})),
+            &[],
+        )
+        .await?;
+    assert_eq!(draft.status, 201, "{draft:?}");
+
     let (status, content_type, mine) = export(&s, &marie, &marie_id).await?;
     assert_eq!(status, 200, "{mine}");
     assert!(
@@ -88,12 +100,24 @@ async fn a_patient_takes_her_whole_record(backend: Backend) -> anyhow::Result<()
         assert!(types.contains(&t), "{types:?}");
     }
 
-    // Compliance exports the same record.
+    // Her export shows what the API shows her: no unsigned draft (not in
+    // the chart, not in the history), no care team (she once got both).
+    assert!(!mine.to_string().contains("Draft thoughts"), "{mine}");
+    assert_eq!(mine["record"]["chart"], json!([]));
+    assert_eq!(mine["record"]["care_team"], json!([]));
+    assert!(
+        !types.iter().any(|t| t.starts_with("care_team.")),
+        "{types:?}"
+    );
+
+    // Compliance exports the same record, and all of it.
     let (status, _, theirs) = export(&s, &officer, &marie_id).await?;
     assert_eq!(status, 200);
-    for part in ["patient", "threads", "chart", "care_team", "medications"] {
+    for part in ["patient", "threads", "medications"] {
         assert_eq!(theirs["record"][part], mine["record"][part], "{part}");
     }
+    assert!(theirs.to_string().contains("Draft thoughts"));
+    assert!(!theirs["record"]["care_team"].as_array().unwrap().is_empty());
 
     // No one else: not her husband, not her doctor, not the front desk.
     for token in [&pierre, &doctor, &staff] {

@@ -2,12 +2,14 @@
 //! (`anamnesis_replay`), for the compliance role. Both are reads of patient
 //! data, attributed like every other.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use anamnesis_domain::chart::EntryStatus;
+use anamnesis_domain::user::Role;
 use anamnesis_projections::patients::PatientView;
 use anamnesis_replay::as_of::{self, Point};
 use anamnesis_replay::history::{self, Entry, Kind};
@@ -16,7 +18,7 @@ use anamnesis_replay::ReplayError;
 use super::schedule::{appointment_view, AppointmentView};
 use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
-use crate::extract::{bad_param, bad_query, instant_param, Body};
+use crate::extract::{bad_param, bad_query, instant_param, Body, Path};
 use crate::policy::{authorize, Action, Context};
 use crate::state::AppState;
 
@@ -111,10 +113,10 @@ pub async fn patient_history(
             Kind::parse(k).ok_or_else(|| bad_param("kind", "kind is all, changes or reads"))?
         }
     };
-    let items = history::history(&state.log().reader(), id, from, to).await?;
-    if items.is_empty() && from.is_none() && to.is_none() {
+    if !registered(&state, id).await? {
         return Err(ApiError::NotFound);
     }
+    let items = history::history(&state.log().reader(), id, from, to).await?;
     crate::access_log::record(&state, &who, "GET /v1/patients/{id}/history", [id]).await?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient history read");
     Ok(Json(History {
@@ -189,6 +191,9 @@ pub async fn patient_as_of(
         ),
         _ => return Err(bad_query("give exactly one of at (RFC 3339) and position")),
     };
+    if !registered(&state, id).await? {
+        return Err(ApiError::NotFound);
+    }
     let record = as_of::as_of(&state.log().reader(), id, point).await?;
     crate::access_log::record(&state, &who, "GET /v1/patients/{id}/as-of", [id]).await?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient record as-of read");
@@ -246,7 +251,11 @@ pub async fn export_patient(
     if record.patient.is_none() {
         return Err(ApiError::NotFound);
     }
-    let history = history::history(&reader, id, None, None).await?;
+    let mut history = history::history(&reader, id, None, None).await?;
+    let mut record = record;
+    if who.role == Role::Patient {
+        own_view(&mut record, &mut history);
+    }
     crate::access_log::record(&state, &who, "GET /v1/patients/{id}/export", [id]).await?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient record exported");
     let appointments = record
@@ -294,6 +303,44 @@ pub async fn export_patient(
         )
         .body(body)
         .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Whether the log holds a record for patient `id` (registered, whether
+/// erased since or not). History and as-of of anyone else is 404 and
+/// records no read: such reads once answered 200, each leaving an access
+/// record that named the made-up patient (after which even the unfiltered
+/// history "found" them).
+async fn registered(state: &AppState, id: Uuid) -> Result<bool, ApiError> {
+    let stream = state
+        .log()
+        .reader()
+        .read_stream("patient", &id.to_string(), 0)
+        .await?;
+    Ok(!stream.is_empty())
+}
+
+/// The patient's own export shows what the API shows them: their signed
+/// (or final) chart entries, and of those the events from signing on (a
+/// draft's text, and its revisions, are the author's until signed); not
+/// the care team (compliance's and the team's to read). It once held
+/// every draft and the care team.
+fn own_view(record: &mut as_of::AsOf, history: &mut Vec<Entry>) {
+    let shown = [EntryStatus::Signed, EntryStatus::Final].map(|s| s.as_str());
+    record.chart.retain(|e| shown.contains(&e.status.as_str()));
+    record.care_team.clear();
+    let visible: std::collections::BTreeSet<&str> =
+        record.chart.iter().map(|e| e.id.as_str()).collect();
+    history.retain(|h| match h.aggregate_type.as_str() {
+        "chart_entry" => {
+            visible.contains(h.aggregate_id.as_str())
+                && !matches!(
+                    h.event_type.as_str(),
+                    "chart_entry.drafted" | "chart_entry.revised"
+                )
+        }
+        "care_team" => false,
+        _ => true,
+    });
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

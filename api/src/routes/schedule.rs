@@ -2,7 +2,7 @@
 //! appointments. Commands go through `Scheduler` (ADR 0008); lists come from
 //! the `schedule` read model. Times are RFC 3339 with the clinic's offset.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveTime, Utc};
@@ -25,7 +25,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, Problem};
 use crate::extract::{
     bad_param, bad_query, instant, instant_opt, instant_param, iso_date_opt, page_size,
-    parse_iso_date, sourced, uuid_param, Body, MinPosition, NoCache, Source, Sourced,
+    parse_iso_date, sourced, uuid_param, Body, MinPosition, NoCache, Path, Source, Sourced,
 };
 use crate::idempotency::{Key, RequestKey};
 use crate::policy::{authorize, Action, Context};
@@ -967,7 +967,8 @@ pub(crate) fn appointment_view(
         patient_id: row.patient_id,
         status: row.status,
         reason_for_visit: names.then_some(row.reason_for_visit),
-        overbook_reason: row.overbook_reason,
+        // Free text like the reason for the visit: shown where names are.
+        overbook_reason: row.overbook_reason.filter(|_| names),
         cancel_reason: row.cancel_reason.filter(|_| names),
         late_cancellation: row.late != 0,
         cancelled_by_clinic: row.by_clinic != 0,
@@ -1425,10 +1426,17 @@ pub async fn patient_appointments(
     };
     min.wait(state.progress(read_model::NAME)).await?;
     let (rows, more) = read_model::appointments(state.reads(), &filter).await?;
-    crate::access_log::record(&state, &who, "GET /v1/patients/{id}/appointments", [id]).await?;
+    // A doctor or nurse outside the patient's care sees when, not why: the
+    // reasons for visit are clinical (they were once shown to any). One
+    // that reads under a break-the-glass grant is marked, as everywhere.
+    let (context, glass) = crate::care::context_marked(&state, &who, id).await?;
+    let reasons = !matches!(who.role, Role::Doctor | Role::Nurse)
+        || context.care != crate::policy::Care::None;
+    let what = "GET /v1/patients/{id}/appointments";
+    crate::access_log::record_marked(&state, &who, what, [id], glass).await?;
     let items = rows
         .into_iter()
-        .map(|r| appointment_view(&state, r, true))
+        .map(|r| appointment_view(&state, r, reasons))
         .collect::<Result<Vec<_>, _>>()?;
     tracing::info!(target: "access", actor = %who.user_id, role = who.role.as_str(), patient = %id, "patient appointments read");
     Ok(Json(AppointmentPage {
