@@ -353,6 +353,7 @@ pub(crate) fn schedule_rule(e: schedule::ScheduleError) -> ApiError {
         S::AlreadyBooked => ("already_booked", None),
         S::InvalidTransition { .. } => ("invalid_transition", None),
         S::NotStartedYet => ("not_started_yet", None),
+        S::AlreadyBegun => ("already_begun", None),
         S::OverBookings { appointments } => {
             return ApiError::OverBookings {
                 appointments: appointments.iter().map(|a| a.to_string()).collect(),

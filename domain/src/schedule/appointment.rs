@@ -283,6 +283,12 @@ impl Appointment {
                 now,
             } => {
                 let booking = self.transition(&[S::Booked, S::CheckedIn], "cancelled")?;
+                // From its start on, a booked appointment is kept or missed:
+                // a cancellation then would turn a no-show into a late
+                // cancellation. The clinic's own (a closure) still may.
+                if !by_clinic && self.status == S::Booked && now >= booking.period.start {
+                    return Err(ScheduleError::AlreadyBegun);
+                }
                 Ok(AppointmentEvent::Cancelled {
                     reason: text("reason", &reason, 500)?,
                     late: booking.period.start - now < late_cancellation(),

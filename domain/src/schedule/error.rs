@@ -94,6 +94,9 @@ pub enum ScheduleError {
     /// A no-show before the appointment's start.
     #[error("a no-show can be recorded only after the start time")]
     NotStartedYet,
+    /// A cancellation of a booked appointment whose time has begun.
+    #[error("the appointment's time has begun: record a no-show, or check the patient in")]
+    AlreadyBegun,
 }
 
 /// A free-text field, parsed with the one text rule.

@@ -404,6 +404,40 @@ async fn a_no_show_is_recorded_after_the_start_time() {
     .then_expect_events(vec![no_show()]);
 }
 
+/// From its start on, a booked appointment is kept or missed: the patient
+/// cannot turn a no-show into a cancellation (it once could, even after
+/// the end). Checked in, it may still be cancelled; the clinic's own
+/// cancellation (a closure) may come at any time.
+#[tokio::test]
+async fn a_booked_appointment_is_not_cancelled_once_its_time_has_begun() {
+    for now in [start(), start() + Duration::minutes(45)] {
+        given(vec![booked()], cancel_at(now))
+            .await
+            .then_expect_error(ScheduleError::AlreadyBegun);
+    }
+    given(vec![booked()], cancel_at(start() - Duration::seconds(1)))
+        .await
+        .then_expect_events(vec![cancelled_late(true)]);
+    given(
+        vec![booked(), checked_in()],
+        cancel_at(start() + Duration::minutes(5)),
+    )
+    .await
+    .then_expect_events(vec![cancelled_late(true)]);
+    let by_clinic = AppointmentCommand::Cancel {
+        reason: "patient asked".into(),
+        by_clinic: true,
+        now: start() + Duration::minutes(5),
+    };
+    given(vec![booked()], by_clinic)
+        .await
+        .then_expect_events(vec![AppointmentEvent::Cancelled {
+            reason: "patient asked".into(),
+            late: true,
+            by_clinic: true,
+        }]);
+}
+
 #[tokio::test]
 async fn a_no_show_is_not_recorded_before_the_start_time() {
     given(
