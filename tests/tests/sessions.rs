@@ -5,7 +5,7 @@
 use anamnesis_tests::db::Backend;
 use anamnesis_tests::fixtures::*;
 use anamnesis_tests::on_both_backends;
-use anamnesis_tests::server::TestServer;
+use anamnesis_tests::server::{Reply, TestServer};
 use serde_json::json;
 
 on_both_backends!(
@@ -38,15 +38,7 @@ async fn a_wrong_current_password_counts_towards_the_lockout(
             .await?;
         assert_eq!(wrong.status, 401, "guess {guess}: {wrong:?}");
     }
-    let locked = s
-        .call(
-            "POST",
-            "/v1/auth/login",
-            None,
-            Some(json!({"username": "nurse.joy", "password": PASSWORD})),
-            &[],
-        )
-        .await?;
+    let locked = sign_in(&s, "nurse.joy", PASSWORD).await?;
     assert_eq!(locked.status, 401, "{locked:?}");
     // Locked, the right current password changes nothing either.
     let right = s
@@ -60,6 +52,13 @@ async fn a_wrong_current_password_counts_towards_the_lockout(
         .await?;
     assert_eq!(right.status, 401, "{right:?}");
     s.stop().await
+}
+
+/// `POST /v1/auth/login` as `username`: the whole answer.
+async fn sign_in(s: &TestServer, username: &str, password: &str) -> anyhow::Result<Reply> {
+    let body = json!({"username": username, "password": password});
+    s.call("POST", "/v1/auth/login", None, Some(body), &[])
+        .await
 }
 
 /// A token's `exp`, read without checking its signature (the server
@@ -88,15 +87,7 @@ async fn a_refresh_never_extends_the_session(backend: Backend) -> anyhow::Result
     let s = TestServer::start(backend).await?;
     let admin = admin(&s).await?;
     user(&s, &admin, "nurse.joy", "nurse").await?;
-    let login = s
-        .call(
-            "POST",
-            "/v1/auth/login",
-            None,
-            Some(json!({"username": "nurse.joy", "password": PASSWORD})),
-            &[],
-        )
-        .await?;
+    let login = sign_in(&s, "nurse.joy", PASSWORD).await?;
     assert_eq!(login.status, 200, "{login:?}");
     let ends = expiry(&login.body["refresh_token"]);
     let now = chrono::Utc::now().timestamp();
@@ -155,15 +146,7 @@ async fn sessions_refresh_end_and_lock(backend: Backend) -> anyhow::Result<()> {
     let s = TestServer::start(backend).await?;
     let admin = admin(&s).await?;
     user(&s, &admin, "nurse.joy", "nurse").await?;
-    let login = s
-        .call(
-            "POST",
-            "/v1/auth/login",
-            None,
-            Some(json!({"username": "nurse.joy", "password": PASSWORD})),
-            &[],
-        )
-        .await?;
+    let login = sign_in(&s, "nurse.joy", PASSWORD).await?;
     assert_eq!(
         (login.status, login.body["token_type"].as_str()),
         (200, Some("Bearer"))
@@ -206,15 +189,7 @@ async fn sessions_refresh_end_and_lock(backend: Backend) -> anyhow::Result<()> {
         )
         .await?;
     assert_eq!(off.status, 200, "{off:?}");
-    let refused = s
-        .call(
-            "POST",
-            "/v1/auth/login",
-            None,
-            Some(json!({"username": "nurse.joy", "password": PASSWORD})),
-            &[],
-        )
-        .await?;
+    let refused = sign_in(&s, "nurse.joy", PASSWORD).await?;
     assert_eq!(
         (refused.status, refused.code()),
         (401, "account_deactivated")
@@ -230,41 +205,17 @@ async fn sessions_refresh_end_and_lock(backend: Backend) -> anyhow::Result<()> {
     s.login("nurse.joy", PASSWORD).await?;
 
     // An unknown user and a wrong password look alike.
-    let unknown = s
-        .call(
-            "POST",
-            "/v1/auth/login",
-            None,
-            Some(json!({"username": "nobody", "password": PASSWORD})),
-            &[],
-        )
-        .await?;
+    let unknown = sign_in(&s, "nobody", PASSWORD).await?;
     assert_eq!(
         (unknown.status, unknown.code()),
         (401, "invalid_credentials")
     );
     // Five wrong passwords lock the account, even against the right one.
     for _ in 0..5 {
-        let r = s
-            .call(
-                "POST",
-                "/v1/auth/login",
-                None,
-                Some(json!({"username": "nurse.joy", "password": "wrong password!"})),
-                &[],
-            )
-            .await?;
+        let r = sign_in(&s, "nurse.joy", "wrong password!").await?;
         assert_eq!((r.status, r.code()), (401, "invalid_credentials"));
     }
-    let locked = s
-        .call(
-            "POST",
-            "/v1/auth/login",
-            None,
-            Some(json!({"username": "nurse.joy", "password": PASSWORD})),
-            &[],
-        )
-        .await?;
+    let locked = sign_in(&s, "nurse.joy", PASSWORD).await?;
     // A locked account answers as a wrong password does (nothing to learn).
     assert_eq!((locked.status, locked.code()), (401, "invalid_credentials"));
     s.stop().await

@@ -512,6 +512,14 @@ pub async fn timeline(
     Ok(Json(TimelinePage { items, next_cursor }))
 }
 
+/// Whether the patient reads an entry of this status: signed or final
+/// ones only (a draft is its author's until signed).
+pub(crate) fn shown_to_patient(status: &str) -> bool {
+    [EntryStatus::Signed, EntryStatus::Final]
+        .iter()
+        .any(|s| s.as_str() == status)
+}
+
 /// An entry, once the caller may read it: the patient reads their signed
 /// entries only.
 async fn readable(
@@ -528,8 +536,7 @@ async fn readable(
     let patient = Uuid::parse_str(&entry.patient_id)
         .map_err(|_| ApiError::Internal("a chart entry names a patient that is no UUID".into()))?;
     let (own, glass) = may_read(state, who, patient).await?;
-    let signed = [EntryStatus::Signed, EntryStatus::Final].map(|s| s.as_str());
-    if own && !signed.contains(&entry.status.as_str()) {
+    if own && !shown_to_patient(&entry.status) {
         return Err(ApiError::NotFound);
     }
     Ok((entry, patient, glass))

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use anamnesis_domain::chart::EntryStatus;
 use anamnesis_domain::user::Role;
 use anamnesis_projections::patients::PatientView;
 use anamnesis_replay::as_of::{self, Point};
@@ -325,8 +324,9 @@ async fn registered(state: &AppState, id: Uuid) -> Result<bool, ApiError> {
 /// the care team (compliance's and the team's to read). It once held
 /// every draft and the care team.
 fn own_view(record: &mut as_of::AsOf, history: &mut Vec<Entry>) {
-    let shown = [EntryStatus::Signed, EntryStatus::Final].map(|s| s.as_str());
-    record.chart.retain(|e| shown.contains(&e.status.as_str()));
+    record
+        .chart
+        .retain(|e| super::chart::shown_to_patient(&e.status));
     record.care_team.clear();
     let visible: std::collections::BTreeSet<&str> =
         record.chart.iter().map(|e| e.id.as_str()).collect();
