@@ -141,6 +141,7 @@ enum Read {
 /// A provider's calendar as loaded, with the sequences to fence.
 struct LoadedCalendar {
     provider: Provider,
+    provider_sequence: i64,
     calendar: Calendar,
     fences: Vec<StreamAt>,
 }
@@ -252,6 +253,7 @@ impl Scheduler {
         ];
         Ok(LoadedCalendar {
             provider,
+            provider_sequence: p_seq,
             calendar,
             fences,
         })
@@ -393,7 +395,28 @@ impl Scheduler {
                 }
                 (decided, _) => decided?,
             };
-            match self.bus.commit(fenced(decided, loaded.fences)).await {
+            let period = Period {
+                start: request.starts_at,
+                end: ends_at,
+            };
+            let committed = match (fenced(decided, loaded.fences), &request.overbook_reason) {
+                (Decision::Append(booking), Some(_)) => {
+                    let noted = (loaded.provider, loaded.provider_sequence);
+                    let note = self
+                        .note_overbooking(noted, request.provider_id, (id, period), metadata)
+                        .await?;
+                    self.bus
+                        .log()
+                        .append_atomic(vec![*booking, note])
+                        .await
+                        .map(|landed| Executed {
+                            position: landed.last().map_or(0, |a| a.last_position),
+                            events: landed.len(),
+                        })
+                }
+                (decided, _) => self.bus.commit(decided).await,
+            };
+            match committed {
                 Ok(done) => return Ok(done),
                 Err(e) => {
                     retry_or_fail::<ScheduleError>(e)?;
@@ -402,6 +425,39 @@ impl Scheduler {
             }
         }
         Err(CommandError::Conflict)
+    }
+
+    /// The provider's note of overbooking `appointment` at `period`, to
+    /// append after the booking in one unit: the booking fences the
+    /// provider's stream at `sequence`, and the note expects it there.
+    async fn note_overbooking(
+        &self,
+        (provider, sequence): (Provider, i64),
+        provider_id: Uuid,
+        (appointment_id, period): (Uuid, Period),
+        metadata: &EventMetadata,
+    ) -> Result<AppendRequest> {
+        let mut note_metadata = metadata.clone();
+        // The booking answers a retry with the same key; the note rides on it.
+        note_metadata.idempotency = None;
+        let command = ProviderCommand::RecordOverbooking {
+            appointment_id,
+            period,
+        };
+        match self
+            .bus
+            .decide_from(
+                (provider, sequence, 0),
+                &provider_id.to_string(),
+                command,
+                &(),
+                &note_metadata,
+            )
+            .await?
+        {
+            Decision::Append(note) => Ok(*note),
+            Decision::Nothing { .. } => Err(CommandError::Invalid("an overbooking always notes")),
+        }
     }
 
     /// Moves appointment `id` to another time with the same provider: the
@@ -503,7 +559,7 @@ impl Scheduler {
         )
         .map_err(CommandError::Rejected)?;
         for _ in 0..MAX_ATTEMPTS {
-            let (decided, keys) = match request.provider_id {
+            let (decided, keys, overbooked, fences) = match request.provider_id {
                 Some(provider_id) => {
                     let command = ProviderCommand::AddTimeOff {
                         closure_id: request.closure_id,
@@ -512,13 +568,20 @@ impl Scheduler {
                         zone: self.zone,
                         now,
                     };
+                    let loaded = self.bus.load::<Provider>(&provider_id.to_string()).await?;
+                    let overbooked: Vec<Uuid> =
+                        loaded.0.overbookings_over(&closure.period).collect();
                     let decided = self
                         .bus
-                        .decide::<Provider>(&provider_id.to_string(), command, &(), metadata)
+                        .decide_from(loaded, &provider_id.to_string(), command, &(), metadata)
                         .await?;
                     (
                         decided,
                         closure.period.calendar_keys(PROVIDER_SCOPE, provider_id),
+                        overbooked,
+                        // The closure appends to the provider's stream: an
+                        // overbooking noted since conflicts with it.
+                        Vec::new(),
                     )
                 }
                 None => {
@@ -533,25 +596,36 @@ impl Scheduler {
                         .bus
                         .decide::<ClinicCalendar>(CLINIC_CALENDAR_ID, command, &(), metadata)
                         .await?;
-                    (decided, self.every_provider_keys(&closure.period).await?)
+                    let every = self.every_provider(&closure.period).await?;
+                    (decided, every.keys, every.overbooked, every.fences)
                 }
             };
             let Decision::Append(mut closing) = decided else {
                 return Err(CommandError::Invalid("a closure always appends"));
             };
             closing.guards.free = keys.clone();
-            let affected = match self.bus.commit(Decision::Append(closing.clone())).await {
-                Ok(executed) => {
-                    return Ok(ClosureAdded {
-                        executed,
-                        cancelled: Vec::new(),
-                    })
+            closing.guards.streams = fences;
+            let overbooked = self.still_held(&overbooked, &closure.period).await?;
+            let affected = if overbooked.is_empty() {
+                match self.bus.commit(Decision::Append(closing.clone())).await {
+                    Ok(executed) => {
+                        return Ok(ClosureAdded {
+                            executed,
+                            cancelled: Vec::new(),
+                        })
+                    }
+                    Err(AppendError::Taken { .. }) => self.holders(&keys).await?,
+                    Err(e) => {
+                        retry_or_fail::<ScheduleError>(e)?;
+                        continue;
+                    }
                 }
-                Err(AppendError::Taken { .. }) => self.holders(&keys).await?,
-                Err(e) => {
-                    retry_or_fail::<ScheduleError>(e)?;
-                    continue;
-                }
+            } else {
+                let mut affected = self.holders(&keys).await?;
+                affected.extend(overbooked);
+                affected.sort();
+                affected.dedup();
+                affected
             };
             if affected.is_empty() {
                 // Released between the check and the lookup: try again.
@@ -602,16 +676,57 @@ impl Scheduler {
         Err(CommandError::Conflict)
     }
 
-    /// The calendar keys of every provider over `period` (a clinic holiday).
-    async fn every_provider_keys(&self, period: &Period) -> Result<Vec<UniqueKey>> {
+    /// Every provider over `period` (a clinic holiday): their calendar keys,
+    /// the overbookings their streams noted there, and each stream's
+    /// sequence to fence (an overbooking noted since sends the holiday round
+    /// again).
+    async fn every_provider(&self, period: &Period) -> Result<EveryProvider> {
         let ids = self.bus.log().reader().stream_ids(Provider::TYPE).await?;
-        let mut keys = Vec::new();
+        let mut loaded = self.bus.load_many::<Provider>(&ids).await?;
+        let mut every = EveryProvider::default();
         for id in ids {
             // Provider streams are named by UUID: another id is damage, and
             // skipping it would leave that provider's bookings unchecked.
-            keys.extend(period.calendar_keys(PROVIDER_SCOPE, stream_uuid(&id)?));
+            every
+                .keys
+                .extend(period.calendar_keys(PROVIDER_SCOPE, stream_uuid(&id)?));
+            let (provider, sequence, _) = loaded
+                .remove(&id)
+                .ok_or(CommandError::Invalid("a provider's stream went unread"))??;
+            every.overbooked.extend(provider.overbookings_over(period));
+            every.fences.push(StreamAt {
+                aggregate_type: Provider::TYPE.to_owned(),
+                aggregate_id: id,
+                sequence,
+            });
         }
-        Ok(keys)
+        Ok(every)
+    }
+
+    /// Of the overbookings noted over `period`, those still active there
+    /// (not cancelled, finished or moved away since).
+    async fn still_held(&self, noted: &[Uuid], period: &Period) -> Result<Vec<Uuid>> {
+        if noted.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = noted.iter().map(Uuid::to_string).collect();
+        let mut held = Vec::new();
+        for (id, loaded) in self.bus.load_many::<Appointment>(&ids).await? {
+            let (appointment, _, _) = match loaded {
+                Ok(loaded) => loaded,
+                // An erased patient's appointments hold no keys any more.
+                Err(CommandError::Erased) => continue,
+                Err(e) => return Err(e),
+            };
+            let active = appointment.status().is_active();
+            if let Some(booking) = appointment.booking() {
+                if active && booking.period.overlaps(period) {
+                    held.push(stream_uuid(&id)?);
+                }
+            }
+        }
+        held.sort();
+        Ok(held)
     }
 
     /// The appointments holding any of `keys`.
@@ -626,6 +741,14 @@ impl Scheduler {
         ids.dedup();
         Ok(ids)
     }
+}
+
+/// What a clinic holiday checks of every provider.
+#[derive(Default)]
+struct EveryProvider {
+    keys: Vec<UniqueKey>,
+    overbooked: Vec<Uuid>,
+    fences: Vec<StreamAt>,
 }
 
 /// The UUID a scheduling stream is named by; any other name is damage.

@@ -142,6 +142,9 @@ impl Fold {
                     ProviderEvent::TimeOffRemoved { closure_id } => {
                         f.remove_closure(closure_id.to_string())
                     }
+                    // The appointment's own `Booked` carries the overbooking
+                    // to the read model; the provider's note is for closures.
+                    ProviderEvent::Overbooked { .. } => {}
                 },
                 ScheduleEvent::Clinic(c) => match c {
                     ClinicEvent::HolidayAdded { closure } => {

@@ -21,6 +21,7 @@ on_both_backends!(
     hostile_bookings_are_refused_and_write_nothing,
     an_instance_books_on_what_another_instance_changed,
     bookings_read_together_each_get_their_own_patients_answer,
+    closures_reach_overbooked_appointments,
 );
 
 const RACERS: usize = 50;
@@ -493,4 +494,124 @@ async fn an_instance_books_on_what_another_instance_changed(
     assert_eq!(r.status, 201, "{r:?}");
     two.stop().await?;
     one.stop().await
+}
+
+/// The appointments a refused or cancelling closure names, sorted.
+fn named(r: &Reply, field: &str) -> Vec<String> {
+    let mut ids: Vec<String> = r.body[field]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {field}: {r:?}"))
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Time off and holidays find appointments booked over the provider's
+/// others, which hold none of the provider's calendar: refused over them,
+/// or cancelling them. They once went unseen, and stayed booked on a
+/// closed day.
+async fn closures_reach_overbooked_appointments(backend: Backend) -> anyhow::Result<()> {
+    let OneDoctor {
+        s,
+        clinic,
+        admin,
+        staff,
+        dr,
+    } = one_doctor(backend).await?;
+    let patients = register(&s, &staff, "Squeezed", 3).await?;
+    let monday = clinic.next(Weekday::Mon);
+    let ten = clinic.at(monday, "10:00");
+    let regular = book(&s, &staff, &dr, &patients[0], &ten).await?;
+    assert_eq!(regular.status, 201, "{regular:?}");
+    let overbook = |patient: &str, starts_at: &str| {
+        json!({"provider_id": dr, "patient_id": patient, "starts_at": starts_at,
+               "reason_for_visit": "Acute pain", "overbook_reason": "Urgent"})
+    };
+    // One over the regular booking, one alone at eleven.
+    let over = post(
+        &s,
+        &staff,
+        "/v1/appointments/overbook",
+        Some(overbook(&patients[1], &ten)),
+    )
+    .await?;
+    assert_eq!(over.status, 201, "{over:?}");
+    let eleven = clinic.at(monday, "11:00");
+    let alone = post(
+        &s,
+        &staff,
+        "/v1/appointments/overbook",
+        Some(overbook(&patients[2], &eleven)),
+    )
+    .await?;
+    assert_eq!(alone.status, 201, "{alone:?}");
+    let (regular, over, alone) = (
+        regular.body["id"].as_str().unwrap().to_owned(),
+        over.body["id"].as_str().unwrap().to_owned(),
+        alone.body["id"].as_str().unwrap().to_owned(),
+    );
+
+    // Time off over the morning is refused naming all three, writing nothing.
+    let path = format!("/v1/providers/{dr}/time-off");
+    let morning = json!({"starts_at": clinic.at(monday, "09:00"),
+                         "ends_at": clinic.at(monday, "12:00"), "reason": "Conference"});
+    let before = s.event_count().await?;
+    let refused = post(&s, &staff, &path, Some(morning.clone())).await?;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "closure_over_bookings"),
+        "{refused:?}"
+    );
+    let mut all = vec![regular.clone(), over.clone(), alone.clone()];
+    all.sort();
+    assert_eq!(named(&refused, "appointments"), all);
+    assert_eq!(s.event_count().await?, before);
+
+    // With the regular booking cancelled, the overbookings alone still
+    // refuse it: no provider key is held any more.
+    let cancelled = post(
+        &s,
+        &staff,
+        &format!("/v1/appointments/{regular}/cancel"),
+        Some(json!({"reason": "Moved away"})),
+    )
+    .await?;
+    assert_eq!(cancelled.status, 200, "{cancelled:?}");
+    let refused = post(&s, &staff, &path, Some(morning)).await?;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (409, "closure_over_bookings"),
+        "{refused:?}"
+    );
+    let mut both = vec![over.clone(), alone.clone()];
+    both.sort();
+    assert_eq!(named(&refused, "appointments"), both);
+
+    // Time off at ten with leave cancels the overbooking there...
+    let at_ten = json!({"starts_at": ten, "ends_at": clinic.at(monday, "10:30"),
+                        "reason": "Conference", "cancel_affected": true});
+    let closed = post(&s, &staff, &path, Some(at_ten)).await?;
+    assert_eq!(closed.status, 201, "{closed:?}");
+    assert_eq!(named(&closed, "cancelled"), vec![over.clone()]);
+    let gone = read(&s, &staff, &format!("/v1/appointments/{over}"), &closed).await?;
+    assert_eq!(gone.body["status"], "cancelled", "{gone:?}");
+    assert_eq!(gone.body["cancelled_by_clinic"], true, "{gone:?}");
+
+    // ...and a clinic holiday that day cancels the one left.
+    let holiday = post(
+        &s,
+        &admin,
+        "/v1/holidays",
+        Some(json!({"from_date": monday.to_string(), "reason": "Flood",
+                    "cancel_affected": true})),
+    )
+    .await?;
+    assert_eq!(holiday.status, 201, "{holiday:?}");
+    assert_eq!(named(&holiday, "cancelled"), vec![alone.clone()]);
+    let gone = read(&s, &staff, &format!("/v1/appointments/{alone}"), &holiday).await?;
+    assert_eq!(gone.body["status"], "cancelled", "{gone:?}");
+    assert_eq!(gone.body["cancel_reason"], "Flood", "{gone:?}");
+    s.stop().await
 }

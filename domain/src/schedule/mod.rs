@@ -21,4 +21,6 @@ pub use calendar::{
 };
 pub use clinic::{ClinicCalendar, ClinicCommand, ClinicEvent, CLINIC_CALENDAR_ID};
 pub use error::ScheduleError;
-pub use provider::{Profile, Provider, ProviderCommand, ProviderEvent, ProviderKind, USER_SCOPE};
+pub use provider::{
+    Overbooking, Profile, Provider, ProviderCommand, ProviderEvent, ProviderKind, USER_SCOPE,
+};

@@ -15,7 +15,7 @@ use crate::unique::{UniqueKey, UniqueKeys};
 use crate::user::Role;
 
 use super::calendar::{
-    Availability, AvailabilityInput, ClinicZone, Closure, ClosureSpan, GRANULE_MINUTES,
+    Availability, AvailabilityInput, ClinicZone, Closure, ClosureSpan, Period, GRANULE_MINUTES,
     MAX_APPOINTMENT_MINUTES,
 };
 use super::error::{text, ScheduleError};
@@ -67,6 +67,14 @@ pub enum ProviderEvent {
     /// Time off was withdrawn.
     #[serde(rename = "provider.time_off_removed")]
     TimeOffRemoved { closure_id: Uuid },
+    /// Appointment `appointment_id` was booked over the provider's other
+    /// appointments: it holds none of the provider's calendar keys, so this
+    /// is how a closure finds it.
+    #[serde(rename = "provider.overbooked")]
+    Overbooked {
+        appointment_id: Uuid,
+        period: Period,
+    },
 }
 
 impl DomainEvent for ProviderEvent {
@@ -76,6 +84,7 @@ impl DomainEvent for ProviderEvent {
             ProviderEvent::AvailabilitySet { .. } => "provider.availability_set",
             ProviderEvent::TimeOffAdded { .. } => "provider.time_off_added",
             ProviderEvent::TimeOffRemoved { .. } => "provider.time_off_removed",
+            ProviderEvent::Overbooked { .. } => "provider.overbooked",
         }
         .to_owned()
     }
@@ -111,6 +120,20 @@ pub enum ProviderCommand {
     },
     /// Withdraw time off.
     RemoveTimeOff { closure_id: Uuid },
+    /// Note an overbooking of the provider (appended with the booking).
+    RecordOverbooking {
+        appointment_id: Uuid,
+        period: Period,
+    },
+}
+
+/// An appointment booked over the provider's others, as the provider's
+/// stream noted it. It may since have been cancelled or moved: the
+/// appointment's own stream says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Overbooking {
+    pub appointment_id: Uuid,
+    pub period: Period,
 }
 
 /// A provider's state: what booking and its own rules need.
@@ -119,6 +142,8 @@ pub struct Provider {
     profile: Option<Profile>,
     availability: Option<Availability>,
     time_off: Vec<Closure>,
+    #[serde(default)]
+    overbookings: Vec<Overbooking>,
 }
 
 impl Provider {
@@ -135,6 +160,16 @@ impl Provider {
     /// The provider's time off.
     pub fn time_off(&self) -> &[Closure] {
         &self.time_off
+    }
+
+    /// The appointments ever booked over this provider's others at a time
+    /// overlapping `period` (some may since be cancelled or moved).
+    pub fn overbookings_over(&self, period: &Period) -> impl Iterator<Item = Uuid> + '_ {
+        let period = *period;
+        self.overbookings
+            .iter()
+            .filter(move |o| o.period.overlaps(&period))
+            .map(|o| o.appointment_id)
     }
 
     fn decide(&self, command: ProviderCommand) -> Result<ProviderEvent, ScheduleError> {
@@ -192,6 +227,13 @@ impl Provider {
                 }
                 Ok(ProviderEvent::TimeOffRemoved { closure_id })
             }
+            C::RecordOverbooking {
+                appointment_id,
+                period,
+            } => Ok(ProviderEvent::Overbooked {
+                appointment_id,
+                period,
+            }),
         }
     }
 }
@@ -224,6 +266,13 @@ impl Aggregate for Provider {
             ProviderEvent::TimeOffRemoved { closure_id } => {
                 self.time_off.retain(|c| c.closure_id != closure_id)
             }
+            ProviderEvent::Overbooked {
+                appointment_id,
+                period,
+            } => self.overbookings.push(Overbooking {
+                appointment_id,
+                period,
+            }),
         }
     }
 }

@@ -175,6 +175,8 @@ impl Touched {
                         ProviderEvent::TimeOffAdded { closure } => {
                             days.add(days_of(zone, &closure.period))
                         }
+                        // The appointment's own `Booked` touches its days.
+                        ProviderEvent::Overbooked { .. } => {}
                         // Hours changed, a new provider, time off gone
                         // (its period is no longer known): every day.
                         _ => *days = Days::All,

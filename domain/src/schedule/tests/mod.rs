@@ -27,6 +27,7 @@ const PATIENT: Uuid = Uuid::from_u128(0xCA7);
 const OTHER_PATIENT: Uuid = Uuid::from_u128(0xCA8);
 const TIME_OFF: Uuid = Uuid::from_u128(0x0FF);
 const HOLIDAY: Uuid = Uuid::from_u128(0x401);
+const APPOINTMENT: Uuid = Uuid::from_u128(0xA99);
 
 fn day(y: i32, m: u32, d: u32) -> NaiveDate {
     NaiveDate::from_ymd_opt(y, m, d).unwrap()

@@ -84,6 +84,13 @@ fn every_provider_event_is_stored_under_its_stable_name_and_reads_back() {
             },
             "provider.time_off_removed",
         ),
+        (
+            ProviderEvent::Overbooked {
+                appointment_id: APPOINTMENT,
+                period: monday_ten(),
+            },
+            "provider.overbooked",
+        ),
     ]);
 }
 

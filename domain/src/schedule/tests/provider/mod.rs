@@ -2,6 +2,7 @@
 
 mod enrollment;
 mod hours;
+mod overbookings;
 mod time_off;
 
 use cqrs_es::test::{AggregateResultValidator, TestFramework};
