@@ -252,18 +252,20 @@ impl Tokens {
     }
 }
 
+/// The token of an `Authorization` header's value: the `Bearer` scheme, in
+/// any case (RFC 9110 §11.1), then the token.
+pub fn token_of(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 /// The bearer token of a request.
 pub fn bearer(headers: &axum::http::HeaderMap) -> Result<&str, ApiError> {
-    let header = headers
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .ok_or(ApiError::Unauthorized {
-            code: "unauthenticated",
-            detail: "send Authorization: Bearer <access token>",
-        })?;
-    header
-        .strip_prefix("Bearer ")
-        .map(str::trim)
+        .and_then(token_of)
         .ok_or(ApiError::Unauthorized {
             code: "unauthenticated",
             detail: "send Authorization: Bearer <access token>",
@@ -283,21 +285,8 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or(ApiError::Unauthorized {
-                code: "unauthenticated",
-                detail: "send Authorization: Bearer <access token>",
-            })?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or(ApiError::Unauthorized {
-                code: "unauthenticated",
-                detail: "send Authorization: Bearer <access token>",
-            })?;
-        let who = state.tokens().check(token.trim(), Kind::Access)?;
+        let token = bearer(&parts.headers)?;
+        let who = state.tokens().check(token, Kind::Access)?;
         state.sessions().check(&who).await?;
         Ok(who)
     }

@@ -24,7 +24,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+            .is_some_and(is_json);
         if !json {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -48,6 +48,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
         })?;
         Ok(Body(value))
     }
+}
+
+/// Whether a `Content-Type` names JSON: `application/json`, in any case,
+/// with parameters or none (`application/jsonfoo` is not).
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
 }
 
 fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {

@@ -157,8 +157,8 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             let subject = value
                 .to_str()
                 .ok()
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .and_then(|t| state.tokens().subject(t.trim()));
+                .and_then(crate::auth::token_of)
+                .and_then(|t| state.tokens().subject(t));
             match subject {
                 Some(user) => user,
                 None => return next.run(req).await,

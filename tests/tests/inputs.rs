@@ -189,6 +189,24 @@ async fn bad_inputs_are_refused_and_write_nothing(backend: Backend) -> anyhow::R
         (not_json.status, not_json.code()),
         (415, "unsupported_media_type")
     );
+    // The media type is matched whole, in any case, parameters aside: a
+    // type that merely starts like JSON's is not JSON (it once passed).
+    for (content_type, status) in [
+        ("application/jsonfoo", 415),
+        ("application/json-seq", 415),
+        ("Application/JSON; charset=utf-8", 400),
+    ] {
+        let r = s
+            .raw(
+                "POST",
+                "/v1/patients",
+                Some(&doctor),
+                content_type,
+                b"{\"family_name\": ".to_vec(),
+            )
+            .await?;
+        assert_eq!(r.status, status, "{content_type}: {r:?}");
+    }
     let huge = format!("{{\"family_name\": \"{}\"}}", "x".repeat(100 * 1024));
     let too_big = s
         .raw(
@@ -210,6 +228,17 @@ async fn bad_inputs_are_refused_and_write_nothing(backend: Backend) -> anyhow::R
         )
         .await?;
     assert_eq!((unknown.status, unknown.code()), (404, "not_found"));
+    // The scheme is case-insensitive (RFC 9110): `bearer` is `Bearer`.
+    let lowercase = s
+        .call(
+            "GET",
+            &format!("/v1/patients/{}", uuid::Uuid::now_v7()),
+            None,
+            None,
+            &[("authorization", format!("bearer {doctor}"))],
+        )
+        .await?;
+    assert_eq!((lowercase.status, lowercase.code()), (404, "not_found"));
     let not_an_id = s
         .call("GET", "/v1/patients/not-an-id", Some(&doctor), None, &[])
         .await?;

@@ -219,9 +219,9 @@ async fn check(limits: &Limits, req: Request) -> Result<Request, ApiError> {
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(crate::auth::token_of)
     {
-        limits.check(Which::Token, token.trim().as_bytes()).await?;
+        limits.check(Which::Token, token.as_bytes()).await?;
     }
     if path == "/v1/auth/login" && limits.account.is_some() {
         let (parts, body) = req.into_parts();
