@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use uuid::Uuid;
 
-use anamnesis_commands::{AppendRequest, EventMetadata, NewEvent};
+use anamnesis_commands::{AppendError, AppendRequest, EventLog, EventMetadata, NewEvent};
 use anamnesis_domain::access::{AccessEvent, ACCESS_TYPE};
 use anamnesis_domain::codec::StoredForm;
 
@@ -35,37 +35,9 @@ pub async fn record_marked(
     patients: impl IntoIterator<Item = Uuid>,
     break_glass: bool,
 ) -> Result<(), ApiError> {
-    let patients: BTreeSet<Uuid> = patients.into_iter().collect();
-    if patients.is_empty() {
-        return Ok(());
-    }
-    let event = AccessEvent::Read {
-        what: what.to_owned(),
-        break_glass,
-    }
-    .to_stored()
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let requests = patients
-        .into_iter()
-        .map(|patient| AppendRequest {
-            aggregate_type: ACCESS_TYPE.to_owned(),
-            aggregate_id: Uuid::now_v7().to_string(),
-            expected_sequence: 0,
-            events: vec![NewEvent {
-                event_type: event.event_type.clone(),
-                event_version: event.event_version.clone(),
-                payload: event.payload.clone(),
-            }],
-            metadata: marked(EventMetadata::by(who.actor()), break_glass),
-            keys: Default::default(),
-            credential: None,
-            mfa: None,
-            guards: Default::default(),
-            patient_id: Some(patient),
-        })
-        .collect();
-    match state.log().append_atomic(requests).await {
-        Ok(_) => Ok(()),
+    let metadata = marked(EventMetadata::by(who.actor()), break_glass);
+    match append(state.log(), metadata, what, patients, break_glass).await {
+        Ok(()) => Ok(()),
         Err(e) => {
             metrics::counter!("anamnesis_access_records_failed_total").increment(1);
             tracing::error!(error = %e, "a read was refused: its access record could not be made durable");
@@ -77,6 +49,48 @@ pub async fn record_marked(
             })
         }
     }
+}
+
+/// Appends the access records of a read of `what` of each of `patients`
+/// by the actor of `metadata`, in one commit; returns once they are
+/// durable. The server's reads and the command line's go through here.
+pub async fn append(
+    log: &EventLog,
+    metadata: EventMetadata,
+    what: &str,
+    patients: impl IntoIterator<Item = Uuid>,
+    break_glass: bool,
+) -> Result<(), AppendError> {
+    let patients: BTreeSet<Uuid> = patients.into_iter().collect();
+    if patients.is_empty() {
+        return Ok(());
+    }
+    let event = AccessEvent::Read {
+        what: what.to_owned(),
+        break_glass,
+    }
+    .to_stored()
+    .map_err(|_| AppendError::Invalid("an access record that does not encode"))?;
+    let requests = patients
+        .into_iter()
+        .map(|patient| AppendRequest {
+            aggregate_type: ACCESS_TYPE.to_owned(),
+            aggregate_id: Uuid::now_v7().to_string(),
+            expected_sequence: 0,
+            events: vec![NewEvent {
+                event_type: event.event_type.clone(),
+                event_version: event.event_version.clone(),
+                payload: event.payload.clone(),
+            }],
+            metadata: metadata.clone(),
+            keys: Default::default(),
+            credential: None,
+            mfa: None,
+            guards: Default::default(),
+            patient_id: Some(patient),
+        })
+        .collect();
+    log.append_atomic(requests).await.map(|_| ())
 }
 
 /// `metadata`, marked as written under a break-the-glass grant when

@@ -136,7 +136,7 @@ fn password_from_stdin() -> anyhow::Result<String> {
 }
 
 /// The command line acts as the operating-system user who ran it.
-fn operator() -> EventMetadata {
+pub(crate) fn operator() -> EventMetadata {
     let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     EventMetadata::by(Actor::new(format!("cli:{operator}"), "operator"))
 }

@@ -94,7 +94,11 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> anyhow::Result<
             kind,
         } => {
             let reader = LogReader::detached_with(db.clone(), settings.keyring()?);
-            history(&reader, patient, (from, to), (&format, &kind)).await
+            let shown = async {
+                recorded(settings, &db, &reader, patient, "replay history").await?;
+                history(&reader, patient, (from, to), (&format, &kind)).await
+            };
+            shown.await
         }
         ReplayCommand::AsOf {
             patient,
@@ -107,7 +111,11 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> anyhow::Result<
                 (None, None) => anyhow::bail!("give --at or --position"),
             };
             let reader = LogReader::detached_with(db.clone(), settings.keyring()?);
-            as_of(&reader, patient, point).await
+            let shown = async {
+                recorded(settings, &db, &reader, patient, "replay as-of").await?;
+                as_of(&reader, patient, point).await
+            };
+            shown.await
         }
     };
     db.close().await;
@@ -231,6 +239,29 @@ async fn verify_with_progress(
         )),
         Err(e) => Err(e).context("verifying the event log"),
     }
+}
+
+/// Records that the operator running this command read `what` of
+/// `patient`, before anything is shown (ADR 0012): a read the access log
+/// cannot take is not answered, and a patient with no record is refused
+/// without a record.
+async fn recorded(
+    settings: &Settings,
+    db: &anamnesis_commands::Db,
+    reader: &LogReader,
+    patient: uuid::Uuid,
+    what: &str,
+) -> anyhow::Result<()> {
+    let registered = !reader
+        .read_stream("patient", &patient.to_string(), 0)
+        .await
+        .context("reading the patient's record")?
+        .is_empty();
+    anyhow::ensure!(registered, "no patient {patient}");
+    let log = anamnesis_commands::EventLog::open_with(db.clone(), settings.keyring()?).await?;
+    crate::access_log::append(&log, crate::cli::operator(), what, [patient], false)
+        .await
+        .context("recording the read in the access log; nothing is shown without it")
 }
 
 async fn history(

@@ -240,11 +240,12 @@ async fn history_and_as_of_follow_the_record_through_time(backend: Backend) -> a
         .iter()
         .map(|e| e["event_type"].as_str().unwrap())
         .collect();
-    // The reads since (the history and as-of calls above) are in it too.
+    // The reads since (the history and as-of calls above) are in it too,
+    // and this one: recorded before anything is shown.
     let (reads, changes): (Vec<&str>, Vec<&str>) =
         cli_types.iter().partition(|t| **t == "access.read");
     assert_eq!(changes, events(&history.body));
-    assert_eq!(reads.len(), 5, "{cli_types:?}");
+    assert_eq!(reads.len(), 6, "{cli_types:?}");
     let out = s
         .cli(&["replay", "history", "--patient", &patient_id], "")
         .await?;
@@ -278,6 +279,32 @@ async fn history_and_as_of_follow_the_record_through_time(backend: Backend) -> a
         .cli(&["replay", "as-of", "--patient", &patient_id], "")
         .await?;
     assert!(!out.status.success(), "as-of needs --at or --position");
+    // The command line's reads are in the access log, as the operator's
+    // (they once left no trace); an unknown patient is refused unrecorded.
+    let stranger = uuid::Uuid::now_v7().to_string();
+    let out = s
+        .cli(&["replay", "history", "--patient", &stranger], "")
+        .await?;
+    assert!(!out.status.success(), "history of no patient");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no patient"));
+    let reads = s
+        .call(
+            "GET",
+            &format!("/v1/patients/{patient_id}/history?kind=reads"),
+            Some(&officer),
+            None,
+            &[],
+        )
+        .await?;
+    assert_eq!(reads.status, 200, "{reads:?}");
+    let by_operator = reads.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor_role"] == "operator")
+        .count();
+    // History as JSON, as a table, and as-of at a position.
+    assert_eq!(by_operator, 3, "{reads:?}");
 
     // Before registration there is no record.
     let before = s
