@@ -347,6 +347,7 @@ pub(crate) fn schedule_rule(e: schedule::ScheduleError) -> ApiError {
         S::UnknownClosure => return ApiError::NotFound,
         S::UnknownPatient => ("unknown_patient", Some("patient_id")),
         S::PatientDeceased => ("patient_deceased", Some("patient_id")),
+        S::ProviderInactive => ("provider_inactive", Some("provider_id")),
         S::OutsideWorkingHours => ("outside_working_hours", Some("starts_at")),
         S::Closed { .. } => ("closed", Some("starts_at")),
         S::UnknownAppointment => return ApiError::NotFound,

@@ -76,36 +76,51 @@ impl Sessions {
     /// Refuses a principal whose session has ended or whose account is
     /// deactivated.
     pub async fn check(&self, who: &Principal) -> Result<(), ApiError> {
-        let open = |o: &Open| o.active && o.sessions.contains(&who.session_id);
+        let open = self
+            .holds(who.user_id, |o| {
+                o.active && o.sessions.contains(&who.session_id)
+            })
+            .await?;
+        decide(open)
+    }
+
+    /// Whether `user_id`'s account exists and is active, as the log has it
+    /// (a provider who is no longer bookable, for one).
+    pub async fn account_active(&self, user_id: Uuid) -> Result<bool, ApiError> {
+        self.holds(user_id, |o| o.active).await
+    }
+
+    /// Whether `test` holds of `user_id`'s account. A cached "yes" is
+    /// trusted; a cached "no" is not: the session, or the reactivation, may
+    /// be newer than the entry (made here or on another instance, not yet
+    /// seen by the follower), so a "no" is always decided on the account as
+    /// loaded.
+    async fn holds(&self, user_id: Uuid, test: impl Fn(&Open) -> bool) -> Result<bool, ApiError> {
         let following = self.following.load(Ordering::Acquire);
         let epoch = {
             let cache = self.lock();
-            // A cached "open" is trusted; a cached "closed" is not: the
-            // session may be newer than the entry (a login here or on
-            // another instance, not yet seen by the follower), so a
-            // refusal is always decided on the account as loaded.
-            if following && cache.entries.get(&who.user_id).is_some_and(open) {
-                return Ok(());
+            if following && cache.entries.get(&user_id).is_some_and(&test) {
+                return Ok(true);
             }
-            cache.epochs.get(&who.user_id).copied().unwrap_or(0)
+            cache.epochs.get(&user_id).copied().unwrap_or(0)
         };
         metrics::counter!("anamnesis_session_cache_misses_total").increment(1);
-        let (user, _, _) = self.bus.load::<User>(&who.user_id.to_string()).await?;
+        let (user, _, _) = self.bus.load::<User>(&user_id.to_string()).await?;
         let loaded = Open {
             active: user.account().is_some() && user.is_active(),
             sessions: user.sessions().collect(),
         };
-        let answer = open(&loaded);
+        let answer = test(&loaded);
         if following {
             let mut cache = self.lock();
-            if cache.epochs.get(&who.user_id).copied().unwrap_or(0) == epoch {
+            if cache.epochs.get(&user_id).copied().unwrap_or(0) == epoch {
                 if cache.entries.len() >= MAX_ENTRIES {
                     cache.entries.clear();
                 }
-                cache.entries.insert(who.user_id, loaded);
+                cache.entries.insert(user_id, loaded);
             }
         }
-        decide(answer)
+        Ok(answer)
     }
 
     /// Forgets what is cached of `user_id`: their stream has changed.

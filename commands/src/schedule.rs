@@ -51,6 +51,9 @@ pub struct BookingRequest {
     pub reason_for_visit: String,
     /// Staff only: book over the provider's other appointments.
     pub overbook_reason: Option<String>,
+    /// Whether the provider's user account is active, as the caller
+    /// looked it up (a deactivated provider is not booked).
+    pub provider_active: bool,
 }
 
 /// A closure as requested.
@@ -367,6 +370,7 @@ impl Scheduler {
             let command = AppointmentCommand::Book {
                 provider_id: request.provider_id,
                 calendar: profile.is_some().then_some(loaded.calendar),
+                provider_active: request.provider_active,
                 patient_id: request.patient_id,
                 patient,
                 starts_at: request.starts_at,

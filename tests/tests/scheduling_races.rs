@@ -22,6 +22,7 @@ on_both_backends!(
     an_instance_books_on_what_another_instance_changed,
     bookings_read_together_each_get_their_own_patients_answer,
     closures_reach_overbooked_appointments,
+    a_deactivated_provider_is_not_booked,
 );
 
 const RACERS: usize = 50;
@@ -613,5 +614,42 @@ async fn closures_reach_overbooked_appointments(backend: Backend) -> anyhow::Res
     let gone = read(&s, &staff, &format!("/v1/appointments/{alone}"), &holiday).await?;
     assert_eq!(gone.body["status"], "cancelled", "{gone:?}");
     assert_eq!(gone.body["cancel_reason"], "Flood", "{gone:?}");
+    s.stop().await
+}
+
+/// A provider whose account is deactivated is booked no more, overbooked
+/// neither, and bookable again once reactivated. They once stayed bookable.
+async fn a_deactivated_provider_is_not_booked(backend: Backend) -> anyhow::Result<()> {
+    let OneDoctor {
+        s,
+        clinic,
+        admin,
+        staff,
+        dr,
+    } = one_doctor(backend).await?;
+    let patients = register(&s, &staff, "Waiting", 1).await?;
+    let ten = clinic.at(clinic.next(Weekday::Mon), "10:00");
+    let gone = post(&s, &admin, "/v1/users/dr.house/deactivate", None).await?;
+    assert_eq!(gone.status, 200, "{gone:?}");
+    let before = s.event_count().await?;
+    let refused = book(&s, &staff, &dr, &patients[0], &ten).await?;
+    assert_eq!(
+        (refused.status, refused.code()),
+        (422, "provider_inactive"),
+        "{refused:?}"
+    );
+    let overbook = json!({"provider_id": dr, "patient_id": patients[0], "starts_at": ten,
+                          "reason_for_visit": "Acute pain", "overbook_reason": "Urgent"});
+    let squeezed = post(&s, &staff, "/v1/appointments/overbook", Some(overbook)).await?;
+    assert_eq!(
+        (squeezed.status, squeezed.code()),
+        (422, "provider_inactive"),
+        "{squeezed:?}"
+    );
+    assert_eq!(s.event_count().await?, before);
+    let back = post(&s, &admin, "/v1/users/dr.house/reactivate", None).await?;
+    assert_eq!(back.status, 200, "{back:?}");
+    let booked = book(&s, &staff, &dr, &patients[0], &ten).await?;
+    assert_eq!(booked.status, 201, "{booked:?}");
     s.stop().await
 }

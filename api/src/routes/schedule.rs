@@ -847,6 +847,12 @@ async fn book(
     overbook_reason: Option<String>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = Uuid::now_v7();
+    // A provider whose account was deactivated is not booked; an unknown
+    // provider is refused as such by the booking itself.
+    let provider_active = match provider_user(state, body.provider_id).await? {
+        Some(user) => state.sessions().account_active(user).await?,
+        None => true,
+    };
     let request = BookingRequest {
         provider_id: body.provider_id,
         patient_id: body.patient_id,
@@ -854,6 +860,7 @@ async fn book(
         ends_at: body.ends_at,
         reason_for_visit: body.reason_for_visit,
         overbook_reason,
+        provider_active,
     };
     let done = state
         .scheduler()

@@ -64,6 +64,8 @@ impl Clinic {
             ends_at: Some(end),
             reason_for_visit: reason.to_owned(),
             overbook_reason: None,
+            // The seed deactivates no provider.
+            provider_active: true,
         };
         let done = self
             .scheduler

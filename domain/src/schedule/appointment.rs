@@ -156,6 +156,9 @@ pub enum AppointmentCommand {
         provider_id: Uuid,
         /// The provider's calendar; `None` when there is no such provider.
         calendar: Option<Calendar>,
+        /// Whether the provider's user account is active (a deactivated
+        /// one is not booked).
+        provider_active: bool,
         patient_id: Uuid,
         patient: PatientStanding,
         starts_at: DateTime<Utc>,
@@ -230,6 +233,7 @@ impl Appointment {
             C::Book {
                 provider_id,
                 calendar,
+                provider_active,
                 patient_id,
                 patient,
                 starts_at,
@@ -242,6 +246,9 @@ impl Appointment {
                     return Err(ScheduleError::AlreadyBooked);
                 }
                 let calendar = calendar.ok_or(ScheduleError::UnknownProvider)?;
+                if !provider_active {
+                    return Err(ScheduleError::ProviderInactive);
+                }
                 match patient {
                     PatientStanding::Registered => {}
                     PatientStanding::Deceased => return Err(ScheduleError::PatientDeceased),

@@ -70,6 +70,9 @@ pub enum ScheduleError {
     /// The patient is recorded as deceased.
     #[error("the patient is recorded as deceased")]
     PatientDeceased,
+    /// The provider's user account is deactivated: not bookable.
+    #[error("the provider's account is deactivated")]
+    ProviderInactive,
     /// The time is outside the provider's working hours.
     #[error("the time is outside the provider's working hours")]
     OutsideWorkingHours,

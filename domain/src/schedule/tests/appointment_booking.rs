@@ -388,6 +388,20 @@ async fn a_booking_for_a_deceased_patient_is_refused() {
 }
 
 #[tokio::test]
+async fn a_provider_whose_account_is_deactivated_is_not_booked() {
+    let mut command = book(la(12, 8, 10, 0), la(12, 8, 10, 30));
+    if let AppointmentCommand::Book {
+        provider_active, ..
+    } = &mut command
+    {
+        *provider_active = false;
+    }
+    booking(command)
+        .await
+        .then_expect_error(ScheduleError::ProviderInactive);
+}
+
+#[tokio::test]
 async fn an_appointment_cannot_be_booked_twice() {
     given(vec![booked()], book(la(12, 8, 10, 0), la(12, 8, 10, 30)))
         .await

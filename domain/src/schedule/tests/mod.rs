@@ -152,6 +152,7 @@ fn book_on(calendar: Calendar, start: DateTime<Utc>, end: DateTime<Utc>) -> Appo
     AppointmentCommand::Book {
         provider_id: PROVIDER,
         calendar: Some(calendar),
+        provider_active: true,
         patient_id: PATIENT,
         patient: PatientStanding::Registered,
         starts_at: start,
