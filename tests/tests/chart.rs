@@ -502,6 +502,25 @@ async fn breaking_the_glass_opens_a_record_until_the_grant_expires(
         until(&items[0]["expires_at"]),
         until(&grant.body["expires_at"])
     );
+    // That list is a read of marie's data too (the reasons), recorded.
+    let officer_id = user_id_of(&officer)?;
+    let listed = s
+        .call(
+            "GET",
+            &format!("/v1/access-log?patient_id={marie}&user_id={officer_id}"),
+            Some(&officer),
+            None,
+            &[("X-Min-Position", s.event_count().await?.to_string())],
+        )
+        .await?;
+    assert!(
+        listed.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["what"] == "GET /v1/break-glass"),
+        "{listed:?}"
+    );
     let wilson_id = user_id_of(&wilson)?;
     let reads = s
         .call(

@@ -904,5 +904,9 @@ pub async fn list_grants(
     let next_cursor = more
         .then(|| items.last().map(|g| g.position.to_string()))
         .flatten();
+    // A grant's reason is the clinician's account of the patient's
+    // situation: a read of each listed patient's data (it was unrecorded).
+    let patients = crate::access_log::ids(items.iter().map(|g| g.patient_id.as_str()))?;
+    crate::access_log::record(&state, &who, "GET /v1/break-glass", patients).await?;
     Ok(Json(GrantPage { items, next_cursor }))
 }
