@@ -32,7 +32,7 @@ use anamnesis_domain::unique::UniqueKey;
 use cqrs_es::Aggregate;
 
 use crate::dispatch::{retry_or_fail, CommandBus, CommandError, Decision, Executed, MAX_ATTEMPTS};
-use crate::log::{AppendError, AppendRequest, EventMetadata, StreamAt};
+use crate::log::{AppendError, AppendRequest, Appended, EventMetadata, StreamAt};
 
 type Result<T> = std::result::Result<T, CommandError<ScheduleError>>;
 
@@ -413,10 +413,7 @@ impl Scheduler {
                         .log()
                         .append_atomic(vec![*booking, note])
                         .await
-                        .map(|landed| Executed {
-                            position: landed.last().map_or(0, |a| a.last_position),
-                            events: landed.len(),
-                        })
+                        .map(|landed| landed_as_executed(&landed))
                 }
                 (decided, _) => self.bus.commit(decided).await,
             };
@@ -663,15 +660,14 @@ impl Scheduler {
             unit.push(*closing);
             match self.bus.log().append_atomic(unit).await {
                 Ok(landed) => {
-                    let last = landed.last().map_or(0, |a| a.last_position);
                     return Ok(ClosureAdded {
-                        executed: Executed {
-                            position: last,
-                            events: landed.len(),
-                        },
+                        executed: landed_as_executed(&landed),
                         cancelled: affected,
                     });
                 }
+                // A booking that took a key after the holders were read:
+                // read them again.
+                Err(AppendError::Taken { .. }) => continue,
                 Err(e) => {
                     retry_or_fail::<ScheduleError>(e)?;
                 }
@@ -744,6 +740,18 @@ impl Scheduler {
         ids.sort();
         ids.dedup();
         Ok(ids)
+    }
+}
+
+/// What an atomic unit did: where its last event landed, and how many
+/// events it appended.
+fn landed_as_executed(landed: &[Appended]) -> Executed {
+    Executed {
+        position: landed.last().map_or(0, |a| a.last_position),
+        events: landed
+            .iter()
+            .map(|a| usize::try_from(a.last_position - a.first_position + 1).unwrap_or(0))
+            .sum(),
     }
 }
 
