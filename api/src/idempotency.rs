@@ -106,7 +106,7 @@ fn digest(parts: &[&[u8]]) -> Vec<u8> {
 /// (never stored in the log's idempotency table), and an erasure destroys
 /// what a replay would describe. A key sent to one is refused (ADR 0005),
 /// never silently ignored.
-fn takes_no_key(path: &str) -> bool {
+pub(crate) fn takes_no_key(path: &str) -> bool {
     const PATHS: [&str; 5] = [
         "/v1/auth/login",
         "/v1/auth/login/mfa",

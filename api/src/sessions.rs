@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -61,6 +61,9 @@ pub struct Sessions {
     bus: CommandBus,
     cache: Mutex<Cache>,
     following: AtomicBool,
+    /// One load at a time per account: a burst of requests naming an account
+    /// not cached (a provider's, at a clinic's opening) loads it once.
+    loading: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Sessions {
@@ -70,6 +73,7 @@ impl Sessions {
             bus,
             cache: Mutex::new(Cache::default()),
             following: AtomicBool::new(false),
+            loading: Mutex::default(),
         }
     }
 
@@ -96,13 +100,42 @@ impl Sessions {
     /// seen by the follower), so a "no" is always decided on the account as
     /// loaded.
     async fn holds(&self, user_id: Uuid, test: impl Fn(&Open) -> bool) -> Result<bool, ApiError> {
-        let following = self.following.load(Ordering::Acquire);
-        let epoch = {
+        let cached = |following: bool| {
             let cache = self.lock();
             if following && cache.entries.get(&user_id).is_some_and(&test) {
-                return Ok(true);
+                return Err(());
             }
-            cache.epochs.get(&user_id).copied().unwrap_or(0)
+            Ok(cache.epochs.get(&user_id).copied().unwrap_or(0))
+        };
+        if cached(self.following.load(Ordering::Acquire)).is_err() {
+            return Ok(true);
+        }
+        // Wait for a load of this account under way, then look again.
+        let gate = {
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            loading.entry(user_id).or_default().clone()
+        };
+        let _turn = gate.lock().await;
+        let answer = self.load_into_cache(user_id, &test, &cached).await;
+        let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        // The map's and this caller's: no one else waits on it.
+        if Arc::strong_count(&gate) <= 2 {
+            loading.remove(&user_id);
+        }
+        answer
+    }
+
+    /// The account's answer to `test`, from the cache if a load just put a
+    /// "yes" there, else loaded and cached.
+    async fn load_into_cache(
+        &self,
+        user_id: Uuid,
+        test: &impl Fn(&Open) -> bool,
+        cached: &impl Fn(bool) -> Result<u64, ()>,
+    ) -> Result<bool, ApiError> {
+        let following = self.following.load(Ordering::Acquire);
+        let Ok(epoch) = cached(following) else {
+            return Ok(true);
         };
         metrics::counter!("anamnesis_session_cache_misses_total").increment(1);
         let (user, _, _) = self.bus.load::<User>(&user_id.to_string()).await?;

@@ -55,6 +55,33 @@ async fn the_openapi_document_lists_every_route(backend: Backend) -> anyhow::Res
         String::from_utf8_lossy(&checked.stderr)
     );
     assert_eq!(doc.body["openapi"].as_str().map(|v| &v[..3]), Some("3.1"));
+    // What every operation shares is documented on each (it once was not):
+    // problems as served, the layers' 401/413/415/429, and Idempotency-Key on
+    // the commands that take one, not on those that refuse it.
+    let paths = &doc.body["paths"];
+    let book = &paths["/v1/appointments"]["post"];
+    for status in ["401", "409", "413", "415", "429"] {
+        let content = &book["responses"][status]["content"];
+        assert!(
+            content["application/problem+json"].is_object()
+                && content["application/json"].is_null(),
+            "POST /v1/appointments {status}: {content}"
+        );
+    }
+    let takes_key = |op: &serde_json::Value| {
+        op["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header")
+    };
+    assert!(takes_key(book), "{book}");
+    assert!(takes_key(&paths["/v1/patients"]["post"]));
+    assert!(!takes_key(&paths["/v1/patients"]["get"]));
+    assert!(!takes_key(&paths["/v1/auth/login"]["post"]));
+    assert!(!takes_key(&paths["/v1/patients/{id}/erasure"]["post"]));
+    assert!(paths["/v1/auth/login"]["post"]["responses"]["429"].is_object());
+    assert!(paths["/v1/auth/login"]["post"]["responses"]["401"].is_object());
     let metrics = s
         .http
         .get(format!("{}/metrics", s.base))

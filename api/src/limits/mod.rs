@@ -37,7 +37,7 @@ use crate::error::ApiError;
 pub use shared::Shared;
 
 /// The paths limited per client address.
-const AUTH_PATHS: [&str; 4] = [
+pub(crate) const AUTH_PATHS: [&str; 4] = [
     "/v1/auth/login",
     "/v1/auth/login/mfa",
     "/v1/auth/register",

@@ -178,33 +178,119 @@ pub fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(ops::metrics))
 }
 
-/// Completes the document the routes built: every response gets a
-/// description (OpenAPI requires one; a route that states none gets the
-/// status's reason phrase).
+/// Completes the document the routes built with what every operation shares
+/// and no route states one by one: a description for each response (OpenAPI
+/// requires one; a route that states none gets the status's reason phrase);
+/// problems as `application/problem+json`, as they are served; the
+/// `Idempotency-Key` header on every command that takes one (ADR 0005); and
+/// the answers of the layers in front of every handler: `401` for a signed-in
+/// operation, `429` where a rate limit applies, `413` and `415` for a body.
 pub fn finish(doc: &mut utoipa::openapi::OpenApi) {
-    use utoipa::openapi::RefOr;
-    for item in doc.paths.paths.values_mut() {
+    for (path, item) in doc.paths.paths.iter_mut() {
         let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
+            (false, &mut item.get),
+            (true, &mut item.put),
+            (true, &mut item.post),
+            (true, &mut item.delete),
+            (true, &mut item.patch),
         ];
-        for operation in operations.into_iter().flatten() {
-            for (status, response) in operation.responses.responses.iter_mut() {
-                if let RefOr::T(response) = response {
-                    if response.description.is_empty() {
-                        response.description = status
-                            .parse::<u16>()
-                            .ok()
-                            .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
-                            .and_then(|s| s.canonical_reason())
-                            .unwrap_or("Response")
-                            .to_owned();
-                    }
-                }
+        for (command, operation) in operations {
+            if let Some(operation) = operation {
+                complete(path, command, operation);
             }
         }
     }
+}
+
+/// [`finish`] for one operation on `path`; `command` for any method but GET.
+fn complete(path: &str, command: bool, operation: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::RefOr;
+    if command && !crate::idempotency::takes_no_key(path) {
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(RefOr::T(idempotency_key()));
+    }
+    let signed_in = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+    let mut shared: Vec<(&str, &str)> = Vec::new();
+    if operation.request_body.is_some() {
+        shared.push(("413", "The body is larger than this operation takes."));
+        shared.push((
+            "415",
+            "The body is not of a media type this operation takes.",
+        ));
+    }
+    if signed_in {
+        shared.push(("401", "No valid access token, or its session has ended."));
+    }
+    if signed_in || crate::limits::AUTH_PATHS.contains(&path) {
+        shared.push((
+            "429",
+            "Too many requests; retry after `Retry-After` seconds.",
+        ));
+    }
+    for (status, description) in shared {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::T(problem(description)));
+    }
+    for (status, response) in operation.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if response.description.is_empty() {
+            response.description = status
+                .parse::<u16>()
+                .ok()
+                .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("Response")
+                .to_owned();
+        }
+        let failure = status.starts_with('4') || status.starts_with('5');
+        if failure {
+            if let Some(body) = response.content.shift_remove("application/json") {
+                response
+                    .content
+                    .insert("application/problem+json".to_owned(), body);
+            }
+        }
+    }
+}
+
+/// A problem response with `description`.
+fn problem(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+/// The optional `Idempotency-Key` header of a command.
+fn idempotency_key() -> utoipa::openapi::path::Parameter {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::{ObjectBuilder, Required, Type};
+    ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "1 to 255 visible ASCII characters, the caller's own: a retry with the same \
+             key and request answers the first outcome and writes nothing (ADR 0005)",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(255)),
+        ))
+        .build()
 }
