@@ -497,6 +497,12 @@ async fn an_instance_books_on_what_another_instance_changed(
     one.stop().await
 }
 
+/// The body of an urgent overbooking of `patient` with `dr` at `starts_at`.
+fn overbooking(dr: &str, patient: &str, starts_at: &str) -> serde_json::Value {
+    json!({"provider_id": dr, "patient_id": patient, "starts_at": starts_at,
+           "reason_for_visit": "Acute pain", "overbook_reason": "Urgent"})
+}
+
 /// The appointments a refused or cancelling closure names, sorted.
 fn named(r: &Reply, field: &str) -> Vec<String> {
     let mut ids: Vec<String> = r.body[field]
@@ -526,10 +532,7 @@ async fn closures_reach_overbooked_appointments(backend: Backend) -> anyhow::Res
     let ten = clinic.at(monday, "10:00");
     let regular = book(&s, &staff, &dr, &patients[0], &ten).await?;
     assert_eq!(regular.status, 201, "{regular:?}");
-    let overbook = |patient: &str, starts_at: &str| {
-        json!({"provider_id": dr, "patient_id": patient, "starts_at": starts_at,
-               "reason_for_visit": "Acute pain", "overbook_reason": "Urgent"})
-    };
+    let overbook = |patient: &str, starts_at: &str| overbooking(&dr, patient, starts_at);
     // One over the regular booking, one alone at eleven.
     let over = post(
         &s,
@@ -638,8 +641,7 @@ async fn a_deactivated_provider_is_not_booked(backend: Backend) -> anyhow::Resul
         (422, "provider_inactive"),
         "{refused:?}"
     );
-    let overbook = json!({"provider_id": dr, "patient_id": patients[0], "starts_at": ten,
-                          "reason_for_visit": "Acute pain", "overbook_reason": "Urgent"});
+    let overbook = overbooking(&dr, &patients[0], &ten);
     let squeezed = post(&s, &staff, "/v1/appointments/overbook", Some(overbook)).await?;
     assert_eq!(
         (squeezed.status, squeezed.code()),
