@@ -843,13 +843,13 @@ pub struct OverbookBody {
 async fn book(
     state: &AppState,
     (who, key): (&Principal, &RequestKey),
-    body: BookBody,
+    (body, user): (BookBody, Option<Uuid>),
     overbook_reason: Option<String>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let id = Uuid::now_v7();
-    // A provider whose account was deactivated is not booked; an unknown
-    // provider is refused as such by the booking itself.
-    let provider_active = match provider_user(state, body.provider_id).await? {
+    // A provider whose account (`user`) was deactivated is not booked; an
+    // unknown provider is refused as such by the booking itself.
+    let provider_active = match user {
         Some(user) => state.sessions().account_active(user).await?,
         None => true,
     };
@@ -899,7 +899,7 @@ pub async fn book_appointment(
         Action::BookAppointment,
         &Context::appointment(body.patient_id, user),
     )?;
-    book(&state, (&who, &key), body, None).await
+    book(&state, (&who, &key), (body, user), None).await
 }
 
 /// Book over the provider's other appointments (staff, with a reason).
@@ -915,10 +915,11 @@ pub async fn overbook_appointment(
     Body(body): Body<OverbookBody>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     authorize(&who, Action::Overbook, &Context::NONE)?;
+    let user = provider_user(&state, body.booking.provider_id).await?;
     book(
         &state,
         (&who, &key),
-        body.booking,
+        (body.booking, user),
         Some(body.overbook_reason),
     )
     .await
